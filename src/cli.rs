@@ -1,0 +1,109 @@
+//! The command line: every flag also readable from a `SCIMGATE_*` environment variable.
+
+use crate::store::Scope;
+use crate::telemetry::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "scimgate", version, about = "SCIM-provisioned identities for Argo Workflows and Tekton admission")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: SCIM, admission and operations listeners.
+    Serve(ServeArgs),
+    /// Manage API bearer tokens (stored as hashes in the data dir).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Write a CA and a serving certificate for <service>.<namespace>.svc and print the caBundle.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    /// Development mode: embedded store, self-signed CA and serving cert in DATA_DIR/tls,
+    /// and a fresh SCIM token printed at start.
+    #[arg(long, env = "SCIMGATE_DEV")]
+    pub dev: bool,
+    /// Directory for the embedded store and generated files.
+    #[arg(long, env = "SCIMGATE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// YAML config file; flags and environment override it.
+    #[arg(long, env = "SCIMGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Policy file (used by the admission webhooks).
+    #[arg(long, env = "SCIMGATE_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Identity store: `embedded` (default) or a postgres:// URL.
+    #[arg(long, env = "SCIMGATE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// SCIM listener address.
+    #[arg(long, env = "SCIMGATE_SCIM_ADDR", value_name = "ADDR")]
+    pub scim_addr: Option<SocketAddr>,
+    /// Operations listener (healthz, readyz, metrics; plain HTTP).
+    #[arg(long, env = "SCIMGATE_OPS_ADDR", value_name = "ADDR")]
+    pub ops_addr: Option<SocketAddr>,
+    /// Serving certificate (PEM). Reloaded when the file changes.
+    #[arg(long, env = "SCIMGATE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving certificate's private key (PEM).
+    #[arg(long, env = "SCIMGATE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The SCIM base URL as identity providers reach it, e.g. https://scim.example.com/scim/v2;
+    /// used in meta.location. Defaults to https://<Host header>/scim/v2.
+    #[arg(long, env = "SCIMGATE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "SCIMGATE_BODY_LIMIT", value_name = "BYTES")]
+    pub body_limit: Option<usize>,
+    /// Log format.
+    #[arg(long, env = "SCIMGATE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints it once, as the last line of stdout.
+    Create {
+        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
+        data_dir: PathBuf,
+        /// A name to recognise and revoke it by.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value = "scim")]
+        scope: Scope,
+    },
+    /// List tokens (names, scopes, dates; never the tokens).
+    List {
+        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token by name or id; a running server stops honouring it within seconds.
+    Revoke {
+        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
+        data_dir: PathBuf,
+        /// Name or id.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Service name.
+    #[arg(long, default_value = "scimgate")]
+    pub service: String,
+    /// Namespace of the service.
+    #[arg(long, default_value = "scimgate")]
+    pub namespace: String,
+    /// Directory to write ca.crt, ca.key, tls.crt, tls.key into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Additional DNS names or IPs for the serving certificate.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+}

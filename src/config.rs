@@ -1,0 +1,160 @@
+//! One validated `Config` for `serve`, from defaults, an optional YAML file, then flags and
+//! `SCIMGATE_*` environment (which win). Everything is read and checked here, at start.
+
+use crate::cli::ServeArgs;
+use crate::scim::quirks::Quirks;
+use crate::telemetry::LogFormat;
+use crate::tls::CertFiles;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {source}")]
+    Parse { path: PathBuf, source: serde_yaml_ng::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    Embedded,
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dev: bool,
+    pub data_dir: PathBuf,
+    pub store: StoreKind,
+    pub policy: Option<PathBuf>,
+    pub scim_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    /// `None` with `--dev`: generated into `data_dir/tls` at start.
+    pub tls: Option<CertFiles>,
+    pub cert_reload: Duration,
+    pub public_url: Option<String>,
+    pub body_limit: usize,
+    pub quirks: Quirks,
+    pub log_format: LogFormat,
+}
+
+/// The YAML config file. Same names as the flags, in camelCase.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct File {
+    data_dir: Option<PathBuf>,
+    store: Option<String>,
+    policy: Option<PathBuf>,
+    scim_addr: Option<SocketAddr>,
+    ops_addr: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    cert_reload_seconds: Option<u64>,
+    log_format: Option<LogFormat>,
+    scim: ScimFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct ScimFile {
+    public_url: Option<String>,
+    body_limit: Option<usize>,
+    quirks: Quirks,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "./scimgate-data";
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+fn read_file(path: &Path) -> Result<File> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    serde_yaml_ng::from_str(&text).map_err(|source| Error::Parse { path: path.to_path_buf(), source })
+}
+
+impl Config {
+    pub fn from_args(args: &ServeArgs) -> Result<Config> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => File::default(),
+        };
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let store = match args.store.clone().or(file.store).as_deref() {
+            None | Some("embedded") => StoreKind::Embedded,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => StoreKind::Postgres(url.to_string()),
+            Some(other) => return Err(Error::Invalid(format!("--store must be 'embedded' or a postgres:// URL, not '{other}'"))),
+        };
+        let tls = match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(CertFiles { cert, key }),
+            (None, None) if args.dev => None,
+            (None, None) => {
+                return Err(Error::Invalid(
+                    "no serving certificate: pass --tls-cert and --tls-key (see `scimgate certs`), or use --dev".into(),
+                ))
+            }
+            _ => return Err(Error::Invalid("--tls-cert and --tls-key go together".into())),
+        };
+        let public_url = args.public_url.clone().or(file.scim.public_url);
+        if let Some(u) = &public_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err(Error::Invalid(format!("--public-url must be an http(s) URL, not '{u}'")));
+            }
+        }
+        let body_limit = args.body_limit.or(file.scim.body_limit).unwrap_or(DEFAULT_BODY_LIMIT);
+        if body_limit < 1024 {
+            return Err(Error::Invalid(format!("--body-limit {body_limit} is too small to hold a SCIM request")));
+        }
+        let reload = file.cert_reload_seconds.unwrap_or(10);
+        if reload == 0 {
+            return Err(Error::Invalid("certReloadSeconds must be at least 1".into()));
+        }
+        Ok(Config {
+            dev: args.dev,
+            data_dir,
+            store,
+            policy: args.policy.clone().or(file.policy),
+            scim_addr: args.scim_addr.or(file.scim_addr).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9443))),
+            ops_addr: args.ops_addr.or(file.ops_addr).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9090))),
+            tls,
+            cert_reload: Duration::from_secs(reload),
+            public_url,
+            body_limit,
+            quirks: file.scim.quirks,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_needs_no_certificate_but_serve_does() {
+        let dev = ServeArgs { dev: true, ..Default::default() };
+        let c = Config::from_args(&dev).expect("dev config");
+        assert_eq!((c.tls, c.store, c.body_limit), (None, StoreKind::Embedded, DEFAULT_BODY_LIMIT));
+        let err = Config::from_args(&ServeArgs::default()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("--tls-cert"), "{err}");
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "dataDir: /var/lib/x\nscim:\n  bodyLimit: 2048\n  quirks:\n    stringBooleans: false\n").expect("write");
+        let args = ServeArgs { dev: true, config: Some(path.clone()), body_limit: Some(4096), ..Default::default() };
+        let c = Config::from_args(&args).expect("config");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/x"));
+        assert_eq!(c.body_limit, 4096);
+        assert!(!c.quirks.string_booleans && c.quirks.case_insensitive_ops);
+        std::fs::write(&path, "scim:\n  quirk: {}\n").expect("write");
+        let err = Config::from_args(&args).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

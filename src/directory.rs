@@ -1,0 +1,359 @@
+//! The immutable in-memory identity snapshot that admission and SCIM reads use: users, groups,
+//! direct memberships in both directions, and indexes by lower-cased userName, email and group
+//! displayName, by externalId and by id.
+//!
+//! Built from persistent maps (`imbl`), so a copy is O(1) and applying one change costs
+//! O(size of the change · log n): provisioning 100k users one by one stays linear. Published with
+//! `arc-swap` by the writer; readers take one `Arc` and never lock. No I/O here.
+
+use crate::scim::schema::ResourceType;
+use crate::store::{Change, Loaded, Record, Tombstone};
+use imbl::{HashMap, HashSet, OrdMap};
+use serde_json::Value;
+use std::sync::Arc;
+
+type Id = Arc<str>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub record: Record,
+    pub user_name: Arc<str>,
+    pub active: bool,
+    pub external_id: Option<Arc<str>>,
+    /// Lower-cased.
+    pub emails: Vec<Arc<str>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub record: Record,
+    pub display_name: Arc<str>,
+    pub external_id: Option<Arc<str>>,
+    pub members: Vec<Id>,
+}
+
+/// What a name resolves to, for admission: the three states matter separately.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup<'a> {
+    Active(&'a User),
+    Inactive(&'a User),
+    Deleted(&'a Tombstone),
+    Unknown,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    users: OrdMap<Id, Arc<User>>,
+    groups: OrdMap<Id, Arc<Group>>,
+    user_by_name: HashMap<Arc<str>, Id>,
+    group_by_name: HashMap<Arc<str>, Id>,
+    users_by_email: HashMap<Arc<str>, HashSet<Id>>,
+    by_external_id: HashMap<(ResourceType, Arc<str>), HashSet<Id>>,
+    /// member id (user or group) → groups that list it directly.
+    member_of: HashMap<Id, HashSet<Id>>,
+    tombstones: HashMap<Arc<str>, Arc<Tombstone>>,
+    /// Number of changes applied since start; grows with every published write.
+    pub generation: u64,
+}
+
+fn text(v: &Value, key: &str) -> Option<Arc<str>> {
+    v.get(key).and_then(Value::as_str).map(Arc::from)
+}
+
+impl User {
+    fn from_record(record: Record) -> User {
+        let doc: Value = serde_json::from_str(&record.body).unwrap_or(Value::Null);
+        let emails = doc
+            .get("emails")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|e| e.get("value")?.as_str()).map(|s| Arc::from(s.to_lowercase())).collect())
+            .unwrap_or_default();
+        User {
+            user_name: text(&doc, "userName").unwrap_or_else(|| record.unique_key.clone()),
+            // A user without `active` is active: RFC 7643 leaves it to the provider, and IdPs send it.
+            active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
+            external_id: text(&doc, "externalId"),
+            emails,
+            record,
+        }
+    }
+}
+
+impl Group {
+    fn from_record(record: Record) -> Group {
+        let doc: Value = serde_json::from_str(&record.body).unwrap_or(Value::Null);
+        let members = doc
+            .get("members")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|m| m.get("value")?.as_str()).map(Arc::from).collect())
+            .unwrap_or_default();
+        Group {
+            display_name: text(&doc, "displayName").unwrap_or_else(|| record.unique_key.clone()),
+            external_id: text(&doc, "externalId"),
+            members,
+            record,
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn from_loaded(loaded: Loaded) -> Snapshot {
+        let mut s = Snapshot::default();
+        for t in loaded.tombstones {
+            s.tombstones.insert(t.unique_key.clone(), Arc::new(t));
+        }
+        for record in loaded.records {
+            s.put(record);
+        }
+        s
+    }
+
+    pub fn apply(&mut self, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Put { record, .. } => self.put(record.clone()),
+                Change::Delete { record } => self.delete(record),
+            }
+            self.generation += 1;
+        }
+    }
+
+    fn put(&mut self, record: Record) {
+        match record.rt {
+            ResourceType::User => {
+                let user = User::from_record(record);
+                if let Some(old) = self.users.get(&user.record.id).cloned() {
+                    self.unindex_user(&old);
+                }
+                self.tombstones.remove(&user.record.unique_key);
+                self.user_by_name.insert(user.record.unique_key.clone(), user.record.id.clone());
+                for e in &user.emails {
+                    self.users_by_email.entry(e.clone()).or_default().insert(user.record.id.clone());
+                }
+                if let Some(x) = &user.external_id {
+                    self.by_external_id.entry((ResourceType::User, x.clone())).or_default().insert(user.record.id.clone());
+                }
+                self.users.insert(user.record.id.clone(), Arc::new(user));
+            }
+            ResourceType::Group => {
+                let group = Group::from_record(record);
+                let old = self.groups.get(&group.record.id).cloned();
+                if let Some(old) = &old {
+                    self.unindex_group(old, &group.members);
+                }
+                let id = group.record.id.clone();
+                self.group_by_name.insert(group.record.unique_key.clone(), id.clone());
+                if let Some(x) = &group.external_id {
+                    self.by_external_id.entry((ResourceType::Group, x.clone())).or_default().insert(id.clone());
+                }
+                let before: std::collections::HashSet<&Id> = old.iter().flat_map(|g| g.members.iter()).collect();
+                for m in group.members.iter().filter(|m| !before.contains(m)) {
+                    self.member_of.entry(m.clone()).or_default().insert(id.clone());
+                }
+                self.groups.insert(id, Arc::new(group));
+            }
+        }
+    }
+
+    fn delete(&mut self, record: &Record) {
+        match record.rt {
+            ResourceType::User => {
+                if let Some(old) = self.users.remove(&record.id) {
+                    self.unindex_user(&old);
+                    self.tombstones.insert(
+                        old.record.unique_key.clone(),
+                        Arc::new(Tombstone { id: old.record.id.clone(), unique_key: old.record.unique_key.clone(), deleted_at: crate::scim::now() }),
+                    );
+                }
+            }
+            ResourceType::Group => {
+                if let Some(old) = self.groups.remove(&record.id) {
+                    self.unindex_group(&old, &[]);
+                }
+            }
+        }
+    }
+
+    fn unindex_user(&mut self, old: &User) {
+        if self.user_by_name.get(&old.record.unique_key) == Some(&old.record.id) {
+            self.user_by_name.remove(&old.record.unique_key);
+        }
+        for e in &old.emails {
+            drop_from(&mut self.users_by_email, e, &old.record.id);
+        }
+        if let Some(x) = &old.external_id {
+            drop_from(&mut self.by_external_id, &(ResourceType::User, x.clone()), &old.record.id);
+        }
+    }
+
+    /// Remove a group's indexes, except member edges it keeps (`keep`).
+    fn unindex_group(&mut self, old: &Group, keep: &[Id]) {
+        if self.group_by_name.get(&old.record.unique_key) == Some(&old.record.id) {
+            self.group_by_name.remove(&old.record.unique_key);
+        }
+        if let Some(x) = &old.external_id {
+            drop_from(&mut self.by_external_id, &(ResourceType::Group, x.clone()), &old.record.id);
+        }
+        let keep: std::collections::HashSet<&Id> = keep.iter().collect();
+        for m in old.members.iter().filter(|m| !keep.contains(m)) {
+            drop_from(&mut self.member_of, m, &old.record.id);
+        }
+    }
+
+    // ------------------------------------------------------------ reads
+
+    pub fn user(&self, id: &str) -> Option<&Arc<User>> {
+        self.users.get(id)
+    }
+    pub fn group(&self, id: &str) -> Option<&Arc<Group>> {
+        self.groups.get(id)
+    }
+    pub fn record(&self, rt: ResourceType, id: &str) -> Option<&Record> {
+        match rt {
+            ResourceType::User => self.users.get(id).map(|u| &u.record),
+            ResourceType::Group => self.groups.get(id).map(|g| &g.record),
+        }
+    }
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+    pub fn count(&self, rt: ResourceType) -> usize {
+        match rt {
+            ResourceType::User => self.users.len(),
+            ResourceType::Group => self.groups.len(),
+        }
+    }
+
+    /// All records of a type in stable (id) order.
+    pub fn records(&self, rt: ResourceType) -> Box<dyn Iterator<Item = &Record> + '_> {
+        match rt {
+            ResourceType::User => Box::new(self.users.values().map(|u| &u.record)),
+            ResourceType::Group => Box::new(self.groups.values().map(|g| &g.record)),
+        }
+    }
+
+    /// Id owning a unique key (lower-cased userName / displayName).
+    pub fn by_unique_key(&self, rt: ResourceType, key: &str) -> Option<&Id> {
+        match rt {
+            ResourceType::User => self.user_by_name.get(key),
+            ResourceType::Group => self.group_by_name.get(key),
+        }
+    }
+
+    pub fn by_external_id(&self, rt: ResourceType, external_id: &str) -> Vec<Id> {
+        self.by_external_id.get(&(rt, Arc::from(external_id))).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn users_by_email(&self, email: &str) -> Vec<Id> {
+        self.users_by_email.get(email.to_lowercase().as_str()).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Groups listing `member` directly.
+    pub fn direct_groups(&self, member: &str) -> Vec<Id> {
+        let mut v: Vec<Id> = self.member_of.get(member).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Every group `member` is in, directly or through nested groups, each with whether the
+    /// membership is direct. Cycles in group nesting are tolerated.
+    pub fn groups_of(&self, member: &str) -> Vec<(Arc<Group>, bool)> {
+        let mut out: Vec<(Arc<Group>, bool)> = Vec::new();
+        let mut seen: std::collections::HashSet<Id> = std::collections::HashSet::new();
+        let mut frontier: Vec<(Id, bool)> = self.direct_groups(member).into_iter().map(|g| (g, true)).collect();
+        while let Some((gid, direct)) = frontier.pop() {
+            if !seen.insert(gid.clone()) {
+                continue;
+            }
+            if let Some(g) = self.groups.get(&gid) {
+                out.push((g.clone(), direct));
+                frontier.extend(self.direct_groups(&gid).into_iter().map(|p| (p, false)));
+            }
+        }
+        out.sort_by(|a, b| a.0.display_name.cmp(&b.0.display_name));
+        out
+    }
+
+    /// Resolve a person by lower-cased userName, telling deleted and deactivated apart.
+    pub fn lookup_user_name(&self, user_name: &str) -> Lookup<'_> {
+        let key = user_name.to_lowercase();
+        if let Some(u) = self.user_by_name.get(key.as_str()).and_then(|id| self.users.get(id)) {
+            return if u.active { Lookup::Active(u) } else { Lookup::Inactive(u) };
+        }
+        match self.tombstones.get(key.as_str()) {
+            Some(t) => Lookup::Deleted(t),
+            None => Lookup::Unknown,
+        }
+    }
+}
+
+fn drop_from<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, HashSet<Id>>, key: &K, id: &Id) {
+    let now_empty = match map.get_mut(key) {
+        Some(set) => {
+            set.remove(id);
+            set.is_empty()
+        }
+        None => false,
+    };
+    if now_empty {
+        map.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(rt: ResourceType, id: &str, key: &str, body: serde_json::Value) -> Record {
+        Record { rt, id: id.into(), unique_key: key.into(), version: 1, body: body.to_string().into() }
+    }
+
+    fn user(id: &str, name: &str, active: bool) -> Change {
+        let r = rec(ResourceType::User, id, &name.to_lowercase(), serde_json::json!({"userName": name, "active": active, "emails": [{"value": format!("{name}@X.com")}]}));
+        Change::Put { record: r, previous: None }
+    }
+
+    fn group(id: &str, name: &str, members: &[&str]) -> Change {
+        let m: Vec<_> = members.iter().map(|m| serde_json::json!({"value": m})).collect();
+        let r = rec(ResourceType::Group, id, &name.to_lowercase(), serde_json::json!({"displayName": name, "members": m}));
+        Change::Put { record: r, previous: Some(1) }
+    }
+
+    #[test]
+    fn nested_groups_resolve_transitively_and_tolerate_cycles() {
+        let mut s = Snapshot::default();
+        s.apply(&[user("u1", "Alice", true), group("g1", "ml", &["u1"]), group("g2", "eng", &["g1"]), group("g3", "all", &["g2", "g3"])]);
+        let names: Vec<(String, bool)> = s.groups_of("u1").iter().map(|(g, d)| (g.display_name.to_string(), *d)).collect();
+        assert_eq!(names, vec![("all".into(), false), ("eng".into(), false), ("ml".into(), true)]);
+        // Membership change touches only the changed edges.
+        s.apply(&[group("g1", "ml", &[])]);
+        assert!(s.groups_of("u1").is_empty());
+        assert_eq!(s.direct_groups("g1"), vec![Arc::<str>::from("g2")]);
+    }
+
+    #[test]
+    fn lookup_tells_active_inactive_deleted_unknown_apart() {
+        let mut s = Snapshot::default();
+        s.apply(&[user("u1", "Alice", true), user("u2", "Bob", false)]);
+        assert!(matches!(s.lookup_user_name("ALICE"), Lookup::Active(u) if &*u.record.id == "u1"));
+        assert!(matches!(s.lookup_user_name("bob"), Lookup::Inactive(_)));
+        let del = Change::Delete { record: s.record(ResourceType::User, "u1").cloned().expect("u1") };
+        s.apply(&[del]);
+        assert!(matches!(s.lookup_user_name("alice"), Lookup::Deleted(t) if &*t.id == "u1"));
+        assert_eq!(s.lookup_user_name("carol"), Lookup::Unknown);
+        assert!(s.users_by_email("alice@x.com").is_empty());
+        assert_eq!(s.users_by_email("BOB@x.com"), vec![Arc::<str>::from("u2")]);
+    }
+
+    #[test]
+    fn a_copy_is_independent_of_later_changes() {
+        let mut s = Snapshot::default();
+        s.apply(&[user("u1", "Alice", true)]);
+        let before = s.clone();
+        s.apply(&[user("u2", "Bob", true)]);
+        assert_eq!((before.user_count(), s.user_count()), (1, 2));
+    }
+}

@@ -1,0 +1,17 @@
+//! scimgate: identity providers push users and groups in over SCIM 2.0; the Kubernetes API
+//! server asks us about Argo Workflows and Tekton runs; we answer from the IdP's current truth.
+//! See DESIGN.md in the shared folder for the architecture and the interface contract.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod listener;
+pub mod metrics;
+pub mod ops;
+pub mod scim;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+pub mod token;
+pub mod writer;

@@ -1,0 +1,125 @@
+//! Prometheus metrics. One registry per process, created in `app` and passed through state:
+//! no globals, so tests can build as many servers as they like.
+
+use crate::directory::Snapshot;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScimLabels {
+    pub method: String,
+    pub resource: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    pub outcome: String,
+}
+
+struct Inner {
+    registry: Registry,
+    scim_requests: Family<ScimLabels, Counter>,
+    scim_duration: Family<ScimLabels, Histogram>,
+    auth: Family<AuthLabels, Counter>,
+    commit_seconds: Histogram,
+    commit_batch: Histogram,
+    users: Gauge,
+    groups: Gauge,
+    generation: Gauge<u64, AtomicU64>,
+    last_change: Gauge<f64, AtomicU64>,
+}
+
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("scimgate");
+        let scim_requests = Family::<ScimLabels, Counter>::default();
+        registry.register("scim_requests", "SCIM requests by method, resource and status", scim_requests.clone());
+        let scim_duration =
+            Family::<ScimLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.5, 14)));
+        registry.register("scim_request_duration_seconds", "SCIM request latency", scim_duration.clone());
+        let auth = Family::<AuthLabels, Counter>::default();
+        registry.register("auth", "Bearer token checks by outcome", auth.clone());
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
+        registry.register("store_commit_duration_seconds", "Durable commit latency of identity writes", commit_seconds.clone());
+        let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register("store_commit_batch_writes", "SCIM writes committed per transaction", commit_batch.clone());
+        let users = Gauge::default();
+        registry.register("directory_users", "Users in the identity directory", users.clone());
+        let groups = Gauge::default();
+        registry.register("directory_groups", "Groups in the identity directory", groups.clone());
+        let generation = Gauge::<u64, AtomicU64>::default();
+        registry.register("directory_generation", "Changes applied to the directory since start", generation.clone());
+        let last_change = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "directory_last_change_timestamp_seconds",
+            "Unix time the directory last changed (age = now - this)",
+            last_change.clone(),
+        );
+        Metrics(Arc::new(Inner {
+            registry,
+            scim_requests,
+            scim_duration,
+            auth,
+            commit_seconds,
+            commit_batch,
+            users,
+            groups,
+            generation,
+            last_change,
+        }))
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.0.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn scim_request(&self, method: &str, resource: &str, status: u16, elapsed: Duration) {
+        let labels = ScimLabels { method: method.to_string(), resource: resource.to_string(), status };
+        self.0.scim_requests.get_or_create(&labels).inc();
+        self.0.scim_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn auth(&self, outcome: &str) {
+        self.0.auth.get_or_create(&AuthLabels { outcome: outcome.to_string() }).inc();
+    }
+
+    pub fn store_commit(&self, elapsed: Duration, writes: usize) {
+        self.0.commit_seconds.observe(elapsed.as_secs_f64());
+        self.0.commit_batch.observe(writes as f64);
+    }
+
+    pub fn directory(&self, s: &Snapshot) {
+        self.0.users.set(i64::try_from(s.user_count()).unwrap_or(i64::MAX));
+        self.0.groups.set(i64::try_from(s.group_count()).unwrap_or(i64::MAX));
+        self.0.generation.set(s.generation);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        self.0.last_change.set(now);
+    }
+}

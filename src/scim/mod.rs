@@ -1,0 +1,20 @@
+//! The SCIM 2.0 service provider (RFC 7643 / RFC 7644): schemas, filters, PATCH, IdP quirks,
+//! resource operations and HTTP routes. Knows nothing about Kubernetes.
+
+pub mod bulk;
+pub mod error;
+pub mod filter;
+pub mod patch;
+pub mod path;
+pub mod quirks;
+pub mod resource;
+pub mod routes;
+pub mod schema;
+pub mod service;
+
+pub use error::{Error, Result, ScimType};
+
+/// Now, RFC 3339 UTC with milliseconds: the form `meta.created`/`lastModified` use.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,186 @@
+//! The embedded store: one SQLite database in the data dir, WAL journal, `synchronous = FULL`,
+//! so a commit that returned is on disk and survives `kill -9` (and power loss).
+//!
+//! Several processes may open the same file (`scimgate token create` next to a running server);
+//! SQLite's locking serialises them and `busy_timeout` makes them wait instead of failing.
+
+use super::{Change, Error, Loaded, Record, Result, Scope, Store, Tombstone, TokenRecord};
+use crate::scim::schema::ResourceType;
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub const FILE: &str = "scimgate.db";
+
+pub struct Embedded {
+    pool: SqlitePool,
+}
+
+impl Embedded {
+    pub async fn open(data_dir: &Path) -> Result<Embedded> {
+        std::fs::create_dir_all(data_dir)?;
+        let opts = SqliteConnectOptions::new()
+            .filename(data_dir.join(FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Embedded { pool })
+    }
+}
+
+fn rtype_name(rt: ResourceType) -> &'static str {
+    rt.name()
+}
+
+fn conflict(e: sqlx::Error, what: &Record) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            Error::Unique(format!("{} '{}'", what.rt.name(), what.unique_key))
+        }
+        _ => Error::Database(e),
+    }
+}
+
+#[async_trait]
+impl Store for Embedded {
+    async fn load(&self) -> Result<Loaded> {
+        let rows = sqlx::query("SELECT rtype, id, unique_key, version, body FROM resources").fetch_all(&self.pool).await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let rtype: String = row.try_get(0)?;
+            let rt = ResourceType::from_name(&rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
+            records.push(Record {
+                rt,
+                id: row.try_get::<String, _>(1)?.into(),
+                unique_key: row.try_get::<String, _>(2)?.into(),
+                version: row.try_get(3)?,
+                body: row.try_get::<String, _>(4)?.into(),
+            });
+        }
+        let rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'User'").fetch_all(&self.pool).await?;
+        let mut tombstones = Vec::with_capacity(rows.len());
+        for row in rows {
+            tombstones.push(Tombstone {
+                id: row.try_get::<String, _>(0)?.into(),
+                unique_key: row.try_get::<String, _>(1)?.into(),
+                deleted_at: row.try_get(2)?,
+            });
+        }
+        Ok(Loaded { records, tombstones })
+    }
+
+    async fn commit(&self, changes: &[Change]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for change in changes {
+            match change {
+                Change::Put { record: r, previous: None } => {
+                    sqlx::query("INSERT INTO resources (rtype, id, unique_key, version, body) VALUES (?, ?, ?, ?, ?)")
+                        .bind(rtype_name(r.rt))
+                        .bind(&*r.id)
+                        .bind(&*r.unique_key)
+                        .bind(r.version)
+                        .bind(&*r.body)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| conflict(e, r))?;
+                    sqlx::query("DELETE FROM tombstones WHERE rtype = ? AND unique_key = ?")
+                        .bind(rtype_name(r.rt))
+                        .bind(&*r.unique_key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Change::Put { record: r, previous: Some(prev) } => {
+                    let done = sqlx::query("UPDATE resources SET unique_key = ?, version = ?, body = ? WHERE rtype = ? AND id = ? AND version = ?")
+                        .bind(&*r.unique_key)
+                        .bind(r.version)
+                        .bind(&*r.body)
+                        .bind(rtype_name(r.rt))
+                        .bind(&*r.id)
+                        .bind(prev)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| conflict(e, r))?;
+                    if done.rows_affected() != 1 {
+                        return Err(Error::Version(format!("{} {}", r.rt.name(), r.id)));
+                    }
+                }
+                Change::Delete { record: r } => {
+                    let done = sqlx::query("DELETE FROM resources WHERE rtype = ? AND id = ? AND version = ?")
+                        .bind(rtype_name(r.rt))
+                        .bind(&*r.id)
+                        .bind(r.version)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(Error::Version(format!("{} {}", r.rt.name(), r.id)));
+                    }
+                    if r.rt == ResourceType::User {
+                        sqlx::query("INSERT OR REPLACE INTO tombstones (rtype, id, unique_key, deleted_at) VALUES (?, ?, ?, ?)")
+                            .bind(rtype_name(r.rt))
+                            .bind(&*r.id)
+                            .bind(&*r.unique_key)
+                            .bind(crate::scim::now())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query("SELECT id, name, scope, hash, created_at, revoked_at FROM tokens ORDER BY created_at, name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let scope: String = row.try_get(2)?;
+                let hash: Vec<u8> = row.try_get(3)?;
+                Ok(TokenRecord {
+                    id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    scope: Scope::parse(&scope).ok_or_else(|| Error::Corrupt(format!("token scope '{scope}'")))?,
+                    hash: hash.try_into().map_err(|_| Error::Corrupt("token hash length".into()))?,
+                    created_at: row.try_get(4)?,
+                    revoked_at: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (id, name, scope, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.scope.as_str())
+            .bind(&t.hash[..])
+            .bind(&t.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => Error::TokenExists(t.name.clone()),
+                _ => Error::Database(e),
+            })?;
+        Ok(())
+    }
+
+    async fn revoke_token(&self, name_or_id: &str, at: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE tokens SET revoked_at = ? WHERE (name = ? OR id = ?) AND revoked_at IS NULL")
+            .bind(at)
+            .bind(name_or_id)
+            .bind(name_or_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

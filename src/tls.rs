@@ -1,0 +1,210 @@
+//! TLS: rustls server configs with HTTP/2 and HTTP/1.1 ALPN, serving certificates that reload
+//! when their files change (Kubernetes Secret volumes swap a symlink, so we poll and compare a
+//! content hash rather than watch inodes), and the CA + serving certificate that `--dev` and
+//! `scimgate certs` generate.
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {why}")]
+    Pem { path: PathBuf, why: String },
+    #[error("certificate and key don't form a usable pair: {0}")]
+    Key(#[from] rustls::Error),
+    #[error("generating certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a serving certificate and its key live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+}
+
+fn load(files: &CertFiles) -> Result<(Arc<CertifiedKey>, [u8; 32])> {
+    let cert_pem = read(&files.cert)?;
+    let key_pem = read(&files.key)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Pem { path: files.cert.clone(), why: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(Error::Pem { path: files.cert.clone(), why: "no certificate in file".into() });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| Error::Pem { path: files.key.clone(), why: e.to_string() })?;
+    let provider = rustls::crypto::ring::default_provider();
+    let certified = CertifiedKey::from_der(certs, key, &provider)?;
+    let mut h = Sha256::new();
+    h.update(&cert_pem);
+    h.update(&key_pem);
+    Ok((Arc::new(certified), h.finalize().into()))
+}
+
+/// A certificate resolver whose certificate can be swapped while connections are served.
+#[derive(Debug)]
+pub struct Reloading {
+    files: CertFiles,
+    current: ArcSwap<CertifiedKey>,
+    hash: ArcSwap<[u8; 32]>,
+}
+
+impl ResolvesServerCert for Reloading {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+impl Reloading {
+    pub fn open(files: CertFiles) -> Result<Arc<Reloading>> {
+        let (key, hash) = load(&files)?;
+        Ok(Arc::new(Reloading { files, current: ArcSwap::new(key), hash: ArcSwap::new(Arc::new(hash)) }))
+    }
+
+    /// Re-read the files; swap in the new pair if their content changed. A broken new pair keeps
+    /// the old one serving. Returns whether a new certificate was loaded.
+    pub fn reload(&self) -> Result<bool> {
+        let (key, hash) = load(&self.files)?;
+        if *self.hash.load_full() == hash {
+            return Ok(false);
+        }
+        self.current.store(key);
+        self.hash.store(Arc::new(hash));
+        Ok(true)
+    }
+
+    /// Poll every `every` until `shutdown` fires.
+    pub async fn watch(self: Arc<Self>, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.reload() {
+                Ok(true) => tracing::info!(cert = %self.files.cert.display(), "serving certificate reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "new serving certificate unusable; keeping the current one"),
+            }
+        }
+    }
+
+    pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap_or_else(|_| rustls::ServerConfig::builder());
+        let mut cfg = builder.with_no_client_auth().with_cert_resolver(self.clone());
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+/// A generated CA and a serving certificate it signed.
+pub struct Generated {
+    pub ca_pem: String,
+    pub ca_key_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A CA valid for ten years and a serving certificate for `names` (DNS names or IPs) valid for one.
+pub fn generate(names: &[String], ca_name: &str) -> Result<Generated> {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let now = time_now();
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.not_before = now - days(1);
+    ca.not_after = now + days(3650);
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let ca_key_pem = ca_key.serialize_pem();
+
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(names.to_vec())?;
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name.push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("scimgate"));
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.not_before = now - days(1);
+    leaf.not_after = now + days(365);
+    let issuer = Issuer::new(ca, ca_key);
+    let cert = leaf.signed_by(&key, &issuer)?;
+    Ok(Generated {
+        ca_pem: ca_cert.pem(),
+        ca_key_pem,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+fn days(n: i64) -> time::Duration {
+    time::Duration::days(n)
+}
+
+/// Write `dir/ca.crt`, `dir/tls.crt`, `dir/tls.key` (and `ca.key`), private keys mode 0600.
+pub fn write(dir: &Path, g: &Generated) -> Result<CertFiles> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
+    let put = |name: &str, body: &str, secret: bool| -> Result<PathBuf> {
+        let path = dir.join(name);
+        write_file(&path, body.as_bytes(), secret).map_err(|source| Error::Write { path: path.clone(), source })?;
+        Ok(path)
+    };
+    put("ca.crt", &g.ca_pem, false)?;
+    put("ca.key", &g.ca_key_pem, true)?;
+    let cert = put("tls.crt", &g.cert_pem, false)?;
+    let key = put("tls.key", &g.key_pem, true)?;
+    Ok(CertFiles { cert, key })
+}
+
+/// Write atomically (temp file + rename), so a reloading server never reads half a file.
+fn write_file(path: &Path, body: &[u8], secret: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// For `--dev`: reuse `dir/tls.{crt,key}` if present, otherwise generate a CA and a serving
+/// certificate for localhost.
+pub fn dev_certs(dir: &Path, extra_names: &[String]) -> Result<CertFiles> {
+    let files = CertFiles { cert: dir.join("tls.crt"), key: dir.join("tls.key") };
+    if files.cert.exists() && files.key.exists() && dir.join("ca.crt").exists() {
+        return Ok(files);
+    }
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    names.extend(extra_names.iter().cloned());
+    write(dir, &generate(&names, "scimgate dev CA")?)
+}
