@@ -29,8 +29,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let cfg = Config::from_args(&args)?;
             telemetry::init(cfg.log_format);
-            let scim = TcpListener::bind(cfg.scim_addr).await.with_context(|| format!("binding SCIM listener {}", cfg.scim_addr))?;
-            let ops = TcpListener::bind(cfg.ops_addr).await.with_context(|| format!("binding operations listener {}", cfg.ops_addr))?;
+            let scim = TcpListener::bind(cfg.scim_addr)
+                .await
+                .with_context(|| format!("binding SCIM listener {}", cfg.scim_addr))?;
+            let ops = TcpListener::bind(cfg.ops_addr)
+                .await
+                .with_context(|| format!("binding operations listener {}", cfg.ops_addr))?;
             let server = start(cfg, Listeners { scim, ops }).await?;
             shutdown_signal().await;
             tracing::info!("shutting down");
@@ -70,10 +74,14 @@ impl Server {
 
 async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match &cfg.store {
-        StoreKind::Embedded => Ok(Arc::new(Embedded::open(&cfg.data_dir).await.with_context(|| {
-            format!("opening the embedded store in {}", cfg.data_dir.display())
-        })?)),
-        StoreKind::Postgres(_) => bail!("the PostgreSQL store is not available in this build yet; use the embedded store"),
+        StoreKind::Embedded => {
+            Ok(Arc::new(Embedded::open(&cfg.data_dir).await.with_context(|| {
+                format!("opening the embedded store in {}", cfg.data_dir.display())
+            })?))
+        }
+        StoreKind::Postgres(_) => {
+            bail!("the PostgreSQL store is not available in this build yet; use the embedded store")
+        }
     }
 }
 
@@ -84,7 +92,12 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let snapshot = Snapshot::from_loaded(loaded);
     let metrics = Metrics::new();
     metrics.directory(&snapshot);
-    tracing::info!(users = snapshot.user_count(), groups = snapshot.group_count(), millis = started.elapsed().as_millis() as u64, "directory loaded");
+    tracing::info!(
+        users = snapshot.user_count(),
+        groups = snapshot.group_count(),
+        millis = started.elapsed().as_millis() as u64,
+        "directory loaded"
+    );
     let directory = Arc::new(ArcSwap::from_pointee(snapshot));
     let writer = Writer::start(store.clone(), directory, metrics.clone());
 
@@ -93,7 +106,12 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let mut dev_token = None;
     if cfg.dev {
         // A fresh token each start: the previous one's secret isn't stored anywhere to print.
-        for t in store.tokens().await?.iter().filter(|t| t.name.starts_with("dev-") && t.revoked_at.is_none()) {
+        for t in store
+            .tokens()
+            .await?
+            .iter()
+            .filter(|t| t.name.starts_with("dev-") && t.revoked_at.is_none())
+        {
             store.revoke_token(&t.id, &crate::scim::now()).await?;
         }
         let name = format!("dev-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
@@ -116,7 +134,10 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     tasks.spawn(certs.clone().watch(cfg.cert_reload, shutdown_rx.clone()));
 
     let scim_state = ScimState {
-        service: Service { writer, quirks: cfg.quirks },
+        service: Service {
+            writer,
+            quirks: cfg.quirks,
+        },
         tokens,
         metrics: metrics.clone(),
         public_url: cfg.public_url.clone(),
@@ -124,11 +145,19 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     };
     let scim_app = Router::new().nest(BASE_PATH, routes::router(scim_state));
     let ready = Arc::new(AtomicBool::new(false));
-    let ops_app = ops::router(OpsState { metrics, ready: ready.clone() });
+    let ops_app = ops::router(OpsState {
+        metrics,
+        ready: ready.clone(),
+    });
 
     let scim_addr = listeners.scim.local_addr()?;
     let ops_addr = listeners.ops.local_addr()?;
-    tasks.spawn(listener::serve(listeners.scim, Some(tls_config), scim_app, shutdown_rx.clone()));
+    tasks.spawn(listener::serve(
+        listeners.scim,
+        Some(tls_config),
+        scim_app,
+        shutdown_rx.clone(),
+    ));
     tasks.spawn(listener::serve(listeners.ops, None, ops_app, shutdown_rx));
     ready.store(true, Ordering::Release);
 
@@ -136,11 +165,22 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     if cfg.dev {
         print_dev_banner(scim_addr, dev_token.as_deref(), dev_ca.as_deref(), &cfg.data_dir);
     }
-    Ok(Server { scim_addr, ops_addr, dev_token, dev_ca, shutdown, tasks })
+    Ok(Server {
+        scim_addr,
+        ops_addr,
+        dev_token,
+        dev_ca,
+        shutdown,
+        tasks,
+    })
 }
 
 fn print_dev_banner(scim: SocketAddr, token: Option<&str>, ca: Option<&Path>, data_dir: &Path) {
-    let host = if scim.ip().is_unspecified() { "localhost".to_string() } else { scim.ip().to_string() };
+    let host = if scim.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        scim.ip().to_string()
+    };
     println!("scimgate (dev) is up");
     println!("  data dir:  {}", data_dir.display());
     println!("  SCIM URL:  https://{host}:{}{BASE_PATH}", scim.port());
@@ -182,14 +222,26 @@ async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
             }
             let store = Embedded::open(&data_dir).await?;
             let (record, secret) = token::create(&store, &name, scope).await?;
-            println!("created token '{}' (scope {}, id {})", record.name, record.scope.as_str(), record.id);
+            println!(
+                "created token '{}' (scope {}, id {})",
+                record.name,
+                record.scope.as_str(),
+                record.id
+            );
             println!("{secret}");
         }
         TokenCommand::List { data_dir } => {
             let store = Embedded::open(&data_dir).await?;
             println!("{:<24} {:<6} {:<36} {:<26} REVOKED", "NAME", "SCOPE", "ID", "CREATED");
             for t in store.tokens().await? {
-                println!("{:<24} {:<6} {:<36} {:<26} {}", t.name, t.scope.as_str(), t.id, t.created_at, t.revoked_at.as_deref().unwrap_or("-"));
+                println!(
+                    "{:<24} {:<6} {:<36} {:<26} {}",
+                    t.name,
+                    t.scope.as_str(),
+                    t.id,
+                    t.created_at,
+                    t.revoked_at.as_deref().unwrap_or("-")
+                );
             }
         }
         TokenCommand::Revoke { data_dir, name } => {
@@ -197,7 +249,10 @@ async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
             if !store.revoke_token(&name, &crate::scim::now()).await? {
                 bail!("no live token named or with id '{name}'");
             }
-            println!("revoked '{name}'; running servers stop accepting it within {}s", token::REFRESH.as_secs());
+            println!(
+                "revoked '{name}'; running servers stop accepting it within {}s",
+                token::REFRESH.as_secs()
+            );
         }
     }
     Ok(())
@@ -214,8 +269,16 @@ fn certs_command(args: &CertsArgs) -> anyhow::Result<()> {
     let generated = tls::generate(&names, &format!("scimgate CA ({})", args.namespace))?;
     let files = tls::write(&args.out, &generated)?;
     use base64::Engine;
-    eprintln!("wrote {} and {} (and ca.crt, ca.key) for {}", files.cert.display(), files.key.display(), names.join(", "));
+    eprintln!(
+        "wrote {} and {} (and ca.crt, ca.key) for {}",
+        files.cert.display(),
+        files.key.display(),
+        names.join(", ")
+    );
     eprintln!("caBundle for the webhook configurations:");
-    println!("{}", base64::engine::general_purpose::STANDARD.encode(generated.ca_pem.as_bytes()));
+    println!(
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(generated.ca_pem.as_bytes())
+    );
     Ok(())
 }

@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "scimgate", version, about = "SCIM-provisioned identities for Argo Workflows and Tekton admission")]
+#[command(
+    name = "scimgate",
+    version,
+    about = "SCIM-provisioned identities for Argo Workflows and Tekton admission"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

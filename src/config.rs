@@ -15,7 +15,10 @@ pub enum Error {
     #[error("reading config {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("config {path}: {source}")]
-    Parse { path: PathBuf, source: serde_yaml_ng::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -73,8 +76,14 @@ pub const DEFAULT_DATA_DIR: &str = "./scimgate-data";
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 fn read_file(path: &Path) -> Result<File> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-    serde_yaml_ng::from_str(&text).map_err(|source| Error::Parse { path: path.to_path_buf(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_yaml_ng::from_str(&text).map_err(|source| Error::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl Config {
@@ -83,13 +92,26 @@ impl Config {
             Some(p) => read_file(p)?,
             None => File::default(),
         };
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let store = match args.store.clone().or(file.store).as_deref() {
             None | Some("embedded") => StoreKind::Embedded,
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => StoreKind::Postgres(url.to_string()),
-            Some(other) => return Err(Error::Invalid(format!("--store must be 'embedded' or a postgres:// URL, not '{other}'"))),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                StoreKind::Postgres(url.to_string())
+            }
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "--store must be 'embedded' or a postgres:// URL, not '{other}'"
+                )))
+            }
         };
-        let tls = match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
             (Some(cert), Some(key)) => Some(CertFiles { cert, key }),
             (None, None) if args.dev => None,
             (None, None) => {
@@ -102,12 +124,16 @@ impl Config {
         let public_url = args.public_url.clone().or(file.scim.public_url);
         if let Some(u) = &public_url {
             if !(u.starts_with("https://") || u.starts_with("http://")) {
-                return Err(Error::Invalid(format!("--public-url must be an http(s) URL, not '{u}'")));
+                return Err(Error::Invalid(format!(
+                    "--public-url must be an http(s) URL, not '{u}'"
+                )));
             }
         }
         let body_limit = args.body_limit.or(file.scim.body_limit).unwrap_or(DEFAULT_BODY_LIMIT);
         if body_limit < 1024 {
-            return Err(Error::Invalid(format!("--body-limit {body_limit} is too small to hold a SCIM request")));
+            return Err(Error::Invalid(format!(
+                "--body-limit {body_limit} is too small to hold a SCIM request"
+            )));
         }
         let reload = file.cert_reload_seconds.unwrap_or(10);
         if reload == 0 {
@@ -118,8 +144,14 @@ impl Config {
             data_dir,
             store,
             policy: args.policy.clone().or(file.policy),
-            scim_addr: args.scim_addr.or(file.scim_addr).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9443))),
-            ops_addr: args.ops_addr.or(file.ops_addr).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9090))),
+            scim_addr: args
+                .scim_addr
+                .or(file.scim_addr)
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9443))),
+            ops_addr: args
+                .ops_addr
+                .or(file.ops_addr)
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9090))),
             tls,
             cert_reload: Duration::from_secs(reload),
             public_url,
@@ -136,10 +168,19 @@ mod tests {
 
     #[test]
     fn dev_needs_no_certificate_but_serve_does() {
-        let dev = ServeArgs { dev: true, ..Default::default() };
+        let dev = ServeArgs {
+            dev: true,
+            ..Default::default()
+        };
         let c = Config::from_args(&dev).expect("dev config");
-        assert_eq!((c.tls, c.store, c.body_limit), (None, StoreKind::Embedded, DEFAULT_BODY_LIMIT));
-        let err = Config::from_args(&ServeArgs::default()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            (c.tls, c.store, c.body_limit),
+            (None, StoreKind::Embedded, DEFAULT_BODY_LIMIT)
+        );
+        let err = Config::from_args(&ServeArgs::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("--tls-cert"), "{err}");
     }
 
@@ -147,14 +188,26 @@ mod tests {
     fn file_values_apply_and_flags_win() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.yaml");
-        std::fs::write(&path, "dataDir: /var/lib/x\nscim:\n  bodyLimit: 2048\n  quirks:\n    stringBooleans: false\n").expect("write");
-        let args = ServeArgs { dev: true, config: Some(path.clone()), body_limit: Some(4096), ..Default::default() };
+        std::fs::write(
+            &path,
+            "dataDir: /var/lib/x\nscim:\n  bodyLimit: 2048\n  quirks:\n    stringBooleans: false\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            dev: true,
+            config: Some(path.clone()),
+            body_limit: Some(4096),
+            ..Default::default()
+        };
         let c = Config::from_args(&args).expect("config");
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/x"));
         assert_eq!(c.body_limit, 4096);
         assert!(!c.quirks.string_booleans && c.quirks.case_insensitive_ops);
         std::fs::write(&path, "scim:\n  quirk: {}\n").expect("write");
-        let err = Config::from_args(&args).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = Config::from_args(&args)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("unknown field"), "{err}");
     }
 }

@@ -66,7 +66,12 @@ impl User {
         let emails = doc
             .get("emails")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|e| e.get("value")?.as_str()).map(|s| Arc::from(s.to_lowercase())).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.get("value")?.as_str())
+                    .map(|s| Arc::from(s.to_lowercase()))
+                    .collect()
+            })
             .unwrap_or_default();
         User {
             user_name: text(&doc, "userName").unwrap_or_else(|| record.unique_key.clone()),
@@ -85,7 +90,12 @@ impl Group {
         let members = doc
             .get("members")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|m| m.get("value")?.as_str()).map(Arc::from).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.get("value")?.as_str())
+                    .map(Arc::from)
+                    .collect()
+            })
             .unwrap_or_default();
         Group {
             display_name: text(&doc, "displayName").unwrap_or_else(|| record.unique_key.clone()),
@@ -126,12 +136,19 @@ impl Snapshot {
                     self.unindex_user(&old);
                 }
                 self.tombstones.remove(&user.record.unique_key);
-                self.user_by_name.insert(user.record.unique_key.clone(), user.record.id.clone());
+                self.user_by_name
+                    .insert(user.record.unique_key.clone(), user.record.id.clone());
                 for e in &user.emails {
-                    self.users_by_email.entry(e.clone()).or_default().insert(user.record.id.clone());
+                    self.users_by_email
+                        .entry(e.clone())
+                        .or_default()
+                        .insert(user.record.id.clone());
                 }
                 if let Some(x) = &user.external_id {
-                    self.by_external_id.entry((ResourceType::User, x.clone())).or_default().insert(user.record.id.clone());
+                    self.by_external_id
+                        .entry((ResourceType::User, x.clone()))
+                        .or_default()
+                        .insert(user.record.id.clone());
                 }
                 self.users.insert(user.record.id.clone(), Arc::new(user));
             }
@@ -144,7 +161,10 @@ impl Snapshot {
                 let id = group.record.id.clone();
                 self.group_by_name.insert(group.record.unique_key.clone(), id.clone());
                 if let Some(x) = &group.external_id {
-                    self.by_external_id.entry((ResourceType::Group, x.clone())).or_default().insert(id.clone());
+                    self.by_external_id
+                        .entry((ResourceType::Group, x.clone()))
+                        .or_default()
+                        .insert(id.clone());
                 }
                 let before: std::collections::HashSet<&Id> = old.iter().flat_map(|g| g.members.iter()).collect();
                 for m in group.members.iter().filter(|m| !before.contains(m)) {
@@ -162,7 +182,11 @@ impl Snapshot {
                     self.unindex_user(&old);
                     self.tombstones.insert(
                         old.record.unique_key.clone(),
-                        Arc::new(Tombstone { id: old.record.id.clone(), unique_key: old.record.unique_key.clone(), deleted_at: crate::scim::now() }),
+                        Arc::new(Tombstone {
+                            id: old.record.id.clone(),
+                            unique_key: old.record.unique_key.clone(),
+                            deleted_at: crate::scim::now(),
+                        }),
                     );
                 }
             }
@@ -182,7 +206,11 @@ impl Snapshot {
             drop_from(&mut self.users_by_email, e, &old.record.id);
         }
         if let Some(x) = &old.external_id {
-            drop_from(&mut self.by_external_id, &(ResourceType::User, x.clone()), &old.record.id);
+            drop_from(
+                &mut self.by_external_id,
+                &(ResourceType::User, x.clone()),
+                &old.record.id,
+            );
         }
     }
 
@@ -192,7 +220,11 @@ impl Snapshot {
             self.group_by_name.remove(&old.record.unique_key);
         }
         if let Some(x) = &old.external_id {
-            drop_from(&mut self.by_external_id, &(ResourceType::Group, x.clone()), &old.record.id);
+            drop_from(
+                &mut self.by_external_id,
+                &(ResourceType::Group, x.clone()),
+                &old.record.id,
+            );
         }
         let keep: std::collections::HashSet<&Id> = keep.iter().collect();
         for m in old.members.iter().filter(|m| !keep.contains(m)) {
@@ -244,16 +276,26 @@ impl Snapshot {
     }
 
     pub fn by_external_id(&self, rt: ResourceType, external_id: &str) -> Vec<Id> {
-        self.by_external_id.get(&(rt, Arc::from(external_id))).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.by_external_id
+            .get(&(rt, Arc::from(external_id)))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn users_by_email(&self, email: &str) -> Vec<Id> {
-        self.users_by_email.get(email.to_lowercase().as_str()).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.users_by_email
+            .get(email.to_lowercase().as_str())
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Groups listing `member` directly.
     pub fn direct_groups(&self, member: &str) -> Vec<Id> {
-        let mut v: Vec<Id> = self.member_of.get(member).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<Id> = self
+            .member_of
+            .get(member)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
         v.sort();
         v
     }
@@ -281,7 +323,11 @@ impl Snapshot {
     pub fn lookup_user_name(&self, user_name: &str) -> Lookup<'_> {
         let key = user_name.to_lowercase();
         if let Some(u) = self.user_by_name.get(key.as_str()).and_then(|id| self.users.get(id)) {
-            return if u.active { Lookup::Active(u) } else { Lookup::Inactive(u) };
+            return if u.active {
+                Lookup::Active(u)
+            } else {
+                Lookup::Inactive(u)
+            };
         }
         match self.tombstones.get(key.as_str()) {
             Some(t) => Lookup::Deleted(t),
@@ -308,26 +354,60 @@ mod tests {
     use super::*;
 
     fn rec(rt: ResourceType, id: &str, key: &str, body: serde_json::Value) -> Record {
-        Record { rt, id: id.into(), unique_key: key.into(), version: 1, body: body.to_string().into() }
+        Record {
+            rt,
+            id: id.into(),
+            unique_key: key.into(),
+            version: 1,
+            body: body.to_string().into(),
+        }
     }
 
     fn user(id: &str, name: &str, active: bool) -> Change {
-        let r = rec(ResourceType::User, id, &name.to_lowercase(), serde_json::json!({"userName": name, "active": active, "emails": [{"value": format!("{name}@X.com")}]}));
-        Change::Put { record: r, previous: None }
+        let r = rec(
+            ResourceType::User,
+            id,
+            &name.to_lowercase(),
+            serde_json::json!({"userName": name, "active": active, "emails": [{"value": format!("{name}@X.com")}]}),
+        );
+        Change::Put {
+            record: r,
+            previous: None,
+        }
     }
 
     fn group(id: &str, name: &str, members: &[&str]) -> Change {
         let m: Vec<_> = members.iter().map(|m| serde_json::json!({"value": m})).collect();
-        let r = rec(ResourceType::Group, id, &name.to_lowercase(), serde_json::json!({"displayName": name, "members": m}));
-        Change::Put { record: r, previous: Some(1) }
+        let r = rec(
+            ResourceType::Group,
+            id,
+            &name.to_lowercase(),
+            serde_json::json!({"displayName": name, "members": m}),
+        );
+        Change::Put {
+            record: r,
+            previous: Some(1),
+        }
     }
 
     #[test]
     fn nested_groups_resolve_transitively_and_tolerate_cycles() {
         let mut s = Snapshot::default();
-        s.apply(&[user("u1", "Alice", true), group("g1", "ml", &["u1"]), group("g2", "eng", &["g1"]), group("g3", "all", &["g2", "g3"])]);
-        let names: Vec<(String, bool)> = s.groups_of("u1").iter().map(|(g, d)| (g.display_name.to_string(), *d)).collect();
-        assert_eq!(names, vec![("all".into(), false), ("eng".into(), false), ("ml".into(), true)]);
+        s.apply(&[
+            user("u1", "Alice", true),
+            group("g1", "ml", &["u1"]),
+            group("g2", "eng", &["g1"]),
+            group("g3", "all", &["g2", "g3"]),
+        ]);
+        let names: Vec<(String, bool)> = s
+            .groups_of("u1")
+            .iter()
+            .map(|(g, d)| (g.display_name.to_string(), *d))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("all".into(), false), ("eng".into(), false), ("ml".into(), true)]
+        );
         // Membership change touches only the changed edges.
         s.apply(&[group("g1", "ml", &[])]);
         assert!(s.groups_of("u1").is_empty());
@@ -340,7 +420,9 @@ mod tests {
         s.apply(&[user("u1", "Alice", true), user("u2", "Bob", false)]);
         assert!(matches!(s.lookup_user_name("ALICE"), Lookup::Active(u) if &*u.record.id == "u1"));
         assert!(matches!(s.lookup_user_name("bob"), Lookup::Inactive(_)));
-        let del = Change::Delete { record: s.record(ResourceType::User, "u1").cloned().expect("u1") };
+        let del = Change::Delete {
+            record: s.record(ResourceType::User, "u1").cloned().expect("u1"),
+        };
         s.apply(&[del]);
         assert!(matches!(s.lookup_user_name("alice"), Lookup::Deleted(t) if &*t.id == "u1"));
         assert_eq!(s.lookup_user_name("carol"), Lookup::Unknown);

@@ -56,22 +56,43 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("scimgate");
         let scim_requests = Family::<ScimLabels, Counter>::default();
-        registry.register("scim_requests", "SCIM requests by method, resource and status", scim_requests.clone());
-        let scim_duration =
-            Family::<ScimLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.5, 14)));
-        registry.register("scim_request_duration_seconds", "SCIM request latency", scim_duration.clone());
+        registry.register(
+            "scim_requests",
+            "SCIM requests by method, resource and status",
+            scim_requests.clone(),
+        );
+        let scim_duration = Family::<ScimLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.5, 14))
+        });
+        registry.register(
+            "scim_request_duration_seconds",
+            "SCIM request latency",
+            scim_duration.clone(),
+        );
         let auth = Family::<AuthLabels, Counter>::default();
         registry.register("auth", "Bearer token checks by outcome", auth.clone());
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
-        registry.register("store_commit_duration_seconds", "Durable commit latency of identity writes", commit_seconds.clone());
+        registry.register(
+            "store_commit_duration_seconds",
+            "Durable commit latency of identity writes",
+            commit_seconds.clone(),
+        );
         let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
-        registry.register("store_commit_batch_writes", "SCIM writes committed per transaction", commit_batch.clone());
+        registry.register(
+            "store_commit_batch_writes",
+            "SCIM writes committed per transaction",
+            commit_batch.clone(),
+        );
         let users = Gauge::default();
         registry.register("directory_users", "Users in the identity directory", users.clone());
         let groups = Gauge::default();
         registry.register("directory_groups", "Groups in the identity directory", groups.clone());
         let generation = Gauge::<u64, AtomicU64>::default();
-        registry.register("directory_generation", "Changes applied to the directory since start", generation.clone());
+        registry.register(
+            "directory_generation",
+            "Changes applied to the directory since start",
+            generation.clone(),
+        );
         let last_change = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "directory_last_change_timestamp_seconds",
@@ -101,13 +122,25 @@ impl Metrics {
     }
 
     pub fn scim_request(&self, method: &str, resource: &str, status: u16, elapsed: Duration) {
-        let labels = ScimLabels { method: method.to_string(), resource: resource.to_string(), status };
+        let labels = ScimLabels {
+            method: method.to_string(),
+            resource: resource.to_string(),
+            status,
+        };
         self.0.scim_requests.get_or_create(&labels).inc();
-        self.0.scim_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.0
+            .scim_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn auth(&self, outcome: &str) {
-        self.0.auth.get_or_create(&AuthLabels { outcome: outcome.to_string() }).inc();
+        self.0
+            .auth
+            .get_or_create(&AuthLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn store_commit(&self, elapsed: Duration, writes: usize) {
@@ -119,7 +152,10 @@ impl Metrics {
         self.0.users.set(i64::try_from(s.user_count()).unwrap_or(i64::MAX));
         self.0.groups.set(i64::try_from(s.group_count()).unwrap_or(i64::MAX));
         self.0.generation.set(s.generation);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         self.0.last_change.set(now);
     }
 }

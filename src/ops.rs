@@ -33,5 +33,11 @@ async fn readyz(State(st): State<OpsState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(st): State<OpsState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], st.metrics.encode())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
 }

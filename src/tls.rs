@@ -37,7 +37,10 @@ pub struct CertFiles {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn load(files: &CertFiles) -> Result<(Arc<CertifiedKey>, [u8; 32])> {
@@ -45,11 +48,20 @@ fn load(files: &CertFiles) -> Result<(Arc<CertifiedKey>, [u8; 32])> {
     let key_pem = read(&files.key)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::Pem { path: files.cert.clone(), why: e.to_string() })?;
+        .map_err(|e| Error::Pem {
+            path: files.cert.clone(),
+            why: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(Error::Pem { path: files.cert.clone(), why: "no certificate in file".into() });
+        return Err(Error::Pem {
+            path: files.cert.clone(),
+            why: "no certificate in file".into(),
+        });
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| Error::Pem { path: files.key.clone(), why: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| Error::Pem {
+        path: files.key.clone(),
+        why: e.to_string(),
+    })?;
     let provider = rustls::crypto::ring::default_provider();
     let certified = CertifiedKey::from_der(certs, key, &provider)?;
     let mut h = Sha256::new();
@@ -75,7 +87,11 @@ impl ResolvesServerCert for Reloading {
 impl Reloading {
     pub fn open(files: CertFiles) -> Result<Arc<Reloading>> {
         let (key, hash) = load(&files)?;
-        Ok(Arc::new(Reloading { files, current: ArcSwap::new(key), hash: ArcSwap::new(Arc::new(hash)) }))
+        Ok(Arc::new(Reloading {
+            files,
+            current: ArcSwap::new(key),
+            hash: ArcSwap::new(Arc::new(hash)),
+        }))
     }
 
     /// Re-read the files; swap in the new pair if their content changed. A broken new pair keeps
@@ -126,14 +142,21 @@ pub struct Generated {
 
 /// A CA valid for ten years and a serving certificate for `names` (DNS names or IPs) valid for one.
 pub fn generate(names: &[String], ca_name: &str) -> Result<Generated> {
-    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose,
+    };
     let now = time_now();
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name = DistinguishedName::new();
     ca.distinguished_name.push(DnType::CommonName, ca_name);
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca.not_before = now - days(1);
     ca.not_after = now + days(3650);
     let ca_cert = ca.self_signed(&ca_key)?;
@@ -142,7 +165,10 @@ pub fn generate(names: &[String], ca_name: &str) -> Result<Generated> {
     let key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(names.to_vec())?;
     leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name.push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("scimgate"));
+    leaf.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map(String::as_str).unwrap_or("scimgate"),
+    );
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     leaf.not_before = now - days(1);
@@ -167,10 +193,16 @@ fn days(n: i64) -> time::Duration {
 
 /// Write `dir/ca.crt`, `dir/tls.crt`, `dir/tls.key` (and `ca.key`), private keys mode 0600.
 pub fn write(dir: &Path, g: &Generated) -> Result<CertFiles> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let put = |name: &str, body: &str, secret: bool| -> Result<PathBuf> {
         let path = dir.join(name);
-        write_file(&path, body.as_bytes(), secret).map_err(|source| Error::Write { path: path.clone(), source })?;
+        write_file(&path, body.as_bytes(), secret).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
         Ok(path)
     };
     put("ca.crt", &g.ca_pem, false)?;
@@ -200,7 +232,10 @@ fn write_file(path: &Path, body: &[u8], secret: bool) -> std::io::Result<()> {
 /// For `--dev`: reuse `dir/tls.{crt,key}` if present, otherwise generate a CA and a serving
 /// certificate for localhost.
 pub fn dev_certs(dir: &Path, extra_names: &[String]) -> Result<CertFiles> {
-    let files = CertFiles { cert: dir.join("tls.crt"), key: dir.join("tls.key") };
+    let files = CertFiles {
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
     if files.cert.exists() && files.key.exists() && dir.join("ca.crt").exists() {
         return Ok(files);
     }

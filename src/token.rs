@@ -46,7 +46,8 @@ pub struct Tokens(Arc<ArcSwap<Vec<TokenRecord>>>);
 
 impl Tokens {
     pub fn set(&self, all: Vec<TokenRecord>) {
-        self.0.store(Arc::new(all.into_iter().filter(|t| t.revoked_at.is_none()).collect()));
+        self.0
+            .store(Arc::new(all.into_iter().filter(|t| t.revoked_at.is_none()).collect()));
     }
 
     /// The name of the token `presented` is, if it is live and has `scope`.
@@ -105,7 +106,10 @@ mod tests {
             created_at: "t".into(),
             revoked_at: revoked_at.map(String::from),
         };
-        tokens.set(vec![rec("idp", &live, Scope::Scim, None), rec("old", &revoked, Scope::Scim, Some("t"))]);
+        tokens.set(vec![
+            rec("idp", &live, Scope::Scim, None),
+            rec("old", &revoked, Scope::Scim, Some("t")),
+        ]);
         assert_eq!(tokens.check(&live, Scope::Scim), Ok("idp".to_string()));
         assert_eq!(tokens.check(&live, Scope::Audit), Err(Denied::Scope(Scope::Scim)));
         assert_eq!(tokens.check(&revoked, Scope::Scim), Err(Denied::Unknown));

@@ -65,12 +65,20 @@ fn store_error(e: &store::Error) -> scim::Error {
         ),
         other => {
             tracing::error!(error = %other, "identity store write failed");
-            scim::Error::status(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the identity store is unavailable; retry later")
+            scim::Error::status(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the identity store is unavailable; retry later",
+            )
         }
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Request>, store: Arc<dyn Store>, directory: Arc<ArcSwap<Snapshot>>, metrics: Metrics) {
+async fn run(
+    mut rx: mpsc::Receiver<Request>,
+    store: Arc<dyn Store>,
+    directory: Arc<ArcSwap<Snapshot>>,
+    metrics: Metrics,
+) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -126,7 +134,13 @@ async fn run(mut rx: mpsc::Receiver<Request>, store: Arc<dyn Store>, directory: 
     }
 }
 
-async fn single(store: &dyn Store, directory: &ArcSwap<Snapshot>, mut working: Snapshot, plan: &Plan, metrics: &Metrics) -> scim::Result<Vec<Change>> {
+async fn single(
+    store: &dyn Store,
+    directory: &ArcSwap<Snapshot>,
+    mut working: Snapshot,
+    plan: &Plan,
+    metrics: &Metrics,
+) -> scim::Result<Vec<Change>> {
     let changes = plan(&working)?;
     if changes.is_empty() {
         return Ok(changes);

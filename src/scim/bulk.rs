@@ -22,7 +22,9 @@ struct Op {
 }
 
 fn parse(body: Value) -> Result<(Vec<Op>, Option<usize>)> {
-    let Value::Object(mut body) = body else { return Err(Error::invalid_syntax("a BulkRequest must be an object")) };
+    let Value::Object(mut body) = body else {
+        return Err(Error::invalid_syntax("a BulkRequest must be an object"));
+    };
     let fail_on_errors = match schema::find_key(&body, "failOnErrors").and_then(|k| body.get(k)) {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -44,12 +46,22 @@ fn parse(body: Value) -> Result<(Vec<Op>, Option<usize>)> {
     }
     let mut out = Vec::with_capacity(ops.len());
     for (i, op) in ops.into_iter().enumerate() {
-        let Value::Object(mut op) = op else { return Err(Error::invalid_syntax(format!("operation {i} is not an object"))) };
+        let Value::Object(mut op) = op else {
+            return Err(Error::invalid_syntax(format!("operation {i} is not an object")));
+        };
         let mut take = |name: &str| schema::find_key(&op, name).cloned().and_then(|k| op.remove(&k));
         let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(String::from));
-        let method = text(take("method")).ok_or_else(|| Error::invalid_syntax(format!("operation {i}: 'method' is missing")))?;
-        let path = text(take("path")).ok_or_else(|| Error::invalid_syntax(format!("operation {i}: 'path' is missing")))?;
-        out.push(Op { method: method.to_ascii_uppercase(), bulk_id: text(take("bulkId")), version: text(take("version")), path, data: take("data") });
+        let method =
+            text(take("method")).ok_or_else(|| Error::invalid_syntax(format!("operation {i}: 'method' is missing")))?;
+        let path =
+            text(take("path")).ok_or_else(|| Error::invalid_syntax(format!("operation {i}: 'path' is missing")))?;
+        out.push(Op {
+            method: method.to_ascii_uppercase(),
+            bulk_id: text(take("bulkId")),
+            version: text(take("version")),
+            path,
+            data: take("data"),
+        });
     }
     Ok((out, fail_on_errors))
 }
@@ -90,9 +102,17 @@ fn target(path: &str) -> Result<(ResourceType, Option<String>)> {
     Ok((rt, parts.next().filter(|s| !s.is_empty()).map(String::from)))
 }
 
-async fn execute(svc: &Service, op: &Op, data: Option<Value>, base: &str) -> Result<(StatusCode, Option<crate::store::Record>)> {
+async fn execute(
+    svc: &Service,
+    op: &Op,
+    data: Option<Value>,
+    base: &str,
+) -> Result<(StatusCode, Option<crate::store::Record>)> {
     let (rt, id) = target(&op.path)?;
-    let need_data = || data.clone().ok_or_else(|| Error::invalid_syntax(format!("{} needs 'data'", op.method)));
+    let need_data = || {
+        data.clone()
+            .ok_or_else(|| Error::invalid_syntax(format!("{} needs 'data'", op.method)))
+    };
     match (op.method.as_str(), id) {
         ("POST", None) => {
             if op.bulk_id.is_none() {
@@ -100,13 +120,22 @@ async fn execute(svc: &Service, op: &Op, data: Option<Value>, base: &str) -> Res
             }
             Ok((StatusCode::CREATED, Some(svc.create(rt, need_data()?).await?)))
         }
-        ("PUT", Some(id)) => Ok((StatusCode::OK, Some(svc.replace(rt, &id, need_data()?, op.version.clone()).await?))),
-        ("PATCH", Some(id)) => Ok((StatusCode::OK, Some(svc.patch(rt, &id, need_data()?, op.version.clone()).await?))),
+        ("PUT", Some(id)) => Ok((
+            StatusCode::OK,
+            Some(svc.replace(rt, &id, need_data()?, op.version.clone()).await?),
+        )),
+        ("PATCH", Some(id)) => Ok((
+            StatusCode::OK,
+            Some(svc.patch(rt, &id, need_data()?, op.version.clone()).await?),
+        )),
         ("DELETE", Some(id)) => {
             svc.delete(rt, &id, op.version.clone()).await?;
             Ok((StatusCode::NO_CONTENT, None))
         }
-        (m, _) => Err(Error::invalid_path(format!("{m} {} is not a bulk operation we accept (base {base})", op.path))),
+        (m, _) => Err(Error::invalid_path(format!(
+            "{m} {} is not a bulk operation we accept (base {base})",
+            op.path
+        ))),
     }
 }
 
@@ -114,8 +143,14 @@ async fn execute(svc: &Service, op: &Op, data: Option<Value>, base: &str) -> Res
 pub async fn run(svc: &Service, body: Value, base: &str) -> Result<(StatusCode, Value)> {
     if let Value::Object(o) = &body {
         if let Some(s) = o.get("schemas") {
-            if !s.as_array().is_some_and(|a| a.iter().any(|x| x.as_str() == Some(schema::BULK_REQUEST))) {
-                return Err(Error::invalid_syntax(format!("'schemas' must contain {}", schema::BULK_REQUEST)));
+            if !s
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(schema::BULK_REQUEST)))
+            {
+                return Err(Error::invalid_syntax(format!(
+                    "'schemas' must contain {}",
+                    schema::BULK_REQUEST
+                )));
             }
         }
     }
@@ -134,9 +169,15 @@ pub async fn run(svc: &Service, body: Value, base: &str) -> Result<(StatusCode, 
             if let Some(d) = &op.data {
                 references(d, &mut refs);
             }
-            references(&Value::String(op.path.rsplit('/').next().unwrap_or_default().to_string()), &mut refs);
+            references(
+                &Value::String(op.path.rsplit('/').next().unwrap_or_default().to_string()),
+                &mut refs,
+            );
             if let Some(missing) = refs.iter().find(|r| !declared.contains(r.as_str())) {
-                results[i] = Some(failure(op, &Error::invalid_value(format!("bulkId '{missing}' is not defined in this request"))));
+                results[i] = Some(failure(
+                    op,
+                    &Error::invalid_value(format!("bulkId '{missing}' is not defined in this request")),
+                ));
                 errors += 1;
                 progressed = true;
             } else if refs.iter().any(|r| !ids.contains_key(r)) {
@@ -148,10 +189,22 @@ pub async fn run(svc: &Service, body: Value, base: &str) -> Result<(StatusCode, 
                     substitute(d, &ids);
                 }
                 let mut path = Value::String(op.path.clone());
-                if let Some(last) = op.path.rsplit('/').next().and_then(|l| l.strip_prefix("bulkId:")).and_then(|b| ids.get(b)) {
-                    path = Value::String(format!("{}/{last}", op.path.rsplit_once('/').map(|p| p.0).unwrap_or_default()));
+                if let Some(last) = op
+                    .path
+                    .rsplit('/')
+                    .next()
+                    .and_then(|l| l.strip_prefix("bulkId:"))
+                    .and_then(|b| ids.get(b))
+                {
+                    path = Value::String(format!(
+                        "{}/{last}",
+                        op.path.rsplit_once('/').map(|p| p.0).unwrap_or_default()
+                    ));
                 }
-                let resolved = Op { path: path.as_str().unwrap_or_default().to_string(), ..clone_op(op) };
+                let resolved = Op {
+                    path: path.as_str().unwrap_or_default().to_string(),
+                    ..clone_op(op)
+                };
                 match execute(svc, &resolved, data, base).await {
                     Ok((status, record)) => {
                         let mut entry = Map::new();
@@ -186,17 +239,32 @@ pub async fn run(svc: &Service, body: Value, base: &str) -> Result<(StatusCode, 
         }
         if !progressed {
             for i in pending.drain(..) {
-                results[i] = Some(failure(&ops[i], &Error::status(StatusCode::CONFLICT, "bulkId references form a cycle or name a failed operation")));
+                results[i] = Some(failure(
+                    &ops[i],
+                    &Error::status(
+                        StatusCode::CONFLICT,
+                        "bulkId references form a cycle or name a failed operation",
+                    ),
+                ));
             }
             break;
         }
     }
     let done: Vec<Value> = results.into_iter().flatten().collect();
-    Ok((StatusCode::OK, json!({"schemas": [schema::BULK_RESPONSE], "Operations": done})))
+    Ok((
+        StatusCode::OK,
+        json!({"schemas": [schema::BULK_RESPONSE], "Operations": done}),
+    ))
 }
 
 fn clone_op(op: &Op) -> Op {
-    Op { method: op.method.clone(), bulk_id: op.bulk_id.clone(), version: op.version.clone(), path: op.path.clone(), data: None }
+    Op {
+        method: op.method.clone(),
+        bulk_id: op.bulk_id.clone(),
+        version: op.version.clone(),
+        path: op.path.clone(),
+        data: None,
+    }
 }
 
 fn failure(op: &Op, e: &Error) -> Value {

@@ -54,7 +54,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(status: StatusCode, scim_type: Option<ScimType>, detail: impl Into<String>) -> Self {
-        Error { status, scim_type, detail: detail.into() }
+        Error {
+            status,
+            scim_type,
+            detail: detail.into(),
+        }
     }
     pub fn bad(scim_type: ScimType, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)

@@ -262,7 +262,10 @@ impl Parser {
                         resolved: None,
                     };
                     let tail = self.comparison(sub_path)?;
-                    return Ok(Filter::ValuePath(path, Box::new(Filter::And(Box::new(inner), Box::new(tail)))));
+                    return Ok(Filter::ValuePath(
+                        path,
+                        Box::new(Filter::And(Box::new(inner), Box::new(tail))),
+                    ));
                 }
             }
             return Ok(Filter::ValuePath(path, Box::new(inner)));
@@ -292,7 +295,11 @@ impl Parser {
                 "null" => Value::Null,
                 _ => match serde_json::from_str::<serde_json::Number>(&w) {
                     Ok(n) => Value::Number(n),
-                    Err(_) => return Err(Error::invalid_filter(format!("'{w}' at {at} is not a value (strings need quotes)"))),
+                    Err(_) => {
+                        return Err(Error::invalid_filter(format!(
+                            "'{w}' at {at} is not a value (strings need quotes)"
+                        )))
+                    }
                 },
             },
             _ => {
@@ -311,7 +318,11 @@ impl Filter {
             return Err(Error::invalid_filter(format!("filter longer than {MAX_LEN} bytes")));
         }
         let toks = lex(input)?;
-        let mut p = Parser { toks, pos: 0, end: input.len() };
+        let mut p = Parser {
+            toks,
+            pos: 0,
+            end: input.len(),
+        };
         if p.peek().is_none() {
             return Err(Error::invalid_filter("empty filter"));
         }
@@ -351,7 +362,10 @@ impl Filter {
             Filter::ValuePath(p, inner) => {
                 let r = resolve(scope, &p.raw, Error::invalid_filter)?;
                 if r.attr.ty != Type::Complex {
-                    return Err(Error::invalid_filter(format!("'{}' is not complex; it has no value filter", r.attr.name)));
+                    return Err(Error::invalid_filter(format!(
+                        "'{}' is not complex; it has no value filter",
+                        r.attr.name
+                    )));
                 }
                 inner.resolve(Scope::Complex(r.attr))?;
                 p.resolved = Some(r);
@@ -363,7 +377,9 @@ impl Filter {
     /// Whether any path in the filter names `attr` at the top level (case-insensitive).
     pub fn mentions(&self, attr: &str) -> bool {
         match self {
-            Filter::Present(p) | Filter::Compare(p, _, _) | Filter::ValuePath(p, _) => p.raw.attr.eq_ignore_ascii_case(attr),
+            Filter::Present(p) | Filter::Compare(p, _, _) | Filter::ValuePath(p, _) => {
+                p.raw.attr.eq_ignore_ascii_case(attr)
+            }
             Filter::And(a, b) | Filter::Or(a, b) => a.mentions(attr) || b.mentions(attr),
             Filter::Not(a) => a.mentions(attr),
         }
@@ -373,7 +389,9 @@ impl Filter {
     /// Returns the canonical attribute name (with sub-attribute, e.g. `emails.value`) and the value.
     pub fn index_hint(&self) -> Option<(String, &str)> {
         match self {
-            Filter::Compare(p, Op::Eq, Value::String(v)) if p.raw.urn.is_none() || p.resolved.is_some_and(|r| r.extension.is_none()) => {
+            Filter::Compare(p, Op::Eq, Value::String(v))
+                if p.raw.urn.is_none() || p.resolved.is_some_and(|r| r.extension.is_none()) =>
+            {
                 let r = p.resolved?;
                 let name = match r.sub {
                     Some(s) => format!("{}.{}", r.attr.name, s.name),
@@ -446,10 +464,14 @@ fn check_operator(attr: &Attribute, op: Op, value: &Value) -> Result<()> {
     match attr.ty {
         Type::Complex => bad("a complex attribute cannot be compared; name a sub-attribute"),
         Type::Boolean if op != Op::Eq && op != Op::Ne => bad("booleans support only eq and ne"),
-        Type::Boolean if !matches!(value, Value::Bool(_) | Value::Null) && !is_bool_string(value) => bad("compare booleans with true or false"),
+        Type::Boolean if !matches!(value, Value::Bool(_) | Value::Null) && !is_bool_string(value) => {
+            bad("compare booleans with true or false")
+        }
         Type::Binary if op.ordering() => bad("binary values cannot be ordered"),
         Type::Integer | Type::Decimal if op.substring() => bad("numbers support no substring operators"),
-        _ if op.ordering() && matches!(value, Value::Bool(_) | Value::Null) => bad("ordering needs a string, number or date"),
+        _ if op.ordering() && matches!(value, Value::Bool(_) | Value::Null) => {
+            bad("ordering needs a string, number or date")
+        }
         _ => Ok(()),
     }
 }
@@ -505,7 +527,9 @@ fn compare(attr: &Attribute, op: Op, have: &Value, want: &Value) -> bool {
             _ => false,
         },
         (Value::Bool(h), Value::Bool(w)) => op == Op::Eq && h == w,
-        (Value::Bool(h), Value::String(w)) if is_bool_string(want) => op == Op::Eq && (*h == w.eq_ignore_ascii_case("true")),
+        (Value::Bool(h), Value::String(w)) if is_bool_string(want) => {
+            op == Op::Eq && (*h == w.eq_ignore_ascii_case("true"))
+        }
         (Value::Number(h), Value::Number(w)) => match (h.as_f64(), w.as_f64()) {
             (Some(h), Some(w)) => ordered(op, h.partial_cmp(&w)),
             _ => false,
@@ -584,40 +608,112 @@ mod tests {
     /// (name, filter, expected) over the RFC 7644 §3.4.2.2 examples and IdP request shapes.
     const CASES: &[(&str, &str, bool)] = &[
         ("rfc: userName eq", r#"userName eq "bjensen@example.com""#, true),
-        ("userName is case-insensitive", r#"userName eq "BJensen@Example.COM""#, true),
+        (
+            "userName is case-insensitive",
+            r#"userName eq "BJensen@Example.COM""#,
+            true,
+        ),
         ("operators in any case", r#"userName EQ "bjensen@example.com""#, true),
         ("externalId is case-exact", r#"externalId eq "bjensen""#, false),
         ("externalId exact match", r#"externalId eq "Bjensen""#, true),
-        ("id is case-exact", r#"id eq "2819C223-7F76-453A-919D-413861904646""#, false),
+        (
+            "id is case-exact",
+            r#"id eq "2819C223-7F76-453A-919D-413861904646""#,
+            false,
+        ),
         ("rfc: name.familyName co", r#"name.familyName co "ens""#, true),
         ("rfc: userName sw", r#"userName sw "J""#, false),
         ("sw matches prefix", r#"userName sw "bj""#, true),
         ("ew", r#"userName ew "example.com""#, true),
-        ("rfc: urn-qualified", r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bje""#, true),
+        (
+            "rfc: urn-qualified",
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bje""#,
+            true,
+        ),
         ("rfc: title pr", "title pr", true),
         ("absent pr", "nickName pr", false),
-        ("rfc: meta.lastModified gt", r#"meta.lastModified gt "2011-05-13T04:42:34Z""#, true),
-        ("rfc: meta.lastModified ge", r#"meta.lastModified ge "2011-08-01T18:29:49.793Z""#, true),
-        ("rfc: meta.lastModified lt", r#"meta.lastModified lt "2011-05-13T04:42:34Z""#, false),
-        ("dates compare as instants", r#"meta.lastModified eq "2011-08-01T20:29:49.793+02:00""#, true),
+        (
+            "rfc: meta.lastModified gt",
+            r#"meta.lastModified gt "2011-05-13T04:42:34Z""#,
+            true,
+        ),
+        (
+            "rfc: meta.lastModified ge",
+            r#"meta.lastModified ge "2011-08-01T18:29:49.793Z""#,
+            true,
+        ),
+        (
+            "rfc: meta.lastModified lt",
+            r#"meta.lastModified lt "2011-05-13T04:42:34Z""#,
+            false,
+        ),
+        (
+            "dates compare as instants",
+            r#"meta.lastModified eq "2011-08-01T20:29:49.793+02:00""#,
+            true,
+        ),
         ("rfc: and with pr", r#"title pr and userType eq "Employee""#, true),
         ("rfc: or", r#"title pr or userType eq "Intern""#, true),
-        ("rfc: userType ne and not", r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#, false),
-        ("rfc: grouping", r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#, true),
-        ("rfc: value path", r#"emails[type eq "work" and value co "@example.com"]"#, true),
-        ("value path no match", r#"emails[type eq "home" and value co "@example.com"]"#, false),
-        ("rfc: value path or", r#"userType eq "Employee" and emails[type eq "work" and value co "@example.com"]"#, true),
-        ("entra: value path then sub-attr", r#"emails[type eq "work"].value eq "bjensen@example.com""#, true),
-        ("entra: value path then sub-attr, other element", r#"emails[type eq "work"].value eq "babs@jensen.org""#, false),
+        (
+            "rfc: userType ne and not",
+            r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#,
+            false,
+        ),
+        (
+            "rfc: grouping",
+            r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#,
+            true,
+        ),
+        (
+            "rfc: value path",
+            r#"emails[type eq "work" and value co "@example.com"]"#,
+            true,
+        ),
+        (
+            "value path no match",
+            r#"emails[type eq "home" and value co "@example.com"]"#,
+            false,
+        ),
+        (
+            "rfc: value path or",
+            r#"userType eq "Employee" and emails[type eq "work" and value co "@example.com"]"#,
+            true,
+        ),
+        (
+            "entra: value path then sub-attr",
+            r#"emails[type eq "work"].value eq "bjensen@example.com""#,
+            true,
+        ),
+        (
+            "entra: value path then sub-attr, other element",
+            r#"emails[type eq "work"].value eq "babs@jensen.org""#,
+            false,
+        ),
         ("multi-valued compares value", r#"emails eq "babs@jensen.org""#, true),
         ("boolean", "active eq true", true),
         ("boolean as string", r#"active eq "True""#, true),
         ("boolean ne", "active ne true", false),
         ("ne on absent attribute", r#"nickName ne "x""#, true),
-        ("extension attribute", r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#, true),
-        ("extension sub-attribute", r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915""#, true),
-        ("not binds tighter than and", r#"not (active eq false) and title pr"#, true),
-        ("and binds tighter than or", r#"title eq "x" and active eq false or userType eq "Employee""#, true),
+        (
+            "extension attribute",
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#,
+            true,
+        ),
+        (
+            "extension sub-attribute",
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915""#,
+            true,
+        ),
+        (
+            "not binds tighter than and",
+            r#"not (active eq false) and title pr"#,
+            true,
+        ),
+        (
+            "and binds tighter than or",
+            r#"title eq "x" and active eq false or userType eq "Employee""#,
+            true,
+        ),
         ("string ordering", r#"userName gt "a""#, true),
         ("null compares absent", "nickName eq null", false),
         ("escaped quote in string", r#"title ne "Tour \"Guide\"""#, true),
@@ -654,8 +750,14 @@ mod tests {
     #[test]
     fn rejects_with_invalid_filter() {
         for (name, input) in BAD {
-            let err = Filter::compile(input, ResourceType::User).err().unwrap_or_else(|| panic!("{name} accepted"));
-            assert_eq!(err.scim_type, Some(super::super::error::ScimType::InvalidFilter), "{name}");
+            let err = Filter::compile(input, ResourceType::User)
+                .err()
+                .unwrap_or_else(|| panic!("{name} accepted"));
+            assert_eq!(
+                err.scim_type,
+                Some(super::super::error::ScimType::InvalidFilter),
+                "{name}"
+            );
         }
     }
 

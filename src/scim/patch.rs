@@ -36,9 +36,14 @@ pub fn parse(body: Value, q: &Quirks) -> Result<Vec<Operation>> {
         return Err(Error::invalid_syntax("a PATCH body must be a JSON object"));
     };
     if let Some(schemas) = body.get("schemas") {
-        let ok = schemas.as_array().is_some_and(|a| a.iter().any(|s| s.as_str() == Some(schema::PATCH_OP)));
+        let ok = schemas
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(schema::PATCH_OP)));
         if !ok {
-            return Err(Error::invalid_syntax(format!("'schemas' must contain {}", schema::PATCH_OP)));
+            return Err(Error::invalid_syntax(format!(
+                "'schemas' must contain {}",
+                schema::PATCH_OP
+            )));
         }
     }
     let key = schema::find_key(&body, "Operations").cloned();
@@ -57,7 +62,8 @@ pub fn parse(body: Value, q: &Quirks) -> Result<Vec<Operation>> {
         let Value::Object(mut op) = op else {
             return Err(Error::invalid_syntax(format!("operation {i} is not an object")));
         };
-        let take = |op: &mut Map<String, Value>, name: &str| schema::find_key(op, name).cloned().and_then(|k| op.remove(&k));
+        let take =
+            |op: &mut Map<String, Value>, name: &str| schema::find_key(op, name).cloned().and_then(|k| op.remove(&k));
         let kind = match take(&mut op, "op") {
             Some(Value::String(s)) => match s.as_str() {
                 "add" => OpKind::Add,
@@ -78,7 +84,9 @@ pub fn parse(body: Value, q: &Quirks) -> Result<Vec<Operation>> {
         };
         let value = take(&mut op, "value");
         if kind != OpKind::Remove && value.is_none() {
-            return Err(Error::invalid_value(format!("operation {i}: '{kind:?}' needs a 'value'").to_lowercase()));
+            return Err(Error::invalid_value(
+                format!("operation {i}: '{kind:?}' needs a 'value'").to_lowercase(),
+            ));
         }
         out.push(Operation { op: kind, path, value });
     }
@@ -89,7 +97,11 @@ pub fn parse(body: Value, q: &Quirks) -> Result<Vec<Operation>> {
 enum Target {
     /// A whole extension object (`path` is the extension's URN).
     Extension(&'static Schema),
-    Attr { at: Resolved, filter: Option<Filter>, sub: Option<&'static Attribute> },
+    Attr {
+        at: Resolved,
+        filter: Option<Box<Filter>>,
+        sub: Option<&'static Attribute>,
+    },
 }
 
 fn parse_path(rt: ResourceType, path: &str) -> Result<Target> {
@@ -100,7 +112,9 @@ fn parse_path(rt: ResourceType, path: &str) -> Result<Target> {
     let (head, filter, tail) = match path.find('[') {
         None => (path, None, None),
         Some(open) => {
-            let close = path.rfind(']').ok_or_else(|| Error::invalid_path(format!("'{path}': missing ']'")))?;
+            let close = path
+                .rfind(']')
+                .ok_or_else(|| Error::invalid_path(format!("'{path}': missing ']'")))?;
             if close < open {
                 return Err(Error::invalid_path(format!("'{path}': misplaced ']'")));
             }
@@ -116,18 +130,33 @@ fn parse_path(rt: ResourceType, path: &str) -> Result<Target> {
     let raw = RawPath::parse(head).map_err(Error::invalid_path)?;
     let at = resolve(Scope::Resource(rt), &raw, Error::invalid_path)?;
     let Some(filter) = filter else {
-        return Ok(Target::Attr { at, filter: None, sub: None });
+        return Ok(Target::Attr {
+            at,
+            filter: None,
+            sub: None,
+        });
     };
     if at.sub.is_some() || at.attr.ty != Type::Complex {
-        return Err(Error::invalid_path(format!("'{path}': a value filter needs a complex attribute")));
+        return Err(Error::invalid_path(format!(
+            "'{path}': a value filter needs a complex attribute"
+        )));
     }
     let mut f = Filter::parse(filter).map_err(|e| Error::invalid_path(format!("'{path}': {}", e.detail)))?;
-    f.resolve(Scope::Complex(at.attr)).map_err(|e| Error::invalid_path(format!("'{path}': {}", e.detail)))?;
+    f.resolve(Scope::Complex(at.attr))
+        .map_err(|e| Error::invalid_path(format!("'{path}': {}", e.detail)))?;
     let sub = match tail {
         None => None,
-        Some(name) => Some(at.attr.sub_attr(name).ok_or_else(|| Error::invalid_path(format!("'{}' has no sub-attribute '{name}'", at.attr.name)))?),
+        Some(name) => Some(
+            at.attr
+                .sub_attr(name)
+                .ok_or_else(|| Error::invalid_path(format!("'{}' has no sub-attribute '{name}'", at.attr.name)))?,
+        ),
     };
-    Ok(Target::Attr { at, filter: Some(f), sub })
+    Ok(Target::Attr {
+        at,
+        filter: Some(Box::new(f)),
+        sub,
+    })
 }
 
 /// Apply `ops` to `attrs` (the stored attributes without `id`, `meta`, `schemas`).
@@ -138,7 +167,9 @@ pub fn apply(rt: ResourceType, attrs: &mut Map<String, Value>, ops: &[Operation]
             (None, OpKind::Remove) => return Err(Error::no_target("'remove' needs a 'path'")),
             (None, kind) => {
                 let Some(Value::Object(fields)) = &op.value else {
-                    return Err(Error::invalid_value("an operation without 'path' needs an object 'value'"));
+                    return Err(Error::invalid_value(
+                        "an operation without 'path' needs an object 'value'",
+                    ));
                 };
                 for (key, value) in fields {
                     pathless(rt, attrs, kind, key, value.clone(), q)?;
@@ -146,7 +177,7 @@ pub fn apply(rt: ResourceType, attrs: &mut Map<String, Value>, ops: &[Operation]
             }
             (Some(path), kind) => {
                 let target = parse_path(rt, path)?;
-                apply_one(rt, attrs, kind, target, op.value.clone(), q)?;
+                apply_one(attrs, kind, target, op.value.clone(), q)?;
             }
         }
     }
@@ -155,7 +186,14 @@ pub fn apply(rt: ResourceType, attrs: &mut Map<String, Value>, ops: &[Operation]
 }
 
 /// One key of a path-less `add`/`replace` value.
-fn pathless(rt: ResourceType, attrs: &mut Map<String, Value>, kind: OpKind, key: &str, value: Value, q: &Quirks) -> Result<()> {
+fn pathless(
+    rt: ResourceType,
+    attrs: &mut Map<String, Value>,
+    kind: OpKind,
+    key: &str,
+    value: Value,
+    q: &Quirks,
+) -> Result<()> {
     if ["id", "meta", "schemas"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
         if q.ignore_read_only_in_patch {
             return Ok(());
@@ -163,14 +201,14 @@ fn pathless(rt: ResourceType, attrs: &mut Map<String, Value>, kind: OpKind, key:
         return Err(Error::mutability(format!("'{key}' is read-only")));
     }
     if let Some(ext) = rt.extensions().iter().find(|s| s.id.eq_ignore_ascii_case(key)) {
-        return apply_one(rt, attrs, kind, Target::Extension(ext), Some(value), q);
+        return apply_one(attrs, kind, Target::Extension(ext), Some(value), q);
     }
     let dotted = key.contains('.') || key.to_ascii_lowercase().starts_with("urn:");
     if dotted && !q.dotted_keys {
         return Err(Error::invalid_path(format!("'{key}' is a path; send it as 'path'")));
     }
     let target = parse_path(rt, key)?;
-    apply_one(rt, attrs, kind, target, Some(value), q)
+    apply_one(attrs, kind, target, Some(value), q)
 }
 
 fn container<'a>(attrs: &'a mut Map<String, Value>, at: &Resolved) -> Result<&'a mut Map<String, Value>> {
@@ -194,7 +232,13 @@ fn check_writable(attr: &Attribute, existing: Option<&Value>, new: Option<&Value
     }
 }
 
-fn apply_one(rt: ResourceType, attrs: &mut Map<String, Value>, kind: OpKind, target: Target, value: Option<Value>, q: &Quirks) -> Result<()> {
+fn apply_one(
+    attrs: &mut Map<String, Value>,
+    kind: OpKind,
+    target: Target,
+    value: Option<Value>,
+    q: &Quirks,
+) -> Result<()> {
     match target {
         Target::Extension(ext) => {
             if kind == OpKind::Remove {
@@ -205,14 +249,34 @@ fn apply_one(rt: ResourceType, attrs: &mut Map<String, Value>, kind: OpKind, tar
                 return Err(Error::invalid_value(format!("'{}' takes an object", ext.id)));
             };
             for (k, v) in fields {
-                let attr = ext.attr(&k).ok_or_else(|| Error::invalid_path(format!("'{}' has no attribute '{k}'", ext.id)))?;
-                let at = Resolved { extension: Some(ext.id), attr, sub: None };
-                apply_one(rt, attrs, kind, Target::Attr { at, filter: None, sub: None }, Some(v), q)?;
+                let attr = ext
+                    .attr(&k)
+                    .ok_or_else(|| Error::invalid_path(format!("'{}' has no attribute '{k}'", ext.id)))?;
+                let at = Resolved {
+                    extension: Some(ext.id),
+                    attr,
+                    sub: None,
+                };
+                apply_one(
+                    attrs,
+                    kind,
+                    Target::Attr {
+                        at,
+                        filter: None,
+                        sub: None,
+                    },
+                    Some(v),
+                    q,
+                )?;
             }
             Ok(())
         }
         Target::Attr { at, filter: None, .. } => whole(attrs, kind, at, value, q),
-        Target::Attr { at, filter: Some(f), sub } => filtered(attrs, kind, at, &f, sub, value, q),
+        Target::Attr {
+            at,
+            filter: Some(f),
+            sub,
+        } => filtered(attrs, kind, at, &f, sub, value, q),
     }
 }
 
@@ -233,10 +297,19 @@ fn whole(attrs: &mut Map<String, Value>, kind: OpKind, at: Resolved, value: Opti
     match kind {
         OpKind::Remove => {
             check_writable(attr, None, None)?;
-            if let (true, Some(v), true) = (attr.multi && attr.ty == Type::Complex, &value, q.members_remove_by_value) {
+            if let (true, Some(v), true) = (
+                attr.multi && attr.ty == Type::Complex,
+                &value,
+                q.members_remove_by_value,
+            ) {
                 // Entra's legacy form: remove only the listed values, never clear the attribute.
                 let gone = normalize_value(attr, v.clone(), q)?;
-                let ids: Vec<&Value> = gone.as_array().into_iter().flatten().filter_map(|e| e.get("value")).collect();
+                let ids: Vec<&Value> = gone
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.get("value"))
+                    .collect();
                 if let Some(Value::Array(items)) = c.get_mut(attr.name) {
                     items.retain(|e| !e.get("value").is_some_and(|v| ids.contains(&v)));
                 }
@@ -250,7 +323,9 @@ fn whole(attrs: &mut Map<String, Value>, kind: OpKind, at: Resolved, value: Opti
             check_writable(attr, c.get(attr.name), Some(&v))?;
             match (attr.multi, attr.ty, kind) {
                 (true, _, OpKind::Add) => {
-                    let slot = c.entry(attr.name.to_string()).or_insert_with(|| Value::Array(Vec::new()));
+                    let slot = c
+                        .entry(attr.name.to_string())
+                        .or_insert_with(|| Value::Array(Vec::new()));
                     if !slot.is_array() {
                         *slot = Value::Array(Vec::new());
                     }
@@ -266,7 +341,9 @@ fn whole(attrs: &mut Map<String, Value>, kind: OpKind, at: Resolved, value: Opti
                 }
                 (false, Type::Complex, _) => {
                     // RFC 7644 §3.5.2.1/3: sub-attributes not named are left as they are.
-                    let slot = c.entry(attr.name.to_string()).or_insert_with(|| Value::Object(Map::new()));
+                    let slot = c
+                        .entry(attr.name.to_string())
+                        .or_insert_with(|| Value::Object(Map::new()));
                     match (slot, v) {
                         (Value::Object(old), Value::Object(new)) => old.extend(new),
                         (slot, v) => *slot = v,
@@ -287,7 +364,14 @@ fn whole(attrs: &mut Map<String, Value>, kind: OpKind, at: Resolved, value: Opti
 }
 
 /// `name.givenName` (singular complex) or `emails.type` (every element of a multi-valued one).
-fn sub_everywhere(c: &mut Map<String, Value>, kind: OpKind, attr: &Attribute, sub: &Attribute, value: Option<Value>, q: &Quirks) -> Result<()> {
+fn sub_everywhere(
+    c: &mut Map<String, Value>,
+    kind: OpKind,
+    attr: &Attribute,
+    sub: &Attribute,
+    value: Option<Value>,
+    q: &Quirks,
+) -> Result<()> {
     check_writable(attr, None, None)?;
     let v = match kind {
         OpKind::Remove => None,
@@ -297,7 +381,10 @@ fn sub_everywhere(c: &mut Map<String, Value>, kind: OpKind, attr: &Attribute, su
         let Some(Value::Array(items)) = c.get_mut(attr.name) else {
             return match kind {
                 OpKind::Remove => Ok(()),
-                _ => Err(Error::no_target(format!("'{}' has no values to set '{}' on; use a value filter", attr.name, sub.name))),
+                _ => Err(Error::no_target(format!(
+                    "'{}' has no values to set '{}' on; use a value filter",
+                    attr.name, sub.name
+                ))),
             };
         };
         for e in items.iter_mut().filter_map(Value::as_object_mut) {
@@ -305,7 +392,9 @@ fn sub_everywhere(c: &mut Map<String, Value>, kind: OpKind, attr: &Attribute, su
         }
         return Ok(());
     }
-    let slot = c.entry(attr.name.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    let slot = c
+        .entry(attr.name.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
     match slot {
         Value::Object(o) => set_sub(o, sub, v),
         _ => Err(Error::invalid_path(format!("'{}' is not an object", attr.name))),
@@ -345,7 +434,12 @@ fn filtered(
             let v = normalize_value(attr, value.unwrap_or(Value::Null), q)?;
             match v {
                 Value::Array(mut items) if items.len() == 1 => items.pop(),
-                _ => return Err(Error::invalid_value(format!("a filtered '{}' takes one value", attr.name))),
+                _ => {
+                    return Err(Error::invalid_value(format!(
+                        "a filtered '{}' takes one value",
+                        attr.name
+                    )))
+                }
             }
         }
         (_, None) => Some(normalize_value(attr, value.unwrap_or(Value::Null), q)?),
@@ -366,14 +460,19 @@ fn filtered(
                     (None, Some(Value::Object(v))) => element.extend(v),
                     _ => {}
                 }
-                let slot = c.entry(attr.name.to_string()).or_insert_with(|| Value::Array(Vec::new()));
+                let slot = c
+                    .entry(attr.name.to_string())
+                    .or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(items) = slot {
                     items.push(Value::Object(element));
                 }
                 return Ok(());
             }
         }
-        return Err(Error::no_target(format!("no value of '{}' matches the filter", attr.name)));
+        return Err(Error::no_target(format!(
+            "no value of '{}' matches the filter",
+            attr.name
+        )));
     }
     let edit = |e: &mut Value| -> Result<bool> {
         // Returns whether to keep the element.
@@ -411,7 +510,8 @@ fn filtered(
             *items = kept;
         }
         Some(e) => {
-            if !edit(e)? {
+            let keep = edit(e)?;
+            if !keep {
                 c.remove(attr.name);
             }
         }
@@ -442,7 +542,10 @@ fn element_from_filter(f: &Filter) -> Option<Map<String, Value>> {
 /// Two values of a multi-valued attribute are the same value: for references (`members`) the id
 /// decides, otherwise the whole value.
 fn same_element(attr: &Attribute, a: &Value, b: &Value) -> bool {
-    if attr.sub_attr("value").is_some_and(|v| v.mutability == Mutability::Immutable) {
+    if attr
+        .sub_attr("value")
+        .is_some_and(|v| v.mutability == Mutability::Immutable)
+    {
         return a.get("value").is_some() && a.get("value") == b.get("value");
     }
     a == b
@@ -491,12 +594,16 @@ mod tests {
     }
 
     fn user() -> Map<String, Value> {
-        obj(json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice"},
-            "active": true, "emails": [{"value": "alice@contoso.com", "type": "work", "primary": true}]}))
+        obj(
+            json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice"},
+            "active": true, "emails": [{"value": "alice@contoso.com", "type": "work", "primary": true}]}),
+        )
     }
 
     fn group() -> Map<String, Value> {
-        obj(json!({"displayName": "ml-engineers", "members": [{"value": "u1", "type": "User"}, {"value": "u2", "type": "User"}]}))
+        obj(
+            json!({"displayName": "ml-engineers", "members": [{"value": "u1", "type": "User"}, {"value": "u2", "type": "User"}]}),
+        )
     }
 
     fn run(rt: ResourceType, start: Map<String, Value>, body: Value, q: &Quirks) -> Result<Value> {
@@ -511,70 +618,160 @@ mod tests {
     }
 
     /// (name, resource type, start, operations, expected attributes).
-    fn cases() -> Vec<(&'static str, ResourceType, Map<String, Value>, Value, Value)> {
+    type Case = (&'static str, ResourceType, Map<String, Value>, Value, Value);
+
+    fn cases() -> Vec<Case> {
         let u = user();
         let g = group();
         vec![
-            ("entra: capitalised ops, filter path, string boolean", ResourceType::User, u.clone(), json!([
+            (
+                "entra: capitalised ops, filter path, string boolean",
+                ResourceType::User,
+                u.clone(),
+                json!([
                 {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "alice@fabrikam.com"},
                 {"op": "Replace", "path": "name.familyName", "value": "Liddell-Hart"},
                 {"op": "Replace", "path": "active", "value": "False"}]),
-             json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell-Hart", "givenName": "Alice"},
-                "active": false, "emails": [{"value": "alice@fabrikam.com", "type": "work", "primary": true}]})),
-            ("entra: path-less replace with dotted keys and extension URN", ResourceType::User, u.clone(), json!([
+                json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell-Hart", "givenName": "Alice"},
+                "active": false, "emails": [{"value": "alice@fabrikam.com", "type": "work", "primary": true}]}),
+            ),
+            (
+                "entra: path-less replace with dotted keys and extension URN",
+                ResourceType::User,
+                u.clone(),
+                json!([
                 {"op": "replace", "value": {"name.givenName": "Al", "active": false,
                     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber": "701"}}]),
-             json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Al"},
+                json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Al"},
                 "active": false, "emails": [{"value": "alice@contoso.com", "type": "work", "primary": true}],
-                schema::ENTERPRISE_USER: {"employeeNumber": "701"}})),
-            ("okta: path-less deactivate", ResourceType::User, u.clone(), json!([{"op": "replace", "value": {"active": false}}]),
-             json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice"},
-                "active": false, "emails": [{"value": "alice@contoso.com", "type": "work", "primary": true}]})),
-            ("entra: replace missing work email creates it", ResourceType::User, obj(json!({"userName": "b"})),
-             json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "b@x.com"}]),
-             json!({"userName": "b", "emails": [{"type": "work", "value": "b@x.com"}]})),
-            ("rfc: add to multi-valued appends", ResourceType::User, u.clone(),
-             json!([{"op": "add", "path": "emails", "value": [{"value": "a@home.org", "type": "home", "primary": true}]}]),
-             json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice"},
-                "active": true, "emails": [{"value": "alice@contoso.com", "type": "work"}, {"value": "a@home.org", "type": "home", "primary": true}]})),
-            ("rfc: remove sub-attribute", ResourceType::User, u.clone(), json!([{"op": "remove", "path": "name.givenName"}]),
-             json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell"},
-                "active": true, "emails": [{"value": "alice@contoso.com", "type": "work", "primary": true}]})),
-            ("rfc: remove by filter leaves attribute unassigned", ResourceType::User, u.clone(),
-             json!([{"op": "remove", "path": "emails[type eq \"work\"]"}]),
-             json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice"}, "active": true})),
-            ("rfc: replace complex merges sub-attributes", ResourceType::User, u.clone(),
-             json!([{"op": "replace", "path": "name", "value": {"middleName": "P"}}]),
-             json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice", "middleName": "P"},
-                "active": true, "emails": [{"value": "alice@contoso.com", "type": "work", "primary": true}]})),
-            ("entra: add members", ResourceType::Group, g.clone(), json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": "u3"}]}]),
-             json!({"displayName": "ml-engineers", "members": [{"value": "u1", "type": "User"}, {"value": "u2", "type": "User"}, {"value": "u3"}]})),
-            ("adding an existing member changes nothing", ResourceType::Group, g.clone(), json!([{"op": "add", "path": "members", "value": [{"value": "u1"}]}]),
-             json!({"displayName": "ml-engineers", "members": [{"value": "u1", "type": "User"}, {"value": "u2", "type": "User"}]})),
-            ("entra legacy: remove listed members only", ResourceType::Group, g.clone(),
-             json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": "u1"}]}]),
-             json!({"displayName": "ml-engineers", "members": [{"value": "u2", "type": "User"}]})),
-            ("entra with flag: remove by filter", ResourceType::Group, g.clone(), json!([{"op": "remove", "path": "members[value eq \"u2\"]"}]),
-             json!({"displayName": "ml-engineers", "members": [{"value": "u1", "type": "User"}]})),
-            ("okta: rename carrying id, remove by filter, add", ResourceType::Group, g.clone(), json!([
+                schema::ENTERPRISE_USER: {"employeeNumber": "701"}}),
+            ),
+            (
+                "okta: path-less deactivate",
+                ResourceType::User,
+                u.clone(),
+                json!([{"op": "replace", "value": {"active": false}}]),
+                json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice"},
+                "active": false, "emails": [{"value": "alice@contoso.com", "type": "work", "primary": true}]}),
+            ),
+            (
+                "entra: replace missing work email creates it",
+                ResourceType::User,
+                obj(json!({"userName": "b"})),
+                json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "b@x.com"}]),
+                json!({"userName": "b", "emails": [{"type": "work", "value": "b@x.com"}]}),
+            ),
+            (
+                "rfc: add to multi-valued appends",
+                ResourceType::User,
+                u.clone(),
+                json!([{"op": "add", "path": "emails", "value": [{"value": "a@home.org", "type": "home", "primary": true}]}]),
+                json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice"},
+                "active": true, "emails": [{"value": "alice@contoso.com", "type": "work"}, {"value": "a@home.org", "type": "home", "primary": true}]}),
+            ),
+            (
+                "rfc: remove sub-attribute",
+                ResourceType::User,
+                u.clone(),
+                json!([{"op": "remove", "path": "name.givenName"}]),
+                json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell"},
+                "active": true, "emails": [{"value": "alice@contoso.com", "type": "work", "primary": true}]}),
+            ),
+            (
+                "rfc: remove by filter leaves attribute unassigned",
+                ResourceType::User,
+                u.clone(),
+                json!([{"op": "remove", "path": "emails[type eq \"work\"]"}]),
+                json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice"}, "active": true}),
+            ),
+            (
+                "rfc: replace complex merges sub-attributes",
+                ResourceType::User,
+                u.clone(),
+                json!([{"op": "replace", "path": "name", "value": {"middleName": "P"}}]),
+                json!({"externalId": "e1", "userName": "alice@contoso.com", "name": {"familyName": "Liddell", "givenName": "Alice", "middleName": "P"},
+                "active": true, "emails": [{"value": "alice@contoso.com", "type": "work", "primary": true}]}),
+            ),
+            (
+                "entra: add members",
+                ResourceType::Group,
+                g.clone(),
+                json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": "u3"}]}]),
+                json!({"displayName": "ml-engineers", "members": [{"value": "u1", "type": "User"}, {"value": "u2", "type": "User"}, {"value": "u3"}]}),
+            ),
+            (
+                "adding an existing member changes nothing",
+                ResourceType::Group,
+                g.clone(),
+                json!([{"op": "add", "path": "members", "value": [{"value": "u1"}]}]),
+                json!({"displayName": "ml-engineers", "members": [{"value": "u1", "type": "User"}, {"value": "u2", "type": "User"}]}),
+            ),
+            (
+                "entra legacy: remove listed members only",
+                ResourceType::Group,
+                g.clone(),
+                json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": "u1"}]}]),
+                json!({"displayName": "ml-engineers", "members": [{"value": "u2", "type": "User"}]}),
+            ),
+            (
+                "entra with flag: remove by filter",
+                ResourceType::Group,
+                g.clone(),
+                json!([{"op": "remove", "path": "members[value eq \"u2\"]"}]),
+                json!({"displayName": "ml-engineers", "members": [{"value": "u1", "type": "User"}]}),
+            ),
+            (
+                "okta: rename carrying id, remove by filter, add",
+                ResourceType::Group,
+                g.clone(),
+                json!([
                 {"op": "replace", "value": {"id": "g1", "displayName": "ml-eng"}},
                 {"op": "remove", "path": "members[value eq \"u1\"]"},
                 {"op": "add", "path": "members", "value": [{"value": "u9", "display": "bob@example.com"}]}]),
-             json!({"displayName": "ml-eng", "members": [{"value": "u2", "type": "User"}, {"value": "u9"}]})),
-            ("replace members replaces all", ResourceType::Group, g.clone(), json!([{"op": "replace", "path": "members", "value": [{"value": "u7"}]}]),
-             json!({"displayName": "ml-engineers", "members": [{"value": "u7"}]})),
-            ("remove members clears the group", ResourceType::Group, g.clone(), json!([{"op": "remove", "path": "members"}]),
-             json!({"displayName": "ml-engineers"})),
-            ("urn-qualified core path", ResourceType::User, obj(json!({"userName": "a"})),
-             json!([{"op": "add", "path": "urn:ietf:params:scim:schemas:core:2.0:User:displayName", "value": "A"}]),
-             json!({"userName": "a", "displayName": "A"})),
-            ("whole extension by URN", ResourceType::User, obj(json!({"userName": "a"})),
-             json!([{"op": "add", "path": schema::ENTERPRISE_USER, "value": {"department": "R&D", "manager": {"value": "m1"}}}]),
-             json!({"userName": "a", schema::ENTERPRISE_USER: {"department": "R&D", "manager": {"value": "m1"}}})),
-            ("externalId replace", ResourceType::User, obj(json!({"userName": "a"})), json!([{"op": "replace", "path": "externalId", "value": "x"}]),
-             json!({"userName": "a", "externalId": "x"})),
-            ("password accepted, not stored", ResourceType::User, obj(json!({"userName": "a"})), json!([{"op": "replace", "path": "password", "value": "pw"}]),
-             json!({"userName": "a"})),
+                json!({"displayName": "ml-eng", "members": [{"value": "u2", "type": "User"}, {"value": "u9"}]}),
+            ),
+            (
+                "replace members replaces all",
+                ResourceType::Group,
+                g.clone(),
+                json!([{"op": "replace", "path": "members", "value": [{"value": "u7"}]}]),
+                json!({"displayName": "ml-engineers", "members": [{"value": "u7"}]}),
+            ),
+            (
+                "remove members clears the group",
+                ResourceType::Group,
+                g.clone(),
+                json!([{"op": "remove", "path": "members"}]),
+                json!({"displayName": "ml-engineers"}),
+            ),
+            (
+                "urn-qualified core path",
+                ResourceType::User,
+                obj(json!({"userName": "a"})),
+                json!([{"op": "add", "path": "urn:ietf:params:scim:schemas:core:2.0:User:displayName", "value": "A"}]),
+                json!({"userName": "a", "displayName": "A"}),
+            ),
+            (
+                "whole extension by URN",
+                ResourceType::User,
+                obj(json!({"userName": "a"})),
+                json!([{"op": "add", "path": schema::ENTERPRISE_USER, "value": {"department": "R&D", "manager": {"value": "m1"}}}]),
+                json!({"userName": "a", schema::ENTERPRISE_USER: {"department": "R&D", "manager": {"value": "m1"}}}),
+            ),
+            (
+                "externalId replace",
+                ResourceType::User,
+                obj(json!({"userName": "a"})),
+                json!([{"op": "replace", "path": "externalId", "value": "x"}]),
+                json!({"userName": "a", "externalId": "x"}),
+            ),
+            (
+                "password accepted, not stored",
+                ResourceType::User,
+                obj(json!({"userName": "a"})),
+                json!([{"op": "replace", "path": "password", "value": "pw"}]),
+                json!({"userName": "a"}),
+            ),
         ]
     }
 
@@ -590,15 +787,60 @@ mod tests {
     fn errors_carry_scim_types() {
         let q = Quirks::default();
         let cases: Vec<(&str, ResourceType, Value, ScimType)> = vec![
-            ("remove without path", ResourceType::User, json!([{"op": "remove"}]), ScimType::NoTarget),
-            ("filter matches nothing", ResourceType::Group, json!([{"op": "remove", "path": "members[value eq \"nobody\"]"}]), ScimType::NoTarget),
-            ("unknown attribute", ResourceType::User, json!([{"op": "replace", "path": "shoeSize", "value": 9}]), ScimType::InvalidPath),
-            ("bad filter in path", ResourceType::User, json!([{"op": "replace", "path": "emails[type eq]", "value": "x"}]), ScimType::InvalidPath),
-            ("wrong type", ResourceType::User, json!([{"op": "replace", "path": "active", "value": "maybe"}]), ScimType::InvalidValue),
-            ("read-only path", ResourceType::User, json!([{"op": "replace", "path": "id", "value": "x"}]), ScimType::Mutability),
-            ("read-only groups", ResourceType::User, json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}]), ScimType::Mutability),
-            ("immutable member id", ResourceType::Group, json!([{"op": "replace", "path": "members[value eq \"u1\"].value", "value": "u5"}]), ScimType::Mutability),
-            ("removing a required attribute", ResourceType::User, json!([{"op": "remove", "path": "userName"}]), ScimType::InvalidValue),
+            (
+                "remove without path",
+                ResourceType::User,
+                json!([{"op": "remove"}]),
+                ScimType::NoTarget,
+            ),
+            (
+                "filter matches nothing",
+                ResourceType::Group,
+                json!([{"op": "remove", "path": "members[value eq \"nobody\"]"}]),
+                ScimType::NoTarget,
+            ),
+            (
+                "unknown attribute",
+                ResourceType::User,
+                json!([{"op": "replace", "path": "shoeSize", "value": 9}]),
+                ScimType::InvalidPath,
+            ),
+            (
+                "bad filter in path",
+                ResourceType::User,
+                json!([{"op": "replace", "path": "emails[type eq]", "value": "x"}]),
+                ScimType::InvalidPath,
+            ),
+            (
+                "wrong type",
+                ResourceType::User,
+                json!([{"op": "replace", "path": "active", "value": "maybe"}]),
+                ScimType::InvalidValue,
+            ),
+            (
+                "read-only path",
+                ResourceType::User,
+                json!([{"op": "replace", "path": "id", "value": "x"}]),
+                ScimType::Mutability,
+            ),
+            (
+                "read-only groups",
+                ResourceType::User,
+                json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}]),
+                ScimType::Mutability,
+            ),
+            (
+                "immutable member id",
+                ResourceType::Group,
+                json!([{"op": "replace", "path": "members[value eq \"u1\"].value", "value": "u5"}]),
+                ScimType::Mutability,
+            ),
+            (
+                "removing a required attribute",
+                ResourceType::User,
+                json!([{"op": "remove", "path": "userName"}]),
+                ScimType::InvalidValue,
+            ),
         ];
         for (name, rt, ops, want) in cases {
             let start = if rt == ResourceType::User { user() } else { group() };
@@ -613,8 +855,16 @@ mod tests {
         let body = patch(json!([{"op": "Replace", "path": "active", "value": false}]));
         assert!(parse(body, &strict).is_err());
         let body = patch(json!([{"op": "replace", "value": {"id": "x", "displayName": "y"}}]));
-        assert_eq!(run(ResourceType::Group, group(), body, &strict).err().and_then(|e| e.scim_type), Some(ScimType::Mutability));
+        assert_eq!(
+            run(ResourceType::Group, group(), body, &strict)
+                .err()
+                .and_then(|e| e.scim_type),
+            Some(ScimType::Mutability)
+        );
         let body = patch(json!([{"op": "remove", "path": "members", "value": [{"value": "u1"}]}]));
-        assert_eq!(run(ResourceType::Group, group(), body, &strict).ok(), Some(json!({"displayName": "ml-engineers"})));
+        assert_eq!(
+            run(ResourceType::Group, group(), body, &strict).ok(),
+            Some(json!({"displayName": "ml-engineers"}))
+        );
     }
 }

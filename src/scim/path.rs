@@ -37,7 +37,11 @@ impl RawPath {
         if !valid(attr) || sub.is_some_and(|s| !valid(s)) {
             return Err(format!("'{word}' is not an attribute path"));
         }
-        Ok(RawPath { urn, attr: attr.to_string(), sub: sub.map(str::to_string) })
+        Ok(RawPath {
+            urn,
+            attr: attr.to_string(),
+            sub: sub.map(str::to_string),
+        })
     }
 }
 
@@ -74,9 +78,10 @@ pub fn resolve(scope: Scope, raw: &RawPath, err: fn(String) -> Error) -> Result<
             let extension = schema.filter(|s| !std::ptr::eq(*s, rt.core())).map(|s: &Schema| s.id);
             let sub = match &raw.sub {
                 None => None,
-                Some(name) => Some(attr.sub_attr(name).ok_or_else(|| {
-                    err(format!("'{}' has no sub-attribute '{name}'", attr.name))
-                })?),
+                Some(name) => Some(
+                    attr.sub_attr(name)
+                        .ok_or_else(|| err(format!("'{}' has no sub-attribute '{name}'", attr.name)))?,
+                ),
             };
             Ok(Resolved { extension, attr, sub })
         }
@@ -91,7 +96,11 @@ pub fn resolve(scope: Scope, raw: &RawPath, err: fn(String) -> Error) -> Result<
             let attr = parent
                 .sub_attr(&raw.attr)
                 .ok_or_else(|| err(format!("'{}' has no sub-attribute '{}'", parent.name, raw.attr)))?;
-            Ok(Resolved { extension: None, attr, sub: None })
+            Ok(Resolved {
+                extension: None,
+                attr,
+                sub: None,
+            })
         }
     }
 }
@@ -117,8 +126,8 @@ mod tests {
 
     #[test]
     fn splits_urn_attr_and_sub() {
-        let p = RawPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value")
-            .expect("parse");
+        let p =
+            RawPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value").expect("parse");
         assert_eq!(p.urn.as_deref(), Some(ENTERPRISE_USER));
         assert_eq!((p.attr.as_str(), p.sub.as_deref()), ("manager", Some("value")));
         assert!(RawPath::parse("a.b.c").is_err());

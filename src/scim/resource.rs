@@ -38,7 +38,9 @@ fn normalize_single(attr: &Attribute, value: Value, q: &Quirks) -> Result<Value>
     let wrong = |want: &str| Error::invalid_value(format!("'{}' must be {want}", attr.name));
     match attr.ty {
         Type::Complex => {
-            let Value::Object(obj) = value else { return Err(wrong("an object")) };
+            let Value::Object(obj) = value else {
+                return Err(wrong("an object"));
+            };
             let mut out = Map::new();
             for (k, v) in obj {
                 let Some(sub) = attr.sub_attr(&k) else { continue };
@@ -89,8 +91,12 @@ fn normalize_single(attr: &Attribute, value: Value, q: &Quirks) -> Result<Value>
 fn base64_ok(s: &str) -> bool {
     use base64::Engine;
     let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).is_ok()
-        || base64::engine::general_purpose::STANDARD_NO_PAD.decode(compact.as_bytes()).is_ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .is_ok()
+        || base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(compact.as_bytes())
+            .is_ok()
 }
 
 /// A client's POST/PUT body → the attributes we store (without `id`, `meta`, `schemas`).
@@ -98,15 +104,23 @@ pub fn normalize(rt: ResourceType, body: Value, q: &Quirks) -> Result<Map<String
     let Value::Object(body) = body else {
         return Err(Error::invalid_syntax("the request body must be a JSON object"));
     };
-    if let Some(schemas) = body.iter().find(|(k, _)| k.eq_ignore_ascii_case("schemas")).map(|(_, v)| v) {
+    if let Some(schemas) = body
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
+        .map(|(_, v)| v)
+    {
         let list = schemas
             .as_array()
             .filter(|a| a.iter().all(Value::is_string))
             .ok_or_else(|| Error::invalid_syntax("'schemas' must be an array of URNs"))?;
         for urn in list.iter().filter_map(Value::as_str) {
-            let known = urn.eq_ignore_ascii_case(rt.core().id) || rt.extensions().iter().any(|s| s.id.eq_ignore_ascii_case(urn));
+            let known = urn.eq_ignore_ascii_case(rt.core().id)
+                || rt.extensions().iter().any(|s| s.id.eq_ignore_ascii_case(urn));
             if !known && !q.ignore_unknown_schemas {
-                return Err(Error::invalid_value(format!("schema '{urn}' is not one of {}'s", rt.name())));
+                return Err(Error::invalid_value(format!(
+                    "schema '{urn}' is not one of {}'s",
+                    rt.name()
+                )));
             }
         }
     }
@@ -140,7 +154,10 @@ pub fn normalize(rt: ResourceType, body: Value, q: &Quirks) -> Result<Map<String
             Some((None, attr)) if attr.name == "externalId" => put(&mut out, attr, value, q)?,
             Some(_) => {}
             None if raw.urn.is_some() && !q.ignore_unknown_schemas => {
-                return Err(Error::invalid_value(format!("'{key}' belongs to a schema {} doesn't have", rt.name())));
+                return Err(Error::invalid_value(format!(
+                    "'{key}' belongs to a schema {} doesn't have",
+                    rt.name()
+                )));
             }
             None => {}
         }
@@ -192,7 +209,12 @@ pub fn check_required(rt: ResourceType, attrs: &Map<String, Value>) -> Result<()
 
 /// Attribute values present in both that differ, for attributes marked immutable.
 pub fn check_immutable(rt: ResourceType, old: &Map<String, Value>, new: &Map<String, Value>) -> Result<()> {
-    for a in rt.core().attributes.iter().filter(|a| a.mutability == Mutability::Immutable) {
+    for a in rt
+        .core()
+        .attributes
+        .iter()
+        .filter(|a| a.mutability == Mutability::Immutable)
+    {
         if let (Some(o), Some(n)) = (old.get(a.name), new.get(a.name)) {
             if o != n {
                 return Err(Error::mutability(format!("'{}' is immutable", a.name)));
@@ -224,7 +246,12 @@ impl Projection {
     pub fn parse(rt: ResourceType, attributes: Option<&str>, excluded: Option<&str>) -> Result<Projection> {
         let list = |s: Option<&str>| -> Result<Vec<Resolved>> {
             let mut out = Vec::new();
-            for name in s.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            for name in s
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 let raw = RawPath::parse(name).map_err(Error::invalid_value)?;
                 // RFC 7644 asks us to ignore names we don't know rather than fail the request.
                 if let Ok(r) = resolve(Scope::Resource(rt), &raw, Error::invalid_value) {
@@ -232,18 +259,31 @@ impl Projection {
                 } else if let Some(ext) = rt.extensions().iter().find(|e| e.id.eq_ignore_ascii_case(name)) {
                     // A whole extension: every attribute in it.
                     for attr in &ext.attributes {
-                        out.push(Resolved { extension: Some(ext.id), attr, sub: None });
+                        out.push(Resolved {
+                            extension: Some(ext.id),
+                            attr,
+                            sub: None,
+                        });
                     }
                 }
             }
             Ok(out)
         };
-        Ok(Projection { include: list(attributes)?, exclude: list(excluded)? })
+        Ok(Projection {
+            include: list(attributes)?,
+            exclude: list(excluded)?,
+        })
     }
 
     pub fn excludes(&self, attr: &str) -> bool {
-        self.exclude.iter().any(|r| r.extension.is_none() && r.sub.is_none() && r.attr.name == attr)
-            || (!self.include.is_empty() && !self.include.iter().any(|r| r.extension.is_none() && r.attr.name == attr))
+        self.exclude
+            .iter()
+            .any(|r| r.extension.is_none() && r.sub.is_none() && r.attr.name == attr)
+            || (!self.include.is_empty()
+                && !self
+                    .include
+                    .iter()
+                    .any(|r| r.extension.is_none() && r.attr.name == attr))
     }
 
     /// Apply to a rendered resource.
@@ -257,8 +297,11 @@ impl Projection {
                         .into_iter()
                         .filter_map(|(k, v)| {
                             let attr = ext.attr(&k)?;
-                            let picks: Vec<&Resolved> =
-                                self.include.iter().filter(|r| r.extension == Some(ext.id) && r.attr.name == attr.name).collect();
+                            let picks: Vec<&Resolved> = self
+                                .include
+                                .iter()
+                                .filter(|r| r.extension == Some(ext.id) && r.attr.name == attr.name)
+                                .collect();
                             keep(attr, v, &picks).map(|v| (k, v))
                         })
                         .collect();
@@ -277,7 +320,11 @@ impl Projection {
                     out.insert(key, value);
                     continue;
                 }
-                let picks: Vec<&Resolved> = self.include.iter().filter(|r| r.extension.is_none() && r.attr.name == attr.name).collect();
+                let picks: Vec<&Resolved> = self
+                    .include
+                    .iter()
+                    .filter(|r| r.extension.is_none() && r.attr.name == attr.name)
+                    .collect();
                 if let Some(v) = keep(attr, value, &picks) {
                     out.insert(key, v);
                 }
@@ -394,16 +441,26 @@ mod tests {
             json!({"userName": "a", "name": "Alice"}),
         ] {
             let err = normalize(ResourceType::User, body.clone(), &q).err();
-            assert_eq!(err.and_then(|e| e.scim_type), Some(super::super::error::ScimType::InvalidValue), "{body}");
+            assert_eq!(
+                err.and_then(|e| e.scim_type),
+                Some(super::super::error::ScimType::InvalidValue),
+                "{body}"
+            );
         }
-        let strict = normalize(ResourceType::User, json!({"userName": "a", "active": "False"}), &Quirks::strict());
+        let strict = normalize(
+            ResourceType::User,
+            json!({"userName": "a", "active": "False"}),
+            &Quirks::strict(),
+        );
         assert!(strict.is_err());
     }
 
     #[test]
     fn projection_honours_returned_always_and_sub_attributes() {
-        let res = obj(json!({"schemas": [schema::USER], "id": "1", "userName": "a", "name": {"givenName": "A", "familyName": "B"},
-            "emails": [{"value": "a@x", "type": "work"}], "meta": {"resourceType": "User"}}));
+        let res = obj(
+            json!({"schemas": [schema::USER], "id": "1", "userName": "a", "name": {"givenName": "A", "familyName": "B"},
+            "emails": [{"value": "a@x", "type": "work"}], "meta": {"resourceType": "User"}}),
+        );
         let p = Projection::parse(ResourceType::User, Some("name.givenName,emails.value"), None).expect("parse");
         assert_eq!(
             Value::Object(p.apply(ResourceType::User, res.clone())),

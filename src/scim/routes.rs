@@ -10,7 +10,8 @@ use crate::metrics::Metrics;
 use crate::store::Scope;
 use crate::token::{Denied, Tokens};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -31,36 +32,62 @@ pub struct ScimState {
     pub body_limit: usize,
 }
 
-impl ScimState {
-    fn base(&self, headers: &HeaderMap) -> String {
-        if let Some(url) = &self.public_url {
-            return url.trim_end_matches('/').to_string();
+/// The SCIM base URL for this request: `--public-url`, else `https://<authority>/scim/v2` from
+/// the HTTP/2 `:authority` or the HTTP/1.1 `Host` header.
+pub struct Base(pub String);
+
+impl FromRequestParts<ScimState> for Base {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, st: &ScimState) -> Result<Self> {
+        if let Some(url) = &st.public_url {
+            return Ok(Base(url.trim_end_matches('/').to_string()));
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(String::from)
+            })
             .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
-            .unwrap_or("localhost");
-        format!("https://{host}{BASE_PATH}")
+            .unwrap_or_else(|| "localhost".to_string());
+        Ok(Base(format!("https://{host}{BASE_PATH}")))
     }
 }
 
 /// The SCIM router, to be nested at [`BASE_PATH`].
 pub fn router(state: ScimState) -> Router {
     let discovery = Router::new()
-        .route("/ServiceProviderConfig", get(service_provider_config).fallback(method_not_allowed))
+        .route(
+            "/ServiceProviderConfig",
+            get(service_provider_config).fallback(method_not_allowed),
+        )
         .route("/Schemas", get(schemas).fallback(method_not_allowed))
         .route("/Schemas/{id}", get(schema_by_id).fallback(method_not_allowed))
         .route("/ResourceTypes", get(resource_types).fallback(method_not_allowed))
-        .route("/ResourceTypes/{id}", get(resource_type_by_id).fallback(method_not_allowed));
+        .route(
+            "/ResourceTypes/{id}",
+            get(resource_type_by_id).fallback(method_not_allowed),
+        );
     let resources = Router::new()
         .route("/Users", get(list_users).post(create_user))
         .route("/Groups", get(list_groups).post(create_group))
         .route("/Users/.search", post(search_users))
         .route("/Groups/.search", post(search_groups))
         .route("/.search", post(search_root))
-        .route("/Users/{id}", get(get_user).put(put_user).patch(patch_user).delete(delete_user))
-        .route("/Groups/{id}", get(get_group).put(put_group).patch(patch_group).delete(delete_group))
+        .route(
+            "/Users/{id}",
+            get(get_user).put(put_user).patch(patch_user).delete(delete_user),
+        )
+        .route(
+            "/Groups/{id}",
+            get(get_group).put(put_group).patch(patch_group).delete(delete_group),
+        )
         .route("/Bulk", post(bulk_handler))
         .route("/Me", any(me))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_scim_token));
@@ -81,12 +108,25 @@ async fn observe(State(st): State<ScimState>, req: Request, next: Next) -> Respo
         .trim_start_matches('/')
         .split('/')
         .next()
-        .filter(|s| ["Users", "Groups", "Bulk", "Schemas", "ResourceTypes", "ServiceProviderConfig", ".search", "Me"].contains(s))
+        .filter(|s| {
+            [
+                "Users",
+                "Groups",
+                "Bulk",
+                "Schemas",
+                "ResourceTypes",
+                "ServiceProviderConfig",
+                ".search",
+                "Me",
+            ]
+            .contains(s)
+        })
         .unwrap_or("other")
         .to_string();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
-    st.metrics.scim_request(method.as_str(), &resource, status, started.elapsed());
+    st.metrics
+        .scim_request(method.as_str(), &resource, status, started.elapsed());
     tracing::debug!(%method, resource, status, micros = started.elapsed().as_micros() as u64, "scim");
     resp
 }
@@ -100,7 +140,11 @@ async fn require_scim_token(State(st): State<ScimState>, req: Request, next: Nex
         .map(str::trim);
     let Some(presented) = presented else {
         st.metrics.auth("missing");
-        return Error::status(StatusCode::UNAUTHORIZED, "a bearer token is required (scimgate token create --scope scim)").into_response();
+        return Error::status(
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required (scimgate token create --scope scim)",
+        )
+        .into_response();
     };
     match st.tokens.check(presented, Scope::Scim) {
         Ok(_) => {
@@ -109,7 +153,11 @@ async fn require_scim_token(State(st): State<ScimState>, req: Request, next: Nex
         }
         Err(Denied::Scope(have)) => {
             st.metrics.auth("scope");
-            Error::status(StatusCode::FORBIDDEN, format!("this token has scope '{}'; SCIM needs 'scim'", have.as_str())).into_response()
+            Error::status(
+                StatusCode::FORBIDDEN,
+                format!("this token has scope '{}'; SCIM needs 'scim'", have.as_str()),
+            )
+            .into_response()
         }
         Err(Denied::Unknown) => {
             st.metrics.auth("invalid");
@@ -123,11 +171,17 @@ async fn not_found(req: Request) -> Error {
 }
 
 async fn method_not_allowed(method: Method) -> Error {
-    Error::status(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed here; discovery endpoints are read-only"))
+    Error::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed here; discovery endpoints are read-only"),
+    )
 }
 
 async fn me() -> Error {
-    Error::status(StatusCode::NOT_IMPLEMENTED, "/Me is not supported: scimgate tokens belong to provisioning clients, not users")
+    Error::status(
+        StatusCode::NOT_IMPLEMENTED,
+        "/Me is not supported: scimgate tokens belong to provisioning clients, not users",
+    )
 }
 
 // ------------------------------------------------------------------ bodies and responses
@@ -142,33 +196,42 @@ impl FromRequest<ScimState> for ScimBody {
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
             let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
             if !(mime == CONTENT_TYPE || mime == "application/json" || mime.is_empty()) {
-                return Err(Error::status(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("send {CONTENT_TYPE} or application/json, not {mime}")));
+                return Err(Error::status(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("send {CONTENT_TYPE} or application/json, not {mime}"),
+                ));
             }
         }
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), st.body_limit).await.map_err(|e| {
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
-            if too_big {
-                Error::status(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} bytes", st.body_limit))
-            } else {
-                Error::invalid_syntax(format!("could not read the body: {e}"))
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(ScimBody).map_err(|e| Error::invalid_syntax(format!("invalid JSON: {e}")))
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), st.body_limit)
+            .await
+            .map_err(|e| {
+                let too_big = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                    || e.to_string().contains("length limit");
+                if too_big {
+                    Error::status(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("request body over {} bytes", st.body_limit),
+                    )
+                } else {
+                    Error::invalid_syntax(format!("could not read the body: {e}"))
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(ScimBody)
+            .map_err(|e| Error::invalid_syntax(format!("invalid JSON: {e}")))
     }
 }
 
 fn scim_json(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     resp
 }
 
-fn resource_response(st: &ScimState, headers: &HeaderMap, status: StatusCode, record: &crate::store::Record) -> Response {
-    let base = st.base(headers);
+fn resource_response(st: &ScimState, base: &str, status: StatusCode, record: &crate::store::Record) -> Response {
     let snapshot = st.service.snapshot();
-    let body = Value::Object(service::render(&snapshot, record, &base, &Default::default()));
+    let body = Value::Object(service::render(&snapshot, record, base, &Default::default()));
     let mut resp = scim_json(status, &body);
     if let Ok(v) = HeaderValue::from_str(&service::etag(record)) {
         resp.headers_mut().insert(header::ETAG, v);
@@ -188,9 +251,12 @@ fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String
 
 // ------------------------------------------------------------------ discovery
 
-async fn service_provider_config(State(st): State<ScimState>, headers: HeaderMap, q: Query<Vec<(String, String)>>) -> Result<Response> {
+async fn service_provider_config(
+    State(st): State<ScimState>,
+    Base(base): Base,
+    q: Query<Vec<(String, String)>>,
+) -> Result<Response> {
     reject_filter(&q)?;
-    let base = st.base(&headers);
     let body = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://github.com/scimgate/scimgate#connecting-an-identity-provider",
@@ -215,7 +281,10 @@ async fn service_provider_config(State(st): State<ScimState>, headers: HeaderMap
 /// RFC 7644 §4: a filter on a discovery endpoint gets 403, so nobody mistakes it for applied.
 fn reject_filter(q: &Query<Vec<(String, String)>>) -> Result<()> {
     if q.0.iter().any(|(k, _)| k.eq_ignore_ascii_case("filter")) {
-        return Err(Error::status(StatusCode::FORBIDDEN, "discovery endpoints take no filter"));
+        return Err(Error::status(
+            StatusCode::FORBIDDEN,
+            "discovery endpoints take no filter",
+        ));
     }
     Ok(())
 }
@@ -224,39 +293,46 @@ fn list_of(items: Vec<Value>) -> Value {
     json!({"schemas": [schema::LIST_RESPONSE], "totalResults": items.len(), "startIndex": 1, "itemsPerPage": items.len(), "Resources": items})
 }
 
-async fn schemas(State(st): State<ScimState>, headers: HeaderMap, q: Query<Vec<(String, String)>>) -> Result<Response> {
+async fn schemas(Base(base): Base, q: Query<Vec<(String, String)>>) -> Result<Response> {
     reject_filter(&q)?;
-    Ok(scim_json(StatusCode::OK, &list_of(schema::schemas_json(&st.base(&headers)))))
+    Ok(scim_json(StatusCode::OK, &list_of(schema::schemas_json(&base))))
 }
 
-async fn schema_by_id(State(st): State<ScimState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response> {
+async fn schema_by_id(Base(base): Base, Path(id): Path<String>) -> Result<Response> {
     let s = schema::by_id(&id).ok_or_else(|| Error::not_found(format!("no schema '{id}'")))?;
-    Ok(scim_json(StatusCode::OK, &s.to_json(&st.base(&headers))))
+    Ok(scim_json(StatusCode::OK, &s.to_json(&base)))
 }
 
-async fn resource_types(State(st): State<ScimState>, headers: HeaderMap, q: Query<Vec<(String, String)>>) -> Result<Response> {
+async fn resource_types(Base(base): Base, q: Query<Vec<(String, String)>>) -> Result<Response> {
     reject_filter(&q)?;
-    let base = st.base(&headers);
-    let items = [ResourceType::User, ResourceType::Group].iter().map(|rt| rt.resource_type_json(&base)).collect();
+    let items = [ResourceType::User, ResourceType::Group]
+        .iter()
+        .map(|rt| rt.resource_type_json(&base))
+        .collect();
     Ok(scim_json(StatusCode::OK, &list_of(items)))
 }
 
-async fn resource_type_by_id(State(st): State<ScimState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response> {
+async fn resource_type_by_id(Base(base): Base, Path(id): Path<String>) -> Result<Response> {
     let rt = match id.as_str() {
         "User" => ResourceType::User,
         "Group" => ResourceType::Group,
         _ => return Err(Error::not_found(format!("no resource type '{id}'"))),
     };
-    Ok(scim_json(StatusCode::OK, &rt.resource_type_json(&st.base(&headers))))
+    Ok(scim_json(StatusCode::OK, &rt.resource_type_json(&base)))
 }
 
 // ------------------------------------------------------------------ list and search
 
 fn list_query(params: &[(String, String)]) -> Result<ListQuery> {
-    let mut q = ListQuery { start_index: 1, ..Default::default() };
+    let mut q = ListQuery {
+        start_index: 1,
+        ..Default::default()
+    };
     for (k, v) in params {
         let num = |v: &str| -> Result<i64> {
-            v.trim().parse::<i64>().map_err(|_| Error::invalid_value(format!("'{k}' must be an integer, not '{v}'")))
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| Error::invalid_value(format!("'{k}' must be an integer, not '{v}'")))
         };
         match k.to_ascii_lowercase().as_str() {
             "filter" => q.filter = Some(v.clone()),
@@ -276,27 +352,47 @@ fn sort_order(v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "ascending" | "" => Ok(false),
         "descending" => Ok(true),
-        _ => Err(Error::invalid_value(format!("sortOrder must be 'ascending' or 'descending', not '{v}'"))),
+        _ => Err(Error::invalid_value(format!(
+            "sortOrder must be 'ascending' or 'descending', not '{v}'"
+        ))),
     }
 }
 
 fn search_query(body: Value) -> Result<ListQuery> {
-    let Value::Object(body) = body else { return Err(Error::invalid_syntax("a SearchRequest must be an object")) };
-    let mut q = ListQuery { start_index: 1, ..Default::default() };
+    let Value::Object(body) = body else {
+        return Err(Error::invalid_syntax("a SearchRequest must be an object"));
+    };
+    let mut q = ListQuery {
+        start_index: 1,
+        ..Default::default()
+    };
     let names = |v: &Value, key: &str| -> Result<String> {
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Array(a) => a
                 .iter()
-                .map(|x| x.as_str().map(String::from).ok_or_else(|| Error::invalid_value(format!("'{key}' must list strings"))))
+                .map(|x| {
+                    x.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| Error::invalid_value(format!("'{key}' must list strings")))
+                })
                 .collect::<Result<Vec<_>>>()
                 .map(|v| v.join(",")),
-            _ => Err(Error::invalid_value(format!("'{key}' must be an array of attribute names"))),
+            _ => Err(Error::invalid_value(format!(
+                "'{key}' must be an array of attribute names"
+            ))),
         }
     };
     for (k, v) in &body {
-        let int = || v.as_i64().ok_or_else(|| Error::invalid_value(format!("'{k}' must be an integer")));
-        let string = || v.as_str().map(String::from).ok_or_else(|| Error::invalid_value(format!("'{k}' must be a string")));
+        let int = || {
+            v.as_i64()
+                .ok_or_else(|| Error::invalid_value(format!("'{k}' must be an integer")))
+        };
+        let string = || {
+            v.as_str()
+                .map(String::from)
+                .ok_or_else(|| Error::invalid_value(format!("'{k}' must be a string")))
+        };
         match k.to_ascii_lowercase().as_str() {
             "filter" => q.filter = Some(string()?),
             "sortby" => q.sort_by = Some(string()?),
@@ -311,52 +407,56 @@ fn search_query(body: Value) -> Result<ListQuery> {
     Ok(q)
 }
 
-fn query_params(q: std::result::Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>) -> Result<Vec<(String, String)>> {
-    q.map(|q| q.0).map_err(|e| Error::invalid_syntax(format!("bad query string: {e}")))
+fn query_params(
+    q: std::result::Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Vec<(String, String)>> {
+    q.map(|q| q.0)
+        .map_err(|e| Error::invalid_syntax(format!("bad query string: {e}")))
 }
 
-async fn list(st: ScimState, headers: HeaderMap, rt: ResourceType, params: Vec<(String, String)>) -> Result<Response> {
+async fn list(st: ScimState, base: String, rt: ResourceType, params: Vec<(String, String)>) -> Result<Response> {
     let q = list_query(&params)?;
-    Ok(scim_json(StatusCode::OK, &st.service.list(Some(rt), &q, &st.base(&headers))?))
+    Ok(scim_json(StatusCode::OK, &st.service.list(Some(rt), &q, &base)?))
 }
 
 async fn list_users(
     State(st): State<ScimState>,
-    headers: HeaderMap,
+    Base(base): Base,
     q: std::result::Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
-    list(st, headers, ResourceType::User, query_params(q)?).await
+    list(st, base, ResourceType::User, query_params(q)?).await
 }
 
 async fn list_groups(
     State(st): State<ScimState>,
-    headers: HeaderMap,
+    Base(base): Base,
     q: std::result::Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
-    list(st, headers, ResourceType::Group, query_params(q)?).await
+    list(st, base, ResourceType::Group, query_params(q)?).await
 }
 
-async fn search(st: ScimState, headers: HeaderMap, rt: Option<ResourceType>, body: Value) -> Result<Response> {
+async fn search(st: ScimState, base: String, rt: Option<ResourceType>, body: Value) -> Result<Response> {
     let q = search_query(body)?;
-    Ok(scim_json(StatusCode::OK, &st.service.list(rt, &q, &st.base(&headers))?))
+    Ok(scim_json(StatusCode::OK, &st.service.list(rt, &q, &base)?))
 }
 
-async fn search_users(State(st): State<ScimState>, headers: HeaderMap, ScimBody(body): ScimBody) -> Result<Response> {
-    search(st, headers, Some(ResourceType::User), body).await
+async fn search_users(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {
+    search(st, base, Some(ResourceType::User), body).await
 }
 
-async fn search_groups(State(st): State<ScimState>, headers: HeaderMap, ScimBody(body): ScimBody) -> Result<Response> {
-    search(st, headers, Some(ResourceType::Group), body).await
+async fn search_groups(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {
+    search(st, base, Some(ResourceType::Group), body).await
 }
 
-async fn search_root(State(st): State<ScimState>, headers: HeaderMap, ScimBody(body): ScimBody) -> Result<Response> {
-    search(st, headers, None, body).await
+async fn search_root(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {
+    search(st, base, None, body).await
 }
 
 // ------------------------------------------------------------------ single resources
 
 async fn get_one(
     st: ScimState,
+    base: String,
     headers: HeaderMap,
     rt: ResourceType,
     id: String,
@@ -375,7 +475,6 @@ async fn get_one(
     }
     let q = list_query(&params)?;
     let projection = super::resource::Projection::parse(rt, q.attributes.as_deref(), q.excluded_attributes.as_deref())?;
-    let base = st.base(&headers);
     let body = Value::Object(service::render(&st.service.snapshot(), &record, &base, &projection));
     let mut resp = scim_json(StatusCode::OK, &body);
     if let Ok(v) = HeaderValue::from_str(&tag) {
@@ -388,37 +487,70 @@ macro_rules! resource_handlers {
     ($rt:expr, $get:ident, $create:ident, $put:ident, $patch:ident, $delete:ident) => {
         async fn $get(
             State(st): State<ScimState>,
+            Base(base): Base,
             headers: HeaderMap,
             Path(id): Path<String>,
             q: std::result::Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
         ) -> Result<Response> {
-            get_one(st, headers, $rt, id, query_params(q)?).await
+            get_one(st, base, headers, $rt, id, query_params(q)?).await
         }
-        async fn $create(State(st): State<ScimState>, headers: HeaderMap, ScimBody(body): ScimBody) -> Result<Response> {
+        async fn $create(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {
             let record = st.service.create($rt, body).await?;
-            Ok(resource_response(&st, &headers, StatusCode::CREATED, &record))
+            Ok(resource_response(&st, &base, StatusCode::CREATED, &record))
         }
-        async fn $put(State(st): State<ScimState>, headers: HeaderMap, Path(id): Path<String>, ScimBody(body): ScimBody) -> Result<Response> {
-            let record = st.service.replace($rt, &id, body, header_string(&headers, header::IF_MATCH)).await?;
-            Ok(resource_response(&st, &headers, StatusCode::OK, &record))
+        async fn $put(
+            State(st): State<ScimState>,
+            Base(base): Base,
+            headers: HeaderMap,
+            Path(id): Path<String>,
+            ScimBody(body): ScimBody,
+        ) -> Result<Response> {
+            let record = st
+                .service
+                .replace($rt, &id, body, header_string(&headers, header::IF_MATCH))
+                .await?;
+            Ok(resource_response(&st, &base, StatusCode::OK, &record))
         }
-        async fn $patch(State(st): State<ScimState>, headers: HeaderMap, Path(id): Path<String>, ScimBody(body): ScimBody) -> Result<Response> {
-            let record = st.service.patch($rt, &id, body, header_string(&headers, header::IF_MATCH)).await?;
-            Ok(resource_response(&st, &headers, StatusCode::OK, &record))
+        async fn $patch(
+            State(st): State<ScimState>,
+            Base(base): Base,
+            headers: HeaderMap,
+            Path(id): Path<String>,
+            ScimBody(body): ScimBody,
+        ) -> Result<Response> {
+            let record = st
+                .service
+                .patch($rt, &id, body, header_string(&headers, header::IF_MATCH))
+                .await?;
+            Ok(resource_response(&st, &base, StatusCode::OK, &record))
         }
         async fn $delete(State(st): State<ScimState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response> {
-            st.service.delete($rt, &id, header_string(&headers, header::IF_MATCH)).await?;
+            st.service
+                .delete($rt, &id, header_string(&headers, header::IF_MATCH))
+                .await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
     };
 }
 
-resource_handlers!(ResourceType::User, get_user, create_user, put_user, patch_user, delete_user);
-resource_handlers!(ResourceType::Group, get_group, create_group, put_group, patch_group, delete_group);
+resource_handlers!(
+    ResourceType::User,
+    get_user,
+    create_user,
+    put_user,
+    patch_user,
+    delete_user
+);
+resource_handlers!(
+    ResourceType::Group,
+    get_group,
+    create_group,
+    put_group,
+    patch_group,
+    delete_group
+);
 
-async fn bulk_handler(State(st): State<ScimState>, headers: HeaderMap, ScimBody(body): ScimBody) -> Result<Response> {
-    let base = st.base(&headers);
+async fn bulk_handler(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {
     let (status, out) = bulk::run(&st.service, body, &base).await?;
     Ok(scim_json(status, &out))
 }
-

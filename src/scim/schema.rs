@@ -299,7 +299,9 @@ impl ResourceType {
 
 /// Find a schema we publish by id.
 pub fn by_id(id: &str) -> Option<&'static Schema> {
-    [&*USER_SCHEMA, &*ENTERPRISE_SCHEMA, &*GROUP_SCHEMA].into_iter().find(|s| s.id == id)
+    [&*USER_SCHEMA, &*ENTERPRISE_SCHEMA, &*GROUP_SCHEMA]
+        .into_iter()
+        .find(|s| s.id == id)
 }
 
 pub fn all() -> [&'static Schema; 3] {
@@ -317,8 +319,12 @@ pub static COMMON: LazyLock<Schema> = LazyLock::new(|| Schema {
             .mutability(Mutability::ReadOnly)
             .returned(Returned::Always)
             .unique(),
-        Attribute::new("externalId", Type::String, "Identifier issued by the provisioning client.")
-            .case_exact(),
+        Attribute::new(
+            "externalId",
+            Type::String,
+            "Identifier issued by the provisioning client.",
+        )
+        .case_exact(),
         Attribute::new("meta", Type::Complex, "Resource metadata.")
             .mutability(Mutability::ReadOnly)
             .sub(vec![
@@ -340,7 +346,12 @@ pub static COMMON: LazyLock<Schema> = LazyLock::new(|| Schema {
     ],
 });
 
-fn multi_complex(name: &'static str, description: &'static str, value_type: Type, kinds: &'static [&'static str]) -> Attribute {
+fn multi_complex(
+    name: &'static str,
+    description: &'static str,
+    value_type: Type,
+    kinds: &'static [&'static str],
+) -> Attribute {
     Attribute::new(name, Type::Complex, description).multi().sub(vec![
         Attribute::new("value", value_type, "The value."),
         Attribute::new("display", Type::String, "A human-readable label."),
@@ -354,9 +365,13 @@ pub static USER_SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
     name: "User",
     description: "User Account",
     attributes: vec![
-        Attribute::new("userName", Type::String, "Unique login name of the user; compared case-insensitively.")
-            .required()
-            .unique(),
+        Attribute::new(
+            "userName",
+            Type::String,
+            "Unique login name of the user; compared case-insensitively.",
+        )
+        .required()
+        .unique(),
         Attribute::new("name", Type::Complex, "The parts of the user's name.").sub(vec![
             Attribute::new("formatted", Type::String, "The full name, ready for display."),
             Attribute::new("familyName", Type::String, "Family name."),
@@ -369,45 +384,87 @@ pub static USER_SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
         Attribute::new("nickName", Type::String, "Casual name."),
         Attribute::new("profileUrl", Type::Reference, "URL of the user's profile.").refs(&["external"]),
         Attribute::new("title", Type::String, "Job title."),
-        Attribute::new("userType", Type::String, "Relationship to the organisation, e.g. 'Employee'."),
-        Attribute::new("preferredLanguage", Type::String, "Preferred language (RFC 7231 Accept-Language)."),
+        Attribute::new(
+            "userType",
+            Type::String,
+            "Relationship to the organisation, e.g. 'Employee'.",
+        ),
+        Attribute::new(
+            "preferredLanguage",
+            Type::String,
+            "Preferred language (RFC 7231 Accept-Language).",
+        ),
         Attribute::new("locale", Type::String, "Locale for localising values."),
         Attribute::new("timezone", Type::String, "Time zone in IANA database form."),
-        Attribute::new("active", Type::Boolean, "Whether the account may be used; false denies admission."),
-        Attribute::new("password", Type::String, "Accepted for compatibility; never stored, never returned.")
-            .mutability(Mutability::WriteOnly)
-            .returned(Returned::Never),
+        Attribute::new(
+            "active",
+            Type::Boolean,
+            "Whether the account may be used; false denies admission.",
+        ),
+        Attribute::new(
+            "password",
+            Type::String,
+            "Accepted for compatibility; never stored, never returned.",
+        )
+        .mutability(Mutability::WriteOnly)
+        .returned(Returned::Never),
         multi_complex("emails", "Email addresses.", Type::String, &["work", "home", "other"]),
-        multi_complex("phoneNumbers", "Phone numbers.", Type::String, &["work", "home", "mobile", "fax", "pager", "other"]),
-        multi_complex("ims", "Instant messaging addresses.", Type::String, &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"]),
+        multi_complex(
+            "phoneNumbers",
+            "Phone numbers.",
+            Type::String,
+            &["work", "home", "mobile", "fax", "pager", "other"],
+        ),
+        multi_complex(
+            "ims",
+            "Instant messaging addresses.",
+            Type::String,
+            &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"],
+        ),
         multi_complex("photos", "URLs of photos.", Type::Reference, &["photo", "thumbnail"]).sub(vec![
             Attribute::new("value", Type::Reference, "URL of the image.").refs(&["external"]),
             Attribute::new("display", Type::String, "A human-readable label."),
             Attribute::new("type", Type::String, "'photo' or 'thumbnail'.").canonical(&["photo", "thumbnail"]),
             Attribute::new("primary", Type::Boolean, "Whether this is the preferred photo."),
         ]),
-        Attribute::new("addresses", Type::Complex, "Physical mailing addresses.").multi().sub(vec![
-            Attribute::new("formatted", Type::String, "The full address, ready for display."),
-            Attribute::new("streetAddress", Type::String, "Street and house number."),
-            Attribute::new("locality", Type::String, "City or locality."),
-            Attribute::new("region", Type::String, "State or region."),
-            Attribute::new("postalCode", Type::String, "Postal code."),
-            Attribute::new("country", Type::String, "Country (ISO 3166-1 alpha-2)."),
-            Attribute::new("type", Type::String, "'work', 'home' or 'other'.").canonical(&["work", "home", "other"]),
-            Attribute::new("primary", Type::Boolean, "Whether this is the preferred address."),
-        ]),
-        Attribute::new("groups", Type::Complex, "Groups the user belongs to, directly or through nested groups; maintained by the server.")
+        Attribute::new("addresses", Type::Complex, "Physical mailing addresses.")
             .multi()
-            .mutability(Mutability::ReadOnly)
             .sub(vec![
-                Attribute::new("value", Type::String, "Group id.").mutability(Mutability::ReadOnly),
-                Attribute::new("$ref", Type::Reference, "URI of the group.").refs(&["User", "Group"]).mutability(Mutability::ReadOnly),
-                Attribute::new("display", Type::String, "Group displayName.").mutability(Mutability::ReadOnly),
-                Attribute::new("type", Type::String, "'direct' or 'indirect'.").canonical(&["direct", "indirect"]).mutability(Mutability::ReadOnly),
+                Attribute::new("formatted", Type::String, "The full address, ready for display."),
+                Attribute::new("streetAddress", Type::String, "Street and house number."),
+                Attribute::new("locality", Type::String, "City or locality."),
+                Attribute::new("region", Type::String, "State or region."),
+                Attribute::new("postalCode", Type::String, "Postal code."),
+                Attribute::new("country", Type::String, "Country (ISO 3166-1 alpha-2)."),
+                Attribute::new("type", Type::String, "'work', 'home' or 'other'.")
+                    .canonical(&["work", "home", "other"]),
+                Attribute::new("primary", Type::Boolean, "Whether this is the preferred address."),
             ]),
+        Attribute::new(
+            "groups",
+            Type::Complex,
+            "Groups the user belongs to, directly or through nested groups; maintained by the server.",
+        )
+        .multi()
+        .mutability(Mutability::ReadOnly)
+        .sub(vec![
+            Attribute::new("value", Type::String, "Group id.").mutability(Mutability::ReadOnly),
+            Attribute::new("$ref", Type::Reference, "URI of the group.")
+                .refs(&["User", "Group"])
+                .mutability(Mutability::ReadOnly),
+            Attribute::new("display", Type::String, "Group displayName.").mutability(Mutability::ReadOnly),
+            Attribute::new("type", Type::String, "'direct' or 'indirect'.")
+                .canonical(&["direct", "indirect"])
+                .mutability(Mutability::ReadOnly),
+        ]),
         multi_complex("entitlements", "Entitlements of the user.", Type::String, &[]),
         multi_complex("roles", "Roles of the user.", Type::String, &[]),
-        multi_complex("x509Certificates", "Certificates of the user (DER, base64).", Type::Binary, &[]),
+        multi_complex(
+            "x509Certificates",
+            "Certificates of the user (DER, base64).",
+            Type::Binary,
+            &[],
+        ),
     ],
 });
 
@@ -416,7 +473,11 @@ pub static ENTERPRISE_SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
     name: "EnterpriseUser",
     description: "Enterprise User",
     attributes: vec![
-        Attribute::new("employeeNumber", Type::String, "Identifier assigned by the organisation."),
+        Attribute::new(
+            "employeeNumber",
+            Type::String,
+            "Identifier assigned by the organisation.",
+        ),
         Attribute::new("costCenter", Type::String, "Cost center."),
         Attribute::new("organization", Type::String, "Organisation."),
         Attribute::new("division", Type::String, "Division."),
@@ -434,16 +495,26 @@ pub static GROUP_SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
     name: "Group",
     description: "Group",
     attributes: vec![
-        Attribute::new("displayName", Type::String, "Name of the group; unique, compared case-insensitively; what policies name.")
-            .required()
-            .unique(),
+        Attribute::new(
+            "displayName",
+            Type::String,
+            "Name of the group; unique, compared case-insensitively; what policies name.",
+        )
+        .required()
+        .unique(),
         Attribute::new("members", Type::Complex, "Users and groups in this group; groups nest.")
             .multi()
             .sub(vec![
-                Attribute::new("value", Type::String, "id of the member resource.").case_exact().mutability(Mutability::Immutable),
-                Attribute::new("$ref", Type::Reference, "URI of the member resource.").refs(&["User", "Group"]).mutability(Mutability::Immutable),
+                Attribute::new("value", Type::String, "id of the member resource.")
+                    .case_exact()
+                    .mutability(Mutability::Immutable),
+                Attribute::new("$ref", Type::Reference, "URI of the member resource.")
+                    .refs(&["User", "Group"])
+                    .mutability(Mutability::Immutable),
                 Attribute::new("display", Type::String, "Name of the member.").mutability(Mutability::ReadOnly),
-                Attribute::new("type", Type::String, "'User' or 'Group'.").canonical(&["User", "Group"]).mutability(Mutability::Immutable),
+                Attribute::new("type", Type::String, "'User' or 'Group'.")
+                    .canonical(&["User", "Group"])
+                    .mutability(Mutability::Immutable),
             ]),
     ],
 });
@@ -471,8 +542,13 @@ mod tests {
             .resolve(Some(ENTERPRISE_USER), "employeenumber")
             .expect("employeeNumber");
         assert_eq!((s.map(|s| s.id), a.name), (Some(ENTERPRISE_USER), "employeeNumber"));
-        assert_eq!(ResourceType::User.resolve(Some(USER), "id").map(|(_, a)| a.name), Some("id"));
-        assert!(ResourceType::Group.resolve(Some(ENTERPRISE_USER), "department").is_none());
+        assert_eq!(
+            ResourceType::User.resolve(Some(USER), "id").map(|(_, a)| a.name),
+            Some("id")
+        );
+        assert!(ResourceType::Group
+            .resolve(Some(ENTERPRISE_USER), "department")
+            .is_none());
         assert!(ResourceType::Group.resolve(None, "userName").is_none());
     }
 

@@ -52,11 +52,17 @@ pub fn check_if_match(if_match: Option<&str>, record: &Record) -> Result<()> {
     let Some(h) = if_match else { return Ok(()) };
     let current = etag(record);
     let strong = current.trim_start_matches("W/");
-    let ok = h.split(',').map(str::trim).any(|t| t == "*" || t == current || t.trim_start_matches("W/") == strong);
+    let ok = h
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == current || t.trim_start_matches("W/") == strong);
     if ok {
         Ok(())
     } else {
-        Err(Error::status(StatusCode::PRECONDITION_FAILED, format!("version is {current}, not {h}")))
+        Err(Error::status(
+            StatusCode::PRECONDITION_FAILED,
+            format!("version is {current}, not {h}"),
+        ))
     }
 }
 
@@ -87,7 +93,13 @@ fn unique_key(rt: ResourceType, attrs: &Map<String, Value>) -> Arc<str> {
         ResourceType::User => "userName",
         ResourceType::Group => "displayName",
     };
-    Arc::from(attrs.get(field).and_then(Value::as_str).unwrap_or_default().to_lowercase())
+    Arc::from(
+        attrs
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase(),
+    )
 }
 
 /// The stored document for `attrs` as resource `id`, at `version`.
@@ -101,7 +113,13 @@ fn build(rt: ResourceType, id: &str, attrs: Map<String, Value>, created: &str, v
         "meta".into(),
         json!({"resourceType": rt.name(), "created": created, "lastModified": super::now(), "version": format!("W/\"{version}\"")}),
     );
-    Record { rt, id: Arc::from(id), unique_key: key, version, body: Arc::from(Value::Object(doc).to_string()) }
+    Record {
+        rt,
+        id: Arc::from(id),
+        unique_key: key,
+        version,
+        body: Arc::from(Value::Object(doc).to_string()),
+    }
 }
 
 /// Uniqueness of userName / displayName, case-insensitively, against the snapshot. The store's
@@ -109,8 +127,15 @@ fn build(rt: ResourceType, id: &str, attrs: Map<String, Value>, created: &str, v
 fn check_unique(s: &Snapshot, rt: ResourceType, key: &str, own_id: Option<&str>) -> Result<()> {
     match s.by_unique_key(rt, key) {
         Some(other) if Some(&**other) != own_id => {
-            let what = if rt == ResourceType::User { "userName" } else { "displayName" };
-            Err(Error::uniqueness(format!("a {} with {what} '{key}' already exists", rt.name())))
+            let what = if rt == ResourceType::User {
+                "userName"
+            } else {
+                "displayName"
+            };
+            Err(Error::uniqueness(format!(
+                "a {} with {what} '{key}' already exists",
+                rt.name()
+            )))
         }
         _ => Ok(()),
     }
@@ -118,7 +143,9 @@ fn check_unique(s: &Snapshot, rt: ResourceType, key: &str, own_id: Option<&str>)
 
 /// Every member must exist; `type` is set from what it is.
 fn check_members(s: &Snapshot, group_id: &str, attrs: &mut Map<String, Value>) -> Result<()> {
-    let Some(Value::Array(members)) = attrs.get_mut("members") else { return Ok(()) };
+    let Some(Value::Array(members)) = attrs.get_mut("members") else {
+        return Ok(());
+    };
     for m in members.iter_mut() {
         let Some(obj) = m.as_object_mut() else { continue };
         let id = obj.get("value").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -133,7 +160,9 @@ fn check_members(s: &Snapshot, group_id: &str, attrs: &mut Map<String, Value>) -
         } else if s.group(&id).is_some() {
             "Group"
         } else {
-            return Err(Error::invalid_value(format!("member '{id}' is neither a User nor a Group here")));
+            return Err(Error::invalid_value(format!(
+                "member '{id}' is neither a User nor a Group here"
+            )));
         };
         obj.insert("type".into(), Value::String(kind.into()));
     }
@@ -152,7 +181,10 @@ fn drop_memberships(s: &Snapshot, id: &str, changes: &mut Vec<Change>) {
             }
         }
         let record = build(ResourceType::Group, &gid, attrs, &created, g.record.version + 1);
-        changes.push(Change::Put { record, previous: Some(g.record.version) });
+        changes.push(Change::Put {
+            record,
+            previous: Some(g.record.version),
+        });
     }
 }
 
@@ -188,7 +220,10 @@ impl Service {
             if rt == ResourceType::Group {
                 check_members(s, &pid, &mut attrs)?;
             }
-            Ok(vec![Change::Put { record: build(rt, &pid, attrs, &super::now(), 1), previous: None }])
+            Ok(vec![Change::Put {
+                record: build(rt, &pid, attrs, &super::now(), 1),
+                previous: None,
+            }])
         });
         put_record(self.writer.write(plan).await?, rt, &id)
     }
@@ -197,7 +232,9 @@ impl Service {
         let new = resource::normalize(rt, body, &self.quirks)?;
         let pid = id.to_string();
         let plan = Box::new(move |s: &Snapshot| {
-            let old = s.record(rt, &pid).ok_or_else(|| Error::not_found(format!("{} '{pid}' not found", rt.name())))?;
+            let old = s
+                .record(rt, &pid)
+                .ok_or_else(|| Error::not_found(format!("{} '{pid}' not found", rt.name())))?;
             check_if_match(if_match.as_deref(), old)?;
             let (old_attrs, created) = attributes_of(old);
             resource::check_immutable(rt, &old_attrs, &new)?;
@@ -209,7 +246,10 @@ impl Service {
             if attrs == old_attrs {
                 return Ok(Vec::new());
             }
-            Ok(vec![Change::Put { record: build(rt, &pid, attrs, &created, old.version + 1), previous: Some(old.version) }])
+            Ok(vec![Change::Put {
+                record: build(rt, &pid, attrs, &created, old.version + 1),
+                previous: Some(old.version),
+            }])
         });
         let changes = self.writer.write(plan).await?;
         if changes.is_empty() {
@@ -223,7 +263,9 @@ impl Service {
         let quirks = self.quirks;
         let pid = id.to_string();
         let plan = Box::new(move |s: &Snapshot| {
-            let old = s.record(rt, &pid).ok_or_else(|| Error::not_found(format!("{} '{pid}' not found", rt.name())))?;
+            let old = s
+                .record(rt, &pid)
+                .ok_or_else(|| Error::not_found(format!("{} '{pid}' not found", rt.name())))?;
             check_if_match(if_match.as_deref(), old)?;
             let (old_attrs, created) = attributes_of(old);
             let mut attrs = old_attrs.clone();
@@ -235,7 +277,10 @@ impl Service {
             if attrs == old_attrs {
                 return Ok(Vec::new());
             }
-            Ok(vec![Change::Put { record: build(rt, &pid, attrs, &created, old.version + 1), previous: Some(old.version) }])
+            Ok(vec![Change::Put {
+                record: build(rt, &pid, attrs, &created, old.version + 1),
+                previous: Some(old.version),
+            }])
         });
         let changes = self.writer.write(plan).await?;
         if changes.is_empty() {
@@ -247,7 +292,9 @@ impl Service {
     pub async fn delete(&self, rt: ResourceType, id: &str, if_match: Option<String>) -> Result<()> {
         let pid = id.to_string();
         let plan = Box::new(move |s: &Snapshot| {
-            let old = s.record(rt, &pid).ok_or_else(|| Error::not_found(format!("{} '{pid}' not found", rt.name())))?;
+            let old = s
+                .record(rt, &pid)
+                .ok_or_else(|| Error::not_found(format!("{} '{pid}' not found", rt.name())))?;
             check_if_match(if_match.as_deref(), old)?;
             let mut changes = Vec::new();
             drop_memberships(s, &pid, &mut changes);
@@ -299,21 +346,29 @@ impl Service {
                 }
                 continue;
             }
-            let mut hits: Vec<(&Record, Map<String, Value>)> = Vec::new();
-            let needs_groups = filter.as_ref().is_some_and(|f| f.mentions("groups")) || q.sort_by.as_deref().is_some_and(|n| n.eq_ignore_ascii_case("groups"));
+            let mut hits: Vec<Hit> = Vec::new();
+            let needs_groups = filter.as_ref().is_some_and(|f| f.mentions("groups"))
+                || q.sort_by.as_deref().is_some_and(|n| n.eq_ignore_ascii_case("groups"));
             for r in candidates(&s, rt, filter.as_ref()) {
-                let doc = if needs_groups { with_computed(&s, r, base) } else { parse_body(r) };
+                let doc = if needs_groups {
+                    with_computed(&s, r, base)
+                } else {
+                    parse_body(r)
+                };
                 if filter.as_ref().is_none_or(|f| f.matches(&doc)) {
                     hits.push((r, doc));
                 }
             }
             if let Some(key) = sort {
-                let mut keyed: Vec<(Option<SortKey>, (&Record, Map<String, Value>))> =
-                    hits.into_iter().map(|h| (sort_key(&h.1, &key), h)).collect();
+                let mut keyed: Vec<_> = hits.into_iter().map(|h| (sort_key(&h.1, &key), h)).collect();
                 keyed.sort_by(|a, b| match (&a.0, &b.0) {
                     (Some(x), Some(y)) => {
                         let o = x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal);
-                        if q.descending { o.reverse() } else { o }
+                        if q.descending {
+                            o.reverse()
+                        } else {
+                            o
+                        }
                     }
                     (Some(_), None) => std::cmp::Ordering::Less,
                     (None, Some(_)) => std::cmp::Ordering::Greater,
@@ -339,6 +394,9 @@ impl Service {
     }
 }
 
+/// A matching record and its parsed document.
+type Hit<'a> = (&'a Record, Map<String, Value>);
+
 #[derive(Debug, PartialEq, PartialOrd)]
 enum SortKey {
     Bool(bool),
@@ -354,7 +412,10 @@ fn sort_key(doc: &Map<String, Value>, key: &Resolved) -> Option<SortKey> {
     };
     let mut v = container.get(key.attr.name)?;
     if let Value::Array(items) = v {
-        v = items.iter().find(|e| e.get("primary") == Some(&Value::Bool(true))).or_else(|| items.first())?;
+        v = items
+            .iter()
+            .find(|e| e.get("primary") == Some(&Value::Bool(true)))
+            .or_else(|| items.first())?;
     }
     let leaf = match key.sub {
         Some(sub) => {
@@ -428,7 +489,9 @@ fn with_computed(s: &Snapshot, r: &Record, base: &str) -> Map<String, Value> {
         ResourceType::Group => {
             if let Some(Value::Array(members)) = doc.get_mut("members") {
                 for m in members.iter_mut().filter_map(Value::as_object_mut) {
-                    let Some(id) = m.get("value").and_then(Value::as_str).map(String::from) else { continue };
+                    let Some(id) = m.get("value").and_then(Value::as_str).map(String::from) else {
+                        continue;
+                    };
                     let (endpoint, display) = match (s.user(&id), s.group(&id)) {
                         (Some(u), _) => ("Users", Some(u.user_name.to_string())),
                         (_, Some(g)) => ("Groups", Some(g.display_name.to_string())),
@@ -454,7 +517,10 @@ pub fn render(s: &Snapshot, r: &Record, base: &str, projection: &Projection) -> 
     let doc = if r.rt == ResourceType::User && projection.excludes("groups") {
         let mut doc = parse_body(r);
         if let Some(Value::Object(meta)) = doc.get_mut("meta") {
-            meta.insert("location".into(), Value::String(format!("{base}/{}/{}", r.rt.endpoint(), r.id)));
+            meta.insert(
+                "location".into(),
+                Value::String(format!("{base}/{}/{}", r.rt.endpoint(), r.id)),
+            );
         }
         doc
     } else {

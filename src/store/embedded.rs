@@ -4,7 +4,7 @@
 //! Several processes may open the same file (`scimgate token create` next to a running server);
 //! SQLite's locking serialises them and `busy_timeout` makes them wait instead of failing.
 
-use super::{Change, Error, Loaded, Record, Result, Scope, Store, Tombstone, TokenRecord};
+use super::{Change, Error, Loaded, Record, Result, Scope, Store, TokenRecord, Tombstone};
 use crate::scim::schema::ResourceType;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -52,11 +52,14 @@ fn conflict(e: sqlx::Error, what: &Record) -> Error {
 #[async_trait]
 impl Store for Embedded {
     async fn load(&self) -> Result<Loaded> {
-        let rows = sqlx::query("SELECT rtype, id, unique_key, version, body FROM resources").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT rtype, id, unique_key, version, body FROM resources")
+            .fetch_all(&self.pool)
+            .await?;
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
             let rtype: String = row.try_get(0)?;
-            let rt = ResourceType::from_name(&rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
+            let rt =
+                ResourceType::from_name(&rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
             records.push(Record {
                 rt,
                 id: row.try_get::<String, _>(1)?.into(),
@@ -65,7 +68,9 @@ impl Store for Embedded {
                 body: row.try_get::<String, _>(4)?.into(),
             });
         }
-        let rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'User'").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'User'")
+            .fetch_all(&self.pool)
+            .await?;
         let mut tombstones = Vec::with_capacity(rows.len());
         for row in rows {
             tombstones.push(Tombstone {
@@ -81,7 +86,10 @@ impl Store for Embedded {
         let mut tx = self.pool.begin().await?;
         for change in changes {
             match change {
-                Change::Put { record: r, previous: None } => {
+                Change::Put {
+                    record: r,
+                    previous: None,
+                } => {
                     sqlx::query("INSERT INTO resources (rtype, id, unique_key, version, body) VALUES (?, ?, ?, ?, ?)")
                         .bind(rtype_name(r.rt))
                         .bind(&*r.id)
@@ -97,7 +105,10 @@ impl Store for Embedded {
                         .execute(&mut *tx)
                         .await?;
                 }
-                Change::Put { record: r, previous: Some(prev) } => {
+                Change::Put {
+                    record: r,
+                    previous: Some(prev),
+                } => {
                     let done = sqlx::query("UPDATE resources SET unique_key = ?, version = ?, body = ? WHERE rtype = ? AND id = ? AND version = ?")
                         .bind(&*r.unique_key)
                         .bind(r.version)
@@ -123,13 +134,15 @@ impl Store for Embedded {
                         return Err(Error::Version(format!("{} {}", r.rt.name(), r.id)));
                     }
                     if r.rt == ResourceType::User {
-                        sqlx::query("INSERT OR REPLACE INTO tombstones (rtype, id, unique_key, deleted_at) VALUES (?, ?, ?, ?)")
-                            .bind(rtype_name(r.rt))
-                            .bind(&*r.id)
-                            .bind(&*r.unique_key)
-                            .bind(crate::scim::now())
-                            .execute(&mut *tx)
-                            .await?;
+                        sqlx::query(
+                            "INSERT OR REPLACE INTO tombstones (rtype, id, unique_key, deleted_at) VALUES (?, ?, ?, ?)",
+                        )
+                        .bind(rtype_name(r.rt))
+                        .bind(&*r.id)
+                        .bind(&*r.unique_key)
+                        .bind(crate::scim::now())
+                        .execute(&mut *tx)
+                        .await?;
                     }
                 }
             }
@@ -139,9 +152,10 @@ impl Store for Embedded {
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        let rows = sqlx::query("SELECT id, name, scope, hash, created_at, revoked_at FROM tokens ORDER BY created_at, name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, name, scope, hash, created_at, revoked_at FROM tokens ORDER BY created_at, name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.into_iter()
             .map(|row| {
                 let scope: String = row.try_get(2)?;
@@ -150,7 +164,9 @@ impl Store for Embedded {
                     id: row.try_get(0)?,
                     name: row.try_get(1)?,
                     scope: Scope::parse(&scope).ok_or_else(|| Error::Corrupt(format!("token scope '{scope}'")))?,
-                    hash: hash.try_into().map_err(|_| Error::Corrupt("token hash length".into()))?,
+                    hash: hash
+                        .try_into()
+                        .map_err(|_| Error::Corrupt("token hash length".into()))?,
                     created_at: row.try_get(4)?,
                     revoked_at: row.try_get(5)?,
                 })
