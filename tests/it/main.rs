@@ -1,0 +1,7 @@
+//! One integration-test binary: real listeners on 127.0.0.1:0, real TLS, HTTP/2.
+
+mod crash;
+mod interop;
+mod scim_api;
+mod support;
+mod tokens_and_certs;
