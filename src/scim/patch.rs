@@ -249,6 +249,10 @@ fn apply_one(
                 return Err(Error::invalid_value(format!("'{}' takes an object", ext.id)));
             };
             for (k, v) in fields {
+                // A serialised extension object may carry its own `schemas`; it names nothing to change.
+                if k.eq_ignore_ascii_case("schemas") {
+                    continue;
+                }
                 let attr = ext
                     .attr(&k)
                     .ok_or_else(|| Error::invalid_path(format!("'{}' has no attribute '{k}'", ext.id)))?;

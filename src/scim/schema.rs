@@ -511,7 +511,7 @@ pub static GROUP_SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
                 Attribute::new("$ref", Type::Reference, "URI of the member resource.")
                     .refs(&["User", "Group"])
                     .mutability(Mutability::Immutable),
-                Attribute::new("display", Type::String, "Name of the member.").mutability(Mutability::ReadOnly),
+                Attribute::new("display", Type::String, "Name of the member, as the client sent it."),
                 Attribute::new("type", Type::String, "'User' or 'Group'.")
                     .canonical(&["User", "Group"])
                     .mutability(Mutability::Immutable),

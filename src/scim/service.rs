@@ -489,21 +489,15 @@ fn with_computed(s: &Snapshot, r: &Record, base: &str) -> Map<String, Value> {
         ResourceType::Group => {
             if let Some(Value::Array(members)) = doc.get_mut("members") {
                 for m in members.iter_mut().filter_map(Value::as_object_mut) {
-                    let Some(id) = m.get("value").and_then(Value::as_str).map(String::from) else {
-                        continue;
-                    };
-                    let (endpoint, display) = match (s.user(&id), s.group(&id)) {
-                        (Some(u), _) => ("Users", Some(u.user_name.to_string())),
-                        (_, Some(g)) => ("Groups", Some(g.display_name.to_string())),
-                        _ => ("Users", None),
-                    };
-                    let ty = m.remove("type");
-                    m.insert("$ref".into(), Value::String(format!("{base}/{endpoint}/{id}")));
-                    if let Some(d) = display {
-                        m.insert("display".into(), Value::String(d));
-                    }
-                    if let Some(t) = ty {
-                        m.insert("type".into(), t);
+                    let Some(id) = m.get("value").and_then(Value::as_str).map(String::from) else { continue };
+                    let endpoint = if s.group(&id).is_some() { "Groups" } else { "Users" };
+                    // `$ref` follows `value`, before `display` and `type`, as in RFC 7643's examples.
+                    let rest: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
+                    for (k, v) in rest {
+                        m.insert(k.clone(), v);
+                        if k == "value" {
+                            m.insert("$ref".into(), Value::String(format!("{base}/{endpoint}/{id}")));
+                        }
                     }
                 }
             }

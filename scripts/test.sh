@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: lints, unit and integration tests, then scim2-tester
+# against a real `scimgate serve --dev`. Installs what it needs (a Python venv in .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+echo "== lint"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+echo "== cargo test"
+cargo test --all-targets 2>&1 | tee target/cargo-test.log
+grep -q "test result: ok" target/cargo-test.log
+
+echo "== scim2-tester"
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/scim2_tester/requirements.txt
+cargo build --quiet --bin scimgate
+data=$(mktemp -d)
+out=$data/serve.out
+./target/debug/scimgate serve --dev --data-dir "$data" --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$out" 2>"$data/serve.err" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+for _ in $(seq 100); do grep -q '^sgt_' "$out" && break; sleep 0.1; done
+url=$(sed -n 's/^ *SCIM URL: *//p' "$out" | sed 's/127.0.0.1/localhost/')
+token=$(grep '^sgt_' "$out" | tail -1)
+[[ -n $url && -n $token ]] || { echo "scimgate did not start:"; cat "$data/serve.err"; exit 1; }
+.venv/bin/python tests/scim2_tester/run.py "$url" "$token" "$data/tls/ca.crt"
+cd "$root"
