@@ -489,7 +489,9 @@ fn with_computed(s: &Snapshot, r: &Record, base: &str) -> Map<String, Value> {
         ResourceType::Group => {
             if let Some(Value::Array(members)) = doc.get_mut("members") {
                 for m in members.iter_mut().filter_map(Value::as_object_mut) {
-                    let Some(id) = m.get("value").and_then(Value::as_str).map(String::from) else { continue };
+                    let Some(id) = m.get("value").and_then(Value::as_str).map(String::from) else {
+                        continue;
+                    };
                     let endpoint = if s.group(&id).is_some() { "Groups" } else { "Users" };
                     // `$ref` follows `value`, before `display` and `type`, as in RFC 7643's examples.
                     let rest: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();

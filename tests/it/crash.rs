@@ -19,7 +19,15 @@ struct Running {
 /// Start the real binary in dev mode on a free port; read the URL and token from its banner.
 async fn spawn(data_dir: &Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
-        .args(["serve", "--dev", "--scim-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--dev",
+            "--scim-addr",
+            "127.0.0.1:0",
+            "--ops-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
@@ -41,7 +49,9 @@ async fn spawn(data_dir: &Path) -> Running {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), read).await.expect("banner within 30s");
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("banner within 30s");
     assert!(!base.is_empty() && !token.is_empty(), "banner seen");
     Running { child, base, token }
 }
@@ -93,7 +103,12 @@ async fn acknowledged_writes_survive_sigkill() {
 
     let server = spawn(dir.path()).await;
     for (id, name) in &acked {
-        let r = client.get(format!("{}/Users/{id}", server.base)).bearer_auth(&server.token).send().await.expect("get");
+        let r = client
+            .get(format!("{}/Users/{id}", server.base))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .expect("get");
         assert_eq!(r.status(), StatusCode::OK, "acknowledged user {name} lost");
         let v: serde_json::Value = r.json().await.expect("json");
         assert_eq!(v["userName"], name.as_str());
@@ -102,11 +117,21 @@ async fn acknowledged_writes_survive_sigkill() {
     let mut start = 1;
     let mut total;
     loop {
-        let r = client.get(format!("{}/Users?startIndex={start}&count=1000", server.base)).bearer_auth(&server.token).send().await.expect("list");
+        let r = client
+            .get(format!("{}/Users?startIndex={start}&count=1000", server.base))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .expect("list");
         let v: serde_json::Value = r.json().await.expect("json");
         let page = v["Resources"].as_array().cloned().unwrap_or_default();
         for u in &page {
-            assert!(u["userName"].is_string() && u["emails"][0]["value"] == u["userName"] && u["meta"]["version"].is_string(), "{u}");
+            assert!(
+                u["userName"].is_string()
+                    && u["emails"][0]["value"] == u["userName"]
+                    && u["meta"]["version"].is_string(),
+                "{u}"
+            );
         }
         total = v["totalResults"].as_u64().unwrap_or(0);
         if page.is_empty() {
@@ -115,5 +140,9 @@ async fn acknowledged_writes_survive_sigkill() {
         start += page.len();
     }
     assert!(total as usize >= acked.len());
-    eprintln!("crash test: {} acknowledged before SIGKILL, {} present after restart", acked.len(), total);
+    eprintln!(
+        "crash test: {} acknowledged before SIGKILL, {} present after restart",
+        acked.len(),
+        total
+    );
 }

@@ -7,8 +7,19 @@ use serde_json::json;
 #[tokio::test]
 async fn okta_user_lifecycle_and_group_push() {
     let s = TestServer::start().await;
-    let r = s.get(&format!("/Users?filter={}&startIndex=1&count=100", enc("userName eq \"bob@example.com\""))).await;
-    assert_eq!((r.body["totalResults"].as_u64(), r.body["Resources"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    let r = s
+        .get(&format!(
+            "/Users?filter={}&startIndex=1&count=100",
+            enc("userName eq \"bob@example.com\"")
+        ))
+        .await;
+    assert_eq!(
+        (
+            r.body["totalResults"].as_u64(),
+            r.body["Resources"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
     let r = s
         .post(
             "/Users",
@@ -19,7 +30,12 @@ async fn okta_user_lifecycle_and_group_push() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let id = r.id();
-    let r = s.get(&format!("/Users?filter={}&startIndex=1&count=100", enc("userName eq \"BOB@example.com\""))).await;
+    let r = s
+        .get(&format!(
+            "/Users?filter={}&startIndex=1&count=100",
+            enc("userName eq \"BOB@example.com\"")
+        ))
+        .await;
     assert_eq!(r.body["totalResults"], 1);
     // Full PUT after GET, including id, meta and groups as received.
     let mut full = s.get(&format!("/Users/{id}")).await.body;
@@ -28,15 +44,29 @@ async fn okta_user_lifecycle_and_group_push() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["name"]["familyName"], "Smith-Jones");
     // Path-less deactivation.
-    let r = s.patch(&format!("/Users/{id}"), ops(json!([{"op": "replace", "value": {"active": false}}]))).await;
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            ops(json!([{"op": "replace", "value": {"active": false}}])),
+        )
+        .await;
     assert_eq!((r.status, r.body["active"].as_bool()), (StatusCode::OK, Some(false)));
     assert_eq!(r.body["userName"], "bob@example.com", "the user stays readable");
 
     let alice = s.create_user("alice@example.com").await;
-    let r = s.post("/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "ml", "members": []})).await;
+    let r = s
+        .post(
+            "/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "ml", "members": []}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let gid = r.id();
-    s.patch(&format!("/Groups/{gid}"), ops(json!([{"op": "add", "path": "members", "value": [{"value": alice}]}]))).await;
+    s.patch(
+        &format!("/Groups/{gid}"),
+        ops(json!([{"op": "add", "path": "members", "value": [{"value": alice}]}])),
+    )
+    .await;
     let r = s
         .patch(
             &format!("/Groups/{gid}"),
@@ -48,9 +78,19 @@ async fn okta_user_lifecycle_and_group_push() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["displayName"], "ml-engineers");
-    let members: Vec<&str> = r.body["members"].as_array().into_iter().flatten().filter_map(|m| m["value"].as_str()).collect();
+    let members: Vec<&str> = r.body["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["value"].as_str())
+        .collect();
     assert_eq!(members, vec![id.as_str()]);
-    let r = s.patch(&format!("/Groups/{gid}"), ops(json!([{"op": "replace", "path": "members", "value": [{"value": alice}]}]))).await;
+    let r = s
+        .patch(
+            &format!("/Groups/{gid}"),
+            ops(json!([{"op": "replace", "path": "members", "value": [{"value": alice}]}])),
+        )
+        .await;
     assert_eq!(r.body["members"][0]["value"], alice.as_str());
 }
 
@@ -65,9 +105,19 @@ async fn entra_user_and_group_sequence() {
     let r = s.post("/Users?aadOptscim062020", create).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let uid = r.id();
-    let r = s.get(&format!("/Users?filter={}", enc("externalId eq \"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef\""))).await;
+    let r = s
+        .get(&format!(
+            "/Users?filter={}",
+            enc("externalId eq \"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef\"")
+        ))
+        .await;
     assert_eq!(r.body["totalResults"], 1);
-    let r = s.get(&format!("/Users?filter={}", enc("emails[type eq \"work\"].value eq \"alice@contoso.com\""))).await;
+    let r = s
+        .get(&format!(
+            "/Users?filter={}",
+            enc("emails[type eq \"work\"].value eq \"alice@contoso.com\"")
+        ))
+        .await;
     assert_eq!(r.body["totalResults"], 1);
     let r = s
         .patch(
@@ -79,17 +129,28 @@ async fn entra_user_and_group_sequence() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!((r.body["emails"][0]["value"].as_str(), r.body["active"].as_bool()), (Some("alice@fabrikam.com"), Some(false)));
+    assert_eq!(
+        (r.body["emails"][0]["value"].as_str(), r.body["active"].as_bool()),
+        (Some("alice@fabrikam.com"), Some(false))
+    );
     let r = s
         .patch(
             &format!("/Users/{uid}"),
-            ops(json!([{"op": "replace", "value": {"name.givenName": "Al", "active": true,
-                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber": "701"}}])),
+            ops(
+                json!([{"op": "replace", "value": {"name.givenName": "Al", "active": true,
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber": "701"}}]),
+            ),
         )
         .await;
     assert_eq!(r.body["name"]["givenName"], "Al");
-    assert_eq!(r.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["employeeNumber"], "701");
-    assert_eq!(r.body["schemas"][1], "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User");
+    assert_eq!(
+        r.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["employeeNumber"],
+        "701"
+    );
+    assert_eq!(
+        r.body["schemas"][1],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    );
 
     let r = s
         .post(
@@ -102,29 +163,63 @@ async fn entra_user_and_group_sequence() {
     let gid = r.id();
     let other = s.create_user("bob@contoso.com").await;
     for member in [&uid, &other] {
-        let r = s.patch(&format!("/Groups/{gid}"), ops(json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": member}]}]))).await;
+        let r = s
+            .patch(
+                &format!("/Groups/{gid}"),
+                ops(json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": member}]}])),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
     let check = enc(&format!("id eq \"{gid}\" and members eq \"{uid}\""));
-    let r = s.get(&format!("/Groups?filter={check}&excludedAttributes=members")).await;
+    let r = s
+        .get(&format!("/Groups?filter={check}&excludedAttributes=members"))
+        .await;
     assert_eq!(r.body["totalResults"], 1);
     assert!(r.body["Resources"][0].get("members").is_none());
-    let r = s.get(&format!("/Groups?excludedAttributes=members&filter={}", enc("displayName eq \"ml-engineers\""))).await;
+    let r = s
+        .get(&format!(
+            "/Groups?excludedAttributes=members&filter={}",
+            enc("displayName eq \"ml-engineers\"")
+        ))
+        .await;
     assert_eq!(r.body["totalResults"], 1);
     let r = s.get(&format!("/Groups/{gid}?excludedAttributes=members")).await;
     assert!(r.body.get("members").is_none() && r.body["displayName"] == "ml-engineers");
     // Legacy remove: only the listed member goes.
-    let r = s.patch(&format!("/Groups/{gid}"), ops(json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": uid}]}]))).await;
-    let members: Vec<&str> = r.body["members"].as_array().into_iter().flatten().filter_map(|m| m["value"].as_str()).collect();
+    let r = s
+        .patch(
+            &format!("/Groups/{gid}"),
+            ops(json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": uid}]}])),
+        )
+        .await;
+    let members: Vec<&str> = r.body["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["value"].as_str())
+        .collect();
     assert_eq!(members, vec![other.as_str()]);
-    let r = s.get(&format!("/Groups?filter={check}&excludedAttributes=members")).await;
+    let r = s
+        .get(&format!("/Groups?filter={check}&excludedAttributes=members"))
+        .await;
     assert_eq!(r.body["totalResults"], 0);
     // With the flag: remove by filter.
-    let r = s.patch(&format!("/Groups/{gid}?aadOptscim062020"), ops(json!([{"op": "remove", "path": format!("members[value eq \"{other}\"]")}]))).await;
+    let r = s
+        .patch(
+            &format!("/Groups/{gid}?aadOptscim062020"),
+            ops(json!([{"op": "remove", "path": format!("members[value eq \"{other}\"]")}])),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.get("members").is_none());
     // Soft delete, then delete.
-    let r = s.patch(&format!("/Users/{uid}"), ops(json!([{"op": "Replace", "path": "active", "value": "False"}]))).await;
+    let r = s
+        .patch(
+            &format!("/Users/{uid}"),
+            ops(json!([{"op": "Replace", "path": "active", "value": "False"}])),
+        )
+        .await;
     assert_eq!(r.body["active"], false);
     assert_eq!(s.delete(&format!("/Users/{uid}")).await.status, StatusCode::NO_CONTENT);
 }

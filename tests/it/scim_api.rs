@@ -17,16 +17,30 @@ async fn discovery_endpoints_publish_what_we_support() {
     assert_eq!(r.body["bulk"]["maxPayloadSize"], 1024 * 1024);
     let r = s.get("/Schemas").await;
     assert_eq!(r.body["totalResults"], 3);
-    let ids: Vec<&str> = r.body["Resources"].as_array().into_iter().flatten().filter_map(|x| x["id"].as_str()).collect();
-    assert!(ids.contains(&USER) && ids.contains(&GROUP) && ids.contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
+    let ids: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&USER)
+            && ids.contains(&GROUP)
+            && ids.contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
+    );
     let r = s.get(&format!("/Schemas/{USER}")).await;
     assert_eq!((r.status, r.body["name"].as_str()), (StatusCode::OK, Some("User")));
     let r = s.get("/ResourceTypes/User").await;
-    assert_eq!(r.body["schemaExtensions"][0]["schema"], "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User");
+    assert_eq!(
+        r.body["schemaExtensions"][0]["schema"],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    );
     let r = s.post("/Schemas", json!({})).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.body["status"], "405");
-    let r = s.get(&format!("/ResourceTypes?filter={}", enc("name eq \"User\""))).await;
+    let r = s
+        .get(&format!("/ResourceTypes?filter={}", enc("name eq \"User\"")))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
@@ -37,7 +51,9 @@ async fn auth_is_required_and_scoped() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")));
     assert_eq!(r.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error");
-    let r = s.send(s.client.get(s.url("/Users")).bearer_auth("sgt_not-a-token")).await;
+    let r = s
+        .send(s.client.get(s.url("/Users")).bearer_auth("sgt_not-a-token"))
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -60,61 +76,134 @@ async fn create_get_and_etags() {
     let etag = r.header("etag").unwrap_or_default().to_string();
 
     // userName unique case-insensitively; externalId not unique.
-    let dup = s.post("/Users", json!({"schemas": [USER], "userName": "alice@example.COM"})).await;
-    assert_eq!((dup.status, dup.scim_type()), (StatusCode::CONFLICT, Some("uniqueness")));
-    let same_ext = s.post("/Users", json!({"schemas": [USER], "userName": "bob@example.com", "externalId": "x1"})).await;
+    let dup = s
+        .post("/Users", json!({"schemas": [USER], "userName": "alice@example.COM"}))
+        .await;
+    assert_eq!(
+        (dup.status, dup.scim_type()),
+        (StatusCode::CONFLICT, Some("uniqueness"))
+    );
+    let same_ext = s
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "bob@example.com", "externalId": "x1"}),
+        )
+        .await;
     assert_eq!(same_ext.status, StatusCode::CREATED);
 
-    let r = s.send(s.authed(Method::GET, &format!("/Users/{id}")).header("if-none-match", &etag)).await;
+    let r = s
+        .send(
+            s.authed(Method::GET, &format!("/Users/{id}"))
+                .header("if-none-match", &etag),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
-    let r = s.send(s.authed(Method::GET, &format!("/Users/{id}")).header("if-none-match", "W/\"999\"")).await;
+    let r = s
+        .send(
+            s.authed(Method::GET, &format!("/Users/{id}"))
+                .header("if-none-match", "W/\"999\""),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
 
     let replace = json!({"schemas": [USER], "userName": "alice@example.com", "displayName": "Alice"});
     let stale = s
-        .send(s.authed(Method::PUT, &format!("/Users/{id}")).header("if-match", "W/\"7\"").header("content-type", "application/scim+json").body(replace.to_string()))
+        .send(
+            s.authed(Method::PUT, &format!("/Users/{id}"))
+                .header("if-match", "W/\"7\"")
+                .header("content-type", "application/scim+json")
+                .body(replace.to_string()),
+        )
         .await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     let ok = s
-        .send(s.authed(Method::PUT, &format!("/Users/{id}")).header("if-match", &etag).header("content-type", "application/scim+json").body(replace.to_string()))
+        .send(
+            s.authed(Method::PUT, &format!("/Users/{id}"))
+                .header("if-match", &etag)
+                .header("content-type", "application/scim+json")
+                .body(replace.to_string()),
+        )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     assert_eq!(ok.body["displayName"], "Alice");
-    assert!(ok.body.get("emails").is_none(), "PUT replaces: attributes not sent are gone");
+    assert!(
+        ok.body.get("emails").is_none(),
+        "PUT replaces: attributes not sent are gone"
+    );
     assert_eq!(ok.body["meta"]["created"], r.body["meta"]["created"]);
     assert_ne!(ok.header("etag"), Some(etag.as_str()));
 
     let r = s.delete(&format!("/Users/{id}")).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = s.get(&format!("/Users/{id}")).await;
-    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::NOT_FOUND, Some("404")));
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::NOT_FOUND, Some("404"))
+    );
 }
 
 #[tokio::test]
 async fn bad_input_gets_rfc_errors_and_writes_nothing() {
     let s = TestServer::start_with(|a| a.body_limit = Some(4096)).await;
-    let r = s.send(s.authed(Method::POST, "/Users").header("content-type", "application/scim+json").body("{\"userName\": ")).await;
-    assert_eq!((r.status, r.scim_type()), (StatusCode::BAD_REQUEST, Some("invalidSyntax")));
+    let r = s
+        .send(
+            s.authed(Method::POST, "/Users")
+                .header("content-type", "application/scim+json")
+                .body("{\"userName\": "),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.scim_type()),
+        (StatusCode::BAD_REQUEST, Some("invalidSyntax"))
+    );
     let big = json!({"schemas": [USER], "userName": "x", "displayName": "y".repeat(5000)});
     let r = s.post("/Users", big).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.body["status"], "413");
-    let r = s.post("/Users", json!({"schemas": [USER], "userName": "x", "active": "perhaps"})).await;
-    assert_eq!((r.status, r.scim_type()), (StatusCode::BAD_REQUEST, Some("invalidValue")));
-    let r = s.post("/Users", json!({"schemas": [USER], "displayName": "no userName"})).await;
+    let r = s
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "x", "active": "perhaps"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.scim_type()),
+        (StatusCode::BAD_REQUEST, Some("invalidValue"))
+    );
+    let r = s
+        .post("/Users", json!({"schemas": [USER], "displayName": "no userName"}))
+        .await;
     assert_eq!(r.scim_type(), Some("invalidValue"));
     let r = s.get(&format!("/Users?filter={}", enc("userName eq"))).await;
-    assert_eq!((r.status, r.scim_type()), (StatusCode::BAD_REQUEST, Some("invalidFilter")));
+    assert_eq!(
+        (r.status, r.scim_type()),
+        (StatusCode::BAD_REQUEST, Some("invalidFilter"))
+    );
     let r = s.get("/Users?startIndex=abc").await;
     assert_eq!(r.scim_type(), Some("invalidValue"));
-    let r = s.send(s.authed(Method::POST, "/Users").header("content-type", "text/plain").body("{}")).await;
+    let r = s
+        .send(
+            s.authed(Method::POST, "/Users")
+                .header("content-type", "text/plain")
+                .body("{}"),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = s.get("/Nope").await;
-    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::NOT_FOUND, Some("404")));
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::NOT_FOUND, Some("404"))
+    );
     let r = s.get("/Me").await;
     assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
     // Plain application/json is accepted too.
-    let r = s.send(s.authed(Method::POST, "/Users").header("content-type", "application/json").body(json!({"userName": "ok"}).to_string())).await;
+    let r = s
+        .send(
+            s.authed(Method::POST, "/Users")
+                .header("content-type", "application/json")
+                .body(json!({"userName": "ok"}).to_string()),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let list = s.get("/Users").await;
     assert_eq!(list.body["totalResults"], 1, "only the valid user was written");
@@ -131,7 +220,12 @@ async fn patch_is_atomic_and_returns_the_resource() {
     assert_eq!((r.status, r.scim_type()), (StatusCode::BAD_REQUEST, Some("noTarget")));
     let after = s.get(&format!("/Users/{id}")).await;
     assert_eq!(before.body, after.body, "a failed PATCH changes nothing");
-    let r = s.patch(&format!("/Users/{id}"), ops(json!([{"op": "add", "path": "displayName", "value": "Carol"}]))).await;
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            ops(json!([{"op": "add", "path": "displayName", "value": "Carol"}])),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["displayName"], "Carol");
     assert_eq!(r.body["meta"]["version"], "W/\"2\"");
@@ -145,15 +239,30 @@ async fn list_paging_sorting_projection() {
         assert_eq!(r.status, StatusCode::CREATED);
     }
     let names = |r: &crate::support::Resp| -> Vec<String> {
-        r.body["Resources"].as_array().into_iter().flatten().filter_map(|x| x["userName"].as_str().map(String::from)).collect()
+        r.body["Resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["userName"].as_str().map(String::from))
+            .collect()
     };
     let r = s.get("/Users?sortBy=userName&startIndex=2&count=2").await;
-    assert_eq!((r.body["totalResults"].as_u64(), r.body["startIndex"].as_u64(), r.body["itemsPerPage"].as_u64()), (Some(5), Some(2), Some(2)));
+    assert_eq!(
+        (
+            r.body["totalResults"].as_u64(),
+            r.body["startIndex"].as_u64(),
+            r.body["itemsPerPage"].as_u64()
+        ),
+        (Some(5), Some(2), Some(2))
+    );
     assert_eq!(names(&r), vec!["bob", "carol"]);
     let r = s.get("/Users?sortBy=userName&sortOrder=descending&count=1").await;
     assert_eq!(names(&r), vec!["erin"]);
     let r = s.get("/Users?count=0").await;
-    assert_eq!((r.body["totalResults"].as_u64(), r.body["itemsPerPage"].as_u64()), (Some(5), Some(0)));
+    assert_eq!(
+        (r.body["totalResults"].as_u64(), r.body["itemsPerPage"].as_u64()),
+        (Some(5), Some(0))
+    );
     // Unsorted pages are in a stable order: the pages tile the whole set.
     let mut seen = Vec::new();
     for start in [1, 3, 5] {
@@ -161,14 +270,22 @@ async fn list_paging_sorting_projection() {
     }
     seen.sort();
     assert_eq!(seen, vec!["alice", "bob", "carol", "dave", "erin"]);
-    let r = s.get(&format!("/Users?filter={}&sortBy=userName", enc("title eq \"eng\" and emails co \"corp\""))).await;
+    let r = s
+        .get(&format!(
+            "/Users?filter={}&sortBy=userName",
+            enc("title eq \"eng\" and emails co \"corp\"")
+        ))
+        .await;
     assert_eq!(names(&r), vec!["alice", "bob"]);
     let r = s.get("/Users?attributes=emails.value&count=1").await;
     let first = &r.body["Resources"][0];
     assert!(first.get("id").is_some() && first.get("userName").is_none());
     assert_eq!(first["emails"][0].as_object().map(|o| o.len()), Some(1));
     let r = s.get("/Users?excludedAttributes=emails,id&count=1").await;
-    assert!(r.body["Resources"][0].get("emails").is_none() && r.body["Resources"][0].get("id").is_some(), "id is returned always");
+    assert!(
+        r.body["Resources"][0].get("emails").is_none() && r.body["Resources"][0].get("id").is_some(),
+        "id is returned always"
+    );
     let r = s.post("/Users/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName sw \"c\" or userName sw \"d\"", "sortBy": "userName", "attributes": ["userName"]})).await;
     assert_eq!(names(&r), vec!["carol", "dave"]);
     let r = s.post("/.search", json!({"filter": "userName eq \"erin\""})).await;
@@ -189,18 +306,48 @@ async fn nested_groups_member_checks_and_delete_cascade() {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|g| (g["display"].as_str().unwrap_or_default().into(), g["type"].as_str().unwrap_or_default().into()))
+        .map(|g| {
+            (
+                g["display"].as_str().unwrap_or_default().into(),
+                g["type"].as_str().unwrap_or_default().into(),
+            )
+        })
         .collect();
-    assert_eq!(groups, vec![("engineering".into(), "indirect".into()), ("ml-engineers".into(), "direct".into())]);
-    let r = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "ghosts", "members": [{"value": "no-such-id"}]})).await;
-    assert_eq!((r.status, r.scim_type()), (StatusCode::BAD_REQUEST, Some("invalidValue")));
-    let r = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "ML-Engineers"})).await;
+    assert_eq!(
+        groups,
+        vec![
+            ("engineering".into(), "indirect".into()),
+            ("ml-engineers".into(), "direct".into())
+        ]
+    );
+    let r = s
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "ghosts", "members": [{"value": "no-such-id"}]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.scim_type()),
+        (StatusCode::BAD_REQUEST, Some("invalidValue"))
+    );
+    let r = s
+        .post("/Groups", json!({"schemas": [GROUP], "displayName": "ML-Engineers"}))
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let r = s.get(&format!("/Groups?filter={}", enc(&format!("members eq \"{alice}\"")))).await;
+    let r = s
+        .get(&format!("/Groups?filter={}", enc(&format!("members eq \"{alice}\""))))
+        .await;
     assert_eq!(r.body["totalResults"], 1);
-    assert_eq!(s.delete(&format!("/Users/{alice}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.delete(&format!("/Users/{alice}")).await.status,
+        StatusCode::NO_CONTENT
+    );
     let r = s.get(&format!("/Groups/{ml}")).await;
-    assert!(r.body.get("members").is_none(), "a deleted user leaves every group: {}", r.body);
+    assert!(
+        r.body.get("members").is_none(),
+        "a deleted user leaves every group: {}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -219,14 +366,33 @@ async fn bulk_with_bulk_id_references() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let statuses: Vec<&str> = r.body["Operations"].as_array().into_iter().flatten().filter_map(|o| o["status"].as_str()).collect();
+    let statuses: Vec<&str> = r.body["Operations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["status"].as_str())
+        .collect();
     assert_eq!(statuses, vec!["201", "201", "200", "409", "404"]);
-    let group = s.get(&format!("/Groups?filter={}", enc("displayName eq \"bulk-group\""))).await;
-    let user = s.get(&format!("/Users?filter={}", enc("userName eq \"bulk-user\""))).await;
-    assert_eq!(group.body["Resources"][0]["members"][0]["value"], user.body["Resources"][0]["id"]);
+    let group = s
+        .get(&format!("/Groups?filter={}", enc("displayName eq \"bulk-group\"")))
+        .await;
+    let user = s
+        .get(&format!("/Users?filter={}", enc("userName eq \"bulk-user\"")))
+        .await;
+    assert_eq!(
+        group.body["Resources"][0]["members"][0]["value"],
+        user.body["Resources"][0]["id"]
+    );
     assert_eq!(user.body["Resources"][0]["displayName"], "B");
-    let too_many: Vec<Value> = (0..1001).map(|i| json!({"method": "DELETE", "path": format!("/Users/{i}")})).collect();
-    let r = s.post("/Bulk", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": too_many})).await;
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"method": "DELETE", "path": format!("/Users/{i}")}))
+        .collect();
+    let r = s
+        .post(
+            "/Bulk",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": too_many}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
@@ -235,9 +401,35 @@ async fn metrics_and_health() {
     let s = TestServer::start().await;
     s.create_user("m").await;
     let plain = reqwest::Client::new();
-    assert_eq!(plain.get(format!("{}/healthz", s.ops)).send().await.map(|r| r.status()).ok(), Some(StatusCode::OK));
-    assert_eq!(plain.get(format!("{}/readyz", s.ops)).send().await.map(|r| r.status()).ok(), Some(StatusCode::OK));
-    let text = plain.get(format!("{}/metrics", s.ops)).send().await.expect("metrics").text().await.expect("text");
+    assert_eq!(
+        plain
+            .get(format!("{}/healthz", s.ops))
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok(),
+        Some(StatusCode::OK)
+    );
+    assert_eq!(
+        plain
+            .get(format!("{}/readyz", s.ops))
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok(),
+        Some(StatusCode::OK)
+    );
+    let text = plain
+        .get(format!("{}/metrics", s.ops))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(text.contains("scimgate_directory_users 1"), "{text}");
-    assert!(text.contains("scimgate_scim_requests_total{method=\"POST\",resource=\"Users\",status=\"201\"} 1"), "{text}");
+    assert!(
+        text.contains("scimgate_scim_requests_total{method=\"POST\",resource=\"Users\",status=\"201\"} 1"),
+        "{text}"
+    );
 }

@@ -58,7 +58,11 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut ServeArgs)) -> TestServer {
-        let mut args = ServeArgs { dev: true, data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+        let mut args = ServeArgs {
+            dev: true,
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
         tweak(&mut args);
         let cfg = Config::from_args(&args).expect("config");
         let listeners = Listeners {
@@ -70,7 +74,14 @@ impl TestServer {
         let base = format!("https://localhost:{}/scim/v2", server.scim_addr.port());
         let ops = format!("http://{}", server.ops_addr);
         let token = server.dev_token.clone().expect("dev token");
-        TestServer { _server: server, dir, base, ops, token, client: client_for(&ca) }
+        TestServer {
+            _server: server,
+            dir,
+            base,
+            ops,
+            token,
+            client: client_for(&ca),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -83,8 +94,17 @@ impl TestServer {
         let headers = resp.headers().clone();
         let version = resp.version();
         let bytes = resp.bytes().await.expect("body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
-        Resp { status, headers, version, body }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Resp {
+            status,
+            headers,
+            version,
+            body,
+        }
     }
 
     pub fn authed(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -116,14 +136,24 @@ impl TestServer {
     }
 
     pub async fn create_user(&self, user_name: &str) -> String {
-        let r = self.post("/Users", serde_json::json!({"schemas": [USER], "userName": user_name, "active": true})).await;
+        let r = self
+            .post(
+                "/Users",
+                serde_json::json!({"schemas": [USER], "userName": user_name, "active": true}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.id()
     }
 
     pub async fn create_group(&self, name: &str, members: &[&str]) -> String {
         let m: Vec<Value> = members.iter().map(|m| serde_json::json!({"value": m})).collect();
-        let r = self.post("/Groups", serde_json::json!({"schemas": [GROUP], "displayName": name, "members": m})).await;
+        let r = self
+            .post(
+                "/Groups",
+                serde_json::json!({"schemas": [GROUP], "displayName": name, "members": m}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.id()
     }

@@ -6,7 +6,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_scimgate")).args(args).output().expect("run scimgate")
+    Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(args)
+        .output()
+        .expect("run scimgate")
 }
 
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
@@ -30,16 +33,46 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
     let token = stdout.lines().last().unwrap_or_default().to_string();
     assert!(token.starts_with("sgt_"));
     let stored = std::fs::read(s.dir.path().join("scimgate.db")).expect("db");
-    assert!(!stored.windows(token.len()).any(|w| w == token.as_bytes()), "the token itself is not stored");
+    assert!(
+        !stored.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token itself is not stored"
+    );
     let url = s.url("/Users");
     eventually("new token accepted", async || {
-        s.client.get(&url).bearer_auth(&token).send().await.map(|r| r.status()).ok() == Some(StatusCode::OK)
+        s.client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok()
+            == Some(StatusCode::OK)
     })
     .await;
-    let audit = cli(&["token", "create", "--data-dir", &dir, "--name", "auditor", "--scope", "audit"]);
-    let audit_token = String::from_utf8_lossy(&audit.stdout).lines().last().unwrap_or_default().to_string();
+    let audit = cli(&[
+        "token",
+        "create",
+        "--data-dir",
+        &dir,
+        "--name",
+        "auditor",
+        "--scope",
+        "audit",
+    ]);
+    let audit_token = String::from_utf8_lossy(&audit.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
     eventually("audit token refused for SCIM with 403", async || {
-        s.client.get(&url).bearer_auth(&audit_token).send().await.map(|r| r.status()).ok() == Some(StatusCode::FORBIDDEN)
+        s.client
+            .get(&url)
+            .bearer_auth(&audit_token)
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok()
+            == Some(StatusCode::FORBIDDEN)
     })
     .await;
     let list = cli(&["token", "list", "--data-dir", &dir]);
@@ -47,10 +80,20 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
     assert!(listed.contains("okta") && listed.contains("auditor") && !listed.contains(&token));
     assert!(cli(&["token", "revoke", "--data-dir", &dir, "okta"]).status.success());
     eventually("revoked token refused", async || {
-        s.client.get(&url).bearer_auth(&token).send().await.map(|r| r.status()).ok() == Some(StatusCode::UNAUTHORIZED)
+        s.client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok()
+            == Some(StatusCode::UNAUTHORIZED)
     })
     .await;
-    assert!(!cli(&["token", "revoke", "--data-dir", &dir, "okta"]).status.success(), "revoking twice is an error");
+    assert!(
+        !cli(&["token", "revoke", "--data-dir", &dir, "okta"]).status.success(),
+        "revoking twice is an error"
+    );
 }
 
 #[tokio::test]
@@ -74,9 +117,15 @@ async fn rotated_serving_certificate_is_used_by_new_connections() {
         ops: tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
     };
     let server = scimgate::app::start(cfg, listeners).await.expect("start");
-    let url = format!("https://localhost:{}/scim/v2/ServiceProviderConfig", server.scim_addr.port());
+    let url = format!(
+        "https://localhost:{}/scim/v2/ServiceProviderConfig",
+        server.scim_addr.port()
+    );
     let trusts_first = crate::support::client_for(first.ca_pem.as_bytes());
-    assert_eq!(trusts_first.get(&url).send().await.map(|r| r.status()).ok(), Some(StatusCode::OK));
+    assert_eq!(
+        trusts_first.get(&url).send().await.map(|r| r.status()).ok(),
+        Some(StatusCode::OK)
+    );
 
     let second = scimgate::tls::generate(&["localhost".into()], "second CA").expect("generate");
     scimgate::tls::write(&certs, &second).expect("rotate");
@@ -87,14 +136,23 @@ async fn rotated_serving_certificate_is_used_by_new_connections() {
         c.get(&url).send().await.map(|r| r.status()).ok() == Some(StatusCode::OK)
     })
     .await;
-    assert_eq!(trusts_second.get(&url).send().await.map(|r| r.status()).ok(), Some(StatusCode::OK));
+    assert_eq!(
+        trusts_second.get(&url).send().await.map(|r| r.status()).ok(),
+        Some(StatusCode::OK)
+    );
     let fresh_first = crate::support::client_for(first.ca_pem.as_bytes());
-    assert!(fresh_first.get(&url).send().await.is_err(), "new connections no longer get the old certificate");
+    assert!(
+        fresh_first.get(&url).send().await.is_err(),
+        "new connections no longer get the old certificate"
+    );
 
     // A broken replacement keeps the current certificate serving.
     std::fs::write(&files.cert, "not a certificate").expect("break");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let again = crate::support::client_for(second.ca_pem.as_bytes());
-    assert_eq!(again.get(&url).send().await.map(|r| r.status()).ok(), Some(StatusCode::OK));
+    assert_eq!(
+        again.get(&url).send().await.map(|r| r.status()).ok(),
+        Some(StatusCode::OK)
+    );
     server.stop().await;
 }
