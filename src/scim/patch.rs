@@ -732,7 +732,7 @@ mod tests {
                 {"op": "replace", "value": {"id": "g1", "displayName": "ml-eng"}},
                 {"op": "remove", "path": "members[value eq \"u1\"]"},
                 {"op": "add", "path": "members", "value": [{"value": "u9", "display": "bob@example.com"}]}]),
-                json!({"displayName": "ml-eng", "members": [{"value": "u2", "type": "User"}, {"value": "u9"}]}),
+                json!({"displayName": "ml-eng", "members": [{"value": "u2", "type": "User"}, {"value": "u9", "display": "bob@example.com"}]}),
             ),
             (
                 "replace members replaces all",
