@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SCIM benchmarks, side by side where a peer exists. Not a test: prints figures.
 #
-#   bash bench/scim.sh            # USERS=100000 NGROUPS=10000 CLIENTS=8 SECONDS=10
+#   bash bench/scim.sh            # USERS=100000 NGROUPS=10000 CLIENTS=8 BENCH_SECONDS=10
 #
 # 1. GET /Users?filter=userName eq "…" with 1k users: scimgate vs scim2-server (Python reference,
 #    pinned), same load generator, same run.
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 USERS=${USERS:-100000}
 NGROUPS=${NGROUPS:-10000}
 CLIENTS=${CLIENTS:-8}
-SECONDS_PER_RUN=${SECONDS:-10}
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 cargo build --quiet --release --bin scimgate --example scim_load
 load=./target/release/examples/scim_load
 work=$(mktemp -d)
