@@ -3,8 +3,8 @@
 #
 #   bash bench/scim.sh            # USERS=100000 NGROUPS=10000 CLIENTS=8 BENCH_SECONDS=10
 #
-# 1. GET /Users?filter=userName eq "…" with 1k users: scimgate vs scim2-server (Python reference,
-#    pinned), same load generator, same run.
+# 1. GET /Users?filter=userName eq "…" with 1k users in 100 groups (the same shape as step 3):
+#    scimgate vs scim2-server (Python reference, pinned), same load generator, same run.
 # 2. POST /Users, durable, 8 clients.
 # 3. Provision USERS users + GROUPS groups (20 members each, every tenth nests another group);
 #    RSS after; restart time to ready; the filter figure again at that size.
@@ -33,6 +33,7 @@ rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 echo "== 1k users: GET filter, scimgate vs scim2-server"
 start_scimgate "$work/a"
 $load "$URL" "$TOKEN" "$work/a/tls/ca.crt" seed-users 0 1000 "$CLIENTS" >/dev/null
+$load "$URL" "$TOKEN" "$work/a/tls/ca.crt" seed-groups 100 20 1000 "$CLIENTS" >/dev/null
 ours_1k=$($load "$URL" "$TOKEN" "$work/a/tls/ca.crt" filter 1000 "$SECONDS_PER_RUN" "$CLIENTS")
 echo "scimgate     $ours_1k"
 if [[ ! -x .venv/bin/scim2-server ]]; then
@@ -43,6 +44,7 @@ fi
 pids+=("$!")
 for _ in $(seq 100); do curl -sf -o /dev/null -H 'Authorization: Bearer bench' http://127.0.0.1:18080/ServiceProviderConfig && break; sleep 0.1; done
 $load http://127.0.0.1:18080 bench - seed-users 0 1000 "$CLIENTS" >/dev/null
+$load http://127.0.0.1:18080 bench - seed-groups 100 20 1000 "$CLIENTS" >/dev/null
 theirs_1k=$($load http://127.0.0.1:18080 bench - filter 1000 "$SECONDS_PER_RUN" "$CLIENTS")
 echo "scim2-server $theirs_1k"
 rate() { sed -n 's/.*= \([0-9]*\) req\/s.*/\1/p' <<<"$1"; }

@@ -8,11 +8,29 @@
 
 use crate::scim::schema::ResourceType;
 use crate::store::{Change, Loaded, Record, Tombstone};
-use imbl::{HashMap, HashSet, OrdMap};
+use imbl::OrdMap;
 use serde_json::Value;
 use std::sync::Arc;
 
 type Id = Arc<str>;
+
+/// The ids behind one non-unique key (an email, an externalId, a member's groups). Usually one
+/// or two, so a shared slice rebuilt on change beats a persistent set, whose smallest node costs
+/// about a kilobyte: at 100k users that was most of the process's memory.
+type Ids = Arc<[Id]>;
+
+fn with_id(ids: Option<&Ids>, id: &Id) -> Ids {
+    match ids {
+        Some(ids) if ids.contains(id) => ids.clone(),
+        Some(ids) => ids.iter().cloned().chain(std::iter::once(id.clone())).collect(),
+        None => Arc::from([id.clone()]),
+    }
+}
+
+fn add_id<K: Ord + Clone>(map: &mut OrdMap<K, Ids>, key: K, id: &Id) {
+    let next = with_id(map.get(&key), id);
+    map.insert(key, next);
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
@@ -45,13 +63,13 @@ pub enum Lookup<'a> {
 pub struct Snapshot {
     users: OrdMap<Id, Arc<User>>,
     groups: OrdMap<Id, Arc<Group>>,
-    user_by_name: HashMap<Arc<str>, Id>,
-    group_by_name: HashMap<Arc<str>, Id>,
-    users_by_email: HashMap<Arc<str>, HashSet<Id>>,
-    by_external_id: HashMap<(ResourceType, Arc<str>), HashSet<Id>>,
+    user_by_name: OrdMap<Arc<str>, Id>,
+    group_by_name: OrdMap<Arc<str>, Id>,
+    users_by_email: OrdMap<Arc<str>, Ids>,
+    by_external_id: OrdMap<(ResourceType, Arc<str>), Ids>,
     /// member id (user or group) → groups that list it directly.
-    member_of: HashMap<Id, HashSet<Id>>,
-    tombstones: HashMap<Arc<str>, Arc<Tombstone>>,
+    member_of: OrdMap<Id, Ids>,
+    tombstones: OrdMap<Arc<str>, Arc<Tombstone>>,
     /// Number of changes applied since start; grows with every published write.
     pub generation: u64,
 }
@@ -139,16 +157,10 @@ impl Snapshot {
                 self.user_by_name
                     .insert(user.record.unique_key.clone(), user.record.id.clone());
                 for e in &user.emails {
-                    self.users_by_email
-                        .entry(e.clone())
-                        .or_default()
-                        .insert(user.record.id.clone());
+                    add_id(&mut self.users_by_email, e.clone(), &user.record.id);
                 }
                 if let Some(x) = &user.external_id {
-                    self.by_external_id
-                        .entry((ResourceType::User, x.clone()))
-                        .or_default()
-                        .insert(user.record.id.clone());
+                    add_id(&mut self.by_external_id, (ResourceType::User, x.clone()), &user.record.id);
                 }
                 self.users.insert(user.record.id.clone(), Arc::new(user));
             }
@@ -161,14 +173,11 @@ impl Snapshot {
                 let id = group.record.id.clone();
                 self.group_by_name.insert(group.record.unique_key.clone(), id.clone());
                 if let Some(x) = &group.external_id {
-                    self.by_external_id
-                        .entry((ResourceType::Group, x.clone()))
-                        .or_default()
-                        .insert(id.clone());
+                    add_id(&mut self.by_external_id, (ResourceType::Group, x.clone()), &id);
                 }
                 let before: std::collections::HashSet<&Id> = old.iter().flat_map(|g| g.members.iter()).collect();
                 for m in group.members.iter().filter(|m| !before.contains(m)) {
-                    self.member_of.entry(m.clone()).or_default().insert(id.clone());
+                    add_id(&mut self.member_of, m.clone(), &id);
                 }
                 self.groups.insert(id, Arc::new(group));
             }
@@ -336,16 +345,16 @@ impl Snapshot {
     }
 }
 
-fn drop_from<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, HashSet<Id>>, key: &K, id: &Id) {
-    let now_empty = match map.get_mut(key) {
-        Some(set) => {
-            set.remove(id);
-            set.is_empty()
-        }
-        None => false,
-    };
-    if now_empty {
+fn drop_from<K: Ord + Clone>(map: &mut OrdMap<K, Ids>, key: &K, id: &Id) {
+    let Some(ids) = map.get(key) else { return };
+    if !ids.contains(id) {
+        return;
+    }
+    let rest: Ids = ids.iter().filter(|x| *x != id).cloned().collect();
+    if rest.is_empty() {
         map.remove(key);
+    } else {
+        map.insert(key.clone(), rest);
     }
 }
 

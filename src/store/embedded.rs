@@ -9,7 +9,9 @@ use crate::scim::schema::ResourceType;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use futures_util::TryStreamExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -52,22 +54,21 @@ fn conflict(e: sqlx::Error, what: &Record) -> Error {
 #[async_trait]
 impl Store for Embedded {
     async fn load(&self) -> Result<Loaded> {
-        let rows = sqlx::query("SELECT rtype, id, unique_key, version, body FROM resources")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in rows {
-            let rtype: String = row.try_get(0)?;
-            let rt =
-                ResourceType::from_name(&rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
+        // Streamed row by row: holding every row and its copy at once doubled the peak memory.
+        let mut rows = sqlx::query("SELECT rtype, id, unique_key, version, body FROM resources").fetch(&self.pool);
+        let mut records = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let rtype: &str = row.try_get(0)?;
+            let rt = ResourceType::from_name(rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
             records.push(Record {
                 rt,
-                id: row.try_get::<String, _>(1)?.into(),
-                unique_key: row.try_get::<String, _>(2)?.into(),
+                id: Arc::from(row.try_get::<&str, _>(1)?),
+                unique_key: Arc::from(row.try_get::<&str, _>(2)?),
                 version: row.try_get(3)?,
-                body: row.try_get::<String, _>(4)?.into(),
+                body: Arc::from(row.try_get::<&str, _>(4)?),
             });
         }
+        drop(rows);
         let rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'User'")
             .fetch_all(&self.pool)
             .await?;
