@@ -8,7 +8,7 @@
 
 use crate::scim::schema::ResourceType;
 use crate::store::{Change, Loaded, Record, Tombstone};
-use imbl::OrdMap;
+use imbl::{HashMap, OrdMap};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -27,9 +27,40 @@ fn with_id(ids: Option<&Ids>, id: &Id) -> Ids {
     }
 }
 
-fn add_id<K: Ord + Clone>(map: &mut OrdMap<K, Ids>, key: K, id: &Id) {
-    let next = with_id(map.get(&key), id);
-    map.insert(key, next);
+fn add_id<K: Ord + std::hash::Hash + Clone>(map: &mut impl IdsMap<K>, key: K, id: &Id) {
+    let next = with_id(map.get_ids(&key), id);
+    map.put(key, next);
+}
+
+/// The two persistent map kinds, as far as the id-slice indexes need them.
+trait IdsMap<K> {
+    fn get_ids(&self, k: &K) -> Option<&Ids>;
+    fn put(&mut self, k: K, v: Ids);
+    fn del(&mut self, k: &K);
+}
+
+impl<K: Ord + Clone> IdsMap<K> for OrdMap<K, Ids> {
+    fn get_ids(&self, k: &K) -> Option<&Ids> {
+        self.get(k)
+    }
+    fn put(&mut self, k: K, v: Ids) {
+        self.insert(k, v);
+    }
+    fn del(&mut self, k: &K) {
+        self.remove(k);
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> IdsMap<K> for HashMap<K, Ids> {
+    fn get_ids(&self, k: &K) -> Option<&Ids> {
+        self.get(k)
+    }
+    fn put(&mut self, k: K, v: Ids) {
+        self.insert(k, v);
+    }
+    fn del(&mut self, k: &K) {
+        self.remove(k);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,12 +94,14 @@ pub enum Lookup<'a> {
 pub struct Snapshot {
     users: OrdMap<Id, Arc<User>>,
     groups: OrdMap<Id, Arc<Group>>,
-    user_by_name: OrdMap<Arc<str>, Id>,
-    group_by_name: OrdMap<Arc<str>, Id>,
+    // Point lookups on the hot path use hash maps: one hash and one key comparison instead of
+    // a dozen string comparisons down a B-tree (a third of a filtered GET's time at 100k users).
+    user_by_name: HashMap<Arc<str>, Id>,
+    group_by_name: HashMap<Arc<str>, Id>,
     users_by_email: OrdMap<Arc<str>, Ids>,
     by_external_id: OrdMap<(ResourceType, Arc<str>), Ids>,
     /// member id (user or group) → groups that list it directly.
-    member_of: OrdMap<Id, Ids>,
+    member_of: HashMap<Id, Ids>,
     tombstones: OrdMap<Arc<str>, Arc<Tombstone>>,
     /// Number of changes applied since start; grows with every published write.
     pub generation: u64,
@@ -345,16 +378,16 @@ impl Snapshot {
     }
 }
 
-fn drop_from<K: Ord + Clone>(map: &mut OrdMap<K, Ids>, key: &K, id: &Id) {
-    let Some(ids) = map.get(key) else { return };
+fn drop_from<K: Ord + std::hash::Hash + Clone>(map: &mut impl IdsMap<K>, key: &K, id: &Id) {
+    let Some(ids) = map.get_ids(key) else { return };
     if !ids.contains(id) {
         return;
     }
     let rest: Ids = ids.iter().filter(|x| *x != id).cloned().collect();
     if rest.is_empty() {
-        map.remove(key);
+        map.del(key);
     } else {
-        map.insert(key.clone(), rest);
+        map.put(key.clone(), rest);
     }
 }
 

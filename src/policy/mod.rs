@@ -1,0 +1,391 @@
+//! The policy: which people (SCIM groups and users) and which service accounts may submit,
+//! approve, cancel or update which pipeline runs, where. The YAML model, its validation with
+//! precise errors, the compiled form, and `evaluate`. Pure: no I/O, no axum, no tokio.
+
+pub mod evaluate;
+pub mod glob;
+
+pub use evaluate::{evaluate, Decision, Outcome, Requester, RunRequest};
+
+use glob::Glob;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+pub const API_VERSION: &str = "scimgate.io/v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {}", .problems.join("; "))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Enforce,
+    DryRun,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Submit,
+    Approve,
+    Cancel,
+    Update,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Submit => "submit",
+            Action::Approve => "approve",
+            Action::Cancel => "cancel",
+            Action::Update => "update",
+        }
+    }
+}
+
+/// The kinds we admit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Kind {
+    Workflow,
+    CronWorkflow,
+    WorkflowTemplate,
+    ClusterWorkflowTemplate,
+    PipelineRun,
+    TaskRun,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Workflow => "Workflow",
+            Kind::CronWorkflow => "CronWorkflow",
+            Kind::WorkflowTemplate => "WorkflowTemplate",
+            Kind::ClusterWorkflowTemplate => "ClusterWorkflowTemplate",
+            Kind::PipelineRun => "PipelineRun",
+            Kind::TaskRun => "TaskRun",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum MatchAttribute {
+    #[default]
+    #[serde(rename = "userName")]
+    UserName,
+    #[serde(rename = "emails")]
+    Emails,
+    #[serde(rename = "externalId")]
+    ExternalId,
+    #[serde(rename = "id")]
+    Id,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Via {
+    /// The person is named by Argo's `workflows.argoproj.io/creator*` labels, trusted only from
+    /// this service account (the Argo Server).
+    ArgoCreatorLabels,
+    /// Runs created by this controller inherit the verified stamp of their owner.
+    OwnerStamp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DelegateFile {
+    service_account: String,
+    via: Via,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct IdentityFile {
+    username_prefix: Option<String>,
+    match_attribute: MatchAttribute,
+    delegates: Vec<DelegateFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RuleFile {
+    name: String,
+    allow: Vec<Action>,
+    groups: Option<Vec<String>>,
+    users: Option<Vec<String>>,
+    service_accounts: Option<Vec<String>>,
+    kinds: Option<Vec<Kind>>,
+    namespaces: Option<Vec<String>>,
+    run_as: Option<Vec<String>>,
+    templates: Option<Vec<String>>,
+    #[serde(default)]
+    distinct_approver: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PolicyFile {
+    api_version: String,
+    kind: String,
+    #[serde(default = "enforce")]
+    mode: Mode,
+    #[serde(default)]
+    dry_run_namespaces: Vec<String>,
+    #[serde(default)]
+    identity: IdentityFile,
+    #[serde(default)]
+    rules: Vec<RuleFile>,
+}
+
+fn enforce() -> Mode {
+    Mode::Enforce
+}
+
+#[derive(Debug, Clone)]
+pub struct Delegate {
+    pub namespace: String,
+    pub name: String,
+    pub via: Via,
+}
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub username_prefix: Option<String>,
+    pub match_attribute: MatchAttribute,
+    pub delegates: Vec<Delegate>,
+}
+
+/// One compiled rule. `None` means "not constrained".
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub allow: Vec<Action>,
+    /// Lower-cased SCIM group displayNames.
+    pub groups: Option<Vec<String>>,
+    /// Lower-cased userNames.
+    pub users: Option<Vec<String>>,
+    pub service_accounts: Option<Vec<Glob>>,
+    pub kinds: Option<Vec<Kind>>,
+    pub namespaces: Option<Vec<Glob>>,
+    pub run_as: Option<Vec<Glob>>,
+    pub templates: Option<Vec<Glob>>,
+    pub distinct_approver: bool,
+}
+
+/// A validated, compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub mode: Mode,
+    pub dry_run_namespaces: Vec<Glob>,
+    pub identity: Identity,
+    pub rules: Vec<Rule>,
+    /// SHA-256 of the file's bytes, hex: recorded with each decision and in the attestation.
+    pub digest: String,
+}
+
+/// The example policy `serve --dev` uses when none is given.
+pub const EXAMPLE: &str = include_str!("example.yaml");
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Policy> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+        Policy::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate; every problem found is reported, not just the first.
+    pub fn parse(text: &str, path: &str) -> Result<Policy> {
+        let file: PolicyFile =
+            serde_yaml_ng::from_str(text).map_err(|e| Error::Parse { path: path.to_string(), message: e.to_string() })?;
+        let mut problems = Vec::new();
+        if file.api_version != API_VERSION {
+            problems.push(format!("apiVersion must be {API_VERSION}, not '{}'", file.api_version));
+        }
+        if file.kind != "Policy" {
+            problems.push(format!("kind must be Policy, not '{}'", file.kind));
+        }
+        let mut globs = |what: &str, list: &[String], problems: &mut Vec<String>| -> Vec<Glob> {
+            list.iter()
+                .filter_map(|p| match Glob::new(p) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        problems.push(format!("{what}: {e}"));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let dry_run_namespaces = globs("dryRunNamespaces", &file.dry_run_namespaces, &mut problems);
+        let mut delegates = Vec::new();
+        for (i, d) in file.identity.delegates.iter().enumerate() {
+            match d.service_account.split_once(':') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains(':') => {
+                    delegates.push(Delegate { namespace: ns.to_string(), name: name.to_string(), via: d.via })
+                }
+                _ => problems.push(format!(
+                    "identity.delegates[{i}].serviceAccount must be namespace:name, not '{}'",
+                    d.service_account
+                )),
+            }
+        }
+        if file.rules.is_empty() {
+            problems.push("rules is empty: every request would be denied".into());
+        }
+        let mut rules = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in file.rules.iter().enumerate() {
+            let at = if r.name.trim().is_empty() { format!("rules[{i}]") } else { format!("rule '{}'", r.name) };
+            if r.name.trim().is_empty() {
+                problems.push(format!("{at}: name is required"));
+            } else if !names.insert(r.name.clone()) {
+                problems.push(format!("{at}: the name is used twice"));
+            }
+            if r.allow.is_empty() {
+                problems.push(format!("{at}: allow is empty, so the rule allows nothing"));
+            }
+            let people = r.groups.is_some() || r.users.is_some();
+            match (people, r.service_accounts.is_some()) {
+                (false, false) => problems.push(format!(
+                    "{at}: names no groups, users or serviceAccounts, so it would allow anyone; say who"
+                )),
+                (true, true) => problems.push(format!(
+                    "{at}: mixes people (groups/users) with serviceAccounts; a requester is one or the other, so split it into two rules"
+                )),
+                _ => {}
+            }
+            for (what, list) in [("groups", &r.groups), ("users", &r.users), ("kinds", &None), ("serviceAccounts", &r.service_accounts)] {
+                if list.as_ref().is_some_and(Vec::is_empty) {
+                    problems.push(format!("{at}: {what} is an empty list, which matches nobody; remove it or name someone"));
+                }
+            }
+            if r.kinds.as_ref().is_some_and(Vec::is_empty) {
+                problems.push(format!("{at}: kinds is an empty list, which matches nothing"));
+            }
+            if r.distinct_approver && !r.allow.contains(&Action::Approve) {
+                problems.push(format!("{at}: distinctApprover only applies to rules that allow approve"));
+            }
+            let sa = r.service_accounts.as_ref().map(|l| globs(&format!("{at}: serviceAccounts"), l, &mut problems));
+            if let Some(list) = &r.service_accounts {
+                for s in list.iter().filter(|s| !s.contains(':')) {
+                    problems.push(format!("{at}: serviceAccounts entry '{s}' must be namespace:name (globs allowed)"));
+                }
+            }
+            rules.push(Rule {
+                name: r.name.clone(),
+                allow: r.allow.clone(),
+                groups: r.groups.as_ref().map(|g| g.iter().map(|x| x.to_lowercase()).collect()),
+                users: r.users.as_ref().map(|u| u.iter().map(|x| x.to_lowercase()).collect()),
+                service_accounts: sa,
+                kinds: r.kinds.clone(),
+                namespaces: r.namespaces.as_ref().map(|l| globs(&format!("{at}: namespaces"), l, &mut problems)),
+                run_as: r.run_as.as_ref().map(|l| globs(&format!("{at}: runAs"), l, &mut problems)),
+                templates: r.templates.as_ref().map(|l| globs(&format!("{at}: templates"), l, &mut problems)),
+                distinct_approver: r.distinct_approver,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid { path: path.to_string(), problems });
+        }
+        Ok(Policy {
+            mode: file.mode,
+            dry_run_namespaces,
+            identity: Identity {
+                username_prefix: file.identity.username_prefix.filter(|p| !p.is_empty()),
+                match_attribute: file.identity.match_attribute,
+                delegates,
+            },
+            rules,
+            digest: hex(&Sha256::digest(text.as_bytes())),
+        })
+    }
+
+    /// Whether a namespace is evaluated in dry-run.
+    pub fn dry_run_in(&self, namespace: &str) -> bool {
+        self.mode == Mode::DryRun || self.dry_run_namespaces.iter().any(|g| g.matches(namespace))
+    }
+
+    pub fn delegate(&self, namespace: &str, name: &str) -> Option<&Delegate> {
+        self.identity.delegates.iter().find(|d| d.namespace == namespace && d.name == name)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_policy_is_valid() {
+        let p = Policy::parse(EXAMPLE, "example.yaml").expect("example policy");
+        assert_eq!(p.rules.len(), 3);
+        assert!(p.dry_run_in("legacy-billing") && !p.dry_run_in("ml-prod"));
+        assert_eq!(p.identity.username_prefix.as_deref(), Some("oidc:"));
+        assert_eq!(p.digest.len(), 64);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let text = r#"
+apiVersion: scimgate.io/v2
+kind: Policy
+identity:
+  delegates:
+    - serviceAccount: argo-server
+      via: argoCreatorLabels
+rules:
+  - name: a
+    allow: []
+    groups: [x]
+  - name: a
+    allow: [submit]
+  - name: mixed
+    allow: [approve]
+    groups: [x]
+    serviceAccounts: [ci]
+    namespaces: ["prod-[a]"]
+  - name: da
+    allow: [submit]
+    users: [bob]
+    distinctApprover: true
+"#;
+        let err = Policy::parse(text, "p.yaml").err().map(|e| e.to_string()).unwrap_or_default();
+        for needle in [
+            "apiVersion must be scimgate.io/v1",
+            "delegates[0].serviceAccount must be namespace:name",
+            "rule 'a': allow is empty",
+            "rule 'a': the name is used twice",
+            "rule 'a': names no groups, users or serviceAccounts",
+            "rule 'mixed': mixes people",
+            "serviceAccounts entry 'ci' must be namespace:name",
+            "rule 'mixed': namespaces: 'prod-[a]'",
+            "rule 'da': distinctApprover only applies",
+        ] {
+            assert!(err.contains(needle), "missing '{needle}' in: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_values_are_parse_errors() {
+        let err = Policy::parse("apiVersion: scimgate.io/v1\nkind: Policy\nrules:\n  - name: x\n    allow: [deploy]\n    users: [a]\n", "p")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("deploy"), "{err}");
+        let err = Policy::parse("apiVersion: scimgate.io/v1\nkind: Policy\nmode: enforce\nrule: []\n", "p")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("unknown field `rule`"), "{err}");
+    }
+}
