@@ -68,3 +68,4 @@ start_scimgate "$work/b"
 t1=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" 'BEGIN { printf "restart to serving with that state: %.2f s\n", b-a }'
 echo "RSS after restart: $(rss_mb "$PID") MB"
+$load "$URL" "$TOKEN" "$work/b/tls/ca.crt" filter "$USERS" "$SECONDS_PER_RUN" "$CLIENTS" | sed "s/^/at $USERS users, after restart: /"
