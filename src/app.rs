@@ -2,16 +2,19 @@
 //! background tasks (token refresh, certificate reload), and shuts all of it down gracefully on
 //! SIGTERM/SIGINT. Holds no protocol logic.
 
-use crate::cli::{CertsArgs, Cli, Command, TokenCommand};
+use crate::admission::{self, AdmissionState};
+use crate::cli::{CertsArgs, Cli, Command, PolicyCommand, TokenCommand};
 use crate::config::{Config, StoreKind};
 use crate::directory::Snapshot;
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsState};
+use crate::policy::{self, Policy};
 use crate::scim::routes::{self, ScimState, BASE_PATH};
 use crate::scim::service::Service;
 use crate::store::{embedded::Embedded, Scope, Store};
 use crate::token::{self, Tokens};
 use crate::writer::Writer;
+use crate::stamp::{Signer, Verifier};
 use crate::{listener, telemetry, tls};
 use anyhow::{bail, Context};
 use arc_swap::ArcSwap;
@@ -29,13 +32,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let cfg = Config::from_args(&args)?;
             telemetry::init(cfg.log_format);
+            let admission_listener = TcpListener::bind(cfg.admission_addr)
+                .await
+                .with_context(|| format!("binding admission listener {}", cfg.admission_addr))?;
             let scim = TcpListener::bind(cfg.scim_addr)
                 .await
                 .with_context(|| format!("binding SCIM listener {}", cfg.scim_addr))?;
             let ops = TcpListener::bind(cfg.ops_addr)
                 .await
                 .with_context(|| format!("binding operations listener {}", cfg.ops_addr))?;
-            let server = start(cfg, Listeners { scim, ops }).await?;
+            let server = start(cfg, Listeners { admission: admission_listener, scim, ops }).await?;
             shutdown_signal().await;
             tracing::info!("shutting down");
             server.stop().await;
@@ -43,17 +49,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => token_command(cmd).await,
         Command::Certs(args) => certs_command(&args),
+        Command::Policy(PolicyCommand::Check { file }) => {
+            let p = Policy::load(&file)?;
+            println!("{}: valid ({} rules, mode {:?}, digest {})", file.display(), p.rules.len(), p.mode, &p.digest[..12]);
+            Ok(())
+        }
     }
 }
 
 /// Already-bound listeners: `serve` binds the configured addresses, tests bind `127.0.0.1:0`.
 pub struct Listeners {
+    pub admission: TcpListener,
     pub scim: TcpListener,
     pub ops: TcpListener,
 }
 
 /// A started server.
 pub struct Server {
+    pub admission_addr: SocketAddr,
     pub scim_addr: SocketAddr,
     pub ops_addr: SocketAddr,
     /// The SCIM token `--dev` created, if any.
@@ -99,7 +112,15 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         "directory loaded"
     );
     let directory = Arc::new(ArcSwap::from_pointee(snapshot));
-    let writer = Writer::start(store.clone(), directory, metrics.clone());
+    let writer = Writer::start(store.clone(), directory.clone(), metrics.clone());
+
+    let policy = match &cfg.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::parse(policy::EXAMPLE, "the built-in example policy")?,
+    };
+    tracing::info!(rules = policy.rules.len(), digest = &policy.digest[..12], "policy loaded");
+    let policy = Arc::new(ArcSwap::from_pointee(policy));
+    let signer = Arc::new(Signer::load_or_create(&cfg.signing_key)?);
 
     let tokens = Tokens::default();
     tokens.set(store.tokens().await.context("reading tokens")?);
@@ -132,6 +153,9 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let mut tasks = JoinSet::new();
     tasks.spawn(tokens.clone().refresh(store.clone(), shutdown_rx.clone()));
     tasks.spawn(certs.clone().watch(cfg.cert_reload, shutdown_rx.clone()));
+    if let Some(path) = cfg.policy.clone() {
+        tasks.spawn(watch_policy(path, policy.clone(), cfg.policy_reload, metrics.clone(), shutdown_rx.clone()));
+    }
 
     let scim_state = ScimState {
         service: Service {
@@ -143,15 +167,32 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         public_url: cfg.public_url.clone(),
         body_limit: cfg.body_limit,
     };
-    let scim_app = Router::new().nest(BASE_PATH, routes::router(scim_state));
+    let jwks = signer.jwks();
+    let scim_app = Router::new()
+        .nest(BASE_PATH, routes::router(scim_state))
+        .route("/.well-known/jwks.json", axum::routing::get(move || async move { axum::Json(jwks) }));
+    let admission_app = admission::routes::router(AdmissionState {
+        directory,
+        policy,
+        verifier: Verifier::from_signer(&signer),
+        signer,
+        metrics: metrics.clone(),
+    });
     let ready = Arc::new(AtomicBool::new(false));
     let ops_app = ops::router(OpsState {
         metrics,
         ready: ready.clone(),
     });
 
+    let admission_addr = listeners.admission.local_addr()?;
     let scim_addr = listeners.scim.local_addr()?;
     let ops_addr = listeners.ops.local_addr()?;
+    tasks.spawn(listener::serve(
+        listeners.admission,
+        Some(tls_config.clone()),
+        admission_app,
+        shutdown_rx.clone(),
+    ));
     tasks.spawn(listener::serve(
         listeners.scim,
         Some(tls_config),
@@ -161,11 +202,12 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     tasks.spawn(listener::serve(listeners.ops, None, ops_app, shutdown_rx));
     ready.store(true, Ordering::Release);
 
-    tracing::info!(%scim_addr, %ops_addr, millis = started.elapsed().as_millis() as u64, "scimgate serving");
+    tracing::info!(%admission_addr, %scim_addr, %ops_addr, millis = started.elapsed().as_millis() as u64, "scimgate serving");
     if cfg.dev {
-        print_dev_banner(scim_addr, dev_token.as_deref(), dev_ca.as_deref(), &cfg.data_dir);
+        print_dev_banner(admission_addr, scim_addr, dev_token.as_deref(), dev_ca.as_deref(), &cfg.data_dir);
     }
     Ok(Server {
+        admission_addr,
         scim_addr,
         ops_addr,
         dev_token,
@@ -175,7 +217,7 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     })
 }
 
-fn print_dev_banner(scim: SocketAddr, token: Option<&str>, ca: Option<&Path>, data_dir: &Path) {
+fn print_dev_banner(admission: SocketAddr, scim: SocketAddr, token: Option<&str>, ca: Option<&Path>, data_dir: &Path) {
     let host = if scim.ip().is_unspecified() {
         "localhost".to_string()
     } else {
@@ -183,6 +225,7 @@ fn print_dev_banner(scim: SocketAddr, token: Option<&str>, ca: Option<&Path>, da
     };
     println!("scimgate (dev) is up");
     println!("  data dir:  {}", data_dir.display());
+    println!("  admission: https://{host}:{}/validate and /mutate", admission.port());
     println!("  SCIM URL:  https://{host}:{}{BASE_PATH}", scim.port());
     if let Some(ca) = ca {
         println!("  CA:        {}   (curl --cacert it)", ca.display());
@@ -281,4 +324,40 @@ fn certs_command(args: &CertsArgs) -> anyhow::Result<()> {
         base64::engine::general_purpose::STANDARD.encode(generated.ca_pem.as_bytes())
     );
     Ok(())
+}
+
+/// Re-read the policy file when its content changes. A file that doesn't validate keeps the
+/// current policy serving: it is logged and counted, and readiness is untouched.
+async fn watch_policy(path: PathBuf, current: Arc<ArcSwap<Policy>>, every: std::time::Duration, metrics: Metrics, mut shutdown: watch::Receiver<bool>) {
+    let mut last = current.load().digest.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let text = match tokio::fs::read(&path).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the policy file; keeping the current policy");
+                metrics.policy_reload(false);
+                continue;
+            }
+        };
+        let digest = policy::digest(&text);
+        if digest == last {
+            continue;
+        }
+        last = digest;
+        match Policy::parse(&String::from_utf8_lossy(&text), &path.display().to_string()) {
+            Ok(p) => {
+                tracing::info!(rules = p.rules.len(), digest = &p.digest[..12], "policy reloaded");
+                current.store(Arc::new(p));
+                metrics.policy_reload(true);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the new policy is invalid; keeping the current one");
+                metrics.policy_reload(false);
+            }
+        }
+    }
 }

@@ -26,6 +26,18 @@ pub enum Command {
     Token(TokenCommand),
     /// Write a CA and a serving certificate for <service>.<namespace>.svc and print the caBundle.
     Certs(CertsArgs),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file; prints every problem with its place, exits 1 if there is one.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -46,6 +58,9 @@ pub struct ServeArgs {
     /// Identity store: `embedded` (default) or a postgres:// URL.
     #[arg(long, env = "SCIMGATE_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// Admission webhook listener address (HTTPS: /mutate, /validate).
+    #[arg(long, env = "SCIMGATE_ADMISSION_ADDR", value_name = "ADDR")]
+    pub admission_addr: Option<SocketAddr>,
     /// SCIM listener address.
     #[arg(long, env = "SCIMGATE_SCIM_ADDR", value_name = "ADDR")]
     pub scim_addr: Option<SocketAddr>,

@@ -36,7 +36,11 @@ pub struct Config {
     pub dev: bool,
     pub data_dir: PathBuf,
     pub store: StoreKind,
+    /// `None` only with `--dev`: the built-in example policy.
     pub policy: Option<PathBuf>,
+    pub policy_reload: Duration,
+    pub signing_key: PathBuf,
+    pub admission_addr: SocketAddr,
     pub scim_addr: SocketAddr,
     pub ops_addr: SocketAddr,
     /// `None` with `--dev`: generated into `data_dir/tls` at start.
@@ -55,6 +59,9 @@ struct File {
     data_dir: Option<PathBuf>,
     store: Option<String>,
     policy: Option<PathBuf>,
+    policy_reload_seconds: Option<u64>,
+    signing_key: Option<PathBuf>,
+    admission_addr: Option<SocketAddr>,
     scim_addr: Option<SocketAddr>,
     ops_addr: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
@@ -139,11 +146,22 @@ impl Config {
         if reload == 0 {
             return Err(Error::Invalid("certReloadSeconds must be at least 1".into()));
         }
+        let policy = args.policy.clone().or(file.policy);
+        if policy.is_none() && !args.dev {
+            return Err(Error::Invalid("no policy: pass --policy FILE (see `scimgate policy check`), or use --dev for the example".into()));
+        }
+        let policy_reload = file.policy_reload_seconds.unwrap_or(5);
+        if policy_reload == 0 {
+            return Err(Error::Invalid("policyReloadSeconds must be at least 1".into()));
+        }
         Ok(Config {
             dev: args.dev,
+            signing_key: file.signing_key.unwrap_or_else(|| data_dir.join("keys/signing.key")),
             data_dir,
             store,
-            policy: args.policy.clone().or(file.policy),
+            policy,
+            policy_reload: Duration::from_secs(policy_reload),
+            admission_addr: args.admission_addr.or(file.admission_addr).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8443))),
             scim_addr: args
                 .scim_addr
                 .or(file.scim_addr)

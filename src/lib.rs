@@ -2,14 +2,18 @@
 //! server asks us about Argo Workflows and Tekton runs; we answer from the IdP's current truth.
 //! See DESIGN.md in the shared folder for the architecture and the interface contract.
 
+pub mod admission;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod directory;
+pub mod identity;
 pub mod listener;
 pub mod metrics;
 pub mod ops;
+pub mod policy;
 pub mod scim;
+pub mod stamp;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -20,6 +20,13 @@ pub struct ScimLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    pub hook: String,
+    pub kind: String,
+    pub allowed: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
     pub outcome: String,
 }
@@ -29,6 +36,8 @@ struct Inner {
     scim_requests: Family<ScimLabels, Counter>,
     scim_duration: Family<ScimLabels, Histogram>,
     auth: Family<AuthLabels, Counter>,
+    admission: Family<AdmissionLabels, Histogram>,
+    policy_reloads: Family<AuthLabels, Counter>,
     commit_seconds: Histogram,
     commit_batch: Histogram,
     users: Gauge,
@@ -71,6 +80,11 @@ impl Metrics {
         );
         let auth = Family::<AuthLabels, Counter>::default();
         registry.register("auth", "Bearer token checks by outcome", auth.clone());
+        let admission =
+            Family::<AdmissionLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.00005, 2.5, 14)));
+        registry.register("admission_duration_seconds", "Admission decisions by hook, kind and outcome", admission.clone());
+        let policy_reloads = Family::<AuthLabels, Counter>::default();
+        registry.register("policy_reloads", "Policy file reloads by outcome (ok, failed)", policy_reloads.clone());
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
         registry.register(
             "store_commit_duration_seconds",
@@ -104,6 +118,8 @@ impl Metrics {
             scim_requests,
             scim_duration,
             auth,
+            admission,
+            policy_reloads,
             commit_seconds,
             commit_batch,
             users,
@@ -141,6 +157,16 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    pub fn admission(&self, hook: &str, kind: &str, allowed: bool, elapsed: Duration) {
+        let labels = AdmissionLabels { hook: hook.to_string(), kind: kind.to_string(), allowed: allowed.to_string() };
+        self.0.admission.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn policy_reload(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.0.policy_reloads.get_or_create(&AuthLabels { outcome: outcome.to_string() }).inc();
     }
 
     pub fn store_commit(&self, elapsed: Duration, writes: usize) {

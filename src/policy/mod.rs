@@ -212,7 +212,7 @@ impl Policy {
         if file.kind != "Policy" {
             problems.push(format!("kind must be Policy, not '{}'", file.kind));
         }
-        let mut globs = |what: &str, list: &[String], problems: &mut Vec<String>| -> Vec<Glob> {
+        let globs = |what: &str, list: &[String], problems: &mut Vec<String>| -> Vec<Glob> {
             list.iter()
                 .filter_map(|p| match Glob::new(p) {
                     Ok(g) => Some(g),
@@ -261,7 +261,7 @@ impl Policy {
                 )),
                 _ => {}
             }
-            for (what, list) in [("groups", &r.groups), ("users", &r.users), ("kinds", &None), ("serviceAccounts", &r.service_accounts)] {
+            for (what, list) in [("groups", &r.groups), ("users", &r.users), ("serviceAccounts", &r.service_accounts)] {
                 if list.as_ref().is_some_and(Vec::is_empty) {
                     problems.push(format!("{at}: {what} is an empty list, which matches nobody; remove it or name someone"));
                 }
@@ -303,7 +303,7 @@ impl Policy {
                 delegates,
             },
             rules,
-            digest: hex(&Sha256::digest(text.as_bytes())),
+            digest: digest(text.as_bytes()),
         })
     }
 
@@ -317,8 +317,9 @@ impl Policy {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 of a policy file's bytes, hex: identifies the policy a decision was made under.
+pub fn digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

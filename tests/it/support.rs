@@ -13,6 +13,8 @@ pub struct TestServer {
     _server: Server,
     pub dir: tempfile::TempDir,
     pub base: String,
+    /// `https://localhost:PORT` of the admission listener.
+    pub admission: String,
     pub ops: String,
     pub token: String,
     pub client: reqwest::Client,
@@ -66,18 +68,21 @@ impl TestServer {
         tweak(&mut args);
         let cfg = Config::from_args(&args).expect("config");
         let listeners = Listeners {
+            admission: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
             scim: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
             ops: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
         };
         let server = app::start(cfg, listeners).await.expect("start");
         let ca = std::fs::read(dir.path().join("tls/ca.crt")).expect("ca");
         let base = format!("https://localhost:{}/scim/v2", server.scim_addr.port());
+        let admission = format!("https://localhost:{}", server.admission_addr.port());
         let ops = format!("http://{}", server.ops_addr);
         let token = server.dev_token.clone().expect("dev token");
         TestServer {
             _server: server,
             dir,
             base,
+            admission,
             ops,
             token,
             client: client_for(&ca),

@@ -104,15 +104,19 @@ async fn rotated_serving_certificate_is_used_by_new_connections() {
     let files = scimgate::tls::write(&certs, &first).expect("write");
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, "certReloadSeconds: 1\n").expect("config");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, scimgate::policy::EXAMPLE).expect("policy");
     let args = scimgate::cli::ServeArgs {
         data_dir: Some(dir.path().join("data")),
         config: Some(config),
+        policy: Some(policy),
         tls_cert: Some(files.cert.clone()),
         tls_key: Some(files.key.clone()),
         ..Default::default()
     };
     let cfg = scimgate::config::Config::from_args(&args).expect("config");
     let listeners = scimgate::app::Listeners {
+        admission: tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
         scim: tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
         ops: tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
     };

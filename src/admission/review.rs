@@ -1,0 +1,212 @@
+//! AdmissionReview in and out (`admission.k8s.io/v1`, and `v1beta1` answered in kind). Decoding
+//! never panics: a body that is not an AdmissionReview is an HTTP 400 (what the API server
+//! expects), an AdmissionReview whose request is malformed gets a well-formed denial.
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserInfo {
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+/// The parts of an AdmissionRequest we use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub uid: String,
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: Operation,
+    pub user: UserInfo,
+    pub object: Option<Value>,
+    pub old_object: Option<Value>,
+    pub dry_run: bool,
+}
+
+/// What came in: the envelope's version (to answer in) and the request, or why it is unusable.
+#[derive(Debug)]
+pub struct Review {
+    pub api_version: String,
+    pub uid: String,
+    pub request: Result<Request, String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Error {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    #[error("the body is not an AdmissionReview (apiVersion admission.k8s.io/v1 or v1beta1, kind AdmissionReview)")]
+    NotAReview,
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+pub fn decode(body: &[u8]) -> Result<Review, Error> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| Error::NotJson(e.to_string()))?;
+    let api_version = text(&v, "apiVersion").unwrap_or_default();
+    if !matches!(api_version, "admission.k8s.io/v1" | "admission.k8s.io/v1beta1") || text(&v, "kind") != Some("AdmissionReview") {
+        return Err(Error::NotAReview);
+    }
+    let req = v.get("request");
+    let uid = req.and_then(|r| text(r, "uid")).unwrap_or_default().to_string();
+    let request = match req {
+        None | Some(Value::Null) => Err("the AdmissionReview has no request".to_string()),
+        Some(r) => parse_request(r),
+    };
+    Ok(Review { api_version: api_version.to_string(), uid, request })
+}
+
+fn parse_request(r: &Value) -> Result<Request, String> {
+    let uid = text(r, "uid").filter(|u| !u.is_empty()).ok_or("request.uid is missing")?;
+    let kind = r.get("kind").ok_or("request.kind is missing")?;
+    let operation = match text(r, "operation") {
+        Some("CREATE") => Operation::Create,
+        Some("UPDATE") => Operation::Update,
+        Some("DELETE") => Operation::Delete,
+        Some("CONNECT") => Operation::Connect,
+        other => return Err(format!("request.operation {other:?} is not CREATE, UPDATE, DELETE or CONNECT")),
+    };
+    let user = r.get("userInfo").ok_or("request.userInfo is missing")?;
+    let groups = match user.get("groups") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(g)) => g.iter().filter_map(Value::as_str).map(String::from).collect(),
+        Some(_) => return Err("request.userInfo.groups is not a list".into()),
+    };
+    let object = match r.get("object") {
+        None | Some(Value::Null) => None,
+        Some(o @ Value::Object(_)) => Some(o.clone()),
+        Some(_) => return Err("request.object is not an object".into()),
+    };
+    let old_object = match r.get("oldObject") {
+        None | Some(Value::Null) => None,
+        Some(o @ Value::Object(_)) => Some(o.clone()),
+        Some(_) => return Err("request.oldObject is not an object".into()),
+    };
+    Ok(Request {
+        uid: uid.to_string(),
+        group: text(kind, "group").unwrap_or_default().to_string(),
+        version: text(kind, "version").unwrap_or_default().to_string(),
+        kind: text(kind, "kind").ok_or("request.kind.kind is missing")?.to_string(),
+        namespace: text(r, "namespace").unwrap_or_default().to_string(),
+        name: text(r, "name").unwrap_or_default().to_string(),
+        operation,
+        user: UserInfo { username: text(user, "username").unwrap_or_default().to_string(), groups },
+        object,
+        old_object,
+        dry_run: r.get("dryRun").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+/// One admission answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answer {
+    pub allowed: bool,
+    pub message: Option<String>,
+    pub warnings: Vec<String>,
+    pub audit: Map<String, Value>,
+    /// RFC 6902 operations, for the mutating webhook.
+    pub patch: Vec<Value>,
+}
+
+impl Answer {
+    pub fn allow() -> Answer {
+        Answer { allowed: true, ..Default::default() }
+    }
+    pub fn deny(message: impl Into<String>) -> Answer {
+        Answer { allowed: false, message: Some(message.into()), ..Default::default() }
+    }
+}
+
+/// The AdmissionReview response, in the request's API version.
+pub fn encode(api_version: &str, uid: &str, a: &Answer) -> Value {
+    let mut resp = json!({"uid": uid, "allowed": a.allowed});
+    let Some(r) = resp.as_object_mut() else { return resp };
+    if !a.allowed {
+        r.insert(
+            "status".into(),
+            json!({"code": 403, "reason": "Forbidden", "message": a.message.clone().unwrap_or_default()}),
+        );
+    } else if let Some(m) = &a.message {
+        r.insert("status".into(), json!({"code": 200, "message": m}));
+    }
+    if !a.warnings.is_empty() {
+        r.insert("warnings".into(), json!(a.warnings));
+    }
+    if !a.audit.is_empty() {
+        r.insert("auditAnnotations".into(), Value::Object(a.audit.clone()));
+    }
+    if a.allowed && !a.patch.is_empty() {
+        r.insert("patchType".into(), json!("JSONPatch"));
+        let bytes = serde_json::to_vec(&a.patch).unwrap_or_default();
+        r.insert("patch".into(), json!(base64::engine::general_purpose::STANDARD.encode(bytes)));
+    }
+    json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": resp})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_inputs_are_told_apart() {
+        assert!(matches!(decode(b"{not json"), Err(Error::NotJson(_))));
+        assert_eq!(decode(br#"{"kind": "Pod"}"#).err(), Some(Error::NotAReview));
+        let r = decode(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#).expect("review");
+        assert_eq!(r.request.err().as_deref(), Some("the AdmissionReview has no request"));
+        let r = decode(br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "x", "kind": {"kind": "Workflow"}, "operation": "PATCH", "userInfo": {}}}"#)
+            .expect("review");
+        assert_eq!((r.api_version.as_str(), r.uid.as_str()), ("admission.k8s.io/v1beta1", "x"));
+        assert!(r.request.err().is_some_and(|e| e.contains("PATCH")));
+        let r = decode(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x", "kind": {"kind": "Workflow"}, "operation": "CREATE", "userInfo": {"groups": "admins"}}}"#)
+            .expect("review");
+        assert!(r.request.is_err());
+    }
+
+    #[test]
+    fn every_corpus_capture_decodes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/admissionreview");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus dir").flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).expect("read");
+            // Bare AdmissionRequests (no envelope) are wrapped the way the API server sends them.
+            let v: Value = serde_json::from_slice(&bytes).expect("json");
+            let wrapped = if v.get("request").is_some() { v } else { json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": v}) };
+            let r = decode(wrapped.to_string().as_bytes()).expect("review");
+            let req = r.request.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!req.uid.is_empty() && !req.kind.is_empty(), "{}", path.display());
+            n += 1;
+        }
+        assert_eq!(n, 7, "all seven captures");
+    }
+
+    #[test]
+    fn answers_carry_uid_status_and_patch() {
+        let mut a = Answer::deny("no");
+        a.audit.insert("scimgate.io/decision".into(), json!("deny"));
+        let v = encode("admission.k8s.io/v1", "u-1", &a);
+        assert_eq!(v["response"]["uid"], "u-1");
+        assert_eq!(v["response"]["status"]["code"], 403);
+        let mut a = Answer::allow();
+        a.patch.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+        let v = encode("admission.k8s.io/v1beta1", "u-2", &a);
+        assert_eq!((v["apiVersion"].as_str(), v["response"]["patchType"].as_str()), (Some("admission.k8s.io/v1beta1"), Some("JSONPatch")));
+    }
+}

@@ -1,0 +1,203 @@
+//! The stamp: `scimgate.io/*` annotations and labels naming the verified person behind a run,
+//! the JSON Patch that puts them on the object, and the attestation — a compact JWS (EdDSA,
+//! Ed25519) over the stamp plus namespace, kind, name, request uid, action and policy digest.
+//! Keys live in the data dir (generated on first start) and are published as JWKS.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use serde_json::{json, Map, Value};
+use std::path::Path;
+
+pub const PREFIX: &str = "scimgate.io/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("signing key {path}: {why}")]
+    Key { path: String, why: String },
+    #[error("attestation: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The signing key and its id (`kid`: first 16 hex chars of SHA-256 of the public key).
+pub struct Signer {
+    key: Ed25519KeyPair,
+    pub kid: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({})", self.kid)
+    }
+}
+
+fn kid_of(public: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(public).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+impl Signer {
+    pub fn generate() -> Result<(Signer, Vec<u8>)> {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| Error::Key { path: "-".into(), why: "generation failed".into() })?;
+        let signer = Signer::from_pkcs8(pkcs8.as_ref(), "-")?;
+        Ok((signer, pkcs8.as_ref().to_vec()))
+    }
+
+    fn from_pkcs8(der: &[u8], path: &str) -> Result<Signer> {
+        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+            .map_err(|e| Error::Key { path: path.to_string(), why: format!("not an Ed25519 PKCS#8 key: {e}") })?;
+        let kid = kid_of(key.public_key().as_ref());
+        Ok(Signer { key, kid })
+    }
+
+    /// Read `path` (PKCS#8 DER), or create it (mode 0600) if it doesn't exist.
+    pub fn load_or_create(path: &Path) -> Result<Signer> {
+        let shown = path.display().to_string();
+        match std::fs::read(path) {
+            Ok(der) => Signer::from_pkcs8(&der, &shown),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (signer, der) = Signer::generate()?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::Key { path: shown.clone(), why: e.to_string() })?;
+                }
+                write_secret(path, &der).map_err(|e| Error::Key { path: shown.clone(), why: e.to_string() })?;
+                Ok(signer)
+            }
+            Err(e) => Err(Error::Key { path: shown, why: e.to_string() }),
+        }
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        self.key.public_key().as_ref().to_vec()
+    }
+
+    /// Compact JWS over `claims`.
+    pub fn sign(&self, claims: &Value) -> String {
+        let header = json!({"alg": "EdDSA", "kid": self.kid, "typ": "JWT"});
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let sig = self.key.sign(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig.as_ref()))
+    }
+
+    pub fn jwks(&self) -> Value {
+        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": self.kid, "x": B64.encode(self.public_key())}]})
+    }
+}
+
+fn write_secret(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(body)?;
+    f.sync_all()
+}
+
+/// Verification keys by `kid` (the current key and any retired ones, for rotation).
+#[derive(Debug, Clone, Default)]
+pub struct Verifier {
+    keys: Vec<(String, Vec<u8>)>,
+}
+
+impl Verifier {
+    pub fn from_signer(s: &Signer) -> Verifier {
+        Verifier { keys: vec![(s.kid.clone(), s.public_key())] }
+    }
+
+    /// Verify a compact JWS; returns its claims.
+    pub fn verify(&self, jws: &str) -> Result<Value> {
+        let mut parts = jws.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::Invalid("not a compact JWS".into()));
+        };
+        let header: Value = B64.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| Error::Invalid("bad header".into()))?;
+        if header.get("alg").and_then(Value::as_str) != Some("EdDSA") {
+            return Err(Error::Invalid("alg must be EdDSA".into()));
+        }
+        let kid = header.get("kid").and_then(Value::as_str).unwrap_or_default();
+        let (_, key) = self.keys.iter().find(|(k, _)| k == kid).ok_or_else(|| Error::Invalid(format!("unknown key id '{kid}'")))?;
+        let sig = B64.decode(s).map_err(|_| Error::Invalid("bad signature encoding".into()))?;
+        UnparsedPublicKey::new(&ED25519, key)
+            .verify(format!("{h}.{p}").as_bytes(), &sig)
+            .map_err(|_| Error::Invalid("signature does not verify".into()))?;
+        B64.decode(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| Error::Invalid("bad payload".into()))
+    }
+}
+
+/// A label value: at most 63 characters of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
+pub fn label_safe(s: &str) -> String {
+    let mapped: String = s.replace('@', ".at.").chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    let cut: String = mapped.chars().take(63).collect();
+    cut.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+}
+
+/// JSON Pointer escaping of one key (RFC 6901).
+pub fn pointer_key(k: &str) -> String {
+    k.replace('~', "~0").replace('/', "~1")
+}
+
+/// Patch operations that make `metadata.<field>` (annotations or labels) equal `want` for our
+/// keys, removing any other `scimgate.io/*` key, and leaving foreign keys alone.
+pub fn patch_map(object: &Value, field: &str, want: &Map<String, Value>) -> Vec<Value> {
+    let current = object.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_object);
+    let Some(current) = current else {
+        if want.is_empty() {
+            return Vec::new();
+        }
+        return vec![json!({"op": "add", "path": format!("/metadata/{field}"), "value": want})];
+    };
+    let mut ops = Vec::new();
+    for k in current.keys().filter(|k| k.starts_with(PREFIX) && !want.contains_key(*k)) {
+        ops.push(json!({"op": "remove", "path": format!("/metadata/{field}/{}", pointer_key(k))}));
+    }
+    for (k, v) in want {
+        if current.get(k) != Some(v) {
+            ops.push(json!({"op": "add", "path": format!("/metadata/{field}/{}", pointer_key(k)), "value": v}));
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_verify_and_tamper() {
+        let (s, _) = Signer::generate().expect("key");
+        let v = Verifier::from_signer(&s);
+        let jws = s.sign(&json!({"sub": "u1", "uid": "req-1"}));
+        assert_eq!(v.verify(&jws).expect("verify")["sub"], "u1");
+        let mut parts: Vec<&str> = jws.split('.').collect();
+        let forged = B64.encode(json!({"sub": "u2", "uid": "req-1"}).to_string());
+        parts[1] = &forged;
+        assert!(v.verify(&parts.join(".")).is_err(), "altered claims fail");
+        let (other, _) = Signer::generate().expect("key");
+        assert!(v.verify(&other.sign(&json!({}))).is_err(), "unknown key fails");
+        assert_eq!(s.jwks()["keys"][0]["kid"], s.kid.as_str());
+    }
+
+    #[test]
+    fn key_persists_across_loads() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("keys/signing.key");
+        let a = Signer::load_or_create(&path).expect("create");
+        let b = Signer::load_or_create(&path).expect("load");
+        assert_eq!(a.kid, b.kid);
+    }
+
+    #[test]
+    fn labels_are_safe() {
+        assert_eq!(label_safe("alice@example.com"), "alice.at.example.com");
+        assert_eq!(label_safe(&"x".repeat(80)).len(), 63);
+        assert_eq!(label_safe("-a b-"), "a_b");
+    }
+}
