@@ -10,7 +10,10 @@ use serde_json::{json, Map, Value};
 
 const FILTERS: &[(&str, &str)] = &[
     ("userName eq", r#"userName eq "alice@example.com""#),
-    ("entra value path", r#"emails[type eq "work"].value eq "alice@example.com""#),
+    (
+        "entra value path",
+        r#"emails[type eq "work"].value eq "alice@example.com""#,
+    ),
     (
         "rfc complex",
         r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org") and not (active eq false)"#,
@@ -35,7 +38,9 @@ fn filters(c: &mut Criterion) {
             b.iter(|| Filter::compile(black_box(f), ResourceType::User))
         });
         let compiled = Filter::compile(f, ResourceType::User).expect("compile");
-        c.bench_function(&format!("filter eval: {name}"), |b| b.iter(|| black_box(&compiled).matches(black_box(&doc))));
+        c.bench_function(&format!("filter eval: {name}"), |b| {
+            b.iter(|| black_box(&compiled).matches(black_box(&doc)))
+        });
     }
 }
 
@@ -50,14 +55,18 @@ fn patches(c: &mut Criterion) {
     for k in ["schemas", "id", "meta"] {
         attrs.remove(k);
     }
-    c.bench_function("patch parse: entra user update", |b| b.iter(|| patch::parse(black_box(entra.clone()), &q)));
+    c.bench_function("patch parse: entra user update", |b| {
+        b.iter(|| patch::parse(black_box(entra.clone()), &q))
+    });
     c.bench_function("patch apply: entra user update", |b| {
         b.iter(|| {
             let mut a = attrs.clone();
             patch::apply(ResourceType::User, &mut a, black_box(&ops), &q)
         })
     });
-    let members: Vec<Value> = (0..1000).map(|i| json!({"value": format!("u{i}"), "type": "User"})).collect();
+    let members: Vec<Value> = (0..1000)
+        .map(|i| json!({"value": format!("u{i}"), "type": "User"}))
+        .collect();
     let group = match json!({"displayName": "big", "members": members}) {
         Value::Object(m) => m,
         _ => Map::new(),

@@ -16,7 +16,9 @@ fn user_name(i: usize) -> String {
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> T {
-    args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("argument {i}: {what}"))
+    args.get(i)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("argument {i}: {what}"))
 }
 
 struct Run {
@@ -29,7 +31,11 @@ impl Run {
     fn report(&self, what: &str) {
         let mut l = self.latencies.clone();
         l.sort();
-        let pct = |p: f64| l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or_default();
+        let pct = |p: f64| {
+            l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
         println!(
             "{what}: {} requests in {:.2}s = {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms",
             self.done,
@@ -70,14 +76,20 @@ where
     for t in tasks {
         latencies.extend(t.await.expect("client task"));
     }
-    Run { done: latencies.len(), elapsed: started.elapsed(), latencies }
+    Run {
+        done: latencies.len(),
+        elapsed: started.elapsed(),
+        latencies,
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (url, token, ca, mode) = (args[1].clone(), args[2].clone(), args[3].clone(), args[4].clone());
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(64);
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64);
     if ca != "-" {
         let pem = std::fs::read(&ca).expect("CA file");
         builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA pem"));
@@ -87,7 +99,8 @@ async fn main() {
     let ctx = Arc::new((client, url, auth));
     match mode.as_str() {
         "seed-users" | "post" => {
-            let (start, count, clients): (usize, usize, usize) = (arg(&args, 5, "START"), arg(&args, 6, "COUNT"), arg(&args, 7, "CLIENTS"));
+            let (start, count, clients): (usize, usize, usize) =
+                (arg(&args, 5, "START"), arg(&args, 6, "COUNT"), arg(&args, 7, "CLIENTS"));
             let c = ctx.clone();
             let run = drive(clients, count, None, move |i| {
                 let c = c.clone();
@@ -108,13 +121,23 @@ async fn main() {
             run.report(&format!("POST /Users ({clients} clients)"));
         }
         "seed-groups" => {
-            let (count, members, users, clients): (usize, usize, usize, usize) =
-                (arg(&args, 5, "COUNT"), arg(&args, 6, "MEMBERS"), arg(&args, 7, "USERS"), arg(&args, 8, "CLIENTS"));
+            let (count, members, users, clients): (usize, usize, usize, usize) = (
+                arg(&args, 5, "COUNT"),
+                arg(&args, 6, "MEMBERS"),
+                arg(&args, 7, "USERS"),
+                arg(&args, 8, "CLIENTS"),
+            );
             // Resolve user ids once.
             let mut ids = Vec::with_capacity(users);
             let mut start = 1;
             while ids.len() < users {
-                let r = ctx.0.get(format!("{}/Users?startIndex={start}&count=1000&attributes=id", ctx.1)).header("authorization", &ctx.2).send().await.expect("list");
+                let r = ctx
+                    .0
+                    .get(format!("{}/Users?startIndex={start}&count=1000&attributes=id", ctx.1))
+                    .header("authorization", &ctx.2)
+                    .send()
+                    .await
+                    .expect("list");
                 let v: serde_json::Value = r.json().await.expect("json");
                 let page = v["Resources"].as_array().cloned().unwrap_or_default();
                 if page.is_empty() {
@@ -154,7 +177,11 @@ async fn main() {
             run.report(&format!("POST /Groups with {members} members ({clients} clients)"));
         }
         "filter" => {
-            let (users, seconds, clients): (usize, u64, usize) = (arg(&args, 5, "USERS"), arg(&args, 6, "SECONDS"), arg(&args, 7, "CLIENTS"));
+            let (users, seconds, clients): (usize, u64, usize) = (
+                arg(&args, 5, "USERS"),
+                arg(&args, 6, "SECONDS"),
+                arg(&args, 7, "CLIENTS"),
+            );
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let c = ctx.clone();
             let run = drive(clients, usize::MAX, Some(deadline), move |i| {
@@ -162,7 +189,12 @@ async fn main() {
                 async move {
                     let name = user_name((i * 7919) % users);
                     let filter = format!("userName%20eq%20%22{}%22", name.replace('@', "%40"));
-                    let r = c.0.get(format!("{}/Users?filter={filter}", c.1)).header("authorization", &c.2).send().await.expect("GET");
+                    let r =
+                        c.0.get(format!("{}/Users?filter={filter}", c.1))
+                            .header("authorization", &c.2)
+                            .send()
+                            .await
+                            .expect("GET");
                     assert_eq!(r.status().as_u16(), 200);
                     let v: serde_json::Value = r.json().await.expect("json");
                     assert_eq!(v["totalResults"], 1, "{name} not found");

@@ -11,10 +11,10 @@ use crate::ops::{self, OpsState};
 use crate::policy::{self, Policy};
 use crate::scim::routes::{self, ScimState, BASE_PATH};
 use crate::scim::service::Service;
+use crate::stamp::{Signer, Verifier};
 use crate::store::{embedded::Embedded, Scope, Store};
 use crate::token::{self, Tokens};
 use crate::writer::Writer;
-use crate::stamp::{Signer, Verifier};
 use crate::{listener, telemetry, tls};
 use anyhow::{bail, Context};
 use arc_swap::ArcSwap;
@@ -41,7 +41,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let ops = TcpListener::bind(cfg.ops_addr)
                 .await
                 .with_context(|| format!("binding operations listener {}", cfg.ops_addr))?;
-            let server = start(cfg, Listeners { admission: admission_listener, scim, ops }).await?;
+            let server = start(
+                cfg,
+                Listeners {
+                    admission: admission_listener,
+                    scim,
+                    ops,
+                },
+            )
+            .await?;
             shutdown_signal().await;
             tracing::info!("shutting down");
             server.stop().await;
@@ -51,7 +59,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Certs(args) => certs_command(&args),
         Command::Policy(PolicyCommand::Check { file }) => {
             let p = Policy::load(&file)?;
-            println!("{}: valid ({} rules, mode {:?}, digest {})", file.display(), p.rules.len(), p.mode, &p.digest[..12]);
+            println!(
+                "{}: valid ({} rules, mode {:?}, digest {})",
+                file.display(),
+                p.rules.len(),
+                p.mode,
+                &p.digest[..12]
+            );
             Ok(())
         }
     }
@@ -118,7 +132,11 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         Some(path) => Policy::load(path)?,
         None => Policy::parse(policy::EXAMPLE, "the built-in example policy")?,
     };
-    tracing::info!(rules = policy.rules.len(), digest = &policy.digest[..12], "policy loaded");
+    tracing::info!(
+        rules = policy.rules.len(),
+        digest = &policy.digest[..12],
+        "policy loaded"
+    );
     let policy = Arc::new(ArcSwap::from_pointee(policy));
     let signer = Arc::new(Signer::load_or_create(&cfg.signing_key)?);
 
@@ -154,7 +172,13 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     tasks.spawn(tokens.clone().refresh(store.clone(), shutdown_rx.clone()));
     tasks.spawn(certs.clone().watch(cfg.cert_reload, shutdown_rx.clone()));
     if let Some(path) = cfg.policy.clone() {
-        tasks.spawn(watch_policy(path, policy.clone(), cfg.policy_reload, metrics.clone(), shutdown_rx.clone()));
+        tasks.spawn(watch_policy(
+            path,
+            policy.clone(),
+            cfg.policy_reload,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
     }
 
     let scim_state = ScimState {
@@ -168,9 +192,10 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         body_limit: cfg.body_limit,
     };
     let jwks = signer.jwks();
-    let scim_app = Router::new()
-        .nest(BASE_PATH, routes::router(scim_state))
-        .route("/.well-known/jwks.json", axum::routing::get(move || async move { axum::Json(jwks) }));
+    let scim_app = Router::new().nest(BASE_PATH, routes::router(scim_state)).route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || async move { axum::Json(jwks) }),
+    );
     let admission_app = admission::routes::router(AdmissionState {
         directory,
         policy,
@@ -204,7 +229,13 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
 
     tracing::info!(%admission_addr, %scim_addr, %ops_addr, millis = started.elapsed().as_millis() as u64, "scimgate serving");
     if cfg.dev {
-        print_dev_banner(admission_addr, scim_addr, dev_token.as_deref(), dev_ca.as_deref(), &cfg.data_dir);
+        print_dev_banner(
+            admission_addr,
+            scim_addr,
+            dev_token.as_deref(),
+            dev_ca.as_deref(),
+            &cfg.data_dir,
+        );
     }
     Ok(Server {
         admission_addr,
@@ -328,7 +359,13 @@ fn certs_command(args: &CertsArgs) -> anyhow::Result<()> {
 
 /// Re-read the policy file when its content changes. A file that doesn't validate keeps the
 /// current policy serving: it is logged and counted, and readiness is untouched.
-async fn watch_policy(path: PathBuf, current: Arc<ArcSwap<Policy>>, every: std::time::Duration, metrics: Metrics, mut shutdown: watch::Receiver<bool>) {
+async fn watch_policy(
+    path: PathBuf,
+    current: Arc<ArcSwap<Policy>>,
+    every: std::time::Duration,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut last = current.load().digest.clone();
     loop {
         tokio::select! {

@@ -148,7 +148,9 @@ impl Config {
         }
         let policy = args.policy.clone().or(file.policy);
         if policy.is_none() && !args.dev {
-            return Err(Error::Invalid("no policy: pass --policy FILE (see `scimgate policy check`), or use --dev for the example".into()));
+            return Err(Error::Invalid(
+                "no policy: pass --policy FILE (see `scimgate policy check`), or use --dev for the example".into(),
+            ));
         }
         let policy_reload = file.policy_reload_seconds.unwrap_or(5);
         if policy_reload == 0 {
@@ -161,7 +163,10 @@ impl Config {
             store,
             policy,
             policy_reload: Duration::from_secs(policy_reload),
-            admission_addr: args.admission_addr.or(file.admission_addr).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8443))),
+            admission_addr: args
+                .admission_addr
+                .or(file.admission_addr)
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8443))),
             scim_addr: args
                 .scim_addr
                 .or(file.scim_addr)

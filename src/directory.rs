@@ -193,7 +193,11 @@ impl Snapshot {
                     add_id(&mut self.users_by_email, e.clone(), &user.record.id);
                 }
                 if let Some(x) = &user.external_id {
-                    add_id(&mut self.by_external_id, (ResourceType::User, x.clone()), &user.record.id);
+                    add_id(
+                        &mut self.by_external_id,
+                        (ResourceType::User, x.clone()),
+                        &user.record.id,
+                    );
                 }
                 self.users.insert(user.record.id.clone(), Arc::new(user));
             }

@@ -24,8 +24,16 @@ pub enum Resolved {
 }
 
 fn person(s: &Snapshot, u: &User) -> Requester {
-    let groups = s.groups_of(&u.record.id).into_iter().map(|(g, _)| g.display_name.to_lowercase()).collect();
-    Requester::Person { id: u.record.id.to_string(), user_name: u.user_name.to_string(), groups }
+    let groups = s
+        .groups_of(&u.record.id)
+        .into_iter()
+        .map(|(g, _)| g.display_name.to_lowercase())
+        .collect();
+    Requester::Person {
+        id: u.record.id.to_string(),
+        user_name: u.user_name.to_string(),
+        groups,
+    }
 }
 
 fn active(s: &Snapshot, u: &Arc<User>, said: &str) -> Result<Requester, String> {
@@ -41,7 +49,10 @@ pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Re
     match attr {
         MatchAttribute::UserName => match s.lookup_user_name(value) {
             Lookup::Active(u) | Lookup::Inactive(u) => active(s, &Arc::new(u.clone()), value),
-            Lookup::Deleted(t) => Err(format!("{value} was deleted from the identity provider at {}", t.deleted_at)),
+            Lookup::Deleted(t) => Err(format!(
+                "{value} was deleted from the identity provider at {}",
+                t.deleted_at
+            )),
             Lookup::Unknown => Err(format!("{value} is not a user provisioned from the identity provider")),
         },
         MatchAttribute::Emails | MatchAttribute::ExternalId | MatchAttribute::Id => {
@@ -54,31 +65,60 @@ pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Re
             match users.as_slice() {
                 [u] => active(s, u, value),
                 [] => Err(format!("{value} is not a user provisioned from the identity provider")),
-                _ => Err(format!("{value} matches {} users in the identity provider; it must name one", users.len())),
+                _ => Err(format!(
+                    "{value} matches {} users in the identity provider; it must name one",
+                    users.len()
+                )),
             }
         }
     }
 }
 
 /// Resolve the requester of one admission request.
-pub fn resolve(s: &Snapshot, policy: &Policy, username: &str, labels: Option<&serde_json::Map<String, serde_json::Value>>) -> Result<Resolved, String> {
+pub fn resolve(
+    s: &Snapshot,
+    policy: &Policy,
+    username: &str,
+    labels: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Resolved, String> {
     if let Some(sa) = username.strip_prefix("system:serviceaccount:") {
-        let (namespace, name) = sa.split_once(':').ok_or_else(|| format!("'{username}' is not a well-formed service account name"))?;
+        let (namespace, name) = sa
+            .split_once(':')
+            .ok_or_else(|| format!("'{username}' is not a well-formed service account name"))?;
         return match policy.delegate(namespace, name).map(|d| d.via) {
             Some(Via::ArgoCreatorLabels) => {
-                let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+                let label = |k: &str| {
+                    labels
+                        .and_then(|l| l.get(k))
+                        .and_then(|v| v.as_str())
+                        .filter(|v| !v.is_empty())
+                };
                 // Argo writes the email with '@' as '.at.'; the preferred username and the subject as-is.
                 let found = if let Some(email) = label(ARGO_CREATOR_EMAIL) {
-                    find_person(s, MatchAttribute::Emails, &email.replacen(".at.", "@", 1))
+                    // IdPs often use the email as userName and may not send `emails`: try both.
+                    let email = email.replacen(".at.", "@", 1);
+                    find_person(s, MatchAttribute::Emails, &email)
+                        .or_else(|e| find_person(s, MatchAttribute::UserName, &email).map_err(|_| e))
                 } else if let Some(u) = label(ARGO_CREATOR_USERNAME).or_else(|| label(ARGO_CREATOR)) {
                     find_person(s, MatchAttribute::UserName, u)
                 } else {
-                    Err(format!("{username} acts for people, but the object has no {ARGO_CREATOR}* labels naming one"))
+                    Err(format!(
+                        "{username} acts for people, but the object has no {ARGO_CREATOR}* labels naming one"
+                    ))
                 };
-                found.map(|requester| Resolved::Person { requester, via: Some(format!("{namespace}:{name}")) })
+                found.map(|requester| Resolved::Person {
+                    requester,
+                    via: Some(format!("{namespace}:{name}")),
+                })
             }
-            Some(Via::OwnerStamp) => Ok(Resolved::OwnerStamp { namespace: namespace.into(), name: name.into() }),
-            None => Ok(Resolved::ServiceAccount(Requester::ServiceAccount { namespace: namespace.into(), name: name.into() })),
+            Some(Via::OwnerStamp) => Ok(Resolved::OwnerStamp {
+                namespace: namespace.into(),
+                name: name.into(),
+            }),
+            None => Ok(Resolved::ServiceAccount(Requester::ServiceAccount {
+                namespace: namespace.into(),
+                name: name.into(),
+            })),
         };
     }
     let name = match &policy.identity.username_prefix {

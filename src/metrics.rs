@@ -80,11 +80,20 @@ impl Metrics {
         );
         let auth = Family::<AuthLabels, Counter>::default();
         registry.register("auth", "Bearer token checks by outcome", auth.clone());
-        let admission =
-            Family::<AdmissionLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.00005, 2.5, 14)));
-        registry.register("admission_duration_seconds", "Admission decisions by hook, kind and outcome", admission.clone());
+        let admission = Family::<AdmissionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00005, 2.5, 14))
+        });
+        registry.register(
+            "admission_duration_seconds",
+            "Admission decisions by hook, kind and outcome",
+            admission.clone(),
+        );
         let policy_reloads = Family::<AuthLabels, Counter>::default();
-        registry.register("policy_reloads", "Policy file reloads by outcome (ok, failed)", policy_reloads.clone());
+        registry.register(
+            "policy_reloads",
+            "Policy file reloads by outcome (ok, failed)",
+            policy_reloads.clone(),
+        );
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
         registry.register(
             "store_commit_duration_seconds",
@@ -160,13 +169,22 @@ impl Metrics {
     }
 
     pub fn admission(&self, hook: &str, kind: &str, allowed: bool, elapsed: Duration) {
-        let labels = AdmissionLabels { hook: hook.to_string(), kind: kind.to_string(), allowed: allowed.to_string() };
+        let labels = AdmissionLabels {
+            hook: hook.to_string(),
+            kind: kind.to_string(),
+            allowed: allowed.to_string(),
+        };
         self.0.admission.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
     pub fn policy_reload(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "failed" };
-        self.0.policy_reloads.get_or_create(&AuthLabels { outcome: outcome.to_string() }).inc();
+        self.0
+            .policy_reloads
+            .get_or_create(&AuthLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn store_commit(&self, elapsed: Duration, writes: usize) {

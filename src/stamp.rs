@@ -35,20 +35,29 @@ impl std::fmt::Debug for Signer {
 
 fn kid_of(public: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(public).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(public)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Signer {
     pub fn generate() -> Result<(Signer, Vec<u8>)> {
         let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| Error::Key { path: "-".into(), why: "generation failed".into() })?;
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| Error::Key {
+            path: "-".into(),
+            why: "generation failed".into(),
+        })?;
         let signer = Signer::from_pkcs8(pkcs8.as_ref(), "-")?;
         Ok((signer, pkcs8.as_ref().to_vec()))
     }
 
     fn from_pkcs8(der: &[u8], path: &str) -> Result<Signer> {
-        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-            .map_err(|e| Error::Key { path: path.to_string(), why: format!("not an Ed25519 PKCS#8 key: {e}") })?;
+        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| Error::Key {
+            path: path.to_string(),
+            why: format!("not an Ed25519 PKCS#8 key: {e}"),
+        })?;
         let kid = kid_of(key.public_key().as_ref());
         Ok(Signer { key, kid })
     }
@@ -61,12 +70,21 @@ impl Signer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (signer, der) = Signer::generate()?;
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| Error::Key { path: shown.clone(), why: e.to_string() })?;
+                    std::fs::create_dir_all(dir).map_err(|e| Error::Key {
+                        path: shown.clone(),
+                        why: e.to_string(),
+                    })?;
                 }
-                write_secret(path, &der).map_err(|e| Error::Key { path: shown.clone(), why: e.to_string() })?;
+                write_secret(path, &der).map_err(|e| Error::Key {
+                    path: shown.clone(),
+                    why: e.to_string(),
+                })?;
                 Ok(signer)
             }
-            Err(e) => Err(Error::Key { path: shown, why: e.to_string() }),
+            Err(e) => Err(Error::Key {
+                path: shown,
+                why: e.to_string(),
+            }),
         }
     }
 
@@ -109,7 +127,9 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn from_signer(s: &Signer) -> Verifier {
-        Verifier { keys: vec![(s.kid.clone(), s.public_key())] }
+        Verifier {
+            keys: vec![(s.kid.clone(), s.public_key())],
+        }
     }
 
     /// Verify a compact JWS; returns its claims.
@@ -118,23 +138,46 @@ impl Verifier {
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(Error::Invalid("not a compact JWS".into()));
         };
-        let header: Value = B64.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| Error::Invalid("bad header".into()))?;
+        let header: Value = B64
+            .decode(h)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| Error::Invalid("bad header".into()))?;
         if header.get("alg").and_then(Value::as_str) != Some("EdDSA") {
             return Err(Error::Invalid("alg must be EdDSA".into()));
         }
         let kid = header.get("kid").and_then(Value::as_str).unwrap_or_default();
-        let (_, key) = self.keys.iter().find(|(k, _)| k == kid).ok_or_else(|| Error::Invalid(format!("unknown key id '{kid}'")))?;
-        let sig = B64.decode(s).map_err(|_| Error::Invalid("bad signature encoding".into()))?;
+        let (_, key) = self
+            .keys
+            .iter()
+            .find(|(k, _)| k == kid)
+            .ok_or_else(|| Error::Invalid(format!("unknown key id '{kid}'")))?;
+        let sig = B64
+            .decode(s)
+            .map_err(|_| Error::Invalid("bad signature encoding".into()))?;
         UnparsedPublicKey::new(&ED25519, key)
             .verify(format!("{h}.{p}").as_bytes(), &sig)
             .map_err(|_| Error::Invalid("signature does not verify".into()))?;
-        B64.decode(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| Error::Invalid("bad payload".into()))
+        B64.decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| Error::Invalid("bad payload".into()))
     }
 }
 
 /// A label value: at most 63 characters of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
 pub fn label_safe(s: &str) -> String {
-    let mapped: String = s.replace('@', ".at.").chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    let mapped: String = s
+        .replace('@', ".at.")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let cut: String = mapped.chars().take(63).collect();
     cut.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
 }
@@ -147,7 +190,10 @@ pub fn pointer_key(k: &str) -> String {
 /// Patch operations that make `metadata.<field>` (annotations or labels) equal `want` for our
 /// keys, removing any other `scimgate.io/*` key, and leaving foreign keys alone.
 pub fn patch_map(object: &Value, field: &str, want: &Map<String, Value>) -> Vec<Value> {
-    let current = object.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_object);
+    let current = object
+        .get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_object);
     let Some(current) = current else {
         if want.is_empty() {
             return Vec::new();
@@ -155,7 +201,10 @@ pub fn patch_map(object: &Value, field: &str, want: &Map<String, Value>) -> Vec<
         return vec![json!({"op": "add", "path": format!("/metadata/{field}"), "value": want})];
     };
     let mut ops = Vec::new();
-    for k in current.keys().filter(|k| k.starts_with(PREFIX) && !want.contains_key(*k)) {
+    for k in current
+        .keys()
+        .filter(|k| k.starts_with(PREFIX) && !want.contains_key(*k))
+    {
         ops.push(json!({"op": "remove", "path": format!("/metadata/{field}/{}", pointer_key(k))}));
     }
     for (k, v) in want {

@@ -33,11 +33,19 @@ pub enum Hook {
 }
 
 fn ann(obj: &Value) -> Option<&Map<String, Value>> {
-    obj.get("metadata").and_then(|m| m.get("annotations")).and_then(Value::as_object)
+    obj.get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
 }
 
 fn ours(map: Option<&Map<String, Value>>) -> Map<String, Value> {
-    map.map(|m| m.iter().filter(|(k, _)| k.starts_with(PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    map.map(|m| {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 fn key(name: &str) -> String {
@@ -56,18 +64,25 @@ fn verified(v: &Verifier, obj: &Value, field: &str) -> Option<Value> {
 
 /// Decide one request.
 pub fn decide(st: &AdmissionState, req: &Request, hook: Hook) -> Answer {
-    let Some(kind) = run::detect(&req.group, &req.version, &req.kind) else { return Answer::allow() };
+    let Some(kind) = run::detect(&req.group, &req.version, &req.kind) else {
+        return Answer::allow();
+    };
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return Answer::allow();
     }
-    let Some(obj) = &req.object else { return Answer::deny("scimgate: the request carries no object") };
+    let Some(obj) = &req.object else {
+        return Answer::deny("scimgate: the request carries no object");
+    };
     let Some(meta) = obj.get("metadata").and_then(Value::as_object) else {
         return Answer::deny("scimgate: the object has no metadata");
     };
     let policy = st.policy.load();
     let snap = st.directory.load();
     let namespace = if req.namespace.is_empty() {
-        meta.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string()
+        meta.get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     } else {
         req.namespace.clone()
     };
@@ -78,7 +93,10 @@ pub fn decide(st: &AdmissionState, req: &Request, hook: Hook) -> Answer {
         .filter(|n| !n.is_empty())
         .map(String::from);
     if kind != Kind::ClusterWorkflowTemplate && name.is_none() && req.operation == Operation::Create {
-        return Answer::deny(format!("scimgate: the {} has neither metadata.name nor metadata.generateName", kind.as_str()));
+        return Answer::deny(format!(
+            "scimgate: the {} has neither metadata.name nor metadata.generateName",
+            kind.as_str()
+        ));
     }
     if hook == Hook::Validate {
         if let Err(why) = check_stamp(st, req, obj) {
@@ -106,17 +124,24 @@ pub fn decide(st: &AdmissionState, req: &Request, hook: Hook) -> Answer {
         if dry {
             let mut a = Answer::allow();
             a.warnings.push(short_warning(&why));
-            a.audit.insert("scimgate.io/decision".into(), json!(format!("dry-run-deny:{decision_id}")));
+            a.audit.insert(
+                "scimgate.io/decision".into(),
+                json!(format!("dry-run-deny:{decision_id}")),
+            );
             a
         } else {
             let mut a = Answer::deny(msg);
-            a.audit.insert("scimgate.io/decision".into(), json!(format!("deny:{decision_id}")));
+            a.audit
+                .insert("scimgate.io/decision".into(), json!(format!("deny:{decision_id}")));
             a
         }
     };
     let requester = match identity::resolve(&snap, &policy, &req.user.username, labels) {
         Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => requester,
-        Ok(Resolved::OwnerStamp { namespace: ns, name: sa }) => {
+        Ok(Resolved::OwnerStamp {
+            namespace: ns,
+            name: sa,
+        }) => {
             if req.operation == Operation::Update {
                 // The controller driving its own runs: status and bookkeeping, not a person's act.
                 return match (hook, &req.old_object) {
@@ -150,12 +175,25 @@ pub fn decide(st: &AdmissionState, req: &Request, hook: Hook) -> Answer {
     }
     let rule = d.rule.clone().unwrap_or_default();
     let mut answer = Answer::allow();
-    answer.audit.insert("scimgate.io/decision".into(), json!(format!("allow:{rule}")));
+    answer
+        .audit
+        .insert("scimgate.io/decision".into(), json!(format!("allow:{rule}")));
     if let Requester::Person { id, .. } = &requester {
         answer.audit.insert("scimgate.io/user-id".into(), json!(id));
     }
     if hook == Hook::Mutate {
-        answer.patch = stamp_patch(st, req, obj, kind, action, &requester, &rule, &namespace, name.as_deref(), &policy.digest);
+        answer.patch = stamp_patch(
+            st,
+            req,
+            obj,
+            kind,
+            action,
+            &requester,
+            &rule,
+            &namespace,
+            name.as_deref(),
+            &policy.digest,
+        );
     }
     answer
 }
@@ -176,8 +214,13 @@ fn short_warning(why: &str) -> String {
 
 /// The person behind a controller-created run: the verified stamp the owner passed down.
 fn owner_person(st: &AdmissionState, snap: &Snapshot, policy: &Policy, obj: &Value) -> Result<Requester, String> {
-    let claims = verified(&st.verifier, obj, "attestation").ok_or("the object carries no valid scimgate stamp from its owner")?;
-    let sub = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or("the owner's stamp names no person")?;
+    let claims = verified(&st.verifier, obj, "attestation")
+        .ok_or("the object carries no valid scimgate stamp from its owner")?;
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or("the owner's stamp names no person")?;
     let _ = policy;
     identity::find_person(snap, policy::MatchAttribute::Id, sub).map_err(|e| format!("the owner's submitter {e}"))
 }
@@ -190,7 +233,11 @@ fn check_stamp(st: &AdmissionState, req: &Request, obj: &Value) -> Result<(), St
         return Ok(());
     }
     // Every attestation that differs must be ours, for this request.
-    let changed: Vec<&String> = now.keys().chain(before.keys()).filter(|k| now.get(*k) != before.get(*k)).collect();
+    let changed: Vec<&String> = now
+        .keys()
+        .chain(before.keys())
+        .filter(|k| now.get(*k) != before.get(*k))
+        .collect();
     for field in ["attestation", "approval-attestation", "cancel-attestation"] {
         let k = key(field);
         if now.get(&k) != before.get(&k) {
@@ -202,13 +249,20 @@ fn check_stamp(st: &AdmissionState, req: &Request, obj: &Value) -> Result<(), St
     }
     // Keys that changed must be covered by one of the fresh attestations.
     let covered = |k: &str| {
-        ["attestation", "approval-attestation", "cancel-attestation"].iter().any(|f| {
-            now.get(&key(f)) != before.get(&key(f))
-                && (k == key(f) || verified(&st.verifier, obj, f).and_then(|c| c.get("stamp").and_then(|s| s.get(k)).cloned()).is_some())
-        })
+        ["attestation", "approval-attestation", "cancel-attestation"]
+            .iter()
+            .any(|f| {
+                now.get(&key(f)) != before.get(&key(f))
+                    && (k == key(f)
+                        || verified(&st.verifier, obj, f)
+                            .and_then(|c| c.get("stamp").and_then(|s| s.get(k)).cloned())
+                            .is_some())
+            })
     };
     match changed.into_iter().find(|k| !covered(k)) {
-        Some(k) => Err(format!("{k} was changed by hand; scimgate.io/* annotations cannot be edited")),
+        Some(k) => Err(format!(
+            "{k} was changed by hand; scimgate.io/* annotations cannot be edited"
+        )),
         None => Ok(()),
     }
 }
@@ -264,7 +318,11 @@ fn stamp_patch(
         stamp_ann.insert(key("submitted-groups"), json!(groups));
     }
     stamp_ann.insert(key(&format!("{prefix}-at")), json!(crate::scim::now()));
-    let decision = if action == Action::Submit { key("decision") } else { key(&format!("{prefix}-decision")) };
+    let decision = if action == Action::Submit {
+        key("decision")
+    } else {
+        key(&format!("{prefix}-decision"))
+    };
     stamp_ann.insert(decision, json!(format!("allow:{rule}")));
     let claims = json!({
         "iss": "scimgate", "sub": user_id, "name": user_name, "action": action.as_str(),
@@ -292,11 +350,17 @@ fn stamp_patch(
             // Runs a CronWorkflow starts carry the stamp, so the controller's creates can be traced.
             let wm = obj.get("spec").and_then(|s| s.get("workflowMetadata"));
             match wm {
-                None | Some(Value::Null) => ops.push(json!({"op": "add", "path": "/spec/workflowMetadata", "value": {"annotations": want_ann}})),
+                None | Some(Value::Null) => {
+                    ops.push(json!({"op": "add", "path": "/spec/workflowMetadata", "value": {"annotations": want_ann}}))
+                }
                 Some(wm) => {
                     current_labels = json!({"metadata": wm});
                     for mut op in stamp::patch_map(&current_labels, "annotations", &want_ann) {
-                        if let Some(p) = op.get("path").and_then(Value::as_str).map(|p| p.replacen("/metadata/", "/spec/workflowMetadata/", 1)) {
+                        if let Some(p) = op
+                            .get("path")
+                            .and_then(Value::as_str)
+                            .map(|p| p.replacen("/metadata/", "/spec/workflowMetadata/", 1))
+                        {
                             op["path"] = json!(p);
                         }
                         ops.push(op);

@@ -58,7 +58,9 @@ fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 pub fn decode(body: &[u8]) -> Result<Review, Error> {
     let v: Value = serde_json::from_slice(body).map_err(|e| Error::NotJson(e.to_string()))?;
     let api_version = text(&v, "apiVersion").unwrap_or_default();
-    if !matches!(api_version, "admission.k8s.io/v1" | "admission.k8s.io/v1beta1") || text(&v, "kind") != Some("AdmissionReview") {
+    if !matches!(api_version, "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
+        || text(&v, "kind") != Some("AdmissionReview")
+    {
         return Err(Error::NotAReview);
     }
     let req = v.get("request");
@@ -67,18 +69,28 @@ pub fn decode(body: &[u8]) -> Result<Review, Error> {
         None | Some(Value::Null) => Err("the AdmissionReview has no request".to_string()),
         Some(r) => parse_request(r),
     };
-    Ok(Review { api_version: api_version.to_string(), uid, request })
+    Ok(Review {
+        api_version: api_version.to_string(),
+        uid,
+        request,
+    })
 }
 
 fn parse_request(r: &Value) -> Result<Request, String> {
-    let uid = text(r, "uid").filter(|u| !u.is_empty()).ok_or("request.uid is missing")?;
+    let uid = text(r, "uid")
+        .filter(|u| !u.is_empty())
+        .ok_or("request.uid is missing")?;
     let kind = r.get("kind").ok_or("request.kind is missing")?;
     let operation = match text(r, "operation") {
         Some("CREATE") => Operation::Create,
         Some("UPDATE") => Operation::Update,
         Some("DELETE") => Operation::Delete,
         Some("CONNECT") => Operation::Connect,
-        other => return Err(format!("request.operation {other:?} is not CREATE, UPDATE, DELETE or CONNECT")),
+        other => {
+            return Err(format!(
+                "request.operation {other:?} is not CREATE, UPDATE, DELETE or CONNECT"
+            ))
+        }
     };
     let user = r.get("userInfo").ok_or("request.userInfo is missing")?;
     let groups = match user.get("groups") {
@@ -104,7 +116,10 @@ fn parse_request(r: &Value) -> Result<Request, String> {
         namespace: text(r, "namespace").unwrap_or_default().to_string(),
         name: text(r, "name").unwrap_or_default().to_string(),
         operation,
-        user: UserInfo { username: text(user, "username").unwrap_or_default().to_string(), groups },
+        user: UserInfo {
+            username: text(user, "username").unwrap_or_default().to_string(),
+            groups,
+        },
         object,
         old_object,
         dry_run: r.get("dryRun").and_then(Value::as_bool).unwrap_or(false),
@@ -124,10 +139,17 @@ pub struct Answer {
 
 impl Answer {
     pub fn allow() -> Answer {
-        Answer { allowed: true, ..Default::default() }
+        Answer {
+            allowed: true,
+            ..Default::default()
+        }
     }
     pub fn deny(message: impl Into<String>) -> Answer {
-        Answer { allowed: false, message: Some(message.into()), ..Default::default() }
+        Answer {
+            allowed: false,
+            message: Some(message.into()),
+            ..Default::default()
+        }
     }
 }
 
@@ -152,7 +174,10 @@ pub fn encode(api_version: &str, uid: &str, a: &Answer) -> Value {
     if a.allowed && !a.patch.is_empty() {
         r.insert("patchType".into(), json!("JSONPatch"));
         let bytes = serde_json::to_vec(&a.patch).unwrap_or_default();
-        r.insert("patch".into(), json!(base64::engine::general_purpose::STANDARD.encode(bytes)));
+        r.insert(
+            "patch".into(),
+            json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        );
     }
     json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": resp})
 }
@@ -169,7 +194,10 @@ mod tests {
         assert_eq!(r.request.err().as_deref(), Some("the AdmissionReview has no request"));
         let r = decode(br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "x", "kind": {"kind": "Workflow"}, "operation": "PATCH", "userInfo": {}}}"#)
             .expect("review");
-        assert_eq!((r.api_version.as_str(), r.uid.as_str()), ("admission.k8s.io/v1beta1", "x"));
+        assert_eq!(
+            (r.api_version.as_str(), r.uid.as_str()),
+            ("admission.k8s.io/v1beta1", "x")
+        );
         assert!(r.request.err().is_some_and(|e| e.contains("PATCH")));
         let r = decode(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x", "kind": {"kind": "Workflow"}, "operation": "CREATE", "userInfo": {"groups": "admins"}}}"#)
             .expect("review");
@@ -188,7 +216,11 @@ mod tests {
             let bytes = std::fs::read(&path).expect("read");
             // Bare AdmissionRequests (no envelope) are wrapped the way the API server sends them.
             let v: Value = serde_json::from_slice(&bytes).expect("json");
-            let wrapped = if v.get("request").is_some() { v } else { json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": v}) };
+            let wrapped = if v.get("request").is_some() {
+                v
+            } else {
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": v})
+            };
             let r = decode(wrapped.to_string().as_bytes()).expect("review");
             let req = r.request.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(!req.uid.is_empty() && !req.kind.is_empty(), "{}", path.display());
@@ -205,8 +237,12 @@ mod tests {
         assert_eq!(v["response"]["uid"], "u-1");
         assert_eq!(v["response"]["status"]["code"], 403);
         let mut a = Answer::allow();
-        a.patch.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+        a.patch
+            .push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
         let v = encode("admission.k8s.io/v1beta1", "u-2", &a);
-        assert_eq!((v["apiVersion"].as_str(), v["response"]["patchType"].as_str()), (Some("admission.k8s.io/v1beta1"), Some("JSONPatch")));
+        assert_eq!(
+            (v["apiVersion"].as_str(), v["response"]["patchType"].as_str()),
+            (Some("admission.k8s.io/v1beta1"), Some("JSONPatch"))
+        );
     }
 }

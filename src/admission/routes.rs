@@ -40,8 +40,17 @@ fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
         Ok(req) => decide(st, req, hook),
         Err(why) => review::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}")),
     };
-    let (kind, ns) = review.request.as_ref().map(|r| (r.kind.as_str(), r.namespace.as_str())).unwrap_or(("", ""));
-    st.metrics.admission(if hook == Hook::Mutate { "mutate" } else { "validate" }, kind, answer.allowed, started.elapsed());
+    let (kind, ns) = review
+        .request
+        .as_ref()
+        .map(|r| (r.kind.as_str(), r.namespace.as_str()))
+        .unwrap_or(("", ""));
+    st.metrics.admission(
+        if hook == Hook::Mutate { "mutate" } else { "validate" },
+        kind,
+        answer.allowed,
+        started.elapsed(),
+    );
     tracing::debug!(uid = %review.uid, kind, namespace = ns, allowed = answer.allowed, "admission");
     let out = review::encode(&review.api_version, &review.uid, &answer);
     ([(header::CONTENT_TYPE, "application/json")], out.to_string()).into_response()

@@ -76,7 +76,9 @@ pub fn run_as(kind: Kind, obj: &Value) -> Vec<String> {
             top
         }
         _ => {
-            let Some(spec) = argo_spec(kind, obj) else { return vec!["default".into()] };
+            let Some(spec) = argo_spec(kind, obj) else {
+                return vec!["default".into()];
+            };
             let top = s(spec, &["serviceAccountName"]);
             push(top);
             push(s(spec, &["executor", "serviceAccountName"]));
@@ -149,7 +151,13 @@ pub fn templates(kind: Kind, obj: &Value) -> Vec<String> {
 
 /// Suspend nodes of an Argo workflow status: node id → phase.
 fn suspend_phases(obj: &Value) -> Vec<(String, String)> {
-    let Some(nodes) = obj.get("status").and_then(|s| s.get("nodes")).and_then(Value::as_object) else { return Vec::new() };
+    let Some(nodes) = obj
+        .get("status")
+        .and_then(|s| s.get("nodes"))
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
     nodes
         .iter()
         .filter(|(_, n)| s(n, &["type"]) == Some("Suspend"))
@@ -185,7 +193,8 @@ pub fn action(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> Op
             if !now.is_empty() && now != was {
                 return Some(Action::Cancel);
             }
-            let suspended = |o: &Value| o.get("spec").and_then(|s| s.get("suspend")).and_then(Value::as_bool) == Some(true);
+            let suspended =
+                |o: &Value| o.get("spec").and_then(|s| s.get("suspend")).and_then(Value::as_bool) == Some(true);
             if suspended(old) && !suspended(new) {
                 return Some(Action::Approve);
             }
@@ -224,7 +233,10 @@ mod tests {
         assert_eq!(run_as(Kind::PipelineRun, &pr), vec!["builder", "pusher"]);
         assert_eq!(templates(Kind::PipelineRun, &pr), vec!["git:https://g/x:p.yaml"]);
         let beta = json!({"spec": {"serviceAccountName": "old", "pipelineRef": {"name": "build"}}});
-        assert_eq!((run_as(Kind::PipelineRun, &beta), templates(Kind::PipelineRun, &beta)), (vec!["old".to_string()], vec!["build".to_string()]));
+        assert_eq!(
+            (run_as(Kind::PipelineRun, &beta), templates(Kind::PipelineRun, &beta)),
+            (vec!["old".to_string()], vec!["build".to_string()])
+        );
     }
 
     #[test]
@@ -232,20 +244,52 @@ mod tests {
         let pending = json!({"spec": {"status": "PipelineRunPending"}});
         let started = json!({"spec": {}});
         let cancelled = json!({"spec": {"status": "Cancelled"}});
-        assert_eq!(action(Kind::PipelineRun, Operation::Update, Some(&pending), &started), Some(Action::Approve));
-        assert_eq!(action(Kind::PipelineRun, Operation::Update, Some(&started), &cancelled), Some(Action::Cancel));
-        let susp = json!({"spec": {"suspend": true}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Running"}}}});
+        assert_eq!(
+            action(Kind::PipelineRun, Operation::Update, Some(&pending), &started),
+            Some(Action::Approve)
+        );
+        assert_eq!(
+            action(Kind::PipelineRun, Operation::Update, Some(&started), &cancelled),
+            Some(Action::Cancel)
+        );
+        let susp =
+            json!({"spec": {"suspend": true}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Running"}}}});
         let resumed = json!({"spec": {}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Succeeded"}}}});
-        assert_eq!(action(Kind::Workflow, Operation::Update, Some(&susp), &resumed), Some(Action::Approve));
-        let node_only_old = json!({"spec": {"x": 1}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Running"}}}});
-        let node_only_new = json!({"spec": {"x": 1}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Failed"}}}});
-        assert_eq!(action(Kind::Workflow, Operation::Update, Some(&node_only_old), &node_only_new), Some(Action::Approve));
+        assert_eq!(
+            action(Kind::Workflow, Operation::Update, Some(&susp), &resumed),
+            Some(Action::Approve)
+        );
+        let node_only_old =
+            json!({"spec": {"x": 1}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Running"}}}});
+        let node_only_new =
+            json!({"spec": {"x": 1}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Failed"}}}});
+        assert_eq!(
+            action(Kind::Workflow, Operation::Update, Some(&node_only_old), &node_only_new),
+            Some(Action::Approve)
+        );
         let stop = json!({"spec": {"shutdown": "Stop"}});
-        assert_eq!(action(Kind::Workflow, Operation::Update, Some(&started), &stop), Some(Action::Cancel));
+        assert_eq!(
+            action(Kind::Workflow, Operation::Update, Some(&started), &stop),
+            Some(Action::Cancel)
+        );
         let status_only = json!({"spec": {}, "status": {"phase": "Running"}});
-        assert_eq!(action(Kind::Workflow, Operation::Update, Some(&started), &status_only), None);
-        assert_eq!(action(Kind::Workflow, Operation::Update, Some(&started), &json!({"spec": {"x": 2}})), Some(Action::Update));
-        assert_eq!(action(Kind::Workflow, Operation::Create, None, &started), Some(Action::Submit));
+        assert_eq!(
+            action(Kind::Workflow, Operation::Update, Some(&started), &status_only),
+            None
+        );
+        assert_eq!(
+            action(
+                Kind::Workflow,
+                Operation::Update,
+                Some(&started),
+                &json!({"spec": {"x": 2}})
+            ),
+            Some(Action::Update)
+        );
+        assert_eq!(
+            action(Kind::Workflow, Operation::Create, None, &started),
+            Some(Action::Submit)
+        );
         assert_eq!(detect("tekton.dev", "v1beta1", "TaskRun"), Some(Kind::TaskRun));
         assert_eq!(detect("", "v1", "Pod"), None);
     }

@@ -13,7 +13,10 @@ pub enum Requester {
         /// Lower-cased displayNames of every SCIM group the person is in, nested ones included.
         groups: Vec<String>,
     },
-    ServiceAccount { namespace: String, name: String },
+    ServiceAccount {
+        namespace: String,
+        name: String,
+    },
 }
 
 impl Requester {
@@ -91,18 +94,30 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
     if rule.kinds.as_ref().is_some_and(|k| !k.contains(&req.kind)) {
         return Err((Stage::Kind, String::new()));
     }
-    if rule.namespaces.as_ref().is_some_and(|n| !n.iter().any(|g| g.matches(&req.namespace))) {
+    if rule
+        .namespaces
+        .as_ref()
+        .is_some_and(|n| !n.iter().any(|g| g.matches(&req.namespace)))
+    {
         return Err((Stage::Namespace, String::new()));
     }
     let who_ok = match who {
         Requester::Person { user_name, groups, .. } => {
-            let by_group = rule.groups.as_ref().is_some_and(|allowed| groups.iter().any(|g| allowed.contains(g)));
-            let by_user = rule.users.as_ref().is_some_and(|allowed| allowed.contains(&user_name.to_lowercase()));
+            let by_group = rule
+                .groups
+                .as_ref()
+                .is_some_and(|allowed| groups.iter().any(|g| allowed.contains(g)));
+            let by_user = rule
+                .users
+                .as_ref()
+                .is_some_and(|allowed| allowed.contains(&user_name.to_lowercase()));
             by_group || by_user
         }
         Requester::ServiceAccount { namespace, name } => {
             let full = format!("{namespace}:{name}");
-            rule.service_accounts.as_ref().is_some_and(|allowed| allowed.iter().any(|g| g.matches(&full)))
+            rule.service_accounts
+                .as_ref()
+                .is_some_and(|allowed| allowed.iter().any(|g| g.matches(&full)))
         }
     };
     if !who_ok {
@@ -111,17 +126,29 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
     if let Some(allowed) = &rule.run_as {
         if let Some(sa) = req.run_as.iter().find(|sa| !allowed.iter().any(|g| g.matches(sa))) {
             let list: Vec<&str> = allowed.iter().map(|g| g.as_str()).collect();
-            return Err((Stage::RunAs, format!("it runs as service account '{sa}' (allowed: {})", list.join(", "))));
+            return Err((
+                Stage::RunAs,
+                format!("it runs as service account '{sa}' (allowed: {})", list.join(", ")),
+            ));
         }
     }
     if let Some(allowed) = &rule.templates {
         if req.templates.is_empty() {
             let list: Vec<&str> = allowed.iter().map(|g| g.as_str()).collect();
-            return Err((Stage::Templates, format!("it defines its steps inline; it must use a template (allowed: {})", list.join(", "))));
+            return Err((
+                Stage::Templates,
+                format!(
+                    "it defines its steps inline; it must use a template (allowed: {})",
+                    list.join(", ")
+                ),
+            ));
         }
         if let Some(t) = req.templates.iter().find(|t| !allowed.iter().any(|g| g.matches(t))) {
             let list: Vec<&str> = allowed.iter().map(|g| g.as_str()).collect();
-            return Err((Stage::Templates, format!("it uses template '{t}' (allowed: {})", list.join(", "))));
+            return Err((
+                Stage::Templates,
+                format!("it uses template '{t}' (allowed: {})", list.join(", ")),
+            ));
         }
     }
     if rule.distinct_approver && req.action == Action::Approve {
@@ -131,10 +158,17 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
         };
         match (&req.submitter_id, me) {
             (None, _) => {
-                return Err((Stage::DistinctApprover, "who submitted it is not known, and this approval needs a different person than the submitter".into()))
+                return Err((
+                    Stage::DistinctApprover,
+                    "who submitted it is not known, and this approval needs a different person than the submitter"
+                        .into(),
+                ))
             }
             (Some(s), Some(me)) if s == me => {
-                return Err((Stage::DistinctApprover, "the approver submitted it; another person must approve (four eyes)".into()))
+                return Err((
+                    Stage::DistinctApprover,
+                    "the approver submitted it; another person must approve (four eyes)".into(),
+                ))
             }
             _ => {}
         }
@@ -147,7 +181,13 @@ pub fn evaluate(policy: &Policy, req: &RunRequest, who: &Requester) -> Decision 
     let mut best: Option<(Stage, &Rule, String)> = None;
     for rule in &policy.rules {
         match check(rule, req, who) {
-            Ok(()) => return Decision { outcome: Outcome::Allowed, rule: Some(rule.name.clone()), reason: String::new() },
+            Ok(()) => {
+                return Decision {
+                    outcome: Outcome::Allowed,
+                    rule: Some(rule.name.clone()),
+                    reason: String::new(),
+                }
+            }
             Err((stage, why)) => {
                 if best.as_ref().is_none_or(|(s, _, _)| stage > *s) {
                     best = Some((stage, rule, why));
@@ -159,12 +199,21 @@ pub fn evaluate(policy: &Policy, req: &RunRequest, who: &Requester) -> Decision 
         None => (None, "the policy has no rules".to_string()),
         Some((Stage::Action | Stage::Kind | Stage::Namespace, _, _)) => (
             None,
-            format!("no rule allows {} of {} in {}", req.action.as_str(), req.kind.as_str(), req.namespace),
+            format!(
+                "no rule allows {} of {} in {}",
+                req.action.as_str(),
+                req.kind.as_str(),
+                req.namespace
+            ),
         ),
         Some((Stage::Who, rule, _)) => (Some(rule.name.clone()), not_allowed_there(policy, req, who)),
         Some((_, rule, why)) => (Some(rule.name.clone()), why),
     };
-    let outcome = if policy.dry_run_in(&req.namespace) { Outcome::DryRunDenied } else { Outcome::Denied };
+    let outcome = if policy.dry_run_in(&req.namespace) {
+        Outcome::DryRunDenied
+    } else {
+        Outcome::Denied
+    };
     Decision { outcome, rule, reason }
 }
 
@@ -177,7 +226,9 @@ fn not_allowed_there(policy: &Policy, req: &RunRequest, who: &Requester) -> Stri
     for r in &policy.rules {
         let covers = r.allow.contains(&req.action)
             && r.kinds.as_ref().is_none_or(|k| k.contains(&req.kind))
-            && r.namespaces.as_ref().is_none_or(|n| n.iter().any(|g| g.matches(&req.namespace)));
+            && r.namespaces
+                .as_ref()
+                .is_none_or(|n| n.iter().any(|g| g.matches(&req.namespace)));
         if covers {
             groups.extend(r.groups.iter().flatten().map(String::as_str));
             users.extend(r.users.iter().flatten().map(String::as_str));
@@ -189,7 +240,9 @@ fn not_allowed_there(policy: &Policy, req: &RunRequest, who: &Requester) -> Stri
         l.dedup();
     }
     match who {
-        Requester::Person { .. } if groups.is_empty() && users.is_empty() => "only service accounts may do this there".into(),
+        Requester::Person { .. } if groups.is_empty() && users.is_empty() => {
+            "only service accounts may do this there".into()
+        }
         Requester::Person { .. } => {
             let mut parts = Vec::new();
             if !groups.is_empty() {
@@ -198,10 +251,16 @@ fn not_allowed_there(policy: &Policy, req: &RunRequest, who: &Requester) -> Stri
             if !users.is_empty() {
                 parts.push(format!("users: {}", users.join(", ")));
             }
-            format!("not in a group allowed there (allowed {}); ask your identity provider admin for access", parts.join("; "))
+            format!(
+                "not in a group allowed there (allowed {}); ask your identity provider admin for access",
+                parts.join("; ")
+            )
         }
         Requester::ServiceAccount { .. } if accounts.is_empty() => "only people may do this there".into(),
-        Requester::ServiceAccount { .. } => format!("this service account is not allowed there (allowed: {})", accounts.join(", ")),
+        Requester::ServiceAccount { .. } => format!(
+            "this service account is not allowed there (allowed: {})",
+            accounts.join(", ")
+        ),
     }
 }
 
@@ -215,27 +274,87 @@ mod tests {
     }
 
     fn person(groups: &[&str]) -> Requester {
-        Requester::Person { id: "u1".into(), user_name: "alice@example.com".into(), groups: groups.iter().map(|g| g.to_string()).collect() }
+        Requester::Person {
+            id: "u1".into(),
+            user_name: "alice@example.com".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
     }
 
     fn req(kind: Kind, ns: &str, action: Action) -> RunRequest {
-        RunRequest { kind, namespace: ns.into(), action, run_as: vec!["ml-runner".into()], templates: vec!["ml-train".into()], submitter_id: Some("u0".into()) }
+        RunRequest {
+            kind,
+            namespace: ns.into(),
+            action,
+            run_as: vec!["ml-runner".into()],
+            templates: vec!["ml-train".into()],
+            submitter_id: Some("u0".into()),
+        }
     }
 
     #[test]
     fn table() {
         let p = policy();
-        let sa = Requester::ServiceAccount { namespace: "ci".into(), name: "el-github".into() };
-        let cases: Vec<(&str, RunRequest, Requester, Outcome, Option<&str>, &str)> = vec![
-            ("member submits", req(Kind::Workflow, "ml-prod", Action::Submit), person(&["ml-engineers"]), Outcome::Allowed, Some("ml-submit"), ""),
-            ("nested group resolved upstream", req(Kind::PipelineRun, "ml-x", Action::Cancel), person(&["all", "ml-engineers"]), Outcome::Allowed, Some("ml-submit"), ""),
-            ("non-member", req(Kind::Workflow, "ml-prod", Action::Submit), person(&["finance"]), Outcome::Denied, Some("ml-submit"), "not in a group allowed there (allowed groups: ml-engineers)"),
-            ("wrong namespace", req(Kind::Workflow, "payments", Action::Submit), person(&["ml-engineers"]), Outcome::Denied, None, "no rule allows submit of Workflow in payments"),
-            ("dry-run namespace", req(Kind::Workflow, "legacy-etl", Action::Submit), person(&[]), Outcome::DryRunDenied, None, "no rule allows"),
-            ("wrong kind", req(Kind::TaskRun, "ml-prod", Action::Submit), person(&["ml-engineers"]), Outcome::Denied, None, "no rule allows submit of TaskRun"),
+        let sa = Requester::ServiceAccount {
+            namespace: "ci".into(),
+            name: "el-github".into(),
+        };
+        type Case<'a> = (&'a str, RunRequest, Requester, Outcome, Option<&'a str>, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                "member submits",
+                req(Kind::Workflow, "ml-prod", Action::Submit),
+                person(&["ml-engineers"]),
+                Outcome::Allowed,
+                Some("ml-submit"),
+                "",
+            ),
+            (
+                "nested group resolved upstream",
+                req(Kind::PipelineRun, "ml-x", Action::Cancel),
+                person(&["all", "ml-engineers"]),
+                Outcome::Allowed,
+                Some("ml-submit"),
+                "",
+            ),
+            (
+                "non-member",
+                req(Kind::Workflow, "ml-prod", Action::Submit),
+                person(&["finance"]),
+                Outcome::Denied,
+                Some("ml-submit"),
+                "not in a group allowed there (allowed groups: ml-engineers)",
+            ),
+            (
+                "wrong namespace",
+                req(Kind::Workflow, "payments", Action::Submit),
+                person(&["ml-engineers"]),
+                Outcome::Denied,
+                None,
+                "no rule allows submit of Workflow in payments",
+            ),
+            (
+                "dry-run namespace",
+                req(Kind::Workflow, "legacy-etl", Action::Submit),
+                person(&[]),
+                Outcome::DryRunDenied,
+                None,
+                "no rule allows",
+            ),
+            (
+                "wrong kind",
+                req(Kind::TaskRun, "ml-prod", Action::Submit),
+                person(&["ml-engineers"]),
+                Outcome::Denied,
+                None,
+                "no rule allows submit of TaskRun",
+            ),
             (
                 "runAs outside the list",
-                RunRequest { run_as: vec!["default".into()], ..req(Kind::Workflow, "ml-prod", Action::Submit) },
+                RunRequest {
+                    run_as: vec!["default".into()],
+                    ..req(Kind::Workflow, "ml-prod", Action::Submit)
+                },
                 person(&["ml-engineers"]),
                 Outcome::Denied,
                 Some("ml-submit"),
@@ -243,16 +362,29 @@ mod tests {
             ),
             (
                 "inline steps where templates are required",
-                RunRequest { templates: vec![], ..req(Kind::Workflow, "ml-prod", Action::Submit) },
+                RunRequest {
+                    templates: vec![],
+                    ..req(Kind::Workflow, "ml-prod", Action::Submit)
+                },
                 person(&["ml-engineers"]),
                 Outcome::Denied,
                 Some("ml-submit"),
                 "defines its steps inline",
             ),
-            ("approver is someone else", req(Kind::Workflow, "prod-pay", Action::Approve), person(&["release-approvers"]), Outcome::Allowed, Some("prod-approve"), ""),
+            (
+                "approver is someone else",
+                req(Kind::Workflow, "prod-pay", Action::Approve),
+                person(&["release-approvers"]),
+                Outcome::Allowed,
+                Some("prod-approve"),
+                "",
+            ),
             (
                 "approver is the submitter",
-                RunRequest { submitter_id: Some("u1".into()), ..req(Kind::Workflow, "prod-pay", Action::Approve) },
+                RunRequest {
+                    submitter_id: Some("u1".into()),
+                    ..req(Kind::Workflow, "prod-pay", Action::Approve)
+                },
                 person(&["release-approvers"]),
                 Outcome::Denied,
                 Some("prod-approve"),
@@ -260,15 +392,39 @@ mod tests {
             ),
             (
                 "submitter unknown",
-                RunRequest { submitter_id: None, ..req(Kind::Workflow, "prod-pay", Action::Approve) },
+                RunRequest {
+                    submitter_id: None,
+                    ..req(Kind::Workflow, "prod-pay", Action::Approve)
+                },
                 person(&["release-approvers"]),
                 Outcome::Denied,
                 Some("prod-approve"),
                 "not known",
             ),
-            ("service account rule", req(Kind::PipelineRun, "ci", Action::Submit), sa.clone(), Outcome::Allowed, Some("ci-bot"), ""),
-            ("person where only a service account may", req(Kind::PipelineRun, "ci", Action::Submit), person(&["ml-engineers"]), Outcome::Denied, Some("ci-bot"), "only service accounts may do this there"),
-            ("service account elsewhere", req(Kind::PipelineRun, "ml-a", Action::Submit), sa, Outcome::Denied, Some("ml-submit"), "only people may do this there"),
+            (
+                "service account rule",
+                req(Kind::PipelineRun, "ci", Action::Submit),
+                sa.clone(),
+                Outcome::Allowed,
+                Some("ci-bot"),
+                "",
+            ),
+            (
+                "person where only a service account may",
+                req(Kind::PipelineRun, "ci", Action::Submit),
+                person(&["ml-engineers"]),
+                Outcome::Denied,
+                Some("ci-bot"),
+                "only service accounts may do this there",
+            ),
+            (
+                "service account elsewhere",
+                req(Kind::PipelineRun, "ml-a", Action::Submit),
+                sa,
+                Outcome::Denied,
+                Some("ml-submit"),
+                "only people may do this there",
+            ),
         ];
         for (name, r, who, outcome, rule, reason) in cases {
             let d = evaluate(&p, &r, &who);

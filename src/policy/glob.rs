@@ -38,7 +38,12 @@ impl Glob {
             // "*" (or "**"): anything; a pattern of only literals is covered below.
             return !self.anchored_start || text.is_empty();
         }
-        let eq = |piece: &[char], at: usize| piece.iter().enumerate().all(|(i, c)| *c == '?' || text.get(at + i) == Some(c));
+        let eq = |piece: &[char], at: usize| {
+            piece
+                .iter()
+                .enumerate()
+                .all(|(i, c)| *c == '?' || text.get(at + i) == Some(c))
+        };
         let mut pos = 0;
         for (i, piece) in parts.iter().enumerate() {
             let first = i == 0;

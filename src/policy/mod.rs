@@ -197,14 +197,19 @@ pub const EXAMPLE: &str = include_str!("example.yaml");
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Policy::parse(&text, &path.display().to_string())
     }
 
     /// Parse and validate; every problem found is reported, not just the first.
     pub fn parse(text: &str, path: &str) -> Result<Policy> {
-        let file: PolicyFile =
-            serde_yaml_ng::from_str(text).map_err(|e| Error::Parse { path: path.to_string(), message: e.to_string() })?;
+        let file: PolicyFile = serde_yaml_ng::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
         let mut problems = Vec::new();
         if file.api_version != API_VERSION {
             problems.push(format!("apiVersion must be {API_VERSION}, not '{}'", file.api_version));
@@ -228,7 +233,11 @@ impl Policy {
         for (i, d) in file.identity.delegates.iter().enumerate() {
             match d.service_account.split_once(':') {
                 Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains(':') => {
-                    delegates.push(Delegate { namespace: ns.to_string(), name: name.to_string(), via: d.via })
+                    delegates.push(Delegate {
+                        namespace: ns.to_string(),
+                        name: name.to_string(),
+                        via: d.via,
+                    })
                 }
                 _ => problems.push(format!(
                     "identity.delegates[{i}].serviceAccount must be namespace:name, not '{}'",
@@ -242,7 +251,11 @@ impl Policy {
         let mut rules = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (i, r) in file.rules.iter().enumerate() {
-            let at = if r.name.trim().is_empty() { format!("rules[{i}]") } else { format!("rule '{}'", r.name) };
+            let at = if r.name.trim().is_empty() {
+                format!("rules[{i}]")
+            } else {
+                format!("rule '{}'", r.name)
+            };
             if r.name.trim().is_empty() {
                 problems.push(format!("{at}: name is required"));
             } else if !names.insert(r.name.clone()) {
@@ -261,21 +274,34 @@ impl Policy {
                 )),
                 _ => {}
             }
-            for (what, list) in [("groups", &r.groups), ("users", &r.users), ("serviceAccounts", &r.service_accounts)] {
+            for (what, list) in [
+                ("groups", &r.groups),
+                ("users", &r.users),
+                ("serviceAccounts", &r.service_accounts),
+            ] {
                 if list.as_ref().is_some_and(Vec::is_empty) {
-                    problems.push(format!("{at}: {what} is an empty list, which matches nobody; remove it or name someone"));
+                    problems.push(format!(
+                        "{at}: {what} is an empty list, which matches nobody; remove it or name someone"
+                    ));
                 }
             }
             if r.kinds.as_ref().is_some_and(Vec::is_empty) {
                 problems.push(format!("{at}: kinds is an empty list, which matches nothing"));
             }
             if r.distinct_approver && !r.allow.contains(&Action::Approve) {
-                problems.push(format!("{at}: distinctApprover only applies to rules that allow approve"));
+                problems.push(format!(
+                    "{at}: distinctApprover only applies to rules that allow approve"
+                ));
             }
-            let sa = r.service_accounts.as_ref().map(|l| globs(&format!("{at}: serviceAccounts"), l, &mut problems));
+            let sa = r
+                .service_accounts
+                .as_ref()
+                .map(|l| globs(&format!("{at}: serviceAccounts"), l, &mut problems));
             if let Some(list) = &r.service_accounts {
                 for s in list.iter().filter(|s| !s.contains(':')) {
-                    problems.push(format!("{at}: serviceAccounts entry '{s}' must be namespace:name (globs allowed)"));
+                    problems.push(format!(
+                        "{at}: serviceAccounts entry '{s}' must be namespace:name (globs allowed)"
+                    ));
                 }
             }
             rules.push(Rule {
@@ -285,14 +311,26 @@ impl Policy {
                 users: r.users.as_ref().map(|u| u.iter().map(|x| x.to_lowercase()).collect()),
                 service_accounts: sa,
                 kinds: r.kinds.clone(),
-                namespaces: r.namespaces.as_ref().map(|l| globs(&format!("{at}: namespaces"), l, &mut problems)),
-                run_as: r.run_as.as_ref().map(|l| globs(&format!("{at}: runAs"), l, &mut problems)),
-                templates: r.templates.as_ref().map(|l| globs(&format!("{at}: templates"), l, &mut problems)),
+                namespaces: r
+                    .namespaces
+                    .as_ref()
+                    .map(|l| globs(&format!("{at}: namespaces"), l, &mut problems)),
+                run_as: r
+                    .run_as
+                    .as_ref()
+                    .map(|l| globs(&format!("{at}: runAs"), l, &mut problems)),
+                templates: r
+                    .templates
+                    .as_ref()
+                    .map(|l| globs(&format!("{at}: templates"), l, &mut problems)),
                 distinct_approver: r.distinct_approver,
             });
         }
         if !problems.is_empty() {
-            return Err(Error::Invalid { path: path.to_string(), problems });
+            return Err(Error::Invalid {
+                path: path.to_string(),
+                problems,
+            });
         }
         Ok(Policy {
             mode: file.mode,
@@ -313,7 +351,10 @@ impl Policy {
     }
 
     pub fn delegate(&self, namespace: &str, name: &str) -> Option<&Delegate> {
-        self.identity.delegates.iter().find(|d| d.namespace == namespace && d.name == name)
+        self.identity
+            .delegates
+            .iter()
+            .find(|d| d.namespace == namespace && d.name == name)
     }
 }
 
@@ -360,7 +401,10 @@ rules:
     users: [bob]
     distinctApprover: true
 "#;
-        let err = Policy::parse(text, "p.yaml").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = Policy::parse(text, "p.yaml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         for needle in [
             "apiVersion must be scimgate.io/v1",
             "delegates[0].serviceAccount must be namespace:name",
@@ -378,15 +422,21 @@ rules:
 
     #[test]
     fn unknown_fields_and_values_are_parse_errors() {
-        let err = Policy::parse("apiVersion: scimgate.io/v1\nkind: Policy\nrules:\n  - name: x\n    allow: [deploy]\n    users: [a]\n", "p")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = Policy::parse(
+            "apiVersion: scimgate.io/v1\nkind: Policy\nrules:\n  - name: x\n    allow: [deploy]\n    users: [a]\n",
+            "p",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(err.contains("deploy"), "{err}");
-        let err = Policy::parse("apiVersion: scimgate.io/v1\nkind: Policy\nmode: enforce\nrule: []\n", "p")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = Policy::parse(
+            "apiVersion: scimgate.io/v1\nkind: Policy\nmode: enforce\nrule: []\n",
+            "p",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(err.contains("unknown field `rule`"), "{err}");
     }
 }

@@ -7,9 +7,9 @@
 use super::{Change, Error, Loaded, Record, Result, Scope, Store, TokenRecord, Tombstone};
 use crate::scim::schema::ResourceType;
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use futures_util::TryStreamExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +59,8 @@ impl Store for Embedded {
         let mut records = Vec::new();
         while let Some(row) = rows.try_next().await? {
             let rtype: &str = row.try_get(0)?;
-            let rt = ResourceType::from_name(rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
+            let rt =
+                ResourceType::from_name(rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
             records.push(Record {
                 rt,
                 id: Arc::from(row.try_get::<&str, _>(1)?),

@@ -1,5 +1,6 @@
 //! One integration-test binary: real listeners on 127.0.0.1:0, real TLS, HTTP/2.
 
+mod admission;
 mod crash;
 mod interop;
 mod scim_api;
