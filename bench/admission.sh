@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Admission latency against the do-nothing floor (../shared/bench/compare.sh), with 10k users
+# and 1k groups loaded and alice entitled through a nested group. Not a test: prints figures.
+#
+#   bash bench/admission.sh               # SOAK_SECONDS=300 for the RSS-over-time run (0 skips it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$PWD
+shared=$(cd ../shared && pwd)
+SOAK_SECONDS=${SOAK_SECONDS:-300}
+command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
+cargo build --quiet --release --bin scimgate --example scim_load
+work=$(mktemp -d)
+pid=
+trap '[[ -n $pid ]] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+./target/release/scimgate serve --dev --data-dir "$work/d" --policy bench/admission-policy.yaml \
+  --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 600); do grep -q '^sgt_' "$work/out" 2>/dev/null && break; sleep 0.05; done
+scim=$(sed -n 's/^ *SCIM URL: *//p' "$work/out" | sed 's/127.0.0.1/localhost/')
+adm=$(sed -n 's/^ *admission: *\(https:[^ ]*\)\/validate.*/\1/p' "$work/out")
+token=$(grep '^sgt_' "$work/out" | tail -1)
+ca="$work/d/tls/ca.crt"
+./target/release/examples/scim_load "$scim" "$token" "$ca" seed-users 0 10000 8
+./target/release/examples/scim_load "$scim" "$token" "$ca" seed-groups 1000 20 10000 8
+auth=(-H "Authorization: Bearer $token" -H 'content-type: application/scim+json' --cacert "$ca" -s)
+alice=$(curl "${auth[@]}" "$scim/Users" -d '{"userName":"alice@example.com"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+team=$(curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-team-a\",\"members\":[{\"value\":\"$alice\"}]}" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-engineers\",\"members\":[{\"value\":\"$team\"}]}" >/dev/null
+curl -sk -X POST --data @"$shared/bench/admission-workflow.json" "$adm/validate" | grep -q '"allowed":true' \
+  || { echo "the benchmark request is not allowed: check the setup" >&2; exit 1; }
+echo "== /validate vs floor"
+bash "$shared/bench/compare.sh" "$adm/validate"
+echo "== /mutate vs floor"
+bash "$shared/bench/compare.sh" "$adm/mutate"
+if (( SOAK_SECONDS > 0 )); then
+  echo "== RSS under ${SOAK_SECONDS}s of sustained load on /mutate (8 connections x 4 streams)"
+  h2load -D "$SOAK_SECONDS" -c 8 -m 4 -t 1 -d "$shared/bench/admission-workflow.json" -H 'content-type: application/json' "$adm/mutate" >"$work/soak" 2>&1 &
+  load=$!
+  for t in $(seq 0 30 "$SOAK_SECONDS"); do
+    echo "t=${t}s RSS $(awk '/VmRSS/ {printf "%.0f MB", $2/1024}' /proc/$pid/status)"
+    sleep 30
+  done
+  wait $load || true
+  grep -E "^requests:|^finished in" "$work/soak"
+  echo "after: RSS $(awk '/VmRSS/ {printf "%.0f MB", $2/1024}' /proc/$pid/status)"
+fi
+cd "$here"
