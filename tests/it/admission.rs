@@ -153,10 +153,59 @@ fn runs() -> Vec<(String, Value)> {
 
 use serde::Deserialize;
 
+/// Validators for our kinds from the CRDs in the corpus (`openAPIV3Schema` per served version).
+struct Crds(std::collections::HashMap<(String, String), jsonschema::Validator>);
+
+impl Crds {
+    fn load() -> Crds {
+        let mut files = Vec::new();
+        yaml_files(&corpus().join("schemas/argo-crds"), &mut files);
+        yaml_files(&corpus().join("schemas/tekton/300-crds"), &mut files);
+        let mut out = std::collections::HashMap::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("read");
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let Ok(crd) = Value::deserialize(doc) else { continue };
+                if crd["kind"] != "CustomResourceDefinition" {
+                    continue;
+                }
+                let group = crd["spec"]["group"].as_str().unwrap_or_default();
+                let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default();
+                for v in crd["spec"]["versions"].as_array().into_iter().flatten() {
+                    let Some(schema) = v.get("schema").and_then(|s| s.get("openAPIV3Schema")) else {
+                        continue;
+                    };
+                    let api = format!("{group}/{}", v["name"].as_str().unwrap_or_default());
+                    if let Ok(validator) = jsonschema::validator_for(schema) {
+                        out.insert((api, kind.to_string()), validator);
+                    }
+                }
+            }
+        }
+        Crds(out)
+    }
+
+    /// `None` when no schema is known for the object's kind.
+    fn valid(&self, obj: &Value) -> Option<bool> {
+        let key = (
+            obj["apiVersion"].as_str()?.to_string(),
+            obj["kind"].as_str()?.to_string(),
+        );
+        self.0.get(&key).map(|v| v.is_valid(obj))
+    }
+}
+
 #[tokio::test]
 async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
     let w = World::new().await;
+    let crds = Crds::load();
+    // The schemas can fail: a broken Workflow and a CronWorkflow with a malformed workflowMetadata.
+    let broken = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "x"}, "spec": {"templates": "not a list"}});
+    assert_eq!(crds.valid(&broken), Some(false));
+    let bad_meta = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": "x"}, "spec": {"schedule": "* * * * *", "workflowSpec": {}, "workflowMetadata": {"annotations": "no"}}});
+    assert_eq!(crds.valid(&bad_meta), Some(false));
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut schema_checked = 0;
     let mut malformed = Vec::new();
     for (n, (name, mut obj)) in runs().into_iter().enumerate() {
         obj["metadata"]["namespace"] = json!("team-a");
@@ -192,6 +241,15 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
             stamped["metadata"]["labels"]["scimgate.io/submitted-by"], "alice.at.example.com",
             "{name}"
         );
+        // Our patch never makes a schema-valid object invalid.
+        match (crds.valid(&obj), crds.valid(&stamped)) {
+            (Some(true), Some(after)) => {
+                assert!(after, "{name}: valid against its CRD before the stamp, invalid after");
+                schema_checked += 1;
+            }
+            (None, _) => panic!("{name}: no CRD schema for it in the corpus"),
+            _ => {}
+        }
         // The API server re-invokes the mutating webhook: our own stamp changes nothing.
         let again = w
             .review(
@@ -229,7 +287,11 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
             ))
             .or_default() += 1;
     }
-    eprintln!("corpus runs admitted and stamped: {counts:?}; malformed handled: {malformed:?}");
+    eprintln!("corpus runs admitted and stamped: {counts:?}; {schema_checked} still valid against their CRD schema after the patch; malformed handled: {malformed:?}");
+    assert!(
+        schema_checked >= 400,
+        "only {schema_checked} objects were schema-checked"
+    );
     assert!(
         counts.get("argoproj.io/v1alpha1 Workflow").copied().unwrap_or(0) >= 190,
         "{counts:?}"
