@@ -3,6 +3,7 @@
 //! SIGTERM/SIGINT. Holds no protocol logic.
 
 use crate::admission::{self, AdmissionState};
+use crate::audit::recorder::Recorder;
 use crate::cli::{CertsArgs, Cli, Command, PolicyCommand, TokenCommand};
 use crate::config::{Config, StoreKind};
 use crate::directory::Snapshot;
@@ -89,6 +90,8 @@ pub struct Server {
     pub dev_ca: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Ends once the admission listener is gone and every queued decision is written.
+    recorder: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -96,6 +99,12 @@ impl Server {
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if tokio::time::timeout(listener::DRAIN_TIMEOUT, &mut self.recorder)
+            .await
+            .is_err()
+        {
+            tracing::warn!("decision records still queued after the drain timeout");
+        }
     }
 }
 
@@ -196,7 +205,9 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         "/.well-known/jwks.json",
         axum::routing::get(move || async move { axum::Json(jwks) }),
     );
+    let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone());
     let admission_app = admission::routes::router(AdmissionState {
+        recorder,
         directory,
         policy,
         verifier: Verifier::from_signer(&signer),
@@ -238,6 +249,7 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         );
     }
     Ok(Server {
+        recorder: recorder_task,
         admission_addr,
         scim_addr,
         ops_addr,

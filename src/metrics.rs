@@ -38,6 +38,7 @@ struct Inner {
     auth: Family<AuthLabels, Counter>,
     admission: Family<AdmissionLabels, Histogram>,
     policy_reloads: Family<AuthLabels, Counter>,
+    decisions: Family<AuthLabels, Counter>,
     commit_seconds: Histogram,
     commit_batch: Histogram,
     users: Gauge,
@@ -94,6 +95,12 @@ impl Metrics {
             "Policy file reloads by outcome (ok, failed)",
             policy_reloads.clone(),
         );
+        let decisions = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Decision records by outcome: recorded, backpressure (a producer waited), lost",
+            decisions.clone(),
+        );
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
         registry.register(
             "store_commit_duration_seconds",
@@ -129,6 +136,7 @@ impl Metrics {
             auth,
             admission,
             policy_reloads,
+            decisions,
             commit_seconds,
             commit_batch,
             users,
@@ -185,6 +193,31 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    pub fn decisions_recorded(&self, n: usize) {
+        self.0
+            .decisions
+            .get_or_create(&AuthLabels {
+                outcome: "recorded".into(),
+            })
+            .inc_by(n as u64);
+    }
+
+    pub fn decision_backpressure(&self) {
+        self.0
+            .decisions
+            .get_or_create(&AuthLabels {
+                outcome: "backpressure".into(),
+            })
+            .inc();
+    }
+
+    pub fn decisions_lost(&self, n: usize) {
+        self.0
+            .decisions
+            .get_or_create(&AuthLabels { outcome: "lost".into() })
+            .inc_by(n as u64);
     }
 
     pub fn store_commit(&self, elapsed: Duration, writes: usize) {

@@ -23,6 +23,7 @@ pub struct AdmissionState {
     pub signer: Arc<Signer>,
     pub verifier: Verifier,
     pub metrics: crate::metrics::Metrics,
+    pub recorder: crate::audit::recorder::Recorder,
 }
 
 /// Which webhook is asking.
@@ -62,8 +63,33 @@ fn verified(v: &Verifier, obj: &Value, field: &str) -> Option<Value> {
     stamped.iter().all(|(k, val)| a.get(k) == Some(val)).then_some(claims)
 }
 
+/// What a decision was about, for the decision record; filled in as `decide` learns it.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    pub action: Option<Action>,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub user_id: Option<String>,
+    pub groups: Vec<String>,
+    pub rule: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub dry_run_mode: bool,
+    pub reason: String,
+    pub decision_id: String,
+    pub run_as: Vec<String>,
+    pub templates: Vec<String>,
+    pub submitter_id: Option<String>,
+    pub policy: String,
+}
+
 /// Decide one request.
 pub fn decide(st: &AdmissionState, req: &Request, hook: Hook) -> Answer {
+    decide_traced(st, req, hook, &mut Trace::default())
+}
+
+/// Decide one request, noting what the decision was about in `t`.
+pub fn decide_traced(st: &AdmissionState, req: &Request, hook: Hook, t: &mut Trace) -> Answer {
     let Some(kind) = run::detect(&req.group, &req.version, &req.kind) else {
         return Answer::allow();
     };
@@ -115,7 +141,18 @@ pub fn decide(st: &AdmissionState, req: &Request, hook: Hook) -> Answer {
     let labels = meta.get("labels").and_then(Value::as_object);
     let who_said = req.user.username.clone();
     let dry = policy.dry_run_in(&namespace);
-    let refuse = |why: String| -> Answer {
+    t.action = Some(action);
+    t.kind = kind.as_str().to_string();
+    t.namespace = namespace.clone();
+    t.name = name.clone().unwrap_or_default();
+    t.decision_id = decision_id.clone();
+    t.dry_run_mode = dry;
+    t.policy = policy.digest.clone();
+    t.run_as = run::run_as(kind, obj);
+    t.templates = run::templates(kind, obj);
+    t.outcome = Some(if dry { Outcome::DryRunDenied } else { Outcome::Denied });
+    let refuse = |t: &mut Trace, why: String| -> Answer {
+        t.reason = why.clone();
         let msg = format!(
             "scimgate: {who_said} may not {} {} in {namespace}: {why}; decision {decision_id}",
             action.as_str(),
@@ -151,28 +188,40 @@ pub fn decide(st: &AdmissionState, req: &Request, hook: Hook) -> Answer {
             }
             match owner_person(st, &snap, &policy, obj) {
                 Ok(p) => p,
-                Err(why) => return refuse(format!("{ns}:{sa} creates runs for their owner's submitter, but {why}")),
+                Err(why) => {
+                    return refuse(
+                        t,
+                        format!("{ns}:{sa} creates runs for their owner's submitter, but {why}"),
+                    )
+                }
             }
         }
-        Err(why) => return refuse(why),
+        Err(why) => return refuse(t, why),
     };
+    if let Requester::Person { id, groups, .. } = &requester {
+        t.user_id = Some(id.clone());
+        t.groups = groups.clone();
+    }
     let submitter_id = req
         .old_object
         .as_ref()
         .and_then(|old| verified(&st.verifier, old, "attestation"))
         .and_then(|c| c.get("sub").and_then(Value::as_str).map(String::from));
+    t.submitter_id = submitter_id.clone();
     let run = RunRequest {
         kind,
         namespace: namespace.clone(),
         action,
-        run_as: run::run_as(kind, obj),
-        templates: run::templates(kind, obj),
+        run_as: t.run_as.clone(),
+        templates: t.templates.clone(),
         submitter_id,
     };
     let d = policy::evaluate(&policy, &run, &requester);
+    t.rule = d.rule.clone();
     if d.outcome != Outcome::Allowed {
-        return refuse(d.reason.clone());
+        return refuse(t, d.reason.clone());
     }
+    t.outcome = Some(Outcome::Allowed);
     let rule = d.rule.clone().unwrap_or_default();
     let mut answer = Answer::allow();
     answer

@@ -2,7 +2,8 @@
 //! AdmissionReview gets a plain 400, as the API server expects; everything else gets an
 //! AdmissionReview answer echoing the request uid.
 
-use super::{decide, review, AdmissionState, Hook};
+use super::{decide_traced, review, AdmissionState, Hook, Trace};
+use crate::audit::DecisionRecord;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
@@ -23,23 +24,34 @@ pub fn router(state: AdmissionState) -> Router {
 }
 
 async fn mutate(State(st): State<AdmissionState>, body: Bytes) -> Response {
-    handle(&st, &body, Hook::Mutate)
+    handle(&st, &body, Hook::Mutate).await
 }
 
 async fn validate(State(st): State<AdmissionState>, body: Bytes) -> Response {
-    handle(&st, &body, Hook::Validate)
+    handle(&st, &body, Hook::Validate).await
 }
 
-fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
+async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
     let started = Instant::now();
     let review = match review::decode(body) {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("scimgate: {e}\n")).into_response(),
     };
+    let mut trace = Trace::default();
     let answer = match &review.request {
-        Ok(req) => decide(st, req, hook),
+        Ok(req) => decide_traced(st, req, hook, &mut trace),
         Err(why) => review::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}")),
     };
+    // One record per request: the validating answer is final, and a mutating denial ends the
+    // request before validation. `kubectl --dry-run=server` leaves no durable trace.
+    let final_answer = hook == Hook::Validate || !answer.allowed;
+    if let (Ok(req), Some(action), true) = (&review.request, trace.action, final_answer) {
+        if !req.dry_run {
+            st.recorder
+                .record(record(req, hook, action, trace, started.elapsed()))
+                .await;
+        }
+    }
     let (kind, ns) = review
         .request
         .as_ref()
@@ -54,4 +66,35 @@ fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
     tracing::debug!(uid = %review.uid, kind, namespace = ns, allowed = answer.allowed, "admission");
     let out = review::encode(&review.api_version, &review.uid, &answer);
     ([(header::CONTENT_TYPE, "application/json")], out.to_string()).into_response()
+}
+
+fn record(
+    req: &review::Request,
+    hook: Hook,
+    action: crate::policy::Action,
+    t: Trace,
+    elapsed: std::time::Duration,
+) -> DecisionRecord {
+    DecisionRecord {
+        id: t.decision_id,
+        at: crate::scim::now(),
+        request_uid: req.uid.clone(),
+        hook: if hook == Hook::Mutate { "mutate" } else { "validate" }.into(),
+        kind: t.kind,
+        namespace: t.namespace,
+        name: t.name,
+        action: action.as_str().into(),
+        requester: req.user.username.clone(),
+        user_id: t.user_id,
+        groups: t.groups.join(","),
+        rule: t.rule,
+        outcome: t.outcome.map(|o| o.as_str()).unwrap_or("denied").into(),
+        mode: if t.dry_run_mode { "dry-run" } else { "enforce" }.into(),
+        reason: t.reason,
+        latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
+        policy: t.policy,
+        run_as: t.run_as.join(","),
+        templates: t.templates.join(","),
+        submitter_id: t.submitter_id,
+    }
 }

@@ -201,4 +201,44 @@ impl Store for Embedded {
             .await?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn record_decisions(&self, records: &[crate::audit::DecisionRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            sqlx::query(
+                "INSERT OR IGNORE INTO decisions (id, at, request_uid, hook, kind, namespace, name, action, requester, user_id, groups, rule, \
+                 outcome, mode, reason, latency_us, policy, run_as, templates, submitter_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&r.id)
+            .bind(&r.at)
+            .bind(&r.request_uid)
+            .bind(&r.hook)
+            .bind(&r.kind)
+            .bind(&r.namespace)
+            .bind(&r.name)
+            .bind(&r.action)
+            .bind(&r.requester)
+            .bind(&r.user_id)
+            .bind(&r.groups)
+            .bind(&r.rule)
+            .bind(&r.outcome)
+            .bind(&r.mode)
+            .bind(&r.reason)
+            .bind(r.latency_us)
+            .bind(&r.policy)
+            .bind(&r.run_as)
+            .bind(&r.templates)
+            .bind(&r.submitter_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn decision_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM decisions")
+            .fetch_one(&self.pool)
+            .await?)
+    }
 }

@@ -120,4 +120,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
     /// Revoke by name or id; returns whether a live token was revoked.
     async fn revoke_token(&self, name_or_id: &str, at: &str) -> Result<bool>;
+    /// Append decision records in one transaction.
+    async fn record_decisions(&self, records: &[crate::audit::DecisionRecord]) -> Result<()>;
+    /// How many decision records are stored (operations and tests).
+    async fn decision_count(&self) -> Result<i64>;
 }

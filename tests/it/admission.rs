@@ -707,3 +707,42 @@ async fn malformed_reviews_get_well_formed_answers() {
         reqwest::StatusCode::PAYLOAD_TOO_LARGE
     );
 }
+
+#[tokio::test]
+async fn every_final_decision_is_recorded_once_and_dry_runs_leave_no_trace() {
+    let w = World::new().await;
+    let wf = workflow("team-a");
+    w.review("mutate", request("r1", "CREATE", "oidc:alice@example.com", &wf, None))
+        .await; // allowed mutate: validate follows
+    w.review("validate", request("r1", "CREATE", "oidc:alice@example.com", &wf, None))
+        .await;
+    w.review("mutate", request("r2", "CREATE", "oidc:mallory@example.com", &wf, None))
+        .await; // denied at mutate: final
+    w.review(
+        "validate",
+        request("r3", "CREATE", "oidc:mallory@example.com", &wf, None),
+    )
+    .await;
+    let mut dry = request("r4", "CREATE", "oidc:alice@example.com", &wf, None);
+    dry["dryRun"] = json!(true);
+    let r = w.review("validate", dry).await;
+    assert_eq!(r["allowed"], true, "kubectl --dry-run=server gets the real answer");
+    let store = scimgate::store::embedded::Embedded::open(w.s.dir.path())
+        .await
+        .expect("store");
+    use scimgate::store::Store;
+    let mut n = 0;
+    for _ in 0..100 {
+        n = store.decision_count().await.expect("count");
+        if n >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        store.decision_count().await.expect("count"),
+        3,
+        "r1 (validate), r2 (mutate deny), r3 (validate); not r4: {n}"
+    );
+}
