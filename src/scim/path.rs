@@ -15,7 +15,8 @@ pub struct RawPath {
 impl RawPath {
     /// Split one path word. A URN prefix ends at the last ':'; the rest is `attr[.sub]`.
     pub fn parse(word: &str) -> Result<Self, String> {
-        let (urn, rest) = if word.len() > 4 && word[..4].eq_ignore_ascii_case("urn:") {
+        // `get`, not indexing: the fourth byte may sit inside a multi-byte character.
+        let (urn, rest) = if word.len() > 4 && word.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
             match word.rfind(':') {
                 Some(i) => (Some(word[..i].to_string()), &word[i + 1..]),
                 None => (None, word),
@@ -133,5 +134,7 @@ mod tests {
         assert!(RawPath::parse("a.b.c").is_err());
         assert!(RawPath::parse("9abc").is_err());
         assert_eq!(RawPath::parse("$ref").map(|p| p.attr), Ok("$ref".to_string()));
+        // Found by the patch fuzz target: a multi-byte character across byte 4.
+        assert!(RawPath::parse("menқimbers").is_err());
     }
 }
