@@ -2,7 +2,7 @@
 //! background tasks (token refresh, certificate reload), and shuts all of it down gracefully on
 //! SIGTERM/SIGINT. Holds no protocol logic.
 
-use crate::admission::{self, AdmissionState};
+use crate::admission::{self, AdmissionState, Decider};
 use crate::audit::recorder::Recorder;
 use crate::cli::{CertsArgs, Cli, Command, PolicyCommand, TokenCommand};
 use crate::config::{Config, StoreKind};
@@ -208,10 +208,12 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone());
     let admission_app = admission::routes::router(AdmissionState {
         recorder,
-        directory,
-        policy,
-        verifier: Verifier::from_signer(&signer),
-        signer,
+        decider: Decider {
+            directory,
+            policy,
+            verifier: Verifier::from_signer(&signer),
+            signer,
+        },
         metrics: metrics.clone(),
     });
     let ready = Arc::new(AtomicBool::new(false));

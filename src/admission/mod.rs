@@ -16,12 +16,18 @@ use review::{Answer, Operation, Request};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
+/// What deciding needs: the identity snapshot, the policy, and the stamp keys. No I/O.
 #[derive(Clone)]
-pub struct AdmissionState {
+pub struct Decider {
     pub directory: Arc<ArcSwap<Snapshot>>,
     pub policy: Arc<ArcSwap<Policy>>,
     pub signer: Arc<Signer>,
     pub verifier: Verifier,
+}
+
+#[derive(Clone)]
+pub struct AdmissionState {
+    pub decider: Decider,
     pub metrics: crate::metrics::Metrics,
     pub recorder: crate::audit::recorder::Recorder,
 }
@@ -84,12 +90,12 @@ pub struct Trace {
 }
 
 /// Decide one request.
-pub fn decide(st: &AdmissionState, req: &Request, hook: Hook) -> Answer {
+pub fn decide(st: &Decider, req: &Request, hook: Hook) -> Answer {
     decide_traced(st, req, hook, &mut Trace::default())
 }
 
 /// Decide one request, noting what the decision was about in `t`.
-pub fn decide_traced(st: &AdmissionState, req: &Request, hook: Hook, t: &mut Trace) -> Answer {
+pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> Answer {
     let Some(kind) = run::detect(&req.group, &req.version, &req.kind) else {
         return Answer::allow();
     };
@@ -262,7 +268,7 @@ fn short_warning(why: &str) -> String {
 }
 
 /// The person behind a controller-created run: the verified stamp the owner passed down.
-fn owner_person(st: &AdmissionState, snap: &Snapshot, policy: &Policy, obj: &Value) -> Result<Requester, String> {
+fn owner_person(st: &Decider, snap: &Snapshot, policy: &Policy, obj: &Value) -> Result<Requester, String> {
     let claims = verified(&st.verifier, obj, "attestation")
         .ok_or("the object carries no valid scimgate stamp from its owner")?;
     let sub = claims
@@ -275,7 +281,7 @@ fn owner_person(st: &AdmissionState, snap: &Snapshot, policy: &Policy, obj: &Val
 }
 
 /// On UPDATE: `scimgate.io/*` may change only by our own stamp for this very request.
-fn check_stamp(st: &AdmissionState, req: &Request, obj: &Value) -> Result<(), String> {
+fn check_stamp(st: &Decider, req: &Request, obj: &Value) -> Result<(), String> {
     let now = ours(ann(obj));
     let before = ours(req.old_object.as_ref().and_then(ann));
     if now == before {
@@ -325,7 +331,7 @@ fn keep_stamp(obj: &Value, old: &Value) -> Answer {
 
 #[allow(clippy::too_many_arguments)]
 fn stamp_patch(
-    st: &AdmissionState,
+    st: &Decider,
     req: &Request,
     obj: &Value,
     kind: Kind,

@@ -39,7 +39,7 @@ async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
     };
     let mut trace = Trace::default();
     let answer = match &review.request {
-        Ok(req) => decide_traced(st, req, hook, &mut trace),
+        Ok(req) => decide_traced(&st.decider, req, hook, &mut trace),
         Err(why) => review::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}")),
     };
     // One record per request: the validating answer is final, and a mutating denial ends the
