@@ -23,7 +23,8 @@ pub struct ScimLabels {
 pub struct AdmissionLabels {
     pub hook: String,
     pub kind: String,
-    pub allowed: String,
+    pub action: String,
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,7 +87,7 @@ impl Metrics {
         });
         registry.register(
             "admission_duration_seconds",
-            "Admission decisions by hook, kind and outcome",
+            "Admission decisions by hook, kind, action (none: no action of a person) and outcome",
             admission.clone(),
         );
         let policy_reloads = Family::<AuthLabels, Counter>::default();
@@ -176,11 +177,12 @@ impl Metrics {
             .inc();
     }
 
-    pub fn admission(&self, hook: &str, kind: &str, allowed: bool, elapsed: Duration) {
+    pub fn admission(&self, hook: &str, kind: &str, action: &str, outcome: &str, elapsed: Duration) {
         let labels = AdmissionLabels {
             hook: hook.to_string(),
             kind: kind.to_string(),
-            allowed: allowed.to_string(),
+            action: action.to_string(),
+            outcome: outcome.to_string(),
         };
         self.0.admission.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }

@@ -164,20 +164,15 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
             action.as_str(),
             kind.as_str()
         );
-        if dry {
+        let mut a = if dry {
             let mut a = Answer::allow();
             a.warnings.push(short_warning(&why));
-            a.audit.insert(
-                "scimgate.io/decision".into(),
-                json!(format!("dry-run-deny:{decision_id}")),
-            );
             a
         } else {
-            let mut a = Answer::deny(msg);
-            a.audit
-                .insert("scimgate.io/decision".into(), json!(format!("deny:{decision_id}")));
-            a
-        }
+            Answer::deny(msg)
+        };
+        audit_annotations(&mut a, if dry { "dry-run-deny" } else { "deny" }, &decision_id, t);
+        a
     };
     let requester = match identity::resolve(&snap, &policy, &req.user.username, labels) {
         Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => requester,
@@ -251,6 +246,19 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
         );
     }
     answer
+}
+
+/// Audit annotations: the API server prefixes each key with the webhook's name, so keys are
+/// bare names (`<webhook>/decision`).
+fn audit_annotations(a: &mut Answer, decision: &str, id: &str, t: &Trace) {
+    a.audit.insert("decision".into(), json!(decision));
+    a.audit.insert("decision-id".into(), json!(id));
+    if let Some(rule) = &t.rule {
+        a.audit.insert("rule".into(), json!(rule));
+    }
+    if let Some(user) = &t.user_id {
+        a.audit.insert("user-id".into(), json!(user));
+    }
 }
 
 /// ≤ 120 characters, as the API server shows warnings to the person.

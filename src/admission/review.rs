@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn answers_carry_uid_status_and_patch() {
         let mut a = Answer::deny("no");
-        a.audit.insert("scimgate.io/decision".into(), json!("deny"));
+        a.audit.insert("decision".into(), json!("deny"));
         let v = encode("admission.k8s.io/v1", "u-1", &a);
         assert_eq!(v["response"]["uid"], "u-1");
         assert_eq!(v["response"]["status"]["code"], 403);

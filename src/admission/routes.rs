@@ -57,12 +57,15 @@ async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
         .as_ref()
         .map(|r| (r.kind.as_str(), r.namespace.as_str()))
         .unwrap_or(("", ""));
-    st.metrics.admission(
-        if hook == Hook::Mutate { "mutate" } else { "validate" },
-        kind,
-        answer.allowed,
-        started.elapsed(),
-    );
+    let outcome = match trace.outcome {
+        Some(o) => o.as_str(),
+        None if answer.allowed => "allowed",
+        None => "denied",
+    };
+    let action = trace.action.map(|a| a.as_str()).unwrap_or("none");
+    let hook_name = if hook == Hook::Mutate { "mutate" } else { "validate" };
+    st.metrics
+        .admission(hook_name, kind, action, outcome, started.elapsed());
     tracing::debug!(uid = %review.uid, kind, namespace = ns, allowed = answer.allowed, "admission");
     let out = review::encode(&review.api_version, &review.uid, &answer);
     ([(header::CONTENT_TYPE, "application/json")], out.to_string()).into_response()

@@ -405,9 +405,18 @@ async fn dry_run_namespaces_warn_instead_of_denying() {
         warning.starts_with("scimgate dry-run: would deny:") && warning.len() <= 120,
         "{warning}"
     );
-    assert!(r["auditAnnotations"]["scimgate.io/decision"]
+    assert_eq!(r["auditAnnotations"]["decision"], "dry-run-deny");
+    assert!(r["auditAnnotations"]["decision-id"]
         .as_str()
-        .is_some_and(|d| d.starts_with("dry-run-deny:")));
+        .is_some_and(|d| d.len() == 36));
+    assert!(
+        r["auditAnnotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(k, _)| !k.contains('/')),
+        "keys are bare names; the API server adds the webhook's name as prefix"
+    );
 }
 
 #[tokio::test]
@@ -744,5 +753,110 @@ async fn every_final_decision_is_recorded_once_and_dry_runs_leave_no_trace() {
         store.decision_count().await.expect("count"),
         3,
         "r1 (validate), r2 (mutate deny), r3 (validate); not r4: {n}"
+    );
+}
+
+#[tokio::test]
+async fn tekton_child_task_runs_inherit_the_pipeline_run_stamp() {
+    let w = World::new().await;
+    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "build-1", "namespace": "team-a"},
+        "spec": {"pipelineRef": {"name": "build"}}});
+    let r = w
+        .review("mutate", request("t1", "CREATE", "oidc:alice@example.com", &pr, None))
+        .await;
+    let pr = patched(&pr, &r);
+    // The Tekton controller copies the PipelineRun's annotations onto the TaskRuns it creates.
+    let tr = json!({"apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+        "metadata": {"name": "build-1-compile", "namespace": "team-a", "annotations": pr["metadata"]["annotations"]},
+        "spec": {"taskRef": {"name": "compile"}}});
+    let ctl = "system:serviceaccount:tekton-pipelines:tekton-pipelines-controller";
+    let m = w.review("mutate", request("t2", "CREATE", ctl, &tr, None)).await;
+    assert_eq!(m["allowed"], true, "{m}");
+    let child = patched(&tr, &m);
+    assert_eq!(
+        child["metadata"]["annotations"]["scimgate.io/submitted-by"],
+        "alice@example.com"
+    );
+    let v = w.review("validate", request("t2", "CREATE", ctl, &child, None)).await;
+    assert_eq!(v["allowed"], true, "{v}");
+    // The controller's own status updates pass without rules.
+    let mut running = child.clone();
+    running["status"] = json!({"conditions": [{"type": "Succeeded", "status": "Unknown"}]});
+    let u = w
+        .review("validate", request("t3", "UPDATE", ctl, &running, Some(&child)))
+        .await;
+    assert_eq!(u["allowed"], true, "{u}");
+    // A stamp that was altered after signing is not inherited.
+    let mut forged = tr.clone();
+    forged["metadata"]["annotations"]["scimgate.io/submitted-by-id"] = json!(w.bob);
+    let f = w.review("mutate", request("t4", "CREATE", ctl, &forged, None)).await;
+    assert_eq!(f["allowed"], false, "{f}");
+}
+
+#[tokio::test]
+async fn policy_file_changes_apply_without_restart_and_bad_ones_are_kept_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "policyReloadSeconds: 1\n").expect("config");
+    let p = policy.clone();
+    let s = TestServer::start_in(dir, |a| {
+        a.policy = Some(p);
+        a.config = Some(config);
+    })
+    .await;
+    let alice = s.create_user("alice@example.com").await;
+    s.create_group("pipeline-users", &[&alice]).await;
+    let w = World {
+        alice,
+        bob: String::new(),
+        s,
+    };
+    let wf = workflow("team-a");
+    let allowed = w
+        .review("validate", request("p1", "CREATE", "oidc:alice@example.com", &wf, None))
+        .await;
+    assert_eq!(allowed["allowed"], true);
+    std::fs::write(&policy, POLICY.replace("[pipeline-users]", "[nobody-yet]")).expect("rewrite");
+    let mut denied = false;
+    for i in 0..50 {
+        let r = w
+            .review(
+                "validate",
+                request(&format!("p2-{i}"), "CREATE", "oidc:alice@example.com", &wf, None),
+            )
+            .await;
+        if r["allowed"] == false {
+            denied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(denied, "the changed policy took effect");
+    std::fs::write(&policy, "apiVersion: scimgate.io/v1\nkind: Policy\nrules: [oops\n").expect("break");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let r = w
+        .review("validate", request("p3", "CREATE", "oidc:alice@example.com", &wf, None))
+        .await;
+    assert_eq!(r["allowed"], false, "the last good policy still applies");
+    let metrics = reqwest::get(format!("{}/metrics", w.s.ops))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("scimgate_policy_reloads_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
+    let ready = reqwest::get(format!("{}/readyz", w.s.ops))
+        .await
+        .expect("readyz")
+        .status();
+    assert_eq!(
+        ready,
+        reqwest::StatusCode::OK,
+        "a bad policy file never takes readiness down"
     );
 }
