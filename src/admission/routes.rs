@@ -42,16 +42,6 @@ async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
         Ok(req) => decide_traced(&st.decider, req, hook, &mut trace),
         Err(why) => review::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}")),
     };
-    // One record per request: the validating answer is final, and a mutating denial ends the
-    // request before validation. `kubectl --dry-run=server` leaves no durable trace.
-    let final_answer = hook == Hook::Validate || !answer.allowed;
-    if let (Ok(req), Some(action), true) = (&review.request, trace.action, final_answer) {
-        if !req.dry_run {
-            st.recorder
-                .record(record(req, hook, action, trace, started.elapsed()))
-                .await;
-        }
-    }
     let (kind, ns) = review
         .request
         .as_ref()
@@ -66,6 +56,16 @@ async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
     let hook_name = if hook == Hook::Mutate { "mutate" } else { "validate" };
     st.metrics
         .admission(hook_name, kind, action, outcome, started.elapsed());
+    // One record per request: the validating answer is final, and a mutating denial ends the
+    // request before validation. `kubectl --dry-run=server` leaves no durable trace.
+    let final_answer = hook == Hook::Validate || !answer.allowed;
+    if let (Ok(req), Some(action), true) = (&review.request, trace.action, final_answer) {
+        if !req.dry_run {
+            st.recorder
+                .record(record(req, hook, action, trace, started.elapsed()))
+                .await;
+        }
+    }
     tracing::debug!(uid = %review.uid, kind, namespace = ns, allowed = answer.allowed, "admission");
     let out = review::encode(&review.api_version, &review.uid, &answer);
     ([(header::CONTENT_TYPE, "application/json")], out.to_string()).into_response()
