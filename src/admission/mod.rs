@@ -349,6 +349,7 @@ fn stamp_patch(
     namespace: &str,
     name: Option<&str>,
     digest: &str,
+    rewrite_creator: bool,
 ) -> Vec<Value> {
     let (user_name, user_id, groups) = match who {
         Requester::Person { id, user_name, groups } => (user_name.clone(), id.clone(), groups.join(",")),
@@ -409,6 +410,9 @@ fn stamp_patch(
         let mut current_labels = obj.clone();
         // Foreign scimgate.io labels are replaced too.
         ops.extend(stamp::patch_map(&current_labels, "labels", &labels));
+        if rewrite_creator && kind.is_argo() && !user_id.is_empty() {
+            ops.extend(argo_creator_labels(obj, &user_id, &user_name));
+        }
         if kind == Kind::CronWorkflow {
             // Runs a CronWorkflow starts carry the stamp, so the controller's creates can be traced.
             let wm = obj.get("spec").and_then(|s| s.get("workflowMetadata"));
@@ -430,6 +434,28 @@ fn stamp_patch(
                     }
                 }
             }
+        }
+    }
+    ops
+}
+
+/// Argo's creator labels, set to the verified person (label-safe, as Argo itself writes them).
+fn argo_creator_labels(obj: &Value, user_id: &str, user_name: &str) -> Vec<Value> {
+    let current = obj.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object);
+    let email = user_name.contains('@').then(|| stamp::label_safe(user_name));
+    let want = [
+        (identity::ARGO_CREATOR, Some(stamp::label_safe(user_id))),
+        (identity::ARGO_CREATOR_USERNAME, Some(stamp::label_safe(user_name))),
+        (identity::ARGO_CREATOR_EMAIL, email),
+    ];
+    let mut ops = Vec::new();
+    for (k, v) in want {
+        let path = format!("/metadata/labels/{}", stamp::pointer_key(k));
+        let have = current.and_then(|c| c.get(k)).and_then(Value::as_str);
+        match v {
+            Some(v) if have != Some(v.as_str()) => ops.push(json!({"op": "add", "path": path, "value": v})),
+            None if have.is_some() => ops.push(json!({"op": "remove", "path": path})),
+            _ => {}
         }
     }
     ops

@@ -65,6 +65,10 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub fn is_argo(self) -> bool {
+        !matches!(self, Kind::PipelineRun | Kind::TaskRun)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Workflow => "Workflow",
@@ -113,6 +117,7 @@ struct IdentityFile {
     username_prefix: Option<String>,
     match_attribute: MatchAttribute,
     delegates: Vec<DelegateFile>,
+    rewrite_argo_creator_labels: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +167,9 @@ pub struct Identity {
     pub username_prefix: Option<String>,
     pub match_attribute: MatchAttribute,
     pub delegates: Vec<Delegate>,
+    /// Overwrite Argo's hand-editable `workflows.argoproj.io/creator*` labels on submit with
+    /// the verified person, so Argo's UI and `argo list --creator` show the truth.
+    pub rewrite_argo_creator_labels: bool,
 }
 
 /// One compiled rule. `None` means "not constrained".
@@ -339,6 +347,7 @@ impl Policy {
                 username_prefix: file.identity.username_prefix.filter(|p| !p.is_empty()),
                 match_attribute: file.identity.match_attribute,
                 delegates,
+                rewrite_argo_creator_labels: file.identity.rewrite_argo_creator_labels,
             },
             rules,
             digest: digest(text.as_bytes()),
