@@ -1,5 +1,10 @@
 use clap::Parser;
 
+// The admission path is allocation-heavy JSON work on many threads; mimalloc keeps it off
+// glibc's arena locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = scimgate::cli::Cli::parse();

@@ -243,6 +243,7 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
             &namespace,
             name.as_deref(),
             &policy.digest,
+            policy.identity.rewrite_argo_creator_labels,
         );
     }
     answer
@@ -407,9 +408,8 @@ fn stamp_patch(
             labels.insert(key("submitted-by-id"), json!(stamp::label_safe(&user_id)));
         }
         labels.insert(key("submitted-by"), json!(stamp::label_safe(&user_name)));
-        let mut current_labels = obj.clone();
         // Foreign scimgate.io labels are replaced too.
-        ops.extend(stamp::patch_map(&current_labels, "labels", &labels));
+        ops.extend(stamp::patch_map(obj, "labels", &labels));
         if rewrite_creator && kind.is_argo() && !user_id.is_empty() {
             ops.extend(argo_creator_labels(obj, &user_id, &user_name));
         }
@@ -421,8 +421,8 @@ fn stamp_patch(
                     ops.push(json!({"op": "add", "path": "/spec/workflowMetadata", "value": {"annotations": want_ann}}))
                 }
                 Some(wm) => {
-                    current_labels = json!({"metadata": wm});
-                    for mut op in stamp::patch_map(&current_labels, "annotations", &want_ann) {
+                    let as_object = json!({"metadata": {"annotations": wm.get("annotations")}});
+                    for mut op in stamp::patch_map(&as_object, "annotations", &want_ann) {
                         if let Some(p) = op
                             .get("path")
                             .and_then(Value::as_str)
@@ -441,7 +441,10 @@ fn stamp_patch(
 
 /// Argo's creator labels, set to the verified person (label-safe, as Argo itself writes them).
 fn argo_creator_labels(obj: &Value, user_id: &str, user_name: &str) -> Vec<Value> {
-    let current = obj.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object);
+    let current = obj
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object);
     let email = user_name.contains('@').then(|| stamp::label_safe(user_name));
     let want = [
         (identity::ARGO_CREATOR, Some(stamp::label_safe(user_id))),

@@ -56,27 +56,43 @@ fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 pub fn decode(body: &[u8]) -> Result<Review, Error> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| Error::NotJson(e.to_string()))?;
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| Error::NotJson(e.to_string()))?;
     let api_version = text(&v, "apiVersion").unwrap_or_default();
     if !matches!(api_version, "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
         || text(&v, "kind") != Some("AdmissionReview")
     {
         return Err(Error::NotAReview);
     }
-    let req = v.get("request");
-    let uid = req.and_then(|r| text(r, "uid")).unwrap_or_default().to_string();
+    let api_version = api_version.to_string();
+    let req = v.get_mut("request");
+    let uid = req
+        .as_deref()
+        .and_then(|r| text(r, "uid"))
+        .unwrap_or_default()
+        .to_string();
     let request = match req {
         None | Some(Value::Null) => Err("the AdmissionReview has no request".to_string()),
         Some(r) => parse_request(r),
     };
     Ok(Review {
-        api_version: api_version.to_string(),
+        api_version,
         uid,
         request,
     })
 }
 
-fn parse_request(r: &Value) -> Result<Request, String> {
+/// Takes `object` and `oldObject` out of `r` rather than copying them.
+fn parse_request(r: &mut Value) -> Result<Request, String> {
+    let mut take = |key: &str| -> Result<Option<Value>, String> {
+        match r.get_mut(key).map(Value::take) {
+            None | Some(Value::Null) => Ok(None),
+            Some(o @ Value::Object(_)) => Ok(Some(o)),
+            Some(_) => Err(format!("request.{key} is not an object")),
+        }
+    };
+    let object = take("object")?;
+    let old_object = take("oldObject")?;
+    let r = &*r;
     let uid = text(r, "uid")
         .filter(|u| !u.is_empty())
         .ok_or("request.uid is missing")?;
@@ -97,16 +113,6 @@ fn parse_request(r: &Value) -> Result<Request, String> {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(g)) => g.iter().filter_map(Value::as_str).map(String::from).collect(),
         Some(_) => return Err("request.userInfo.groups is not a list".into()),
-    };
-    let object = match r.get("object") {
-        None | Some(Value::Null) => None,
-        Some(o @ Value::Object(_)) => Some(o.clone()),
-        Some(_) => return Err("request.object is not an object".into()),
-    };
-    let old_object = match r.get("oldObject") {
-        None | Some(Value::Null) => None,
-        Some(o @ Value::Object(_)) => Some(o.clone()),
-        Some(_) => return Err("request.oldObject is not an object".into()),
     };
     Ok(Request {
         uid: uid.to_string(),

@@ -425,7 +425,8 @@ async fn forged_stamps_are_stripped_and_edits_denied() {
     let w = World::new().await;
     let mut wf = workflow("team-a");
     wf["metadata"]["annotations"] = json!({"scimgate.io/submitted-by": "ceo@example.com", "scimgate.io/approved-by": "ceo@example.com", "team": "ml"});
-    wf["metadata"]["labels"] = json!({"workflows.argoproj.io/creator": "ceo", "workflows.argoproj.io/creator-email": "ceo.at.example.com"});
+    wf["metadata"]["labels"] =
+        json!({"workflows.argoproj.io/creator": "ceo", "workflows.argoproj.io/creator-email": "ceo.at.example.com"});
     let resp = w
         .review("mutate", request("f1", "CREATE", "oidc:alice@example.com", &wf, None))
         .await;
@@ -436,9 +437,16 @@ async fn forged_stamps_are_stripped_and_edits_denied() {
         .unwrap_or_default();
     assert_eq!(a["scimgate.io/submitted-by"], "alice@example.com");
     let l = &stamped["metadata"]["labels"];
-    assert_eq!(l["workflows.argoproj.io/creator"], w.alice.as_str(), "Argo's creator labels name the verified person");
+    assert_eq!(
+        l["workflows.argoproj.io/creator"],
+        w.alice.as_str(),
+        "Argo's creator labels name the verified person"
+    );
     assert_eq!(l["workflows.argoproj.io/creator-email"], "alice.at.example.com");
-    assert_eq!(l["workflows.argoproj.io/creator-preferred-username"], "alice.at.example.com");
+    assert_eq!(
+        l["workflows.argoproj.io/creator-preferred-username"],
+        "alice.at.example.com"
+    );
     assert!(!a.contains_key("scimgate.io/approved-by"), "forged approval stripped");
     assert_eq!(a["team"], "ml", "other annotations are left alone");
     // A stamp copied onto another new object is not accepted by the validating webhook.
