@@ -22,7 +22,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 start_scimgate() { # data dir; sets URL TOKEN PID
-  ./target/release/scimgate serve --dev --data-dir "$1" --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$1.out" 2>"$1.err" &
+  ./target/release/scimgate serve --dev --data-dir "$1" --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$1.out" 2>"$1.err" &
   PID=$!; pids+=("$PID")
   for _ in $(seq 600); do grep -q '^sgt_' "$1.out" 2>/dev/null && break; sleep 0.05; done
   URL=$(sed -n 's/^ *SCIM URL: *//p' "$1.out" | sed 's/127.0.0.1/localhost/')

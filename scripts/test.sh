@@ -21,7 +21,7 @@ fi
 cargo build --quiet --bin scimgate
 data=$(mktemp -d)
 out=$data/serve.out
-./target/debug/scimgate serve --dev --data-dir "$data" --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$out" 2>"$data/serve.err" &
+./target/debug/scimgate serve --dev --data-dir "$data" --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$out" 2>"$data/serve.err" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q '^sgt_' "$out" && break; sleep 0.1; done

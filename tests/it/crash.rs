@@ -22,6 +22,8 @@ async fn spawn(data_dir: &Path) -> Running {
         .args([
             "serve",
             "--dev",
+            "--admission-addr",
+            "127.0.0.1:0",
             "--scim-addr",
             "127.0.0.1:0",
             "--ops-addr",
