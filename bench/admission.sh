@@ -2,12 +2,14 @@
 # Admission latency against the do-nothing floor (../shared/bench/compare.sh), with 10k users
 # and 1k groups loaded and alice entitled through a nested group. Not a test: prints figures.
 #
-#   bash bench/admission.sh               # SOAK_SECONDS=300 for the RSS-over-time run (0 skips it)
+#   bash bench/admission.sh               # SOAK_SECONDS=300 for the RSS-over-time run (0 skips it),
+#                                         # COMPARE=0 skips the latency comparison
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD
 shared=$(cd ../shared && pwd)
 SOAK_SECONDS=${SOAK_SECONDS:-300}
+COMPARE=${COMPARE:-1}
 command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
 cargo build --quiet --release --bin scimgate --example scim_load
 work=$(mktemp -d)
@@ -29,10 +31,12 @@ team=$(curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-team-a\",\"mem
 curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-engineers\",\"members\":[{\"value\":\"$team\"}]}" >/dev/null
 curl -sk -X POST --data @"$shared/bench/admission-workflow.json" "$adm/validate" | grep -q '"allowed":true' \
   || { echo "the benchmark request is not allowed: check the setup" >&2; exit 1; }
-echo "== /validate vs floor"
-bash "$shared/bench/compare.sh" "$adm/validate"
-echo "== /mutate vs floor"
-bash "$shared/bench/compare.sh" "$adm/mutate"
+if (( COMPARE )); then
+  echo "== /validate vs floor"
+  bash "$shared/bench/compare.sh" "$adm/validate"
+  echo "== /mutate vs floor"
+  bash "$shared/bench/compare.sh" "$adm/mutate"
+fi
 if (( SOAK_SECONDS > 0 )); then
   echo "== RSS under ${SOAK_SECONDS}s of sustained load on /mutate (8 connections x 4 streams)"
   h2load -D "$SOAK_SECONDS" -c 8 -m 4 -t 1 -d "$shared/bench/admission-workflow.json" -H 'content-type: application/json' "$adm/mutate" >"$work/soak" 2>&1 &
