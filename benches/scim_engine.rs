@@ -91,10 +91,14 @@ fn stamps(c: &mut Criterion) {
     let claims = json!({"iss": "scimgate", "sub": "2819c223-7f76-453a-919d-413861904646", "name": "alice@example.com",
         "action": "submit", "kind": "Workflow", "namespace": "ml-team", "objectName": "train-", "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
         "policy": "9f2c", "stamp": {"scimgate.io/submitted-by": "alice@example.com", "scimgate.io/submitted-at": "2026-11-22T23:00:00.000Z"}});
-    c.bench_function("stamp: sign attestation (Ed25519 JWS)", |b| b.iter(|| signer.sign(black_box(&claims))));
+    c.bench_function("stamp: sign attestation (Ed25519 JWS)", |b| {
+        b.iter(|| signer.sign(black_box(&claims)))
+    });
     let jws = signer.sign(&claims);
     let verifier = scimgate::stamp::Verifier::from_signer(&signer);
-    c.bench_function("stamp: verify attestation", |b| b.iter(|| verifier.verify(black_box(&jws))));
+    c.bench_function("stamp: verify attestation", |b| {
+        b.iter(|| verifier.verify(black_box(&jws)))
+    });
 }
 
 criterion_group!(benches, filters, patches, stamps);

@@ -21,10 +21,36 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Attestations this process signed lately, with their claims: the validating webhook sees the
+/// stamp the mutating one made milliseconds before, and a lookup replaces a 50 µs verification.
+#[derive(Debug, Default)]
+struct Recent {
+    claims: std::collections::HashMap<String, Value>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// How many recent attestations are remembered.
+const RECENT: usize = 1024;
+
+impl Recent {
+    fn remember(&mut self, jws: String, claims: Value) {
+        if self.order.len() >= RECENT {
+            if let Some(old) = self.order.pop_front() {
+                self.claims.remove(&old);
+            }
+        }
+        self.order.push_back(jws.clone());
+        self.claims.insert(jws, claims);
+    }
+}
+
+type RecentCache = std::sync::Arc<std::sync::Mutex<Recent>>;
+
 /// The signing key and its id (`kid`: first 16 hex chars of SHA-256 of the public key).
 pub struct Signer {
     key: Ed25519KeyPair,
     pub kid: String,
+    recent: RecentCache,
 }
 
 impl std::fmt::Debug for Signer {
@@ -59,7 +85,11 @@ impl Signer {
             why: format!("not an Ed25519 PKCS#8 key: {e}"),
         })?;
         let kid = kid_of(key.public_key().as_ref());
-        Ok(Signer { key, kid })
+        Ok(Signer {
+            key,
+            kid,
+            recent: RecentCache::default(),
+        })
     }
 
     /// Read `path` (PKCS#8 DER), or create it (mode 0600) if it doesn't exist.
@@ -97,7 +127,11 @@ impl Signer {
         let header = json!({"alg": "EdDSA", "kid": self.kid, "typ": "JWT"});
         let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
         let sig = self.key.sign(input.as_bytes());
-        format!("{input}.{}", B64.encode(sig.as_ref()))
+        let jws = format!("{input}.{}", B64.encode(sig.as_ref()));
+        if let Ok(mut r) = self.recent.lock() {
+            r.remember(jws.clone(), claims.clone());
+        }
+        jws
     }
 
     pub fn jwks(&self) -> Value {
@@ -123,17 +157,27 @@ fn write_secret(path: &Path, body: &[u8]) -> std::io::Result<()> {
 #[derive(Debug, Clone, Default)]
 pub struct Verifier {
     keys: Vec<(String, Vec<u8>)>,
+    recent: Option<RecentCache>,
 }
 
 impl Verifier {
     pub fn from_signer(s: &Signer) -> Verifier {
         Verifier {
             keys: vec![(s.kid.clone(), s.public_key())],
+            recent: Some(s.recent.clone()),
         }
     }
 
     /// Verify a compact JWS; returns its claims.
     pub fn verify(&self, jws: &str) -> Result<Value> {
+        // Byte-for-byte one we signed: nothing to check cryptographically.
+        if let Some(claims) = self
+            .recent
+            .as_ref()
+            .and_then(|r| r.lock().ok()?.claims.get(jws).cloned())
+        {
+            return Ok(claims);
+        }
         let mut parts = jws.split('.');
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(Error::Invalid("not a compact JWS".into()));
@@ -225,6 +269,12 @@ mod tests {
         let v = Verifier::from_signer(&s);
         let jws = s.sign(&json!({"sub": "u1", "uid": "req-1"}));
         assert_eq!(v.verify(&jws).expect("verify")["sub"], "u1");
+        // Verified for real, not from the signer's memory of what it signed.
+        let fresh = Verifier {
+            keys: v.keys.clone(),
+            recent: None,
+        };
+        assert_eq!(fresh.verify(&jws).expect("verify")["sub"], "u1");
         let mut parts: Vec<&str> = jws.split('.').collect();
         let forged = B64.encode(json!({"sub": "u2", "uid": "req-1"}).to_string());
         parts[1] = &forged;
