@@ -58,6 +58,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => token_command(cmd).await,
         Command::Certs(args) => certs_command(&args),
+        Command::Review(a) => {
+            let ca = a.ca.clone().or_else(|| {
+                let dev = Path::new(crate::config::DEFAULT_DATA_DIR).join("tls/ca.crt");
+                dev.exists().then_some(dev)
+            });
+            let opts = crate::review::Options {
+                file: a.file,
+                url: a.url,
+                ca,
+                user: a.user,
+                groups: a.groups,
+                operation: a.operation,
+                old_file: a.old_file,
+                namespace: a.namespace,
+                dry_run: a.dry_run,
+                json: a.output == "json",
+            };
+            if crate::review::run(&opts).await? {
+                Ok(())
+            } else {
+                Err(Denied.into())
+            }
+        }
         Command::Policy(PolicyCommand::Check { file }) => {
             let p = Policy::load(&file)?;
             println!(
@@ -412,3 +435,8 @@ async fn watch_policy(
         }
     }
 }
+
+/// `review` found a denial: exit 1 without an error message of our own.
+#[derive(Debug, thiserror::Error)]
+#[error("denied")]
+pub struct Denied;

@@ -29,6 +29,44 @@ pub enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Play the API server: send manifests (or AdmissionReviews) to the webhooks and show the
+    /// decision, the message and the stamp. Exit code 0 = allowed, 1 = denied.
+    Review(ReviewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Manifest (YAML or JSON, several documents allowed) or AdmissionReview; `-` for stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The admission listener (calls /mutate then /validate, as the API server does), or one
+    /// endpoint ending in /mutate or /validate.
+    #[arg(long, env = "SCIMGATE_REVIEW_URL", default_value = "https://localhost:8443")]
+    pub url: String,
+    /// CA that signed the serving certificate (default: ./scimgate-data/tls/ca.crt if present).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// userInfo.username, as the API server would put it (with your OIDC prefix).
+    #[arg(long, default_value = "oidc:alice@example.com")]
+    pub user: String,
+    /// userInfo.groups, comma-separated (sent, never trusted by scimgate).
+    #[arg(long, value_delimiter = ',', default_value = "system:authenticated")]
+    pub groups: Vec<String>,
+    /// CREATE or UPDATE.
+    #[arg(long, default_value = "CREATE", value_parser = ["CREATE", "UPDATE"])]
+    pub operation: String,
+    /// The object before the change, for UPDATE.
+    #[arg(long, value_name = "FILE")]
+    pub old_file: Option<PathBuf>,
+    /// Namespace for objects that name none (default: default).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Like `kubectl --dry-run=server`.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ pub mod listener;
 pub mod metrics;
 pub mod ops;
 pub mod policy;
+pub mod review;
 pub mod scim;
 pub mod stamp;
 pub mod store;

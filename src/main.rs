@@ -10,9 +10,10 @@ async fn main() -> std::process::ExitCode {
     let cli = scimgate::cli::Cli::parse();
     match scimgate::app::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<scimgate::app::Denied>() => std::process::ExitCode::from(1),
         Err(e) => {
             eprintln!("scimgate: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(2)
         }
     }
 }

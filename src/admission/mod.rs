@@ -225,12 +225,7 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
     t.outcome = Some(Outcome::Allowed);
     let rule = d.rule.clone().unwrap_or_default();
     let mut answer = Answer::allow();
-    answer
-        .audit
-        .insert("scimgate.io/decision".into(), json!(format!("allow:{rule}")));
-    if let Requester::Person { id, .. } = &requester {
-        answer.audit.insert("scimgate.io/user-id".into(), json!(id));
-    }
+    audit_annotations(&mut answer, "allow", &decision_id, t);
     if hook == Hook::Mutate {
         answer.patch = stamp_patch(
             st,

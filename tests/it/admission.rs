@@ -259,6 +259,9 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
             )
             .await;
         assert!(again["patch"].is_null(), "{name}: second pass patched again");
+        assert_eq!(resp["auditAnnotations"]["decision"], "allow", "{name}");
+        assert_eq!(resp["auditAnnotations"]["rule"], "team-submit", "{name}");
+        assert_eq!(resp["auditAnnotations"]["user-id"], w.alice.as_str(), "{name}");
         let valid = w
             .review(
                 "validate",
