@@ -3,6 +3,7 @@
 mod admission;
 mod crash;
 mod interop;
+mod manifests;
 mod review;
 mod scim_api;
 mod support;

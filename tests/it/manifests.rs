@@ -1,0 +1,311 @@
+//! `manifests/`: every overlay renders with `kubectl kustomize`, carries the settings a
+//! fail-closed admission webhook needs, and the binary starts with the Deployment's own flags.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// A copy of manifests/ with certificates made by `scimgate certs`, as the README says; returns
+/// the copy and the printed caBundle.
+fn prepared() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = dir.path().join("manifests");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"), &m);
+    let embedded = m.join("overlays/embedded");
+    let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["certs", "--service", "scimgate", "--namespace", "scimgate", "--out"])
+        .arg(embedded.join("certs"))
+        .output()
+        .expect("scimgate certs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ca_bundle = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::write(embedded.join("cabundle.env"), format!("caBundle={ca_bundle}\n")).expect("env");
+    (dir, m, ca_bundle)
+}
+
+fn render(overlay: &Path) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(overlay)
+        .output()
+        .expect("kubectl is installed");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        overlay.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|d| Value::deserialize(d).ok())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} missing"))
+}
+
+fn check_common(docs: &[Value], overlay: &str) {
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "Deployment",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ConfigMap",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ] {
+        assert!(docs.iter().any(|d| d["kind"] == kind), "{overlay}: no {kind}");
+    }
+    let d = find(docs, "Deployment", "scimgate");
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{overlay}");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+        "{overlay}"
+    );
+    assert!(pod["topologySpreadConstraints"].is_array(), "{overlay}");
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{overlay}");
+    assert!(
+        c["resources"]["requests"]["memory"].is_string() && c["resources"]["limits"]["memory"].is_string(),
+        "{overlay}"
+    );
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "ops", "{overlay}");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{overlay}");
+    let svc = find(docs, "Service", "scimgate");
+    assert_eq!(
+        (
+            svc["spec"]["ports"][0]["port"].as_u64(),
+            svc["spec"]["ports"][0]["targetPort"].as_str()
+        ),
+        (Some(443), Some("admission"))
+    );
+    assert!(
+        docs.iter()
+            .any(|d| d["kind"] == "Service" && d["metadata"]["name"] == "scimgate-scim"),
+        "{overlay}: SCIM Service"
+    );
+    let role = find(docs, "ClusterRole", "scimgate-audit-reader");
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        assert_eq!(
+            rule["verbs"],
+            serde_json::json!(["get", "list"]),
+            "{overlay}: read-only RBAC"
+        );
+    }
+    for (kind, path) in [
+        ("MutatingWebhookConfiguration", "/mutate"),
+        ("ValidatingWebhookConfiguration", "/validate"),
+    ] {
+        let cfg = find(docs, kind, "scimgate");
+        for w in cfg["webhooks"].as_array().into_iter().flatten() {
+            assert_eq!(w["failurePolicy"], "Fail", "{overlay} {kind}");
+            assert_eq!(w["sideEffects"], "NoneOnDryRun", "{overlay} {kind}");
+            assert_eq!(
+                w["admissionReviewVersions"],
+                serde_json::json!(["v1"]),
+                "{overlay} {kind}"
+            );
+            assert!(
+                w["timeoutSeconds"].as_u64().is_some_and(|t| t <= 10),
+                "{overlay} {kind}"
+            );
+            assert_eq!(w["clientConfig"]["service"]["path"], path, "{overlay} {kind}");
+            assert!(
+                w["matchConditions"].as_array().is_some_and(|m| !m.is_empty()),
+                "{overlay} {kind}: matchConditions"
+            );
+            let excluded = w["namespaceSelector"]["matchExpressions"][0]["values"].clone();
+            assert_eq!(
+                excluded,
+                serde_json::json!(["kube-system", "scimgate"]),
+                "{overlay} {kind}"
+            );
+            let mut resources: Vec<String> = w["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r["resources"].as_array().cloned().unwrap_or_default())
+                .filter_map(|r| r.as_str().map(String::from))
+                .collect();
+            resources.sort();
+            assert_eq!(
+                resources,
+                vec![
+                    "clusterworkflowtemplates",
+                    "cronworkflows",
+                    "pipelineruns",
+                    "taskruns",
+                    "workflows",
+                    "workflowtemplates"
+                ],
+                "{overlay} {kind}"
+            );
+            for r in w["rules"].as_array().into_iter().flatten() {
+                assert_eq!(
+                    r["operations"],
+                    serde_json::json!(["CREATE", "UPDATE"]),
+                    "{overlay} {kind}"
+                );
+            }
+            if kind == "MutatingWebhookConfiguration" {
+                assert_eq!(w["reinvocationPolicy"], "IfNeeded", "{overlay}");
+            }
+        }
+    }
+}
+
+#[test]
+fn overlays_render_with_the_settings_a_fail_closed_webhook_needs() {
+    let (_dir, m, ca_bundle) = prepared();
+    let embedded = render(&m.join("overlays/embedded"));
+    check_common(&embedded, "embedded");
+    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+        assert_eq!(
+            find(&embedded, kind, "scimgate")["webhooks"][0]["clientConfig"]["caBundle"],
+            ca_bundle.as_str(),
+            "the printed caBundle is used"
+        );
+    }
+    assert_eq!(find(&embedded, "Secret", "scimgate-tls")["type"], "kubernetes.io/tls");
+    let d = find(&embedded, "Deployment", "scimgate");
+    assert_eq!(
+        (d["spec"]["replicas"].as_u64(), d["spec"]["strategy"]["type"].as_str()),
+        (Some(1), Some("Recreate"))
+    );
+    assert!(d["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|v| v["persistentVolumeClaim"]["claimName"] == "scimgate-data"));
+    let cm = render(&m.join("overlays/cert-manager"));
+    check_common(&cm, "cert-manager");
+    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+        assert_eq!(
+            find(&cm, kind, "scimgate")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "scimgate/scimgate-serving"
+        );
+    }
+    assert!(cm
+        .iter()
+        .any(|d| d["kind"] == "Certificate" && d["spec"]["secretName"] == "scimgate-tls"));
+    // Every document goes to the validator in scripts/test.sh too.
+    let out = std::env::var("SCIMGATE_RENDERED_DIR").ok();
+    if let Some(dir) = out {
+        for (name, docs) in [("embedded", &embedded), ("cert-manager", &cm)] {
+            let text: Vec<String> = docs
+                .iter()
+                .map(|d| serde_yaml_ng::to_string(d).unwrap_or_default())
+                .collect();
+            std::fs::write(Path::new(&dir).join(format!("{name}.yaml")), text.join("---\n")).expect("write rendered");
+        }
+    }
+}
+
+#[test]
+fn the_binary_starts_with_the_deployments_flags_and_files() {
+    let (dir, m, _) = prepared();
+    let docs = render(&m.join("overlays/embedded"));
+    let d = find(&docs, "Deployment", "scimgate");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    let policy = find(&docs, "ConfigMap", "scimgate-policy")["data"]["policy.yaml"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // Lay the pod's mounts out under a temporary root.
+    let root = dir.path().join("pod");
+    let mounts: Vec<(String, String)> = c["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap_or_default().to_string(),
+                v["mountPath"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (name, path) in &mounts {
+        let at = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(&at).expect("mount dir");
+        match name.as_str() {
+            "policy" => std::fs::write(at.join("policy.yaml"), &policy).expect("policy"),
+            "tls" => {
+                for f in ["tls.crt", "tls.key"] {
+                    std::fs::copy(m.join("overlays/embedded/certs").join(f), at.join(f)).expect("tls");
+                }
+            }
+            _ => {}
+        }
+    }
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .map(|a| match a.split_once("=/") {
+            Some((flag, path)) => format!("{flag}={}", root.join(path).display()),
+            None => a.to_string(),
+        })
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(&args)
+        .args([
+            "--admission-addr",
+            "127.0.0.1:0",
+            "--scim-addr",
+            "127.0.0.1:0",
+            "--ops-addr",
+            "127.0.0.1:0",
+        ])
+        .env("SCIMGATE_PUBLIC_URL", "https://scim.example.com/scim/v2")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start scimgate as the Deployment does");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut serving = None;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .take(50)
+    {
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null); // --log-format=json
+        if v["message"] == "scimgate serving" {
+            serving = Some(v);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let serving = serving.expect("the server logged that it is serving, in JSON");
+    assert!(
+        serving["scim_addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{serving}"
+    );
+    assert!(
+        root.join("var/lib/scimgate/scimgate.db").exists(),
+        "the store lives on the data volume"
+    );
+    assert!(
+        root.join("var/lib/scimgate/keys/signing.key").exists(),
+        "so does the signing key"
+    );
+}
