@@ -4,6 +4,7 @@ mod admission;
 mod crash;
 mod interop;
 mod manifests;
+mod readme;
 mod review;
 mod scim_api;
 mod support;

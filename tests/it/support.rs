@@ -66,6 +66,7 @@ impl TestServer {
             ..Default::default()
         };
         tweak(&mut args);
+        let data_dir = args.data_dir.clone().unwrap_or_else(|| dir.path().to_path_buf());
         let cfg = Config::from_args(&args).expect("config");
         let listeners = Listeners {
             admission: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
@@ -73,7 +74,7 @@ impl TestServer {
             ops: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
         };
         let server = app::start(cfg, listeners).await.expect("start");
-        let ca = std::fs::read(dir.path().join("tls/ca.crt")).expect("ca");
+        let ca = std::fs::read(data_dir.join("tls/ca.crt")).expect("ca");
         let base = format!("https://localhost:{}/scim/v2", server.scim_addr.port());
         let admission = format!("https://localhost:{}", server.admission_addr.port());
         let ops = format!("http://{}", server.ops_addr);
