@@ -42,11 +42,13 @@ async fn the_readme_tour_works_as_written() {
         a.data_dir = Some(data_dir)
     })
     .await;
-    for f in ["examples/tour/workflow.yaml"] {
-        let to = cwd.path().join(f);
-        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + f, to).expect("copy");
-    }
+    let workflow = cwd.path().join("examples/tour/workflow.yaml");
+    std::fs::create_dir_all(workflow.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tour/workflow.yaml"),
+        workflow,
+    )
+    .expect("copy");
     let scim_port = s
         .base
         .split(':')
