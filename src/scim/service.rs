@@ -188,6 +188,10 @@ fn drop_memberships(s: &Snapshot, id: &str, changes: &mut Vec<Change>) {
     }
 }
 
+fn missing(rt: ResourceType, id: &str) -> Error {
+    Error::not_found(format!("{} '{id}' not found", rt.name()))
+}
+
 fn put_record(changes: Vec<Change>, rt: ResourceType, id: &str) -> Result<Record> {
     changes
         .into_iter()
@@ -204,10 +208,7 @@ impl Service {
     }
 
     pub fn get(&self, rt: ResourceType, id: &str) -> Result<Record> {
-        self.snapshot()
-            .record(rt, id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("{} '{id}' not found", rt.name())))
+        self.snapshot().record(rt, id).cloned().ok_or_else(|| missing(rt, id))
     }
 
     pub async fn create(&self, rt: ResourceType, body: Value) -> Result<Record> {
@@ -230,46 +231,39 @@ impl Service {
 
     pub async fn replace(&self, rt: ResourceType, id: &str, body: Value, if_match: Option<String>) -> Result<Record> {
         let new = resource::normalize(rt, body, &self.quirks)?;
-        let pid = id.to_string();
-        let plan = Box::new(move |s: &Snapshot| {
-            let old = s
-                .record(rt, &pid)
-                .ok_or_else(|| Error::not_found(format!("{} '{pid}' not found", rt.name())))?;
-            check_if_match(if_match.as_deref(), old)?;
-            let (old_attrs, created) = attributes_of(old);
-            resource::check_immutable(rt, &old_attrs, &new)?;
-            let mut attrs = new.clone();
-            check_unique(s, rt, &unique_key(rt, &attrs), Some(&pid))?;
-            if rt == ResourceType::Group {
-                check_members(s, &pid, &mut attrs)?;
-            }
-            if attrs == old_attrs {
-                return Ok(Vec::new());
-            }
-            Ok(vec![Change::Put {
-                record: build(rt, &pid, attrs, &created, old.version + 1),
-                previous: Some(old.version),
-            }])
-        });
-        let changes = self.writer.write(plan).await?;
-        if changes.is_empty() {
-            return self.get(rt, id);
-        }
-        put_record(changes, rt, id)
+        self.update(rt, id, if_match, move |old| {
+            resource::check_immutable(rt, old, &new)?;
+            Ok(new.clone())
+        })
+        .await
     }
 
     pub async fn patch(&self, rt: ResourceType, id: &str, body: Value, if_match: Option<String>) -> Result<Record> {
         let ops = patch::parse(body, &self.quirks)?;
         let quirks = self.quirks;
+        self.update(rt, id, if_match, move |old| {
+            let mut attrs = old.clone();
+            patch::apply(rt, &mut attrs, &ops, &quirks)?;
+            Ok(attrs)
+        })
+        .await
+    }
+
+    /// PUT and PATCH: `edit` turns the stored attributes into the new ones; the rules after it
+    /// (uniqueness, members, versions, no-op detection) are the same for both.
+    async fn update(
+        &self,
+        rt: ResourceType,
+        id: &str,
+        if_match: Option<String>,
+        edit: impl Fn(&Map<String, Value>) -> Result<Map<String, Value>> + Send + Sync + 'static,
+    ) -> Result<Record> {
         let pid = id.to_string();
         let plan = Box::new(move |s: &Snapshot| {
-            let old = s
-                .record(rt, &pid)
-                .ok_or_else(|| Error::not_found(format!("{} '{pid}' not found", rt.name())))?;
+            let old = s.record(rt, &pid).ok_or_else(|| missing(rt, &pid))?;
             check_if_match(if_match.as_deref(), old)?;
             let (old_attrs, created) = attributes_of(old);
-            let mut attrs = old_attrs.clone();
-            patch::apply(rt, &mut attrs, &ops, &quirks)?;
+            let mut attrs = edit(&old_attrs)?;
             check_unique(s, rt, &unique_key(rt, &attrs), Some(&pid))?;
             if rt == ResourceType::Group {
                 check_members(s, &pid, &mut attrs)?;
@@ -292,9 +286,7 @@ impl Service {
     pub async fn delete(&self, rt: ResourceType, id: &str, if_match: Option<String>) -> Result<()> {
         let pid = id.to_string();
         let plan = Box::new(move |s: &Snapshot| {
-            let old = s
-                .record(rt, &pid)
-                .ok_or_else(|| Error::not_found(format!("{} '{pid}' not found", rt.name())))?;
+            let old = s.record(rt, &pid).ok_or_else(|| missing(rt, &pid))?;
             check_if_match(if_match.as_deref(), old)?;
             let mut changes = Vec::new();
             drop_memberships(s, &pid, &mut changes);
