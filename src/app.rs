@@ -58,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => token_command(cmd).await,
         Command::Certs(args) => certs_command(&args),
+        Command::Audit(crate::cli::AuditCommand::Query(a)) => audit_query(a).await,
         Command::Review(a) => {
             let ca = a.ca.clone().or_else(|| {
                 let dev = Path::new(crate::config::DEFAULT_DATA_DIR).join("tls/ca.crt");
@@ -203,6 +204,11 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let mut tasks = JoinSet::new();
     tasks.spawn(tokens.clone().refresh(store.clone(), shutdown_rx.clone()));
     tasks.spawn(certs.clone().watch(cfg.cert_reload, shutdown_rx.clone()));
+    tasks.spawn(prune_decisions(
+        store.clone(),
+        cfg.audit_retention_days,
+        shutdown_rx.clone(),
+    ));
     if let Some(path) = cfg.policy.clone() {
         tasks.spawn(watch_policy(
             path,
@@ -224,10 +230,17 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         body_limit: cfg.body_limit,
     };
     let jwks = signer.jwks();
-    let scim_app = Router::new().nest(BASE_PATH, routes::router(scim_state)).route(
-        "/.well-known/jwks.json",
-        axum::routing::get(move || async move { axum::Json(jwks) }),
-    );
+    let audit_api = crate::audit::api::router(crate::audit::api::AuditState {
+        store: store.clone(),
+        tokens: scim_state.tokens.clone(),
+    });
+    let scim_app = Router::new()
+        .nest(BASE_PATH, routes::router(scim_state))
+        .nest("/api/v1", audit_api)
+        .route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || async move { axum::Json(jwks) }),
+        );
     let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone());
     let admission_app = admission::routes::router(AdmissionState {
         recorder,
@@ -440,3 +453,104 @@ async fn watch_policy(
 #[derive(Debug, thiserror::Error)]
 #[error("denied")]
 pub struct Denied;
+
+/// Retention: delete decision records older than `days`, at start and hourly.
+async fn prune_decisions(store: Arc<dyn Store>, days: u32, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        match store.prune_decisions(&cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, days, "decision records past retention deleted"),
+            Err(e) => tracing::warn!(error = %e, "pruning decision records failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn audit_query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
+    use crate::audit::{api, query};
+    let params = api::Params {
+        user: a.user,
+        group: a.group,
+        namespace: a.namespace,
+        kind: a.kind,
+        action: a.action,
+        outcome: a.outcome,
+        rule: a.rule,
+        since: a.since,
+        from: a.from,
+        to: a.to,
+        after: a.after,
+        limit: Some(a.limit),
+    };
+    let (records, next) = match &a.url {
+        Some(url) => {
+            let token = a
+                .token
+                .as_deref()
+                .context("--url needs --token (or SCIMGATE_AUDIT_TOKEN) with scope audit")?;
+            let mut b = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .use_rustls_tls();
+            if let Some(ca) = &a.ca {
+                b = b.add_root_certificate(reqwest::Certificate::from_pem(
+                    &std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
+                )?);
+            }
+            let pairs: Vec<(&str, String)> = [
+                ("user", params.user.clone()),
+                ("group", params.group.clone()),
+                ("namespace", params.namespace.clone()),
+                ("kind", params.kind.clone()),
+                ("action", params.action.clone()),
+                ("outcome", params.outcome.clone()),
+                ("rule", params.rule.clone()),
+                ("since", params.since.clone()),
+                ("from", params.from.clone()),
+                ("to", params.to.clone()),
+                ("after", params.after.clone()),
+                ("limit", params.limit.map(|l| l.to_string())),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            let r = b
+                .build()?
+                .get(format!("{}/api/v1/decisions", url.trim_end_matches('/')))
+                .bearer_auth(token)
+                .query(&pairs)
+                .send()
+                .await?;
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.context("the audit API did not answer JSON")?;
+            if !status.is_success() {
+                bail!("{status}: {}", body["error"].as_str().unwrap_or("error"));
+            }
+            let records = body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(query::from_json)
+                .collect::<Vec<_>>();
+            (records, body["next"].as_str().map(String::from))
+        }
+        None => {
+            let store = Embedded::open(&a.data_dir).await?;
+            let q = api::to_query(&store, params).await.map_err(anyhow::Error::msg)?;
+            let records = store.query_decisions(&q).await?;
+            let next = (records.len() as u32 == q.limit.min(query::MAX_LIMIT))
+                .then(|| records.last().map(|r| r.id.clone()))
+                .flatten();
+            (records, next)
+        }
+    };
+    print!("{}", query::render(&records, a.output));
+    if let Some(n) = next {
+        eprintln!("more: --after {n}");
+    }
+    Ok(())
+}

@@ -29,6 +29,9 @@ pub enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The decision log: who submitted, approved or cancelled what, under which rule.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Play the API server: send manifests (or AdmissionReviews) to the webhooks and show the
     /// decision, the message and the stamp. Exit code 0 = allowed, 1 = denied.
     Review(ReviewArgs),
@@ -163,4 +166,62 @@ pub struct CertsArgs {
     /// Additional DNS names or IPs for the serving certificate.
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Query decisions, newest first, from the local data dir or a server's audit API (--url).
+    Query(AuditQueryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditQueryArgs {
+    /// Data dir of the embedded store (ignored with --url).
+    #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
+    pub data_dir: PathBuf,
+    /// A server's SCIM listener, e.g. https://scimgate.example.com:9443, to query remotely.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A token with scope `audit`, for --url.
+    #[arg(long, env = "SCIMGATE_AUDIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA of the server's certificate, for --url.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// userName, SCIM id, or the requester as Kubernetes named it (oidc:…, system:serviceaccount:…).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// SCIM group (at decision time).
+    #[arg(long)]
+    pub group: Option<String>,
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Workflow, CronWorkflow, WorkflowTemplate, ClusterWorkflowTemplate, PipelineRun, TaskRun.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// submit, approve, cancel, update.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// allowed, denied, dry-run-deny.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only decisions newer than this: 7d, 12h, 30m, or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only decisions at or after this RFC 3339 time (or 7d…).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only decisions before this RFC 3339 time (or 7d…).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Page size (at most 10000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Continue after this decision id (printed at the end of a full page).
+    #[arg(long)]
+    pub after: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: crate::audit::query::Format,
 }

@@ -50,6 +50,8 @@ pub struct Config {
     pub body_limit: usize,
     pub quirks: Quirks,
     pub log_format: LogFormat,
+    /// Decision records older than this many days are deleted.
+    pub audit_retention_days: u32,
 }
 
 /// The YAML config file. Same names as the flags, in camelCase.
@@ -68,6 +70,7 @@ struct File {
     tls_key: Option<PathBuf>,
     cert_reload_seconds: Option<u64>,
     log_format: Option<LogFormat>,
+    audit_retention_days: Option<u32>,
     scim: ScimFile,
 }
 
@@ -181,6 +184,10 @@ impl Config {
             body_limit,
             quirks: file.scim.quirks,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            audit_retention_days: match file.audit_retention_days.unwrap_or(90) {
+                0 => return Err(Error::Invalid("auditRetentionDays must be at least 1".into())),
+                d => d,
+            },
         })
     }
 }

@@ -1,6 +1,8 @@
 //! Audit: the record of every admission decision, written off the hot path in batches.
 //! Must not sit on the admission path: handlers hand records to the recorder and move on.
 
+pub mod api;
+pub mod query;
 pub mod recorder;
 
 /// One admission decision, with what a later replay needs (run_as, templates, submitter).

@@ -244,4 +244,99 @@ impl Store for Embedded {
             .fetch_one(&self.pool)
             .await?)
     }
+
+    async fn query_decisions(
+        &self,
+        q: &crate::audit::query::DecisionQuery,
+    ) -> Result<Vec<crate::audit::DecisionRecord>> {
+        let mut b = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT id, at, request_uid, hook, kind, namespace, name, action, requester, user_id, groups, rule, outcome, mode, reason, \
+             latency_us, policy, run_as, templates, submitter_id FROM decisions WHERE 1 = 1",
+        );
+        for (col, v) in [
+            ("user_id", &q.user_id),
+            ("requester", &q.requester),
+            ("namespace", &q.namespace),
+            ("kind", &q.kind),
+            ("action", &q.action),
+            ("outcome", &q.outcome),
+            ("rule", &q.rule),
+        ] {
+            if let Some(v) = v {
+                b.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(g) = &q.group {
+            b.push(" AND (',' || groups || ',') LIKE ")
+                .push_bind(format!("%,{},%", g.to_lowercase()));
+        }
+        if let Some(t) = &q.from {
+            b.push(" AND at >= ").push_bind(t.clone());
+        }
+        if let Some(t) = &q.to {
+            b.push(" AND at < ").push_bind(t.clone());
+        }
+        if let Some(a) = &q.after {
+            b.push(" AND id < ").push_bind(a.clone());
+        }
+        let limit = if q.limit == 0 {
+            crate::audit::query::DEFAULT_LIMIT
+        } else {
+            q.limit.min(crate::audit::query::MAX_LIMIT)
+        };
+        b.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+        let rows = b.build().fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(crate::audit::DecisionRecord {
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    request_uid: r.try_get(2)?,
+                    hook: r.try_get(3)?,
+                    kind: r.try_get(4)?,
+                    namespace: r.try_get(5)?,
+                    name: r.try_get(6)?,
+                    action: r.try_get(7)?,
+                    requester: r.try_get(8)?,
+                    user_id: r.try_get(9)?,
+                    groups: r.try_get(10)?,
+                    rule: r.try_get(11)?,
+                    outcome: r.try_get(12)?,
+                    mode: r.try_get(13)?,
+                    reason: r.try_get(14)?,
+                    latency_us: r.try_get(15)?,
+                    policy: r.try_get(16)?,
+                    run_as: r.try_get(17)?,
+                    templates: r.try_get(18)?,
+                    submitter_id: r.try_get(19)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_decisions(&self, before: &str) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM decisions WHERE at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn user_id_for(&self, user_name: &str) -> Result<Option<String>> {
+        let key = user_name.to_lowercase();
+        let live: Option<String> =
+            sqlx::query_scalar("SELECT id FROM resources WHERE rtype = 'User' AND unique_key = ?")
+                .bind(&key)
+                .fetch_optional(&self.pool)
+                .await?;
+        if live.is_some() {
+            return Ok(live);
+        }
+        Ok(
+            sqlx::query_scalar("SELECT id FROM tombstones WHERE rtype = 'User' AND unique_key = ?")
+                .bind(&key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
 }

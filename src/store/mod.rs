@@ -124,4 +124,13 @@ pub trait Store: Send + Sync + 'static {
     async fn record_decisions(&self, records: &[crate::audit::DecisionRecord]) -> Result<()>;
     /// How many decision records are stored (operations and tests).
     async fn decision_count(&self) -> Result<i64>;
+    /// Decision records matching `q`, newest first.
+    async fn query_decisions(
+        &self,
+        q: &crate::audit::query::DecisionQuery,
+    ) -> Result<Vec<crate::audit::DecisionRecord>>;
+    /// Delete decision records older than `before` (RFC 3339); returns how many.
+    async fn prune_decisions(&self, before: &str) -> Result<u64>;
+    /// The SCIM id a userName has or had (tombstones count), for audit queries by name.
+    async fn user_id_for(&self, user_name: &str) -> Result<Option<String>>;
 }

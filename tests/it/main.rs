@@ -1,6 +1,7 @@
 //! One integration-test binary: real listeners on 127.0.0.1:0, real TLS, HTTP/2.
 
 mod admission;
+mod audit;
 mod cli_docs;
 mod crash;
 mod interop;

@@ -1,0 +1,137 @@
+//! `GET /api/v1/decisions`: the decision log over HTTPS for `scimgate audit query --url`, with
+//! an `audit`-scoped token (a `scim` token gets 403, as an `audit` token does on SCIM).
+
+use super::query::{self, DecisionQuery};
+use crate::store::{Scope, Store};
+use crate::token::{Denied, Tokens};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AuditState {
+    pub store: Arc<dyn Store>,
+    pub tokens: Tokens,
+}
+
+pub fn router(state: AuditState) -> Router {
+    Router::new().route("/decisions", get(decisions)).with_state(state)
+}
+
+/// Query parameters: the CLI's filter names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub namespace: Option<String>,
+    pub kind: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub rule: Option<String>,
+    pub since: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({"error": msg.into()}))).into_response()
+}
+
+/// Turn the filter names into a query; userNames are resolved to SCIM ids (deleted users too).
+pub async fn to_query(store: &dyn Store, p: Params) -> Result<DecisionQuery, String> {
+    let now = chrono::Utc::now();
+    let mut q = DecisionQuery {
+        group: p.group,
+        namespace: p.namespace,
+        kind: p.kind,
+        action: p.action,
+        outcome: p.outcome,
+        rule: p.rule,
+        after: p.after,
+        limit: p.limit.unwrap_or(query::DEFAULT_LIMIT),
+        ..Default::default()
+    };
+    if let Some(o) = &q.outcome {
+        if !["allowed", "denied", "dry-run-deny"].contains(&o.as_str()) {
+            return Err(format!("outcome must be allowed, denied or dry-run-deny, not '{o}'"));
+        }
+    }
+    q.from = match (p.since, p.from) {
+        (Some(_), Some(_)) => return Err("give --since or --from, not both".into()),
+        (Some(s), None) | (None, Some(s)) => Some(query::parse_time(&s, now)?),
+        (None, None) => None,
+    };
+    q.to = p.to.map(|t| query::parse_time(&t, now)).transpose()?;
+    if let Some(u) = p.user {
+        if u.contains(':') {
+            q.requester = Some(u);
+        } else if uuid::Uuid::parse_str(&u).is_ok() {
+            q.user_id = Some(u);
+        } else {
+            let id = store.user_id_for(&u).await.map_err(|e| e.to_string())?;
+            q.user_id = Some(id.ok_or_else(|| format!("no SCIM user named '{u}' (now or deleted)"))?);
+        }
+    }
+    Ok(q)
+}
+
+async fn decisions(
+    State(st): State<AuditState>,
+    headers: axum::http::HeaderMap,
+    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented.map(|t| st.tokens.check(t, Scope::Audit)) {
+        None => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token with scope 'audit' is required",
+            )
+        }
+        Some(Err(Denied::Unknown)) => return error(StatusCode::UNAUTHORIZED, "the bearer token is unknown or revoked"),
+        Some(Err(Denied::Scope(s))) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("this token has scope '{}'; the audit API needs 'audit'", s.as_str()),
+            )
+        }
+        Some(Ok(_)) => {}
+    }
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let q = match to_query(&*st.store, params).await {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match st.store.query_decisions(&q).await {
+        Ok(records) => {
+            let limit = if q.limit == 0 {
+                query::DEFAULT_LIMIT
+            } else {
+                q.limit.min(query::MAX_LIMIT)
+            };
+            let next = (records.len() as u32 == limit)
+                .then(|| records.last().map(|r| r.id.clone()))
+                .flatten();
+            Json(json!({"items": records.iter().map(query::to_json).collect::<Vec<_>>(), "next": next})).into_response()
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the decision log is unavailable: {e}"),
+        ),
+    }
+}

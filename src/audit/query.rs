@@ -1,0 +1,221 @@
+//! Decision-log queries: the filters `scimgate audit query` and `GET /api/v1/decisions` take,
+//! time expressions (`7d`, RFC 3339), and the output formats (table, JSON, JSON lines, CSV).
+
+use super::DecisionRecord;
+use serde::{Deserialize, Serialize};
+
+/// Newest first; `after` is the last id of the previous page (ids are UUIDv7, time-ordered).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DecisionQuery {
+    /// SCIM id of the person (resolve userNames to ids before querying).
+    pub user_id: Option<String>,
+    /// As the request named the requester (`oidc:alice@…`, `system:serviceaccount:…`).
+    pub requester: Option<String>,
+    /// Lower-cased SCIM group name the person was in at decision time.
+    pub group: Option<String>,
+    pub namespace: Option<String>,
+    pub kind: Option<String>,
+    pub action: Option<String>,
+    /// `allowed`, `denied` or `dry-run-deny`.
+    pub outcome: Option<String>,
+    pub rule: Option<String>,
+    /// RFC 3339, inclusive.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive.
+    pub to: Option<String>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 10_000;
+
+/// `7d`, `12h`, `30m` before `now`, or an RFC 3339 time; returned as RFC 3339 UTC.
+pub fn parse_time(s: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, String> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    }
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("'{s}' is neither a duration like 7d/12h/30m nor an RFC 3339 time"))?;
+    let d = match unit {
+        "d" => chrono::Duration::days(n),
+        "h" => chrono::Duration::hours(n),
+        "m" => chrono::Duration::minutes(n),
+        _ => return Err(format!("'{s}': the unit must be d, h or m")),
+    };
+    Ok((now - d).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+const COLUMNS: [&str; 20] = [
+    "id",
+    "at",
+    "request_uid",
+    "hook",
+    "kind",
+    "namespace",
+    "name",
+    "action",
+    "requester",
+    "user_id",
+    "groups",
+    "rule",
+    "outcome",
+    "mode",
+    "reason",
+    "latency_us",
+    "policy",
+    "run_as",
+    "templates",
+    "submitter_id",
+];
+
+fn fields(r: &DecisionRecord) -> [String; 20] {
+    [
+        r.id.clone(),
+        r.at.clone(),
+        r.request_uid.clone(),
+        r.hook.clone(),
+        r.kind.clone(),
+        r.namespace.clone(),
+        r.name.clone(),
+        r.action.clone(),
+        r.requester.clone(),
+        r.user_id.clone().unwrap_or_default(),
+        r.groups.clone(),
+        r.rule.clone().unwrap_or_default(),
+        r.outcome.clone(),
+        r.mode.clone(),
+        r.reason.clone(),
+        r.latency_us.to_string(),
+        r.policy.clone(),
+        r.run_as.clone(),
+        r.templates.clone(),
+        r.submitter_id.clone().unwrap_or_default(),
+    ]
+}
+
+pub fn to_json(r: &DecisionRecord) -> serde_json::Value {
+    let f = fields(r);
+    let mut m = serde_json::Map::new();
+    for (k, v) in COLUMNS.iter().zip(f) {
+        let v = match *k {
+            "latency_us" => serde_json::json!(r.latency_us),
+            "user_id" | "rule" | "submitter_id" if v.is_empty() => serde_json::Value::Null,
+            _ => serde_json::json!(v),
+        };
+        m.insert((*k).to_string(), v);
+    }
+    serde_json::Value::Object(m)
+}
+
+pub fn from_json(v: &serde_json::Value) -> Option<DecisionRecord> {
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+    Some(DecisionRecord {
+        id: s("id")?,
+        at: s("at")?,
+        request_uid: s("request_uid").unwrap_or_default(),
+        hook: s("hook").unwrap_or_default(),
+        kind: s("kind").unwrap_or_default(),
+        namespace: s("namespace").unwrap_or_default(),
+        name: s("name").unwrap_or_default(),
+        action: s("action").unwrap_or_default(),
+        requester: s("requester").unwrap_or_default(),
+        user_id: s("user_id"),
+        groups: s("groups").unwrap_or_default(),
+        rule: s("rule"),
+        outcome: s("outcome").unwrap_or_default(),
+        mode: s("mode").unwrap_or_default(),
+        reason: s("reason").unwrap_or_default(),
+        latency_us: v.get("latency_us").and_then(|x| x.as_i64()).unwrap_or(0),
+        policy: s("policy").unwrap_or_default(),
+        run_as: s("run_as").unwrap_or_default(),
+        templates: s("templates").unwrap_or_default(),
+        submitter_id: s("submitter_id"),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+pub fn render(records: &[DecisionRecord], format: Format) -> String {
+    match format {
+        Format::Json => {
+            serde_json::to_string_pretty(&records.iter().map(to_json).collect::<Vec<_>>()).unwrap_or_default() + "\n"
+        }
+        Format::Jsonl => records.iter().map(|r| to_json(r).to_string() + "\n").collect(),
+        Format::Csv => {
+            let mut out = COLUMNS.join(",") + "\n";
+            for r in records {
+                out.push_str(&fields(r).iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+                out.push('\n');
+            }
+            out
+        }
+        Format::Table => {
+            let mut out = format!(
+                "{:<24} {:<12} {:<8} {:<24} {:<32} {:<28} {:<14} {}\n",
+                "AT", "OUTCOME", "ACTION", "KIND", "NAMESPACE/NAME", "WHO", "RULE", "REASON"
+            );
+            for r in records {
+                let cut = |s: &str, n: usize| {
+                    if s.chars().count() > n {
+                        s.chars().take(n - 1).collect::<String>() + "…"
+                    } else {
+                        s.to_string()
+                    }
+                };
+                out.push_str(&format!(
+                    "{:<24} {:<12} {:<8} {:<24} {:<32} {:<28} {:<14} {}\n",
+                    cut(&r.at, 24),
+                    r.outcome,
+                    r.action,
+                    cut(&r.kind, 24),
+                    cut(&format!("{}/{}", r.namespace, r.name), 32),
+                    cut(&r.requester, 28),
+                    cut(r.rule.as_deref().unwrap_or("-"), 14),
+                    cut(&r.reason, 100)
+                ));
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_csv() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+            .expect("t")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_time("7d", now).as_deref(), Ok("2026-11-15T12:00:00.000Z"));
+        assert_eq!(parse_time("90m", now).as_deref(), Ok("2026-11-22T10:30:00.000Z"));
+        assert_eq!(
+            parse_time("2026-11-01T00:00:00+01:00", now).as_deref(),
+            Ok("2026-10-31T23:00:00.000Z")
+        );
+        assert!(parse_time("7w", now).is_err() && parse_time("soon", now).is_err());
+        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+}

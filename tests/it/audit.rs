@@ -1,0 +1,272 @@
+//! The decision log: queries with every filter and output format, pagination, retention, and the
+//! audit API's token scopes.
+
+use crate::support::TestServer;
+use scimgate::audit::DecisionRecord;
+use scimgate::store::embedded::Embedded;
+use scimgate::store::Store;
+use std::process::Command;
+
+/// 40 records over 40 days: alice (every other), bob, a service account; kinds and outcomes vary.
+fn seed(alice: &str, bob: &str) -> Vec<DecisionRecord> {
+    let now = chrono::Utc::now();
+    (0..40)
+        .map(|i| {
+            let (requester, user_id, groups) = match i % 4 {
+                0 | 2 => (
+                    "oidc:alice@example.com".to_string(),
+                    Some(alice.to_string()),
+                    "ml,pipeline-users".to_string(),
+                ),
+                1 => (
+                    "oidc:bob@example.com".to_string(),
+                    Some(bob.to_string()),
+                    "release-approvers".to_string(),
+                ),
+                _ => ("system:serviceaccount:ci:el-github".to_string(), None, String::new()),
+            };
+            DecisionRecord {
+                id: format!("d-{i:04}"),
+                at: (now - chrono::Duration::days(40 - i)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                request_uid: format!("uid-{i}"),
+                hook: "validate".into(),
+                kind: if i % 3 == 0 {
+                    "PipelineRun".into()
+                } else {
+                    "Workflow".into()
+                },
+                namespace: if i % 5 == 0 { "prod-pay".into() } else { "team-a".into() },
+                name: format!("run-{i}, \"quoted\""),
+                action: if i % 4 == 1 { "approve".into() } else { "submit".into() },
+                requester,
+                user_id,
+                groups,
+                rule: (i % 7 != 0).then(|| "team-submit".to_string()),
+                outcome: if i % 7 == 0 { "denied".into() } else { "allowed".into() },
+                mode: "enforce".into(),
+                reason: if i % 7 == 0 {
+                    "not in a group allowed there".into()
+                } else {
+                    String::new()
+                },
+                latency_us: 100 + i,
+                policy: "abc".into(),
+                run_as: "default".into(),
+                templates: String::new(),
+                submitter_id: None,
+            }
+        })
+        .collect()
+}
+
+fn query(s: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["audit", "query", "--data-dir"])
+        .arg(s.dir.path())
+        .args(args)
+        .output()
+        .expect("scimgate audit query");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn ids(json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_filters_formats_pages_and_retention() {
+    let s = TestServer::start().await;
+    let alice = s.create_user("alice@example.com").await;
+    let bob = s.create_user("bob@example.com").await;
+    let store = Embedded::open(s.dir.path()).await.expect("store");
+    let all = seed(&alice, &bob);
+    store.record_decisions(&all).await.expect("seed");
+    let expect = |f: &dyn Fn(&DecisionRecord) -> bool| -> Vec<String> {
+        let mut v: Vec<String> = all.iter().filter(|r| f(r)).map(|r| r.id.clone()).collect();
+        v.sort();
+        v.reverse();
+        v
+    };
+    let cases: Vec<(&str, Vec<&str>, Vec<String>)> = vec![
+        (
+            "by userName",
+            vec!["--user", "alice@example.com"],
+            expect(&|r| r.user_id.as_deref() == Some(&alice)),
+        ),
+        (
+            "by id",
+            vec!["--user", &bob],
+            expect(&|r| r.user_id.as_deref() == Some(&bob)),
+        ),
+        (
+            "by requester",
+            vec!["--user", "system:serviceaccount:ci:el-github"],
+            expect(&|r| r.user_id.is_none()),
+        ),
+        (
+            "by group",
+            vec!["--group", "Pipeline-Users"],
+            expect(&|r| r.groups.contains("pipeline-users")),
+        ),
+        (
+            "by namespace",
+            vec!["-n", "prod-pay"],
+            expect(&|r| r.namespace == "prod-pay"),
+        ),
+        (
+            "by kind",
+            vec!["--kind", "PipelineRun"],
+            expect(&|r| r.kind == "PipelineRun"),
+        ),
+        (
+            "by action",
+            vec!["--action", "approve"],
+            expect(&|r| r.action == "approve"),
+        ),
+        (
+            "by outcome",
+            vec!["--outcome", "denied"],
+            expect(&|r| r.outcome == "denied"),
+        ),
+        ("by rule", vec!["--rule", "team-submit"], expect(&|r| r.rule.is_some())),
+        (
+            "since 10d",
+            vec!["--since", "10d"],
+            expect(&|r| r.id.as_str() >= "d-0031"),
+        ),
+        (
+            "combined",
+            vec!["--user", "alice@example.com", "--kind", "Workflow", "--since", "20d"],
+            expect(&|r| r.user_id.as_deref() == Some(&alice) && r.kind == "Workflow" && r.id.as_str() >= "d-0021"),
+        ),
+    ];
+    for (name, args, want) in cases {
+        let mut a = args.clone();
+        a.extend(["-o", "json", "--limit", "1000"]);
+        let (ok, out, err) = query(&s, &a);
+        assert!(ok, "{name}: {err}");
+        assert_eq!(ids(&out), want, "{name}");
+        assert!(!want.is_empty(), "{name}: the case selects something");
+    }
+    // Pagination: pages of 15 tile the whole log, newest first, with a cursor on stderr.
+    let (_, p1, e1) = query(&s, &["-o", "json", "--limit", "15"]);
+    let after = e1.trim().strip_prefix("more: --after ").expect("a cursor").to_string();
+    let (_, p2, _) = query(&s, &["-o", "json", "--limit", "15", "--after", &after]);
+    let (_, p3, e3) = query(
+        &s,
+        &[
+            "-o",
+            "json",
+            "--limit",
+            "15",
+            "--after",
+            &ids(&p2).last().cloned().unwrap_or_default(),
+        ],
+    );
+    assert!(!e3.contains("more:"), "the last page has no cursor");
+    let paged: Vec<String> = [ids(&p1), ids(&p2), ids(&p3)].concat();
+    assert_eq!(paged, expect(&|_| true));
+    // Formats.
+    let (_, csv, _) = query(&s, &["-o", "csv", "--limit", "3"]);
+    assert!(csv.starts_with("id,at,request_uid,"), "{csv}");
+    assert!(csv.contains("\"run-39, \"\"quoted\"\"\""), "CSV quoting: {csv}");
+    let (_, jsonl, _) = query(&s, &["-o", "jsonl", "--limit", "3"]);
+    assert_eq!(jsonl.lines().count(), 3);
+    let (_, table, _) = query(&s, &["--limit", "2"]);
+    assert!(table.starts_with("AT") && table.lines().count() == 3, "{table}");
+    let (ok, _, err) = query(&s, &["--user", "nobody@example.com"]);
+    assert!(!ok && err.contains("no SCIM user named"), "{err}");
+    let (ok, _, err) = query(&s, &["--outcome", "maybe"]);
+    assert!(!ok && err.contains("outcome must be"), "{err}");
+    // Retention.
+    // Records are days apart: an hour of margin keeps the boundary record on the right side.
+    let cutoff = (chrono::Utc::now() - chrono::Duration::days(30) - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(store.prune_decisions(&cutoff).await.expect("prune"), 10);
+    assert_eq!(store.decision_count().await.expect("count"), 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_api_needs_an_audit_token() {
+    let s = TestServer::start().await;
+    let alice = s.create_user("alice@example.com").await;
+    let store = Embedded::open(s.dir.path()).await.expect("store");
+    store.record_decisions(&seed(&alice, "b")).await.expect("seed");
+    let (_, audit_token) = scimgate::token::create(&store, "auditor", scimgate::store::Scope::Audit)
+        .await
+        .expect("token");
+    let api = s.base.replace("/scim/v2", "/api/v1/decisions");
+    let mut status = None;
+    for _ in 0..100 {
+        let r = s
+            .client
+            .get(&api)
+            .bearer_auth(&audit_token)
+            .query(&[("user", "alice@example.com"), ("limit", "5")])
+            .send()
+            .await
+            .expect("get");
+        status = Some(r.status());
+        if r.status() == reqwest::StatusCode::OK {
+            let v: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(v["items"].as_array().map(Vec::len), Some(5));
+            assert!(v["next"].is_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, Some(reqwest::StatusCode::OK), "the new audit token is honoured");
+    let r = s.client.get(&api).bearer_auth(&s.token).send().await.expect("get");
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::FORBIDDEN,
+        "a scim token may not read the audit log"
+    );
+    let r = s.client.get(&api).send().await.expect("get");
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let r = s
+        .client
+        .get(s.url("/Users"))
+        .bearer_auth(&audit_token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::FORBIDDEN,
+        "an audit token may not use SCIM"
+    );
+    // The CLI against the API.
+    let port = s
+        .base
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args([
+            "audit",
+            "query",
+            "--url",
+            &format!("https://localhost:{port}"),
+            "--token",
+            &audit_token,
+            "--ca",
+        ])
+        .arg(s.dir.path().join("tls/ca.crt"))
+        .args(["--outcome", "denied", "-o", "json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ids(&String::from_utf8_lossy(&out.stdout)).len(), 6);
+}
