@@ -1,0 +1,78 @@
+//! Decision-log benchmark (bench/audit.sh runs it): write N records through the store the way
+//! the recorder does (batches of 2,000), then time queries by user and 7-day range.
+//!
+//!   audit_bench DATA_DIR RECORDS USERS QUERIES
+
+use scimgate::audit::query::DecisionQuery;
+use scimgate::audit::DecisionRecord;
+use scimgate::store::embedded::Embedded;
+use scimgate::store::Store;
+use std::time::Instant;
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = std::path::PathBuf::from(&args[1]);
+    let n: usize = args[2].parse().expect("RECORDS");
+    let users: usize = args[3].parse().expect("USERS");
+    let queries: usize = args[4].parse().expect("QUERIES");
+    let store = Embedded::open(&dir).await.expect("store");
+    let start = chrono::Utc::now() - chrono::Duration::days(90);
+    let step_ms = (90 * 24 * 3600 * 1000) / n as i64;
+    let t = Instant::now();
+    let mut batch = Vec::with_capacity(2000);
+    for i in 0..n {
+        let at = start + chrono::Duration::milliseconds(step_ms * i as i64);
+        let u = (i * 7919) % users;
+        batch.push(DecisionRecord {
+            id: format!("{:016x}-{i:08}", at.timestamp_millis()),
+            at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            request_uid: format!("uid-{i}"),
+            hook: "validate".into(),
+            kind: "Workflow".into(),
+            namespace: format!("team-{}", u % 50),
+            name: format!("run-{i}"),
+            action: "submit".into(),
+            requester: format!("oidc:user-{u}@example.com"),
+            user_id: Some(format!("user-id-{u}")),
+            groups: format!("team-{},all", u % 50),
+            rule: Some("team-submit".into()),
+            outcome: if i % 10 == 0 { "denied".into() } else { "allowed".into() },
+            mode: "enforce".into(),
+            reason: String::new(),
+            latency_us: 80,
+            policy: "digest".into(),
+            run_as: "default".into(),
+            templates: String::new(),
+            submitter_id: None,
+        });
+        if batch.len() == 2000 {
+            store.record_decisions(&batch).await.expect("insert");
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        store.record_decisions(&batch).await.expect("insert");
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!("recorded {n} decisions in {secs:.1} s = {:.0} records/s (durable, batches of 2000)", n as f64 / secs);
+    let mut lat = Vec::with_capacity(queries);
+    let mut rows = 0;
+    for q in 0..queries {
+        let u = (q * 104_729) % users;
+        let from = start + chrono::Duration::days((q % 80) as i64);
+        let query = DecisionQuery {
+            user_id: Some(format!("user-id-{u}")),
+            from: Some(from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            to: Some((from + chrono::Duration::days(7)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            limit: 100,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        rows += store.query_decisions(&query).await.expect("query").len();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let p = |f: f64| lat[((lat.len() as f64 * f) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+    println!("{queries} queries by user + 7-day range over {n} records: p50 {:.2} ms, p99 {:.2} ms ({rows} rows returned)", p(0.5), p(0.99));
+}
