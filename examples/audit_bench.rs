@@ -55,7 +55,10 @@ async fn main() {
         store.record_decisions(&batch).await.expect("insert");
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("recorded {n} decisions in {secs:.1} s = {:.0} records/s (durable, batches of 2000)", n as f64 / secs);
+    println!(
+        "recorded {n} decisions in {secs:.1} s = {:.0} records/s (durable, batches of 2000)",
+        n as f64 / secs
+    );
     let mut lat = Vec::with_capacity(queries);
     let mut rows = 0;
     for q in 0..queries {
@@ -74,5 +77,9 @@ async fn main() {
     }
     lat.sort();
     let p = |f: f64| lat[((lat.len() as f64 * f) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
-    println!("{queries} queries by user + 7-day range over {n} records: p50 {:.2} ms, p99 {:.2} ms ({rows} rows returned)", p(0.5), p(0.99));
+    println!(
+        "{queries} queries by user + 7-day range over {n} records: p50 {:.2} ms, p99 {:.2} ms ({rows} rows returned)",
+        p(0.5),
+        p(0.99)
+    );
 }

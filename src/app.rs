@@ -58,7 +58,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => token_command(cmd).await,
         Command::Certs(args) => certs_command(&args),
-        Command::Audit(crate::cli::AuditCommand::Query(a)) => audit_query(a).await,
+        Command::Audit(crate::cli::AuditCommand::Query(a)) => audit_query(*a).await,
+        Command::Audit(crate::cli::AuditCommand::Verify(a)) => audit_verify(a).await,
         Command::Review(a) => {
             let ca = a.ca.clone().or_else(|| {
                 let dev = Path::new(crate::config::DEFAULT_DATA_DIR).join("tls/ca.crt");
@@ -551,6 +552,62 @@ async fn audit_query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
     print!("{}", query::render(&records, a.output));
     if let Some(n) = next {
         eprintln!("more: --after {n}");
+    }
+    Ok(())
+}
+
+async fn audit_verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
+    use crate::audit::verify;
+    let jwks: serde_json::Value = if a.jwks.starts_with("https://") || a.jwks.starts_with("http://") {
+        let mut b = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .use_rustls_tls();
+        if let Some(ca) = &a.ca {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(
+                &std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
+            )?);
+        }
+        b.build()?
+            .get(&a.jwks)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+            .context("the JWKS URL did not answer JSON")?
+    } else {
+        serde_json::from_slice(&std::fs::read(&a.jwks).with_context(|| format!("reading {}", a.jwks))?)
+            .context("the JWKS file is not JSON")?
+    };
+    let verifier = Verifier::from_jwks(&jwks)?;
+    let text = if a.file == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
+    };
+    let mut findings = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let v = <serde_json::Value as serde::Deserialize>::deserialize(doc).context("parsing the kubectl output")?;
+        findings.extend(
+            verify::objects(&v)
+                .into_iter()
+                .map(|o| verify::verify_object(&verifier, o)),
+        );
+    }
+    if a.output == "json" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&findings.iter().map(verify::to_json).collect::<Vec<_>>())?
+        );
+    } else {
+        for f in &findings {
+            println!("{}", verify::line(f));
+        }
+    }
+    if findings.iter().any(verify::Finding::forged) {
+        return Err(Denied.into());
     }
     Ok(())
 }

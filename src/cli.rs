@@ -171,7 +171,25 @@ pub struct CertsArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Query decisions, newest first, from the local data dir or a server's audit API (--url).
-    Query(AuditQueryArgs),
+    Query(Box<AuditQueryArgs>),
+    /// Check the stamps on objects from `kubectl get -o json|yaml` (objects or Lists), offline.
+    /// Exit code 1 when any stamp is forged or altered.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// kubectl output, JSON or YAML; `-` for stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The JWKS: a file, or an https URL such as https://scimgate.example.com:9443/.well-known/jwks.json.
+    #[arg(long, value_name = "FILE|URL")]
+    pub jwks: String,
+    /// CA for an https JWKS URL.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
 }
 
 #[derive(Debug, Args)]

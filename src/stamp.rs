@@ -168,6 +168,31 @@ impl Verifier {
         }
     }
 
+    /// Keys from a JWKS document (`{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid", "x"}]}`):
+    /// the current key and any retired ones a rotation kept published.
+    pub fn from_jwks(jwks: &Value) -> Result<Verifier> {
+        let mut keys = Vec::new();
+        for k in jwks.get("keys").and_then(Value::as_array).into_iter().flatten() {
+            if k.get("kty").and_then(Value::as_str) != Some("OKP")
+                || k.get("crv").and_then(Value::as_str) != Some("Ed25519")
+            {
+                continue;
+            }
+            let kid = k.get("kid").and_then(Value::as_str).unwrap_or_default().to_string();
+            let x = k
+                .get("x")
+                .and_then(Value::as_str)
+                .and_then(|x| B64.decode(x).ok())
+                .filter(|x| x.len() == 32)
+                .ok_or_else(|| Error::Invalid(format!("JWKS key '{kid}' has no valid Ed25519 'x'")))?;
+            keys.push((kid, x));
+        }
+        if keys.is_empty() {
+            return Err(Error::Invalid("the JWKS holds no Ed25519 keys".into()));
+        }
+        Ok(Verifier { keys, recent: None })
+    }
+
     /// Verify a compact JWS; returns its claims.
     pub fn verify(&self, jws: &str) -> Result<Value> {
         // Byte-for-byte one we signed: nothing to check cryptographically.

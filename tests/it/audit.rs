@@ -270,3 +270,122 @@ async fn the_audit_api_needs_an_audit_token() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(ids(&String::from_utf8_lossy(&out.stdout)).len(), 6);
 }
+
+fn verify(jwks: &std::path::Path, objects: &serde_json::Value) -> (i32, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("objects.json");
+    std::fs::write(&f, objects.to_string()).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["audit", "verify", "-o", "json", "--jwks"])
+        .arg(jwks)
+        .arg("-f")
+        .arg(&f)
+        .output()
+        .expect("scimgate audit verify");
+    let v =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn statuses(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            o["stamps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{}{}",
+                        s["status"].as_str().unwrap_or_default(),
+                        s["why"].as_str().map(|w| format!(": {w}")).unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_tells_valid_missing_and_forged_stamps_apart() {
+    use crate::admission::{patched, request, World};
+    use serde_json::json;
+    let w = World::new().await;
+    let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "train-1", "namespace": "team-a"},
+        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}});
+    let r = w
+        .review("mutate", request("v1", "CREATE", "oidc:alice@example.com", &wf, None))
+        .await;
+    let stamped = patched(&wf, &r);
+    // The JWKS as the server publishes it.
+    let jwks_url = w.s.base.replace("/scim/v2", "/.well-known/jwks.json");
+    let jwks: serde_json::Value =
+        w.s.client
+            .get(&jwks_url)
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).expect("write");
+
+    let mut tampered = Vec::new();
+    for field in [
+        "submitted-by",
+        "submitted-by-id",
+        "submitted-groups",
+        "submitted-at",
+        "decision",
+    ] {
+        let mut t = stamped.clone();
+        t["metadata"]["annotations"][format!("scimgate.io/{field}")] = json!("mallory");
+        tampered.push((field, t));
+    }
+    let mut moved = stamped.clone();
+    moved["metadata"]["namespace"] = json!("prod-pay");
+    let mut unsigned = wf.clone();
+    unsigned["metadata"]["annotations"] = json!({"scimgate.io/submitted-by": "ceo@example.com"});
+    let mut items = vec![stamped.clone(), wf.clone(), moved, unsigned];
+    items.extend(tampered.iter().map(|(_, t)| t.clone()));
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let (code, v) = verify(&jwks_file, &list);
+    assert_eq!(code, 1, "forged stamps make the exit code 1");
+    let s = statuses(&v);
+    assert_eq!(s[0], "valid");
+    assert_eq!(v[0]["stamps"][0]["by"], "alice@example.com");
+    assert_eq!(s[1], "missing");
+    assert!(s[2].contains("made for another object (namespace differs)"), "{}", s[2]);
+    assert!(s[3].contains("not covered by any scimgate attestation"), "{}", s[3]);
+    for (i, (field, _)) in tampered.iter().enumerate() {
+        assert!(
+            s[4 + i].contains(&format!("scimgate.io/{field} was altered")),
+            "{field}: {}",
+            s[4 + i]
+        );
+    }
+    // Only valid: exit 0. A single object (not a List) works too.
+    let (code, _) = verify(&jwks_file, &stamped);
+    assert_eq!(code, 0);
+    // Wrong key: a JWKS without the signing key.
+    let (other, _) = scimgate::stamp::Signer::generate().expect("key");
+    let other_jwks = dir.path().join("other.json");
+    std::fs::write(&other_jwks, other.jwks().to_string()).expect("write");
+    let (code, v) = verify(&other_jwks, &stamped);
+    assert_eq!(code, 1);
+    assert!(statuses(&v)[0].contains("unknown key id"), "{v}");
+    // Rotated: the new key published beside the old one still verifies old stamps.
+    let mut rotated = other.jwks();
+    if let (Some(keys), Some(old)) = (rotated["keys"].as_array_mut(), jwks["keys"].as_array()) {
+        keys.extend(old.iter().cloned());
+    }
+    let rotated_file = dir.path().join("rotated.json");
+    std::fs::write(&rotated_file, rotated.to_string()).expect("write");
+    let (code, v) = verify(&rotated_file, &stamped);
+    assert_eq!((code, statuses(&v)[0].as_str()), (0, "valid"));
+}
