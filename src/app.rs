@@ -83,6 +83,97 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(Denied.into())
             }
         }
+        Command::Policy(PolicyCommand::Test {
+            file,
+            policy: policy_file,
+            data_dir,
+            user,
+            namespace,
+        }) => {
+            let p = Policy::load(&policy_file)?;
+            let store = Embedded::open(&data_dir).await?;
+            let snapshot = Snapshot::from_loaded(store.load().await?);
+            let (signer, _) = Signer::generate()?;
+            let decider = Decider {
+                directory: Arc::new(ArcSwap::from_pointee(snapshot)),
+                policy: Arc::new(ArcSwap::from_pointee(p)),
+                verifier: Verifier::from_signer(&signer),
+                signer: Arc::new(signer),
+            };
+            let opts = crate::review::Options {
+                file: file.clone(),
+                url: String::new(),
+                ca: None,
+                user,
+                groups: vec![],
+                operation: "CREATE".into(),
+                old_file: None,
+                namespace,
+                dry_run: false,
+                json: false,
+            };
+            let mut all_allowed = true;
+            for request in crate::review::requests(&opts)? {
+                let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
+                let review = crate::admission::review::decode(body.to_string().as_bytes())?;
+                let req = review.request.map_err(anyhow::Error::msg)?;
+                let answer = admission::decide(&decider, &req, admission::Hook::Validate);
+                all_allowed &= answer.allowed;
+                let title = req.object.as_ref().map(crate::review::title).unwrap_or_default();
+                println!(
+                    "{} {} {title}",
+                    if answer.allowed { "ALLOWED" } else { "DENIED " },
+                    req.kind
+                );
+                if let Some(m) = &answer.message {
+                    println!("  {m}");
+                }
+                for w in &answer.warnings {
+                    println!("  warning: {w}");
+                }
+            }
+            if all_allowed {
+                Ok(())
+            } else {
+                Err(Denied.into())
+            }
+        }
+        Command::Policy(PolicyCommand::Replay {
+            policy: file,
+            data_dir,
+            since,
+            examples,
+            output,
+        }) => {
+            use crate::audit::{query, replay};
+            let p = Policy::load(&file)?;
+            let store = Embedded::open(&data_dir).await?;
+            let from = query::parse_time(&since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+            let mut records = Vec::new();
+            let mut after = None;
+            loop {
+                let q = query::DecisionQuery {
+                    from: Some(from.clone()),
+                    after: after.clone(),
+                    limit: query::MAX_LIMIT,
+                    ..Default::default()
+                };
+                let page = store.query_decisions(&q).await?;
+                after = page.last().map(|r| r.id.clone());
+                let full = page.len() as u32 == query::MAX_LIMIT;
+                records.extend(page);
+                if !full {
+                    break;
+                }
+            }
+            let report = replay::replay(&records, &p);
+            if output == "json" {
+                println!("{}", serde_json::to_string_pretty(&replay::to_json(&report, examples))?);
+            } else {
+                print!("{}", replay::to_text(&report, examples));
+            }
+            Ok(())
+        }
         Command::Policy(PolicyCommand::Check { file }) => {
             let p = Policy::load(&file)?;
             println!(

@@ -79,6 +79,42 @@ pub enum PolicyCommand {
         /// The policy file.
         file: PathBuf,
     },
+    /// Evaluate manifests or AdmissionReviews offline against a policy and the identity state
+    /// in a data dir; nothing is recorded. Exit code 0 = allowed, 1 = denied.
+    Test {
+        /// Manifest (YAML/JSON, several documents allowed) or AdmissionReview; `-` for stdin.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// The policy to evaluate under.
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Data dir whose users and groups to use.
+        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
+        data_dir: PathBuf,
+        /// userInfo.username for manifests.
+        #[arg(long, default_value = "oidc:alice@example.com")]
+        user: String,
+        /// Namespace for objects that name none.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Re-evaluate recorded decisions under another policy and show what flips.
+    Replay {
+        /// The policy to try.
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Data dir of the embedded store holding the decision log.
+        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
+        data_dir: PathBuf,
+        /// Only decisions newer than this: 7d, 12h, 30m, or an RFC 3339 time.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Examples shown per direction.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+        #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
 }
 
 #[derive(Debug, Args, Clone, Default)]

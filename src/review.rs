@@ -171,8 +171,8 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// Run the review; returns whether everything was allowed.
-pub async fn run(o: &Options) -> anyhow::Result<bool> {
+/// The AdmissionRequests for `o.file`: its AdmissionReviews as they are, its manifests wrapped.
+pub fn requests(o: &Options) -> anyhow::Result<Vec<Value>> {
     let docs = documents(&read(&o.file)?)?;
     if docs.is_empty() {
         bail!("{} holds no documents", o.file.display());
@@ -181,6 +181,30 @@ pub async fn run(o: &Options) -> anyhow::Result<bool> {
         Some(p) => documents(&read(p)?)?.into_iter().next(),
         None => None,
     };
+    Ok(docs
+        .into_iter()
+        .map(|doc| {
+            if doc["kind"] == "AdmissionReview" {
+                doc["request"].clone()
+            } else {
+                request_for(&doc, old.as_ref(), o)
+            }
+        })
+        .collect())
+}
+
+/// `name` or `generateName` of an object, for output.
+pub fn title(obj: &Value) -> String {
+    obj["metadata"]["name"]
+        .as_str()
+        .or(obj["metadata"]["generateName"].as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Run the review; returns whether everything was allowed.
+pub async fn run(o: &Options) -> anyhow::Result<bool> {
+    let requests = requests(o)?;
     let c = client(o.ca.as_deref())?;
     let base = o.url.trim_end_matches('/');
     let (mutate, validate) = if base.ends_with("/validate") {
@@ -192,12 +216,7 @@ pub async fn run(o: &Options) -> anyhow::Result<bool> {
     };
     let mut all_allowed = true;
     let mut outputs = Vec::new();
-    for doc in docs {
-        let request = if doc["kind"] == "AdmissionReview" {
-            doc["request"].clone()
-        } else {
-            request_for(&doc, old.as_ref(), o)
-        };
+    for request in requests {
         let title = format!(
             "{} {}",
             request["kind"]["kind"].as_str().unwrap_or("?"),

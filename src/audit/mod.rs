@@ -4,6 +4,7 @@
 pub mod api;
 pub mod query;
 pub mod recorder;
+pub mod replay;
 pub mod verify;
 
 /// One admission decision, with what a later replay needs (run_as, templates, submitter).

@@ -389,3 +389,94 @@ async fn verify_tells_valid_missing_and_forged_stamps_apart() {
     let (code, v) = verify(&rotated_file, &stamped);
     assert_eq!((code, statuses(&v)[0].as_str()), (0, "valid"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_reports_exactly_the_decisions_a_policy_change_flips() {
+    let s = TestServer::start().await;
+    let alice = s.create_user("alice@example.com").await;
+    let store = Embedded::open(s.dir.path()).await.expect("store");
+    let all = seed(&alice, "bob-id");
+    store.record_decisions(&all).await.expect("seed");
+    // The new policy: only pipeline-users may submit, only in team-*; no approvals, no service accounts.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("new.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: scimgate.io/v1\nkind: Policy\nidentity:\n  usernamePrefix: \"oidc:\"\nrules:\n  - name: team-submit\n    allow: [submit]\n    groups: [pipeline-users]\n    namespaces: [\"team-*\"]\n",
+    )
+    .expect("policy");
+    let now_allowed = |r: &DecisionRecord| r.user_id.as_deref() == Some(alice.as_str()) && r.namespace == "team-a";
+    let mut want_denied: Vec<&str> = all
+        .iter()
+        .filter(|r| r.outcome == "allowed" && !now_allowed(r))
+        .map(|r| r.id.as_str())
+        .collect();
+    let mut want_allowed: Vec<&str> = all
+        .iter()
+        .filter(|r| r.outcome == "denied" && now_allowed(r))
+        .map(|r| r.id.as_str())
+        .collect();
+    want_denied.sort();
+    want_allowed.sort();
+    assert!(
+        !want_denied.is_empty() && !want_allowed.is_empty(),
+        "the seed exercises both directions"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args([
+            "policy",
+            "replay",
+            "--since",
+            "60d",
+            "--examples",
+            "100",
+            "-o",
+            "json",
+            "--data-dir",
+        ])
+        .arg(s.dir.path())
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .expect("replay");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got = |dir: &str| -> Vec<String> {
+        let mut ids: Vec<String> = v[dir]["examples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["id"].as_str().map(String::from))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(v["replayed"], 40);
+    assert_eq!(got("newlyDenied"), want_denied);
+    assert_eq!(got("newlyAllowed"), want_allowed);
+    assert_eq!(v["newlyDenied"]["count"].as_u64(), Some(want_denied.len() as u64));
+    assert_eq!(
+        v["newlyDenied"]["counts"]["byNamespace"]["prod-pay"].as_u64(),
+        Some(
+            all.iter()
+                .filter(|r| r.outcome == "allowed" && r.namespace == "prod-pay")
+                .count() as u64
+        )
+    );
+    let text = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["policy", "replay", "--since", "60d", "--data-dir"])
+        .arg(s.dir.path())
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .expect("replay");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "replayed 40 decisions (0 skipped: identity denials or unknown kinds): {} newly denied, {} newly allowed",
+            want_denied.len(),
+            want_allowed.len()
+        )),
+        "{text}"
+    );
+}
