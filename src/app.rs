@@ -585,14 +585,7 @@ async fn audit_query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
                 .token
                 .as_deref()
                 .context("--url needs --token (or SCIMGATE_AUDIT_TOKEN) with scope audit")?;
-            let mut b = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .use_rustls_tls();
-            if let Some(ca) = &a.ca {
-                b = b.add_root_certificate(reqwest::Certificate::from_pem(
-                    &std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
-                )?);
-            }
+            let client = cli_client(a.ca.as_deref())?;
             let pairs: Vec<(&str, String)> = [
                 ("user", params.user.clone()),
                 ("group", params.group.clone()),
@@ -610,8 +603,7 @@ async fn audit_query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect();
-            let r = b
-                .build()?
+            let r = client
                 .get(format!("{}/api/v1/decisions", url.trim_end_matches('/')))
                 .bearer_auth(token)
                 .query(&pairs)
@@ -650,15 +642,7 @@ async fn audit_query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
 async fn audit_verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
     use crate::audit::verify;
     let jwks: serde_json::Value = if a.jwks.starts_with("https://") || a.jwks.starts_with("http://") {
-        let mut b = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .use_rustls_tls();
-        if let Some(ca) = &a.ca {
-            b = b.add_root_certificate(reqwest::Certificate::from_pem(
-                &std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
-            )?);
-        }
-        b.build()?
+        cli_client(a.ca.as_deref())?
             .get(&a.jwks)
             .send()
             .await?
@@ -701,4 +685,16 @@ async fn audit_verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
         return Err(Denied.into());
     }
     Ok(())
+}
+
+/// An HTTPS client for the CLI's calls to a server, trusting `ca` when given.
+fn cli_client(ca: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .use_rustls_tls();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    Ok(b.build()?)
 }
