@@ -60,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Certs(args) => certs_command(&args),
         Command::Audit(crate::cli::AuditCommand::Query(a)) => audit_query(*a).await,
         Command::Audit(crate::cli::AuditCommand::Verify(a)) => audit_verify(a).await,
+        Command::Audit(crate::cli::AuditCommand::Who(a)) => audit_who(a).await,
         Command::Review(a) => {
             let ca = a.ca.clone().or_else(|| {
                 let dev = Path::new(crate::config::DEFAULT_DATA_DIR).join("tls/ca.crt");
@@ -639,11 +640,11 @@ async fn audit_query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn audit_verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
-    use crate::audit::verify;
-    let jwks: serde_json::Value = if a.jwks.starts_with("https://") || a.jwks.starts_with("http://") {
-        cli_client(a.ca.as_deref())?
-            .get(&a.jwks)
+/// A JWKS from a file or an http(s) URL.
+async fn load_jwks(jwks: &str, ca: Option<&Path>) -> anyhow::Result<Verifier> {
+    let doc: serde_json::Value = if jwks.starts_with("https://") || jwks.starts_with("http://") {
+        cli_client(ca)?
+            .get(jwks)
             .send()
             .await?
             .error_for_status()?
@@ -651,10 +652,70 @@ async fn audit_verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
             .await
             .context("the JWKS URL did not answer JSON")?
     } else {
-        serde_json::from_slice(&std::fs::read(&a.jwks).with_context(|| format!("reading {}", a.jwks))?)
+        serde_json::from_slice(&std::fs::read(jwks).with_context(|| format!("reading {jwks}"))?)
             .context("the JWKS file is not JSON")?
     };
-    let verifier = Verifier::from_jwks(&jwks)?;
+    Ok(Verifier::from_jwks(&doc)?)
+}
+
+async fn audit_who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
+    use crate::audit::who;
+    let (ar, ns, name) = who::parse_target(&a.target, a.selector.is_some())?;
+    let verifier = match &a.jwks {
+        Some(j) => load_jwks(j, a.ca.as_deref()).await?,
+        None => {
+            let key = a.data_dir.join("keys/signing.key");
+            if !key.exists() {
+                bail!(
+                    "no --jwks and no signing key at {}: pass --jwks FILE|URL",
+                    key.display()
+                );
+            }
+            Verifier::from_signer(&Signer::load_or_create(&key)?)
+        }
+    };
+    let config = match &a.kubeconfig {
+        Some(path) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let objects = who::fetch(client, &ar, ns.as_deref(), name.as_deref(), a.selector.as_deref()).await?;
+    let store = if a.data_dir.join(crate::store::embedded::FILE).exists() {
+        Some(Embedded::open(&a.data_dir).await?)
+    } else {
+        None
+    };
+    let mut reports = Vec::new();
+    let mut forged = false;
+    for obj in &objects {
+        let (report, f) = who::explain(&verifier, store.as_ref().map(|s| s as &dyn Store), obj).await?;
+        forged |= f;
+        reports.push(report);
+    }
+    if a.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else if reports.is_empty() {
+        println!("no {} matched", ar.plural);
+    } else {
+        for r in &reports {
+            print!("{}", who::text(r));
+        }
+    }
+    if forged {
+        return Err(Denied.into());
+    }
+    Ok(())
+}
+
+async fn audit_verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
+    use crate::audit::verify;
+    let verifier = load_jwks(&a.jwks, a.ca.as_deref()).await?;
     let text = if a.file == Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;

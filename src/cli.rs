@@ -211,6 +211,32 @@ pub enum AuditCommand {
     /// Check the stamps on objects from `kubectl get -o json|yaml` (objects or Lists), offline.
     /// Exit code 1 when any stamp is forged or altered.
     Verify(AuditVerifyArgs),
+    /// Who submitted, approved and cancelled a live run: its stamps, verified, and the matching
+    /// decision records. Exit code 1 when a stamp is forged.
+    Who(AuditWhoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditWhoArgs {
+    /// NAMESPACE/KIND/NAME (KIND/NAME for ClusterWorkflowTemplates); NAMESPACE/KIND with --selector.
+    pub target: String,
+    /// A label selector over the stamp labels, e.g. scimgate.io/submitted-by=alice.at.example.com.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The JWKS (file or URL); default: the signing key in --data-dir.
+    #[arg(long, value_name = "FILE|URL")]
+    pub jwks: Option<String>,
+    /// CA for an https JWKS URL.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Data dir with the decision log (and signing key); skipped when absent.
+    #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
+    pub data_dir: PathBuf,
+    #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ pub mod query;
 pub mod recorder;
 pub mod replay;
 pub mod verify;
+pub mod who;
 
 /// One admission decision, with what a later replay needs (run_as, templates, submitter).
 #[derive(Debug, Clone, PartialEq)]

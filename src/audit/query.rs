@@ -26,6 +26,8 @@ pub struct DecisionQuery {
     pub to: Option<String>,
     pub after: Option<String>,
     pub limit: u32,
+    /// The admission request a stamp names (its attestation's `uid`).
+    pub request_uid: Option<String>,
 }
 
 pub const DEFAULT_LIMIT: u32 = 100;

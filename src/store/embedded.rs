@@ -261,6 +261,7 @@ impl Store for Embedded {
             ("action", &q.action),
             ("outcome", &q.outcome),
             ("rule", &q.rule),
+            ("request_uid", &q.request_uid),
         ] {
             if let Some(v) = v {
                 b.push(format!(" AND {col} = ")).push_bind(v.clone());

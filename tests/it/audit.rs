@@ -480,3 +480,175 @@ async fn replay_reports_exactly_the_decisions_a_policy_change_flips() {
         "{text}"
     );
 }
+
+/// A stand-in for kube-apiserver: real TLS, real List/GET/Status JSON shapes for Workflows.
+async fn fake_api_server(objects: Vec<serde_json::Value>) -> (String, String, tokio::sync::watch::Sender<bool>) {
+    use axum::extract::{Path, Query};
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use serde_json::json;
+    let objects = std::sync::Arc::new(objects);
+    let one = objects.clone();
+    let get_one = move |Path((ns, name)): Path<(String, String)>| {
+        let objects = one.clone();
+        async move {
+            match objects
+                .iter()
+                .find(|o| o["metadata"]["name"] == name.as_str() && o["metadata"]["namespace"] == ns.as_str())
+            {
+                Some(o) => (StatusCode::OK, axum::Json(o.clone())),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(
+                        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": format!("workflows.argoproj.io \"{name}\" not found"), "reason": "NotFound",
+                        "details": {"name": name, "group": "argoproj.io", "kind": "workflows"}, "code": 404}),
+                    ),
+                ),
+            }
+        }
+    };
+    let list = move |Path(ns): Path<String>, Query(q): Query<std::collections::HashMap<String, String>>| {
+        let objects = objects.clone();
+        async move {
+            let selector = q
+                .get("labelSelector")
+                .and_then(|s| s.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()));
+            let items: Vec<serde_json::Value> = objects
+                .iter()
+                .filter(|o| o["metadata"]["namespace"] == ns.as_str())
+                .filter(|o| {
+                    selector
+                        .as_ref()
+                        .is_none_or(|(k, v)| o["metadata"]["labels"][k] == v.as_str())
+                })
+                .map(|o| {
+                    let mut item = o.clone();
+                    // List items come without apiVersion/kind, as the API server sends them.
+                    if let Some(m) = item.as_object_mut() {
+                        m.remove("apiVersion");
+                        m.remove("kind");
+                    }
+                    item
+                })
+                .collect();
+            axum::Json(
+                json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowList", "metadata": {"resourceVersion": "42"}, "items": items}),
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route(
+            "/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows/{name}",
+            get(get_one),
+        )
+        .route("/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows", get(list));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = scimgate::tls::generate(&["127.0.0.1".into(), "localhost".into()], "fake apiserver CA").expect("pki");
+    let files = scimgate::tls::write(dir.path(), &pki).expect("write pki");
+    let certs = scimgate::tls::Reloading::open(files).expect("certs");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("https://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(scimgate::listener::serve(
+        listener,
+        Some(certs.server_config()),
+        app,
+        rx,
+    ));
+    (url, pki.ca_pem, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_reads_live_objects_verifies_stamps_and_finds_the_decisions() {
+    use crate::admission::{patched, request, World};
+    use base64::Engine;
+    use serde_json::json;
+    let w = World::new().await;
+    let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "train-1", "namespace": "team-a"},
+        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}});
+    let r = w
+        .review(
+            "mutate",
+            request("who-1", "CREATE", "oidc:alice@example.com", &wf, None),
+        )
+        .await;
+    let mut live = patched(&wf, &r);
+    let v = w
+        .review(
+            "validate",
+            request("who-1", "CREATE", "oidc:alice@example.com", &live, None),
+        )
+        .await;
+    assert_eq!(v["allowed"], true);
+    live["metadata"]["uid"] = json!("5b0e2f4c-0000-4000-8000-000000000001");
+    live["metadata"]["resourceVersion"] = json!("7");
+    let mut forged = live.clone();
+    forged["metadata"]["name"] = json!("train-2");
+    forged["metadata"]["annotations"]["scimgate.io/submitted-by"] = json!("bob@example.com");
+    let store = Embedded::open(w.s.dir.path()).await.expect("store");
+    for _ in 0..100 {
+        if store.decision_count().await.expect("count") >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (url, ca, _stop) = fake_api_server(vec![live.clone(), forged]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let ca64 = base64::engine::general_purpose::STANDARD.encode(ca.as_bytes());
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca64}\nusers:\n- name: auditor\n  user:\n    token: not-checked\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: auditor\ncurrent-context: fake\n"),
+    )
+    .expect("kubeconfig");
+    let who = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+            .args(["audit", "who"])
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--data-dir")
+            .arg(w.s.dir.path())
+            .output()
+            .expect("audit who");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = who(&["team-a/workflow/train-1", "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v[0]["events"][0]["event"], "submitted");
+    assert_eq!(v[0]["events"][0]["by"], "alice@example.com");
+    assert_eq!(v[0]["events"][0]["byId"], w.alice.as_str());
+    assert_eq!(v[0]["stamps"][0]["status"], "valid");
+    assert_eq!(
+        v[0]["decisions"][0]["requestUid"], "who-1",
+        "cross-referenced with the decision log"
+    );
+    assert_eq!(v[0]["decisions"][0]["outcome"], "allowed");
+    let (code, out, _) = who(&["team-a/wf/train-2"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FORGED: scimgate.io/submitted-by was altered"), "{out}");
+    let (code, out, _) = who(&[
+        "team-a/workflows",
+        "-l",
+        "scimgate.io/submitted-by=alice.at.example.com",
+    ]);
+    assert_eq!(code, 1, "one of the two is forged: {out}");
+    assert!(
+        out.contains("team-a/Workflow/train-1") && out.contains("team-a/Workflow/train-2"),
+        "{out}"
+    );
+    let (code, _, err) = who(&["team-a/workflow/nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("Workflow team-a/nope not found"), "{err}");
+    let (code, _, err) = who(&["workflow/train-1"]);
+    assert!(code == 2 && err.contains("is namespaced"), "{err}");
+    let (code, _, err) = who(&["team-a/deployment/x"]);
+    assert!(code == 2 && err.contains("not an Argo or Tekton run kind"), "{err}");
+}

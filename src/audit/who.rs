@@ -1,0 +1,199 @@
+//! `scimgate audit who NAMESPACE/KIND/NAME`: read the live object through the Kubernetes API
+//! (kubeconfig or in-cluster), show who submitted, approved and cancelled it with times, verify
+//! each attestation, and find the matching records in the decision log.
+
+use super::query::DecisionQuery;
+use super::verify;
+use crate::stamp::{Verifier, PREFIX};
+use crate::store::Store;
+use anyhow::{bail, Context};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::ApiResource;
+use serde_json::{json, Value};
+
+/// Our kinds by the names people type (`workflow`, `workflows`, `wf`, `pipelinerun`, `pr`, …).
+fn resource(kind: &str) -> Option<(ApiResource, bool)> {
+    let (group, version, kind, plural, namespaced) = match kind.to_ascii_lowercase().as_str() {
+        "workflow" | "workflows" | "wf" => ("argoproj.io", "v1alpha1", "Workflow", "workflows", true),
+        "cronworkflow" | "cronworkflows" | "cwf" => ("argoproj.io", "v1alpha1", "CronWorkflow", "cronworkflows", true),
+        "workflowtemplate" | "workflowtemplates" | "wftmpl" => {
+            ("argoproj.io", "v1alpha1", "WorkflowTemplate", "workflowtemplates", true)
+        }
+        "clusterworkflowtemplate" | "clusterworkflowtemplates" | "cwftmpl" => (
+            "argoproj.io",
+            "v1alpha1",
+            "ClusterWorkflowTemplate",
+            "clusterworkflowtemplates",
+            false,
+        ),
+        "pipelinerun" | "pipelineruns" | "pr" => ("tekton.dev", "v1", "PipelineRun", "pipelineruns", true),
+        "taskrun" | "taskruns" | "tr" => ("tekton.dev", "v1", "TaskRun", "taskruns", true),
+        _ => return None,
+    };
+    let ar = ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    Some((ar, namespaced))
+}
+
+/// `NAMESPACE/KIND/NAME`, `KIND/NAME` for cluster-scoped kinds; with a selector, the name is left out.
+pub fn parse_target(target: &str, selector: bool) -> anyhow::Result<(ApiResource, Option<String>, Option<String>)> {
+    let parts: Vec<&str> = target.split('/').collect();
+    let (ns, kind, name) = match (parts.as_slice(), selector) {
+        ([ns, kind, name], false) => (Some(*ns), *kind, Some(*name)),
+        ([kind, name], false) => (None, *kind, Some(*name)),
+        ([ns, kind], true) => (Some(*ns), *kind, None),
+        ([kind], true) => (None, *kind, None),
+        _ if selector => {
+            bail!("with --selector, give NAMESPACE/KIND (or KIND for cluster-scoped kinds), not '{target}'")
+        }
+        _ => bail!("give NAMESPACE/KIND/NAME (or KIND/NAME for cluster-scoped kinds), not '{target}'"),
+    };
+    let (ar, namespaced) =
+        resource(kind).with_context(|| format!("'{kind}' is not an Argo or Tekton run kind scimgate knows"))?;
+    if namespaced && ns.is_none() {
+        bail!("{} is namespaced: give NAMESPACE/{}/…", ar.kind, ar.kind);
+    }
+    Ok((ar, ns.filter(|_| namespaced).map(String::from), name.map(String::from)))
+}
+
+pub async fn fetch(
+    client: kube::Client,
+    ar: &ApiResource,
+    ns: Option<&str>,
+    name: Option<&str>,
+    selector: Option<&str>,
+) -> anyhow::Result<Vec<Value>> {
+    let api: Api<DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client, ns, ar),
+        None => Api::all_with(client, ar),
+    };
+    match name {
+        Some(name) => {
+            let obj = api.get(name).await.map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 404 => anyhow::anyhow!(
+                    "{} {}{name} not found",
+                    ar.kind,
+                    ns.map(|n| format!("{n}/")).unwrap_or_default()
+                ),
+                other => anyhow::Error::new(other).context(format!("reading {} {name}", ar.kind)),
+            })?;
+            Ok(vec![to_value(obj, ar)?])
+        }
+        None => {
+            let lp = ListParams {
+                label_selector: selector.map(String::from),
+                ..Default::default()
+            };
+            let list = api.list(&lp).await.with_context(|| format!("listing {}", ar.plural))?;
+            list.items.into_iter().map(|o| to_value(o, ar)).collect()
+        }
+    }
+}
+
+fn to_value(obj: DynamicObject, ar: &ApiResource) -> anyhow::Result<Value> {
+    let mut v = serde_json::to_value(obj)?;
+    // List items may come without apiVersion/kind; verification compares the kind.
+    v["apiVersion"] = json!(ar.api_version);
+    v["kind"] = json!(ar.kind);
+    Ok(v)
+}
+
+/// One object's story: stamps with verification, and the decision records behind them.
+pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> anyhow::Result<(Value, bool)> {
+    let finding = verify::verify_object(v, obj);
+    let ann = obj["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+    let a = |k: &str| {
+        ann.get(&format!("{PREFIX}{k}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut events = Vec::new();
+    for (prefix, label) in [
+        ("submitted", "submitted"),
+        ("approved", "approved"),
+        ("cancelled", "cancelled"),
+        ("updated", "updated"),
+    ] {
+        if !a(&format!("{prefix}-by")).is_empty() {
+            events.push(json!({"event": label, "by": a(&format!("{prefix}-by")), "byId": a(&format!("{prefix}-by-id")), "at": a(&format!("{prefix}-at"))}));
+        }
+    }
+    let mut decisions = Vec::new();
+    if let Some(store) = store {
+        for field in [
+            "attestation",
+            "approval-attestation",
+            "cancel-attestation",
+            "update-attestation",
+        ] {
+            let Some(jws) = ann.get(&format!("{PREFIX}{field}")).and_then(Value::as_str) else {
+                continue;
+            };
+            let Ok(claims) = v.verify(jws) else { continue };
+            let Some(uid) = claims.get("uid").and_then(Value::as_str) else {
+                continue;
+            };
+            let q = DecisionQuery {
+                request_uid: Some(uid.to_string()),
+                limit: 10,
+                ..Default::default()
+            };
+            for r in store.query_decisions(&q).await? {
+                decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid}));
+            }
+        }
+    }
+    let forged = finding.forged();
+    let stamps = verify::to_json(&finding);
+    Ok((
+        json!({"object": finding.object, "events": events, "stamps": stamps["stamps"], "decisions": decisions}),
+        forged,
+    ))
+}
+
+pub fn text(report: &Value) -> String {
+    let mut out = format!("{}\n", report["object"].as_str().unwrap_or_default());
+    for e in report["events"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:<10} by {} ({}) at {}\n",
+            e["event"].as_str().unwrap_or_default(),
+            e["by"].as_str().unwrap_or_default(),
+            e["byId"].as_str().unwrap_or("-"),
+            e["at"].as_str().unwrap_or_default()
+        ));
+    }
+    for s in report["stamps"].as_array().into_iter().flatten() {
+        match s["status"].as_str() {
+            Some("valid") => out.push_str(&format!(
+                "  stamp      {} by {}: valid\n",
+                s["action"].as_str().unwrap_or_default(),
+                s["by"].as_str().unwrap_or_default()
+            )),
+            Some("missing") => {
+                out.push_str("  stamp      missing: scimgate never admitted this object (or its stamp was removed)\n")
+            }
+            _ => out.push_str(&format!(
+                "  stamp      FORGED: {}\n",
+                s["why"].as_str().unwrap_or_default()
+            )),
+        }
+    }
+    for d in report["decisions"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  decision   {} {} {} rule {} at {} (id {})\n",
+            d["action"].as_str().unwrap_or_default(),
+            d["outcome"].as_str().unwrap_or_default(),
+            d["requester"].as_str().unwrap_or_default(),
+            d["rule"].as_str().unwrap_or("-"),
+            d["at"].as_str().unwrap_or_default(),
+            d["id"].as_str().unwrap_or_default()
+        ));
+    }
+    out
+}
