@@ -322,7 +322,10 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         public_url: cfg.public_url.clone(),
         body_limit: cfg.body_limit,
     };
-    let jwks = signer.jwks();
+    // Keys retired by a rotation (moved to keys/retired/) still verify stamps they made.
+    let retired = cfg.signing_key.parent().map(|d| d.join("retired")).unwrap_or_default();
+    let verifier = Verifier::with_retired(&signer, &retired)?;
+    let jwks = verifier.jwks();
     let audit_api = crate::audit::api::router(crate::audit::api::AuditState {
         store: store.clone(),
         tokens: scim_state.tokens.clone(),
@@ -340,7 +343,7 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         decider: Decider {
             directory,
             policy,
-            verifier: Verifier::from_signer(&signer),
+            verifier,
             signer,
         },
         metrics: metrics.clone(),
@@ -671,7 +674,7 @@ async fn audit_who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
                     key.display()
                 );
             }
-            Verifier::from_signer(&Signer::load_or_create(&key)?)
+            Verifier::with_retired(&Signer::load_or_create(&key)?, &a.data_dir.join("keys/retired"))?
         }
     };
     let config = match &a.kubeconfig {

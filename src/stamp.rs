@@ -161,6 +161,43 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// The signer's key plus retired keys kept after rotations: every `*.key` (PKCS#8) in `dir`.
+    /// Old stamps keep verifying; only the current key signs.
+    pub fn with_retired(s: &Signer, dir: &Path) -> Result<Verifier> {
+        let mut v = Verifier::from_signer(s);
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(v);
+        };
+        let mut paths: Vec<std::path::PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "key"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let shown = path.display().to_string();
+            let der = std::fs::read(&path).map_err(|e| Error::Key {
+                path: shown.clone(),
+                why: e.to_string(),
+            })?;
+            let old = Signer::from_pkcs8(&der, &shown)?;
+            if !v.keys.iter().any(|(kid, _)| *kid == old.kid) {
+                v.keys.push((old.kid.clone(), old.public_key()));
+            }
+        }
+        Ok(v)
+    }
+
+    /// The JWKS of every key this verifier accepts, current first.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .keys
+            .iter()
+            .map(|(kid, x)| json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid, "x": B64.encode(x)}))
+            .collect();
+        json!({ "keys": keys })
+    }
+
     pub fn from_signer(s: &Signer) -> Verifier {
         Verifier {
             keys: vec![(s.kid.clone(), s.public_key())],
@@ -323,5 +360,41 @@ mod tests {
         assert_eq!(label_safe("alice@example.com"), "alice.at.example.com");
         assert_eq!(label_safe(&"x".repeat(80)).len(), 63);
         assert_eq!(label_safe("-a b-"), "a_b");
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    #[test]
+    fn retired_keys_keep_old_stamps_verifying() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("signing.key");
+        let old = Signer::load_or_create(&key).expect("old");
+        let old_stamp = old.sign(&json!({"sub": "u1"}));
+        // Rotate: retire the key file, start with a fresh one.
+        std::fs::create_dir_all(dir.path().join("retired")).expect("mkdir");
+        std::fs::rename(&key, dir.path().join("retired").join(format!("{}.key", old.kid))).expect("retire");
+        let new = Signer::load_or_create(&key).expect("new");
+        assert_ne!(new.kid, old.kid);
+        let fresh = Verifier {
+            keys: Verifier::with_retired(&new, &dir.path().join("retired"))
+                .expect("verifier")
+                .keys,
+            recent: None,
+        };
+        assert_eq!(fresh.verify(&old_stamp).expect("old stamp")["sub"], "u1");
+        assert_eq!(fresh.jwks()["keys"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            fresh.jwks()["keys"][0]["kid"],
+            new.kid.as_str(),
+            "the current key comes first"
+        );
+        let only_new = Verifier {
+            keys: Verifier::from_signer(&new).keys,
+            recent: None,
+        };
+        assert!(only_new.verify(&old_stamp).is_err());
     }
 }
