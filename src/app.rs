@@ -295,7 +295,11 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    tasks.spawn(tokens.clone().refresh(store.clone(), shutdown_rx.clone()));
+    tasks.spawn(
+        tokens
+            .clone()
+            .refresh(store.clone(), metrics.clone(), shutdown_rx.clone()),
+    );
     tasks.spawn(certs.clone().watch(cfg.cert_reload, shutdown_rx.clone()));
     tasks.spawn(prune_decisions(
         store.clone(),

@@ -40,6 +40,8 @@ struct Inner {
     admission: Family<AdmissionLabels, Histogram>,
     policy_reloads: Family<AuthLabels, Counter>,
     decisions: Family<AuthLabels, Counter>,
+    token_refreshes: Family<AuthLabels, Counter>,
+    tokens_live: Gauge,
     commit_seconds: Histogram,
     commit_batch: Histogram,
     users: Gauge,
@@ -102,6 +104,18 @@ impl Metrics {
             "Decision records by outcome: recorded, backpressure (a producer waited), lost",
             decisions.clone(),
         );
+        let token_refreshes = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "token_refreshes",
+            "Re-reads of the token table by outcome (ok, failed)",
+            token_refreshes.clone(),
+        );
+        let tokens_live = Gauge::default();
+        registry.register(
+            "tokens_live",
+            "Live (unrevoked) API tokens the server accepts",
+            tokens_live.clone(),
+        );
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
         registry.register(
             "store_commit_duration_seconds",
@@ -138,6 +152,8 @@ impl Metrics {
             admission,
             policy_reloads,
             decisions,
+            token_refreshes,
+            tokens_live,
             commit_seconds,
             commit_batch,
             users,
@@ -220,6 +236,17 @@ impl Metrics {
             .decisions
             .get_or_create(&AuthLabels { outcome: "lost".into() })
             .inc_by(n as u64);
+    }
+
+    pub fn token_refresh(&self, ok: bool, live: usize) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.0
+            .token_refreshes
+            .get_or_create(&AuthLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.0.tokens_live.set(i64::try_from(live).unwrap_or(i64::MAX));
     }
 
     pub fn store_commit(&self, elapsed: Duration, writes: usize) {

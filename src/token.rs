@@ -69,11 +69,22 @@ impl Tokens {
     }
 
     /// Poll the store until `shutdown` fires.
-    pub async fn refresh(self, store: Arc<dyn Store>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn refresh(
+        self,
+        store: Arc<dyn Store>,
+        metrics: crate::metrics::Metrics,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
             match store.tokens().await {
-                Ok(all) => self.set(all),
-                Err(e) => tracing::warn!(error = %e, "could not re-read tokens; keeping the last set"),
+                Ok(all) => {
+                    self.set(all);
+                    metrics.token_refresh(true, self.0.load().len());
+                }
+                Err(e) => {
+                    metrics.token_refresh(false, self.0.load().len());
+                    tracing::warn!(error = %e, "could not re-read tokens; keeping the last set");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(REFRESH) => {}

@@ -81,6 +81,19 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
     let listed = String::from_utf8_lossy(&list.stdout);
     assert!(listed.contains("okta") && listed.contains("auditor") && !listed.contains(&token));
     assert!(cli(&["token", "revoke", "--data-dir", &dir, "okta"]).status.success());
+    // What the store and the server say, should the next step fail (it once did under load).
+    let stored = cli(&["token", "list", "--data-dir", &dir]);
+    let metrics = reqwest::get(format!("{}/metrics", s.ops)).await.map(|r| r.text());
+    let metrics = match metrics {
+        Ok(t) => t.await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let token_lines: Vec<&str> = metrics.lines().filter(|l| l.contains("token")).collect();
+    eprintln!(
+        "after revoke:\n{}\n{}",
+        String::from_utf8_lossy(&stored.stdout),
+        token_lines.join("\n")
+    );
     eventually("revoked token refused", async || {
         s.client
             .get(&url)
