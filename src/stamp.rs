@@ -135,7 +135,7 @@ impl Signer {
     }
 
     pub fn jwks(&self) -> Value {
-        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": self.kid, "x": B64.encode(self.public_key())}]})
+        Verifier::from_signer(self).jwks()
     }
 }
 

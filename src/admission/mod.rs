@@ -187,7 +187,7 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
                     _ => Answer::allow(),
                 };
             }
-            match owner_person(st, &snap, &policy, obj) {
+            match owner_person(st, &snap, obj) {
                 Ok(p) => p,
                 Err(why) => {
                     return refuse(
@@ -272,7 +272,7 @@ fn short_warning(why: &str) -> String {
 }
 
 /// The person behind a controller-created run: the verified stamp the owner passed down.
-fn owner_person(st: &Decider, snap: &Snapshot, policy: &Policy, obj: &Value) -> Result<Requester, String> {
+fn owner_person(st: &Decider, snap: &Snapshot, obj: &Value) -> Result<Requester, String> {
     let claims = verified(&st.verifier, obj, "attestation")
         .ok_or("the object carries no valid scimgate stamp from its owner")?;
     let sub = claims
@@ -280,7 +280,6 @@ fn owner_person(st: &Decider, snap: &Snapshot, policy: &Policy, obj: &Value) -> 
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or("the owner's stamp names no person")?;
-    let _ = policy;
     identity::find_person(snap, policy::MatchAttribute::Id, sub).map_err(|e| format!("the owner's submitter {e}"))
 }
 

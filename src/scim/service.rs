@@ -343,7 +343,7 @@ impl Service {
                 || q.sort_by.as_deref().is_some_and(|n| n.eq_ignore_ascii_case("groups"));
             for r in candidates(&s, rt, filter.as_ref()) {
                 let doc = if needs_groups {
-                    with_computed(&s, r, base)
+                    with_computed(&s, r, base, true)
                 } else {
                     parse_body(r)
                 };
@@ -454,13 +454,15 @@ fn candidates<'a>(s: &'a Snapshot, rt: ResourceType, filter: Option<&Filter>) ->
 
 /// The stored document plus what the server computes: `meta.location`, a user's `groups`,
 /// members' `$ref` and `display`.
-fn with_computed(s: &Snapshot, r: &Record, base: &str) -> Map<String, Value> {
+/// `with_groups: false` skips computing a user's `groups` (when the response excludes them).
+fn with_computed(s: &Snapshot, r: &Record, base: &str, with_groups: bool) -> Map<String, Value> {
     let mut doc = parse_body(r);
     let location = format!("{base}/{}/{}", r.rt.endpoint(), r.id);
     if let Some(Value::Object(meta)) = doc.get_mut("meta") {
         meta.insert("location".into(), Value::String(location));
     }
     match r.rt {
+        ResourceType::User if !with_groups => {}
         ResourceType::User => {
             let groups: Vec<Value> = s
                 .groups_of(&r.id)
@@ -502,17 +504,5 @@ fn with_computed(s: &Snapshot, r: &Record, base: &str) -> Map<String, Value> {
 
 /// A stored record as the client sees it.
 pub fn render(s: &Snapshot, r: &Record, base: &str, projection: &Projection) -> Map<String, Value> {
-    let doc = if r.rt == ResourceType::User && projection.excludes("groups") {
-        let mut doc = parse_body(r);
-        if let Some(Value::Object(meta)) = doc.get_mut("meta") {
-            meta.insert(
-                "location".into(),
-                Value::String(format!("{base}/{}/{}", r.rt.endpoint(), r.id)),
-            );
-        }
-        doc
-    } else {
-        with_computed(s, r, base)
-    };
-    projection.apply(r.rt, doc)
+    projection.apply(r.rt, with_computed(s, r, base, !projection.excludes("groups")))
 }
