@@ -5,15 +5,16 @@
 use crate::admission::{self, AdmissionState, Decider};
 use crate::audit::recorder::Recorder;
 use crate::cli::{CertsArgs, Cli, Command, PolicyCommand, TokenCommand};
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::directory::Snapshot;
+use crate::freshness::Freshness;
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsState};
 use crate::policy::{self, Policy};
 use crate::scim::routes::{self, ScimState, BASE_PATH};
 use crate::scim::service::Service;
 use crate::stamp::{Signer, Verifier};
-use crate::store::{embedded::Embedded, Scope, Store};
+use crate::store::{Location, Scope, Store};
 use crate::token::{self, Tokens};
 use crate::writer::Writer;
 use crate::{listener, telemetry, tls};
@@ -87,12 +88,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Test {
             file,
             policy: policy_file,
-            data_dir,
+            store,
             user,
             namespace,
         }) => {
             let p = Policy::load(&policy_file)?;
-            let store = Embedded::open(&data_dir).await?;
+            let store = open_store(&store).await?;
             let snapshot = Snapshot::from_loaded(store.load().await?);
             let (signer, _) = Signer::generate()?;
             let decider = Decider {
@@ -100,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 policy: Arc::new(ArcSwap::from_pointee(p)),
                 verifier: Verifier::from_signer(&signer),
                 signer: Arc::new(signer),
+                freshness: Arc::new(Freshness::sole_writer()),
             };
             let opts = crate::review::Options {
                 file: file.clone(),
@@ -141,14 +143,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Policy(PolicyCommand::Replay {
             policy: file,
-            data_dir,
+            store,
             since,
             examples,
             output,
         }) => {
             use crate::audit::{query, replay};
             let p = Policy::load(&file)?;
-            let store = Embedded::open(&data_dir).await?;
+            let store = open_store(&store).await?;
             let from = query::parse_time(&since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
             let mut records = Vec::new();
             let mut after = None;
@@ -225,22 +227,11 @@ impl Server {
     }
 }
 
-async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    match &cfg.store {
-        StoreKind::Embedded => {
-            Ok(Arc::new(Embedded::open(&cfg.data_dir).await.with_context(|| {
-                format!("opening the embedded store in {}", cfg.data_dir.display())
-            })?))
-        }
-        StoreKind::Postgres(_) => {
-            bail!("the PostgreSQL store is not available in this build yet; use the embedded store")
-        }
-    }
-}
-
 pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> {
     let started = std::time::Instant::now();
-    let store = open_store(&cfg).await?;
+    let store = crate::store::open(&cfg.store)
+        .await
+        .with_context(|| format!("opening {}", cfg.store.describe()))?;
     let loaded = store.load().await.context("loading identity state")?;
     let snapshot = Snapshot::from_loaded(loaded);
     let metrics = Metrics::new();
@@ -252,7 +243,9 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         "directory loaded"
     );
     let directory = Arc::new(ArcSwap::from_pointee(snapshot));
-    let writer = Writer::start(store.clone(), directory.clone(), metrics.clone());
+    let shared = matches!(cfg.store, crate::store::Location::Postgres(_));
+    let freshness = Arc::new(Freshness::new(shared, &cfg.replication));
+    let writer = Writer::start(store.clone(), directory.clone(), metrics.clone(), freshness.clone());
 
     let policy = match &cfg.policy {
         Some(path) => Policy::load(path)?,
@@ -301,11 +294,13 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             .refresh(store.clone(), metrics.clone(), shutdown_rx.clone()),
     );
     tasks.spawn(certs.clone().watch(cfg.cert_reload, shutdown_rx.clone()));
-    tasks.spawn(prune_decisions(
+    tasks.spawn(crate::follower::follow(
         store.clone(),
-        cfg.audit_retention_days,
+        writer.clone(),
+        cfg.replication.clone(),
         shutdown_rx.clone(),
     ));
+    tasks.spawn(prune(store.clone(), cfg.audit_retention_days, shutdown_rx.clone()));
     if let Some(path) = cfg.policy.clone() {
         tasks.spawn(watch_policy(
             path,
@@ -349,11 +344,13 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             policy,
             verifier,
             signer,
+            freshness: freshness.clone(),
         },
         metrics: metrics.clone(),
     });
     let ready = Arc::new(AtomicBool::new(false));
     let ops_app = ops::router(OpsState {
+        freshness,
         metrics,
         ready: ready.clone(),
     });
@@ -438,14 +435,22 @@ async fn shutdown_signal() {
     }
 }
 
+/// Open the store a command names, saying which on failure.
+async fn open_store(args: &crate::cli::StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let location = args.location().map_err(anyhow::Error::msg)?;
+    crate::store::open(&location)
+        .await
+        .with_context(|| format!("opening {}", location.describe()))
+}
+
 async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
-        TokenCommand::Create { data_dir, name, scope } => {
+        TokenCommand::Create { store, name, scope } => {
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
-            let store = Embedded::open(&data_dir).await?;
-            let (record, secret) = token::create(&store, &name, scope).await?;
+            let store = open_store(&store).await?;
+            let (record, secret) = token::create(&*store, &name, scope).await?;
             println!(
                 "created token '{}' (scope {}, id {})",
                 record.name,
@@ -454,8 +459,8 @@ async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
             );
             println!("{secret}");
         }
-        TokenCommand::List { data_dir } => {
-            let store = Embedded::open(&data_dir).await?;
+        TokenCommand::List { store } => {
+            let store = open_store(&store).await?;
             println!("{:<24} {:<6} {:<36} {:<26} REVOKED", "NAME", "SCOPE", "ID", "CREATED");
             for t in store.tokens().await? {
                 println!(
@@ -468,8 +473,8 @@ async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        TokenCommand::Revoke { data_dir, name } => {
-            let store = Embedded::open(&data_dir).await?;
+        TokenCommand::Revoke { store, name } => {
+            let store = open_store(&store).await?;
             if !store.revoke_token(&name, &crate::scim::now()).await? {
                 bail!("no live token named or with id '{name}'");
             }
@@ -555,7 +560,7 @@ async fn watch_policy(
 pub struct Denied;
 
 /// Retention: delete decision records older than `days`, at start and hourly.
-async fn prune_decisions(store: Arc<dyn Store>, days: u32, mut shutdown: watch::Receiver<bool>) {
+async fn prune(store: Arc<dyn Store>, days: u32, mut shutdown: watch::Receiver<bool>) {
     loop {
         let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -563,6 +568,12 @@ async fn prune_decisions(store: Arc<dyn Store>, days: u32, mut shutdown: watch::
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, days, "decision records past retention deleted"),
             Err(e) => tracing::warn!(error = %e, "pruning decision records failed; will retry"),
+        }
+        // A replica further behind than the change log reaches rebuilds its directory instead.
+        let log_cutoff =
+            (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if let Err(e) = store.prune_changes(&log_cutoff).await {
+            tracing::warn!(error = %e, "pruning the change log failed; will retry");
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
@@ -631,8 +642,8 @@ async fn audit_query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
             (records, body["next"].as_str().map(String::from))
         }
         None => {
-            let store = Embedded::open(&a.data_dir).await?;
-            let q = api::to_query(&store, params).await.map_err(anyhow::Error::msg)?;
+            let store = open_store(&a.store).await?;
+            let q = api::to_query(&*store, params).await.map_err(anyhow::Error::msg)?;
             let records = store.query_decisions(&q).await?;
             let next = (records.len() as u32 == q.limit.min(query::MAX_LIMIT))
                 .then(|| records.last().map(|r| r.id.clone()))
@@ -671,14 +682,14 @@ async fn audit_who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
     let verifier = match &a.jwks {
         Some(j) => load_jwks(j, a.ca.as_deref()).await?,
         None => {
-            let key = a.data_dir.join("keys/signing.key");
+            let key = a.store.data_dir.join("keys/signing.key");
             if !key.exists() {
                 bail!(
                     "no --jwks and no signing key at {}: pass --jwks FILE|URL",
                     key.display()
                 );
             }
-            Verifier::with_retired(&Signer::load_or_create(&key)?, &a.data_dir.join("keys/retired"))?
+            Verifier::with_retired(&Signer::load_or_create(&key)?, &a.store.data_dir.join("keys/retired"))?
         }
     };
     let config = match &a.kubeconfig {
@@ -693,15 +704,14 @@ async fn audit_who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
     };
     let client = kube::Client::try_from(config)?;
     let objects = who::fetch(client, &ar, ns.as_deref(), name.as_deref(), a.selector.as_deref()).await?;
-    let store = if a.data_dir.join(crate::store::embedded::FILE).exists() {
-        Some(Embedded::open(&a.data_dir).await?)
-    } else {
-        None
+    let store = match a.store.location().map_err(anyhow::Error::msg)? {
+        Location::Embedded(dir) if !dir.join(crate::store::embedded::FILE).exists() => None,
+        _ => Some(open_store(&a.store).await?),
     };
     let mut reports = Vec::new();
     let mut forged = false;
     for obj in &objects {
-        let (report, f) = who::explain(&verifier, store.as_ref().map(|s| s as &dyn Store), obj).await?;
+        let (report, f) = who::explain(&verifier, store.as_deref(), obj).await?;
         forged |= f;
         reports.push(report);
     }

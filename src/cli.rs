@@ -21,7 +21,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: SCIM, admission and operations listeners.
     Serve(ServeArgs),
-    /// Manage API bearer tokens (stored as hashes in the data dir).
+    /// Manage API bearer tokens (stored as hashes in the store).
     #[command(subcommand)]
     Token(TokenCommand),
     /// Write a CA and a serving certificate for <service>.<namespace>.svc and print the caBundle.
@@ -88,9 +88,9 @@ pub enum PolicyCommand {
         /// The policy to evaluate under.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
-        /// Data dir whose users and groups to use.
-        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
-        data_dir: PathBuf,
+        /// The store whose users and groups to use.
+        #[command(flatten)]
+        store: StoreArgs,
         /// userInfo.username for manifests.
         #[arg(long, default_value = "oidc:alice@example.com")]
         user: String,
@@ -103,9 +103,9 @@ pub enum PolicyCommand {
         /// The policy to try.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
-        /// Data dir of the embedded store holding the decision log.
-        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
-        data_dir: PathBuf,
+        /// The store holding the decision log.
+        #[command(flatten)]
+        store: StoreArgs,
         /// Only decisions newer than this: 7d, 12h, 30m, or an RFC 3339 time.
         #[arg(long, default_value = "7d")]
         since: String,
@@ -115,6 +115,23 @@ pub enum PolicyCommand {
         #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
         output: String,
     },
+}
+
+/// Which store a command reads or writes: the embedded one in a data dir, or PostgreSQL.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// Data dir of the embedded store.
+    #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
+    pub data_dir: PathBuf,
+    /// `embedded` (the data dir), or the postgres:// URL the servers use.
+    #[arg(long, env = "SCIMGATE_STORE", value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn location(&self) -> Result<crate::store::Location, String> {
+        crate::store::Location::parse(self.store.as_deref(), &self.data_dir)
+    }
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -132,8 +149,8 @@ pub struct ServeArgs {
     /// Policy file (used by the admission webhooks).
     #[arg(long, env = "SCIMGATE_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Identity store: `embedded` (default) or a postgres:// URL.
-    #[arg(long, env = "SCIMGATE_STORE", value_name = "URL")]
+    /// Identity store: `embedded` (default) or a postgres:// URL shared by several replicas.
+    #[arg(long, env = "SCIMGATE_STORE", value_name = "URL", hide_env_values = true)]
     pub store: Option<String>,
     /// Admission webhook listener address (HTTPS: /mutate, /validate).
     #[arg(long, env = "SCIMGATE_ADMISSION_ADDR", value_name = "ADDR")]
@@ -166,8 +183,8 @@ pub struct ServeArgs {
 pub enum TokenCommand {
     /// Create a token; prints it once, as the last line of stdout.
     Create {
-        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// A name to recognise and revoke it by.
         #[arg(long)]
         name: String,
@@ -176,13 +193,13 @@ pub enum TokenCommand {
     },
     /// List tokens (names, scopes, dates; never the tokens).
     List {
-        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Revoke a token by name or id; a running server stops honouring it within seconds.
     Revoke {
-        #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Name or id.
         name: String,
     },
@@ -232,9 +249,10 @@ pub struct AuditWhoArgs {
     /// CA for an https JWKS URL.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
-    /// Data dir with the decision log (and signing key); skipped when absent.
-    #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
-    pub data_dir: PathBuf,
+    /// The decision log (and, in the data dir, the signing key); an absent embedded store is
+    /// skipped.
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
     pub output: String,
 }
@@ -256,9 +274,9 @@ pub struct AuditVerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditQueryArgs {
-    /// Data dir of the embedded store (ignored with --url).
-    #[arg(long, env = "SCIMGATE_DATA_DIR", default_value = "./scimgate-data")]
-    pub data_dir: PathBuf,
+    /// The store to read (ignored with --url).
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// A server's SCIM listener, e.g. https://scimgate.example.com:9443, to query remotely.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,

@@ -3,6 +3,7 @@
 
 use crate::cli::ServeArgs;
 use crate::scim::quirks::Quirks;
+use crate::store::Location;
 use crate::telemetry::LogFormat;
 use crate::tls::CertFiles;
 use serde::Deserialize;
@@ -25,17 +26,55 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreKind {
-    Embedded,
-    Postgres(String),
+/// How a replica follows a shared (PostgreSQL) store, and what admission does when it can't.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replication {
+    /// How often the directory checks the store for commits it missed (besides NOTIFY).
+    pub poll: Duration,
+    /// How often the directory is rebuilt from scratch.
+    pub resync: Duration,
+    /// Past this without a successful sync, admission applies `when_stale`.
+    pub max_staleness: Duration,
+    pub when_stale: WhenStale,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            poll: Duration::from_millis(1000),
+            resync: Duration::from_secs(300),
+            max_staleness: Duration::from_secs(60),
+            when_stale: WhenStale::Deny,
+        }
+    }
+}
+
+/// Admission's answer once the directory is older than `maxStalenessSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenStale {
+    /// Fail closed: deny, saying the identity state is too old to decide on.
+    #[default]
+    Deny,
+    /// Fail open: decide on the old state, with a warning.
+    Allow,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct ReplicationFile {
+    poll_millis: Option<u64>,
+    resync_seconds: Option<u64>,
+    max_staleness_seconds: Option<u64>,
+    when_stale: Option<WhenStale>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub dev: bool,
     pub data_dir: PathBuf,
-    pub store: StoreKind,
+    pub store: Location,
+    pub replication: Replication,
     /// `None` only with `--dev`: the built-in example policy.
     pub policy: Option<PathBuf>,
     pub policy_reload: Duration,
@@ -72,6 +111,7 @@ struct File {
     log_format: Option<LogFormat>,
     audit_retention_days: Option<u32>,
     scim: ScimFile,
+    replication: ReplicationFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,17 +147,8 @@ impl Config {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let store = match args.store.clone().or(file.store).as_deref() {
-            None | Some("embedded") => StoreKind::Embedded,
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                StoreKind::Postgres(url.to_string())
-            }
-            Some(other) => {
-                return Err(Error::Invalid(format!(
-                    "--store must be 'embedded' or a postgres:// URL, not '{other}'"
-                )))
-            }
-        };
+        let store = Location::parse(args.store.clone().or(file.store).as_deref(), &data_dir).map_err(Error::Invalid)?;
+        let replication = replication(&file.replication)?;
         let tls = match (
             args.tls_cert.clone().or(file.tls_cert),
             args.tls_key.clone().or(file.tls_key),
@@ -164,6 +195,7 @@ impl Config {
             signing_key: file.signing_key.unwrap_or_else(|| data_dir.join("keys/signing.key")),
             data_dir,
             store,
+            replication,
             policy,
             policy_reload: Duration::from_secs(policy_reload),
             admission_addr: args
@@ -192,6 +224,32 @@ impl Config {
     }
 }
 
+fn replication(f: &ReplicationFile) -> Result<Replication> {
+    let d = Replication::default();
+    let positive = |v: Option<u64>, name: &str, default: Duration, unit: fn(u64) -> Duration| match v {
+        None => Ok(default),
+        Some(0) => Err(Error::Invalid(format!("replication.{name} must be at least 1"))),
+        Some(n) => Ok(unit(n)),
+    };
+    let r = Replication {
+        poll: positive(f.poll_millis, "pollMillis", d.poll, Duration::from_millis)?,
+        resync: positive(f.resync_seconds, "resyncSeconds", d.resync, Duration::from_secs)?,
+        max_staleness: positive(
+            f.max_staleness_seconds,
+            "maxStalenessSeconds",
+            d.max_staleness,
+            Duration::from_secs,
+        )?,
+        when_stale: f.when_stale.unwrap_or_default(),
+    };
+    if r.max_staleness <= r.poll {
+        return Err(Error::Invalid(
+            "replication.maxStalenessSeconds must be longer than replication.pollMillis".into(),
+        ));
+    }
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,7 +263,11 @@ mod tests {
         let c = Config::from_args(&dev).expect("dev config");
         assert_eq!(
             (c.tls, c.store, c.body_limit),
-            (None, StoreKind::Embedded, DEFAULT_BODY_LIMIT)
+            (
+                None,
+                Location::Embedded(PathBuf::from(DEFAULT_DATA_DIR)),
+                DEFAULT_BODY_LIMIT
+            )
         );
         let err = Config::from_args(&ServeArgs::default())
             .err()
@@ -239,5 +301,37 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn replication_settings_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yaml");
+        let args = ServeArgs {
+            dev: true,
+            config: Some(path.clone()),
+            store: Some("postgres://scimgate:secret@db:5432/scimgate".into()),
+            ..Default::default()
+        };
+        std::fs::write(&path, "replication:\n  maxStalenessSeconds: 5\n  whenStale: allow\n").expect("write");
+        let c = Config::from_args(&args).expect("config");
+        assert_eq!(c.replication.max_staleness, Duration::from_secs(5));
+        assert_eq!(c.replication.when_stale, WhenStale::Allow);
+        assert_eq!(
+            c.store.describe(),
+            "PostgreSQL at postgres://scimgate:***@db:5432/scimgate"
+        );
+        std::fs::write(&path, "replication:\n  maxStalenessSeconds: 1\n  pollMillis: 2000\n").expect("write");
+        let err = Config::from_args(&args)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("maxStalenessSeconds must be longer"), "{err}");
+        let bad = ServeArgs {
+            store: Some("mysql://x".into()),
+            ..args
+        };
+        let err = Config::from_args(&bad).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("--store must be"), "{err}");
     }
 }

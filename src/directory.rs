@@ -7,7 +7,7 @@
 //! `arc-swap` by the writer; readers take one `Arc` and never lock. No I/O here.
 
 use crate::scim::schema::ResourceType;
-use crate::store::{Change, Loaded, Record, Tombstone};
+use crate::store::{Change, Delta, Loaded, Record, Seq, Tombstone};
 use imbl::{HashMap, OrdMap};
 use serde_json::Value;
 use std::sync::Arc;
@@ -105,6 +105,8 @@ pub struct Snapshot {
     tombstones: OrdMap<Arc<str>, Arc<Tombstone>>,
     /// Number of changes applied since start; grows with every published write.
     pub generation: u64,
+    /// The store commit this snapshot reflects.
+    pub seq: Seq,
 }
 
 fn text(v: &Value, key: &str) -> Option<Arc<str>> {
@@ -166,7 +168,37 @@ impl Snapshot {
         for record in loaded.records {
             s.put(record);
         }
+        s.seq = loaded.seq;
         s
+    }
+
+    /// Bring this snapshot up to `delta.seq` with what other writers committed.
+    pub fn apply_delta(&mut self, delta: &Delta) {
+        // Deletions first: a user deleted and re-created under the same name comes back as a put.
+        for (rt, id, tombstone) in &delta.deletes {
+            let record = match rt {
+                ResourceType::User => self.users.get(id).map(|u| u.record.clone()),
+                ResourceType::Group => self.groups.get(id).map(|g| g.record.clone()),
+            };
+            if let Some(record) = record {
+                self.delete(&record);
+            }
+            if let Some(t) = tombstone {
+                self.tombstones.insert(t.unique_key.clone(), Arc::new(t.clone()));
+            }
+            self.generation += 1;
+        }
+        for record in &delta.puts {
+            if self
+                .record(record.rt, &record.id)
+                .is_some_and(|r| r.version == record.version)
+            {
+                continue;
+            }
+            self.put(record.clone());
+            self.generation += 1;
+        }
+        self.seq = delta.seq;
     }
 
     pub fn apply(&mut self, changes: &[Change]) {

@@ -8,6 +8,8 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod directory;
+pub mod follower;
+pub mod freshness;
 pub mod identity;
 pub mod listener;
 pub mod metrics;

@@ -48,6 +48,10 @@ struct Inner {
     groups: Gauge,
     generation: Gauge<u64, AtomicU64>,
     last_change: Gauge<f64, AtomicU64>,
+    last_sync: Gauge<f64, AtomicU64>,
+    age: Gauge<f64, AtomicU64>,
+    caught_up: Counter,
+    resyncs: Counter,
 }
 
 #[derive(Clone)]
@@ -144,7 +148,35 @@ impl Metrics {
             "Unix time the directory last changed (age = now - this)",
             last_change.clone(),
         );
+        let last_sync = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "directory_last_sync_timestamp_seconds",
+            "Unix time the directory last matched the identity store",
+            last_sync.clone(),
+        );
+        let age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "directory_age_seconds",
+            "Seconds since the directory last matched the identity store (0 with the embedded store)",
+            age.clone(),
+        );
+        let caught_up = Counter::default();
+        registry.register(
+            "directory_remote_changes",
+            "Resources changed by other replicas and applied to this directory",
+            caught_up.clone(),
+        );
+        let resyncs = Counter::default();
+        registry.register(
+            "directory_resyncs",
+            "Full rebuilds of the directory from the store",
+            resyncs.clone(),
+        );
         Metrics(Arc::new(Inner {
+            last_sync,
+            age,
+            caught_up,
+            resyncs,
             registry,
             scim_requests,
             scim_duration,
@@ -263,5 +295,19 @@ impl Metrics {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         self.0.last_change.set(now);
+    }
+
+    pub fn directory_caught_up(&self, resources: usize) {
+        self.0.caught_up.inc_by(resources as u64);
+    }
+
+    pub fn directory_resync(&self) {
+        self.0.resyncs.inc();
+    }
+
+    /// Set at scrape time: the age moves on by itself.
+    pub fn freshness(&self, f: &crate::freshness::Freshness) {
+        self.0.last_sync.set(f.last_sync_unix());
+        self.0.age.set(f.age().as_secs_f64());
     }
 }

@@ -1,5 +1,7 @@
 //! The operations listener's routes: `/healthz` (the process serves), `/readyz` (the directory
-//! is loaded and the listeners are up), `/metrics` (Prometheus text format).
+//! is loaded, the listeners are up, and — with a shared store — the directory is not stale, so a
+//! replica cut off from the database leaves the Service while its peers answer), `/metrics`
+//! (Prometheus text format).
 
 use crate::metrics::Metrics;
 use axum::extract::State;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 pub struct OpsState {
     pub metrics: Metrics,
     pub ready: Arc<AtomicBool>,
+    pub freshness: Arc<crate::freshness::Freshness>,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -25,14 +28,25 @@ pub fn router(state: OpsState) -> Router {
 }
 
 async fn readyz(State(st): State<OpsState>) -> impl IntoResponse {
-    if st.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    if !st.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string());
     }
+    // Failing open means still answering: only a fail-closed replica leaves the Service.
+    if let Some(age) = st
+        .freshness
+        .stale_age()
+        .filter(|_| st.freshness.when_stale == crate::config::WhenStale::Deny)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", st.freshness.describe_stale(age)),
+        );
+    }
+    (StatusCode::OK, "ready\n".to_string())
 }
 
 async fn metrics(State(st): State<OpsState>) -> impl IntoResponse {
+    st.metrics.freshness(&st.freshness);
     (
         [(
             header::CONTENT_TYPE,

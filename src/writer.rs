@@ -1,13 +1,18 @@
 //! The one write path for identity state: compute a change against the newest snapshot, make it
 //! durable, then publish the new snapshot — in that order, so an acknowledged SCIM write is both
-//! on disk and visible to the very next admission request.
+//! stored and visible to the very next admission request.
 //!
-//! A single task owns the sequence. Requests queued while a commit is in flight are computed
+//! A single task owns the snapshot. Requests queued while a commit is in flight are computed
 //! against the snapshot that includes their predecessors and committed together in one
 //! transaction (group commit: one fsync for many writes). If that combined commit fails on a
 //! conflict, each request is retried alone so one bad write cannot fail its neighbours.
+//!
+//! With a shared store the same task also brings the snapshot up to date with other replicas'
+//! commits (`sync`, `reload`): a commit planned on a snapshot that missed one is refused by the
+//! store, and the task catches up and plans it again, so no replica overwrites what it never saw.
 
 use crate::directory::Snapshot;
+use crate::freshness::Freshness;
 use crate::metrics::Metrics;
 use crate::scim;
 use crate::store::{self, Change, Store};
@@ -20,39 +25,91 @@ pub type Plan = Box<dyn Fn(&Snapshot) -> scim::Result<Vec<Change>> + Send + Sync
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
+/// Catch-ups before a write that keeps losing the race to other replicas gives up (503, retried
+/// by the IdP).
+const MAX_CATCH_UPS: usize = 16;
 
-struct Request {
-    plan: Plan,
-    reply: oneshot::Sender<scim::Result<Vec<Change>>>,
+enum Request {
+    Write {
+        plan: Plan,
+        reply: oneshot::Sender<scim::Result<Vec<Change>>>,
+    },
+    /// Catch up with the store (`full`: rebuild from scratch).
+    Sync {
+        full: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Request>,
     directory: Arc<ArcSwap<Snapshot>>,
+    freshness: Arc<Freshness>,
+}
+
+fn unavailable(what: &str) -> scim::Error {
+    scim::Error::status(axum::http::StatusCode::SERVICE_UNAVAILABLE, what)
 }
 
 impl Writer {
     /// Start the writer task over `store`, publishing into `directory`.
-    pub fn start(store: Arc<dyn Store>, directory: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Writer {
+    pub fn start(
+        store: Arc<dyn Store>,
+        directory: Arc<ArcSwap<Snapshot>>,
+        metrics: Metrics,
+        freshness: Arc<Freshness>,
+    ) -> Writer {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(rx, store, directory.clone(), metrics));
-        Writer { tx, directory }
+        let task = Task {
+            store,
+            directory: directory.clone(),
+            metrics,
+            freshness: freshness.clone(),
+        };
+        tokio::spawn(task.run(rx));
+        Writer {
+            tx,
+            directory,
+            freshness,
+        }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.directory.load_full()
     }
 
+    /// A snapshot that includes every write acknowledged anywhere before this call: with a
+    /// shared store it first catches up with the database (SCIM reads use it, so a read on one
+    /// replica sees a write acknowledged by another).
+    pub async fn current(&self) -> scim::Result<Arc<Snapshot>> {
+        if self.freshness.shared() {
+            self.sync(false).await.map_err(|e| {
+                tracing::warn!(error = %e, "could not catch up with the identity store");
+                unavailable("the identity store is unavailable; retry later")
+            })?;
+        }
+        Ok(self.snapshot())
+    }
+
+    /// Catch up with the store now (`full`: rebuild the directory from it).
+    pub async fn sync(&self, full: bool) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Sync { full, reply })
+            .await
+            .map_err(|_| "shutting down".to_string())?;
+        rx.await.map_err(|_| "shutting down".to_string())?
+    }
+
     /// Apply one write; returns the committed changes once they are durable and published.
     pub async fn write(&self, plan: Plan) -> scim::Result<Vec<Change>> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request { plan, reply })
+            .send(Request::Write { plan, reply })
             .await
-            .map_err(|_| scim::Error::status(axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
-        rx.await
-            .map_err(|_| scim::Error::status(axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?
+            .map_err(|_| unavailable("shutting down"))?;
+        rx.await.map_err(|_| unavailable("shutting down"))?
     }
 }
 
@@ -63,93 +120,165 @@ fn store_error(e: &store::Error) -> scim::Error {
             axum::http::StatusCode::CONFLICT,
             format!("{what} was changed concurrently; retry"),
         ),
+        store::Error::Behind { .. } => unavailable("too many concurrent writes from other replicas; retry"),
         other => {
             tracing::error!(error = %other, "identity store write failed");
-            scim::Error::status(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "the identity store is unavailable; retry later",
-            )
+            unavailable("the identity store is unavailable; retry later")
         }
     }
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Request>,
+struct Task {
     store: Arc<dyn Store>,
     directory: Arc<ArcSwap<Snapshot>>,
     metrics: Metrics,
-) {
-    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        let published = directory.load_full();
-        let mut working = (*published).clone();
-        let mut planned: Vec<(Request, scim::Result<Vec<Change>>)> = Vec::with_capacity(batch.len());
-        let mut all: Vec<Change> = Vec::new();
-        for req in batch.drain(..) {
-            let out = (req.plan)(&working);
-            if let Ok(changes) = &out {
-                working.apply(changes);
-                all.extend(changes.iter().cloned());
-            }
-            planned.push((req, out));
-        }
-        if all.is_empty() {
-            for (req, out) in planned {
-                let _ = req.reply.send(out);
-            }
-            continue;
-        }
-        let started = std::time::Instant::now();
-        match store.commit(&all).await {
-            Ok(()) => {
-                metrics.store_commit(started.elapsed(), planned.len());
-                directory.store(Arc::new(working));
-                metrics.directory(&directory.load());
-                for (req, out) in planned {
-                    let _ = req.reply.send(out);
-                }
-            }
-            Err(e) if planned.len() > 1 && matches!(e, store::Error::Unique(_) | store::Error::Version(_)) => {
-                // Someone in the batch conflicts: redo each alone against the then-current state.
-                for (req, _) in planned {
-                    let current = (*directory.load_full()).clone();
-                    let out = single(&*store, &directory, current, &req.plan, &metrics).await;
-                    let _ = req.reply.send(out);
-                }
-            }
-            Err(e) => {
-                let err = store_error(&e);
-                for (req, out) in planned {
-                    let _ = req.reply.send(out.and(Err(err.clone())));
-                }
-            }
-        }
-    }
+    freshness: Arc<Freshness>,
 }
 
-async fn single(
-    store: &dyn Store,
-    directory: &ArcSwap<Snapshot>,
-    mut working: Snapshot,
-    plan: &Plan,
-    metrics: &Metrics,
-) -> scim::Result<Vec<Change>> {
-    let changes = plan(&working)?;
-    if changes.is_empty() {
-        return Ok(changes);
+type WriteRequest = (Plan, oneshot::Sender<scim::Result<Vec<Change>>>);
+
+impl Task {
+    async fn run(self, mut rx: mpsc::Receiver<Request>) {
+        let mut queued: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+            let mut writes: Vec<WriteRequest> = Vec::with_capacity(queued.len());
+            let mut syncs = Vec::new();
+            let mut full = false;
+            for r in queued.drain(..) {
+                match r {
+                    Request::Write { plan, reply } => writes.push((plan, reply)),
+                    Request::Sync { full: f, reply } => {
+                        full |= f;
+                        syncs.push(reply);
+                    }
+                }
+            }
+            // One catch-up answers every sync queued before it started.
+            if !syncs.is_empty() {
+                let out = if full {
+                    self.reload().await
+                } else {
+                    self.catch_up().await
+                };
+                let out = out.map_err(|e| e.to_string());
+                for reply in syncs {
+                    let _ = reply.send(out.clone());
+                }
+            }
+            if !writes.is_empty() {
+                self.write_batch(writes).await;
+            }
+        }
     }
-    let started = std::time::Instant::now();
-    store.commit(&changes).await.map_err(|e| store_error(&e))?;
-    metrics.store_commit(started.elapsed(), 1);
-    working.apply(&changes);
-    directory.store(Arc::new(working));
-    metrics.directory(&directory.load());
-    Ok(changes)
+
+    fn publish(&self, snapshot: Snapshot) {
+        self.directory.store(Arc::new(snapshot));
+        self.metrics.directory(&self.directory.load());
+        self.freshness.synced();
+    }
+
+    /// Apply what other writers committed since the published snapshot.
+    async fn catch_up(&self) -> store::Result<()> {
+        let current = self.directory.load_full();
+        match self.store.changes_since(current.seq).await? {
+            Some(delta) if delta.seq == current.seq => {
+                self.freshness.synced();
+                Ok(())
+            }
+            Some(delta) => {
+                let mut next = (*current).clone();
+                next.apply_delta(&delta);
+                self.metrics.directory_caught_up(delta.puts.len() + delta.deletes.len());
+                self.publish(next);
+                Ok(())
+            }
+            // The change log no longer reaches back to our snapshot.
+            None => self.reload().await,
+        }
+    }
+
+    /// Rebuild the snapshot from the whole store.
+    async fn reload(&self) -> store::Result<()> {
+        let started = std::time::Instant::now();
+        let loaded = self.store.load().await?;
+        let mut next = Snapshot::from_loaded(loaded);
+        next.generation = self.directory.load().generation + 1;
+        tracing::info!(
+            users = next.user_count(),
+            groups = next.group_count(),
+            seq = next.seq,
+            millis = started.elapsed().as_millis() as u64,
+            "directory resynchronised from the store"
+        );
+        self.metrics.directory_resync();
+        self.publish(next);
+        Ok(())
+    }
+
+    async fn write_batch(&self, mut batch: Vec<WriteRequest>) {
+        for _ in 0..MAX_CATCH_UPS {
+            let mut working = (*self.directory.load_full()).clone();
+            let mut outs: Vec<scim::Result<Vec<Change>>> = Vec::with_capacity(batch.len());
+            let mut all: Vec<Change> = Vec::new();
+            for (plan, _) in &batch {
+                let out = plan(&working);
+                if let Ok(changes) = &out {
+                    working.apply(changes);
+                    all.extend(changes.iter().cloned());
+                }
+                outs.push(out);
+            }
+            if all.is_empty() {
+                for ((_, reply), out) in batch.into_iter().zip(outs) {
+                    let _ = reply.send(out);
+                }
+                return;
+            }
+            let started = std::time::Instant::now();
+            match self.store.commit(&all, working.seq).await {
+                Ok(seq) => {
+                    self.metrics.store_commit(started.elapsed(), batch.len());
+                    working.seq = seq;
+                    self.publish(working);
+                    for ((_, reply), out) in batch.into_iter().zip(outs) {
+                        let _ = reply.send(out);
+                    }
+                    return;
+                }
+                Err(store::Error::Behind { .. }) => {
+                    // Another replica committed first: take its changes in and plan again.
+                    if let Err(e) = self.catch_up().await {
+                        let err = store_error(&e);
+                        for (_, reply) in batch {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                        return;
+                    }
+                }
+                Err(e) if batch.len() > 1 && matches!(e, store::Error::Unique(_) | store::Error::Version(_)) => {
+                    // Someone in the batch conflicts: redo each alone against the then-current state.
+                    for one in batch {
+                        Box::pin(self.write_batch(vec![one])).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let err = store_error(&e);
+                    for ((_, reply), out) in batch.into_iter().zip(outs) {
+                        let _ = reply.send(out.and(Err(err.clone())));
+                    }
+                    return;
+                }
+            }
+            // Keep only those still waiting (all of them: nothing was answered).
+            batch.retain(|(_, reply)| !reply.is_closed());
+            if batch.is_empty() {
+                return;
+            }
+        }
+        let err = store_error(&store::Error::Behind { base: 0, head: 0 });
+        for (_, reply) in batch {
+            let _ = reply.send(Err(err.clone()));
+        }
+    }
 }

@@ -43,6 +43,7 @@ fn decider() -> &'static Decider {
             policy: Arc::new(ArcSwap::from_pointee(Policy::parse(EXAMPLE, "example").expect("policy"))),
             verifier: Verifier::from_signer(&signer),
             signer: Arc::new(signer),
+            freshness: Arc::new(scimgate::freshness::Freshness::sole_writer()),
         }
     })
 }

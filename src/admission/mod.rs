@@ -23,6 +23,8 @@ pub struct Decider {
     pub policy: Arc<ArcSwap<Policy>>,
     pub signer: Arc<Signer>,
     pub verifier: Verifier,
+    /// How current `directory` is (always current with the embedded store).
+    pub freshness: Arc<crate::freshness::Freshness>,
 }
 
 #[derive(Clone)]
@@ -174,6 +176,16 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
         audit_annotations(&mut a, if dry { "dry-run-deny" } else { "deny" }, &decision_id, t);
         a
     };
+    // Identity state too old to trust (a shared store out of reach): fail closed, or open with a
+    // warning if the operator chose so.
+    let mut stale_warning = None;
+    if let Some(age) = st.freshness.stale_age() {
+        let why = st.freshness.describe_stale(age);
+        match st.freshness.when_stale {
+            crate::config::WhenStale::Deny => return refuse(t, why),
+            crate::config::WhenStale::Allow => stale_warning = Some(short_warning_text(&format!("scimgate: {why}"))),
+        }
+    }
     let requester = match identity::resolve(&snap, &policy, &req.user.username, labels) {
         Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => requester,
         Ok(Resolved::OwnerStamp {
@@ -225,6 +237,7 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
     t.outcome = Some(Outcome::Allowed);
     let rule = d.rule.clone().unwrap_or_default();
     let mut answer = Answer::allow();
+    answer.warnings.extend(stale_warning);
     audit_annotations(&mut answer, "allow", &decision_id, t);
     if hook == Hook::Mutate {
         answer.patch = stamp_patch(
@@ -259,7 +272,12 @@ fn audit_annotations(a: &mut Answer, decision: &str, id: &str, t: &Trace) {
 
 /// ≤ 120 characters, as the API server shows warnings to the person.
 fn short_warning(why: &str) -> String {
-    let mut w = format!("scimgate dry-run: would deny: {why}");
+    short_warning_text(&format!("scimgate dry-run: would deny: {why}"))
+}
+
+/// `w` cut to 120 characters.
+fn short_warning_text(w: &str) -> String {
+    let mut w = w.to_string();
     if w.len() > 120 {
         let mut cut = 117;
         while !w.is_char_boundary(cut) {

@@ -416,7 +416,7 @@ fn query_params(
 
 async fn list(st: ScimState, base: String, rt: ResourceType, params: Vec<(String, String)>) -> Result<Response> {
     let q = list_query(&params)?;
-    Ok(scim_json(StatusCode::OK, &st.service.list(Some(rt), &q, &base)?))
+    Ok(scim_json(StatusCode::OK, &st.service.list(Some(rt), &q, &base).await?))
 }
 
 async fn list_users(
@@ -437,7 +437,7 @@ async fn list_groups(
 
 async fn search(st: ScimState, base: String, rt: Option<ResourceType>, body: Value) -> Result<Response> {
     let q = search_query(body)?;
-    Ok(scim_json(StatusCode::OK, &st.service.list(rt, &q, &base)?))
+    Ok(scim_json(StatusCode::OK, &st.service.list(rt, &q, &base).await?))
 }
 
 async fn search_users(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {
@@ -462,7 +462,7 @@ async fn get_one(
     id: String,
     params: Vec<(String, String)>,
 ) -> Result<Response> {
-    let record = st.service.get(rt, &id)?;
+    let record = st.service.get(rt, &id).await?;
     let tag = service::etag(&record);
     if let Some(inm) = header_string(&headers, header::IF_NONE_MATCH) {
         if inm.split(',').map(str::trim).any(|t| t == "*" || t == tag) {

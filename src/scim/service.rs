@@ -207,8 +207,14 @@ impl Service {
         self.writer.snapshot()
     }
 
-    pub fn get(&self, rt: ResourceType, id: &str) -> Result<Record> {
-        self.snapshot().record(rt, id).cloned().ok_or_else(|| missing(rt, id))
+    /// The resource as of every write acknowledged before this call, on any replica.
+    pub async fn get(&self, rt: ResourceType, id: &str) -> Result<Record> {
+        self.writer
+            .current()
+            .await?
+            .record(rt, id)
+            .cloned()
+            .ok_or_else(|| missing(rt, id))
     }
 
     pub async fn create(&self, rt: ResourceType, body: Value) -> Result<Record> {
@@ -278,7 +284,7 @@ impl Service {
         });
         let changes = self.writer.write(plan).await?;
         if changes.is_empty() {
-            return self.get(rt, id);
+            return self.snapshot().record(rt, id).cloned().ok_or_else(|| missing(rt, id));
         }
         put_record(changes, rt, id)
     }
@@ -297,8 +303,8 @@ impl Service {
     }
 
     /// A ListResponse for one resource type, or for both (`rt: None`, root-level `.search`).
-    pub fn list(&self, rt: Option<ResourceType>, q: &ListQuery, base: &str) -> Result<Value> {
-        let s = self.snapshot();
+    pub async fn list(&self, rt: Option<ResourceType>, q: &ListQuery, base: &str) -> Result<Value> {
+        let s = self.writer.current().await?;
         let types: Vec<ResourceType> = match rt {
             Some(rt) => vec![rt],
             None => vec![ResourceType::User, ResourceType::Group],

@@ -1,10 +1,18 @@
 //! Durable identity state: SCIM resources, tombstones of deleted users, and API tokens.
 //!
-//! Two backends behind [`Store`]: [`embedded`] (SQLite in the data dir, the default) and, later,
-//! PostgreSQL. A backend stores what it is given atomically and reports conflicts; it does not
-//! know SCIM rules (the writer and `scim/` decide what to write) and does not import axum.
+//! Two backends behind [`Store`]: [`embedded`] (SQLite in the data dir, the default) and
+//! [`postgres`] (one database shared by several replicas). A backend stores what it is given
+//! atomically and reports conflicts; it does not know SCIM rules (the writer and `scim/` decide
+//! what to write) and does not import axum.
+//!
+//! Every commit of identity state takes the next number of one gapless sequence and logs the
+//! resources it touched under it. A replica's directory remembers the number it reflects, so it
+//! can ask for exactly what it missed ([`Store::changes_since`]), and a commit planned on an older
+//! directory is refused ([`Error::Behind`]) instead of overwriting what it never saw.
 
 pub mod embedded;
+pub mod postgres;
+mod sql;
 
 use crate::scim::schema::ResourceType;
 use async_trait::async_trait;
@@ -84,10 +92,84 @@ pub struct TokenRecord {
     pub revoked_at: Option<String>,
 }
 
+/// Position in the commit sequence: the number of identity commits ever made.
+pub type Seq = i64;
+
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub records: Vec<Record>,
     pub tombstones: Vec<Tombstone>,
+    /// The commit this state reflects.
+    pub seq: Seq,
+}
+
+/// What changed after some commit, up to and including `seq`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Delta {
+    pub seq: Seq,
+    /// Resources as they are now.
+    pub puts: Vec<Record>,
+    /// Resources gone now, with the user tombstone if one was left.
+    pub deletes: Vec<(ResourceType, Arc<str>, Option<Tombstone>)>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// Where identity state lives, as the CLI and the config name it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// SQLite in this data dir.
+    Embedded(std::path::PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// `embedded` (or nothing) means the data dir; otherwise a postgres:// URL.
+    pub fn parse(store: Option<&str>, data_dir: &std::path::Path) -> std::result::Result<Location, String> {
+        match store {
+            None | Some("embedded") => Ok(Location::Embedded(data_dir.to_path_buf())),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Location::Postgres(url.to_string()))
+            }
+            Some(other) => Err(format!(
+                "--store must be 'embedded' or a postgres:// URL, not '{}'",
+                redact(other)
+            )),
+        }
+    }
+
+    /// Says where, without a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Embedded(dir) => format!("the embedded store in {}", dir.display()),
+            Location::Postgres(url) => format!("PostgreSQL at {}", redact(url)),
+        }
+    }
+}
+
+/// A URL with any password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparseable URL)".to_string(),
+    }
+}
+
+/// Open (and migrate) the store at `location`.
+pub async fn open(location: &Location) -> Result<Arc<dyn Store>> {
+    Ok(match location {
+        Location::Embedded(dir) => Arc::new(embedded::Embedded::open(dir).await?),
+        Location::Postgres(url) => Arc::new(postgres::Postgres::open(url).await?),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +178,9 @@ pub enum Error {
     Unique(String),
     #[error("{0} was changed or removed concurrently")]
     Version(String),
+    /// Another commit landed after the state the change was planned on.
+    #[error("the directory is behind the store (at {base}, store at {head})")]
+    Behind { base: Seq, head: Seq },
     #[error("token '{0}' already exists")]
     TokenExists(String),
     #[error("database: {0}")]
@@ -112,10 +197,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Everything, to build the directory at start.
+    /// Everything, to build the directory at start (and on a full resync).
     async fn load(&self) -> Result<Loaded>;
-    /// Apply all changes in one transaction: all or nothing, durable when this returns `Ok`.
-    async fn commit(&self, changes: &[Change]) -> Result<()>;
+    /// Apply all changes in one transaction as the commit after `base`: all or nothing, durable
+    /// when this returns the new sequence number; [`Error::Behind`] if `base` is not the latest.
+    async fn commit(&self, changes: &[Change], base: Seq) -> Result<Seq>;
+    /// The latest commit's number.
+    async fn head(&self) -> Result<Seq>;
+    /// What changed after `seq`, read consistently; `None` when the change log no longer
+    /// reaches back that far (the caller reloads everything).
+    async fn changes_since(&self, seq: Seq) -> Result<Option<Delta>>;
+    /// Forget change-log entries older than `before` (RFC 3339); replicas further behind reload.
+    async fn prune_changes(&self, before: &str) -> Result<u64>;
     async fn tokens(&self) -> Result<Vec<TokenRecord>>;
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
     /// Revoke by name or id; returns whether a live token was revoked.
@@ -133,4 +226,55 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_decisions(&self, before: &str) -> Result<u64>;
     /// The SCIM id a userName has or had (tombstones count), for audit queries by name.
     async fn user_id_for(&self, user_name: &str) -> Result<Option<String>>;
+    /// Wake-ups when another process commits identity state, for stores several replicas share;
+    /// `None` when this process is the only writer (its directory is then always current).
+    async fn feed(&self) -> Result<Option<Box<dyn Feed>>> {
+        Ok(None)
+    }
+}
+
+/// What a [`Feed`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// Some replica committed (the payload is only a hint; read the log).
+    Committed,
+    /// The connection dropped and came back: notifications may have been missed.
+    Reconnected,
+}
+
+#[async_trait]
+pub trait Feed: Send {
+    /// The next event; an error means the store is unreachable right now (call again to retry).
+    async fn next(&mut self) -> Result<FeedEvent>;
+}
+
+/// Add one row of a change-log read to `delta`: the resource as it is now, or its absence (with
+/// the user's tombstone, if any). Shared by both backends so they read the log the same way.
+pub(crate) fn delta_row(
+    delta: &mut Delta,
+    rtype: String,
+    id: String,
+    resource: Option<((String, i64), String)>,
+    tombstone: Option<(String, String)>,
+) -> Result<()> {
+    let rt = ResourceType::from_name(&rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
+    let id: Arc<str> = Arc::from(id);
+    match resource {
+        Some(((unique_key, version), body)) => delta.puts.push(Record {
+            rt,
+            id,
+            unique_key: Arc::from(unique_key),
+            version,
+            body: Arc::from(body),
+        }),
+        None => {
+            let tombstone = tombstone.map(|(unique_key, deleted_at)| Tombstone {
+                id: id.clone(),
+                unique_key: Arc::from(unique_key),
+                deleted_at,
+            });
+            delta.deletes.push((rt, id, tombstone));
+        }
+    }
+    Ok(())
 }

@@ -12,16 +12,32 @@ fn cli(args: &[&str]) -> std::process::Output {
         .expect("run scimgate")
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    // Tokens refresh every 2 s; the margin is for a loaded CI machine.
+/// Whether `check` came true within 30 s: tokens refresh every 2 s; the margin is for a loaded CI
+/// machine.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if check().await {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("{what} did not happen within 30s");
+    false
+}
+
+/// The store's token list and the server's token metrics, for a failure message.
+async fn token_state(s: &TestServer, dir: &str) -> String {
+    let stored = cli(&["token", "list", "--data-dir", dir]);
+    let metrics = match reqwest::get(format!("{}/metrics", s.ops)).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => e.to_string(),
+    };
+    let token_lines: Vec<&str> = metrics.lines().filter(|l| l.contains("token")).collect();
+    format!(
+        "store:\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&stored.stdout),
+        token_lines.join("\n")
+    )
 }
 
 // The CLI runs as a blocking child process: the server must keep its own worker threads.
@@ -40,7 +56,7 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
         "the token itself is not stored"
     );
     let url = s.url("/Users");
-    eventually("new token accepted", async || {
+    let ok = eventually(async || {
         s.client
             .get(&url)
             .bearer_auth(&token)
@@ -51,6 +67,7 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
             == Some(StatusCode::OK)
     })
     .await;
+    assert!(ok, "new token accepted within 30 s\n{}", token_state(&s, &dir).await);
     let audit = cli(&[
         "token",
         "create",
@@ -66,7 +83,7 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
         .last()
         .unwrap_or_default()
         .to_string();
-    eventually("audit token refused for SCIM with 403", async || {
+    let ok = eventually(async || {
         s.client
             .get(&url)
             .bearer_auth(&audit_token)
@@ -77,24 +94,16 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
             == Some(StatusCode::FORBIDDEN)
     })
     .await;
+    assert!(
+        ok,
+        "audit token refused for SCIM with 403 within 30 s\n{}",
+        token_state(&s, &dir).await
+    );
     let list = cli(&["token", "list", "--data-dir", &dir]);
     let listed = String::from_utf8_lossy(&list.stdout);
     assert!(listed.contains("okta") && listed.contains("auditor") && !listed.contains(&token));
     assert!(cli(&["token", "revoke", "--data-dir", &dir, "okta"]).status.success());
-    // What the store and the server say, should the next step fail (it once did under load).
-    let stored = cli(&["token", "list", "--data-dir", &dir]);
-    let metrics = reqwest::get(format!("{}/metrics", s.ops)).await.map(|r| r.text());
-    let metrics = match metrics {
-        Ok(t) => t.await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    let token_lines: Vec<&str> = metrics.lines().filter(|l| l.contains("token")).collect();
-    eprintln!(
-        "after revoke:\n{}\n{}",
-        String::from_utf8_lossy(&stored.stdout),
-        token_lines.join("\n")
-    );
-    eventually("revoked token refused", async || {
+    let ok = eventually(async || {
         s.client
             .get(&url)
             .bearer_auth(&token)
@@ -105,6 +114,7 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
             == Some(StatusCode::UNAUTHORIZED)
     })
     .await;
+    assert!(ok, "revoked token refused within 30 s\n{}", token_state(&s, &dir).await);
     assert!(
         !cli(&["token", "revoke", "--data-dir", &dir, "okta"]).status.success(),
         "revoking twice is an error"
@@ -149,12 +159,13 @@ async fn rotated_serving_certificate_is_used_by_new_connections() {
     let second = scimgate::tls::generate(&["localhost".into()], "second CA").expect("generate");
     scimgate::tls::write(&certs, &second).expect("rotate");
     let trusts_second = crate::support::client_for(second.ca_pem.as_bytes());
-    eventually("the rotated certificate served", async || {
+    let ok = eventually(async || {
         // A fresh client per try: a new connection, a new handshake.
         let c = crate::support::client_for(second.ca_pem.as_bytes());
         c.get(&url).send().await.map(|r| r.status()).ok() == Some(StatusCode::OK)
     })
     .await;
+    assert!(ok, "the rotated certificate served within 30 s");
     assert_eq!(
         trusts_second.get(&url).send().await.map(|r| r.status()).ok(),
         Some(StatusCode::OK)

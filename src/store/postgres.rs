@@ -1,0 +1,382 @@
+//! The PostgreSQL store, shared by several replicas.
+//!
+//! Identity commits serialise on the one `commit_seq` row: each takes the next number while
+//! holding its row lock, so numbers follow commit order without gaps, and a commit planned on a
+//! directory that missed another replica's commit is refused ([`Error::Behind`]) before it writes.
+//! Each commit ends with `NOTIFY` so the other replicas catch up at once; the change log lets
+//! them read exactly what they missed. Migrations run under sqlx's advisory lock, so replicas
+//! starting together migrate once.
+
+use super::{
+    sql, Change, Delta, Error, Feed, FeedEvent, Loaded, Record, Result, Scope, Seq, Store, TokenRecord, Tombstone,
+};
+use crate::scim::schema::ResourceType;
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres as Pg, Row};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The NOTIFY channel commits announce themselves on.
+const CHANNEL: &str = "scimgate_changes";
+
+pub struct Postgres {
+    pool: PgPool,
+}
+
+impl Postgres {
+    pub async fn open(url: &str) -> Result<Postgres> {
+        let opts = PgConnectOptions::from_str(url)?.application_name("scimgate");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            // A database that is away must fail requests quickly (SCIM answers 503, the IdP
+            // retries) rather than hold them for the default 30 s.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Postgres { pool })
+    }
+}
+
+fn conflict(e: sqlx::Error, what: &Record) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            Error::Unique(format!("{} '{}'", what.rt.name(), what.unique_key))
+        }
+        _ => Error::Database(e),
+    }
+}
+
+/// A transaction that sees one consistent state of the whole database.
+async fn snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, Pg>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+#[async_trait]
+impl Store for Postgres {
+    async fn load(&self) -> Result<Loaded> {
+        let mut tx = snapshot(&self.pool).await?;
+        let seq: Seq = sqlx::query_scalar("SELECT seq FROM commit_seq WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut records = Vec::new();
+        {
+            let mut rows = sqlx::query("SELECT rtype, id, unique_key, version, body FROM resources").fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let rtype: &str = row.try_get(0)?;
+                let rt =
+                    ResourceType::from_name(rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
+                records.push(Record {
+                    rt,
+                    id: Arc::from(row.try_get::<&str, _>(1)?),
+                    unique_key: Arc::from(row.try_get::<&str, _>(2)?),
+                    version: row.try_get(3)?,
+                    body: Arc::from(row.try_get::<&str, _>(4)?),
+                });
+            }
+        }
+        let rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'User'")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut tombstones = Vec::with_capacity(rows.len());
+        for row in rows {
+            tombstones.push(Tombstone {
+                id: row.try_get::<String, _>(0)?.into(),
+                unique_key: row.try_get::<String, _>(1)?.into(),
+                deleted_at: row.try_get(2)?,
+            });
+        }
+        Ok(Loaded {
+            records,
+            tombstones,
+            seq,
+        })
+    }
+
+    async fn commit(&self, changes: &[Change], base: Seq) -> Result<Seq> {
+        let mut tx = self.pool.begin().await?;
+        // Waits for any other replica's commit in flight, then takes the next number.
+        let seq: Seq = sqlx::query_scalar("UPDATE commit_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+            .fetch_one(&mut *tx)
+            .await?;
+        if seq != base + 1 {
+            return Err(Error::Behind { base, head: seq - 1 });
+        }
+        let at = crate::scim::now();
+        for change in changes {
+            match change {
+                Change::Put {
+                    record: r,
+                    previous: None,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO resources (rtype, id, unique_key, version, body) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(r.rt.name())
+                    .bind(&*r.id)
+                    .bind(&*r.unique_key)
+                    .bind(r.version)
+                    .bind(&*r.body)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| conflict(e, r))?;
+                    sqlx::query("DELETE FROM tombstones WHERE rtype = $1 AND unique_key = $2")
+                        .bind(r.rt.name())
+                        .bind(&*r.unique_key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Change::Put {
+                    record: r,
+                    previous: Some(prev),
+                } => {
+                    let done = sqlx::query(
+                        "UPDATE resources SET unique_key = $1, version = $2, body = $3 \
+                         WHERE rtype = $4 AND id = $5 AND version = $6",
+                    )
+                    .bind(&*r.unique_key)
+                    .bind(r.version)
+                    .bind(&*r.body)
+                    .bind(r.rt.name())
+                    .bind(&*r.id)
+                    .bind(prev)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| conflict(e, r))?;
+                    if done.rows_affected() != 1 {
+                        return Err(Error::Version(format!("{} {}", r.rt.name(), r.id)));
+                    }
+                }
+                Change::Delete { record: r } => {
+                    let done = sqlx::query("DELETE FROM resources WHERE rtype = $1 AND id = $2 AND version = $3")
+                        .bind(r.rt.name())
+                        .bind(&*r.id)
+                        .bind(r.version)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(Error::Version(format!("{} {}", r.rt.name(), r.id)));
+                    }
+                    if r.rt == ResourceType::User {
+                        sqlx::query(
+                            "INSERT INTO tombstones (rtype, id, unique_key, deleted_at) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (rtype, id) DO UPDATE SET unique_key = EXCLUDED.unique_key, \
+                             deleted_at = EXCLUDED.deleted_at",
+                        )
+                        .bind(r.rt.name())
+                        .bind(&*r.id)
+                        .bind(&*r.unique_key)
+                        .bind(&at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+        }
+        let mut log = sqlx::QueryBuilder::<Pg>::new("INSERT INTO changes (seq, rtype, id, at) ");
+        log.push_values(changes.iter().map(Change::record), |mut v, r| {
+            v.push_bind(seq).push_bind(r.rt.name()).push_bind(&*r.id).push_bind(&at);
+        });
+        log.push(" ON CONFLICT DO NOTHING");
+        log.build().execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(seq.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn head(&self) -> Result<Seq> {
+        Ok(sqlx::query_scalar("SELECT seq FROM commit_seq WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn changes_since(&self, seq: Seq) -> Result<Option<Delta>> {
+        let mut tx = snapshot(&self.pool).await?;
+        let head: Seq = sqlx::query_scalar("SELECT seq FROM commit_seq WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        if head <= seq {
+            tx.commit().await?;
+            return Ok(Some(Delta {
+                seq: head,
+                ..Delta::default()
+            }));
+        }
+        let oldest: Option<Seq> = sqlx::query_scalar("SELECT min(seq) FROM changes")
+            .fetch_one(&mut *tx)
+            .await?;
+        if oldest.is_none_or(|o| o > seq + 1) {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT c.rtype, c.id, r.unique_key, r.version, r.body, t.unique_key, t.deleted_at \
+             FROM (SELECT DISTINCT rtype, id FROM changes WHERE seq > $1 AND seq <= $2) c \
+             LEFT JOIN resources r ON r.rtype = c.rtype AND r.id = c.id \
+             LEFT JOIN tombstones t ON t.rtype = c.rtype AND t.id = c.id",
+        )
+        .bind(seq)
+        .bind(head)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut delta = Delta {
+            seq: head,
+            ..Delta::default()
+        };
+        for row in rows {
+            super::delta_row(
+                &mut delta,
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get::<Option<String>, _>(2)?
+                    .zip(row.try_get::<Option<i64>, _>(3)?)
+                    .zip(row.try_get::<Option<String>, _>(4)?),
+                row.try_get::<Option<String>, _>(5)?
+                    .zip(row.try_get::<Option<String>, _>(6)?),
+            )?;
+        }
+        Ok(Some(delta))
+    }
+
+    async fn prune_changes(&self, before: &str) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM changes WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows =
+            sqlx::query("SELECT id, name, scope, hash, created_at, revoked_at FROM tokens ORDER BY created_at, name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|row| {
+                let scope: String = row.try_get(2)?;
+                let hash: Vec<u8> = row.try_get(3)?;
+                Ok(TokenRecord {
+                    id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    scope: Scope::parse(&scope).ok_or_else(|| Error::Corrupt(format!("token scope '{scope}'")))?,
+                    hash: hash
+                        .try_into()
+                        .map_err(|_| Error::Corrupt("token hash length".into()))?,
+                    created_at: row.try_get(4)?,
+                    revoked_at: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, name, scope, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(t.scope.as_str())
+        .bind(&t.hash[..])
+        .bind(&t.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::TokenExists(t.name.clone()),
+            _ => Error::Database(e),
+        })?;
+        Ok(())
+    }
+
+    async fn revoke_token(&self, name_or_id: &str, at: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE (name = $2 OR id = $2) AND revoked_at IS NULL")
+            .bind(at)
+            .bind(name_or_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_decisions(&self, records: &[crate::audit::DecisionRecord]) -> Result<()> {
+        // 20 parameters a row, within PostgreSQL's 65,535 per statement.
+        const ROWS: usize = 1_000;
+        let mut tx = self.pool.begin().await?;
+        for chunk in records.chunks(ROWS) {
+            let mut q = sqlx::QueryBuilder::<Pg>::new(format!("INSERT INTO decisions ({}) ", sql::DECISION_COLUMNS));
+            sql::push_decision_values(&mut q, chunk);
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn decision_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM decisions")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn query_decisions(
+        &self,
+        q: &crate::audit::query::DecisionQuery,
+    ) -> Result<Vec<crate::audit::DecisionRecord>> {
+        let rows = sql::decision_query::<Pg>(q).build().fetch_all(&self.pool).await?;
+        rows.iter().map(sql::decision_from_row).collect()
+    }
+
+    async fn prune_decisions(&self, before: &str) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM decisions WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn user_id_for(&self, user_name: &str) -> Result<Option<String>> {
+        let key = user_name.to_lowercase();
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM resources WHERE rtype = 'User' AND unique_key = $1 \
+             UNION ALL SELECT id FROM tombstones WHERE rtype = 'User' AND unique_key = $1 LIMIT 1",
+        )
+        .bind(&key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn feed(&self) -> Result<Option<Box<dyn Feed>>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(Box::new(Notifications { listener })))
+    }
+}
+
+struct Notifications {
+    listener: PgListener,
+}
+
+#[async_trait]
+impl Feed for Notifications {
+    async fn next(&mut self) -> Result<FeedEvent> {
+        // `try_recv` reconnects (and re-subscribes) before saying the connection was lost.
+        Ok(match self.listener.try_recv().await? {
+            Some(_) => FeedEvent::Committed,
+            None => FeedEvent::Reconnected,
+        })
+    }
+}
