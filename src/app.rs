@@ -264,15 +264,20 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let mut dev_token = None;
     if cfg.dev {
         // A fresh token each start: the previous one's secret isn't stored anywhere to print.
+        // (Not with a shared store, where the other dev tokens are other replicas' own.)
         for t in store
             .tokens()
             .await?
             .iter()
-            .filter(|t| t.name.starts_with("dev-") && t.revoked_at.is_none())
+            .filter(|t| !shared && t.name.starts_with("dev-") && t.revoked_at.is_none())
         {
             store.revoke_token(&t.id, &crate::scim::now()).await?;
         }
-        let name = format!("dev-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
+        let name = format!(
+            "dev-{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
         let (_, secret) = token::create(&*store, &name, Scope::Scim).await?;
         tokens.set(store.tokens().await?);
         dev_token = Some(secret);

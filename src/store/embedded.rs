@@ -3,13 +3,17 @@
 //!
 //! Several processes may open the same file (`scimgate token create` next to a running server);
 //! SQLite's locking serialises them and `busy_timeout` makes them wait instead of failing.
+//! Nothing else in the server's process may open the database file: closing any descriptor of
+//! it drops the process's POSIX locks, after which another process can checkpoint and remove
+//! the WAL under SQLite's feet and this process reads a frozen state (a test that read the file
+//! directly did exactly that).
 
 use super::{sql, Change, Delta, Error, Loaded, Record, Result, Scope, Seq, Store, TokenRecord, Tombstone};
 use crate::scim::schema::ResourceType;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +24,6 @@ pub const FILE: &str = "scimgate.db";
 
 pub struct Embedded {
     pool: SqlitePool,
-    opts: SqliteConnectOptions,
 }
 
 impl Embedded {
@@ -35,10 +38,10 @@ impl Embedded {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts.clone())
+            .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Embedded { pool, opts })
+        Ok(Embedded { pool })
     }
 }
 
@@ -246,16 +249,10 @@ impl Store for Embedded {
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        // Tokens are the one table another process (the `token` CLI) writes. Read on a fresh
-        // connection: a server re-reading through its pool was seen (about 1 run in 40 under load)
-        // to keep returning a token after the CLI had revoked it, as if a pooled connection held
-        // an old read snapshot. The cause is not pinned down; a new connection cannot have one.
-        let mut conn = self.opts.connect().await?;
         let rows =
             sqlx::query("SELECT id, name, scope, hash, created_at, revoked_at FROM tokens ORDER BY created_at, name")
-                .fetch_all(&mut conn)
+                .fetch_all(&self.pool)
                 .await?;
-        let _ = conn.close().await;
         rows.into_iter()
             .map(|row| {
                 let scope: String = row.try_get(2)?;

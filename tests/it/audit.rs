@@ -8,7 +8,7 @@ use scimgate::store::Store;
 use std::process::Command;
 
 /// 40 records over 40 days: alice (every other), bob, a service account; kinds and outcomes vary.
-fn seed(alice: &str, bob: &str) -> Vec<DecisionRecord> {
+pub fn seed(alice: &str, bob: &str) -> Vec<DecisionRecord> {
     let now = chrono::Utc::now();
     (0..40)
         .map(|i| {

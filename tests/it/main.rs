@@ -9,5 +9,6 @@ mod manifests;
 mod readme;
 mod review;
 mod scim_api;
+mod store;
 mod support;
 mod tokens_and_certs;

@@ -184,3 +184,23 @@ pub fn enc(s: &str) -> String {
     }
     out
 }
+
+/// A new, empty database on the test PostgreSQL cluster that `scripts/test.sh` starts (its URL
+/// in `SCIMGATE_TEST_POSTGRES`).
+pub async fn postgres_db() -> String {
+    use sqlx::Connection;
+    let base = std::env::var("SCIMGATE_TEST_POSTGRES").expect(
+        "SCIMGATE_TEST_POSTGRES is not set: the PostgreSQL tests need the cluster `bash scripts/test.sh` starts \
+         (or `scripts/postgres.sh start DIR PORT` and export the URL it prints)",
+    );
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to the test cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let _ = admin.close().await;
+    let mut url = url::Url::parse(&base).expect("url");
+    url.set_path(&name);
+    url.to_string()
+}

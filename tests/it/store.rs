@@ -1,0 +1,181 @@
+//! The store conformance suite: one body of checks, run unchanged against the embedded store and
+//! against PostgreSQL.
+
+use scimgate::audit::query::DecisionQuery;
+use scimgate::scim::schema::ResourceType;
+use scimgate::store::{self, Change, Error, Location, Record, Scope, Store, TokenRecord};
+use std::sync::Arc;
+
+fn user(id: &str, name: &str, version: i64, active: bool) -> Record {
+    Record {
+        rt: ResourceType::User,
+        id: Arc::from(id),
+        unique_key: Arc::from(name.to_lowercase()),
+        version,
+        body: Arc::from(
+            serde_json::json!({"id": id, "userName": name, "active": active}).to_string(),
+        ),
+    }
+}
+
+fn group(id: &str, name: &str, version: i64, members: &[&str]) -> Record {
+    let m: Vec<_> = members.iter().map(|m| serde_json::json!({"value": m})).collect();
+    Record {
+        rt: ResourceType::Group,
+        id: Arc::from(id),
+        unique_key: Arc::from(name.to_lowercase()),
+        version,
+        body: Arc::from(serde_json::json!({"id": id, "displayName": name, "members": m}).to_string()),
+    }
+}
+
+fn put(r: Record, previous: Option<i64>) -> Change {
+    Change::Put { record: r, previous }
+}
+
+async fn conformance(s: Arc<dyn Store>) {
+    // Identity state: the sequence, inserts, conflicts.
+    let empty = s.load().await.expect("load");
+    assert_eq!((empty.records.len(), empty.seq), (0, 0));
+    assert_eq!(s.head().await.expect("head"), 0);
+    let seq = s
+        .commit(&[put(user("u1", "Alice", 1, true), None), put(user("u2", "bob", 1, true), None)], 0)
+        .await
+        .expect("commit");
+    assert_eq!(seq, 1);
+    let behind = s.commit(&[put(user("u3", "carol", 1, true), None)], 0).await;
+    assert!(matches!(behind, Err(Error::Behind { base: 0, head: 1 })), "{behind:?}");
+    let dup = s.commit(&[put(user("u3", "ALICE", 1, true), None)], 1).await;
+    assert!(matches!(dup, Err(Error::Unique(_))), "userName is unique case-insensitively: {dup:?}");
+    let stale = s.commit(&[put(user("u1", "Alice", 3, false), Some(2))], 1).await;
+    assert!(matches!(stale, Err(Error::Version(_))), "{stale:?}");
+    // A failed commit takes no number and leaves nothing behind.
+    assert_eq!(s.head().await.expect("head"), 1);
+    assert_eq!(s.load().await.expect("load").records.len(), 2);
+
+    // Updates, groups and deletes, each one commit; the change log replays them.
+    assert_eq!(s.commit(&[put(user("u1", "Alice", 2, false), Some(1))], 1).await.expect("update"), 2);
+    assert_eq!(s.commit(&[put(group("g1", "ML", 1, &["u1", "u2"]), None)], 2).await.expect("group"), 3);
+    let u2 = user("u2", "bob", 1, true);
+    assert_eq!(s.commit(&[Change::Delete { record: u2 }], 3).await.expect("delete"), 4);
+    let delta = s.changes_since(1).await.expect("changes").expect("log reaches back");
+    assert_eq!(delta.seq, 4);
+    let mut puts: Vec<(String, i64)> = delta.puts.iter().map(|r| (r.id.to_string(), r.version)).collect();
+    puts.sort();
+    assert_eq!(puts, vec![("g1".to_string(), 1), ("u1".to_string(), 2)]);
+    assert_eq!(delta.deletes.len(), 1);
+    let (rt, id, tombstone) = &delta.deletes[0];
+    assert_eq!((*rt, &**id), (ResourceType::User, "u2"));
+    assert_eq!(tombstone.as_ref().map(|t| &*t.unique_key), Some("bob"));
+    assert!(s.changes_since(4).await.expect("changes").expect("current").is_empty());
+    let everything = s.changes_since(0).await.expect("changes").expect("from the start");
+    assert_eq!((everything.puts.len(), everything.deletes.len()), (2, 1));
+    let loaded = s.load().await.expect("load");
+    assert_eq!((loaded.seq, loaded.records.len(), loaded.tombstones.len()), (4, 2, 1));
+    // Re-creating the name clears the tombstone.
+    assert_eq!(s.commit(&[put(user("u4", "Bob", 1, true), None)], 4).await.expect("recreate"), 5);
+    assert!(s.load().await.expect("load").tombstones.is_empty());
+    // Once the log is pruned, a replica that far behind is told to reload.
+    let future = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
+    assert!(s.prune_changes(&future).await.expect("prune") >= 5);
+    assert_eq!(s.changes_since(2).await.expect("changes"), None);
+    assert!(s.changes_since(5).await.expect("changes").expect("current").is_empty());
+
+    // Tokens.
+    let t = TokenRecord {
+        id: "t1".into(),
+        name: "okta".into(),
+        scope: Scope::Scim,
+        hash: [7; 32],
+        created_at: scimgate::scim::now(),
+        revoked_at: None,
+    };
+    s.insert_token(&t).await.expect("token");
+    assert!(matches!(s.insert_token(&t).await, Err(Error::TokenExists(_))));
+    assert_eq!(s.tokens().await.expect("tokens"), vec![t.clone()]);
+    assert!(s.revoke_token("okta", &scimgate::scim::now()).await.expect("revoke"));
+    assert!(!s.revoke_token("t1", &scimgate::scim::now()).await.expect("revoke twice"));
+    assert!(s.tokens().await.expect("tokens")[0].revoked_at.is_some());
+
+    // Decision log: the audit queries read the same on both backends.
+    let all = crate::audit::seed("u1", "u4");
+    s.record_decisions(&all).await.expect("record");
+    s.record_decisions(&all[..5]).await.expect("recording twice is harmless");
+    assert_eq!(s.decision_count().await.expect("count"), 40);
+    let ids = |q: DecisionQuery| {
+        let s = s.clone();
+        async move {
+            s.query_decisions(&q)
+                .await
+                .expect("query")
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let alice = ids(DecisionQuery {
+        user_id: Some("u1".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(alice.len(), 20);
+    assert!(alice.windows(2).all(|w| w[0] > w[1]), "newest first");
+    let page = ids(DecisionQuery {
+        user_id: Some("u1".into()),
+        limit: 7,
+        after: Some(alice[6].clone()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(page, alice[7..14].to_vec());
+    let prod_denied = ids(DecisionQuery {
+        namespace: Some("prod-pay".into()),
+        outcome: Some("denied".into()),
+        ..Default::default()
+    })
+    .await;
+    let expected: Vec<String> = all
+        .iter()
+        .rev()
+        .filter(|r| r.namespace == "prod-pay" && r.outcome == "denied")
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(prod_denied, expected);
+    let by_group = ids(DecisionQuery {
+        group: Some("ML".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_group.len(), 20);
+    let cutoff = (chrono::Utc::now() - chrono::Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let recent = ids(DecisionQuery {
+        from: Some(cutoff.clone()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(recent.len(), all.iter().filter(|r| r.at >= cutoff).count());
+    let old = all.iter().filter(|r| r.at < cutoff).count();
+    assert_eq!(s.prune_decisions(&cutoff).await.expect("prune"), old as u64);
+    assert_eq!(s.decision_count().await.expect("count"), (40 - old) as i64);
+    assert_eq!(s.user_id_for("ALICE").await.expect("live"), Some("u1".into()));
+    assert_eq!(s.user_id_for("nobody").await.expect("unknown"), None);
+}
+
+#[tokio::test]
+async fn embedded_store_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store::open(&Location::Embedded(dir.path().to_path_buf())).await.expect("open");
+    assert!(s.feed().await.expect("feed").is_none(), "nobody else writes an embedded store");
+    conformance(s).await;
+}
+
+#[tokio::test]
+async fn postgres_store_conforms() {
+    let url = crate::support::postgres_db().await;
+    // Two processes starting on an empty database migrate it once, together.
+    let at = Location::Postgres(url);
+    let (a, b) = tokio::join!(store::open(&at), store::open(&at));
+    let (s, _other) = (a.expect("open"), b.expect("open concurrently"));
+    assert!(s.feed().await.expect("feed").is_some());
+    conformance(s).await;
+}
