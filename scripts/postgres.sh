@@ -2,7 +2,8 @@
 # A throwaway PostgreSQL cluster on loopback, for the test suite and the benchmarks.
 #
 #   scripts/postgres.sh start DIR PORT   initdb into DIR (if new) and start; prints the URL
-#   scripts/postgres.sh restart DIR      stop (fast) and start again, same port
+#   scripts/postgres.sh pause DIR        stop (fast), keeping DIR
+#   scripts/postgres.sh resume DIR       start a paused cluster again, same port
 #   scripts/postgres.sh stop DIR         stop and remove DIR
 #
 # Uses Debian's postgresql package, installed when missing and running as root. initdb refuses
@@ -28,7 +29,7 @@ as_owner() {
   if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-cmd=${1:?start|restart|stop}
+cmd=${1:?start|pause|resume|stop}
 dir=${2:?data directory}
 bin=$(bindir)
 case $cmd in
@@ -48,8 +49,10 @@ CONF
     as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/log" -w -t 60 start >/dev/null
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;
-  restart)
+  pause)
     as_owner "$bin/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null
+    ;;
+  resume)
     as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/log" -w -t 60 start >/dev/null
     ;;
   stop)
@@ -59,7 +62,7 @@ CONF
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: $0 start DIR PORT | restart DIR | stop DIR" >&2
+    echo "usage: $0 start DIR PORT | pause DIR | resume DIR | stop DIR" >&2
     exit 2
     ;;
 esac

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: lints, unit and integration tests, then scim2-tester
-# against a real `scimgate serve --dev`. Installs what it needs (a Python venv in .venv).
+# The whole test suite, as CI runs it: lints, unit and integration tests (with a throwaway
+# PostgreSQL cluster on loopback for the store and HA tests), then scim2-tester against a real
+# `scimgate serve --dev`. Installs what it needs (a Python venv in .venv; Debian's postgresql
+# package when missing and running as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -9,8 +11,19 @@ echo "== lint"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 
+echo "== PostgreSQL for the store conformance and HA tests"
+pgdir=$(mktemp -u /tmp/scimgate-test-pg.XXXXXX)
+pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cleanup_pg() { bash scripts/postgres.sh stop "$pgdir" || true; }
+trap cleanup_pg EXIT
+SCIMGATE_TEST_POSTGRES=$(bash scripts/postgres.sh start "$pgdir" "$pgport")
+export SCIMGATE_TEST_POSTGRES
+echo "cluster at $SCIMGATE_TEST_POSTGRES"
+
 echo "== cargo test"
 cargo test --all-targets
+cleanup_pg
+trap - EXIT
 
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv

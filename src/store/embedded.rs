@@ -36,10 +36,7 @@ impl Embedded {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         MIGRATOR.run(&pool).await?;
         Ok(Embedded { pool })
     }

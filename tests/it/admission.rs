@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const POLICY: &str = r#"
+pub const POLICY: &str = r#"
 apiVersion: scimgate.io/v1
 kind: Policy
 mode: enforce
@@ -311,7 +311,7 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
     assert_eq!(malformed.len(), 2, "fun-with-gifs and k8s-jobs: {malformed:?}");
 }
 
-fn workflow(ns: &str) -> Value {
+pub fn workflow(ns: &str) -> Value {
     json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
         "metadata": {"generateName": "hello-", "namespace": ns},
         "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}})

@@ -10,14 +10,19 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-struct Running {
-    child: Child,
-    base: String,
-    token: String,
+pub struct Running {
+    pub child: Child,
+    pub base: String,
+    pub token: String,
 }
 
 /// Start the real binary in dev mode on a free port; read the URL and token from its banner.
 async fn spawn(data_dir: &Path) -> Running {
+    spawn_with(data_dir, &[]).await
+}
+
+/// [`spawn`] with more `serve` arguments.
+pub async fn spawn_with(data_dir: &Path, extra: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
         .args([
             "serve",
@@ -31,6 +36,7 @@ async fn spawn(data_dir: &Path) -> Running {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())

@@ -4,6 +4,7 @@ mod admission;
 mod audit;
 mod cli_docs;
 mod crash;
+mod ha;
 mod interop;
 mod manifests;
 mod readme;

@@ -12,9 +12,7 @@ fn user(id: &str, name: &str, version: i64, active: bool) -> Record {
         id: Arc::from(id),
         unique_key: Arc::from(name.to_lowercase()),
         version,
-        body: Arc::from(
-            serde_json::json!({"id": id, "userName": name, "active": active}).to_string(),
-        ),
+        body: Arc::from(serde_json::json!({"id": id, "userName": name, "active": active}).to_string()),
     }
 }
 
@@ -39,14 +37,23 @@ async fn conformance(s: Arc<dyn Store>) {
     assert_eq!((empty.records.len(), empty.seq), (0, 0));
     assert_eq!(s.head().await.expect("head"), 0);
     let seq = s
-        .commit(&[put(user("u1", "Alice", 1, true), None), put(user("u2", "bob", 1, true), None)], 0)
+        .commit(
+            &[
+                put(user("u1", "Alice", 1, true), None),
+                put(user("u2", "bob", 1, true), None),
+            ],
+            0,
+        )
         .await
         .expect("commit");
     assert_eq!(seq, 1);
     let behind = s.commit(&[put(user("u3", "carol", 1, true), None)], 0).await;
     assert!(matches!(behind, Err(Error::Behind { base: 0, head: 1 })), "{behind:?}");
     let dup = s.commit(&[put(user("u3", "ALICE", 1, true), None)], 1).await;
-    assert!(matches!(dup, Err(Error::Unique(_))), "userName is unique case-insensitively: {dup:?}");
+    assert!(
+        matches!(dup, Err(Error::Unique(_))),
+        "userName is unique case-insensitively: {dup:?}"
+    );
     let stale = s.commit(&[put(user("u1", "Alice", 3, false), Some(2))], 1).await;
     assert!(matches!(stale, Err(Error::Version(_))), "{stale:?}");
     // A failed commit takes no number and leaves nothing behind.
@@ -54,8 +61,18 @@ async fn conformance(s: Arc<dyn Store>) {
     assert_eq!(s.load().await.expect("load").records.len(), 2);
 
     // Updates, groups and deletes, each one commit; the change log replays them.
-    assert_eq!(s.commit(&[put(user("u1", "Alice", 2, false), Some(1))], 1).await.expect("update"), 2);
-    assert_eq!(s.commit(&[put(group("g1", "ML", 1, &["u1", "u2"]), None)], 2).await.expect("group"), 3);
+    assert_eq!(
+        s.commit(&[put(user("u1", "Alice", 2, false), Some(1))], 1)
+            .await
+            .expect("update"),
+        2
+    );
+    assert_eq!(
+        s.commit(&[put(group("g1", "ML", 1, &["u1", "u2"]), None)], 2)
+            .await
+            .expect("group"),
+        3
+    );
     let u2 = user("u2", "bob", 1, true);
     assert_eq!(s.commit(&[Change::Delete { record: u2 }], 3).await.expect("delete"), 4);
     let delta = s.changes_since(1).await.expect("changes").expect("log reaches back");
@@ -73,7 +90,12 @@ async fn conformance(s: Arc<dyn Store>) {
     let loaded = s.load().await.expect("load");
     assert_eq!((loaded.seq, loaded.records.len(), loaded.tombstones.len()), (4, 2, 1));
     // Re-creating the name clears the tombstone.
-    assert_eq!(s.commit(&[put(user("u4", "Bob", 1, true), None)], 4).await.expect("recreate"), 5);
+    assert_eq!(
+        s.commit(&[put(user("u4", "Bob", 1, true), None)], 4)
+            .await
+            .expect("recreate"),
+        5
+    );
     assert!(s.load().await.expect("load").tombstones.is_empty());
     // Once the log is pruned, a replica that far behind is told to reload.
     let future = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
@@ -94,13 +116,18 @@ async fn conformance(s: Arc<dyn Store>) {
     assert!(matches!(s.insert_token(&t).await, Err(Error::TokenExists(_))));
     assert_eq!(s.tokens().await.expect("tokens"), vec![t.clone()]);
     assert!(s.revoke_token("okta", &scimgate::scim::now()).await.expect("revoke"));
-    assert!(!s.revoke_token("t1", &scimgate::scim::now()).await.expect("revoke twice"));
+    assert!(!s
+        .revoke_token("t1", &scimgate::scim::now())
+        .await
+        .expect("revoke twice"));
     assert!(s.tokens().await.expect("tokens")[0].revoked_at.is_some());
 
     // Decision log: the audit queries read the same on both backends.
     let all = crate::audit::seed("u1", "u4");
     s.record_decisions(&all).await.expect("record");
-    s.record_decisions(&all[..5]).await.expect("recording twice is harmless");
+    s.record_decisions(&all[..5])
+        .await
+        .expect("recording twice is harmless");
     assert_eq!(s.decision_count().await.expect("count"), 40);
     let ids = |q: DecisionQuery| {
         let s = s.clone();
@@ -164,8 +191,13 @@ async fn conformance(s: Arc<dyn Store>) {
 #[tokio::test]
 async fn embedded_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = store::open(&Location::Embedded(dir.path().to_path_buf())).await.expect("open");
-    assert!(s.feed().await.expect("feed").is_none(), "nobody else writes an embedded store");
+    let s = store::open(&Location::Embedded(dir.path().to_path_buf()))
+        .await
+        .expect("open");
+    assert!(
+        s.feed().await.expect("feed").is_none(),
+        "nobody else writes an embedded store"
+    );
     conformance(s).await;
 }
 

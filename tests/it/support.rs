@@ -194,7 +194,9 @@ pub async fn postgres_db() -> String {
          (or `scripts/postgres.sh start DIR PORT` and export the URL it prints)",
     );
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to the test cluster");
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to the test cluster");
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await

@@ -57,7 +57,11 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
         .arg(s.dir.path())
         .status()
         .expect("grep");
-    assert_eq!(found.code(), Some(1), "the token itself is stored nowhere in the data dir");
+    assert_eq!(
+        found.code(),
+        Some(1),
+        "the token itself is stored nowhere in the data dir"
+    );
     let url = s.url("/Users");
     let ok = eventually(async || {
         s.client
