@@ -3,7 +3,8 @@
 # and 1k groups loaded and alice entitled through a nested group. Not a test: prints figures.
 #
 #   bash bench/admission.sh               # SOAK_SECONDS=300 for the RSS-over-time run (0 skips it),
-#                                         # COMPARE=0 skips the latency comparison
+#                                         # COMPARE=0 skips the latency comparison,
+#                                         # STORE=postgres://… runs on PostgreSQL (bench/ha.sh does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD
@@ -15,7 +16,7 @@ cargo build --quiet --release --bin scimgate --example scim_load
 work=$(mktemp -d)
 pid=
 trap '[[ -n $pid ]] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
-./target/release/scimgate serve --dev --data-dir "$work/d" --policy bench/admission-policy.yaml \
+./target/release/scimgate serve --dev --data-dir "$work/d" --policy bench/admission-policy.yaml ${STORE:+--store "$STORE"} \
   --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
 pid=$!
 for _ in $(seq 600); do grep -q '^sgt_' "$work/out" 2>/dev/null && break; sleep 0.05; done

@@ -37,7 +37,10 @@ m=$(mktemp -d)
 cp -r manifests "$m/"
 "$bin" certs --service scimgate --namespace scimgate --out "$m/manifests/overlays/embedded/certs" >"$m/cabundle" 2>/dev/null
 echo "caBundle=$(cat "$m/cabundle")" >"$m/manifests/overlays/embedded/cabundle.env"
-for overlay in embedded cert-manager; do
+cp -r "$m/manifests/overlays/embedded/certs" "$m/manifests/overlays/ha-postgres/certs"
+cp "$m/manifests/overlays/embedded/cabundle.env" "$m/manifests/overlays/ha-postgres/"
+echo "url=postgres://scimgate:secret@postgres.db.svc:5432/scimgate" >"$m/manifests/overlays/ha-postgres/store.env"
+for overlay in embedded cert-manager ha-postgres; do
   kubectl kustomize "$m/manifests/overlays/$overlay" >"$m/$overlay.yaml"
   .venv/bin/kubernetes-validate --strict --quiet --no-warn -k 1.32.0 "$m/$overlay.yaml"
   echo "$overlay: $(grep -c '^kind:' "$m/$overlay.yaml") objects valid"

@@ -502,11 +502,16 @@ fn certs_command(args: &CertsArgs) -> anyhow::Result<()> {
     names.extend(args.names.iter().cloned());
     let generated = tls::generate(&names, &format!("scimgate CA ({})", args.namespace))?;
     let files = tls::write(&args.out, &generated)?;
+    // Replicas sharing a PostgreSQL store must sign stamps with one key; an existing key is
+    // kept, so re-issuing certificates never rotates it.
+    let signing = args.out.join("signing.key");
+    Signer::load_or_create(&signing)?;
     use base64::Engine;
     eprintln!(
-        "wrote {} and {} (and ca.crt, ca.key) for {}",
+        "wrote {} and {} (and ca.crt, ca.key, and the stamp-signing key {}) for {}",
         files.cert.display(),
         files.key.display(),
+        signing.display(),
         names.join(", ")
     );
     eprintln!("caBundle for the webhook configurations:");

@@ -213,7 +213,8 @@ pub struct CertsArgs {
     /// Namespace of the service.
     #[arg(long, default_value = "scimgate")]
     pub namespace: String,
-    /// Directory to write ca.crt, ca.key, tls.crt, tls.key into.
+    /// Directory to write ca.crt, ca.key, tls.crt, tls.key into, and signing.key (the stamp key
+    /// replicas on a shared store mount; kept if it exists).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Additional DNS names or IPs for the serving certificate.

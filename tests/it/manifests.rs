@@ -33,6 +33,15 @@ fn prepared() -> (tempfile::TempDir, PathBuf, String) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ca_bundle = String::from_utf8_lossy(&out.stdout).trim().to_string();
     std::fs::write(embedded.join("cabundle.env"), format!("caBundle={ca_bundle}\n")).expect("env");
+    // The HA overlay takes the same files, plus the database URL.
+    let ha = m.join("overlays/ha-postgres");
+    copy_dir(&embedded.join("certs"), &ha.join("certs"));
+    std::fs::write(ha.join("cabundle.env"), format!("caBundle={ca_bundle}\n")).expect("env");
+    std::fs::write(
+        ha.join("store.env"),
+        "url=postgres://scimgate:secret@postgres.db.svc:5432/scimgate?sslmode=verify-full\n",
+    )
+    .expect("env");
     (dir, m, ca_bundle)
 }
 
@@ -206,10 +215,37 @@ fn overlays_render_with_the_settings_a_fail_closed_webhook_needs() {
     assert!(cm
         .iter()
         .any(|d| d["kind"] == "Certificate" && d["spec"]["secretName"] == "scimgate-tls"));
+    let ha = render(&m.join("overlays/ha-postgres"));
+    check_common(&ha, "ha-postgres");
+    let d = find(&ha, "Deployment", "scimgate");
+    assert_eq!(d["spec"]["replicas"].as_u64(), Some(3));
+    let pod = &d["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let store_env = c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "SCIMGATE_STORE")
+        .expect("SCIMGATE_STORE");
+    assert_eq!(store_env["valueFrom"]["secretKeyRef"]["name"], "scimgate-store");
+    assert!(find(&ha, "Secret", "scimgate-store")["data"]["url"].is_string());
+    assert!(find(&ha, "Secret", "scimgate-signing")["data"]["signing.key"].is_string());
+    assert!(find(&ha, "ConfigMap", "scimgate-config")["data"]["config.yaml"]
+        .as_str()
+        .is_some_and(|c| c.contains("signingKey: /etc/scimgate/signing/signing.key")));
+    assert!(c["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|a| a == "--config=/etc/scimgate/config/config.yaml"));
+    assert!(
+        !ha.iter().any(|d| d["kind"] == "PersistentVolumeClaim"),
+        "replicas keep no state of their own"
+    );
     // Every document goes to the validator in scripts/test.sh too.
     let out = std::env::var("SCIMGATE_RENDERED_DIR").ok();
     if let Some(dir) = out {
-        for (name, docs) in [("embedded", &embedded), ("cert-manager", &cm)] {
+        for (name, docs) in [("embedded", &embedded), ("cert-manager", &cm), ("ha-postgres", &ha)] {
             let text: Vec<String> = docs
                 .iter()
                 .map(|d| serde_yaml_ng::to_string(d).unwrap_or_default())
