@@ -8,8 +8,9 @@
 //! conflict, each request is retried alone so one bad write cannot fail its neighbours.
 //!
 //! With a shared store the same task also brings the snapshot up to date with other replicas'
-//! commits (`sync`, `reload`): a commit planned on a snapshot that missed one is refused by the
-//! store, and the task catches up and plans it again, so no replica overwrites what it never saw.
+//! commits (`sync`, `reload`), and plans every write inside the commit, with the store's sequence
+//! locked, after applying what others committed first: no replica overwrites what it never saw,
+//! and none starves behind a busier one.
 
 use crate::directory::Snapshot;
 use crate::freshness::Freshness;
@@ -25,9 +26,6 @@ pub type Plan = Box<dyn Fn(&Snapshot) -> scim::Result<Vec<Change>> + Send + Sync
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
-/// Catch-ups before a write that keeps losing the race to other replicas gives up (503, retried
-/// by the IdP).
-const MAX_CATCH_UPS: usize = 16;
 
 enum Request {
     Write {
@@ -120,7 +118,7 @@ fn store_error(e: &store::Error) -> scim::Error {
             axum::http::StatusCode::CONFLICT,
             format!("{what} was changed concurrently; retry"),
         ),
-        store::Error::Behind { .. } => unavailable("too many concurrent writes from other replicas; retry"),
+        store::Error::Behind { .. } => unavailable("the directory is being rebuilt; retry"),
         other => {
             tracing::error!(error = %other, "identity store write failed");
             unavailable("the identity store is unavailable; retry later")
@@ -215,11 +213,21 @@ impl Task {
         Ok(())
     }
 
-    async fn write_batch(&self, mut batch: Vec<WriteRequest>) {
-        for _ in 0..MAX_CATCH_UPS {
-            let mut working = (*self.directory.load_full()).clone();
-            let mut outs: Vec<scim::Result<Vec<Change>>> = Vec::with_capacity(batch.len());
-            let mut all: Vec<Change> = Vec::new();
+    async fn write_batch(&self, batch: Vec<WriteRequest>) {
+        let published = self.directory.load_full();
+        let mut working = (*published).clone();
+        let mut outs: Vec<scim::Result<Vec<Change>>> = Vec::new();
+        let mut caught_up = 0;
+        let started = std::time::Instant::now();
+        // Planned inside the commit, with the store's sequence locked: whatever other replicas
+        // committed first is applied before the plans run, so they never see a stale directory.
+        let mut plan = |delta: store::Delta| {
+            if delta.seq != working.seq {
+                caught_up = delta.puts.len() + delta.deletes.len();
+                working.apply_delta(&delta);
+            }
+            outs.clear();
+            let mut all = Vec::new();
             for (plan, _) in &batch {
                 let out = plan(&working);
                 if let Ok(changes) = &out {
@@ -228,57 +236,47 @@ impl Task {
                 }
                 outs.push(out);
             }
-            if all.is_empty() {
+            all
+        };
+        let result = self.store.commit_with(published.seq, &mut plan).await;
+        if caught_up > 0 {
+            self.metrics.directory_caught_up(caught_up);
+        }
+        match result {
+            Ok(seq) => {
+                if seq != working.seq {
+                    self.metrics.store_commit(started.elapsed(), batch.len());
+                }
+                working.seq = seq;
+                self.publish(working);
                 for ((_, reply), out) in batch.into_iter().zip(outs) {
                     let _ = reply.send(out);
                 }
-                return;
             }
-            let started = std::time::Instant::now();
-            match self.store.commit(&all, working.seq).await {
-                Ok(seq) => {
-                    self.metrics.store_commit(started.elapsed(), batch.len());
-                    working.seq = seq;
-                    self.publish(working);
-                    for ((_, reply), out) in batch.into_iter().zip(outs) {
-                        let _ = reply.send(out);
-                    }
-                    return;
-                }
-                Err(store::Error::Behind { .. }) => {
-                    // Another replica committed first: take its changes in and plan again.
-                    if let Err(e) = self.catch_up().await {
+            Err(store::Error::Behind { .. }) => {
+                // The change log no longer reaches back to our snapshot: rebuild, then retry once.
+                match self.reload().await {
+                    Ok(()) => Box::pin(self.write_batch(batch)).await,
+                    Err(e) => {
                         let err = store_error(&e);
                         for (_, reply) in batch {
                             let _ = reply.send(Err(err.clone()));
                         }
-                        return;
                     }
-                }
-                Err(e) if batch.len() > 1 && matches!(e, store::Error::Unique(_) | store::Error::Version(_)) => {
-                    // Someone in the batch conflicts: redo each alone against the then-current state.
-                    for one in batch {
-                        Box::pin(self.write_batch(vec![one])).await;
-                    }
-                    return;
-                }
-                Err(e) => {
-                    let err = store_error(&e);
-                    for ((_, reply), out) in batch.into_iter().zip(outs) {
-                        let _ = reply.send(out.and(Err(err.clone())));
-                    }
-                    return;
                 }
             }
-            // Keep only those still waiting (all of them: nothing was answered).
-            batch.retain(|(_, reply)| !reply.is_closed());
-            if batch.is_empty() {
-                return;
+            Err(e) if batch.len() > 1 && matches!(e, store::Error::Unique(_) | store::Error::Version(_)) => {
+                // Someone in the batch conflicts: redo each alone against the then-current state.
+                for one in batch {
+                    Box::pin(self.write_batch(vec![one])).await;
+                }
             }
-        }
-        let err = store_error(&store::Error::Behind { base: 0, head: 0 });
-        for (_, reply) in batch {
-            let _ = reply.send(Err(err.clone()));
+            Err(e) => {
+                let err = store_error(&e);
+                for ((_, reply), out) in batch.into_iter().zip(outs) {
+                    let _ = reply.send(out.and(Err(err.clone())));
+                }
+            }
         }
     }
 }

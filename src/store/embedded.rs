@@ -116,41 +116,9 @@ impl Store for Embedded {
                 ..Delta::default()
             }));
         }
-        let oldest: Option<Seq> = sqlx::query_scalar("SELECT min(seq) FROM changes")
-            .fetch_one(&mut *tx)
-            .await?;
-        if oldest.is_none_or(|o| o > seq + 1) {
-            tx.commit().await?;
-            return Ok(None);
-        }
-        let rows = sqlx::query(
-            "SELECT c.rtype, c.id, r.unique_key, r.version, r.body, t.unique_key, t.deleted_at \
-             FROM (SELECT DISTINCT rtype, id FROM changes WHERE seq > ? AND seq <= ?) c \
-             LEFT JOIN resources r ON r.rtype = c.rtype AND r.id = c.id \
-             LEFT JOIN tombstones t ON t.rtype = c.rtype AND t.id = c.id",
-        )
-        .bind(seq)
-        .bind(head)
-        .fetch_all(&mut *tx)
-        .await?;
+        let delta = delta_in(&mut tx, seq, head).await?;
         tx.commit().await?;
-        let mut delta = Delta {
-            seq: head,
-            ..Delta::default()
-        };
-        for row in rows {
-            super::delta_row(
-                &mut delta,
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get::<Option<String>, _>(2)?
-                    .zip(row.try_get::<Option<i64>, _>(3)?)
-                    .zip(row.try_get::<Option<String>, _>(4)?),
-                row.try_get::<Option<String>, _>(5)?
-                    .zip(row.try_get::<Option<String>, _>(6)?),
-            )?;
-        }
-        Ok(Some(delta))
+        Ok(delta)
     }
 
     async fn prune_changes(&self, before: &str) -> Result<u64> {
@@ -161,16 +129,31 @@ impl Store for Embedded {
             .rows_affected())
     }
 
-    async fn commit(&self, changes: &[Change], base: Seq) -> Result<Seq> {
+    async fn commit_with(&self, base: Seq, plan: &mut (dyn FnMut(Delta) -> Vec<Change> + Send)) -> Result<Seq> {
         let mut tx = self.pool.begin().await?;
         let seq: Seq = sqlx::query_scalar("UPDATE commit_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq")
             .fetch_one(&mut *tx)
             .await?;
-        if seq != base + 1 {
-            return Err(Error::Behind { base, head: seq - 1 });
+        // With the sequence row locked nobody else can commit: catch up and plan in peace.
+        let head = seq - 1;
+        let delta = if head == base {
+            Delta {
+                seq: head,
+                ..Delta::default()
+            }
+        } else {
+            match delta_in(&mut tx, base, head).await? {
+                Some(d) => d,
+                None => return Err(Error::Behind { base, head }),
+            }
+        };
+        let changes = plan(delta);
+        if changes.is_empty() {
+            tx.rollback().await?;
+            return Ok(head);
         }
         let at = crate::scim::now();
-        for change in changes {
+        for change in &changes {
             match change {
                 Change::Put {
                     record: r,
@@ -352,4 +335,42 @@ impl Store for Embedded {
                 .await?,
         )
     }
+}
+
+/// What changed after `seq` up to `head`, read on `conn` (inside the caller's transaction);
+/// `None` when the change log no longer reaches back to `seq`.
+async fn delta_in(conn: &mut sqlx::SqliteConnection, seq: Seq, head: Seq) -> Result<Option<Delta>> {
+    let oldest: Option<Seq> = sqlx::query_scalar("SELECT min(seq) FROM changes")
+        .fetch_one(&mut *conn)
+        .await?;
+    if oldest.is_none_or(|o| o > seq + 1) {
+        return Ok(None);
+    }
+    let rows = sqlx::query(
+        "SELECT c.rtype, c.id, r.unique_key, r.version, r.body, t.unique_key, t.deleted_at \
+             FROM (SELECT DISTINCT rtype, id FROM changes WHERE seq > ? AND seq <= ?) c \
+             LEFT JOIN resources r ON r.rtype = c.rtype AND r.id = c.id \
+             LEFT JOIN tombstones t ON t.rtype = c.rtype AND t.id = c.id",
+    )
+    .bind(seq)
+    .bind(head)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut delta = Delta {
+        seq: head,
+        ..Delta::default()
+    };
+    for row in rows {
+        super::delta_row(
+            &mut delta,
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get::<Option<String>, _>(2)?
+                .zip(row.try_get::<Option<i64>, _>(3)?)
+                .zip(row.try_get::<Option<String>, _>(4)?),
+            row.try_get::<Option<String>, _>(5)?
+                .zip(row.try_get::<Option<String>, _>(6)?),
+        )?;
+    }
+    Ok(Some(delta))
 }

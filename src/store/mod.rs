@@ -199,9 +199,34 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub trait Store: Send + Sync + 'static {
     /// Everything, to build the directory at start (and on a full resync).
     async fn load(&self) -> Result<Loaded>;
-    /// Apply all changes in one transaction as the commit after `base`: all or nothing, durable
-    /// when this returns the new sequence number; [`Error::Behind`] if `base` is not the latest.
-    async fn commit(&self, changes: &[Change], base: Seq) -> Result<Seq>;
+    /// Take the next commit: with the sequence locked (other writers wait), hand `plan` what was
+    /// committed after `base` (empty if nothing), and write the changes it returns in one
+    /// transaction — all or nothing, durable when this returns the new sequence number. If `plan`
+    /// returns nothing, nothing is written and the head it caught up to is returned.
+    /// [`Error::Behind`] when the change log no longer reaches back to `base` (reload).
+    ///
+    /// Planning under the lock is what keeps a replica from starving: a commit planned outside it
+    /// loses every race to a replica that commits back to back.
+    async fn commit_with(&self, base: Seq, plan: &mut (dyn FnMut(Delta) -> Vec<Change> + Send)) -> Result<Seq>;
+
+    /// Commit `changes` as the commit after `base`, or [`Error::Behind`] if another came first.
+    async fn commit(&self, changes: &[Change], base: Seq) -> Result<Seq> {
+        let mut head = base;
+        let seq = self
+            .commit_with(base, &mut |d: Delta| {
+                head = d.seq;
+                if d.seq == base {
+                    changes.to_vec()
+                } else {
+                    Vec::new()
+                }
+            })
+            .await?;
+        if head != base {
+            return Err(Error::Behind { base, head });
+        }
+        Ok(seq)
+    }
     /// The latest commit's number.
     async fn head(&self) -> Result<Seq>;
     /// What changed after `seq`, read consistently; `None` when the change log no longer
