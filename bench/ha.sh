@@ -40,8 +40,9 @@ echo "== POST /Users, durable on PostgreSQL, $CLIENTS clients on one replica"
 ./target/release/examples/scim_load "$A_SCIM" "$A_TOKEN" "$A_CA" post 0 "$WRITES" "$CLIENTS"
 echo "== POST /Users, $((CLIENTS / 2)) clients on each of two replicas at once"
 ./target/release/examples/scim_load "$A_SCIM" "$A_TOKEN" "$A_CA" post 100000 "$((WRITES / 2))" "$((CLIENTS / 2))" &
+other=$!
 ./target/release/examples/scim_load "$B_SCIM" "$B_TOKEN" "$B_CA" post 200000 "$((WRITES / 2))" "$((CLIENTS / 2))"
-wait %1
+wait "$other"
 echo "== propagation: SCIM ack on A → B's admission answer changes (3 replicas, $((WRITES * 2)) users loaded)"
 ./target/release/examples/propagation "$A_SCIM" "$A_TOKEN" "$A_CA" "$B_ADM" "$B_CA" "$SAMPLES"
 

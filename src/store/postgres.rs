@@ -128,29 +128,23 @@ impl Store for Postgres {
             return Ok(head);
         }
         let at = crate::scim::now();
+        // Runs of new resources go in one multi-row INSERT: a SCIM burst from the IdP is mostly
+        // creates, and one round trip per row was most of a commit's time. Order is kept: a run
+        // is written before the next update or delete.
+        let mut inserts: Vec<&Record> = Vec::new();
         for change in &changes {
+            if let Change::Put {
+                record: r,
+                previous: None,
+            } = change
+            {
+                inserts.push(r);
+                continue;
+            }
+            insert_all(&mut tx, &inserts).await?;
+            inserts.clear();
             match change {
-                Change::Put {
-                    record: r,
-                    previous: None,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO resources (rtype, id, unique_key, version, body) VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(r.rt.name())
-                    .bind(&*r.id)
-                    .bind(&*r.unique_key)
-                    .bind(r.version)
-                    .bind(&*r.body)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| conflict(e, r))?;
-                    sqlx::query("DELETE FROM tombstones WHERE rtype = $1 AND unique_key = $2")
-                        .bind(r.rt.name())
-                        .bind(&*r.unique_key)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                Change::Put { previous: None, .. } => {}
                 Change::Put {
                     record: r,
                     previous: Some(prev),
@@ -198,6 +192,7 @@ impl Store for Postgres {
                 }
             }
         }
+        insert_all(&mut tx, &inserts).await?;
         let mut log = sqlx::QueryBuilder::<Pg>::new("INSERT INTO changes (seq, rtype, id, at) ");
         log.push_values(changes.iter().map(Change::record), |mut v, r| {
             v.push_bind(seq).push_bind(r.rt.name()).push_bind(&*r.id).push_bind(&at);
@@ -400,4 +395,41 @@ async fn delta_in(conn: &mut sqlx::PgConnection, seq: Seq, head: Seq) -> Result<
         )?;
     }
     Ok(Some(delta))
+}
+
+/// Insert new resources in one statement; the first that collides with a live one (id or
+/// uniqueness key) is reported as [`Error::Unique`]. Re-creating a deleted user's name clears
+/// its tombstone.
+async fn insert_all(conn: &mut sqlx::PgConnection, records: &[&Record]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut q = sqlx::QueryBuilder::<Pg>::new("INSERT INTO resources (rtype, id, unique_key, version, body) ");
+    q.push_values(records, |mut v, r| {
+        v.push_bind(r.rt.name())
+            .push_bind(&*r.id)
+            .push_bind(&*r.unique_key)
+            .push_bind(r.version)
+            .push_bind(&*r.body);
+    });
+    q.push(" ON CONFLICT DO NOTHING RETURNING id");
+    let inserted: Vec<String> = q.build_query_scalar().fetch_all(&mut *conn).await?;
+    if inserted.len() != records.len() {
+        let inserted: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+        if let Some(r) = records.iter().find(|r| !inserted.contains(&*r.id)) {
+            return Err(Error::Unique(format!("{} '{}'", r.rt.name(), r.unique_key)));
+        }
+    }
+    let users: Vec<&str> = records
+        .iter()
+        .filter(|r| r.rt == ResourceType::User)
+        .map(|r| &*r.unique_key)
+        .collect();
+    if !users.is_empty() {
+        sqlx::query("DELETE FROM tombstones WHERE rtype = 'User' AND unique_key = ANY($1)")
+            .bind(&users)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
