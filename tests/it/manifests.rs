@@ -255,18 +255,18 @@ fn overlays_render_with_the_settings_a_fail_closed_webhook_needs() {
     }
 }
 
-#[test]
-fn the_binary_starts_with_the_deployments_flags_and_files() {
-    let (dir, m, _) = prepared();
-    let docs = render(&m.join("overlays/embedded"));
+/// Start the binary with an overlay's Deployment args, env and mounts laid out under a temporary
+/// root (`env` adds what a Secret would provide); returns the root and the "serving" log line.
+fn run_as_deployed(dir: &Path, m: &Path, overlay: &str, env: &[(&str, &str)]) -> (PathBuf, Value) {
+    let docs = render(&m.join("overlays").join(overlay));
     let d = find(&docs, "Deployment", "scimgate");
     let c = &d["spec"]["template"]["spec"]["containers"][0];
     let policy = find(&docs, "ConfigMap", "scimgate-policy")["data"]["policy.yaml"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    // Lay the pod's mounts out under a temporary root.
-    let root = dir.path().join("pod");
+    let root = dir.join(format!("pod-{overlay}"));
+    let certs = m.join("overlays").join(overlay).join("certs");
     let mounts: Vec<(String, String)> = c["volumeMounts"]
         .as_array()
         .into_iter()
@@ -285,8 +285,19 @@ fn the_binary_starts_with_the_deployments_flags_and_files() {
             "policy" => std::fs::write(at.join("policy.yaml"), &policy).expect("policy"),
             "tls" => {
                 for f in ["tls.crt", "tls.key"] {
-                    std::fs::copy(m.join("overlays/embedded/certs").join(f), at.join(f)).expect("tls");
+                    std::fs::copy(certs.join(f), at.join(f)).expect("tls");
                 }
+            }
+            "signing" => {
+                std::fs::copy(certs.join("signing.key"), at.join("signing.key")).expect("signing key");
+            }
+            "config" => {
+                // Paths in the config point into the pod: re-root them.
+                let config = find(&docs, "ConfigMap", "scimgate-config")["data"]["config.yaml"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .replace(": /", &format!(": {}/", root.display()));
+                std::fs::write(at.join("config.yaml"), config).expect("config");
             }
             _ => {}
         }
@@ -312,11 +323,13 @@ fn the_binary_starts_with_the_deployments_flags_and_files() {
             "127.0.0.1:0",
         ])
         .env("SCIMGATE_PUBLIC_URL", "https://scim.example.com/scim/v2")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start scimgate as the Deployment does");
     let stderr = child.stderr.take().expect("stderr");
     let mut serving = None;
+    let mut seen = Vec::new();
     for line in std::io::BufRead::lines(std::io::BufReader::new(stderr))
         .map_while(Result::ok)
         .take(50)
@@ -326,16 +339,25 @@ fn the_binary_starts_with_the_deployments_flags_and_files() {
             serving = Some(v);
             break;
         }
+        seen.push(line);
     }
     let _ = child.kill();
     let _ = child.wait();
-    let serving = serving.expect("the server logged that it is serving, in JSON");
+    let serving =
+        serving.unwrap_or_else(|| panic!("{overlay}: no JSON 'serving' log line; it said:\n{}", seen.join("\n")));
     assert!(
         serving["scim_addr"]
             .as_str()
             .is_some_and(|a| a.starts_with("127.0.0.1:")),
         "{serving}"
     );
+    (root, serving)
+}
+
+#[test]
+fn the_binary_starts_with_the_deployments_flags_and_files() {
+    let (dir, m, _) = prepared();
+    let (root, _) = run_as_deployed(dir.path(), &m, "embedded", &[]);
     assert!(
         root.join("var/lib/scimgate/scimgate.db").exists(),
         "the store lives on the data volume"
@@ -344,4 +366,23 @@ fn the_binary_starts_with_the_deployments_flags_and_files() {
         root.join("var/lib/scimgate/keys/signing.key").exists(),
         "so does the signing key"
     );
+}
+
+#[tokio::test]
+async fn the_ha_overlay_starts_on_postgres_with_the_shared_key() {
+    let (dir, m, _) = prepared();
+    let url = crate::support::postgres_db().await;
+    let (root, _) = run_as_deployed(dir.path(), &m, "ha-postgres", &[("SCIMGATE_STORE", &url)]);
+    assert!(
+        !root.join("var/lib/scimgate/scimgate.db").exists(),
+        "no embedded store beside PostgreSQL"
+    );
+    assert!(
+        !root.join("var/lib/scimgate/keys/signing.key").exists(),
+        "the mounted shared key signs, none is generated"
+    );
+    let store = scimgate::store::open(&scimgate::store::Location::Postgres(url))
+        .await
+        .expect("open");
+    assert_eq!(store.head().await.expect("migrated"), 0);
 }
