@@ -178,6 +178,11 @@ impl Task {
     /// Apply what other writers committed since the published snapshot.
     async fn catch_up(&self) -> store::Result<()> {
         let current = self.directory.load_full();
+        // Usually nothing happened: one cheap read says so without opening a snapshot.
+        if self.store.head().await? == current.seq {
+            self.freshness.synced();
+            return Ok(());
+        }
         match self.store.changes_since(current.seq).await? {
             Some(delta) if delta.seq == current.seq => {
                 self.freshness.synced();
