@@ -258,6 +258,14 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     );
     let policy = Arc::new(ArcSwap::from_pointee(policy));
     let signer = Arc::new(Signer::load_or_create(&cfg.signing_key)?);
+    if shared && cfg.signing_key.starts_with(&cfg.data_dir) {
+        // The API server may send one request's /mutate and /validate to different replicas.
+        tracing::warn!(
+            kid = %signer.kid,
+            "the signing key is in this replica's data dir: replicas sharing a store must share one key \
+             (set signingKey to a file they all mount), or their stamps fail each other's checks"
+        );
+    }
 
     let tokens = Tokens::default();
     tokens.set(store.tokens().await.context("reading tokens")?);
