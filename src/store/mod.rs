@@ -7,8 +7,9 @@
 //!
 //! Every commit of identity state takes the next number of one gapless sequence and logs the
 //! resources it touched under it. A replica's directory remembers the number it reflects, so it
-//! can ask for exactly what it missed ([`Store::changes_since`]), and a commit planned on an older
-//! directory is refused ([`Error::Behind`]) instead of overwriting what it never saw.
+//! can ask for exactly what it missed ([`Store::changes_since`]), and every commit is planned
+//! after applying what others committed first ([`Store::commit_with`]), so none overwrites what
+//! it never saw.
 
 pub mod embedded;
 pub mod postgres;
@@ -114,6 +115,14 @@ pub struct Delta {
 }
 
 impl Delta {
+    /// Nothing changed: the store is at `seq`.
+    pub fn at(seq: Seq) -> Delta {
+        Delta {
+            seq,
+            ..Delta::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.puts.is_empty() && self.deletes.is_empty()
     }
@@ -178,7 +187,7 @@ pub enum Error {
     Unique(String),
     #[error("{0} was changed or removed concurrently")]
     Version(String),
-    /// Another commit landed after the state the change was planned on.
+    /// The change log no longer reaches back to the state a commit was planned on.
     #[error("the directory is behind the store (at {base}, store at {head})")]
     Behind { base: Seq, head: Seq },
     #[error("token '{0}' already exists")]
@@ -209,24 +218,6 @@ pub trait Store: Send + Sync + 'static {
     /// loses every race to a replica that commits back to back.
     async fn commit_with(&self, base: Seq, plan: &mut (dyn FnMut(Delta) -> Vec<Change> + Send)) -> Result<Seq>;
 
-    /// Commit `changes` as the commit after `base`, or [`Error::Behind`] if another came first.
-    async fn commit(&self, changes: &[Change], base: Seq) -> Result<Seq> {
-        let mut head = base;
-        let seq = self
-            .commit_with(base, &mut |d: Delta| {
-                head = d.seq;
-                if d.seq == base {
-                    changes.to_vec()
-                } else {
-                    Vec::new()
-                }
-            })
-            .await?;
-        if head != base {
-            return Err(Error::Behind { base, head });
-        }
-        Ok(seq)
-    }
     /// The latest commit's number.
     async fn head(&self) -> Result<Seq>;
     /// What changed after `seq`, read consistently; `None` when the change log no longer
@@ -271,35 +262,4 @@ pub enum FeedEvent {
 pub trait Feed: Send {
     /// The next event; an error means the store is unreachable right now (call again to retry).
     async fn next(&mut self) -> Result<FeedEvent>;
-}
-
-/// Add one row of a change-log read to `delta`: the resource as it is now, or its absence (with
-/// the user's tombstone, if any). Shared by both backends so they read the log the same way.
-pub(crate) fn delta_row(
-    delta: &mut Delta,
-    rtype: String,
-    id: String,
-    resource: Option<((String, i64), String)>,
-    tombstone: Option<(String, String)>,
-) -> Result<()> {
-    let rt = ResourceType::from_name(&rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
-    let id: Arc<str> = Arc::from(id);
-    match resource {
-        Some(((unique_key, version), body)) => delta.puts.push(Record {
-            rt,
-            id,
-            unique_key: Arc::from(unique_key),
-            version,
-            body: Arc::from(body),
-        }),
-        None => {
-            let tombstone = tombstone.map(|(unique_key, deleted_at)| Tombstone {
-                id: id.clone(),
-                unique_key: Arc::from(unique_key),
-                deleted_at,
-            });
-            delta.deletes.push((rt, id, tombstone));
-        }
-    }
-    Ok(())
 }

@@ -1,22 +1,19 @@
 //! The PostgreSQL store, shared by several replicas.
 //!
 //! Identity commits serialise on the one `commit_seq` row: each takes the next number while
-//! holding its row lock, so numbers follow commit order without gaps, and a commit planned on a
-//! directory that missed another replica's commit is refused ([`Error::Behind`]) before it writes.
+//! holding its row lock, so numbers follow commit order without gaps, and each is planned under
+//! that lock after applying what other replicas committed since its directory's number.
 //! Each commit ends with `NOTIFY` so the other replicas catch up at once; the change log lets
 //! them read exactly what they missed. Migrations run under sqlx's advisory lock, so replicas
 //! starting together migrate once.
 
-use super::{
-    sql, Change, Delta, Error, Feed, FeedEvent, Loaded, Record, Result, Scope, Seq, Store, TokenRecord, Tombstone,
-};
+use super::{sql, Change, Delta, Error, Feed, FeedEvent, Loaded, Record, Result, Seq, Store, TokenRecord};
 use crate::scim::schema::ResourceType;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres as Pg, Row};
+use sqlx::{PgPool, Postgres as Pg};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -72,30 +69,14 @@ impl Store for Postgres {
         {
             let mut rows = sqlx::query("SELECT rtype, id, unique_key, version, body FROM resources").fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
-                let rtype: &str = row.try_get(0)?;
-                let rt =
-                    ResourceType::from_name(rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
-                records.push(Record {
-                    rt,
-                    id: Arc::from(row.try_get::<&str, _>(1)?),
-                    unique_key: Arc::from(row.try_get::<&str, _>(2)?),
-                    version: row.try_get(3)?,
-                    body: Arc::from(row.try_get::<&str, _>(4)?),
-                });
+                records.push(sql::record_from_row(&row)?);
             }
         }
         let rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'User'")
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        let mut tombstones = Vec::with_capacity(rows.len());
-        for row in rows {
-            tombstones.push(Tombstone {
-                id: row.try_get::<String, _>(0)?.into(),
-                unique_key: row.try_get::<String, _>(1)?.into(),
-                deleted_at: row.try_get(2)?,
-            });
-        }
+        let tombstones = rows.iter().map(sql::tombstone_from_row).collect::<Result<Vec<_>>>()?;
         Ok(Loaded {
             records,
             tombstones,
@@ -112,15 +93,11 @@ impl Store for Postgres {
         // With the sequence row locked nobody else can commit: catch up and plan in peace.
         let head = seq - 1;
         let delta = if head == base {
-            Delta {
-                seq: head,
-                ..Delta::default()
-            }
+            Delta::at(head)
         } else {
-            match delta_in(&mut tx, base, head).await? {
-                Some(d) => d,
-                None => return Err(Error::Behind { base, head }),
-            }
+            delta_in(&mut tx, base, head)
+                .await?
+                .ok_or(Error::Behind { base, head })?
         };
         let changes = plan(delta);
         if changes.is_empty() {
@@ -221,10 +198,7 @@ impl Store for Postgres {
             .await?;
         if head <= seq {
             tx.commit().await?;
-            return Ok(Some(Delta {
-                seq: head,
-                ..Delta::default()
-            }));
+            return Ok(Some(Delta::at(head)));
         }
         let delta = delta_in(&mut tx, seq, head).await?;
         tx.commit().await?;
@@ -244,22 +218,7 @@ impl Store for Postgres {
             sqlx::query("SELECT id, name, scope, hash, created_at, revoked_at FROM tokens ORDER BY created_at, name")
                 .fetch_all(&self.pool)
                 .await?;
-        rows.into_iter()
-            .map(|row| {
-                let scope: String = row.try_get(2)?;
-                let hash: Vec<u8> = row.try_get(3)?;
-                Ok(TokenRecord {
-                    id: row.try_get(0)?,
-                    name: row.try_get(1)?,
-                    scope: Scope::parse(&scope).ok_or_else(|| Error::Corrupt(format!("token scope '{scope}'")))?,
-                    hash: hash
-                        .try_into()
-                        .map_err(|_| Error::Corrupt("token hash length".into()))?,
-                    created_at: row.try_get(4)?,
-                    revoked_at: row.try_get(5)?,
-                })
-            })
-            .collect()
+        rows.iter().map(sql::token_from_row).collect()
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
@@ -378,21 +337,9 @@ async fn delta_in(conn: &mut sqlx::PgConnection, seq: Seq, head: Seq) -> Result<
     .bind(head)
     .fetch_all(&mut *conn)
     .await?;
-    let mut delta = Delta {
-        seq: head,
-        ..Delta::default()
-    };
-    for row in rows {
-        super::delta_row(
-            &mut delta,
-            row.try_get(0)?,
-            row.try_get(1)?,
-            row.try_get::<Option<String>, _>(2)?
-                .zip(row.try_get::<Option<i64>, _>(3)?)
-                .zip(row.try_get::<Option<String>, _>(4)?),
-            row.try_get::<Option<String>, _>(5)?
-                .zip(row.try_get::<Option<String>, _>(6)?),
-        )?;
+    let mut delta = Delta::at(head);
+    for row in &rows {
+        sql::add_delta_row(&mut delta, row)?;
     }
     Ok(Some(delta))
 }

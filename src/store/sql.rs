@@ -1,11 +1,13 @@
 //! SQL both backends share, written once over `sqlx::Database`: the decision-log columns, the
-//! audit-query filters and the row mapping. Only placeholders and a few statements differ between
-//! SQLite and PostgreSQL, and `QueryBuilder` writes the placeholders.
+//! audit-query filters and the mapping of every row type. Only placeholders and a few statements
+//! differ between SQLite and PostgreSQL, and `QueryBuilder` writes the placeholders.
 
-use super::Result;
+use super::{Delta, Error, Record, Result, Scope, TokenRecord, Tombstone};
 use crate::audit::query::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::audit::DecisionRecord;
-use sqlx::{Database, Encode, QueryBuilder, Row, Type};
+use crate::scim::schema::ResourceType;
+use sqlx::{Database, Decode, Encode, QueryBuilder, Row, Type};
+use std::sync::Arc;
 
 pub const DECISION_COLUMNS: &str = "id, at, request_uid, hook, kind, namespace, name, action, requester, user_id, \
      groups, rule, outcome, mode, reason, latency_us, policy, run_as, templates, submitter_id";
@@ -113,4 +115,95 @@ where
         templates: r.try_get(18)?,
         submitter_id: r.try_get(19)?,
     })
+}
+
+/// `SELECT rtype, id, unique_key, version, body FROM resources`, one row. Decoded from borrowed
+/// text: a full load streams every row, and an owned copy per column doubled its peak memory.
+pub fn record_from_row<R: Row>(row: &R) -> Result<Record>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let rtype: &str = row.try_get(0)?;
+    let rt = ResourceType::from_name(rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
+    Ok(Record {
+        rt,
+        id: Arc::from(row.try_get::<&str, _>(1)?),
+        unique_key: Arc::from(row.try_get::<&str, _>(2)?),
+        version: row.try_get(3)?,
+        body: Arc::from(row.try_get::<&str, _>(4)?),
+    })
+}
+
+/// `SELECT id, unique_key, deleted_at FROM tombstones`, one row.
+pub fn tombstone_from_row<R: Row>(row: &R) -> Result<Tombstone>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Tombstone {
+        id: row.try_get::<String, _>(0)?.into(),
+        unique_key: row.try_get::<String, _>(1)?.into(),
+        deleted_at: row.try_get(2)?,
+    })
+}
+
+/// `SELECT id, name, scope, hash, created_at, revoked_at FROM tokens`, one row.
+pub fn token_from_row<R: Row>(row: &R) -> Result<TokenRecord>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let scope: String = row.try_get(2)?;
+    let hash: Vec<u8> = row.try_get(3)?;
+    Ok(TokenRecord {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        scope: Scope::parse(&scope).ok_or_else(|| Error::Corrupt(format!("token scope '{scope}'")))?,
+        hash: hash
+            .try_into()
+            .map_err(|_| Error::Corrupt("token hash length".into()))?,
+        created_at: row.try_get(4)?,
+        revoked_at: row.try_get(5)?,
+    })
+}
+
+/// Add one row of a change-log read (`c.rtype, c.id, r.unique_key, r.version, r.body,
+/// t.unique_key, t.deleted_at`) to `delta`: the resource as it is now, or its absence (with
+/// the user's tombstone, if any).
+pub fn add_delta_row<R: Row>(delta: &mut Delta, row: &R) -> Result<()>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let rtype: String = row.try_get(0)?;
+    let rt = ResourceType::from_name(&rtype).ok_or_else(|| Error::Corrupt(format!("resource type '{rtype}'")))?;
+    let id: Arc<str> = Arc::from(row.try_get::<String, _>(1)?);
+    let unique_key: Option<String> = row.try_get(2)?;
+    let version: Option<i64> = row.try_get(3)?;
+    let body: Option<String> = row.try_get(4)?;
+    match (unique_key, version, body) {
+        (Some(unique_key), Some(version), Some(body)) => delta.puts.push(Record {
+            rt,
+            id,
+            unique_key: Arc::from(unique_key),
+            version,
+            body: Arc::from(body),
+        }),
+        _ => {
+            let tombstone = row
+                .try_get::<Option<String>, _>(5)?
+                .zip(row.try_get::<Option<String>, _>(6)?)
+                .map(|(unique_key, deleted_at)| Tombstone {
+                    id: id.clone(),
+                    unique_key: Arc::from(unique_key),
+                    deleted_at,
+                });
+            delta.deletes.push((rt, id, tombstone));
+        }
+    }
+    Ok(())
 }

@@ -246,13 +246,7 @@ async fn the_audit_api_needs_an_audit_token() {
         "an audit token may not use SCIM"
     );
     // The CLI against the API.
-    let port = s
-        .base
-        .split(':')
-        .nth(2)
-        .and_then(|p| p.split('/').next())
-        .unwrap_or_default()
-        .to_string();
+    let port = s.scim_port();
     let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
         .args([
             "audit",

@@ -49,13 +49,7 @@ async fn the_readme_tour_works_as_written() {
         workflow,
     )
     .expect("copy");
-    let scim_port = s
-        .base
-        .split(':')
-        .nth(2)
-        .and_then(|p| p.split('/').next())
-        .unwrap_or_default()
-        .to_string();
+    let scim_port = s.scim_port();
     let mut script = String::from("cargo() { shift 3; \"$SCIMGATE_BIN\" \"$@\"; }\n");
     for block in &sh {
         for line in block.lines() {

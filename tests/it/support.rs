@@ -90,6 +90,16 @@ impl TestServer {
         }
     }
 
+    /// The SCIM listener's port, as text.
+    pub fn scim_port(&self) -> String {
+        self.base
+            .split(':')
+            .nth(2)
+            .and_then(|p| p.split('/').next())
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
