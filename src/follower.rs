@@ -1,6 +1,6 @@
 //! Keeps this replica's directory following a shared store: it catches up on every commit
-//! notification, polls in case one was missed, rebuilds from scratch periodically and after the
-//! notification connection comes back. The writer task does the catching up; this only says when.
+//! notification, polls in case one was missed, rebuilds from scratch periodically and whenever
+//! the store comes back after a failure. The writer task does the catching up; this only says when.
 
 use crate::config::Replication;
 use crate::store::{FeedEvent, Store};
@@ -25,13 +25,16 @@ pub async fn follow(store: Arc<dyn Store>, writer: Writer, r: Replication, mut s
     resync.tick().await; // the first tick is immediate; the directory was just loaded
     let mut feed = None;
     let mut reachable = true;
+    // Listening starts just after the directory was loaded: catching up covers that gap.
+    let mut reconnect = false;
     loop {
         if feed.is_none() {
             match store.feed().await {
                 Ok(Some(f)) => {
                     feed = Some(f);
-                    // Whatever was announced while we weren't listening is lost: start over.
-                    let out = writer.sync(true).await;
+                    // After a lost connection whatever was announced meanwhile is gone: start over.
+                    let out = writer.sync(reconnect).await;
+                    reconnect = true;
                     report(&mut reachable, out);
                 }
                 Ok(None) => return,
@@ -56,11 +59,14 @@ pub async fn follow(store: Arc<dyn Store>, writer: Writer, r: Replication, mut s
             Tick::Stop => return,
             Tick::Feed(Ok(FeedEvent::Committed)) | Tick::Poll => writer.sync(false).await,
             Tick::Feed(Ok(FeedEvent::Reconnected)) | Tick::Resync => writer.sync(true).await,
-            Tick::Feed(Err(e)) => {
-                feed = None;
-                Err(e.to_string())
-            }
+            Tick::Feed(Err(e)) => Err(e.to_string()),
         };
+        if out.is_err() {
+            // The listener does not always notice a database that went away (seen with a fast
+            // shutdown: it kept waiting). Any failure drops it, so that coming back means a new
+            // listener and a full resync.
+            feed = None;
+        }
         report(&mut reachable, out);
         if feed.is_none() {
             tokio::select! {
