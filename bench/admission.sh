@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Admission latency against the do-nothing floor (../shared/bench/compare.sh), with 10k users
 # and 1k groups loaded and alice entitled through a nested group. Not a test: prints figures.
+# The bodies are the ones the API-server emulator of the test suite sends for a Workflow create
+# (tests/it/apiserver.rs `bench_bodies`): /mutate gets the object as sent (generateName, no
+# name), /validate the final object with the stamp the server made and the generated name. The
+# server is restarted before measuring, so /validate verifies the stamp for real (not from the
+# memory of what it signed); stampMaxAgeSeconds is raised so the stamp stays this request's for
+# the length of the run. /mutate is compared with the floor that signs one JWS (FLOOR=sign).
 #
 #   bash bench/admission.sh               # SOAK_SECONDS=300 for the RSS-over-time run (0 skips it),
 #                                         # COMPARE=0 skips the latency comparison,
@@ -16,13 +22,17 @@ cargo build --quiet --release --bin scimgate --example scim_load
 work=$(mktemp -d)
 pid=
 trap '[[ -n $pid ]] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
-./target/release/scimgate serve --dev --data-dir "$work/d" --policy bench/admission-policy.yaml ${STORE:+--store "$STORE"} \
-  --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 600); do grep -q '^sgt_' "$work/out" 2>/dev/null && break; sleep 0.05; done
-scim=$(sed -n 's/^ *SCIM URL: *//p' "$work/out" | sed 's/127.0.0.1/localhost/')
-adm=$(sed -n 's/^ *admission: *\(https:[^ ]*\)\/validate.*/\1/p' "$work/out")
-token=$(grep '^sgt_' "$work/out" | tail -1)
+echo "stampMaxAgeSeconds: 86400" >"$work/config.yaml"
+start() {
+  ./target/release/scimgate serve --dev --data-dir "$work/d" --policy bench/admission-policy.yaml ${STORE:+--store "$STORE"} \
+    --config "$work/config.yaml" --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+  pid=$!
+  for _ in $(seq 600); do grep -q '^sgt_' "$work/out" 2>/dev/null && break; sleep 0.05; done
+  scim=$(sed -n 's/^ *SCIM URL: *//p' "$work/out" | sed 's/127.0.0.1/localhost/')
+  adm=$(sed -n 's/^ *admission: *\(https:[^ ]*\)\/validate.*/\1/p' "$work/out")
+  token=$(grep '^sgt_' "$work/out" | tail -1)
+}
+start
 ca="$work/d/tls/ca.crt"
 ./target/release/examples/scim_load "$scim" "$token" "$ca" seed-users 0 10000 8
 ./target/release/examples/scim_load "$scim" "$token" "$ca" seed-groups 1000 20 10000 8
@@ -30,17 +40,23 @@ auth=(-H "Authorization: Bearer $token" -H 'content-type: application/scim+json'
 alice=$(curl "${auth[@]}" "$scim/Users" -d '{"userName":"alice@example.com"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
 team=$(curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-team-a\",\"members\":[{\"value\":\"$alice\"}]}" | sed 's/.*"id":"\([^"]*\)".*/\1/')
 curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-engineers\",\"members\":[{\"value\":\"$team\"}]}" >/dev/null
-curl -sk -X POST --data @"$shared/bench/admission-workflow.json" "$adm/validate" | grep -q '"allowed":true' \
-  || { echo "the benchmark request is not allowed: check the setup" >&2; exit 1; }
+SCIMGATE_BENCH_ADMISSION=${adm/127.0.0.1/localhost} SCIMGATE_BENCH_CA="$ca" SCIMGATE_BENCH_OUT="$work" \
+  cargo test --quiet --test it -- --ignored --exact apiserver::bench_bodies >/dev/null
+kill "$pid"; wait "$pid" 2>/dev/null || true
+start
+for hook in mutate validate; do
+  curl -sk -X POST --data @"$work/$hook.json" "$adm/$hook" | grep -q '"allowed":true' \
+    || { echo "the benchmark's $hook request is not allowed: check the setup" >&2; exit 1; }
+done
 if (( COMPARE )); then
   echo "== /validate vs floor"
-  bash "$shared/bench/compare.sh" "$adm/validate"
-  echo "== /mutate vs floor"
-  bash "$shared/bench/compare.sh" "$adm/mutate"
+  bash "$shared/bench/compare.sh" "$adm/validate" "$work/validate.json"
+  echo "== /mutate vs the signing floor"
+  FLOOR=sign bash "$shared/bench/compare.sh" "$adm/mutate" "$work/mutate.json"
 fi
 if (( SOAK_SECONDS > 0 )); then
   echo "== RSS under ${SOAK_SECONDS}s of sustained load on /mutate (8 connections x 4 streams)"
-  h2load -D "$SOAK_SECONDS" -c 8 -m 4 -t 1 -d "$shared/bench/admission-workflow.json" -H 'content-type: application/json' "$adm/mutate" >"$work/soak" 2>&1 &
+  h2load -D "$SOAK_SECONDS" -c 8 -m 4 -t 1 -d "$work/mutate.json" -H 'content-type: application/json' "$adm/mutate" >"$work/soak" 2>&1 &
   load=$!
   for t in $(seq 0 30 "$SOAK_SECONDS"); do
     echo "t=${t}s RSS $(awk '/VmRSS/ {printf "%.0f MB", $2/1024}' /proc/$pid/status)"

@@ -45,6 +45,7 @@ async fn main() {
             run_as: "default".into(),
             templates: String::new(),
             submitter_id: None,
+            stamp_id: None,
         });
         if batch.len() == 2000 {
             store.record_decisions(&batch).await.expect("insert");

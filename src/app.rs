@@ -102,6 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 verifier: Verifier::from_signer(&signer),
                 signer: Arc::new(signer),
                 freshness: Arc::new(Freshness::sole_writer()),
+                stamp_max_age: admission::DEFAULT_STAMP_MAX_AGE_SECONDS,
             };
             let opts = crate::review::Options {
                 file: file.clone(),
@@ -358,6 +359,7 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             verifier,
             signer,
             freshness: freshness.clone(),
+            stamp_max_age: cfg.stamp_max_age_seconds,
         },
         metrics: metrics.clone(),
     });

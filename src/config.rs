@@ -91,6 +91,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Decision records older than this many days are deleted.
     pub audit_retention_days: u32,
+    /// How long a stamp made in one webhook call counts as made for the same request in the
+    /// later calls (re-invocation, validation). A stamp older than this on a new CREATE is replaced.
+    pub stamp_max_age_seconds: i64,
 }
 
 /// The YAML config file. Same names as the flags, in camelCase.
@@ -110,6 +113,7 @@ struct File {
     cert_reload_seconds: Option<u64>,
     log_format: Option<LogFormat>,
     audit_retention_days: Option<u32>,
+    stamp_max_age_seconds: Option<u32>,
     scim: ScimFile,
     replication: ReplicationFile,
 }
@@ -219,6 +223,13 @@ impl Config {
             audit_retention_days: match file.audit_retention_days.unwrap_or(90) {
                 0 => return Err(Error::Invalid("auditRetentionDays must be at least 1".into())),
                 d => d,
+            },
+            stamp_max_age_seconds: match file
+                .stamp_max_age_seconds
+                .map_or(crate::admission::DEFAULT_STAMP_MAX_AGE_SECONDS, i64::from)
+            {
+                0 => return Err(Error::Invalid("stampMaxAgeSeconds must be at least 1".into())),
+                s => s,
             },
         })
     }

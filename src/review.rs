@@ -3,6 +3,13 @@
 //! ones), calls `/mutate` then `/validate` over HTTP/2 with the CA verified and the API server's
 //! default 10 s timeout, and reports what a person would see: allowed or denied, the message,
 //! warnings, audit annotations and the stamp as a readable diff.
+//!
+//! It calls the webhooks the way kube-apiserver does (k8s.io/apiserver): every call carries a new
+//! `request.uid` (`pkg/admission/plugin/webhook/request/admissionreview.go`,
+//! `CreateAdmissionObjects`); on CREATE the mutating call sees the object without `uid` and
+//! `creationTimestamp` and, with `generateName`, without a name; the name, `uid`,
+//! `creationTimestamp` and `generation` are set before the validating call
+//! (`pkg/registry/generic/registry/store.go`, `Store.create`; `pkg/storage/names/generate.go`).
 
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -53,6 +60,47 @@ fn plural(kind: &str) -> String {
     format!("{}s", kind.to_lowercase())
 }
 
+/// The alphabet and length of the suffix kube-apiserver appends to `generateName`
+/// (k8s.io/apimachinery `pkg/util/rand/rand.go`, `String`; k8s.io/apiserver
+/// `pkg/storage/names/generate.go`: the base is cut to 58 characters).
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A name as the API server generates it from `generateName`.
+pub fn generated_name(base: &str) -> String {
+    use rand::Rng;
+    let mut cut = base.len().min(crate::stamp::claims::GENERATED_BASE_MAX);
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut rng = rand::rng();
+    let suffix: String = (0..crate::stamp::claims::GENERATED_SUFFIX)
+        .map(|_| char::from(NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())]))
+        .collect();
+    format!("{}{suffix}", &base[..cut])
+}
+
+/// What the API server does to a new object between the mutating and the validating webhooks:
+/// the generated name, `uid`, `creationTimestamp`, and `generation` 1 for a custom resource
+/// (k8s.io/apiextensions-apiserver `pkg/registry/customresource/strategy.go`, `PrepareForCreate`).
+fn finish_create(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+    if name.is_empty() {
+        if let Some(base) = meta.get("generateName").and_then(Value::as_str) {
+            let generated = generated_name(base);
+            meta.insert("name".into(), json!(generated));
+        }
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert(
+        "creationTimestamp".into(),
+        json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    );
+    meta.insert("generation".into(), json!(1));
+}
+
 /// The AdmissionRequest the API server would send for `obj`.
 pub fn request_for(obj: &Value, old: Option<&Value>, o: &Options) -> Value {
     let api = obj["apiVersion"].as_str().unwrap_or_default();
@@ -64,8 +112,23 @@ pub fn request_for(obj: &Value, old: Option<&Value>, o: &Options) -> Value {
         .or_else(|| obj["metadata"]["namespace"].as_str().map(String::from))
         .unwrap_or_else(|| "default".into());
     let mut object = obj.clone();
-    if object["metadata"].is_object() && kind != "ClusterWorkflowTemplate" {
-        object["metadata"]["namespace"] = json!(ns);
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        if kind != "ClusterWorkflowTemplate" {
+            meta.insert("namespace".into(), json!(ns));
+        }
+        if o.operation == "CREATE" {
+            // System fields a client sent are wiped before admission (k8s.io/apiserver
+            // `pkg/endpoints/handlers/create.go` → `rest.WipeObjectMetaSystemFields`).
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
+                meta.remove(k);
+            }
+        }
     }
     let gvk = json!({"group": group, "version": version, "kind": kind});
     let gvr = json!({"group": group, "version": version, "resource": plural(kind)});
@@ -229,8 +292,15 @@ pub async fn run(o: &Options) -> anyhow::Result<bool> {
         let mut responses = Vec::new();
         let mut ops = Vec::new();
         let mut allowed = true;
+        // Every webhook call has a uid of its own, as kube-apiserver gives it.
+        let fresh = |mut r: Value, object: &Value| {
+            r["uid"] = json!(uuid::Uuid::new_v4().to_string());
+            r["object"] = object.clone();
+            r["name"] = json!(object["metadata"]["name"].as_str().unwrap_or_default());
+            r
+        };
         if let Some(url) = &mutate {
-            let r = call(&c, url, &request).await?;
+            let r = call(&c, url, &fresh(request.clone(), &object)).await?;
             allowed &= r["allowed"].as_bool() == Some(true);
             ops = decode_patch(&r)?;
             if allowed {
@@ -238,10 +308,11 @@ pub async fn run(o: &Options) -> anyhow::Result<bool> {
             }
             responses.push(json!({"webhook": "mutate", "response": r}));
         }
+        if allowed && request["operation"] == "CREATE" {
+            finish_create(&mut object);
+        }
         if allowed && !validate.is_empty() {
-            let mut final_request = request.clone();
-            final_request["object"] = object.clone();
-            let r = call(&c, &validate, &final_request).await?;
+            let r = call(&c, &validate, &fresh(request.clone(), &object)).await?;
             allowed &= r["allowed"].as_bool() == Some(true);
             responses.push(json!({"webhook": "validate", "response": r}));
         }

@@ -10,11 +10,15 @@ pub mod run;
 use crate::directory::Snapshot;
 use crate::identity::{self, Resolved};
 use crate::policy::{self, Action, Kind, Outcome, Policy, Requester, RunRequest};
-use crate::stamp::{self, Signer, Verifier, PREFIX};
+use crate::stamp::{self, object, Binding, Entry, Signer, Verifier, PREFIX};
 use arc_swap::ArcSwap;
 use review::{Answer, Operation, Request};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
+
+/// How long a stamp made in one call of a request is taken as that request's in its later calls
+/// (re-invocation, validation), unless configured otherwise.
+pub const DEFAULT_STAMP_MAX_AGE_SECONDS: i64 = 60;
 
 /// What deciding needs: the identity snapshot, the policy, and the stamp keys. No I/O.
 #[derive(Clone)]
@@ -25,6 +29,8 @@ pub struct Decider {
     pub verifier: Verifier,
     /// How current `directory` is (always current with the embedded store).
     pub freshness: Arc<crate::freshness::Freshness>,
+    /// Seconds a stamp counts as made for the request at hand (`stampMaxAgeSeconds`).
+    pub stamp_max_age: i64,
 }
 
 #[derive(Clone)]
@@ -39,36 +45,6 @@ pub struct AdmissionState {
 pub enum Hook {
     Mutate,
     Validate,
-}
-
-fn ann(obj: &Value) -> Option<&Map<String, Value>> {
-    obj.get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(Value::as_object)
-}
-
-fn ours(map: Option<&Map<String, Value>>) -> Map<String, Value> {
-    map.map(|m| {
-        m.iter()
-            .filter(|(k, _)| k.starts_with(PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn key(name: &str) -> String {
-    format!("{PREFIX}{name}")
-}
-
-/// The claims of a stamp on `obj` under `field` (`attestation`, `approval-attestation`, …), if it
-/// verifies and agrees with the annotations beside it.
-fn verified(v: &Verifier, obj: &Value, field: &str) -> Option<Value> {
-    let a = ann(obj)?;
-    let claims = v.verify(a.get(&key(field))?.as_str()?).ok()?;
-    let stamped = claims.get("stamp")?.as_object()?;
-    // Every stamped annotation must still read what was signed.
-    stamped.iter().all(|(k, val)| a.get(k) == Some(val)).then_some(claims)
 }
 
 /// What a decision was about, for the decision record; filled in as `decide` learns it.
@@ -89,11 +65,26 @@ pub struct Trace {
     pub templates: Vec<String>,
     pub submitter_id: Option<String>,
     pub policy: String,
+    /// The id of the stamp this request carries for its action (the validating call's view).
+    pub stamp_id: Option<String>,
 }
 
 /// Decide one request.
 pub fn decide(st: &Decider, req: &Request, hook: Hook) -> Answer {
     decide_traced(st, req, hook, &mut Trace::default())
+}
+
+/// Who asked, as the stamp binds it: the person's SCIM id, or the service account's username
+/// (a delegate acting for the person in `sub`).
+struct Asker {
+    requester: String,
+    sub: String,
+}
+
+/// What the policy said.
+enum Verdict {
+    Allowed(String),
+    Refused { why: String, rule: Option<String> },
 }
 
 /// Decide one request, noting what the decision was about in `t`.
@@ -110,151 +101,304 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
     let Some(meta) = obj.get("metadata").and_then(Value::as_object) else {
         return Answer::deny("scimgate: the object has no metadata");
     };
-    let policy = st.policy.load();
-    let snap = st.directory.load();
-    let namespace = if req.namespace.is_empty() {
-        meta.get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    } else {
-        req.namespace.clone()
-    };
-    let name = meta
-        .get("name")
-        .or_else(|| meta.get("generateName"))
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .map(String::from);
-    if kind != Kind::ClusterWorkflowTemplate && name.is_none() && req.operation == Operation::Create {
+    let text = |k: &str| meta.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (name, generate_name) = (text("name"), text("generateName"));
+    if kind != Kind::ClusterWorkflowTemplate
+        && name.is_empty()
+        && generate_name.is_empty()
+        && req.operation == Operation::Create
+    {
         return Answer::deny(format!(
             "scimgate: the {} has neither metadata.name nor metadata.generateName",
             kind.as_str()
         ));
     }
-    if hook == Hook::Validate {
-        if let Err(why) = check_stamp(st, req, obj) {
-            return Answer::deny(format!("scimgate: {why}"));
-        }
-    }
-    let Some(action) = run::action(kind, req.operation, req.old_object.as_ref(), obj) else {
-        // No action of a person (status writes, metadata edits): nothing to decide, and our
-        // stamp is kept as it was.
-        return match (hook, &req.old_object) {
-            (Hook::Mutate, Some(old)) => keep_stamp(obj, old),
-            _ => Answer::allow(),
-        };
+    let policy = st.policy.load();
+    let snap = st.directory.load();
+    let namespace = if req.namespace.is_empty() {
+        text("namespace")
+    } else {
+        req.namespace.as_str()
     };
+    let now = chrono::Utc::now();
+    let action = run::action(kind, req.operation, req.old_object.as_ref(), obj);
     let decision_id = uuid::Uuid::now_v7().to_string();
-    let labels = meta.get("labels").and_then(Value::as_object);
-    let who_said = req.user.username.clone();
-    let dry = policy.dry_run_in(&namespace);
-    t.action = Some(action);
+    let dry = policy.dry_run_in(namespace);
     t.kind = kind.as_str().to_string();
-    t.namespace = namespace.clone();
-    t.name = name.clone().unwrap_or_default();
+    t.namespace = namespace.to_string();
+    t.name = if name.is_empty() { generate_name } else { name }.to_string();
     t.decision_id = decision_id.clone();
     t.dry_run_mode = dry;
     t.policy = policy.digest.clone();
-    t.run_as = run::run_as(kind, obj);
-    t.templates = run::templates(kind, obj);
-    t.outcome = Some(if dry { Outcome::DryRunDenied } else { Outcome::Denied });
-    let refuse = |t: &mut Trace, why: String| -> Answer {
-        t.reason = why.clone();
-        let msg = format!(
-            "scimgate: {who_said} may not {} {} in {namespace}: {why}; decision {decision_id}",
-            action.as_str(),
-            kind.as_str()
-        );
-        let mut a = if dry {
-            let mut a = Answer::allow();
-            a.warnings.push(short_warning(&why));
-            a
-        } else {
-            Answer::deny(msg)
-        };
-        audit_annotations(&mut a, if dry { "dry-run-deny" } else { "deny" }, &decision_id, t);
-        a
-    };
-    // Identity state too old to trust (a shared store out of reach): fail closed, or open with a
-    // warning if the operator chose so.
-    let mut stale_warning = None;
-    if let Some(age) = st.freshness.stale_age() {
-        let why = st.freshness.describe_stale(age);
-        match st.freshness.when_stale {
-            crate::config::WhenStale::Deny => return refuse(t, why),
-            crate::config::WhenStale::Allow => stale_warning = Some(short_warning_text(&format!("scimgate: {why}"))),
-        }
-    }
-    let requester = match identity::resolve(&snap, &policy, &req.user.username, labels) {
-        Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => requester,
+    let labels = meta.get("labels").and_then(Value::as_object);
+
+    // Who asked. A controller's own updates (an `ownerStamp` delegate) are no one's act.
+    let resolved = identity::resolve(&snap, &policy, &req.user.username, labels);
+    let controller_update = matches!(resolved, Ok(Resolved::OwnerStamp { .. })) && req.operation == Operation::Update;
+    let person: Result<Requester, String> = match resolved {
+        Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => Ok(requester),
         Ok(Resolved::OwnerStamp {
             namespace: ns,
             name: sa,
-        }) => {
-            if req.operation == Operation::Update {
-                // The controller driving its own runs: status and bookkeeping, not a person's act.
-                return match (hook, &req.old_object) {
-                    (Hook::Mutate, Some(old)) => keep_stamp(obj, old),
-                    _ => Answer::allow(),
-                };
+        }) if !controller_update => owner_person(st, &snap, obj)
+            .map_err(|why| format!("{ns}:{sa} creates runs for their owner's submitter, but {why}")),
+        Ok(Resolved::OwnerStamp { .. }) => Err(String::new()),
+        Err(why) => Err(why),
+    };
+    let person_id = match &person {
+        Ok(Requester::Person { id, .. }) => id.clone(),
+        _ => String::new(),
+    };
+    let asker = Asker {
+        requester: if req.user.username.starts_with("system:serviceaccount:") {
+            req.user.username.clone()
+        } else {
+            person_id.clone()
+        },
+        sub: person_id,
+    };
+    let binding = |action: Action| Binding {
+        requester: &asker.requester,
+        sub: &asker.sub,
+        action,
+        kind,
+        namespace,
+        name,
+        generate_name,
+    };
+
+    // What of ours changed, and whether this request's own stamp covers it.
+    let stamp_check = check_stamp(st, req.old_object.as_ref(), obj, action, &binding, now.timestamp());
+    if hook == Hook::Validate {
+        match &stamp_check {
+            Ok(sid) => t.stamp_id = sid.clone(),
+            Err(why) => {
+                // Stamps set by hand are refused in every mode: dry-run is about policy, not forgery.
+                t.action = Some(action.unwrap_or(Action::Update));
+                t.outcome = Some(Outcome::Denied);
+                t.reason = why.clone();
+                let mut a = Answer::deny(format!("scimgate: {why}; decision {decision_id}"));
+                audit_annotations(&mut a, "deny", &decision_id, t);
+                return a;
             }
-            match owner_person(st, &snap, obj) {
-                Ok(p) => p,
-                Err(why) => {
-                    return refuse(
-                        t,
-                        format!("{ns}:{sa} creates runs for their owner's submitter, but {why}"),
-                    )
+        }
+    }
+    let Some(action) = action.filter(|_| !controller_update) else {
+        // No action of a person (status writes, metadata edits, a controller driving its own
+        // runs): nothing to decide, and our keys stay as the stored object has them.
+        return match (hook, &req.old_object) {
+            (Hook::Mutate, Some(old)) => patched(Answer::allow(), stamp::restore(obj, old)),
+            _ => Answer::allow(),
+        };
+    };
+    t.action = Some(action);
+    t.run_as = run::run_as(kind, obj);
+    t.templates = run::templates(kind, obj);
+    t.outcome = Some(if dry { Outcome::DryRunDenied } else { Outcome::Denied });
+
+    // Identity state too old to trust (a shared store out of reach): fail closed, or open with a
+    // warning if the operator chose so.
+    let mut stale_warning = None;
+    let verdict = match (st.freshness.stale_age(), &person) {
+        (Some(age), _) if st.freshness.when_stale == crate::config::WhenStale::Deny => Verdict::Refused {
+            why: st.freshness.describe_stale(age),
+            rule: None,
+        },
+        (_, Err(why)) => Verdict::Refused {
+            why: why.clone(),
+            rule: None,
+        },
+        (age, Ok(requester)) => {
+            if let Some(age) = age {
+                stale_warning = Some(short_warning_text(&format!(
+                    "scimgate: {}",
+                    st.freshness.describe_stale(age)
+                )));
+            }
+            if let Requester::Person { id, groups, .. } = requester {
+                t.user_id = Some(id.clone());
+                t.groups = groups.clone();
+            }
+            let submitter_id = req
+                .old_object
+                .as_ref()
+                .and_then(|old| object::verified(&st.verifier, old, Entry::of(Action::Submit)))
+                .and_then(Result::ok)
+                .map(|c| c.sub)
+                .filter(|s| !s.is_empty());
+            t.submitter_id = submitter_id.clone();
+            let run = RunRequest {
+                kind,
+                namespace: namespace.to_string(),
+                action,
+                run_as: t.run_as.clone(),
+                templates: t.templates.clone(),
+                submitter_id,
+            };
+            let d = policy::evaluate(&policy, &run, requester);
+            t.rule = d.rule.clone();
+            if d.outcome == Outcome::Allowed {
+                Verdict::Allowed(d.rule.unwrap_or_default())
+            } else {
+                Verdict::Refused {
+                    why: d.reason,
+                    rule: d.rule,
                 }
             }
         }
-        Err(why) => return refuse(t, why),
     };
-    if let Requester::Person { id, groups, .. } = &requester {
-        t.user_id = Some(id.clone());
-        t.groups = groups.clone();
-    }
-    let submitter_id = req
-        .old_object
-        .as_ref()
-        .and_then(|old| verified(&st.verifier, old, "attestation"))
-        .and_then(|c| c.get("sub").and_then(Value::as_str).map(String::from));
-    t.submitter_id = submitter_id.clone();
-    let run = RunRequest {
-        kind,
-        namespace: namespace.clone(),
-        action,
-        run_as: t.run_as.clone(),
-        templates: t.templates.clone(),
-        submitter_id,
+    let (mut answer, decision) = match verdict {
+        Verdict::Allowed(rule) => {
+            t.outcome = Some(Outcome::Allowed);
+            let mut a = Answer::allow();
+            a.warnings.extend(stale_warning);
+            audit_annotations(&mut a, "allow", &decision_id, t);
+            (a, format!("allow:{rule}"))
+        }
+        Verdict::Refused { why, rule } => {
+            t.reason = why.clone();
+            if !dry {
+                let mut a = Answer::deny(format!(
+                    "scimgate: {} may not {} {} in {namespace}: {why}; decision {decision_id}",
+                    req.user.username,
+                    action.as_str(),
+                    kind.as_str()
+                ));
+                audit_annotations(&mut a, "deny", &decision_id, t);
+                return a;
+            }
+            let mut a = Answer::allow();
+            a.warnings.push(short_warning(&why));
+            audit_annotations(&mut a, "dry-run-deny", &decision_id, t);
+            (
+                a,
+                rule.map_or_else(|| "dry-run-deny".to_string(), |r| format!("dry-run-deny:{r}")),
+            )
+        }
     };
-    let d = policy::evaluate(&policy, &run, &requester);
-    t.rule = d.rule.clone();
-    if d.outcome != Outcome::Allowed {
-        return refuse(t, d.reason.clone());
+    if hook == Hook::Validate {
+        return answer;
     }
-    t.outcome = Some(Outcome::Allowed);
-    let rule = d.rule.clone().unwrap_or_default();
-    let mut answer = Answer::allow();
-    answer.warnings.extend(stale_warning);
-    audit_annotations(&mut answer, "allow", &decision_id, t);
-    if hook == Hook::Mutate {
-        answer.patch = stamp_patch(
-            st,
-            req,
-            obj,
-            kind,
-            action,
-            &requester,
-            &rule,
-            &namespace,
-            name.as_deref(),
-            &policy.digest,
-            policy.identity.rewrite_argo_creator_labels,
-        );
+    // The mutating call: stamp, unless an earlier call of this request already did (a
+    // re-invocation sees its own stamp, fresh and bound to this request: nothing to change).
+    let refused = t.outcome != Some(Outcome::Allowed);
+    let ops = match (&stamp_check, &person) {
+        (Ok(Some(_)), _) => Vec::new(),
+        (_, Ok(who)) if !refused || req.operation == Operation::Create => {
+            let made = stamp::make(
+                &st.signer,
+                obj,
+                req.old_object.as_ref(),
+                &stamp::NewStamp {
+                    action,
+                    kind,
+                    namespace,
+                    name,
+                    generate_name,
+                    requester: &asker.requester,
+                    who,
+                    decision,
+                    policy: &policy.digest,
+                    now,
+                },
+            );
+            t.stamp_id = Some(made.sid);
+            made.ops
+        }
+        // Nobody to stamp for (a dry-run denial of someone unknown): a new object keeps none
+        // of the keys it came with, an existing one keeps the stored ones.
+        _ => match &req.old_object {
+            None => stamp::strip(obj),
+            Some(old) => stamp::restore(obj, old),
+        },
+    };
+    answer.patch = ops;
+    if action == Action::Submit && policy.identity.rewrite_argo_creator_labels && kind.is_argo() {
+        if let Ok(Requester::Person { id, user_name, .. }) = &person {
+            answer.patch.extend(argo_creator_labels(obj, id, user_name));
+        }
     }
     answer
+}
+
+fn patched(mut a: Answer, ops: Vec<Value>) -> Answer {
+    a.patch = ops;
+    a
+}
+
+/// Every `scimgate.io/*` annotation and label that differs from the stored object (all of them on
+/// CREATE) must be covered by an attestation that changed in this request, verifies, is of this
+/// request's action and is bound to it (requester, person, kind, namespace, name, fresh).
+/// `Ok(Some(stamp id))` when this request's own stamp is in place, `Ok(None)` when nothing of
+/// ours changed.
+fn check_stamp<'b>(
+    st: &Decider,
+    old: Option<&Value>,
+    obj: &Value,
+    action: Option<Action>,
+    binding: &dyn Fn(Action) -> Binding<'b>,
+    now: i64,
+) -> Result<Option<String>, String> {
+    let mut changed = Vec::new();
+    for field in ["annotations", "labels"] {
+        let after = object::ours(obj, field);
+        let before = old.map(|o| object::ours(o, field)).unwrap_or_default();
+        for k in after.keys().chain(before.keys()) {
+            if after.get(k) != before.get(k) && !changed.iter().any(|(f, c)| *f == field && c == k) {
+                changed.push((field, k.clone()));
+            }
+        }
+    }
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let mut fresh = Vec::new();
+    for entry in &stamp::vocabulary::TABLE {
+        let now_jws = object::attestation(obj, entry);
+        if now_jws.is_none() || now_jws == old.and_then(|o| object::attestation(o, entry)) {
+            continue;
+        }
+        let key = entry.attestation_key();
+        let claims = match object::verified(&st.verifier, obj, entry) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return Err(format!("{e}; {PREFIX}* annotations cannot be set by hand")),
+            None => continue,
+        };
+        if action != Some(entry.action) {
+            return Err(format!(
+                "{key} holds a new {} stamp, but this request is {}; {PREFIX}* annotations cannot be set by hand",
+                entry.action.as_str(),
+                action.map_or("no action of a person", Action::as_str)
+            ));
+        }
+        claims.binds(&binding(entry.action), now, st.stamp_max_age).map_err(|m| {
+            format!("{key} is not a stamp scimgate made for this request: {m}; {PREFIX}* annotations cannot be set by hand")
+        })?;
+        fresh.push((entry, claims));
+    }
+    // A key is covered when a new stamp signed it, or — gone now — when it belonged to the
+    // earlier stamp of the same action, which the new one replaced.
+    let annotations = object::ours(obj, "annotations");
+    let covered = |field: &str, k: &str| {
+        fresh.iter().any(|(entry, c)| match field {
+            "annotations" => {
+                k == entry.attestation_key()
+                    || c.stamp.contains_key(k)
+                    || (entry.owns(k) && !annotations.contains_key(k))
+            }
+            _ => c.labels.contains_key(k),
+        })
+    };
+    if let Some((field, k)) = changed.iter().find(|(f, k)| !covered(f, k)) {
+        let what = if *field == "labels" { "label" } else { "annotation" };
+        return Err(format!(
+            "the {what} {k} was changed by hand; {PREFIX}* annotations and labels are scimgate's to write"
+        ));
+    }
+    Ok(fresh
+        .into_iter()
+        .find(|(e, _)| Some(e.action) == action)
+        .map(|(_, c)| c.sid))
 }
 
 /// Audit annotations: the API server prefixes each key with the webhook's name, so keys are
@@ -289,183 +433,35 @@ fn short_warning_text(w: &str) -> String {
     w
 }
 
-/// The person behind a controller-created run: the verified stamp the owner passed down.
+/// The person behind a controller-created run: the verified submit stamp it carries — the
+/// owner's, copied by the controller (any age: a CronWorkflow spawns months after it was
+/// stamped), or the one scimgate made for the child in an earlier call of this request.
 fn owner_person(st: &Decider, snap: &Snapshot, obj: &Value) -> Result<Requester, String> {
-    let claims = verified(&st.verifier, obj, "attestation")
+    let claims = object::verified(&st.verifier, obj, Entry::of(Action::Submit))
+        .and_then(Result::ok)
         .ok_or("the object carries no valid scimgate stamp from its owner")?;
-    let sub = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or("the owner's stamp names no person")?;
-    identity::find_person(snap, policy::MatchAttribute::Id, sub).map_err(|e| format!("the owner's submitter {e}"))
-}
-
-/// On UPDATE: `scimgate.io/*` may change only by our own stamp for this very request.
-fn check_stamp(st: &Decider, req: &Request, obj: &Value) -> Result<(), String> {
-    let now = ours(ann(obj));
-    let before = ours(req.old_object.as_ref().and_then(ann));
-    if now == before {
-        return Ok(());
+    if claims.sub.is_empty() {
+        return Err("the owner's stamp names no person".into());
     }
-    // Every attestation that differs must be ours, for this request.
-    let changed: Vec<&String> = now
-        .keys()
-        .chain(before.keys())
-        .filter(|k| now.get(*k) != before.get(*k))
-        .collect();
-    for field in ["attestation", "approval-attestation", "cancel-attestation"] {
-        let k = key(field);
-        if now.get(&k) != before.get(&k) {
-            match verified(&st.verifier, obj, field) {
-                Some(c) if c.get("uid").and_then(Value::as_str) == Some(req.uid.as_str()) => {}
-                _ => return Err(format!("{k} is not a stamp scimgate made for this request; scimgate.io/* annotations cannot be set by hand")),
-            }
-        }
-    }
-    // Keys that changed must be covered by one of the fresh attestations.
-    let covered = |k: &str| {
-        ["attestation", "approval-attestation", "cancel-attestation"]
-            .iter()
-            .any(|f| {
-                now.get(&key(f)) != before.get(&key(f))
-                    && (k == key(f)
-                        || verified(&st.verifier, obj, f)
-                            .and_then(|c| c.get("stamp").and_then(|s| s.get(k)).cloned())
-                            .is_some())
-            })
-    };
-    match changed.into_iter().find(|k| !covered(k)) {
-        Some(k) => Err(format!(
-            "{k} was changed by hand; scimgate.io/* annotations cannot be edited"
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Mutating, no action: restore our annotations as they were (a person's edit of them is undone).
-fn keep_stamp(obj: &Value, old: &Value) -> Answer {
-    let mut a = Answer::allow();
-    a.patch = stamp::patch_map(obj, "annotations", &ours(ann(old)));
-    a
-}
-
-#[allow(clippy::too_many_arguments)]
-fn stamp_patch(
-    st: &Decider,
-    req: &Request,
-    obj: &Value,
-    kind: Kind,
-    action: Action,
-    who: &Requester,
-    rule: &str,
-    namespace: &str,
-    name: Option<&str>,
-    digest: &str,
-    rewrite_creator: bool,
-) -> Vec<Value> {
-    let (user_name, user_id, groups) = match who {
-        Requester::Person { id, user_name, groups } => (user_name.clone(), id.clone(), groups.join(",")),
-        sa @ Requester::ServiceAccount { .. } => (sa.display(), String::new(), String::new()),
-    };
-    let prefix = match action {
-        Action::Submit => "submitted",
-        Action::Approve => "approved",
-        Action::Cancel => "cancelled",
-        Action::Update => "updated",
-    };
-    let field = match action {
-        Action::Submit => "attestation",
-        Action::Approve => "approval-attestation",
-        Action::Cancel => "cancel-attestation",
-        Action::Update => "update-attestation",
-    };
-    // Re-invocation for the same request: our stamp is already there; change nothing.
-    if let Some(c) = verified(&st.verifier, obj, field) {
-        if c.get("uid").and_then(Value::as_str) == Some(req.uid.as_str()) {
-            return Vec::new();
-        }
-    }
-    let mut stamp_ann = Map::new();
-    stamp_ann.insert(key(&format!("{prefix}-by")), json!(user_name));
-    if !user_id.is_empty() {
-        stamp_ann.insert(key(&format!("{prefix}-by-id")), json!(user_id));
-    }
-    if action == Action::Submit {
-        stamp_ann.insert(key("submitted-groups"), json!(groups));
-    }
-    stamp_ann.insert(key(&format!("{prefix}-at")), json!(crate::scim::now()));
-    let decision = if action == Action::Submit {
-        key("decision")
-    } else {
-        key(&format!("{prefix}-decision"))
-    };
-    stamp_ann.insert(decision, json!(format!("allow:{rule}")));
-    let claims = json!({
-        "iss": "scimgate", "sub": user_id, "name": user_name, "action": action.as_str(),
-        "kind": kind.as_str(), "namespace": namespace, "objectName": name, "uid": req.uid,
-        "policy": digest, "stamp": stamp_ann,
-    });
-    let mut want_ann = match (action, &req.old_object) {
-        // Approvals, cancels and updates add to the submit stamp, which stays as it was.
-        (Action::Submit, _) | (_, None) => Map::new(),
-        (_, Some(old)) => ours(ann(old)),
-    };
-    want_ann.extend(stamp_ann.clone());
-    want_ann.insert(key(field), json!(st.signer.sign(&claims)));
-    let mut ops = stamp::patch_map(obj, "annotations", &want_ann);
-    if action == Action::Submit {
-        let mut labels = Map::new();
-        if !user_id.is_empty() {
-            labels.insert(key("submitted-by-id"), json!(stamp::label_safe(&user_id)));
-        }
-        labels.insert(key("submitted-by"), json!(stamp::label_safe(&user_name)));
-        // Foreign scimgate.io labels are replaced too.
-        ops.extend(stamp::patch_map(obj, "labels", &labels));
-        if rewrite_creator && kind.is_argo() && !user_id.is_empty() {
-            ops.extend(argo_creator_labels(obj, &user_id, &user_name));
-        }
-        if kind == Kind::CronWorkflow {
-            // Runs a CronWorkflow starts carry the stamp, so the controller's creates can be traced.
-            let wm = obj.get("spec").and_then(|s| s.get("workflowMetadata"));
-            match wm {
-                None | Some(Value::Null) => {
-                    ops.push(json!({"op": "add", "path": "/spec/workflowMetadata", "value": {"annotations": want_ann}}))
-                }
-                Some(wm) => {
-                    let as_object = json!({"metadata": {"annotations": wm.get("annotations")}});
-                    for mut op in stamp::patch_map(&as_object, "annotations", &want_ann) {
-                        if let Some(p) = op
-                            .get("path")
-                            .and_then(Value::as_str)
-                            .map(|p| p.replacen("/metadata/", "/spec/workflowMetadata/", 1))
-                        {
-                            op["path"] = json!(p);
-                        }
-                        ops.push(op);
-                    }
-                }
-            }
-        }
-    }
-    ops
+    identity::find_person(snap, policy::MatchAttribute::Id, &claims.sub)
+        .map_err(|e| format!("the owner's submitter {e}"))
 }
 
 /// Argo's creator labels, set to the verified person (label-safe, as Argo itself writes them).
 fn argo_creator_labels(obj: &Value, user_id: &str, user_name: &str) -> Vec<Value> {
-    let current = obj
-        .get("metadata")
-        .and_then(|m| m.get("labels"))
-        .and_then(Value::as_object);
-    let email = user_name.contains('@').then(|| stamp::label_safe(user_name));
+    let current = object::metadata_map(obj, "labels");
+    let email = user_name.contains('@').then(|| stamp::patch::label_safe(user_name));
     let want = [
-        (identity::ARGO_CREATOR, Some(stamp::label_safe(user_id))),
-        (identity::ARGO_CREATOR_USERNAME, Some(stamp::label_safe(user_name))),
+        (identity::ARGO_CREATOR, Some(stamp::patch::label_safe(user_id))),
+        (
+            identity::ARGO_CREATOR_USERNAME,
+            Some(stamp::patch::label_safe(user_name)),
+        ),
         (identity::ARGO_CREATOR_EMAIL, email),
     ];
     let mut ops = Vec::new();
     for (k, v) in want {
-        let path = format!("/metadata/labels/{}", stamp::pointer_key(k));
+        let path = format!("/metadata/labels/{}", stamp::patch::pointer_key(k));
         let have = current.and_then(|c| c.get(k)).and_then(Value::as_str);
         match v {
             Some(v) if have != Some(v.as_str()) => ops.push(json!({"op": "add", "path": path, "value": v})),

@@ -99,5 +99,6 @@ fn record(
         run_as: t.run_as.join(","),
         templates: t.templates.join(","),
         submitter_id: t.submitter_id,
+        stamp_id: t.stamp_id,
     }
 }

@@ -35,4 +35,6 @@ pub struct DecisionRecord {
     pub run_as: String,
     pub templates: String,
     pub submitter_id: Option<String>,
+    /// The id of the stamp the request carried for its action (`sid` in the attestation).
+    pub stamp_id: Option<String>,
 }

@@ -26,8 +26,10 @@ pub struct DecisionQuery {
     pub to: Option<String>,
     pub after: Option<String>,
     pub limit: u32,
-    /// The admission request a stamp names (its attestation's `uid`).
+    /// One webhook call (`request.uid`; kube-apiserver gives every call its own).
     pub request_uid: Option<String>,
+    /// The stamp a decision is behind (its attestation's `sid`).
+    pub stamp_id: Option<String>,
 }
 
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -62,7 +64,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-const COLUMNS: [&str; 20] = [
+const COLUMNS: [&str; 21] = [
     "id",
     "at",
     "request_uid",
@@ -83,9 +85,10 @@ const COLUMNS: [&str; 20] = [
     "run_as",
     "templates",
     "submitter_id",
+    "stamp_id",
 ];
 
-fn fields(r: &DecisionRecord) -> [String; 20] {
+fn fields(r: &DecisionRecord) -> [String; 21] {
     [
         r.id.clone(),
         r.at.clone(),
@@ -107,6 +110,7 @@ fn fields(r: &DecisionRecord) -> [String; 20] {
         r.run_as.clone(),
         r.templates.clone(),
         r.submitter_id.clone().unwrap_or_default(),
+        r.stamp_id.clone().unwrap_or_default(),
     ]
 }
 
@@ -116,7 +120,7 @@ pub fn to_json(r: &DecisionRecord) -> serde_json::Value {
     for (k, v) in COLUMNS.iter().zip(f) {
         let v = match *k {
             "latency_us" => serde_json::json!(r.latency_us),
-            "user_id" | "rule" | "submitter_id" if v.is_empty() => serde_json::Value::Null,
+            "user_id" | "rule" | "submitter_id" | "stamp_id" if v.is_empty() => serde_json::Value::Null,
             _ => serde_json::json!(v),
         };
         m.insert((*k).to_string(), v);
@@ -147,6 +151,7 @@ pub fn from_json(v: &serde_json::Value) -> Option<DecisionRecord> {
         run_as: s("run_as").unwrap_or_default(),
         templates: s("templates").unwrap_or_default(),
         submitter_id: s("submitter_id"),
+        stamp_id: s("stamp_id"),
     })
 }
 

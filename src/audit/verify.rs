@@ -2,15 +2,10 @@
 //! them (single objects or Lists), offline, against the published JWKS. Each stamp is valid (and
 //! by whom), missing, or forged/altered — naming the field that no longer matches.
 
-use crate::stamp::{Verifier, PREFIX};
+use crate::stamp::object;
+use crate::stamp::vocabulary::is_ours;
+use crate::stamp::Verifier;
 use serde_json::{json, Value};
-
-const ATTESTATIONS: [(&str, &str); 4] = [
-    ("attestation", "submit"),
-    ("approval-attestation", "approve"),
-    ("cancel-attestation", "cancel"),
-    ("update-attestation", "update"),
-];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
@@ -61,18 +56,16 @@ pub fn verify_object(v: &Verifier, obj: &Value) -> Finding {
     let kind = text(obj, &["kind"]);
     let ns = text(obj, &["metadata", "namespace"]);
     let name = text(obj, &["metadata", "name"]);
+    let generate_name = text(obj, &["metadata", "generateName"]);
     let object = if ns.is_empty() {
         format!("{kind}/{name}")
     } else {
         format!("{ns}/{kind}/{name}")
     };
-    let ann = obj
-        .get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(Value::as_object);
-    let ours: Vec<&String> = ann
-        .map(|a| a.keys().filter(|k| k.starts_with(PREFIX)).collect())
-        .unwrap_or_default();
+    let ours: Vec<(&str, String)> = ["annotations", "labels"]
+        .into_iter()
+        .flat_map(|field| object::ours(obj, field).into_iter().map(move |(k, _)| (field, k)))
+        .collect();
     if ours.is_empty() {
         return Finding {
             object,
@@ -80,64 +73,36 @@ pub fn verify_object(v: &Verifier, obj: &Value) -> Finding {
         };
     }
     let mut stamps = Vec::new();
-    let mut covered: Vec<String> = Vec::new();
-    for (field, action) in ATTESTATIONS {
-        let key = format!("{PREFIX}{field}");
-        let Some(jws) = ann.and_then(|a| a.get(&key)).and_then(Value::as_str) else {
-            continue;
-        };
-        covered.push(key.clone());
-        let claims = match v.verify(jws) {
+    let mut covered: Vec<(&str, String)> = Vec::new();
+    for (entry, verified) in object::all(v, obj) {
+        let action = entry.action.as_str();
+        covered.push(("annotations", entry.attestation_key()));
+        let claims = match verified {
             Ok(c) => c,
             Err(e) => {
-                stamps.push(Status::Forged(format!("{key}: {e}")));
+                stamps.push(Status::Forged(e.to_string()));
                 continue;
             }
         };
-        let signed = claims
-            .get("stamp")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let altered = signed
-            .iter()
-            .find(|(k, val)| ann.and_then(|a| a.get(*k)) != Some(*val))
-            .map(|(k, _)| k.clone());
-        let wrong_place = if claims.get("kind").and_then(Value::as_str) != Some(kind) {
-            Some("kind".to_string())
-        } else if claims.get("namespace").and_then(Value::as_str).unwrap_or_default() != ns {
-            Some("namespace".to_string())
-        } else {
-            let signed_name = claims.get("objectName").and_then(Value::as_str).unwrap_or_default();
-            (!name.is_empty() && !name.starts_with(signed_name)).then(|| "name".to_string())
-        };
-        match (altered, wrong_place) {
-            (Some(k), _) => stamps.push(Status::Forged(format!("{k} was altered after {action} was stamped"))),
-            (None, Some(what)) => stamps.push(Status::Forged(format!(
-                "the {action} stamp was made for another object ({what} differs)"
-            ))),
-            (None, None) => {
-                covered.extend(signed.keys().cloned());
-                stamps.push(Status::Valid {
-                    action: action.to_string(),
-                    by: claims
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    by_id: claims
-                        .get("sub")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                });
-            }
-        }
-    }
-    for k in ours {
-        if !covered.contains(k) {
+        if let Err(m) = claims.places(kind, ns, name, generate_name) {
             stamps.push(Status::Forged(format!(
-                "{k} is not covered by any scimgate attestation"
+                "the {action} stamp was made for another object: {m}"
+            )));
+            continue;
+        }
+        covered.extend(claims.stamp.keys().map(|k| ("annotations", k.clone())));
+        covered.extend(claims.labels.keys().map(|k| ("labels", k.clone())));
+        stamps.push(Status::Valid {
+            action: action.to_string(),
+            by: claims.name,
+            by_id: claims.sub,
+        });
+    }
+    for (field, k) in ours {
+        if is_ours(&k) && !covered.iter().any(|(f, c)| *f == field && *c == k) {
+            let what = if field == "labels" { "label " } else { "" };
+            stamps.push(Status::Forged(format!(
+                "{what}{k} is not covered by any scimgate attestation"
             )));
         }
     }

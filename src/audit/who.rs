@@ -4,7 +4,7 @@
 
 use super::query::DecisionQuery;
 use super::verify;
-use crate::stamp::{Verifier, PREFIX};
+use crate::stamp::{object, vocabulary::TABLE, Verifier};
 use crate::store::Store;
 use anyhow::{bail, Context};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -106,46 +106,33 @@ fn to_value(obj: DynamicObject, ar: &ApiResource) -> anyhow::Result<Value> {
 /// One object's story: stamps with verification, and the decision records behind them.
 pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> anyhow::Result<(Value, bool)> {
     let finding = verify::verify_object(v, obj);
-    let ann = obj["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
-    let a = |k: &str| {
-        ann.get(&format!("{PREFIX}{k}"))
-            .and_then(Value::as_str)
+    let a = |k: String| {
+        obj["metadata"]["annotations"][k]
+            .as_str()
             .unwrap_or_default()
             .to_string()
     };
     let mut events = Vec::new();
-    for (prefix, label) in [
-        ("submitted", "submitted"),
-        ("approved", "approved"),
-        ("cancelled", "cancelled"),
-        ("updated", "updated"),
-    ] {
-        if !a(&format!("{prefix}-by")).is_empty() {
-            events.push(json!({"event": label, "by": a(&format!("{prefix}-by")), "byId": a(&format!("{prefix}-by-id")), "at": a(&format!("{prefix}-at"))}));
+    for e in &TABLE {
+        if !a(e.by_key()).is_empty() {
+            events.push(json!({"event": e.event, "by": a(e.by_key()), "byId": a(e.by_id_key()), "at": a(e.at_key())}));
         }
     }
     let mut decisions = Vec::new();
     if let Some(store) = store {
-        for field in [
-            "attestation",
-            "approval-attestation",
-            "cancel-attestation",
-            "update-attestation",
-        ] {
-            let Some(jws) = ann.get(&format!("{PREFIX}{field}")).and_then(Value::as_str) else {
+        // Each stamp names its id; the decision that let it through carries the same id.
+        for (_, verified) in object::all(v, obj) {
+            let Ok(claims) = verified else { continue };
+            if claims.sid.is_empty() {
                 continue;
-            };
-            let Ok(claims) = v.verify(jws) else { continue };
-            let Some(uid) = claims.get("uid").and_then(Value::as_str) else {
-                continue;
-            };
+            }
             let q = DecisionQuery {
-                request_uid: Some(uid.to_string()),
+                stamp_id: Some(claims.sid.clone()),
                 limit: 10,
                 ..Default::default()
             };
             for r in store.query_decisions(&q).await? {
-                decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid}));
+                decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid, "stampId": r.stamp_id}));
             }
         }
     }

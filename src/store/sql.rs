@@ -10,7 +10,7 @@ use sqlx::{Database, Decode, Encode, QueryBuilder, Row, Type};
 use std::sync::Arc;
 
 pub const DECISION_COLUMNS: &str = "id, at, request_uid, hook, kind, namespace, name, action, requester, user_id, \
-     groups, rule, outcome, mode, reason, latency_us, policy, run_as, templates, submitter_id";
+     groups, rule, outcome, mode, reason, latency_us, policy, run_as, templates, submitter_id, stamp_id";
 
 /// `VALUES (…), (…)` for `records`, in [`DECISION_COLUMNS`] order.
 pub fn push_decision_values<'a, DB: Database>(b: &mut QueryBuilder<'a, DB>, records: &'a [DecisionRecord])
@@ -39,7 +39,8 @@ where
             .push_bind(&r.policy)
             .push_bind(&r.run_as)
             .push_bind(&r.templates)
-            .push_bind(&r.submitter_id);
+            .push_bind(&r.submitter_id)
+            .push_bind(&r.stamp_id);
     });
 }
 
@@ -59,6 +60,7 @@ where
         ("outcome", &q.outcome),
         ("rule", &q.rule),
         ("request_uid", &q.request_uid),
+        ("stamp_id", &q.stamp_id),
     ] {
         if let Some(v) = v {
             b.push(format!(" AND {col} = ")).push_bind(v.clone());
@@ -114,6 +116,7 @@ where
         run_as: r.try_get(17)?,
         templates: r.try_get(18)?,
         submitter_id: r.try_get(19)?,
+        stamp_id: r.try_get(20)?,
     })
 }
 

@@ -1,9 +1,11 @@
-//! The admission webhooks end to end: SCIM → directory → admission, over real TLS and HTTP/2
-//! with the CA verified, as kube-apiserver calls them; every Argo and Tekton example of the
-//! shared corpus goes through.
+//! The admission webhooks end to end: SCIM → directory → admission over real TLS and HTTP/2, every
+//! request driven by the API-server emulator (`apiserver.rs`) as kube-apiserver drives webhooks,
+//! with the corpus's Argo and Tekton manifests and the actors (`actors.rs`) writing as they do.
 
-use crate::support::{ops, TestServer, GROUP};
-use base64::Engine;
+use crate::actors::{argo_controller, argo_server, claims, kubectl, tekton_controller};
+use crate::apiserver::{person, service_account, ApiServer, Status, Written};
+use crate::support::{ops, TestServer};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,7 @@ identity:
   delegates:
     - serviceAccount: argo:argo-server
       via: argoCreatorLabels
-    - serviceAccount: argo:argo-workflow-controller
+    - serviceAccount: argo:argo
       via: ownerStamp
     - serviceAccount: tekton-pipelines:tekton-pipelines-controller
       via: ownerStamp
@@ -33,76 +35,127 @@ rules:
     groups: [release-approvers]
     namespaces: ["team-*"]
     distinctApprover: true
+  - name: platform-templates
+    allow: [submit, update]
+    groups: [pipeline-users]
+    kinds: [ClusterWorkflowTemplate]
+  - name: gitops
+    allow: [submit, update]
+    serviceAccounts: ["argocd:argocd-application-controller"]
+    kinds: [WorkflowTemplate, ClusterWorkflowTemplate]
+    namespaces: ["team-*"]
 "#;
 
-/// A server with the test policy, alice (in `ml`, nested in `pipeline-users`), bob (an approver)
-/// and mallory (in no group).
+/// A server with the test policy, alice (in `ml`, nested in `pipeline-users`; also an approver),
+/// bob (a pipeline user and an approver) and mallory (in no group), and an API server that calls
+/// it as a cluster would.
 pub struct World {
     pub s: TestServer,
     pub alice: String,
     pub bob: String,
+    pub api: ApiServer,
 }
 
 impl World {
     pub async fn new() -> World {
+        World::with_config("").await
+    }
+
+    /// With a server config file (YAML) beside the policy.
+    pub async fn with_config(config: &str) -> World {
+        World::with(POLICY, config).await
+    }
+
+    /// With its own policy and server config file.
+    pub async fn with(policy_text: &str, config: &str) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let policy = dir.path().join("policy.yaml");
-        std::fs::write(&policy, POLICY).expect("policy");
-        let s = TestServer::start_in(dir, |a| a.policy = Some(policy)).await;
+        std::fs::write(&policy, policy_text).expect("policy");
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, config).expect("config");
+        let s = TestServer::start_in(dir, |a| {
+            a.policy = Some(policy);
+            a.config = (!config.is_empty()).then_some(cfg);
+        })
+        .await;
         let alice = s.create_user("alice@example.com").await;
         let bob = s.create_user("bob@example.com").await;
         s.create_user("mallory@example.com").await;
         let ml = s.create_group("ml", &[&alice]).await;
         s.create_group("pipeline-users", &[&ml, &bob]).await;
         s.create_group("release-approvers", &[&bob, &alice]).await;
-        World { s, alice, bob }
+        let api = ApiServer::new(&s);
+        World { s, alice, bob, api }
     }
 
-    /// POST an AdmissionReview to `/mutate` or `/validate`; returns the `response`.
-    pub async fn review(&self, hook: &str, request: Value) -> Value {
-        let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
-        let r = self
-            .s
+    /// The verifier the server publishes (`/.well-known/jwks.json`), as `audit verify` uses it.
+    pub async fn verifier(&self) -> scimgate::stamp::Verifier {
+        let jwks = self.jwks().await;
+        scimgate::stamp::Verifier::from_jwks(&jwks).expect("jwks")
+    }
+
+    pub async fn jwks(&self) -> Value {
+        let url = self.s.base.replace("/scim/v2", "/.well-known/jwks.json");
+        self.s
             .client
-            .post(format!("{}/{hook}", self.s.admission))
-            .header("content-type", "application/json")
-            .body(body.to_string())
+            .get(url)
             .send()
             .await
-            .expect("admission request");
-        assert_eq!(r.version(), reqwest::Version::HTTP_2);
-        assert_eq!(r.status(), reqwest::StatusCode::OK);
-        let v: Value = r.json().await.expect("json");
-        assert_eq!(v["kind"], "AdmissionReview");
-        assert_eq!(v["response"]["uid"], request["uid"], "the uid is echoed");
-        v["response"].clone()
+            .expect("jwks")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// The decision records in the server's store, oldest first, once `n` have been written.
+    pub async fn decisions(&self, n: usize) -> Vec<scimgate::audit::DecisionRecord> {
+        use scimgate::store::Store;
+        let store = scimgate::store::embedded::Embedded::open(self.s.dir.path())
+            .await
+            .expect("store");
+        let q = scimgate::audit::query::DecisionQuery::default();
+        for _ in 0..100 {
+            if store.query_decisions(&q).await.expect("query").len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The recorder batches: give a record that should not come the time to show up.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut all = store.query_decisions(&q).await.expect("query");
+        all.reverse();
+        all
     }
 }
 
-pub fn request(uid: &str, op: &str, user: &str, obj: &Value, old: Option<&Value>) -> Value {
-    let api = obj["apiVersion"].as_str().unwrap_or_default();
-    let (group, version) = api.split_once('/').unwrap_or(("", api));
-    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("team-a");
-    json!({
-        "uid": uid, "kind": {"group": group, "version": version, "kind": obj["kind"]},
-        "resource": {"group": group, "version": version, "resource": "x"},
-        "namespace": ns, "name": obj["metadata"]["name"], "operation": op,
-        "userInfo": {"username": user, "groups": ["system:authenticated", "system:masters"]},
-        "object": obj, "oldObject": old, "dryRun": false,
-    })
+/// The stamp verified as `scimgate audit verify` does: every stamp valid, and by whom.
+pub fn verified_by(v: &scimgate::stamp::Verifier, obj: &Value) -> Vec<String> {
+    use scimgate::audit::verify::{verify_object, Status as S};
+    verify_object(v, obj)
+        .stamps
+        .into_iter()
+        .map(|s| match s {
+            S::Valid { action, by, .. } => format!("{action} by {by}"),
+            S::Missing => "missing".into(),
+            S::Forged(why) => format!("FORGED: {why}"),
+        })
+        .collect()
 }
 
-/// Apply a response's JSON Patch to `obj`.
-pub fn patched(obj: &Value, response: &Value) -> Value {
-    let mut out = obj.clone();
-    if let Some(p) = response["patch"].as_str() {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(p)
-            .expect("base64 patch");
-        let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("RFC 6902 patch");
-        json_patch::patch(&mut out, &patch).expect("the patch applies");
+pub fn ann<'a>(obj: &'a Value, key: &str) -> &'a Value {
+    &obj["metadata"]["annotations"][key]
+}
+
+/// The message of a refused write.
+pub fn refused(r: Result<Written, Status>) -> Status {
+    match r {
+        Ok(w) => panic!("allowed: {}", w.object),
+        Err(s) => s,
     }
-    out
+}
+
+pub fn allowed(r: Result<Written, Status>) -> Written {
+    r.unwrap_or_else(|s| panic!("refused ({}): {}", s.code, s.message))
 }
 
 fn corpus() -> PathBuf {
@@ -152,8 +205,6 @@ fn runs() -> Vec<(String, Value)> {
     out
 }
 
-use serde::Deserialize;
-
 /// Validators for our kinds from the CRDs in the corpus (`openAPIV3Schema` per served version).
 struct Crds(std::collections::HashMap<(String, String), jsonschema::Validator>);
 
@@ -196,54 +247,128 @@ impl Crds {
     }
 }
 
-#[tokio::test]
+/// Our webhooks' calls in one write: (webhook, round) and whether every call had its own uid.
+fn our_calls(w: &Written) -> (Vec<(String, u8)>, bool) {
+    let ours: Vec<_> = w.calls.iter().filter(|c| c.webhook.ends_with(".scimgate.io")).collect();
+    let mut uids: Vec<&str> = w.calls.iter().map(|c| c.uid.as_str()).collect();
+    uids.sort();
+    uids.dedup();
+    (
+        ours.iter().map(|c| (c.webhook.clone(), c.round)).collect(),
+        uids.len() == w.calls.len(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
     let w = World::new().await;
     let crds = Crds::load();
+    let verifier = w.verifier().await;
     // The schemas can fail: a broken Workflow and a CronWorkflow with a malformed workflowMetadata.
     let broken = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "x"}, "spec": {"templates": "not a list"}});
     assert_eq!(crds.valid(&broken), Some(false));
     let bad_meta = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": "x"}, "spec": {"schedule": "* * * * *", "workflowSpec": {}, "workflowMetadata": {"annotations": "no"}}});
     assert_eq!(crds.valid(&bad_meta), Some(false));
+    let alice = kubectl(&w.api, "alice@example.com");
+    let mallory = kubectl(&w.api, "mallory@example.com");
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     let mut schema_checked = 0;
     let mut malformed = Vec::new();
-    for (n, (name, mut obj)) in runs().into_iter().enumerate() {
-        obj["metadata"]["namespace"] = json!("team-a");
+    let mut stored = Vec::new();
+    for (name, mut obj) in runs() {
+        let cluster_scoped = obj["kind"] == "ClusterWorkflowTemplate";
+        if !cluster_scoped {
+            obj["metadata"]["namespace"] = json!("team-a");
+        }
+        // The corpus reuses names across files; generateName keeps every create apart.
         let has_name = obj["metadata"]["name"].is_string() || obj["metadata"]["generateName"].is_string();
-        let uid = format!("corpus-{n}");
-        let resp = w
-            .review("mutate", request(&uid, "CREATE", "oidc:alice@example.com", &obj, None))
-            .await;
-        if !has_name && obj["kind"] != "ClusterWorkflowTemplate" {
-            assert_eq!(resp["allowed"], false, "{name}: a run without name or generateName");
+        if let Some(n) = obj["metadata"]["name"].as_str().map(String::from) {
+            obj["metadata"].as_object_mut().map(|m| m.remove("name"));
+            obj["metadata"]["generateName"] = json!(format!("{n}-"));
+        }
+        let denied = refused(mallory.create(&obj).await);
+        if !has_name && !cluster_scoped {
             assert!(
-                resp["status"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("neither metadata.name")),
-                "{name}"
+                denied.message.contains("neither metadata.name"),
+                "{name}: {}",
+                denied.message
             );
+            let again = refused(alice.create(&obj).await);
+            assert!(again.message.contains("neither metadata.name"), "{name}");
             malformed.push(name);
             continue;
         }
-        assert_eq!(resp["allowed"], true, "{name}: {resp}");
-        let stamped = patched(&obj, &resp);
-        let a = &stamped["metadata"]["annotations"];
-        assert_eq!(a["scimgate.io/submitted-by"], "alice@example.com", "{name}");
-        assert_eq!(a["scimgate.io/submitted-by-id"], w.alice.as_str(), "{name}");
-        assert_eq!(a["scimgate.io/decision"], "allow:team-submit", "{name}");
+        assert_eq!(denied.code, 403, "{name}: {}", denied.message);
         assert!(
-            a["scimgate.io/attestation"]
-                .as_str()
-                .is_some_and(|j| j.split('.').count() == 3),
+            denied.message.starts_with("admission webhook \"stamp.scimgate.io\" denied the request: scimgate: oidc:mallory@example.com may not submit")
+                && denied.message.contains("not in a group allowed there"),
+            "{name}: {}",
+            denied.message
+        );
+        let written = alice
+            .create(&obj)
+            .await
+            .unwrap_or_else(|s| panic!("{name}: {}", s.message));
+        let stamped = &written.object;
+        assert_eq!(ann(stamped, "scimgate.io/submitted-by"), "alice@example.com", "{name}");
+        assert_eq!(ann(stamped, "scimgate.io/submitted-by-id"), w.alice.as_str(), "{name}");
+        let rule = if cluster_scoped {
+            "platform-templates"
+        } else {
+            "team-submit"
+        };
+        assert_eq!(
+            ann(stamped, "scimgate.io/decision"),
+            format!("allow:{rule}").as_str(),
             "{name}"
         );
         assert_eq!(
             stamped["metadata"]["labels"]["scimgate.io/submitted-by"], "alice.at.example.com",
             "{name}"
         );
+        assert_eq!(
+            verified_by(&verifier, stamped),
+            vec!["submit by alice@example.com"],
+            "{name}"
+        );
+        // The other vendor's webhook (Argo) or Tekton's defaulting webhook changed the object after
+        // ours: the API server called ours again, with a uid of its own, and it changed nothing.
+        let (calls, distinct) = our_calls(&written);
+        assert!(distinct, "{name}: every call has its own uid");
+        assert_eq!(
+            calls,
+            vec![
+                ("stamp.scimgate.io".to_string(), 0),
+                ("stamp.scimgate.io".to_string(), 1),
+                ("policy.scimgate.io".to_string(), 0)
+            ],
+            "{name}"
+        );
+        assert!(
+            written
+                .calls
+                .iter()
+                .filter(|c| c.webhook == "stamp.scimgate.io" && c.round == 1)
+                .all(|c| !c.patched),
+            "{name}: the re-invocation patched again"
+        );
+        assert_eq!(
+            written.audit.get("stamp.scimgate.io/decision"),
+            Some(&json!("allow")),
+            "{name}"
+        );
+        assert_eq!(
+            written.audit.get("policy.scimgate.io/rule"),
+            Some(&json!(rule)),
+            "{name}"
+        );
+        assert_eq!(
+            written.audit.get("policy.scimgate.io/user-id"),
+            Some(&json!(w.alice)),
+            "{name}"
+        );
         // Our patch never makes a schema-valid object invalid.
-        match (crds.valid(&obj), crds.valid(&stamped)) {
+        match (crds.valid(&obj), crds.valid(stamped)) {
             (Some(true), Some(after)) => {
                 assert!(after, "{name}: valid against its CRD before the stamp, invalid after");
                 schema_checked += 1;
@@ -251,38 +376,6 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
             (None, _) => panic!("{name}: no CRD schema for it in the corpus"),
             _ => {}
         }
-        // The API server re-invokes the mutating webhook: our own stamp changes nothing.
-        let again = w
-            .review(
-                "mutate",
-                request(&uid, "CREATE", "oidc:alice@example.com", &stamped, None),
-            )
-            .await;
-        assert!(again["patch"].is_null(), "{name}: second pass patched again");
-        assert_eq!(resp["auditAnnotations"]["decision"], "allow", "{name}");
-        assert_eq!(resp["auditAnnotations"]["rule"], "team-submit", "{name}");
-        assert_eq!(resp["auditAnnotations"]["user-id"], w.alice.as_str(), "{name}");
-        let valid = w
-            .review(
-                "validate",
-                request(&uid, "CREATE", "oidc:alice@example.com", &stamped, None),
-            )
-            .await;
-        assert_eq!(valid["allowed"], true, "{name}: {valid}");
-        let denied = w
-            .review(
-                "validate",
-                request(&uid, "CREATE", "oidc:mallory@example.com", &obj, None),
-            )
-            .await;
-        assert_eq!(denied["allowed"], false, "{name}");
-        assert_eq!(denied["status"]["code"], 403);
-        let msg = denied["status"]["message"].as_str().unwrap_or_default();
-        assert!(
-            msg.starts_with("scimgate: oidc:mallory@example.com may not submit")
-                && msg.contains("not in a group allowed there"),
-            "{name}: {msg}"
-        );
         *counts
             .entry(format!(
                 "{} {}",
@@ -290,6 +383,7 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
                 obj["kind"].as_str().unwrap_or_default()
             ))
             .or_default() += 1;
+        stored.push(w.api.stored(stamped).expect("stored"));
     }
     eprintln!("corpus runs admitted and stamped: {counts:?}; {schema_checked} still valid against their CRD schema after the patch; malformed handled: {malformed:?}");
     assert!(
@@ -308,7 +402,43 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
         counts.get("tekton.dev/v1beta1 TaskRun").copied().unwrap_or(0) >= 20,
         "{counts:?}"
     );
+    assert!(
+        counts
+            .get("argoproj.io/v1alpha1 ClusterWorkflowTemplate")
+            .copied()
+            .unwrap_or(0)
+            >= 5,
+        "{counts:?}"
+    );
     assert_eq!(malformed.len(), 2, "fun-with-gifs and k8s-jobs: {malformed:?}");
+    // `scimgate audit verify` (the binary) on everything the API server stored: all valid.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, w.jwks().await.to_string()).expect("jwks");
+    let list = dir.path().join("stored.json");
+    std::fs::write(
+        &list,
+        json!({"apiVersion": "v1", "kind": "List", "items": stored}).to_string(),
+    )
+    .expect("list");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["audit", "verify", "-o", "json", "--jwks"])
+        .arg(&jwks)
+        .arg("-f")
+        .arg(&list)
+        .output()
+        .expect("audit verify");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let n = v.as_array().map(Vec::len).unwrap_or_default();
+    assert_eq!(n, stored.len());
+    assert!(
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .all(|o| o["stamps"][0]["status"] == "valid"),
+        "{v}"
+    );
 }
 
 pub fn workflow(ns: &str) -> Value {
@@ -317,14 +447,12 @@ pub fn workflow(ns: &str) -> Value {
         "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}})
 }
 
-#[tokio::test]
-async fn deactivation_through_scim_denies_the_very_next_review() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivation_through_scim_denies_the_very_next_request() {
     let w = World::new().await;
     let wf = workflow("team-a");
-    let ok = w
-        .review("validate", request("d1", "CREATE", "oidc:alice@example.com", &wf, None))
-        .await;
-    assert_eq!(ok["allowed"], true);
+    let alice = kubectl(&w.api, "alice@example.com");
+    allowed(alice.create(&wf).await);
     let r =
         w.s.patch(
             &format!("/Users/{}", w.alice),
@@ -332,38 +460,24 @@ async fn deactivation_through_scim_denies_the_very_next_review() {
         )
         .await;
     assert_eq!(r.status, reqwest::StatusCode::OK);
-    let no = w
-        .review("validate", request("d2", "CREATE", "oidc:alice@example.com", &wf, None))
-        .await;
-    assert_eq!(no["allowed"], false);
+    let no = refused(alice.create(&wf).await);
     assert!(
-        no["status"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("deactivated in the identity provider")),
-        "{no}"
+        no.message.contains("deactivated in the identity provider"),
+        "{}",
+        no.message
     );
     assert_eq!(
         w.s.delete(&format!("/Users/{}", w.alice)).await.status,
         reqwest::StatusCode::NO_CONTENT
     );
-    let gone = w
-        .review("validate", request("d3", "CREATE", "oidc:alice@example.com", &wf, None))
-        .await;
-    assert!(
-        gone["status"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("was deleted")),
-        "{gone}"
-    );
-    let stranger = w
-        .review("validate", request("d4", "CREATE", "kubernetes-admin", &wf, None))
-        .await;
-    assert!(
-        stranger["status"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("no 'oidc:' prefix")),
-        "{stranger}"
-    );
+    let gone = refused(alice.create(&wf).await);
+    assert!(gone.message.contains("was deleted"), "{}", gone.message);
+    let admin = crate::apiserver::User {
+        username: "kubernetes-admin".into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    };
+    let stranger = refused(w.api.create(&admin, wf.clone()).await);
+    assert!(stranger.message.contains("no 'oidc:' prefix"), "{}", stranger.message);
     // Removing bob from the group takes effect at once as well.
     let pu =
         w.s.get(&format!(
@@ -372,68 +486,57 @@ async fn deactivation_through_scim_denies_the_very_next_review() {
         ))
         .await;
     let gid = pu.body["Resources"][0]["id"].as_str().unwrap_or_default().to_string();
-    let ok = w
-        .review("validate", request("d5", "CREATE", "oidc:bob@example.com", &wf, None))
-        .await;
-    assert_eq!(ok["allowed"], true);
+    let bob = kubectl(&w.api, "bob@example.com");
+    allowed(bob.create(&wf).await);
     w.s.patch(
         &format!("/Groups/{gid}"),
         ops(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", w.bob)}])),
     )
     .await;
-    let no = w
-        .review("validate", request("d6", "CREATE", "oidc:bob@example.com", &wf, None))
-        .await;
-    assert_eq!(no["allowed"], false);
-    let _ = GROUP;
+    refused(bob.create(&wf).await);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_namespaces_warn_instead_of_denying() {
     let w = World::new().await;
-    let r = w
-        .review(
-            "validate",
-            request(
-                "dr",
-                "CREATE",
-                "oidc:mallory@example.com",
-                &workflow("legacy-billing"),
-                None,
-            ),
-        )
-        .await;
-    assert_eq!(r["allowed"], true);
-    let warning = r["warnings"][0].as_str().unwrap_or_default();
-    assert!(
-        warning.starts_with("scimgate dry-run: would deny:") && warning.len() <= 120,
-        "{warning}"
-    );
-    assert_eq!(r["auditAnnotations"]["decision"], "dry-run-deny");
-    assert!(r["auditAnnotations"]["decision-id"]
+    let mallory = kubectl(&w.api, "mallory@example.com");
+    let r = allowed(mallory.create(&workflow("legacy-billing")).await);
+    // Every call warned the same (mutating, its re-invocation, validating); the API server passes
+    // the text on to kubectl once.
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    for warning in &r.warnings {
+        assert!(
+            warning.starts_with("scimgate dry-run: would deny:") && warning.len() <= 120,
+            "{warning}"
+        );
+    }
+    assert_eq!(r.audit.get("policy.scimgate.io/decision"), Some(&json!("dry-run-deny")));
+    assert!(r.audit["policy.scimgate.io/decision-id"]
         .as_str()
         .is_some_and(|d| d.len() == 36));
     assert!(
-        r["auditAnnotations"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .all(|(k, _)| !k.contains('/')),
-        "keys are bare names; the API server adds the webhook's name as prefix"
+        r.audit.keys().all(|k| k.matches('/').count() == 1),
+        "keys are bare names; the API server adds the webhook's name as prefix: {:?}",
+        r.audit.keys()
     );
+    // The object says who created it and that policy would have denied it.
+    assert_eq!(ann(&r.object, "scimgate.io/submitted-by"), "mallory@example.com");
+    assert!(ann(&r.object, "scimgate.io/decision")
+        .as_str()
+        .is_some_and(|d| d.starts_with("dry-run-deny")));
+    let v = w.verifier().await;
+    assert_eq!(verified_by(&v, &r.object), vec!["submit by mallory@example.com"]);
 }
 
-#[tokio::test]
-async fn forged_stamps_are_stripped_and_edits_denied() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_stamps_are_stripped_and_edits_undone_or_denied() {
     let w = World::new().await;
+    let v = w.verifier().await;
+    let alice = kubectl(&w.api, "alice@example.com");
     let mut wf = workflow("team-a");
     wf["metadata"]["annotations"] = json!({"scimgate.io/submitted-by": "ceo@example.com", "scimgate.io/approved-by": "ceo@example.com", "team": "ml"});
-    wf["metadata"]["labels"] =
-        json!({"workflows.argoproj.io/creator": "ceo", "workflows.argoproj.io/creator-email": "ceo.at.example.com"});
-    let resp = w
-        .review("mutate", request("f1", "CREATE", "oidc:alice@example.com", &wf, None))
-        .await;
-    let stamped = patched(&wf, &resp);
+    wf["metadata"]["labels"] = json!({"workflows.argoproj.io/creator": "ceo", "workflows.argoproj.io/creator-email": "ceo.at.example.com", "scimgate.io/submitted-by": "ceo"});
+    let stamped = allowed(alice.create(&wf).await).object;
     let a = stamped["metadata"]["annotations"]
         .as_object()
         .cloned()
@@ -450,233 +553,164 @@ async fn forged_stamps_are_stripped_and_edits_denied() {
         l["workflows.argoproj.io/creator-preferred-username"],
         "alice.at.example.com"
     );
+    assert_eq!(l["scimgate.io/submitted-by"], "alice.at.example.com");
     assert!(!a.contains_key("scimgate.io/approved-by"), "forged approval stripped");
     assert_eq!(a["team"], "ml", "other annotations are left alone");
-    // A stamp copied onto another new object is not accepted by the validating webhook.
-    let copy = w
-        .review(
-            "validate",
-            request("f2", "CREATE", "oidc:alice@example.com", &stamped, None),
-        )
-        .await;
+    assert_eq!(verified_by(&v, &stamped), vec!["submit by alice@example.com"]);
+
+    // A metadata-only edit of the stamp (no action of a person): the mutating webhook puts it back.
+    let edited = allowed(
+        alice
+            .edit(&stamped, |o| {
+                o["metadata"]["annotations"]["scimgate.io/submitted-by"] = json!("bob@example.com");
+                o["metadata"]["labels"]["scimgate.io/submitted-by"] = json!("bob.at.example.com");
+                o["metadata"]["annotations"]["note"] = json!("edited");
+            })
+            .await,
+    )
+    .object;
+    assert_eq!(ann(&edited, "scimgate.io/submitted-by"), "alice@example.com");
     assert_eq!(
-        copy["allowed"], false,
-        "a stamp made for another request is not this request's: {copy}"
+        edited["metadata"]["labels"]["scimgate.io/submitted-by"],
+        "alice.at.example.com"
     );
-    let restamp = w
-        .review(
-            "mutate",
-            request("f2", "CREATE", "oidc:alice@example.com", &stamped, None),
-        )
-        .await;
-    let fresh = patched(&stamped, &restamp);
-    assert_ne!(
-        fresh["metadata"]["annotations"]["scimgate.io/attestation"],
-        stamped["metadata"]["annotations"]["scimgate.io/attestation"]
-    );
-    let ok = w
-        .review(
-            "validate",
-            request("f2", "CREATE", "oidc:alice@example.com", &fresh, None),
-        )
-        .await;
-    assert_eq!(
-        ok["allowed"], true,
-        "restamped by the mutating webhook for this request: {ok}"
-    );
-    let mut edited = stamped.clone();
-    edited["metadata"]["annotations"]["scimgate.io/submitted-by"] = json!("bob@example.com");
-    edited["metadata"]["labels"] = json!({"x": "y"});
-    let r = w
-        .review(
-            "validate",
-            request("f3", "UPDATE", "oidc:alice@example.com", &edited, Some(&stamped)),
-        )
-        .await;
-    assert_eq!(r["allowed"], false);
+    assert_eq!(ann(&edited, "note"), "edited");
+
+    // On a cluster where the mutating webhook is not registered (deleted, or skipped), the
+    // validating webhook denies the same edit instead.
+    let validating_only = ApiServer::validating_only(&w.s);
+    let created = allowed(w.api.create(&person("alice@example.com"), workflow("team-a")).await).object;
+    validating_only.put(created.clone());
+    let mut forged = created.clone();
+    forged["metadata"]["annotations"]["scimgate.io/submitted-by"] = json!("bob@example.com");
+    let r = refused(validating_only.update(&person("alice@example.com"), forged).await);
     assert!(
-        r["status"]["message"].as_str().is_some_and(|m| m.contains("cannot be")),
-        "{r}"
+        r.message.starts_with("admission webhook \"policy.scimgate.io\" denied the request: scimgate: the annotation scimgate.io/submitted-by was changed by hand"),
+        "{}",
+        r.message
     );
-    // The mutating webhook restores it on a metadata-only update.
-    let m = w
-        .review(
-            "mutate",
-            request("f4", "UPDATE", "oidc:alice@example.com", &edited, Some(&stamped)),
-        )
-        .await;
-    let restored = patched(&edited, &m);
-    assert_eq!(restored["metadata"]["annotations"], stamped["metadata"]["annotations"]);
+    let mut label = created.clone();
+    label["metadata"]["labels"]["scimgate.io/submitted-by"] = json!("bob.at.example.com");
+    let r = refused(validating_only.update(&person("alice@example.com"), label).await);
+    assert!(
+        r.message
+            .contains("the label scimgate.io/submitted-by was changed by hand"),
+        "{}",
+        r.message
+    );
+    // And a copied stamp on a new object.
+    let mut copy = created.clone();
+    for k in ["name", "uid", "creationTimestamp", "resourceVersion", "generation"] {
+        copy["metadata"].as_object_mut().map(|m| m.remove(k));
+    }
+    copy["metadata"]["generateName"] = json!("copy-");
+    let r = refused(validating_only.create(&person("alice@example.com"), copy).await);
+    assert!(
+        r.message.contains("not a stamp scimgate made for this request"),
+        "{}",
+        r.message
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_need_a_different_approver() {
     let w = World::new().await;
-    let mut pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+    let v = w.verifier().await;
+    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
         "metadata": {"name": "release-1", "namespace": "team-a"},
         "spec": {"pipelineRef": {"name": "release"}, "status": "PipelineRunPending"}});
-    let resp = w
-        .review("mutate", request("a1", "CREATE", "oidc:alice@example.com", &pr, None))
-        .await;
-    pr = patched(&pr, &resp);
-    let mut started = pr.clone();
-    started["spec"].as_object_mut().map(|s| s.remove("status"));
-    let own = w
-        .review(
-            "validate",
-            request("a2", "UPDATE", "oidc:alice@example.com", &started, Some(&pr)),
-        )
-        .await;
-    assert_eq!(own["allowed"], false);
-    assert!(
-        own["status"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("may not approve") && m.contains("four eyes")),
-        "{own}"
+    let pr = allowed(kubectl(&w.api, "alice@example.com").create(&pr).await).object;
+    // `kubectl patch --type json` removing spec.status starts the run: an approval.
+    let start = json!([{"op": "remove", "path": "/spec/status"}]);
+    let own = refused(
+        kubectl(&w.api, "alice@example.com")
+            .patch_json(&pr, start.clone())
+            .await,
     );
-    let m = w
-        .review(
-            "mutate",
-            request("a3", "UPDATE", "oidc:bob@example.com", &started, Some(&pr)),
-        )
-        .await;
-    assert_eq!(m["allowed"], true, "{m}");
-    let approved = patched(&started, &m);
-    let a = &approved["metadata"]["annotations"];
-    assert_eq!(a["scimgate.io/approved-by"], "bob@example.com");
+    assert!(
+        own.message.contains("may not approve") && own.message.contains("four eyes"),
+        "{}",
+        own.message
+    );
+    let approved = allowed(kubectl(&w.api, "bob@example.com").patch_json(&pr, start).await).object;
+    assert_eq!(ann(&approved, "scimgate.io/approved-by"), "bob@example.com");
     assert_eq!(
-        a["scimgate.io/submitted-by"], "alice@example.com",
+        ann(&approved, "scimgate.io/submitted-by"),
+        "alice@example.com",
         "the submit stamp stays"
     );
-    let v = w
-        .review(
-            "validate",
-            request("a3", "UPDATE", "oidc:bob@example.com", &approved, Some(&pr)),
-        )
-        .await;
     assert_eq!(
-        v["allowed"], true,
-        "our own approval stamp for this request passes: {v}"
-    );
-    let replay = w
-        .review(
-            "validate",
-            request("a4", "UPDATE", "oidc:bob@example.com", &approved, Some(&pr)),
-        )
-        .await;
-    assert_eq!(
-        replay["allowed"], false,
-        "an approval stamp from another request is refused"
+        verified_by(&v, &approved),
+        vec!["submit by alice@example.com", "approve by bob@example.com"]
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delegates_argo_server_labels_and_owner_stamps() {
     let w = World::new().await;
-    let mut wf = workflow("team-a");
-    wf["metadata"]["labels"] = json!({"workflows.argoproj.io/creator": "abc123", "workflows.argoproj.io/creator-email": "alice.at.example.com"});
-    let r = w
-        .review(
-            "mutate",
-            request("g1", "CREATE", "system:serviceaccount:argo:argo-server", &wf, None),
-        )
-        .await;
-    assert_eq!(r["allowed"], true, "{r}");
-    assert_eq!(
-        patched(&wf, &r)["metadata"]["annotations"]["scimgate.io/submitted-by"],
-        "alice@example.com"
+    let server = argo_server(&w.api);
+    let wf = workflow("team-a");
+    // The Argo Server submits for alice: her claims become the creator labels.
+    let r = allowed(server.submit(&claims("abc123", "alice@example.com"), &wf).await);
+    assert_eq!(ann(&r.object, "scimgate.io/submitted-by"), "alice@example.com");
+    let r = refused(server.submit(&claims("m1", "mallory@example.com"), &wf).await);
+    assert!(r.message.contains("not in a group allowed there"), "{}", r.message);
+    // Creator labels from any other account are ignored.
+    let mut labelled = wf.clone();
+    labelled["metadata"]["labels"] = json!({"workflows.argoproj.io/creator-email": "alice.at.example.com"});
+    let r = refused(w.api.create(&service_account("team-a", "default"), labelled).await);
+    assert!(
+        r.message
+            .contains("system:serviceaccount:team-a:default may not submit"),
+        "{}",
+        r.message
     );
-    wf["metadata"]["labels"]["workflows.argoproj.io/creator-email"] = json!("mallory.at.example.com");
-    let r = w
-        .review(
-            "validate",
-            request("g2", "CREATE", "system:serviceaccount:argo:argo-server", &wf, None),
-        )
-        .await;
-    assert_eq!(r["allowed"], false);
-    let r = w
-        .review(
-            "validate",
-            request("g3", "CREATE", "system:serviceaccount:team-a:default", &wf, None),
-        )
-        .await;
-    assert_eq!(r["allowed"], false, "creator labels from any other account are ignored");
 
-    // A CronWorkflow carries the stamp into the runs it starts.
+    // A CronWorkflow carries the stamp into the runs the controller starts.
     let cron = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": "nightly", "namespace": "team-a"},
         "spec": {"schedule": "0 1 * * *", "workflowSpec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}}});
-    let r = w
-        .review("mutate", request("c1", "CREATE", "oidc:alice@example.com", &cron, None))
-        .await;
-    let cron = patched(&cron, &r);
-    let inherited = cron["spec"]["workflowMetadata"]["annotations"].clone();
-    assert_eq!(inherited["scimgate.io/submitted-by"], "alice@example.com");
-    let mut spawned = workflow("team-a");
-    spawned["metadata"]["annotations"] = inherited;
-    let r = w
-        .review(
-            "mutate",
-            request(
-                "c2",
-                "CREATE",
-                "system:serviceaccount:argo:argo-workflow-controller",
-                &spawned,
-                None,
-            ),
-        )
-        .await;
-    assert_eq!(r["allowed"], true, "{r}");
-    let run = patched(&spawned, &r);
+    let cron = allowed(kubectl(&w.api, "alice@example.com").create(&cron).await).object;
     assert_eq!(
-        run["metadata"]["annotations"]["scimgate.io/submitted-by"],
+        cron["spec"]["workflowMetadata"]["annotations"]["scimgate.io/submitted-by"],
         "alice@example.com"
     );
-    let plain = w
-        .review(
-            "validate",
-            request(
-                "c3",
-                "CREATE",
-                "system:serviceaccount:argo:argo-workflow-controller",
-                &workflow("team-a"),
-                None,
-            ),
-        )
-        .await;
-    assert_eq!(plain["allowed"], false, "a controller create without its owner's stamp");
+    let controller = argo_controller(&w.api);
+    let run = allowed(controller.spawn(&cron, chrono::Utc::now()).await).object;
+    assert_eq!(ann(&run, "scimgate.io/submitted-by"), "alice@example.com");
+    assert_eq!(
+        run["metadata"]["labels"]["workflows.argoproj.io/cron-workflow"],
+        "nightly"
+    );
+    let v = w.verifier().await;
+    assert_eq!(verified_by(&v, &run), vec!["submit by alice@example.com"]);
+    let plain = refused(w.api.create(&controller.user, workflow("team-a")).await);
+    assert!(
+        plain.message.contains("no valid scimgate stamp from its owner"),
+        "{}",
+        plain.message
+    );
     // Offboarded: the schedule stops starting runs.
     w.s.patch(
         &format!("/Users/{}", w.alice),
         ops(json!([{"op": "replace", "value": {"active": false}}])),
     )
     .await;
-    let r = w
-        .review(
-            "mutate",
-            request(
-                "c4",
-                "CREATE",
-                "system:serviceaccount:argo:argo-workflow-controller",
-                &spawned,
-                None,
-            ),
-        )
-        .await;
-    assert_eq!(r["allowed"], false);
-    assert!(
-        r["status"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("deactivated")),
-        "{r}"
+    let r = refused(
+        controller
+            .spawn(&cron, chrono::Utc::now() + chrono::Duration::hours(1))
+            .await,
     );
+    assert!(r.message.contains("deactivated"), "{}", r.message);
 }
 
 #[tokio::test]
 async fn malformed_reviews_get_well_formed_answers() {
-    let w = World::new().await;
+    // Bodies no API server sends: posted directly, to show a broken or hostile caller gets a
+    // well-formed answer and the webhook stays up.
+    let s = TestServer::start().await;
     let post = |body: String| {
-        let c = w.s.client.clone();
-        let url = format!("{}/validate", w.s.admission);
+        let c = s.client.clone();
+        let url = format!("{}/validate", s.admission);
         async move {
             c.post(url)
                 .header("content-type", "application/json")
@@ -700,33 +734,29 @@ async fn malformed_reviews_get_well_formed_answers() {
         (r["response"]["uid"].as_str(), r["response"]["allowed"].as_bool()),
         (Some("m1"), Some(false))
     );
-    let no_meta = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "spec": {}});
-    let r = w
-        .review(
-            "validate",
-            request("m2", "CREATE", "oidc:alice@example.com", &no_meta, None),
-        )
-        .await;
+    let review = |obj: Value| {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "m2", "kind": {"group": "argoproj.io", "version": "v1alpha1", "kind": "Workflow"},
+            "resource": {"group": "argoproj.io", "version": "v1alpha1", "resource": "workflows"},
+            "namespace": "team-a", "operation": "CREATE", "userInfo": {"username": "oidc:alice@example.com"},
+            "object": obj, "oldObject": null, "dryRun": false}})
+        .to_string()
+    };
+    let r: Value = post(review(
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "spec": {}}),
+    ))
+    .await
+    .json()
+    .await
+    .expect("json");
     assert!(
-        r["status"]["message"]
+        r["response"]["status"]["message"]
             .as_str()
             .is_some_and(|m| m.contains("no metadata")),
         "{r}"
     );
-    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
-    let r = w
-        .review("validate", request("m3", "CREATE", "anyone", &pod, None))
-        .await;
-    assert_eq!(r["allowed"], true, "other kinds are not ours");
-    let r: Value = post(json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": request("m4", "CREATE", "oidc:alice@example.com", &workflow("team-a"), None)}).to_string())
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        (r["apiVersion"].as_str(), r["response"]["allowed"].as_bool()),
-        (Some("admission.k8s.io/v1beta1"), Some(true))
-    );
+    let r: Value = post(review(json!("a string"))).await.json().await.expect("json");
+    assert_eq!(r["response"]["allowed"], false, "{r}");
     let huge = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "m5", "x": "y".repeat(9 * 1024 * 1024)}});
     assert_eq!(
         post(huge.to_string()).await.status(),
@@ -734,117 +764,122 @@ async fn malformed_reviews_get_well_formed_answers() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_final_decision_is_recorded_once_and_dry_runs_leave_no_trace() {
     let w = World::new().await;
     let wf = workflow("team-a");
-    w.review("mutate", request("r1", "CREATE", "oidc:alice@example.com", &wf, None))
-        .await; // allowed mutate: validate follows
-    w.review("validate", request("r1", "CREATE", "oidc:alice@example.com", &wf, None))
-        .await;
-    w.review("mutate", request("r2", "CREATE", "oidc:mallory@example.com", &wf, None))
-        .await; // denied at mutate: final
-    w.review(
-        "validate",
-        request("r3", "CREATE", "oidc:mallory@example.com", &wf, None),
-    )
-    .await;
-    let mut dry = request("r4", "CREATE", "oidc:alice@example.com", &wf, None);
-    dry["dryRun"] = json!(true);
-    let r = w.review("validate", dry).await;
-    assert_eq!(r["allowed"], true, "kubectl --dry-run=server gets the real answer");
-    let store = scimgate::store::embedded::Embedded::open(w.s.dir.path())
-        .await
-        .expect("store");
-    use scimgate::store::Store;
-    let mut n = 0;
-    for _ in 0..100 {
-        n = store.decision_count().await.expect("count");
-        if n >= 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(
-        store.decision_count().await.expect("count"),
-        3,
-        "r1 (validate), r2 (mutate deny), r3 (validate); not r4: {n}"
+    // 1: allowed (recorded by the validating call, with the stamp's id).
+    let ok = allowed(kubectl(&w.api, "alice@example.com").create(&wf).await).object;
+    // 2: denied by the mutating call (final: validation never comes).
+    refused(kubectl(&w.api, "mallory@example.com").create(&wf).await);
+    // 3: allowed by /mutate, then denied by /validate: a webhook of another vendor that runs after
+    // ours (and is re-invoked after ours) rewrites our annotation.
+    let tampering = ApiServer::with_tamperer(&w.s);
+    let r = refused(tampering.create(&person("alice@example.com"), wf.clone()).await);
+    assert!(
+        r.message.starts_with("admission webhook \"policy.scimgate.io\" denied"),
+        "{}",
+        r.message
     );
+    // Not recorded: server-side dry run.
+    let dry = allowed(kubectl(&w.api, "alice@example.com").create_dry_run(&wf).await);
+    assert!(dry.object["metadata"]["resourceVersion"].is_null(), "nothing stored");
+    let records = w.decisions(3).await;
+    assert_eq!(records.len(), 3, "{records:#?}");
+    let sid = w.verifier().await;
+    let claims =
+        scimgate::stamp::object::verified(&sid, &ok, scimgate::stamp::Entry::of(scimgate::policy::Action::Submit))
+            .expect("stamp")
+            .expect("verifies");
+    assert_eq!(
+        (
+            records[0].hook.as_str(),
+            records[0].outcome.as_str(),
+            records[0].stamp_id.as_deref()
+        ),
+        ("validate", "allowed", Some(claims.sid.as_str()))
+    );
+    assert_eq!(
+        (records[1].hook.as_str(), records[1].outcome.as_str()),
+        ("mutate", "denied")
+    );
+    assert_eq!(
+        (records[2].hook.as_str(), records[2].outcome.as_str()),
+        ("validate", "denied")
+    );
+    assert!(records[2].reason.contains("altered"), "{}", records[2].reason);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tekton_child_task_runs_inherit_the_pipeline_run_stamp() {
     let w = World::new().await;
-    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "build-1", "namespace": "team-a"},
+    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "build-1", "namespace": "team-a",
+            "annotations": {"chains.tekton.dev/signed": "true"}},
         "spec": {"pipelineRef": {"name": "build"}}});
-    let r = w
-        .review("mutate", request("t1", "CREATE", "oidc:alice@example.com", &pr, None))
-        .await;
-    let pr = patched(&pr, &r);
-    // The Tekton controller copies the PipelineRun's annotations onto the TaskRuns it creates.
-    let tr = json!({"apiVersion": "tekton.dev/v1", "kind": "TaskRun",
-        "metadata": {"name": "build-1-compile", "namespace": "team-a", "annotations": pr["metadata"]["annotations"]},
-        "spec": {"taskRef": {"name": "compile"}}});
-    let ctl = "system:serviceaccount:tekton-pipelines:tekton-pipelines-controller";
-    let m = w.review("mutate", request("t2", "CREATE", ctl, &tr, None)).await;
-    assert_eq!(m["allowed"], true, "{m}");
-    let child = patched(&tr, &m);
-    assert_eq!(
-        child["metadata"]["annotations"]["scimgate.io/submitted-by"],
-        "alice@example.com"
+    let pr = allowed(kubectl(&w.api, "alice@example.com").create(&pr).await).object;
+    assert!(
+        ann(&pr, "chains.tekton.dev/signed").is_null(),
+        "Tekton's webhook strips it on create"
     );
-    let v = w.review("validate", request("t2", "CREATE", ctl, &child, None)).await;
-    assert_eq!(v["allowed"], true, "{v}");
-    // The controller's own status updates pass without rules.
-    let mut running = child.clone();
-    running["status"] = json!({"conditions": [{"type": "Succeeded", "status": "Unknown"}]});
-    let u = w
-        .review("validate", request("t3", "UPDATE", ctl, &running, Some(&child)))
-        .await;
-    assert_eq!(u["allowed"], true, "{u}");
-    // A stamp that was altered after signing is not inherited.
-    let mut forged = tr.clone();
-    forged["metadata"]["annotations"]["scimgate.io/submitted-by-id"] = json!(w.bob);
-    let f = w.review("mutate", request("t4", "CREATE", ctl, &forged, None)).await;
-    assert_eq!(f["allowed"], false, "{f}");
+    let ctl = tekton_controller(&w.api);
+    let child = allowed(ctl.create_task_run(&pr, "compile", json!({"name": "compile"})).await).object;
+    assert_eq!(ann(&child, "scimgate.io/submitted-by"), "alice@example.com");
+    assert_eq!(
+        child["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "tekton-pipelines"
+    );
+    let v = w.verifier().await;
+    assert_eq!(verified_by(&v, &child), vec!["submit by alice@example.com"]);
+    // The controller's status writes (the status subresource) and metadata syncs pass untouched.
+    let before = ann(&child, "scimgate.io/attestation").clone();
+    let s = allowed(
+        ctl.set_status(
+            &child,
+            json!({"conditions": [{"type": "Succeeded", "status": "Unknown", "reason": "Running"}]}),
+        )
+        .await,
+    );
+    assert!(
+        s.calls.iter().all(|c| !c.webhook.ends_with(".scimgate.io")),
+        "status writes do not reach us"
+    );
+    assert_eq!(ann(&s.object, "scimgate.io/attestation"), &before);
+    let m = allowed(ctl.sync_metadata(&pr).await);
+    assert!(
+        m.calls.iter().all(|c| !c.webhook.ends_with(".scimgate.io")),
+        "a spec-preserving controller update is skipped by matchConditions: {:?}",
+        m.calls
+    );
+    // A stamp altered after signing is not inherited.
+    let mut forged_pr = pr.clone();
+    forged_pr["metadata"]["name"] = json!("build-2");
+    forged_pr["metadata"]["annotations"]["scimgate.io/submitted-by-id"] = json!(w.bob);
+    w.api.put(forged_pr.clone());
+    let f = refused(
+        ctl.create_task_run(&forged_pr, "compile", json!({"name": "compile"}))
+            .await,
+    );
+    assert!(f.message.contains("no valid scimgate stamp"), "{}", f.message);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_file_changes_apply_without_restart_and_bad_ones_are_kept_out() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, POLICY).expect("policy");
-    let config = dir.path().join("config.yaml");
-    std::fs::write(&config, "policyReloadSeconds: 1\n").expect("config");
-    let p = policy.clone();
-    let s = TestServer::start_in(dir, |a| {
-        a.policy = Some(p);
-        a.config = Some(config);
-    })
-    .await;
-    let alice = s.create_user("alice@example.com").await;
-    s.create_group("pipeline-users", &[&alice]).await;
-    let w = World {
-        alice,
-        bob: String::new(),
-        s,
-    };
+    let w = World::with_config("policyReloadSeconds: 1\n").await;
+    let policy = w.s.dir.path().join("policy.yaml");
     let wf = workflow("team-a");
-    let allowed = w
-        .review("validate", request("p1", "CREATE", "oidc:alice@example.com", &wf, None))
-        .await;
-    assert_eq!(allowed["allowed"], true);
-    std::fs::write(&policy, POLICY.replace("[pipeline-users]", "[nobody-yet]")).expect("rewrite");
+    let alice = kubectl(&w.api, "alice@example.com");
+    allowed(alice.create(&wf).await);
+    std::fs::write(
+        &policy,
+        POLICY.replace(
+            "groups: [pipeline-users]\n    namespaces: [\"team-*\", \"legacy-*\"]",
+            "groups: [nobody-yet]\n    namespaces: [\"team-*\", \"legacy-*\"]",
+        ),
+    )
+    .expect("rewrite");
     let mut denied = false;
-    for i in 0..50 {
-        let r = w
-            .review(
-                "validate",
-                request(&format!("p2-{i}"), "CREATE", "oidc:alice@example.com", &wf, None),
-            )
-            .await;
-        if r["allowed"] == false {
+    for _ in 0..50 {
+        if alice.create(&wf).await.is_err() {
             denied = true;
             break;
         }
@@ -853,10 +888,7 @@ async fn policy_file_changes_apply_without_restart_and_bad_ones_are_kept_out() {
     assert!(denied, "the changed policy took effect");
     std::fs::write(&policy, "apiVersion: scimgate.io/v1\nkind: Policy\nrules: [oops\n").expect("break");
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let r = w
-        .review("validate", request("p3", "CREATE", "oidc:alice@example.com", &wf, None))
-        .await;
-    assert_eq!(r["allowed"], false, "the last good policy still applies");
+    refused(alice.create(&wf).await);
     let metrics = reqwest::get(format!("{}/metrics", w.s.ops))
         .await
         .expect("metrics")

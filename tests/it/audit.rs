@@ -54,6 +54,7 @@ pub fn seed(alice: &str, bob: &str) -> Vec<DecisionRecord> {
                 run_as: "default".into(),
                 templates: String::new(),
                 submitter_id: None,
+                stamp_id: None,
             }
         })
         .collect()
@@ -305,15 +306,12 @@ fn statuses(v: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_tells_valid_missing_and_forged_stamps_apart() {
-    use crate::admission::{patched, request, World};
+    use crate::admission::{allowed, World};
     use serde_json::json;
     let w = World::new().await;
     let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "train-1", "namespace": "team-a"},
         "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}});
-    let r = w
-        .review("mutate", request("v1", "CREATE", "oidc:alice@example.com", &wf, None))
-        .await;
-    let stamped = patched(&wf, &r);
+    let stamped = allowed(crate::actors::kubectl(&w.api, "alice@example.com").create(&wf).await).object;
     // The JWKS as the server publishes it.
     let jwks_url = w.s.base.replace("/scim/v2", "/.well-known/jwks.json");
     let jwks: serde_json::Value =
@@ -354,7 +352,11 @@ async fn verify_tells_valid_missing_and_forged_stamps_apart() {
     assert_eq!(s[0], "valid");
     assert_eq!(v[0]["stamps"][0]["by"], "alice@example.com");
     assert_eq!(s[1], "missing");
-    assert!(s[2].contains("made for another object (namespace differs)"), "{}", s[2]);
+    assert!(
+        s[2].contains("made for another object") && s[2].contains("namespace 'team-a', not 'prod-pay'"),
+        "{}",
+        s[2]
+    );
     assert!(s[3].contains("not covered by any scimgate attestation"), "{}", s[3]);
     for (i, (field, _)) in tampered.iter().enumerate() {
         assert!(
@@ -556,28 +558,14 @@ async fn fake_api_server(objects: Vec<serde_json::Value>) -> (String, String, to
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn who_reads_live_objects_verifies_stamps_and_finds_the_decisions() {
-    use crate::admission::{patched, request, World};
+    use crate::admission::{allowed, World};
     use base64::Engine;
     use serde_json::json;
     let w = World::new().await;
     let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "train-1", "namespace": "team-a"},
         "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}});
-    let r = w
-        .review(
-            "mutate",
-            request("who-1", "CREATE", "oidc:alice@example.com", &wf, None),
-        )
-        .await;
-    let mut live = patched(&wf, &r);
-    let v = w
-        .review(
-            "validate",
-            request("who-1", "CREATE", "oidc:alice@example.com", &live, None),
-        )
-        .await;
-    assert_eq!(v["allowed"], true);
-    live["metadata"]["uid"] = json!("5b0e2f4c-0000-4000-8000-000000000001");
-    live["metadata"]["resourceVersion"] = json!("7");
+    let created = allowed(crate::actors::kubectl(&w.api, "alice@example.com").create(&wf).await);
+    let live = created.object.clone();
     let mut forged = live.clone();
     forged["metadata"]["name"] = json!("train-2");
     forged["metadata"]["annotations"]["scimgate.io/submitted-by"] = json!("bob@example.com");
@@ -620,10 +608,34 @@ async fn who_reads_live_objects_verifies_stamps_and_finds_the_decisions() {
     assert_eq!(v[0]["events"][0]["by"], "alice@example.com");
     assert_eq!(v[0]["events"][0]["byId"], w.alice.as_str());
     assert_eq!(v[0]["stamps"][0]["status"], "valid");
+    // Found by the stamp's id: the decision is the validating call's, whose uid is not the one the
+    // mutating call (which made the stamp) had.
+    let validating = created
+        .calls
+        .iter()
+        .find(|c| c.webhook == "policy.scimgate.io")
+        .expect("validated");
+    let mutating = created
+        .calls
+        .iter()
+        .find(|c| c.webhook == "stamp.scimgate.io")
+        .expect("mutated");
+    assert_ne!(validating.uid, mutating.uid);
     assert_eq!(
-        v[0]["decisions"][0]["requestUid"], "who-1",
+        v[0]["decisions"][0]["requestUid"],
+        validating.uid.as_str(),
         "cross-referenced with the decision log"
     );
+    let verifier = w.verifier().await;
+    let sid = scimgate::stamp::object::verified(
+        &verifier,
+        &live,
+        scimgate::stamp::Entry::of(scimgate::policy::Action::Submit),
+    )
+    .expect("stamp")
+    .expect("verifies")
+    .sid;
+    assert_eq!(v[0]["decisions"][0]["stampId"], sid.as_str());
     assert_eq!(v[0]["decisions"][0]["outcome"], "allowed");
     let (code, out, _) = who(&["team-a/wf/train-2"]);
     assert_eq!(code, 1, "{out}");

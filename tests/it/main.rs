@@ -1,11 +1,14 @@
 //! One integration-test binary: real listeners on 127.0.0.1:0, real TLS, HTTP/2.
 
+mod actors;
 mod admission;
+mod apiserver;
 mod audit;
 mod cli_docs;
 mod crash;
 mod ha;
 mod interop;
+mod lifecycle;
 mod manifests;
 mod readme;
 mod review;

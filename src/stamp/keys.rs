@@ -1,15 +1,12 @@
-//! The stamp: `scimgate.io/*` annotations and labels naming the verified person behind a run,
-//! the JSON Patch that puts them on the object, and the attestation — a compact JWS (EdDSA,
-//! Ed25519) over the stamp plus namespace, kind, name, request uid, action and policy digest.
-//! Keys live in the data dir (generated on first start) and are published as JWKS.
+//! The stamp's keys: signing (Ed25519, compact JWS with `alg: EdDSA`), verification by `kid`
+//! with retired keys kept after rotations, and the JWKS that publishes them. Keys live in the data
+//! dir (generated on first start). Knows nothing of what is signed: that is `claims`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use ring::signature::{Ed25519KeyPair, UnparsedPublicKey, ED25519};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::path::Path;
-
-pub const PREFIX: &str = "scimgate.io/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -278,56 +275,6 @@ impl Verifier {
     }
 }
 
-/// A label value: at most 63 characters of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
-pub fn label_safe(s: &str) -> String {
-    let mapped: String = s
-        .replace('@', ".at.")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let cut: String = mapped.chars().take(63).collect();
-    cut.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
-}
-
-/// JSON Pointer escaping of one key (RFC 6901).
-pub fn pointer_key(k: &str) -> String {
-    k.replace('~', "~0").replace('/', "~1")
-}
-
-/// Patch operations that make `metadata.<field>` (annotations or labels) equal `want` for our
-/// keys, removing any other `scimgate.io/*` key, and leaving foreign keys alone.
-pub fn patch_map(object: &Value, field: &str, want: &Map<String, Value>) -> Vec<Value> {
-    let current = object
-        .get("metadata")
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_object);
-    let Some(current) = current else {
-        if want.is_empty() {
-            return Vec::new();
-        }
-        return vec![json!({"op": "add", "path": format!("/metadata/{field}"), "value": want})];
-    };
-    let mut ops = Vec::new();
-    for k in current
-        .keys()
-        .filter(|k| k.starts_with(PREFIX) && !want.contains_key(*k))
-    {
-        ops.push(json!({"op": "remove", "path": format!("/metadata/{field}/{}", pointer_key(k))}));
-    }
-    for (k, v) in want {
-        if current.get(k) != Some(v) {
-            ops.push(json!({"op": "add", "path": format!("/metadata/{field}/{}", pointer_key(k)), "value": v}));
-        }
-    }
-    ops
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,13 +307,6 @@ mod tests {
         let a = Signer::load_or_create(&path).expect("create");
         let b = Signer::load_or_create(&path).expect("load");
         assert_eq!(a.kid, b.kid);
-    }
-
-    #[test]
-    fn labels_are_safe() {
-        assert_eq!(label_safe("alice@example.com"), "alice.at.example.com");
-        assert_eq!(label_safe(&"x".repeat(80)).len(), 63);
-        assert_eq!(label_safe("-a b-"), "a_b");
     }
 }
 

@@ -1,0 +1,163 @@
+//! The stamp: `scimgate.io/*` annotations and labels naming the verified person behind a run and
+//! an action on it, with an attestation — a compact JWS (EdDSA) over them plus the request's
+//! binding (requester, action, kind, namespace, name or `generateName`, issued-at, a random stamp
+//! id, policy digest).
+//!
+//! - [`vocabulary`]: the one table action → annotation prefix → attestation field;
+//! - [`claims`]: what an attestation says and the rules binding it to a request (never to
+//!   `request.uid`: kube-apiserver makes a new one for every webhook call);
+//! - [`keys`]: signing and verification keys, JWKS;
+//! - [`object`]: reading and verifying the stamps on an object;
+//! - [`patch`]: the JSON Patch operations;
+//! - [`make`] (here): a new stamp for one decision.
+//!
+//! Does not decide anything: the admission module says who, what and under which rule.
+
+pub mod claims;
+pub mod keys;
+pub mod object;
+pub mod patch;
+pub mod vocabulary;
+
+pub use claims::{Binding, Claims, Mismatch};
+pub use keys::{Error, Result, Signer, Verifier};
+pub use vocabulary::{Entry, PREFIX};
+
+use crate::policy::{Action, Kind, Requester};
+use serde_json::{json, Map, Value};
+
+/// Everything a new stamp says.
+#[derive(Debug, Clone)]
+pub struct NewStamp<'a> {
+    pub action: Action,
+    pub kind: Kind,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub generate_name: &'a str,
+    /// Who asked: the person's SCIM id, or the service account's username.
+    pub requester: &'a str,
+    /// The person (or service account) the stamp names.
+    pub who: &'a Requester,
+    /// `allow:<rule>` or `dry-run-deny:<rule>`.
+    pub decision: String,
+    pub policy: &'a str,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// A new stamp: the patch that puts it on the object, and its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Made {
+    pub ops: Vec<Value>,
+    pub sid: String,
+}
+
+/// Stamp `obj` for one decision. A submit stamp replaces every `scimgate.io/*` key the object
+/// arrived with; a later action's stamp keeps the stored object's (`old`) stamps as they were and
+/// adds its own, so every earlier stamp stays verifiable. A CronWorkflow's submit stamp also goes
+/// into `spec.workflowMetadata`, which Argo copies onto every Workflow it starts.
+pub fn make(signer: &Signer, obj: &Value, old: Option<&Value>, s: &NewStamp<'_>) -> Made {
+    let entry = Entry::of(s.action);
+    let (user_name, user_id, groups) = match s.who {
+        Requester::Person { id, user_name, groups } => (user_name.clone(), id.clone(), groups.join(",")),
+        sa @ Requester::ServiceAccount { .. } => (sa.display(), String::new(), String::new()),
+    };
+    let mut stamp_ann = Map::new();
+    stamp_ann.insert(entry.by_key(), json!(user_name));
+    if !user_id.is_empty() {
+        stamp_ann.insert(entry.by_id_key(), json!(user_id));
+    }
+    if s.action == Action::Submit {
+        stamp_ann.insert(vocabulary::SUBMITTED_GROUPS.into(), json!(groups));
+    }
+    stamp_ann.insert(
+        entry.at_key(),
+        json!(s.now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    );
+    stamp_ann.insert(entry.decision_key(), json!(s.decision));
+    let keep = |field: &str| match (s.action, old) {
+        (Action::Submit, _) | (_, None) => Map::new(),
+        (_, Some(old)) => object::ours(old, field),
+    };
+    let mut want_labels = keep("labels");
+    let mut labels = Map::new();
+    if s.action == Action::Submit {
+        if !user_id.is_empty() {
+            labels.insert(vocabulary::LABEL_BY_ID.into(), json!(patch::label_safe(&user_id)));
+        }
+        labels.insert(vocabulary::LABEL_BY.into(), json!(patch::label_safe(&user_name)));
+        want_labels.extend(labels.clone());
+    }
+    let (object_name, generate_name) = claims::name_claims(s.name, s.generate_name);
+    let sid = uuid::Uuid::new_v4().to_string();
+    let c = Claims {
+        iss: "scimgate".into(),
+        sid: sid.clone(),
+        iat: s.now.timestamp(),
+        sub: user_id,
+        name: user_name,
+        requester: s.requester.to_string(),
+        action: s.action.as_str().into(),
+        kind: s.kind.as_str().into(),
+        namespace: s.namespace.into(),
+        object_name,
+        generate_name,
+        policy: s.policy.into(),
+        stamp: stamp_ann.clone(),
+        labels,
+    };
+    // An earlier stamp of the same action is replaced whole: none of its keys outlives it.
+    let mut want_ann = keep("annotations");
+    want_ann.retain(|k, _| !entry.owns(k));
+    want_ann.extend(stamp_ann);
+    let claims_json = serde_json::to_value(&c).unwrap_or(Value::Null);
+    want_ann.insert(entry.attestation_key(), json!(signer.sign(&claims_json)));
+    let mut ops = patch::patch_map(obj, "annotations", &want_ann);
+    ops.extend(patch::patch_map(obj, "labels", &want_labels));
+    if s.kind == Kind::CronWorkflow && s.action == Action::Submit {
+        ops.extend(workflow_metadata(obj, &want_ann, &want_labels));
+    }
+    Made { ops, sid }
+}
+
+/// Operations that put the stamp into a CronWorkflow's `spec.workflowMetadata`, whose labels and
+/// annotations Argo copies onto every Workflow it starts (argo-workflows `workflow/common/convert.go`
+/// `toWorkflow`), so the runs carry the whole stamp, verifiable as signed.
+fn workflow_metadata(obj: &Value, annotations: &Map<String, Value>, labels: &Map<String, Value>) -> Vec<Value> {
+    let wm = match obj.get("spec").and_then(|s| s.get("workflowMetadata")) {
+        None | Some(Value::Null) => {
+            return vec![json!({"op": "add", "path": "/spec/workflowMetadata",
+                "value": {"annotations": annotations, "labels": labels}})]
+        }
+        Some(wm) => wm,
+    };
+    let as_object = json!({"metadata": {"annotations": wm.get("annotations"), "labels": wm.get("labels")}});
+    patch::patch_map(&as_object, "annotations", annotations)
+        .into_iter()
+        .chain(patch::patch_map(&as_object, "labels", labels))
+        .map(|mut op| {
+            if let Some(p) = op
+                .get("path")
+                .and_then(Value::as_str)
+                .map(|p| p.replacen("/metadata/", "/spec/workflowMetadata/", 1))
+            {
+                op["path"] = json!(p);
+            }
+            op
+        })
+        .collect()
+}
+
+/// Operations that remove every `scimgate.io/*` annotation and label (a CREATE nobody may stamp).
+pub fn strip(obj: &Value) -> Vec<Value> {
+    let mut ops = patch::patch_map(obj, "annotations", &Map::new());
+    ops.extend(patch::patch_map(obj, "labels", &Map::new()));
+    ops
+}
+
+/// Operations that put our keys back as the stored object had them (a write that is no action of
+/// a person may not change them).
+pub fn restore(obj: &Value, old: &Value) -> Vec<Value> {
+    let mut ops = patch::patch_map(obj, "annotations", &object::ours(old, "annotations"));
+    ops.extend(patch::patch_map(obj, "labels", &object::ours(old, "labels")));
+    ops
+}

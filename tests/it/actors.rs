@@ -1,0 +1,480 @@
+//! The clients that write Argo and Tekton objects on a real cluster, played against the API-server
+//! emulator the way their sources show they write: kubectl (and Argo CD, which applies the same
+//! way), the Argo Server, the Argo workflow-controller and the Tekton controller. Each write cites
+//! the upstream code it follows.
+
+use crate::apiserver::{person, service_account, ApiServer, Outcome, Patch, User};
+use serde_json::{json, Map, Value};
+
+/// `kubectl` as one user.
+pub struct Kubectl<'a> {
+    pub api: &'a ApiServer,
+    pub user: User,
+}
+
+pub fn kubectl<'a>(api: &'a ApiServer, who: &str) -> Kubectl<'a> {
+    Kubectl { api, user: person(who) }
+}
+
+/// The annotation `kubectl apply` keeps the last applied manifest in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+impl Kubectl<'_> {
+    /// `kubectl create -f`.
+    pub async fn create(&self, obj: &Value) -> Outcome {
+        self.api.create(&self.user, obj.clone()).await
+    }
+
+    /// `kubectl create --dry-run=server -f`.
+    pub async fn create_dry_run(&self, obj: &Value) -> Outcome {
+        self.api.create_dry_run(&self.user, obj.clone()).await
+    }
+
+    /// `kubectl apply -f` (client-side apply): create with the manifest recorded in
+    /// `last-applied-configuration`, or a three-way JSON merge patch against the live object —
+    /// custom resources have no strategic-merge schema (k8s.io/kubectl `pkg/cmd/apply/patcher.go`
+    /// `buildMergePatch`; k8s.io/apimachinery `pkg/util/jsonmergepatch/patch.go`
+    /// `CreateThreeWayJSONMergePatch`).
+    pub async fn apply(&self, manifest: &Value) -> Outcome {
+        let mut modified = manifest.clone();
+        let recorded = manifest.to_string();
+        if !modified["metadata"]["annotations"].is_object() {
+            modified["metadata"]["annotations"] = json!({});
+        }
+        modified["metadata"]["annotations"][LAST_APPLIED] = json!(recorded);
+        let Some(live) = self.api.stored(manifest) else {
+            return self.api.create(&self.user, modified).await;
+        };
+        let original: Value = live["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(json!({}));
+        let mut patch = deletions(&original, &modified);
+        json_patch::merge(&mut patch, &changes(&live, &modified));
+        if patch.as_object().is_some_and(Map::is_empty) {
+            return Ok(crate::apiserver::Written {
+                object: live,
+                warnings: Vec::new(),
+                audit: Default::default(),
+                calls: Vec::new(),
+            });
+        }
+        self.api.patch(&self.user, manifest, Patch::Merge(patch)).await
+    }
+
+    /// `kubectl edit`: read the live object, change it, `PUT` it back.
+    pub async fn edit(&self, target: &Value, change: impl FnOnce(&mut Value)) -> Outcome {
+        let mut live = self.api.stored(target).expect("the object exists");
+        change(&mut live);
+        self.api.update(&self.user, live).await
+    }
+
+    /// `kubectl patch --type merge -p …`.
+    pub async fn patch_merge(&self, target: &Value, patch: Value) -> Outcome {
+        self.api.patch(&self.user, target, Patch::Merge(patch)).await
+    }
+
+    /// `kubectl patch --type json -p …`.
+    pub async fn patch_json(&self, target: &Value, ops: Value) -> Outcome {
+        let ops = ops.as_array().cloned().unwrap_or_default();
+        self.api.patch(&self.user, target, Patch::Json(ops)).await
+    }
+}
+
+/// Keys `original` had that `modified` no longer has, set to null (merge-patch deletions).
+fn deletions(original: &Value, modified: &Value) -> Value {
+    let mut out = Map::new();
+    if let (Some(o), Some(m)) = (original.as_object(), modified.as_object()) {
+        for (k, ov) in o {
+            match m.get(k) {
+                None => {
+                    out.insert(k.clone(), Value::Null);
+                }
+                Some(mv) if ov.is_object() && mv.is_object() => {
+                    let d = deletions(ov, mv);
+                    if d.as_object().is_some_and(|d| !d.is_empty()) {
+                        out.insert(k.clone(), d);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// What `modified` sets differently from `current` (merge-patch additions and changes).
+fn changes(current: &Value, modified: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(m) = modified.as_object() {
+        for (k, mv) in m {
+            match current.get(k) {
+                Some(cv) if cv == mv => {}
+                Some(cv) if cv.is_object() && mv.is_object() => {
+                    let c = changes(cv, mv);
+                    if c.as_object().is_some_and(|c| !c.is_empty()) {
+                        out.insert(k.clone(), c);
+                    }
+                }
+                _ => {
+                    out.insert(k.clone(), mv.clone());
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Argo CD's application controller syncing from git: client-side apply, as kubectl does
+/// (argo-cd `gitops-engine` `pkg/sync/sync_context.go` → kubectl apply), under its own service
+/// account.
+pub fn argo_cd(api: &ApiServer) -> Kubectl<'_> {
+    Kubectl {
+        api,
+        user: service_account("argocd", "argocd-application-controller"),
+    }
+}
+
+/// The claims of the person signed in to the Argo Server (its `auth-mode=client|sso`).
+#[derive(Debug, Clone)]
+pub struct Claims {
+    pub sub: String,
+    pub email: String,
+    pub preferred_username: String,
+}
+
+pub fn claims(sub: &str, email: &str) -> Claims {
+    Claims {
+        sub: sub.into(),
+        email: email.into(),
+        preferred_username: email.split('@').next().unwrap_or_default().into(),
+    }
+}
+
+/// argo-workflows `workflow/creator/creator.go` `dnsFriendly`: every character outside
+/// `[-_.a-zA-Z0-9]` becomes `-`, over 63 characters the last 63 are kept, then non-alphanumerics
+/// are trimmed from both ends.
+pub fn dns_friendly(s: &str) -> String {
+    let mapped: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let n = mapped.chars().count();
+    let kept: String = mapped.chars().skip(n.saturating_sub(63)).collect();
+    kept.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+}
+
+const CREATOR: [&str; 3] = [
+    "workflows.argoproj.io/creator",
+    "workflows.argoproj.io/creator-email",
+    "workflows.argoproj.io/creator-preferred-username",
+];
+const ACTOR: [&str; 3] = [
+    "workflows.argoproj.io/actor",
+    "workflows.argoproj.io/actor-email",
+    "workflows.argoproj.io/actor-preferred-username",
+];
+const ACTION: &str = "workflows.argoproj.io/action";
+
+/// creator.go `Label`: each non-empty claim set (dnsFriendly; the email's first `@` as `.at.`),
+/// an empty one removed; the action label set, or removed when there is none.
+fn label(obj: &mut Value, c: &Claims, keys: [&str; 3], action: &str) {
+    if !obj["metadata"]["labels"].is_object() {
+        obj["metadata"]["labels"] = json!({});
+    }
+    let labels = obj["metadata"]["labels"].as_object_mut().expect("labels");
+    let values = [
+        c.sub.clone(),
+        c.email.replacen('@', ".at.", 1),
+        c.preferred_username.clone(),
+    ];
+    for (k, v) in keys.iter().zip(values) {
+        if v.is_empty() {
+            labels.remove(*k);
+        } else {
+            let v = dns_friendly(&v);
+            if !v.is_empty() {
+                labels.insert((*k).into(), json!(v));
+            }
+        }
+    }
+    if action.is_empty() {
+        labels.remove(ACTION);
+    } else {
+        labels.insert(ACTION.into(), json!(dns_friendly(action)));
+    }
+}
+
+/// The Argo Server, calling the API server under its own service account (`argo:argo-server`)
+/// for the person whose claims it holds.
+pub struct ArgoServer<'a> {
+    pub api: &'a ApiServer,
+    pub user: User,
+}
+
+pub fn argo_server(api: &ApiServer) -> ArgoServer<'_> {
+    ArgoServer {
+        api,
+        user: service_account("argo", "argo-server"),
+    }
+}
+
+#[allow(
+    dead_code,
+    reason = "resume and suspend through the Argo Server are attributed by its actor labels, which the chain-of-custody work adds; played here already"
+)]
+impl ArgoServer<'_> {
+    /// `server/workflow/workflow_server.go` `CreateWorkflow`: `creator.LabelCreator`, then Create.
+    pub async fn submit(&self, c: &Claims, wf: &Value) -> Outcome {
+        let mut wf = wf.clone();
+        label(&mut wf, c, CREATOR, "");
+        self.api.create(&self.user, wf).await
+    }
+
+    /// `workflow/util/util.go` `ResumeWorkflow`: `spec.suspend` removed, every Suspend node that is
+    /// Running marked Succeeded with "Resumed by: map[…]", actor labels with action Resume, and a
+    /// full Update.
+    pub async fn resume(&self, c: &Claims, target: &Value) -> Outcome {
+        let mut wf = self.api.stored(target).expect("the workflow exists");
+        if wf["spec"]["suspend"] == true {
+            wf["spec"].as_object_mut().map(|s| s.remove("suspend"));
+        }
+        let by = format!(
+            "Resumed by: map[Email:{} PreferredUsername:{} User:{}]",
+            c.email, c.preferred_username, c.sub
+        );
+        for node in wf["status"]["nodes"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|n| n.values_mut())
+        {
+            if node["type"] == "Suspend" && node["phase"] == "Running" {
+                node["phase"] = json!("Succeeded");
+                node["finishedAt"] = json!(now());
+                node["message"] = json!(by);
+            }
+        }
+        label(&mut wf, c, ACTOR, "Resume");
+        self.api.update(&self.user, wf).await
+    }
+
+    /// util.go `SuspendWorkflow`: `spec.suspend: true`, actor labels with action Suspend, Update.
+    pub async fn suspend(&self, c: &Claims, target: &Value) -> Outcome {
+        let mut wf = self.api.stored(target).expect("the workflow exists");
+        wf["spec"]["suspend"] = json!(true);
+        label(&mut wf, c, ACTOR, "Suspend");
+        self.api.update(&self.user, wf).await
+    }
+
+    /// util.go `patchShutdownStrategy`: a JSON merge patch of `spec.shutdown` with the actor
+    /// labels of `UserActionLabel` (only the non-empty ones; nothing is removed).
+    pub async fn stop(&self, c: &Claims, target: &Value, strategy: &str) -> Outcome {
+        let mut labels = Map::new();
+        for (k, v) in ACTOR.iter().zip([
+            c.sub.clone(),
+            c.email.replacen('@', ".at.", 1),
+            c.preferred_username.clone(),
+        ]) {
+            if !v.is_empty() {
+                labels.insert((*k).into(), json!(dns_friendly(&v)));
+            }
+        }
+        labels.insert(ACTION.into(), json!(strategy));
+        let patch = json!({"spec": {"shutdown": strategy}, "metadata": {"labels": labels}});
+        self.api.patch(&self.user, target, Patch::Merge(patch)).await
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The Argo workflow-controller: service account `argo` in `argo` (argo-workflows
+/// `manifests/base/workflow-controller/workflow-controller-sa.yaml`).
+pub struct ArgoController<'a> {
+    pub api: &'a ApiServer,
+    pub user: User,
+}
+
+pub fn argo_controller(api: &ApiServer) -> ArgoController<'_> {
+    ArgoController {
+        api,
+        user: service_account("argo", "argo"),
+    }
+}
+
+impl ArgoController<'_> {
+    /// `workflow/controller/operator.go` `persistUpdates`: the whole Workflow is written back with a
+    /// full Update (Workflows have no status subresource), here with the phase `markWorkflowPhase`
+    /// sets and, when `suspend_node` is given, a Suspend node waiting at Running.
+    pub async fn operate(&self, target: &Value, phase: &str, suspend_node: Option<&str>) -> Outcome {
+        let mut wf = self.api.stored(target).expect("the workflow exists");
+        let name = wf["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        wf["metadata"]["labels"]["workflows.argoproj.io/phase"] = json!(phase);
+        wf["metadata"]["labels"]["workflows.argoproj.io/completed"] =
+            json!(if ["Succeeded", "Failed", "Error"].contains(&phase) {
+                "true"
+            } else {
+                "false"
+            });
+        wf["status"]["phase"] = json!(phase);
+        if wf["status"]["startedAt"].is_null() {
+            wf["status"]["startedAt"] = json!(now());
+        }
+        if wf["status"]["nodes"].is_null() {
+            wf["status"]["nodes"] =
+                json!({name.clone(): {"id": name, "name": name, "type": "Steps", "phase": "Running"}});
+        }
+        if let Some(node) = suspend_node {
+            let id = format!("{name}-{node}");
+            wf["status"]["nodes"][&id] = json!({"id": id, "name": format!("{name}[0].{node}"), "displayName": node,
+                "type": "Suspend", "phase": "Running", "startedAt": now()});
+        }
+        self.api.update(&self.user, wf).await
+    }
+
+    /// `workflow/cron/operator.go` `run` → `common.ConvertCronWorkflowToWorkflowWithProperties`:
+    /// a Workflow named `<cron>-<unix seconds>`, the CronWorkflow's creator labels, the
+    /// `cron-workflow` label, `spec.workflowMetadata` labels and annotations, the `scheduled-time`
+    /// annotation and a controller owner reference; created under the controller's account.
+    pub async fn spawn(&self, cron: &Value, scheduled: chrono::DateTime<chrono::Utc>) -> Outcome {
+        let cron = self.api.stored(cron).expect("the cron workflow exists");
+        let cron_name = cron["metadata"]["name"].as_str().unwrap_or_default();
+        let mut labels = Map::new();
+        for k in CREATOR {
+            if let Some(v) = cron["metadata"]["labels"].get(k) {
+                labels.insert(k.into(), v.clone());
+            }
+        }
+        labels.insert("workflows.argoproj.io/cron-workflow".into(), json!(cron_name));
+        let wm = &cron["spec"]["workflowMetadata"];
+        for (k, v) in wm["labels"].as_object().into_iter().flatten() {
+            labels.insert(k.clone(), v.clone());
+        }
+        let mut annotations = Map::new();
+        annotations.insert(
+            "workflows.argoproj.io/scheduled-time".into(),
+            json!(scheduled.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        );
+        for (k, v) in wm["annotations"].as_object().into_iter().flatten() {
+            annotations.insert(k.clone(), v.clone());
+        }
+        let wf = json!({
+            "apiVersion": cron["apiVersion"], "kind": "Workflow",
+            "metadata": {
+                "name": format!("{cron_name}-{}", scheduled.timestamp()),
+                "namespace": cron["metadata"]["namespace"],
+                "labels": labels, "annotations": annotations,
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow",
+                    "name": cron_name, "uid": cron["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}],
+            },
+            "spec": cron["spec"]["workflowSpec"],
+        });
+        self.api.create(&self.user, wf).await
+    }
+}
+
+/// The Tekton controller: `tekton-pipelines-controller` in `tekton-pipelines`
+/// (tektoncd/pipeline `config/200-serviceaccount.yaml`).
+pub struct TektonController<'a> {
+    pub api: &'a ApiServer,
+    pub user: User,
+}
+
+pub fn tekton_controller(api: &ApiServer) -> TektonController<'_> {
+    TektonController {
+        api,
+        user: service_account("tekton-pipelines", "tekton-pipelines-controller"),
+    }
+}
+
+impl TektonController<'_> {
+    /// The generated reconciler's `updateStatus`: `PUT …/status` with the new status only.
+    pub async fn set_status(&self, target: &Value, status: Value) -> Outcome {
+        let mut obj = self.api.stored(target).expect("the run exists");
+        obj["status"] = status;
+        self.api.update_status(&self.user, obj).await
+    }
+
+    /// `pkg/reconciler/pipelinerun/pipelinerun.go` `syncMetadata` / `updateLabelsAndAnnotations`:
+    /// labels the controller adds (`tekton.dev/pipeline`) written with a full Update of the main
+    /// resource, spec as it was.
+    pub async fn sync_metadata(&self, target: &Value) -> Outcome {
+        let mut obj = self.api.stored(target).expect("the run exists");
+        let pipeline = obj["spec"]["pipelineRef"]["name"]
+            .as_str()
+            .or(obj["metadata"]["name"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        if !obj["metadata"]["labels"].is_object() {
+            obj["metadata"]["labels"] = json!({});
+        }
+        obj["metadata"]["labels"]["tekton.dev/pipeline"] = json!(pipeline);
+        self.api.update(&self.user, obj).await
+    }
+
+    /// `pipelinerun.go` `createTaskRun`: one TaskRun per pipeline task, named
+    /// `kmeta.ChildName(pr, "-"+task)`, with the PipelineRun's labels plus `tekton.dev/*`, its
+    /// annotations minus `chains.tekton.dev/*`, a controller owner reference, and the service
+    /// account of `taskRunTemplate`.
+    pub async fn create_task_run(&self, pr: &Value, task: &str, task_ref: Value) -> Outcome {
+        let pr = self.api.stored(pr).expect("the pipeline run exists");
+        let pr_name = pr["metadata"]["name"].as_str().unwrap_or_default();
+        let name = format!("{pr_name}-{task}");
+        assert!(name.len() <= 63, "kmeta.ChildName hashes longer names; not needed here");
+        let mut labels = pr["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+        labels.insert("tekton.dev/pipelineRun".into(), json!(pr_name));
+        labels.insert("tekton.dev/pipelineRunUID".into(), pr["metadata"]["uid"].clone());
+        labels.insert("tekton.dev/pipelineTask".into(), json!(task));
+        labels.insert("tekton.dev/memberOf".into(), json!("tasks"));
+        let mut annotations = pr["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+        annotations.retain(|k, _| !k.starts_with("chains.tekton.dev/"));
+        let sa = pr["spec"]["taskRunTemplate"]["serviceAccountName"]
+            .as_str()
+            .or(pr["spec"]["serviceAccountName"].as_str())
+            .unwrap_or("default");
+        let tr = json!({
+            "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+            "metadata": {
+                "name": name, "namespace": pr["metadata"]["namespace"],
+                "labels": labels, "annotations": annotations,
+                "ownerReferences": [{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "name": pr_name,
+                    "uid": pr["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}],
+            },
+            "spec": {"serviceAccountName": sa, "taskRef": task_ref, "timeout": "1h0m0s"},
+        });
+        self.api.create(&self.user, tr).await
+    }
+
+    /// `pkg/reconciler/pipelinerun/cancel.go` `cancelPipelineRun`: a JSON Patch on each child
+    /// TaskRun setting `spec.status` and `spec.statusMessage`.
+    pub async fn cancel_child(&self, tr: &Value) -> Outcome {
+        let ops = vec![
+            json!({"op": "add", "path": "/spec/status", "value": "TaskRunCancelled"}),
+            json!({"op": "add", "path": "/spec/statusMessage", "value": "TaskRun cancelled as the PipelineRun it belongs to has been cancelled."}),
+        ];
+        self.api.patch(&self.user, tr, Patch::Json(ops)).await
+    }
+}
+
+#[test]
+fn argo_label_rewriting_follows_creator_go() {
+    assert_eq!(dns_friendly("my.at.email"), "my.at.email");
+    assert_eq!(
+        dns_friendly("system:serviceaccount:argo:argo-server"),
+        "system-serviceaccount-argo-argo-server"
+    );
+    let long = format!("{}y", "x".repeat(63));
+    assert_eq!(
+        dns_friendly(&long),
+        format!("{}y", "x".repeat(62)),
+        "the last 63 are kept"
+    );
+    assert_eq!(dns_friendly("-a b-"), "a-b");
+}
