@@ -404,3 +404,33 @@ async fn a_generate_name_longer_than_the_api_server_keeps() {
     let records = w.decisions(1).await;
     assert_eq!(records.len(), 1, "{records:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_decides_what_reaches_us_and_an_unreachable_webhook_fails_closed() {
+    let w = World::new().await;
+    // The namespaceSelector in manifests/base keeps kube-system and scimgate's own namespace out.
+    let r = allowed(
+        kubectl(&w.api, "mallory@example.com")
+            .create(&workflow("kube-system"))
+            .await,
+    );
+    assert_eq!(ours(&r), 0, "{:?}", r.calls);
+    // Kinds that are not ours never reach us.
+    let task = json!({"apiVersion": "tekton.dev/v1", "kind": "Task", "metadata": {"name": "t", "namespace": "team-a"},
+        "spec": {"steps": [{"name": "s", "image": "busybox"}]}});
+    let r = allowed(kubectl(&w.api, "mallory@example.com").create(&task).await);
+    assert_eq!(ours(&r), 0);
+    // With scimgate down, `failurePolicy: Fail` refuses every run it would judge.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let down = crate::apiserver::ApiServer::at(&format!("https://localhost:{port}"), w.s.client.clone());
+    let e = refused(down.create(&person("alice@example.com"), workflow("team-a")).await);
+    assert_eq!(e.code, 500);
+    assert!(
+        e.message
+            .starts_with("Internal error occurred: failed calling webhook \"stamp.scimgate.io\""),
+        "{}",
+        e.message
+    );
+}
