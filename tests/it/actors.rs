@@ -54,9 +54,7 @@ impl Kubectl<'_> {
         if patch.as_object().is_some_and(Map::is_empty) {
             return Ok(crate::apiserver::Written {
                 object: live,
-                warnings: Vec::new(),
-                audit: Default::default(),
-                calls: Vec::new(),
+                ..Default::default()
             });
         }
         self.api.patch(&self.user, manifest, Patch::Merge(patch)).await

@@ -72,7 +72,7 @@ pub struct Call {
 }
 
 /// What a successful write returns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Written {
     pub object: Value,
     pub warnings: Vec<String>,
@@ -528,12 +528,7 @@ impl ApiServer {
             });
         }
         let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let mut written = Written {
-            object: Value::Null,
-            warnings: Vec::new(),
-            audit: BTreeMap::new(),
-            calls: Vec::new(),
-        };
+        let mut written = Written::default();
         let attrs = Attrs {
             op: Op::Create,
             res: &res,
@@ -672,12 +667,7 @@ impl ApiServer {
         if res.namespaced {
             obj["metadata"]["namespace"] = json!(namespace);
         }
-        let mut written = Written {
-            object: Value::Null,
-            warnings: Vec::new(),
-            audit: BTreeMap::new(),
-            calls: Vec::new(),
-        };
+        let mut written = Written::default();
         let attrs = Attrs {
             op: Op::Update,
             res: &res,
@@ -789,12 +779,7 @@ impl ApiServer {
                 message: format!("{}.{} \"{name}\" not found", res.plural, res.group),
             });
         };
-        let mut written = Written {
-            object: Value::Null,
-            warnings: Vec::new(),
-            audit: BTreeMap::new(),
-            calls: Vec::new(),
-        };
+        let mut written = Written::default();
         let attrs = Attrs {
             op: Op::Delete,
             res: &res,
@@ -1122,12 +1107,7 @@ impl ApiServer {
         }
         let mut results = Vec::new();
         let calls = matching.iter().map(|w| {
-            let mut own = Written {
-                object: Value::Null,
-                warnings: Vec::new(),
-                audit: BTreeMap::new(),
-                calls: Vec::new(),
-            };
+            let mut own = Written::default();
             async move {
                 let r = self.call(w, attrs, object, old, &mut own, 0).await;
                 (r, own)
