@@ -326,7 +326,10 @@ mod tests {
         let forged = B64.encode(json!({"sub": "u2", "uid": "req-1"}).to_string());
         parts[1] = &forged;
         assert!(v.verify(&parts.join(".")).is_err(), "altered claims fail");
-        assert!(replica.verify(&parts.join(".")).is_err(), "also without the signer's memory");
+        assert!(
+            replica.verify(&parts.join(".")).is_err(),
+            "also without the signer's memory"
+        );
         let (other, _) = Signer::generate().expect("key");
         assert!(v.verify(&other.sign(&json!({}))).is_err(), "unknown key fails");
         assert_eq!(s.jwks()["keys"][0]["kid"], s.kid.as_str());
