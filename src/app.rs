@@ -102,7 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 verifier: Verifier::from_signer(&signer),
                 signer: Arc::new(signer),
                 freshness: Arc::new(Freshness::sole_writer()),
-                stamp_max_age: admission::DEFAULT_STAMP_MAX_AGE_SECONDS,
+                stamp_max_age: crate::config::DEFAULT_STAMP_MAX_AGE_SECONDS,
             };
             let opts = crate::review::Options {
                 file: file.clone(),
@@ -246,7 +246,8 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let directory = Arc::new(ArcSwap::from_pointee(snapshot));
     let shared = matches!(cfg.store, crate::store::Location::Postgres(_));
     let freshness = Arc::new(Freshness::new(shared, &cfg.replication));
-    let writer = Writer::start(store.clone(), directory.clone(), metrics.clone(), freshness.clone());
+    let writer =
+        Writer::<crate::scim::Error>::start(store.clone(), directory.clone(), metrics.clone(), freshness.clone());
 
     let policy = match &cfg.policy {
         Some(path) => Policy::load(path)?,
@@ -280,7 +281,7 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             .iter()
             .filter(|t| !shared && t.name.starts_with("dev-") && t.revoked_at.is_none())
         {
-            store.revoke_token(&t.id, &crate::scim::now()).await?;
+            store.revoke_token(&t.id, &crate::model::clock::now()).await?;
         }
         let name = format!(
             "dev-{}-{}",
@@ -490,7 +491,7 @@ async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { store, name } => {
             let store = open_store(&store).await?;
-            if !store.revoke_token(&name, &crate::scim::now()).await? {
+            if !store.revoke_token(&name, &crate::model::clock::now()).await? {
                 bail!("no live token named or with id '{name}'");
             }
             println!(

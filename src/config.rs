@@ -26,39 +26,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// How a replica follows a shared (PostgreSQL) store, and what admission does when it can't.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Replication {
-    /// How often the directory checks the store for commits it missed (besides NOTIFY).
-    pub poll: Duration,
-    /// How often the directory is rebuilt from scratch.
-    pub resync: Duration,
-    /// Past this without a successful sync, admission applies `when_stale`.
-    pub max_staleness: Duration,
-    pub when_stale: WhenStale,
-}
-
-impl Default for Replication {
-    fn default() -> Self {
-        Replication {
-            poll: Duration::from_millis(1000),
-            resync: Duration::from_secs(300),
-            max_staleness: Duration::from_secs(60),
-            when_stale: WhenStale::Deny,
-        }
-    }
-}
-
-/// Admission's answer once the directory is older than `maxStalenessSeconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WhenStale {
-    /// Fail closed: deny, saying the identity state is too old to decide on.
-    #[default]
-    Deny,
-    /// Fail open: decide on the old state, with a warning.
-    Allow,
-}
+pub use crate::freshness::{Replication, WhenStale};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
@@ -128,6 +96,9 @@ struct ScimFile {
 
 pub const DEFAULT_DATA_DIR: &str = "./scimgate-data";
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// How long a stamp made in one call of a request is taken as that request's in its later calls
+/// (re-invocation, validation), unless configured otherwise.
+pub const DEFAULT_STAMP_MAX_AGE_SECONDS: i64 = 60;
 
 fn read_file(path: &Path) -> Result<File> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
@@ -226,7 +197,7 @@ impl Config {
             },
             stamp_max_age_seconds: match file
                 .stamp_max_age_seconds
-                .map_or(crate::admission::DEFAULT_STAMP_MAX_AGE_SECONDS, i64::from)
+                .map_or(DEFAULT_STAMP_MAX_AGE_SECONDS, i64::from)
             {
                 0 => return Err(Error::Invalid("stampMaxAgeSeconds must be at least 1".into())),
                 s => s,

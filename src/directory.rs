@@ -6,7 +6,7 @@
 //! O(size of the change · log n): provisioning 100k users one by one stays linear. Published with
 //! `arc-swap` by the writer; readers take one `Arc` and never lock. No I/O here.
 
-use crate::scim::schema::ResourceType;
+use crate::model::ResourceType;
 use crate::store::{Change, Delta, Loaded, Record, Seq, Tombstone};
 use imbl::{HashMap, OrdMap};
 use serde_json::Value;
@@ -263,7 +263,7 @@ impl Snapshot {
                         Arc::new(Tombstone {
                             id: old.record.id.clone(),
                             unique_key: old.record.unique_key.clone(),
-                            deleted_at: crate::scim::now(),
+                            deleted_at: crate::model::clock::now(),
                         }),
                     );
                 }

@@ -17,7 +17,12 @@ enum Tick {
 }
 
 /// Runs until `shutdown`; returns at once for a store nobody else writes.
-pub async fn follow(store: Arc<dyn Store>, writer: Writer, r: Replication, mut shutdown: watch::Receiver<bool>) {
+pub async fn follow<E: From<crate::writer::Error> + Clone + Send + 'static>(
+    store: Arc<dyn Store>,
+    writer: Writer<E>,
+    r: Replication,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut poll = tokio::time::interval(r.poll);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut resync = tokio::time::interval(r.resync);

@@ -5,9 +5,43 @@
 //! with the database; past `maxStaleness` admission fails closed (or, if configured, open with a
 //! warning) and readiness drops. This module only keeps time; the writer reports syncs.
 
-use crate::config::{Replication, WhenStale};
+use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How a replica follows a shared (PostgreSQL) store, and what admission does when it can't.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replication {
+    /// How often the directory checks the store for commits it missed (besides NOTIFY).
+    pub poll: Duration,
+    /// How often the directory is rebuilt from scratch.
+    pub resync: Duration,
+    /// Past this without a successful sync, admission applies `when_stale`.
+    pub max_staleness: Duration,
+    pub when_stale: WhenStale,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            poll: Duration::from_millis(1000),
+            resync: Duration::from_secs(300),
+            max_staleness: Duration::from_secs(60),
+            when_stale: WhenStale::Deny,
+        }
+    }
+}
+
+/// Admission's answer once the directory is older than `maxStalenessSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenStale {
+    /// Fail closed: deny, saying the identity state is too old to decide on.
+    #[default]
+    Deny,
+    /// Fail open: decide on the old state, with a warning.
+    Allow,
+}
 
 #[derive(Debug)]
 pub struct Freshness {

@@ -58,7 +58,7 @@ pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Re
         MatchAttribute::Emails | MatchAttribute::ExternalId | MatchAttribute::Id => {
             let ids = match attr {
                 MatchAttribute::Emails => s.users_by_email(value),
-                MatchAttribute::ExternalId => s.by_external_id(crate::scim::schema::ResourceType::User, value),
+                MatchAttribute::ExternalId => s.by_external_id(crate::model::ResourceType::User, value),
                 _ => vec![Arc::from(value)],
             };
             let users: Vec<&Arc<User>> = ids.iter().filter_map(|id| s.user(id)).collect();

@@ -13,6 +13,7 @@ pub mod freshness;
 pub mod identity;
 pub mod listener;
 pub mod metrics;
+pub mod model;
 pub mod ops;
 pub mod policy;
 pub mod review;

@@ -33,7 +33,7 @@ pub async fn create(store: &dyn Store, name: &str, scope: Scope) -> store::Resul
         name: name.to_string(),
         scope,
         hash: hash(&secret),
-        created_at: crate::scim::now(),
+        created_at: crate::model::clock::now(),
         revoked_at: None,
     };
     store.insert_token(&record).await?;

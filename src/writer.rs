@@ -15,22 +15,34 @@
 use crate::directory::Snapshot;
 use crate::freshness::Freshness;
 use crate::metrics::Metrics;
-use crate::scim;
 use crate::store::{self, Change, Store};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// Computes the changes of one write from the current snapshot. Called again on retry.
-pub type Plan = Box<dyn Fn(&Snapshot) -> scim::Result<Vec<Change>> + Send + Sync>;
+/// Computes the changes of one write from the current snapshot, or refuses it with the caller's
+/// own error `E` (the SCIM service's, with its HTTP status). Called again on retry.
+pub type Plan<E> = Box<dyn Fn(&Snapshot) -> Result<Vec<Change>, E> + Send + Sync>;
+
+/// Why a write did not happen, when it is not the plan's refusal. The caller maps these to its
+/// protocol (`From<Error>` for its error type).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("{0} already exists")]
+    Unique(String),
+    #[error("{0} was changed concurrently; retry")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
 
-enum Request {
+enum Request<E> {
     Write {
-        plan: Plan,
-        reply: oneshot::Sender<scim::Result<Vec<Change>>>,
+        plan: Plan<E>,
+        reply: oneshot::Sender<Result<Vec<Change>, E>>,
     },
     /// Catch up with the store (`full`: rebuild from scratch).
     Sync {
@@ -39,31 +51,41 @@ enum Request {
     },
 }
 
-#[derive(Clone)]
-pub struct Writer {
-    tx: mpsc::Sender<Request>,
+pub struct Writer<E> {
+    tx: mpsc::Sender<Request<E>>,
     directory: Arc<ArcSwap<Snapshot>>,
     freshness: Arc<Freshness>,
 }
 
-fn unavailable(what: &str) -> scim::Error {
-    scim::Error::status(axum::http::StatusCode::SERVICE_UNAVAILABLE, what)
+impl<E> Clone for Writer<E> {
+    fn clone(&self) -> Self {
+        Writer {
+            tx: self.tx.clone(),
+            directory: self.directory.clone(),
+            freshness: self.freshness.clone(),
+        }
+    }
 }
 
-impl Writer {
+fn unavailable(what: &str) -> Error {
+    Error::Unavailable(what.to_string())
+}
+
+impl<E: From<Error> + Clone + Send + 'static> Writer<E> {
     /// Start the writer task over `store`, publishing into `directory`.
     pub fn start(
         store: Arc<dyn Store>,
         directory: Arc<ArcSwap<Snapshot>>,
         metrics: Metrics,
         freshness: Arc<Freshness>,
-    ) -> Writer {
+    ) -> Writer<E> {
         let (tx, rx) = mpsc::channel(4096);
         let task = Task {
             store,
             directory: directory.clone(),
             metrics,
             freshness: freshness.clone(),
+            _error: std::marker::PhantomData,
         };
         tokio::spawn(task.run(rx));
         Writer {
@@ -80,11 +102,11 @@ impl Writer {
     /// A snapshot that includes every write acknowledged anywhere before this call: with a
     /// shared store it first catches up with the database (SCIM reads use it, so a read on one
     /// replica sees a write acknowledged by another).
-    pub async fn current(&self) -> scim::Result<Arc<Snapshot>> {
+    pub async fn current(&self) -> Result<Arc<Snapshot>, E> {
         if self.freshness.shared() {
             self.sync(false).await.map_err(|e| {
                 tracing::warn!(error = %e, "could not catch up with the identity store");
-                unavailable("the identity store is unavailable; retry later")
+                E::from(unavailable("the identity store is unavailable; retry later"))
             })?;
         }
         Ok(self.snapshot())
@@ -101,23 +123,20 @@ impl Writer {
     }
 
     /// Apply one write; returns the committed changes once they are durable and published.
-    pub async fn write(&self, plan: Plan) -> scim::Result<Vec<Change>> {
+    pub async fn write(&self, plan: Plan<E>) -> Result<Vec<Change>, E> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Write { plan, reply })
             .await
-            .map_err(|_| unavailable("shutting down"))?;
-        rx.await.map_err(|_| unavailable("shutting down"))?
+            .map_err(|_| E::from(unavailable("shutting down")))?;
+        rx.await.map_err(|_| E::from(unavailable("shutting down")))?
     }
 }
 
-fn store_error(e: &store::Error) -> scim::Error {
+fn store_error(e: &store::Error) -> Error {
     match e {
-        store::Error::Unique(what) => scim::Error::uniqueness(format!("{what} already exists")),
-        store::Error::Version(what) => scim::Error::status(
-            axum::http::StatusCode::CONFLICT,
-            format!("{what} was changed concurrently; retry"),
-        ),
+        store::Error::Unique(what) => Error::Unique(what.clone()),
+        store::Error::Version(what) => Error::Conflict(what.clone()),
         store::Error::Behind { .. } => unavailable("the directory is being rebuilt; retry"),
         other => {
             tracing::error!(error = %other, "identity store write failed");
@@ -126,20 +145,21 @@ fn store_error(e: &store::Error) -> scim::Error {
     }
 }
 
-struct Task {
+struct Task<E> {
     store: Arc<dyn Store>,
     directory: Arc<ArcSwap<Snapshot>>,
     metrics: Metrics,
     freshness: Arc<Freshness>,
+    _error: std::marker::PhantomData<fn() -> E>,
 }
 
-type WriteRequest = (Plan, oneshot::Sender<scim::Result<Vec<Change>>>);
+type WriteRequest<E> = (Plan<E>, oneshot::Sender<Result<Vec<Change>, E>>);
 
-impl Task {
-    async fn run(self, mut rx: mpsc::Receiver<Request>) {
-        let mut queued: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+impl<E: From<Error> + Clone + Send + 'static> Task<E> {
+    async fn run(self, mut rx: mpsc::Receiver<Request<E>>) {
+        let mut queued: Vec<Request<E>> = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
-            let mut writes: Vec<WriteRequest> = Vec::with_capacity(queued.len());
+            let mut writes: Vec<WriteRequest<E>> = Vec::with_capacity(queued.len());
             let mut syncs = Vec::new();
             let mut full = false;
             for r in queued.drain(..) {
@@ -218,10 +238,10 @@ impl Task {
         Ok(())
     }
 
-    async fn write_batch(&self, batch: Vec<WriteRequest>) {
+    async fn write_batch(&self, batch: Vec<WriteRequest<E>>) {
         let published = self.directory.load_full();
         let mut working = (*published).clone();
-        let mut outs: Vec<scim::Result<Vec<Change>>> = Vec::new();
+        let mut outs: Vec<Result<Vec<Change>, E>> = Vec::new();
         let mut caught_up = 0;
         let started = std::time::Instant::now();
         // Planned inside the commit, with the store's sequence locked: whatever other replicas
@@ -263,7 +283,7 @@ impl Task {
                 match self.reload().await {
                     Ok(()) => Box::pin(self.write_batch(batch)).await,
                     Err(e) => {
-                        let err = store_error(&e);
+                        let err = E::from(store_error(&e));
                         for (_, reply) in batch {
                             let _ = reply.send(Err(err.clone()));
                         }
@@ -277,7 +297,7 @@ impl Task {
                 }
             }
             Err(e) => {
-                let err = store_error(&e);
+                let err = E::from(store_error(&e));
                 for ((_, reply), out) in batch.into_iter().zip(outs) {
                     let _ = reply.send(out.and(Err(err.clone())));
                 }

@@ -16,10 +16,6 @@ use review::{Answer, Operation, Request};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// How long a stamp made in one call of a request is taken as that request's in its later calls
-/// (re-invocation, validation), unless configured otherwise.
-pub const DEFAULT_STAMP_MAX_AGE_SECONDS: i64 = 60;
-
 /// What deciding needs: the identity snapshot, the policy, and the stamp keys. No I/O.
 #[derive(Clone)]
 pub struct Decider {

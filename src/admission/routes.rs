@@ -80,7 +80,7 @@ fn record(
 ) -> DecisionRecord {
     DecisionRecord {
         id: t.decision_id,
-        at: crate::scim::now(),
+        at: crate::model::clock::now(),
         request_uid: req.uid.clone(),
         hook: if hook == Hook::Mutate { "mutate" } else { "validate" }.into(),
         kind: t.kind,

@@ -2,38 +2,8 @@
 //! time expressions (`7d`, RFC 3339), and the output formats (table, JSON, JSON lines, CSV).
 
 use super::DecisionRecord;
-use serde::{Deserialize, Serialize};
 
-/// Newest first; `after` is the last id of the previous page (ids are UUIDv7, time-ordered).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DecisionQuery {
-    /// SCIM id of the person (resolve userNames to ids before querying).
-    pub user_id: Option<String>,
-    /// As the request named the requester (`oidc:alice@…`, `system:serviceaccount:…`).
-    pub requester: Option<String>,
-    /// Lower-cased SCIM group name the person was in at decision time.
-    pub group: Option<String>,
-    pub namespace: Option<String>,
-    pub kind: Option<String>,
-    pub action: Option<String>,
-    /// `allowed`, `denied` or `dry-run-deny`.
-    pub outcome: Option<String>,
-    pub rule: Option<String>,
-    /// RFC 3339, inclusive.
-    pub from: Option<String>,
-    /// RFC 3339, exclusive.
-    pub to: Option<String>,
-    pub after: Option<String>,
-    pub limit: u32,
-    /// One webhook call (`request.uid`; kube-apiserver gives every call its own).
-    pub request_uid: Option<String>,
-    /// The stamp a decision is behind (its attestation's `sid`).
-    pub stamp_id: Option<String>,
-}
-
-pub const DEFAULT_LIMIT: u32 = 100;
-pub const MAX_LIMIT: u32 = 10_000;
+pub use crate::model::decision::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
 
 /// `7d`, `12h`, `30m` before `now`, or an RFC 3339 time; returned as RFC 3339 UTC.
 pub fn parse_time(s: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, String> {

@@ -119,3 +119,15 @@ impl IntoResponse for Error {
         resp
     }
 }
+
+/// A write the store would not take: a clash is a SCIM conflict, an outage a 503 the IdP retries.
+impl From<crate::writer::Error> for Error {
+    fn from(e: crate::writer::Error) -> Self {
+        use crate::writer::Error as W;
+        match e {
+            W::Unique(_) => Error::uniqueness(e.to_string()),
+            W::Conflict(_) => Error::status(StatusCode::CONFLICT, e.to_string()),
+            W::Unavailable(_) => Error::status(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
+    }
+}

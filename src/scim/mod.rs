@@ -13,8 +13,3 @@ pub mod schema;
 pub mod service;
 
 pub use error::{Error, Result, ScimType};
-
-/// Now, RFC 3339 UTC with milliseconds: the form `meta.created`/`lastModified` use.
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}

@@ -207,26 +207,10 @@ impl Schema {
     }
 }
 
-/// The resource types we serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ResourceType {
-    User,
-    Group,
-}
+pub use crate::model::ResourceType;
 
+/// The SCIM schemas of each resource type.
 impl ResourceType {
-    pub fn name(self) -> &'static str {
-        match self {
-            ResourceType::User => "User",
-            ResourceType::Group => "Group",
-        }
-    }
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            ResourceType::User => "Users",
-            ResourceType::Group => "Groups",
-        }
-    }
     pub fn core(self) -> &'static Schema {
         match self {
             ResourceType::User => &USER_SCHEMA,
@@ -238,13 +222,6 @@ impl ResourceType {
         match self {
             ResourceType::User => &*USER_EXT,
             ResourceType::Group => &[],
-        }
-    }
-    pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "User" | "Users" => Some(ResourceType::User),
-            "Group" | "Groups" => Some(ResourceType::Group),
-            _ => None,
         }
     }
 

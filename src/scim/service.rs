@@ -27,7 +27,7 @@ pub const DEFAULT_COUNT: usize = 100;
 
 #[derive(Clone)]
 pub struct Service {
-    pub writer: Writer,
+    pub writer: Writer<super::Error>,
     pub quirks: Quirks,
 }
 
@@ -81,7 +81,7 @@ fn attributes_of(record: &Record) -> (Map<String, Value>, String) {
         .and_then(|m| m.get("created"))
         .and_then(Value::as_str)
         .map(String::from)
-        .unwrap_or_else(super::now);
+        .unwrap_or_else(crate::model::clock::now);
     doc.remove("schemas");
     doc.remove("id");
     doc.remove("meta");
@@ -111,7 +111,7 @@ fn build(rt: ResourceType, id: &str, attrs: Map<String, Value>, created: &str, v
     doc.extend(attrs);
     doc.insert(
         "meta".into(),
-        json!({"resourceType": rt.name(), "created": created, "lastModified": super::now(), "version": format!("W/\"{version}\"")}),
+        json!({"resourceType": rt.name(), "created": created, "lastModified": crate::model::clock::now(), "version": format!("W/\"{version}\"")}),
     );
     Record {
         rt,
@@ -228,7 +228,7 @@ impl Service {
                 check_members(s, &pid, &mut attrs)?;
             }
             Ok(vec![Change::Put {
-                record: build(rt, &pid, attrs, &super::now(), 1),
+                record: build(rt, &pid, attrs, &crate::model::clock::now(), 1),
                 previous: None,
             }])
         });

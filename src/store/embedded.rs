@@ -9,7 +9,7 @@
 //! directly did exactly that).
 
 use super::{sql, Change, Delta, Error, Loaded, Record, Result, Seq, Store, TokenRecord};
-use crate::scim::schema::ResourceType;
+use crate::model::ResourceType;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -128,7 +128,7 @@ impl Store for Embedded {
             tx.rollback().await?;
             return Ok(head);
         }
-        let at = crate::scim::now();
+        let at = crate::model::clock::now();
         for change in &changes {
             match change {
                 Change::Put {
@@ -185,7 +185,7 @@ impl Store for Embedded {
                         .bind(rtype_name(r.rt))
                         .bind(&*r.id)
                         .bind(&*r.unique_key)
-                        .bind(crate::scim::now())
+                        .bind(crate::model::clock::now())
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -238,7 +238,7 @@ impl Store for Embedded {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn record_decisions(&self, records: &[crate::audit::DecisionRecord]) -> Result<()> {
+    async fn record_decisions(&self, records: &[crate::model::DecisionRecord]) -> Result<()> {
         // Multi-row INSERTs: at admission rates the per-statement overhead dominated.
         const ROWS: usize = 400; // 20 columns each, within SQLite's bound-parameter limit
         let mut tx = self.pool.begin().await?;
@@ -260,10 +260,7 @@ impl Store for Embedded {
             .await?)
     }
 
-    async fn query_decisions(
-        &self,
-        q: &crate::audit::query::DecisionQuery,
-    ) -> Result<Vec<crate::audit::DecisionRecord>> {
+    async fn query_decisions(&self, q: &crate::model::DecisionQuery) -> Result<Vec<crate::model::DecisionRecord>> {
         let rows = sql::decision_query::<sqlx::Sqlite>(q)
             .build()
             .fetch_all(&self.pool)

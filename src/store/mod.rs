@@ -15,7 +15,7 @@ pub mod embedded;
 pub mod postgres;
 mod sql;
 
-use crate::scim::schema::ResourceType;
+use crate::model::ResourceType;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -230,14 +230,11 @@ pub trait Store: Send + Sync + 'static {
     /// Revoke by name or id; returns whether a live token was revoked.
     async fn revoke_token(&self, name_or_id: &str, at: &str) -> Result<bool>;
     /// Append decision records in one transaction.
-    async fn record_decisions(&self, records: &[crate::audit::DecisionRecord]) -> Result<()>;
+    async fn record_decisions(&self, records: &[crate::model::DecisionRecord]) -> Result<()>;
     /// How many decision records are stored (operations and tests).
     async fn decision_count(&self) -> Result<i64>;
     /// Decision records matching `q`, newest first.
-    async fn query_decisions(
-        &self,
-        q: &crate::audit::query::DecisionQuery,
-    ) -> Result<Vec<crate::audit::DecisionRecord>>;
+    async fn query_decisions(&self, q: &crate::model::DecisionQuery) -> Result<Vec<crate::model::DecisionRecord>>;
     /// Delete decision records older than `before` (RFC 3339); returns how many.
     async fn prune_decisions(&self, before: &str) -> Result<u64>;
     /// The SCIM id a userName has or had (tombstones count), for audit queries by name.

@@ -8,7 +8,7 @@
 //! starting together migrate once.
 
 use super::{sql, Change, Delta, Error, Feed, FeedEvent, Loaded, Record, Result, Seq, Store, TokenRecord};
-use crate::scim::schema::ResourceType;
+use crate::model::ResourceType;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -104,7 +104,7 @@ impl Store for Postgres {
             tx.rollback().await?;
             return Ok(head);
         }
-        let at = crate::scim::now();
+        let at = crate::model::clock::now();
         // Runs of new resources go in one multi-row INSERT: a SCIM burst from the IdP is mostly
         // creates, and one round trip per row was most of a commit's time. Order is kept: a run
         // is written before the next update or delete.
@@ -248,7 +248,7 @@ impl Store for Postgres {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn record_decisions(&self, records: &[crate::audit::DecisionRecord]) -> Result<()> {
+    async fn record_decisions(&self, records: &[crate::model::DecisionRecord]) -> Result<()> {
         // 20 parameters a row, within PostgreSQL's 65,535 per statement.
         const ROWS: usize = 1_000;
         let mut tx = self.pool.begin().await?;
@@ -268,10 +268,7 @@ impl Store for Postgres {
             .await?)
     }
 
-    async fn query_decisions(
-        &self,
-        q: &crate::audit::query::DecisionQuery,
-    ) -> Result<Vec<crate::audit::DecisionRecord>> {
+    async fn query_decisions(&self, q: &crate::model::DecisionQuery) -> Result<Vec<crate::model::DecisionRecord>> {
         let rows = sql::decision_query::<Pg>(q).build().fetch_all(&self.pool).await?;
         rows.iter().map(sql::decision_from_row).collect()
     }

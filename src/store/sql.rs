@@ -3,9 +3,9 @@
 //! differ between SQLite and PostgreSQL, and `QueryBuilder` writes the placeholders.
 
 use super::{Delta, Error, Record, Result, Scope, TokenRecord, Tombstone};
-use crate::audit::query::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::audit::DecisionRecord;
-use crate::scim::schema::ResourceType;
+use crate::model::decision::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::model::DecisionRecord;
+use crate::model::ResourceType;
 use sqlx::{Database, Decode, Encode, QueryBuilder, Row, Type};
 use std::sync::Arc;
 
