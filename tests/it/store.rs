@@ -131,15 +131,15 @@ async fn conformance(s: Arc<dyn Store>) {
         name: "okta".into(),
         scope: Scope::Scim,
         hash: [7; 32],
-        created_at: scimgate::scim::now(),
+        created_at: scimgate::model::clock::now(),
         revoked_at: None,
     };
     s.insert_token(&t).await.expect("token");
     assert!(matches!(s.insert_token(&t).await, Err(Error::TokenExists(_))));
     assert_eq!(s.tokens().await.expect("tokens"), vec![t.clone()]);
-    assert!(s.revoke_token("okta", &scimgate::scim::now()).await.expect("revoke"));
+    assert!(s.revoke_token("okta", &scimgate::model::clock::now()).await.expect("revoke"));
     assert!(!s
-        .revoke_token("t1", &scimgate::scim::now())
+        .revoke_token("t1", &scimgate::model::clock::now())
         .await
         .expect("revoke twice"));
     assert!(s.tokens().await.expect("tokens")[0].revoked_at.is_some());
