@@ -44,6 +44,7 @@ fn decider() -> &'static Decider {
             verifier: Verifier::from_signer(&signer),
             signer: Arc::new(signer),
             freshness: Arc::new(scimgate::freshness::Freshness::sole_writer()),
+            stamp_max_age: scimgate::config::DEFAULT_STAMP_MAX_AGE_SECONDS,
         }
     })
 }
