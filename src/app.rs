@@ -1,10 +1,10 @@
-//! Wiring: builds the state from a validated `Config`, binds and serves the listeners, runs the
-//! background tasks (token refresh, certificate reload), and shuts all of it down gracefully on
-//! SIGTERM/SIGINT. Holds no protocol logic.
+//! `serve`'s wiring: builds the state from a validated `Config`, binds and serves the listeners,
+//! runs the background tasks (token refresh, certificate and policy reload, retention), and shuts
+//! all of it down gracefully on SIGTERM/SIGINT. Holds no protocol logic and no other command
+//! (those are in `cmd`).
 
 use crate::admission::{self, AdmissionState, Decider};
 use crate::audit::recorder::Recorder;
-use crate::cli::{CertsArgs, Cli, Command, PolicyCommand, TokenCommand};
 use crate::config::Config;
 use crate::directory::Snapshot;
 use crate::freshness::Freshness;
@@ -14,11 +14,11 @@ use crate::policy::{self, Policy};
 use crate::scim::routes::{self, ScimState, BASE_PATH};
 use crate::scim::service::Service;
 use crate::stamp::{Signer, Verifier};
-use crate::store::{Location, Scope, Store};
+use crate::store::{Scope, Store};
 use crate::token::{self, Tokens};
 use crate::writer::Writer;
 use crate::{listener, telemetry, tls};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::Router;
 use std::net::SocketAddr;
@@ -29,167 +29,32 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve(args) => {
-            let cfg = Config::from_args(&args)?;
-            telemetry::init(cfg.log_format);
-            let admission_listener = TcpListener::bind(cfg.admission_addr)
-                .await
-                .with_context(|| format!("binding admission listener {}", cfg.admission_addr))?;
-            let scim = TcpListener::bind(cfg.scim_addr)
-                .await
-                .with_context(|| format!("binding SCIM listener {}", cfg.scim_addr))?;
-            let ops = TcpListener::bind(cfg.ops_addr)
-                .await
-                .with_context(|| format!("binding operations listener {}", cfg.ops_addr))?;
-            let server = start(
-                cfg,
-                Listeners {
-                    admission: admission_listener,
-                    scim,
-                    ops,
-                },
-            )
-            .await?;
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            server.stop().await;
-            Ok(())
-        }
-        Command::Token(cmd) => token_command(cmd).await,
-        Command::Certs(args) => certs_command(&args),
-        Command::Audit(crate::cli::AuditCommand::Query(a)) => audit_query(*a).await,
-        Command::Audit(crate::cli::AuditCommand::Verify(a)) => audit_verify(a).await,
-        Command::Audit(crate::cli::AuditCommand::Who(a)) => audit_who(a).await,
-        Command::Review(a) => {
-            let ca = a.ca.clone().or_else(|| {
-                let dev = Path::new(crate::config::DEFAULT_DATA_DIR).join("tls/ca.crt");
-                dev.exists().then_some(dev)
-            });
-            let opts = crate::review::Options {
-                file: a.file,
-                url: a.url,
-                ca,
-                user: a.user,
-                groups: a.groups,
-                operation: a.operation,
-                old_file: a.old_file,
-                namespace: a.namespace,
-                dry_run: a.dry_run,
-                json: a.output == "json",
-            };
-            if crate::review::run(&opts).await? {
-                Ok(())
-            } else {
-                Err(Denied.into())
-            }
-        }
-        Command::Policy(PolicyCommand::Test {
-            file,
-            policy: policy_file,
-            store,
-            user,
-            namespace,
-        }) => {
-            let p = Policy::load(&policy_file)?;
-            let store = open_store(&store).await?;
-            let snapshot = Snapshot::from_loaded(store.load().await?);
-            let (signer, _) = Signer::generate()?;
-            let decider = Decider {
-                directory: Arc::new(ArcSwap::from_pointee(snapshot)),
-                policy: Arc::new(ArcSwap::from_pointee(p)),
-                verifier: Verifier::from_signer(&signer),
-                signer: Arc::new(signer),
-                freshness: Arc::new(Freshness::sole_writer()),
-                stamp_max_age: crate::config::DEFAULT_STAMP_MAX_AGE_SECONDS,
-            };
-            let opts = crate::review::Options {
-                file: file.clone(),
-                url: String::new(),
-                ca: None,
-                user,
-                groups: vec![],
-                operation: "CREATE".into(),
-                old_file: None,
-                namespace,
-                dry_run: false,
-                json: false,
-            };
-            let mut all_allowed = true;
-            for request in crate::review::requests(&opts)? {
-                let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
-                let review = crate::admission::review::decode(body.to_string().as_bytes())?;
-                let req = review.request.map_err(anyhow::Error::msg)?;
-                let answer = admission::decide(&decider, &req, admission::Hook::Validate);
-                all_allowed &= answer.allowed;
-                let title = req.object.as_ref().map(crate::review::title).unwrap_or_default();
-                println!(
-                    "{} {} {title}",
-                    if answer.allowed { "ALLOWED" } else { "DENIED " },
-                    req.kind
-                );
-                if let Some(m) = &answer.message {
-                    println!("  {m}");
-                }
-                for w in &answer.warnings {
-                    println!("  warning: {w}");
-                }
-            }
-            if all_allowed {
-                Ok(())
-            } else {
-                Err(Denied.into())
-            }
-        }
-        Command::Policy(PolicyCommand::Replay {
-            policy: file,
-            store,
-            since,
-            examples,
-            output,
-        }) => {
-            use crate::audit::{query, replay};
-            let p = Policy::load(&file)?;
-            let store = open_store(&store).await?;
-            let from = query::parse_time(&since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
-            let mut records = Vec::new();
-            let mut after = None;
-            loop {
-                let q = query::DecisionQuery {
-                    from: Some(from.clone()),
-                    after: after.clone(),
-                    limit: query::MAX_LIMIT,
-                    ..Default::default()
-                };
-                let page = store.query_decisions(&q).await?;
-                after = page.last().map(|r| r.id.clone());
-                let full = page.len() as u32 == query::MAX_LIMIT;
-                records.extend(page);
-                if !full {
-                    break;
-                }
-            }
-            let report = replay::replay(&records, &p);
-            if output == "json" {
-                println!("{}", serde_json::to_string_pretty(&replay::to_json(&report, examples))?);
-            } else {
-                print!("{}", replay::to_text(&report, examples));
-            }
-            Ok(())
-        }
-        Command::Policy(PolicyCommand::Check { file }) => {
-            let p = Policy::load(&file)?;
-            println!(
-                "{}: valid ({} rules, mode {:?}, digest {})",
-                file.display(),
-                p.rules.len(),
-                p.mode,
-                &p.digest[..12]
-            );
-            Ok(())
-        }
-    }
+/// `scimgate serve`: bind the configured listeners, run until SIGTERM/SIGINT, shut down.
+pub async fn serve(args: &crate::cli::ServeArgs) -> anyhow::Result<()> {
+    let cfg = Config::from_args(args)?;
+    telemetry::init(cfg.log_format);
+    let admission_listener = TcpListener::bind(cfg.admission_addr)
+        .await
+        .with_context(|| format!("binding admission listener {}", cfg.admission_addr))?;
+    let scim = TcpListener::bind(cfg.scim_addr)
+        .await
+        .with_context(|| format!("binding SCIM listener {}", cfg.scim_addr))?;
+    let ops = TcpListener::bind(cfg.ops_addr)
+        .await
+        .with_context(|| format!("binding operations listener {}", cfg.ops_addr))?;
+    let server = start(
+        cfg,
+        Listeners {
+            admission: admission_listener,
+            scim,
+            ops,
+        },
+    )
+    .await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
 }
 
 /// Already-bound listeners: `serve` binds the configured addresses, tests bind `127.0.0.1:0`.
@@ -451,88 +316,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// Open the store a command names, saying which on failure.
-async fn open_store(args: &crate::cli::StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    let location = args.location().map_err(anyhow::Error::msg)?;
-    crate::store::open(&location)
-        .await
-        .with_context(|| format!("opening {}", location.describe()))
-}
-
-async fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
-    match cmd {
-        TokenCommand::Create { store, name, scope } => {
-            if name.trim().is_empty() {
-                bail!("--name must not be empty");
-            }
-            let store = open_store(&store).await?;
-            let (record, secret) = token::create(&*store, &name, scope).await?;
-            println!(
-                "created token '{}' (scope {}, id {})",
-                record.name,
-                record.scope.as_str(),
-                record.id
-            );
-            println!("{secret}");
-        }
-        TokenCommand::List { store } => {
-            let store = open_store(&store).await?;
-            println!("{:<24} {:<6} {:<36} {:<26} REVOKED", "NAME", "SCOPE", "ID", "CREATED");
-            for t in store.tokens().await? {
-                println!(
-                    "{:<24} {:<6} {:<36} {:<26} {}",
-                    t.name,
-                    t.scope.as_str(),
-                    t.id,
-                    t.created_at,
-                    t.revoked_at.as_deref().unwrap_or("-")
-                );
-            }
-        }
-        TokenCommand::Revoke { store, name } => {
-            let store = open_store(&store).await?;
-            if !store.revoke_token(&name, &crate::model::clock::now()).await? {
-                bail!("no live token named or with id '{name}'");
-            }
-            println!(
-                "revoked '{name}'; running servers stop accepting it within {}s",
-                token::REFRESH.as_secs()
-            );
-        }
-    }
-    Ok(())
-}
-
-fn certs_command(args: &CertsArgs) -> anyhow::Result<()> {
-    let mut names = vec![
-        format!("{}.{}.svc", args.service, args.namespace),
-        format!("{}.{}.svc.cluster.local", args.service, args.namespace),
-        format!("{}.{}", args.service, args.namespace),
-        args.service.clone(),
-    ];
-    names.extend(args.names.iter().cloned());
-    let generated = tls::generate(&names, &format!("scimgate CA ({})", args.namespace))?;
-    let files = tls::write(&args.out, &generated)?;
-    // Replicas sharing a PostgreSQL store must sign stamps with one key; an existing key is
-    // kept, so re-issuing certificates never rotates it.
-    let signing = args.out.join("signing.key");
-    Signer::load_or_create(&signing)?;
-    use base64::Engine;
-    eprintln!(
-        "wrote {} and {} (and ca.crt, ca.key, and the stamp-signing key {}) for {}",
-        files.cert.display(),
-        files.key.display(),
-        signing.display(),
-        names.join(", ")
-    );
-    eprintln!("caBundle for the webhook configurations:");
-    println!(
-        "{}",
-        base64::engine::general_purpose::STANDARD.encode(generated.ca_pem.as_bytes())
-    );
-    Ok(())
-}
-
 /// Re-read the policy file when its content changes. A file that doesn't validate keeps the
 /// current policy serving: it is logged and counted, and readiness is untouched.
 async fn watch_policy(
@@ -575,11 +358,6 @@ async fn watch_policy(
     }
 }
 
-/// `review` found a denial: exit 1 without an error message of our own.
-#[derive(Debug, thiserror::Error)]
-#[error("denied")]
-pub struct Denied;
-
 /// Retention: delete decision records older than `days`, at start and hourly.
 async fn prune(store: Arc<dyn Store>, days: u32, mut shutdown: watch::Receiver<bool>) {
     loop {
@@ -601,199 +379,4 @@ async fn prune(store: Arc<dyn Store>, days: u32, mut shutdown: watch::Receiver<b
             _ = shutdown.changed() => return,
         }
     }
-}
-
-async fn audit_query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
-    use crate::audit::{api, query};
-    let params = api::Params {
-        user: a.user,
-        group: a.group,
-        namespace: a.namespace,
-        kind: a.kind,
-        action: a.action,
-        outcome: a.outcome,
-        rule: a.rule,
-        since: a.since,
-        from: a.from,
-        to: a.to,
-        after: a.after,
-        limit: Some(a.limit),
-    };
-    let (records, next) = match &a.url {
-        Some(url) => {
-            let token = a
-                .token
-                .as_deref()
-                .context("--url needs --token (or SCIMGATE_AUDIT_TOKEN) with scope audit")?;
-            let client = cli_client(a.ca.as_deref())?;
-            let pairs: Vec<(&str, String)> = [
-                ("user", params.user.clone()),
-                ("group", params.group.clone()),
-                ("namespace", params.namespace.clone()),
-                ("kind", params.kind.clone()),
-                ("action", params.action.clone()),
-                ("outcome", params.outcome.clone()),
-                ("rule", params.rule.clone()),
-                ("since", params.since.clone()),
-                ("from", params.from.clone()),
-                ("to", params.to.clone()),
-                ("after", params.after.clone()),
-                ("limit", params.limit.map(|l| l.to_string())),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect();
-            let r = client
-                .get(format!("{}/api/v1/decisions", url.trim_end_matches('/')))
-                .bearer_auth(token)
-                .query(&pairs)
-                .send()
-                .await?;
-            let status = r.status();
-            let body: serde_json::Value = r.json().await.context("the audit API did not answer JSON")?;
-            if !status.is_success() {
-                bail!("{status}: {}", body["error"].as_str().unwrap_or("error"));
-            }
-            let records = body["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(query::from_json)
-                .collect::<Vec<_>>();
-            (records, body["next"].as_str().map(String::from))
-        }
-        None => {
-            let store = open_store(&a.store).await?;
-            let q = api::to_query(&*store, params).await.map_err(anyhow::Error::msg)?;
-            let records = store.query_decisions(&q).await?;
-            let next = (records.len() as u32 == q.limit.min(query::MAX_LIMIT))
-                .then(|| records.last().map(|r| r.id.clone()))
-                .flatten();
-            (records, next)
-        }
-    };
-    print!("{}", query::render(&records, a.output));
-    if let Some(n) = next {
-        eprintln!("more: --after {n}");
-    }
-    Ok(())
-}
-
-/// A JWKS from a file or an http(s) URL.
-async fn load_jwks(jwks: &str, ca: Option<&Path>) -> anyhow::Result<Verifier> {
-    let doc: serde_json::Value = if jwks.starts_with("https://") || jwks.starts_with("http://") {
-        cli_client(ca)?
-            .get(jwks)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await
-            .context("the JWKS URL did not answer JSON")?
-    } else {
-        serde_json::from_slice(&std::fs::read(jwks).with_context(|| format!("reading {jwks}"))?)
-            .context("the JWKS file is not JSON")?
-    };
-    Ok(Verifier::from_jwks(&doc)?)
-}
-
-async fn audit_who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
-    use crate::audit::who;
-    let (ar, ns, name) = who::parse_target(&a.target, a.selector.is_some())?;
-    let verifier = match &a.jwks {
-        Some(j) => load_jwks(j, a.ca.as_deref()).await?,
-        None => {
-            let key = a.store.data_dir.join("keys/signing.key");
-            if !key.exists() {
-                bail!(
-                    "no --jwks and no signing key at {}: pass --jwks FILE|URL",
-                    key.display()
-                );
-            }
-            Verifier::with_retired(&Signer::load_or_create(&key)?, &a.store.data_dir.join("keys/retired"))?
-        }
-    };
-    let config = match &a.kubeconfig {
-        Some(path) => {
-            let kc =
-                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no kubeconfig and not in a cluster")?,
-    };
-    let client = kube::Client::try_from(config)?;
-    let objects = who::fetch(client, &ar, ns.as_deref(), name.as_deref(), a.selector.as_deref()).await?;
-    let store = match a.store.location().map_err(anyhow::Error::msg)? {
-        Location::Embedded(dir) if !dir.join(crate::store::embedded::FILE).exists() => None,
-        _ => Some(open_store(&a.store).await?),
-    };
-    let mut reports = Vec::new();
-    let mut forged = false;
-    for obj in &objects {
-        let (report, f) = who::explain(&verifier, store.as_deref(), obj).await?;
-        forged |= f;
-        reports.push(report);
-    }
-    if a.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
-    } else if reports.is_empty() {
-        println!("no {} matched", ar.plural);
-    } else {
-        for r in &reports {
-            print!("{}", who::text(r));
-        }
-    }
-    if forged {
-        return Err(Denied.into());
-    }
-    Ok(())
-}
-
-async fn audit_verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
-    use crate::audit::verify;
-    let verifier = load_jwks(&a.jwks, a.ca.as_deref()).await?;
-    let text = if a.file == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-        s
-    } else {
-        std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
-    };
-    let mut findings = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let v = <serde_json::Value as serde::Deserialize>::deserialize(doc).context("parsing the kubectl output")?;
-        findings.extend(
-            verify::objects(&v)
-                .into_iter()
-                .map(|o| verify::verify_object(&verifier, o)),
-        );
-    }
-    if a.output == "json" {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&findings.iter().map(verify::to_json).collect::<Vec<_>>())?
-        );
-    } else {
-        for f in &findings {
-            println!("{}", verify::line(f));
-        }
-    }
-    if findings.iter().any(verify::Finding::forged) {
-        return Err(Denied.into());
-    }
-    Ok(())
-}
-
-/// An HTTPS client for the CLI's calls to a server, trusting `ca` when given.
-fn cli_client(ca: Option<&Path>) -> anyhow::Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .use_rustls_tls();
-    if let Some(ca) = ca {
-        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
-    }
-    Ok(b.build()?)
 }

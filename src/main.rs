@@ -8,9 +8,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = scimgate::cli::Cli::parse();
-    match scimgate::app::run(cli).await {
+    match scimgate::cmd::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) if e.is::<scimgate::app::Denied>() => std::process::ExitCode::from(1),
+        Err(e) if e.is::<scimgate::cmd::Denied>() => std::process::ExitCode::from(1),
         Err(e) => {
             eprintln!("scimgate: {e:#}");
             std::process::ExitCode::from(2)

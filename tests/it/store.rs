@@ -137,7 +137,10 @@ async fn conformance(s: Arc<dyn Store>) {
     s.insert_token(&t).await.expect("token");
     assert!(matches!(s.insert_token(&t).await, Err(Error::TokenExists(_))));
     assert_eq!(s.tokens().await.expect("tokens"), vec![t.clone()]);
-    assert!(s.revoke_token("okta", &scimgate::model::clock::now()).await.expect("revoke"));
+    assert!(s
+        .revoke_token("okta", &scimgate::model::clock::now())
+        .await
+        .expect("revoke"));
     assert!(!s
         .revoke_token("t1", &scimgate::model::clock::now())
         .await

@@ -11,6 +11,7 @@
 //! `creationTimestamp` and `generation` are set before the validating call
 //! (`pkg/registry/generic/registry/store.go`, `Store.create`; `pkg/storage/names/generate.go`).
 
+use super::Denied;
 use anyhow::{bail, Context};
 use base64::Engine;
 use serde::Deserialize;
@@ -351,4 +352,29 @@ pub async fn run(o: &Options) -> anyhow::Result<bool> {
         println!("{}", serde_json::to_string_pretty(&outputs)?);
     }
     Ok(all_allowed)
+}
+
+/// `scimgate review` from its arguments: the dev CA by default, exit code 1 on a denial.
+pub async fn command(a: crate::cli::ReviewArgs) -> anyhow::Result<()> {
+    let ca = a.ca.clone().or_else(|| {
+        let dev = Path::new(crate::config::DEFAULT_DATA_DIR).join("tls/ca.crt");
+        dev.exists().then_some(dev)
+    });
+    let opts = Options {
+        file: a.file,
+        url: a.url,
+        ca,
+        user: a.user,
+        groups: a.groups,
+        operation: a.operation,
+        old_file: a.old_file,
+        namespace: a.namespace,
+        dry_run: a.dry_run,
+        json: a.output == "json",
+    };
+    if run(&opts).await? {
+        Ok(())
+    } else {
+        Err(Denied.into())
+    }
 }

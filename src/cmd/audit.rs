@@ -1,0 +1,173 @@
+//! `scimgate audit query|who|verify`: the decision log (on a data dir or through a server's audit
+//! API), who is behind live runs, and offline stamp verification.
+
+use super::{cli_client, load_jwks, open_store, Denied};
+use crate::stamp::{Signer, Verifier};
+use crate::store::Location;
+use anyhow::{bail, Context};
+use std::path::Path;
+
+pub async fn query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
+    use crate::audit::{api, query};
+    let params = api::Params {
+        user: a.user,
+        group: a.group,
+        namespace: a.namespace,
+        kind: a.kind,
+        action: a.action,
+        outcome: a.outcome,
+        rule: a.rule,
+        since: a.since,
+        from: a.from,
+        to: a.to,
+        after: a.after,
+        limit: Some(a.limit),
+    };
+    let (records, next) = match &a.url {
+        Some(url) => {
+            let token = a
+                .token
+                .as_deref()
+                .context("--url needs --token (or SCIMGATE_AUDIT_TOKEN) with scope audit")?;
+            let client = cli_client(a.ca.as_deref())?;
+            let pairs: Vec<(&str, String)> = [
+                ("user", params.user.clone()),
+                ("group", params.group.clone()),
+                ("namespace", params.namespace.clone()),
+                ("kind", params.kind.clone()),
+                ("action", params.action.clone()),
+                ("outcome", params.outcome.clone()),
+                ("rule", params.rule.clone()),
+                ("since", params.since.clone()),
+                ("from", params.from.clone()),
+                ("to", params.to.clone()),
+                ("after", params.after.clone()),
+                ("limit", params.limit.map(|l| l.to_string())),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            let r = client
+                .get(format!("{}/api/v1/decisions", url.trim_end_matches('/')))
+                .bearer_auth(token)
+                .query(&pairs)
+                .send()
+                .await?;
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.context("the audit API did not answer JSON")?;
+            if !status.is_success() {
+                bail!("{status}: {}", body["error"].as_str().unwrap_or("error"));
+            }
+            let records = body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(query::from_json)
+                .collect::<Vec<_>>();
+            (records, body["next"].as_str().map(String::from))
+        }
+        None => {
+            let store = open_store(&a.store).await?;
+            let q = api::to_query(&*store, params).await.map_err(anyhow::Error::msg)?;
+            let records = store.query_decisions(&q).await?;
+            let next = (records.len() as u32 == q.limit.min(query::MAX_LIMIT))
+                .then(|| records.last().map(|r| r.id.clone()))
+                .flatten();
+            (records, next)
+        }
+    };
+    print!("{}", query::render(&records, a.output));
+    if let Some(n) = next {
+        eprintln!("more: --after {n}");
+    }
+    Ok(())
+}
+
+pub async fn who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
+    use crate::audit::who;
+    let (ar, ns, name) = who::parse_target(&a.target, a.selector.is_some())?;
+    let verifier = match &a.jwks {
+        Some(j) => load_jwks(j, a.ca.as_deref()).await?,
+        None => {
+            let key = a.store.data_dir.join("keys/signing.key");
+            if !key.exists() {
+                bail!(
+                    "no --jwks and no signing key at {}: pass --jwks FILE|URL",
+                    key.display()
+                );
+            }
+            Verifier::with_retired(&Signer::load_or_create(&key)?, &a.store.data_dir.join("keys/retired"))?
+        }
+    };
+    let config = match &a.kubeconfig {
+        Some(path) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let objects = who::fetch(client, &ar, ns.as_deref(), name.as_deref(), a.selector.as_deref()).await?;
+    let store = match a.store.location().map_err(anyhow::Error::msg)? {
+        Location::Embedded(dir) if !dir.join(crate::store::embedded::FILE).exists() => None,
+        _ => Some(open_store(&a.store).await?),
+    };
+    let mut reports = Vec::new();
+    let mut forged = false;
+    for obj in &objects {
+        let (report, f) = who::explain(&verifier, store.as_deref(), obj).await?;
+        forged |= f;
+        reports.push(report);
+    }
+    if a.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else if reports.is_empty() {
+        println!("no {} matched", ar.plural);
+    } else {
+        for r in &reports {
+            print!("{}", who::text(r));
+        }
+    }
+    if forged {
+        return Err(Denied.into());
+    }
+    Ok(())
+}
+
+pub async fn verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
+    use crate::audit::verify;
+    let verifier = load_jwks(&a.jwks, a.ca.as_deref()).await?;
+    let text = if a.file == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
+    };
+    let mut findings = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let v = <serde_json::Value as serde::Deserialize>::deserialize(doc).context("parsing the kubectl output")?;
+        findings.extend(
+            verify::objects(&v)
+                .into_iter()
+                .map(|o| verify::verify_object(&verifier, o)),
+        );
+    }
+    if a.output == "json" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&findings.iter().map(verify::to_json).collect::<Vec<_>>())?
+        );
+    } else {
+        for f in &findings {
+            println!("{}", verify::line(f));
+        }
+    }
+    if findings.iter().any(verify::Finding::forged) {
+        return Err(Denied.into());
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `scimgate policy check|test|replay`: validate a policy file, evaluate manifests offline
+//! against it and a data dir's identities, and re-evaluate recorded decisions under it.
+
+use super::{open_store, Denied};
+use crate::admission::{self, Decider};
+use crate::cli::PolicyCommand;
+use crate::directory::Snapshot;
+use crate::freshness::Freshness;
+use crate::policy::Policy;
+use crate::stamp::{Signer, Verifier};
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Test {
+            file,
+            policy: policy_file,
+            store,
+            user,
+            namespace,
+        } => {
+            let p = Policy::load(&policy_file)?;
+            let store = open_store(&store).await?;
+            let snapshot = Snapshot::from_loaded(store.load().await?);
+            let (signer, _) = Signer::generate()?;
+            let decider = Decider {
+                directory: Arc::new(ArcSwap::from_pointee(snapshot)),
+                policy: Arc::new(ArcSwap::from_pointee(p)),
+                verifier: Verifier::from_signer(&signer),
+                signer: Arc::new(signer),
+                freshness: Arc::new(Freshness::sole_writer()),
+                stamp_max_age: crate::config::DEFAULT_STAMP_MAX_AGE_SECONDS,
+            };
+            let opts = super::review::Options {
+                file: file.clone(),
+                url: String::new(),
+                ca: None,
+                user,
+                groups: vec![],
+                operation: "CREATE".into(),
+                old_file: None,
+                namespace,
+                dry_run: false,
+                json: false,
+            };
+            let mut all_allowed = true;
+            for request in super::review::requests(&opts)? {
+                let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
+                let review = crate::admission::review::decode(body.to_string().as_bytes())?;
+                let req = review.request.map_err(anyhow::Error::msg)?;
+                let answer = admission::decide(&decider, &req, admission::Hook::Validate);
+                all_allowed &= answer.allowed;
+                let title = req.object.as_ref().map(super::review::title).unwrap_or_default();
+                println!(
+                    "{} {} {title}",
+                    if answer.allowed { "ALLOWED" } else { "DENIED " },
+                    req.kind
+                );
+                if let Some(m) = &answer.message {
+                    println!("  {m}");
+                }
+                for w in &answer.warnings {
+                    println!("  warning: {w}");
+                }
+            }
+            if all_allowed {
+                Ok(())
+            } else {
+                Err(Denied.into())
+            }
+        }
+        PolicyCommand::Replay {
+            policy: file,
+            store,
+            since,
+            examples,
+            output,
+        } => {
+            use crate::audit::{query, replay};
+            let p = Policy::load(&file)?;
+            let store = open_store(&store).await?;
+            let from = query::parse_time(&since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+            let mut records = Vec::new();
+            let mut after = None;
+            loop {
+                let q = query::DecisionQuery {
+                    from: Some(from.clone()),
+                    after: after.clone(),
+                    limit: query::MAX_LIMIT,
+                    ..Default::default()
+                };
+                let page = store.query_decisions(&q).await?;
+                after = page.last().map(|r| r.id.clone());
+                let full = page.len() as u32 == query::MAX_LIMIT;
+                records.extend(page);
+                if !full {
+                    break;
+                }
+            }
+            let report = replay::replay(&records, &p);
+            if output == "json" {
+                println!("{}", serde_json::to_string_pretty(&replay::to_json(&report, examples))?);
+            } else {
+                print!("{}", replay::to_text(&report, examples));
+            }
+            Ok(())
+        }
+        PolicyCommand::Check { file } => {
+            let p = Policy::load(&file)?;
+            println!(
+                "{}: valid ({} rules, mode {:?}, digest {})",
+                file.display(),
+                p.rules.len(),
+                p.mode,
+                &p.digest[..12]
+            );
+            Ok(())
+        }
+    }
+}
