@@ -4,7 +4,7 @@
 
 use arc_swap::ArcSwap;
 use libfuzzer_sys::fuzz_target;
-use scimgate::admission::{decide, review, Decider, Hook};
+use scimgate::admission::{codec, decide, Decider, Hook};
 use scimgate::directory::Snapshot;
 use scimgate::policy::{Policy, EXAMPLE};
 use scimgate::stamp::{Signer, Verifier};
@@ -50,11 +50,11 @@ fn decider() -> &'static Decider {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(r) = review::decode(data) else { return };
+    let Ok(r) = codec::decode(data) else { return };
     let Ok(req) = r.request else { return };
     for hook in [Hook::Mutate, Hook::Validate] {
         let answer = decide(decider(), &req, hook);
-        let out = review::encode(&r.api_version, &r.uid, &answer);
+        let out = codec::encode(&r.api_version, &r.uid, &answer);
         assert_eq!(out["response"]["uid"].as_str(), Some(r.uid.as_str()));
         if !answer.patch.is_empty() {
             let mut obj = req.object.clone().expect("a patch needs an object");

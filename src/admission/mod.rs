@@ -3,16 +3,16 @@
 //! `identity`, asks `policy`, and answers — with the stamp as a JSON Patch on `/mutate`.
 //! Holds no policy logic of its own; never logs object bodies.
 
-pub mod review;
+pub mod codec;
+pub mod pipeline_run;
 pub mod routes;
-pub mod run;
 
 use crate::directory::Snapshot;
 use crate::identity::{self, Resolved};
 use crate::policy::{self, Action, Kind, Outcome, Policy, Requester, RunRequest};
 use crate::stamp::{self, object, Binding, Entry, Signer, Verifier, PREFIX};
 use arc_swap::ArcSwap;
-use review::{Answer, Operation, Request};
+use codec::{Answer, Operation, Request};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -45,7 +45,7 @@ pub enum Hook {
 
 /// What a decision was about, for the decision record; filled in as `decide` learns it.
 #[derive(Debug, Clone, Default)]
-pub struct Trace {
+pub struct DecisionDraft {
     pub action: Option<Action>,
     pub kind: String,
     pub namespace: String,
@@ -67,7 +67,7 @@ pub struct Trace {
 
 /// Decide one request.
 pub fn decide(st: &Decider, req: &Request, hook: Hook) -> Answer {
-    decide_traced(st, req, hook, &mut Trace::default())
+    decide_traced(st, req, hook, &mut DecisionDraft::default())
 }
 
 /// Who asked, as the stamp binds it: the person's SCIM id, or the service account's username
@@ -84,8 +84,8 @@ enum Verdict {
 }
 
 /// Decide one request, noting what the decision was about in `t`.
-pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> Answer {
-    let Some(kind) = run::detect(&req.group, &req.version, &req.kind) else {
+pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut DecisionDraft) -> Answer {
+    let Some(kind) = pipeline_run::detect(&req.group, &req.version, &req.kind) else {
         return Answer::allow();
     };
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
@@ -117,7 +117,7 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
         req.namespace.as_str()
     };
     let now = chrono::Utc::now();
-    let action = run::action(kind, req.operation, req.old_object.as_ref(), obj);
+    let action = pipeline_run::action(kind, req.operation, req.old_object.as_ref(), obj);
     let decision_id = uuid::Uuid::now_v7().to_string();
     let dry = policy.dry_run_in(namespace);
     t.kind = kind.as_str().to_string();
@@ -188,8 +188,8 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut Trace) -> 
         };
     };
     t.action = Some(action);
-    t.run_as = run::run_as(kind, obj);
-    t.templates = run::templates(kind, obj);
+    t.run_as = pipeline_run::run_as(kind, obj);
+    t.templates = pipeline_run::templates(kind, obj);
     t.outcome = Some(if dry { Outcome::DryRunDenied } else { Outcome::Denied });
 
     // Identity state too old to trust (a shared store out of reach): fail closed, or open with a
@@ -399,7 +399,7 @@ fn check_stamp<'b>(
 
 /// Audit annotations: the API server prefixes each key with the webhook's name, so keys are
 /// bare names (`<webhook>/decision`).
-fn audit_annotations(a: &mut Answer, decision: &str, id: &str, t: &Trace) {
+fn audit_annotations(a: &mut Answer, decision: &str, id: &str, t: &DecisionDraft) {
     a.audit.insert("decision".into(), json!(decision));
     a.audit.insert("decision-id".into(), json!(id));
     if let Some(rule) = &t.rule {

@@ -2,7 +2,7 @@
 //! AdmissionReview gets a plain 400, as the API server expects; everything else gets an
 //! AdmissionReview answer echoing the request uid.
 
-use super::{decide_traced, review, AdmissionState, Hook, Trace};
+use super::{codec, decide_traced, AdmissionState, DecisionDraft, Hook};
 use crate::audit::DecisionRecord;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -33,14 +33,14 @@ async fn validate(State(st): State<AdmissionState>, body: Bytes) -> Response {
 
 async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
     let started = Instant::now();
-    let review = match review::decode(body) {
+    let review = match codec::decode(body) {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("scimgate: {e}\n")).into_response(),
     };
-    let mut trace = Trace::default();
+    let mut trace = DecisionDraft::default();
     let answer = match &review.request {
         Ok(req) => decide_traced(&st.decider, req, hook, &mut trace),
-        Err(why) => review::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}")),
+        Err(why) => codec::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}")),
     };
     let (kind, ns) = review
         .request
@@ -67,15 +67,15 @@ async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
         }
     }
     tracing::debug!(uid = %review.uid, kind, namespace = ns, allowed = answer.allowed, "admission");
-    let out = review::encode(&review.api_version, &review.uid, &answer);
+    let out = codec::encode(&review.api_version, &review.uid, &answer);
     ([(header::CONTENT_TYPE, "application/json")], out.to_string()).into_response()
 }
 
 fn record(
-    req: &review::Request,
+    req: &codec::Request,
     hook: Hook,
     action: crate::policy::Action,
-    t: Trace,
+    t: DecisionDraft,
     elapsed: std::time::Duration,
 ) -> DecisionRecord {
     DecisionRecord {

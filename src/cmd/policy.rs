@@ -47,7 +47,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
             let mut all_allowed = true;
             for request in super::review::requests(&opts)? {
                 let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
-                let review = crate::admission::review::decode(body.to_string().as_bytes())?;
+                let review = crate::admission::codec::decode(body.to_string().as_bytes())?;
                 let req = review.request.map_err(anyhow::Error::msg)?;
                 let answer = admission::decide(&decider, &req, admission::Hook::Validate);
                 all_allowed &= answer.allowed;

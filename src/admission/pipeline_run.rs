@@ -1,7 +1,7 @@
 //! What a request is about: which of our kinds (Argo v1alpha1; Tekton v1 and v1beta1), what it
 //! would run as, which templates it uses, and which action the change amounts to.
 
-use crate::admission::review::Operation;
+use crate::admission::codec::Operation;
 use crate::policy::{Action, Kind};
 use serde_json::Value;
 
