@@ -1,5 +1,11 @@
 //! criterion benchmarks of the SCIM engine's pure parts: filter parse, filter evaluation, PATCH.
 //!   cargo bench --bench scim_engine
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test, benchmark and example code: a failed assumption is a failed run"
+)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use scimgate::scim::filter::Filter;

@@ -2,6 +2,12 @@
 //! the recorder does (batches of 2,000), then time queries by user and 7-day range.
 //!
 //!   audit_bench DATA_DIR RECORDS USERS QUERIES
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test, benchmark and example code: a failed assumption is a failed run"
+)]
 
 use scimgate::audit::query::DecisionQuery;
 use scimgate::audit::DecisionRecord;

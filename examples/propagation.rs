@@ -3,6 +3,12 @@
 //! until its answer reflects the change. Prints p50/p99/max over the samples.
 //!
 //!   propagation SCIM_URL_A TOKEN CA_A ADMISSION_URL_B CA_B SAMPLES
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test, benchmark and example code: a failed assumption is a failed run"
+)]
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

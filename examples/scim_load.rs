@@ -6,6 +6,12 @@
 //!   scim_load URL TOKEN CA|- seed-groups COUNT MEMBERS USERS CLIENTS
 //!   scim_load URL TOKEN CA|- filter USERS SECONDS CLIENTS
 //!   scim_load URL TOKEN CA|- post START COUNT CLIENTS
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test, benchmark and example code: a failed assumption is a failed run"
+)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

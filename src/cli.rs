@@ -68,8 +68,8 @@ pub struct ReviewArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Output format.
-    #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
-    pub output: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,8 +112,8 @@ pub enum PolicyCommand {
         /// Examples shown per direction.
         #[arg(long, default_value_t = 5)]
         examples: usize,
-        #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
-        output: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 
@@ -254,8 +254,8 @@ pub struct AuditWhoArgs {
     /// skipped.
     #[command(flatten)]
     pub store: StoreArgs,
-    #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
-    pub output: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -269,8 +269,8 @@ pub struct AuditVerifyArgs {
     /// CA for an https JWKS URL.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
-    #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
-    pub output: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -287,40 +287,15 @@ pub struct AuditQueryArgs {
     /// CA of the server's certificate, for --url.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
-    /// userName, SCIM id, or the requester as Kubernetes named it (oidc:…, system:serviceaccount:…).
-    #[arg(long)]
-    pub user: Option<String>,
-    /// SCIM group (at decision time).
-    #[arg(long)]
-    pub group: Option<String>,
-    #[arg(long, short = 'n')]
-    pub namespace: Option<String>,
-    /// Workflow, CronWorkflow, WorkflowTemplate, ClusterWorkflowTemplate, PipelineRun, TaskRun.
-    #[arg(long)]
-    pub kind: Option<String>,
-    /// submit, approve, cancel, update.
-    #[arg(long)]
-    pub action: Option<String>,
-    /// allowed, denied, dry-run-deny.
-    #[arg(long)]
-    pub outcome: Option<String>,
-    #[arg(long)]
-    pub rule: Option<String>,
-    /// Only decisions newer than this: 7d, 12h, 30m, or an RFC 3339 time.
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Only decisions at or after this RFC 3339 time (or 7d…).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Only decisions before this RFC 3339 time (or 7d…).
-    #[arg(long)]
-    pub to: Option<String>,
-    /// Page size (at most 10000).
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
-    /// Continue after this decision id (printed at the end of a full page).
-    #[arg(long)]
-    pub after: Option<String>,
+    #[command(flatten)]
+    pub filters: crate::audit::query::Filters,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: crate::audit::query::Format,
+}
+
+/// How a command prints its result: for people, or as JSON for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
 }

@@ -4,6 +4,61 @@
 use super::DecisionRecord;
 
 pub use crate::model::decision::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::policy::{Action, Kind, Outcome};
+use serde::{Deserialize, Serialize};
+
+/// The filters of `scimgate audit query` and of `GET /api/v1/decisions`, by the names both take:
+/// one type for the flags, the query string, and the client between them.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Filters {
+    /// userName, SCIM id, or the requester as Kubernetes named it (oidc:…, system:serviceaccount:…).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// SCIM group (at decision time).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[arg(long, short = 'n')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Workflow, CronWorkflow, WorkflowTemplate, ClusterWorkflowTemplate, PipelineRun, TaskRun.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    /// submit, approve, cancel, update.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// allowed, denied, dry-run-deny.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Only decisions newer than this: 7d, 12h, 30m, or an RFC 3339 time.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Only decisions at or after this RFC 3339 time (or 7d…).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Only decisions before this RFC 3339 time (or 7d…).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Page size (at most 10000; default 100).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Continue after this decision id (printed at the end of a full page).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
 
 /// `7d`, `12h`, `30m` before `now`, or an RFC 3339 time; returned as RFC 3339 UTC.
 pub fn parse_time(s: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, String> {

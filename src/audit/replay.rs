@@ -8,28 +8,6 @@ use crate::policy::{self, Action, Kind, Outcome, Policy, Requester, RunRequest};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-fn kind(s: &str) -> Option<Kind> {
-    Some(match s {
-        "Workflow" => Kind::Workflow,
-        "CronWorkflow" => Kind::CronWorkflow,
-        "WorkflowTemplate" => Kind::WorkflowTemplate,
-        "ClusterWorkflowTemplate" => Kind::ClusterWorkflowTemplate,
-        "PipelineRun" => Kind::PipelineRun,
-        "TaskRun" => Kind::TaskRun,
-        _ => return None,
-    })
-}
-
-fn action(s: &str) -> Option<Action> {
-    Some(match s {
-        "submit" => Action::Submit,
-        "approve" => Action::Approve,
-        "cancel" => Action::Cancel,
-        "update" => Action::Update,
-        _ => return None,
-    })
-}
-
 fn list(s: &str) -> Vec<String> {
     s.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
 }
@@ -73,7 +51,11 @@ fn denied(outcome: &str) -> bool {
 pub fn replay(records: &[DecisionRecord], p: &Policy) -> Report {
     let mut report = Report::default();
     for r in records {
-        let (Some(k), Some(a), Some(who)) = (kind(&r.kind), action(&r.action), requester(r, p)) else {
+        let (Some(k), Some(a), Some(who)) = (
+            r.kind.parse::<Kind>().ok(),
+            r.action.parse::<Action>().ok(),
+            requester(r, p),
+        ) else {
             report.skipped += 1;
             continue;
         };

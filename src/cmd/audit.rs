@@ -9,20 +9,7 @@ use std::path::Path;
 
 pub async fn query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
     use crate::audit::{api, query};
-    let params = api::Params {
-        user: a.user,
-        group: a.group,
-        namespace: a.namespace,
-        kind: a.kind,
-        action: a.action,
-        outcome: a.outcome,
-        rule: a.rule,
-        since: a.since,
-        from: a.from,
-        to: a.to,
-        after: a.after,
-        limit: Some(a.limit),
-    };
+    let params = a.filters;
     let (records, next) = match &a.url {
         Some(url) => {
             let token = a
@@ -30,27 +17,10 @@ pub async fn query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .context("--url needs --token (or SCIMGATE_AUDIT_TOKEN) with scope audit")?;
             let client = cli_client(a.ca.as_deref())?;
-            let pairs: Vec<(&str, String)> = [
-                ("user", params.user.clone()),
-                ("group", params.group.clone()),
-                ("namespace", params.namespace.clone()),
-                ("kind", params.kind.clone()),
-                ("action", params.action.clone()),
-                ("outcome", params.outcome.clone()),
-                ("rule", params.rule.clone()),
-                ("since", params.since.clone()),
-                ("from", params.from.clone()),
-                ("to", params.to.clone()),
-                ("after", params.after.clone()),
-                ("limit", params.limit.map(|l| l.to_string())),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect();
             let r = client
                 .get(format!("{}/api/v1/decisions", url.trim_end_matches('/')))
                 .bearer_auth(token)
-                .query(&pairs)
+                .query(&params)
                 .send()
                 .await?;
             let status = r.status();
@@ -122,7 +92,7 @@ pub async fn who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
         forged |= f;
         reports.push(report);
     }
-    if a.output == "json" {
+    if a.output == crate::cli::Output::Json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else if reports.is_empty() {
         println!("no {} matched", ar.plural);
@@ -156,7 +126,7 @@ pub async fn verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
                 .map(|o| verify::verify_object(&verifier, o)),
         );
     }
-    if a.output == "json" {
+    if a.output == crate::cli::Output::Json {
         println!(
             "{}",
             serde_json::to_string_pretty(&findings.iter().map(verify::to_json).collect::<Vec<_>>())?

@@ -99,7 +99,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 }
             }
             let report = replay::replay(&records, &p);
-            if output == "json" {
+            if output == crate::cli::Output::Json {
                 println!("{}", serde_json::to_string_pretty(&replay::to_json(&report, examples))?);
             } else {
                 print!("{}", replay::to_text(&report, examples));

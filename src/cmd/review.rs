@@ -370,7 +370,7 @@ pub async fn command(a: crate::cli::ReviewArgs) -> anyhow::Result<()> {
         old_file: a.old_file,
         namespace: a.namespace,
         dry_run: a.dry_run,
-        json: a.output == "json",
+        json: a.output == crate::cli::Output::Json,
     };
     if run(&opts).await? {
         Ok(())

@@ -42,12 +42,25 @@ pub struct RunRequest {
     pub submitter_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
+    #[serde(rename = "allowed")]
     Allowed,
+    #[serde(rename = "denied")]
     Denied,
     /// Would be denied; allowed because the namespace or policy is in dry-run.
+    #[serde(rename = "dry-run-deny")]
     DryRunDenied,
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Outcome::Allowed, Outcome::Denied, Outcome::DryRunDenied]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("outcome must be allowed, denied or dry-run-deny, not '{s}'"))
+    }
 }
 
 impl Outcome {

@@ -33,7 +33,7 @@ pub enum Mode {
     DryRun,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Submit,
@@ -43,6 +43,8 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 4] = [Action::Submit, Action::Approve, Action::Cancel, Action::Update];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Submit => "submit",
@@ -54,7 +56,7 @@ impl Action {
 }
 
 /// The kinds we admit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 pub enum Kind {
     Workflow,
     CronWorkflow,
@@ -65,6 +67,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Workflow,
+        Kind::CronWorkflow,
+        Kind::WorkflowTemplate,
+        Kind::ClusterWorkflowTemplate,
+        Kind::PipelineRun,
+        Kind::TaskRun,
+    ];
+
     pub fn is_argo(self) -> bool {
         !matches!(self, Kind::PipelineRun | Kind::TaskRun)
     }
@@ -370,6 +381,28 @@ impl Policy {
 /// SHA-256 of a policy file's bytes, hex: identifies the policy a decision was made under.
 pub fn digest(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Names as they are written in policies, records and flags (`submit`, …).
+impl std::str::FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not an action (submit, approve, cancel, update)"))
+    }
+}
+
+/// Kind names as Kubernetes spells them (`Workflow`, …).
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("'{s}' is not a kind scimgate admits ({})", all.join(", "))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -3,160 +3,11 @@
 //! with the corpus's Argo and Tekton manifests and the actors (`actors.rs`) writing as they do.
 
 use crate::actors::{argo_controller, argo_server, claims, kubectl, tekton_controller};
-use crate::apiserver::{person, service_account, ApiServer, Status, Written};
-use crate::support::{ops, TestServer};
+use crate::apiserver::{person, service_account, ApiServer, Written};
+use crate::support::{allowed, ann, ops, refused, verified_by, workflow, TestServer, World, POLICY};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-
-pub const POLICY: &str = r#"
-apiVersion: scimgate.io/v1
-kind: Policy
-mode: enforce
-dryRunNamespaces: ["legacy-*"]
-identity:
-  usernamePrefix: "oidc:"
-  matchAttribute: userName
-  rewriteArgoCreatorLabels: true
-  delegates:
-    - serviceAccount: argo:argo-server
-      via: argoCreatorLabels
-    - serviceAccount: argo:argo
-      via: ownerStamp
-    - serviceAccount: tekton-pipelines:tekton-pipelines-controller
-      via: ownerStamp
-rules:
-  - name: team-submit
-    allow: [submit, cancel, update]
-    groups: [pipeline-users]
-    namespaces: ["team-*", "legacy-*"]
-  - name: team-approve
-    allow: [approve]
-    groups: [release-approvers]
-    namespaces: ["team-*"]
-    distinctApprover: true
-  - name: platform-templates
-    allow: [submit, update]
-    groups: [pipeline-users]
-    kinds: [ClusterWorkflowTemplate]
-  - name: gitops
-    allow: [submit, update]
-    serviceAccounts: ["argocd:argocd-application-controller"]
-    kinds: [WorkflowTemplate, ClusterWorkflowTemplate]
-    namespaces: ["team-*"]
-"#;
-
-/// A server with the test policy, alice (in `ml`, nested in `pipeline-users`; also an approver),
-/// bob (a pipeline user and an approver) and mallory (in no group), and an API server that calls
-/// it as a cluster would.
-pub struct World {
-    pub s: TestServer,
-    pub alice: String,
-    pub bob: String,
-    pub api: ApiServer,
-}
-
-impl World {
-    pub async fn new() -> World {
-        World::with_config("").await
-    }
-
-    /// With a server config file (YAML) beside the policy.
-    pub async fn with_config(config: &str) -> World {
-        World::with(POLICY, config).await
-    }
-
-    /// With its own policy and server config file.
-    pub async fn with(policy_text: &str, config: &str) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let policy = dir.path().join("policy.yaml");
-        std::fs::write(&policy, policy_text).expect("policy");
-        let cfg = dir.path().join("config.yaml");
-        std::fs::write(&cfg, config).expect("config");
-        let s = TestServer::start_in(dir, |a| {
-            a.policy = Some(policy);
-            a.config = (!config.is_empty()).then_some(cfg);
-        })
-        .await;
-        let alice = s.create_user("alice@example.com").await;
-        let bob = s.create_user("bob@example.com").await;
-        s.create_user("mallory@example.com").await;
-        let ml = s.create_group("ml", &[&alice]).await;
-        s.create_group("pipeline-users", &[&ml, &bob]).await;
-        s.create_group("release-approvers", &[&bob, &alice]).await;
-        let api = ApiServer::new(&s);
-        World { s, alice, bob, api }
-    }
-
-    /// The verifier the server publishes (`/.well-known/jwks.json`), as `audit verify` uses it.
-    pub async fn verifier(&self) -> scimgate::stamp::Verifier {
-        let jwks = self.jwks().await;
-        scimgate::stamp::Verifier::from_jwks(&jwks).expect("jwks")
-    }
-
-    pub async fn jwks(&self) -> Value {
-        let url = self.s.base.replace("/scim/v2", "/.well-known/jwks.json");
-        self.s
-            .client
-            .get(url)
-            .send()
-            .await
-            .expect("jwks")
-            .json()
-            .await
-            .expect("json")
-    }
-
-    /// The decision records in the server's store, oldest first, once `n` have been written.
-    pub async fn decisions(&self, n: usize) -> Vec<scimgate::audit::DecisionRecord> {
-        use scimgate::store::Store;
-        let store = scimgate::store::embedded::Embedded::open(self.s.dir.path())
-            .await
-            .expect("store");
-        let q = scimgate::audit::query::DecisionQuery::default();
-        for _ in 0..100 {
-            if store.query_decisions(&q).await.expect("query").len() >= n {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        // The recorder batches: give a record that should not come the time to show up.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let mut all = store.query_decisions(&q).await.expect("query");
-        all.reverse();
-        all
-    }
-}
-
-/// The stamp verified as `scimgate audit verify` does: every stamp valid, and by whom.
-pub fn verified_by(v: &scimgate::stamp::Verifier, obj: &Value) -> Vec<String> {
-    use scimgate::audit::verify::{verify_object, Status as S};
-    verify_object(v, obj)
-        .stamps
-        .into_iter()
-        .map(|s| match s {
-            S::Valid { action, by, .. } => format!("{action} by {by}"),
-            S::Missing => "missing".into(),
-            S::Forged(why) => format!("FORGED: {why}"),
-        })
-        .collect()
-}
-
-pub fn ann<'a>(obj: &'a Value, key: &str) -> &'a Value {
-    &obj["metadata"]["annotations"][key]
-}
-
-/// The message of a refused write.
-pub fn refused(r: Result<Written, Status>) -> Status {
-    match r {
-        Ok(w) => panic!("allowed: {}", w.object),
-        Err(s) => s,
-    }
-}
-
-pub fn allowed(r: Result<Written, Status>) -> Written {
-    r.unwrap_or_else(|s| panic!("refused ({}): {}", s.code, s.message))
-}
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
@@ -439,12 +290,6 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
             .all(|o| o["stamps"][0]["status"] == "valid"),
         "{v}"
     );
-}
-
-pub fn workflow(ns: &str) -> Value {
-    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-        "metadata": {"generateName": "hello-", "namespace": ns},
-        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,9 +88,16 @@ async fn queries_filters_formats_pages_and_retention() {
     let s = TestServer::start().await;
     let alice = s.create_user("alice@example.com").await;
     let bob = s.create_user("bob@example.com").await;
-    let store = Embedded::open(s.dir.path()).await.expect("store");
+    // Seeded with the server stopped: this process never opens the server's live database.
+    let dir = s.stop().await;
     let all = seed(&alice, &bob);
-    store.record_decisions(&all).await.expect("seed");
+    Embedded::open(dir.path())
+        .await
+        .expect("store")
+        .record_decisions(&all)
+        .await
+        .expect("seed");
+    let s = TestServer::start_in(dir, |_| {}).await;
     let expect = |f: &dyn Fn(&DecisionRecord) -> bool| -> Vec<String> {
         let mut v: Vec<String> = all.iter().filter(|r| f(r)).map(|r| r.id.clone()).collect();
         v.sort();
@@ -192,6 +199,8 @@ async fn queries_filters_formats_pages_and_retention() {
     // Records are days apart: an hour of margin keeps the boundary record on the right side.
     let cutoff = (chrono::Utc::now() - chrono::Duration::days(30) - chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let dir = s.stop().await;
+    let store = Embedded::open(dir.path()).await.expect("store");
     assert_eq!(store.prune_decisions(&cutoff).await.expect("prune"), 10);
     assert_eq!(store.decision_count().await.expect("count"), 30);
 }
@@ -200,11 +209,16 @@ async fn queries_filters_formats_pages_and_retention() {
 async fn the_audit_api_needs_an_audit_token() {
     let s = TestServer::start().await;
     let alice = s.create_user("alice@example.com").await;
-    let store = Embedded::open(s.dir.path()).await.expect("store");
-    store.record_decisions(&seed(&alice, "b")).await.expect("seed");
-    let (_, audit_token) = scimgate::token::create(&store, "auditor", scimgate::store::Scope::Audit)
-        .await
-        .expect("token");
+    let dir = s.stop().await;
+    let audit_token = {
+        let store = Embedded::open(dir.path()).await.expect("store");
+        store.record_decisions(&seed(&alice, "b")).await.expect("seed");
+        scimgate::token::create(&store, "auditor", scimgate::store::Scope::Audit)
+            .await
+            .expect("token")
+            .1
+    };
+    let s = TestServer::start_in(dir, |_| {}).await;
     let api = s.base.replace("/scim/v2", "/api/v1/decisions");
     let mut status = None;
     for _ in 0..100 {
@@ -306,7 +320,7 @@ fn statuses(v: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_tells_valid_missing_and_forged_stamps_apart() {
-    use crate::admission::{allowed, World};
+    use crate::support::{allowed, World};
     use serde_json::json;
     let w = World::new().await;
     let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "train-1", "namespace": "team-a"},
@@ -390,9 +404,15 @@ async fn verify_tells_valid_missing_and_forged_stamps_apart() {
 async fn replay_reports_exactly_the_decisions_a_policy_change_flips() {
     let s = TestServer::start().await;
     let alice = s.create_user("alice@example.com").await;
-    let store = Embedded::open(s.dir.path()).await.expect("store");
+    let dir = s.stop().await;
     let all = seed(&alice, "bob-id");
-    store.record_decisions(&all).await.expect("seed");
+    Embedded::open(dir.path())
+        .await
+        .expect("store")
+        .record_decisions(&all)
+        .await
+        .expect("seed");
+    let s = TestServer::start_in(dir, |_| {}).await;
     // The new policy: only pipeline-users may submit, only in team-*; no approvals, no service accounts.
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("new.yaml");
@@ -558,7 +578,7 @@ async fn fake_api_server(objects: Vec<serde_json::Value>) -> (String, String, to
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn who_reads_live_objects_verifies_stamps_and_finds_the_decisions() {
-    use crate::admission::{allowed, World};
+    use crate::support::{allowed, World};
     use base64::Engine;
     use serde_json::json;
     let w = World::new().await;
@@ -569,13 +589,7 @@ async fn who_reads_live_objects_verifies_stamps_and_finds_the_decisions() {
     let mut forged = live.clone();
     forged["metadata"]["name"] = json!("train-2");
     forged["metadata"]["annotations"]["scimgate.io/submitted-by"] = json!("bob@example.com");
-    let store = Embedded::open(w.s.dir.path()).await.expect("store");
-    for _ in 0..100 {
-        if store.decision_count().await.expect("count") >= 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    assert_eq!(w.decisions(1).await.len(), 1);
     let (url, ca, _stop) = fake_api_server(vec![live.clone(), forged]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");

@@ -2,12 +2,11 @@
 //! deactivations propagate, concurrent PATCHes keep every change, a SIGKILLed replica loses no
 //! acknowledged write, and a database outage is ridden out and recovered from.
 
-use crate::admission::{workflow, POLICY};
-use crate::support::{client_for, ops, postgres_db, TestServer, USER};
+use crate::support::{client_for, ops, postgres_db, until, workflow, TestServer, POLICY, USER};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A replica on `url` with the admission tests' policy and `config` (YAML).
 async fn replica(url: &str, config: &str) -> TestServer {
@@ -83,21 +82,11 @@ async fn metric(s: &TestServer, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Poll `check` every few milliseconds; the time it first held, or `None` after `limit`.
-async fn until(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_one_directory() {
-    let url = postgres_db().await;
+    let Some(url) = postgres_db("three_replicas_share_one_directory").await else {
+        return;
+    };
     let a = replica(&url, "{}").await;
     let b = replica(&url, "{}").await;
     let c = replica(&url, "{}").await;
@@ -141,7 +130,9 @@ async fn three_replicas_share_one_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_patches_from_two_replicas_keep_every_change() {
-    let url = postgres_db().await;
+    let Some(url) = postgres_db("concurrent_patches_from_two_replicas_keep_every_change").await else {
+        return;
+    };
     let a = replica(&url, "{}").await;
     let b = replica(&url, "{}").await;
     let group = a.create_group("everyone", &[]).await;
@@ -173,7 +164,9 @@ async fn concurrent_patches_from_two_replicas_keep_every_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_replica_loses_no_acknowledged_write() {
-    let url = postgres_db().await;
+    let Some(url) = postgres_db("a_sigkilled_replica_loses_no_acknowledged_write").await else {
+        return;
+    };
     let b = replica(&url, "{}").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut a = crate::crash::spawn_with(dir.path(), &["--store", &url]).await;
@@ -287,6 +280,13 @@ async fn ready(s: &TestServer) -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_ridden_out_and_recovered_from() {
+    // This test runs a cluster of its own; it needs PostgreSQL as the others do.
+    if postgres_db("a_database_outage_is_ridden_out_and_recovered_from")
+        .await
+        .is_none()
+    {
+        return;
+    }
     let db = Cluster::start();
     let config = "replication:\n  pollMillis: 200\n  maxStalenessSeconds: 3\n";
     let a = replica(&db.url, config).await;

@@ -3,8 +3,8 @@
 //! with the earlier ones, and verify at the end.
 
 use crate::actors::{argo_cd, argo_controller, argo_server, claims, kubectl, tekton_controller};
-use crate::admission::{allowed, ann, refused, verified_by, workflow, World, POLICY};
 use crate::apiserver::person;
+use crate::support::{allowed, ann, refused, verified_by, workflow, World, POLICY};
 use serde_json::{json, Value};
 
 fn suspending_workflow() -> Value {

@@ -1,4 +1,10 @@
 //! One integration-test binary: real listeners on 127.0.0.1:0, real TLS, HTTP/2.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test, benchmark and example code: a failed assumption is a failed run"
+)]
 
 mod actors;
 mod admission;

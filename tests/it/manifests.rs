@@ -371,7 +371,9 @@ fn the_binary_starts_with_the_deployments_flags_and_files() {
 #[tokio::test]
 async fn the_ha_overlay_starts_on_postgres_with_the_shared_key() {
     let (dir, m, _) = prepared();
-    let url = crate::support::postgres_db().await;
+    let Some(url) = crate::support::postgres_db("the_ha_overlay_starts_on_postgres_with_the_shared_key").await else {
+        return;
+    };
     let (root, _) = run_as_deployed(dir.path(), &m, "ha-postgres", &[("SCIMGATE_STORE", &url)]);
     assert!(
         !root.join("var/lib/scimgate/scimgate.db").exists(),

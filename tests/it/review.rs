@@ -1,7 +1,7 @@
 //! `scimgate review`, the binary, against a running server: the way to try it without a cluster.
 
-use crate::admission::World;
 use crate::support::ops;
+use crate::support::World;
 use serde_json::json;
 use std::process::Command;
 
