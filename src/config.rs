@@ -13,13 +13,10 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_yaml_ng::Error,
-    },
+    #[error("reading config {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("config {path}: {cause}")]
+    Parse { path: PathBuf, cause: serde_yaml_ng::Error },
     #[error("{0}")]
     Invalid(String),
 }
@@ -101,13 +98,13 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 pub const DEFAULT_STAMP_MAX_AGE_SECONDS: i64 = 60;
 
 fn read_file(path: &Path) -> Result<File> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| Error::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
-    serde_yaml_ng::from_str(&text).map_err(|source| Error::Parse {
+    serde_yaml_ng::from_str(&text).map_err(|cause| Error::Parse {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

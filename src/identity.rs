@@ -11,6 +11,32 @@ pub const ARGO_CREATOR: &str = "workflows.argoproj.io/creator";
 pub const ARGO_CREATOR_EMAIL: &str = "workflows.argoproj.io/creator-email";
 pub const ARGO_CREATOR_USERNAME: &str = "workflows.argoproj.io/creator-preferred-username";
 
+/// Why a request has no person behind it that may act. The messages end up in denials: they
+/// say who, and what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{0} is deactivated in the identity provider")]
+    Deactivated(String),
+    #[error("{who} was deleted from the identity provider at {at}")]
+    Deleted { who: String, at: String },
+    #[error("{0} is not a user provisioned from the identity provider")]
+    Unknown(String),
+    #[error("{who} matches {n} users in the identity provider; it must name one")]
+    Ambiguous { who: String, n: usize },
+    #[error("'{0}' is not a well-formed service account name")]
+    BadServiceAccount(String),
+    #[error("{0} acts for people, but the object has no {ARGO_CREATOR}* labels naming one")]
+    NoCreatorLabels(String),
+    #[error(
+        "{username} did not sign in through the identity provider (no '{prefix}' prefix), so it has no SCIM identity"
+    )]
+    NoPrefix { username: String, prefix: String },
+    #[error("the request carries no username")]
+    NoUsername,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// How the requester was established.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolved {
@@ -36,24 +62,24 @@ fn person(s: &Snapshot, u: &User) -> Requester {
     }
 }
 
-fn active(s: &Snapshot, u: &Arc<User>, said: &str) -> Result<Requester, String> {
+fn active(s: &Snapshot, u: &Arc<User>, said: &str) -> Result<Requester> {
     if u.active {
         Ok(person(s, u))
     } else {
-        Err(format!("{said} is deactivated in the identity provider"))
+        Err(Error::Deactivated(said.to_string()))
     }
 }
 
 /// Find a person by the policy's match attribute.
-pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Requester, String> {
+pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Requester> {
     match attr {
         MatchAttribute::UserName => match s.lookup_user_name(value) {
             Lookup::Active(u) | Lookup::Inactive(u) => active(s, &Arc::new(u.clone()), value),
-            Lookup::Deleted(t) => Err(format!(
-                "{value} was deleted from the identity provider at {}",
-                t.deleted_at
-            )),
-            Lookup::Unknown => Err(format!("{value} is not a user provisioned from the identity provider")),
+            Lookup::Deleted(t) => Err(Error::Deleted {
+                who: value.to_string(),
+                at: t.deleted_at.to_string(),
+            }),
+            Lookup::Unknown => Err(Error::Unknown(value.to_string())),
         },
         MatchAttribute::Emails | MatchAttribute::ExternalId | MatchAttribute::Id => {
             let ids = match attr {
@@ -64,11 +90,11 @@ pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Re
             let users: Vec<&Arc<User>> = ids.iter().filter_map(|id| s.user(id)).collect();
             match users.as_slice() {
                 [u] => active(s, u, value),
-                [] => Err(format!("{value} is not a user provisioned from the identity provider")),
-                _ => Err(format!(
-                    "{value} matches {} users in the identity provider; it must name one",
-                    users.len()
-                )),
+                [] => Err(Error::Unknown(value.to_string())),
+                _ => Err(Error::Ambiguous {
+                    who: value.to_string(),
+                    n: users.len(),
+                }),
             }
         }
     }
@@ -80,11 +106,11 @@ pub fn resolve(
     policy: &Policy,
     username: &str,
     labels: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> Result<Resolved, String> {
+) -> Result<Resolved> {
     if let Some(sa) = username.strip_prefix("system:serviceaccount:") {
         let (namespace, name) = sa
             .split_once(':')
-            .ok_or_else(|| format!("'{username}' is not a well-formed service account name"))?;
+            .ok_or_else(|| Error::BadServiceAccount(username.to_string()))?;
         return match policy.delegate(namespace, name).map(|d| d.via) {
             Some(Via::ArgoCreatorLabels) => {
                 let label = |k: &str| {
@@ -102,9 +128,7 @@ pub fn resolve(
                 } else if let Some(u) = label(ARGO_CREATOR_USERNAME).or_else(|| label(ARGO_CREATOR)) {
                     find_person(s, MatchAttribute::UserName, u)
                 } else {
-                    Err(format!(
-                        "{username} acts for people, but the object has no {ARGO_CREATOR}* labels naming one"
-                    ))
+                    Err(Error::NoCreatorLabels(username.to_string()))
                 };
                 found.map(|requester| Resolved::Person {
                     requester,
@@ -122,13 +146,14 @@ pub fn resolve(
         };
     }
     let name = match &policy.identity.username_prefix {
-        Some(prefix) => username.strip_prefix(prefix.as_str()).ok_or_else(|| {
-            format!("{username} did not sign in through the identity provider (no '{prefix}' prefix), so it has no SCIM identity")
+        Some(prefix) => username.strip_prefix(prefix.as_str()).ok_or_else(|| Error::NoPrefix {
+            username: username.to_string(),
+            prefix: prefix.clone(),
         })?,
         None => username,
     };
     if name.is_empty() {
-        return Err("the request carries no username".into());
+        return Err(Error::NoUsername);
     }
     find_person(s, policy.identity.match_attribute, name).map(|requester| Resolved::Person { requester, via: None })
 }

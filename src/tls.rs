@@ -15,16 +15,29 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("reading {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("writing {path}: {cause}")]
+    Write { path: PathBuf, cause: std::io::Error },
     #[error("{path}: {why}")]
     Pem { path: PathBuf, why: String },
     #[error("certificate and key don't form a usable pair: {0}")]
-    Key(#[from] rustls::Error),
+    Key(rustls::Error),
     #[error("generating certificates: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
+}
+
+// The cause is part of each message, not a `source`: `{:#}` would print it twice.
+impl From<rustls::Error> for Error {
+    fn from(e: rustls::Error) -> Self {
+        Error::Key(e)
+    }
+}
+
+impl From<rcgen::Error> for Error {
+    fn from(e: rcgen::Error) -> Self {
+        Error::Generate(e)
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -37,9 +50,9 @@ pub struct CertFiles {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Read {
+    std::fs::read(path).map_err(|cause| Error::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -193,15 +206,15 @@ fn days(n: i64) -> time::Duration {
 
 /// Write `dir/ca.crt`, `dir/tls.crt`, `dir/tls.key` (and `ca.key`), private keys mode 0600.
 pub fn write(dir: &Path, g: &Generated) -> Result<CertFiles> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+    std::fs::create_dir_all(dir).map_err(|cause| Error::Write {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     let put = |name: &str, body: &str, secret: bool| -> Result<PathBuf> {
         let path = dir.join(name);
-        write_file(&path, body.as_bytes(), secret).map_err(|source| Error::Write {
+        write_file(&path, body.as_bytes(), secret).map_err(|cause| Error::Write {
             path: path.clone(),
-            source,
+            cause,
         })?;
         Ok(path)
     };

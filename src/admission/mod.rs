@@ -139,7 +139,7 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut DecisionDr
         }) if !controller_update => owner_person(st, &snap, obj)
             .map_err(|why| format!("{ns}:{sa} creates runs for their owner's submitter, but {why}")),
         Ok(Resolved::OwnerStamp { .. }) => Err(String::new()),
-        Err(why) => Err(why),
+        Err(why) => Err(why.to_string()),
     };
     let person_id = match &person {
         Ok(Requester::Person { id, .. }) => id.clone(),

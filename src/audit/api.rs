@@ -26,8 +26,21 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({"error": msg.into()}))).into_response()
 }
 
+/// Why filters do not make a query: the person's mistake (HTTP 400), or the store's (503).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("give --since or --from, not both")]
+    SinceAndFrom,
+    #[error("{0}")]
+    Time(String),
+    #[error("no SCIM user named '{0}' (now or deleted)")]
+    UnknownUser(String),
+    #[error("the identity store: {0}")]
+    Store(crate::store::Error),
+}
+
 /// Turn the filter names into a query; userNames are resolved to SCIM ids (deleted users too).
-pub async fn to_query(store: &dyn Store, p: Filters) -> Result<DecisionQuery, String> {
+pub async fn to_query(store: &dyn Store, p: Filters) -> Result<DecisionQuery, Error> {
     let now = chrono::Utc::now();
     let mut q = DecisionQuery {
         group: p.group,
@@ -41,19 +54,22 @@ pub async fn to_query(store: &dyn Store, p: Filters) -> Result<DecisionQuery, St
         ..Default::default()
     };
     q.from = match (p.since, p.from) {
-        (Some(_), Some(_)) => return Err("give --since or --from, not both".into()),
-        (Some(s), None) | (None, Some(s)) => Some(query::parse_time(&s, now)?),
+        (Some(_), Some(_)) => return Err(Error::SinceAndFrom),
+        (Some(s), None) | (None, Some(s)) => Some(query::parse_time(&s, now).map_err(Error::Time)?),
         (None, None) => None,
     };
-    q.to = p.to.map(|t| query::parse_time(&t, now)).transpose()?;
+    q.to =
+        p.to.map(|t| query::parse_time(&t, now))
+            .transpose()
+            .map_err(Error::Time)?;
     if let Some(u) = p.user {
         if u.contains(':') {
             q.requester = Some(u);
         } else if uuid::Uuid::parse_str(&u).is_ok() {
             q.user_id = Some(u);
         } else {
-            let id = store.user_id_for(&u).await.map_err(|e| e.to_string())?;
-            q.user_id = Some(id.ok_or_else(|| format!("no SCIM user named '{u}' (now or deleted)"))?);
+            let id = store.user_id_for(&u).await.map_err(Error::Store)?;
+            q.user_id = Some(id.ok_or(Error::UnknownUser(u))?);
         }
     }
     Ok(q)
@@ -91,7 +107,8 @@ async fn decisions(
     };
     let q = match to_query(&*st.store, params).await {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e @ Error::Store(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     match st.store.query_decisions(&q).await {
         Ok(records) => {

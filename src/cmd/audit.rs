@@ -38,7 +38,7 @@ pub async fn query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
         }
         None => {
             let store = open_store(&a.store).await?;
-            let q = api::to_query(&*store, params).await.map_err(anyhow::Error::msg)?;
+            let q = api::to_query(&*store, params).await?;
             let records = store.query_decisions(&q).await?;
             let next = (records.len() as u32 == q.limit.min(query::MAX_LIMIT))
                 .then(|| records.last().map(|r| r.id.clone()))
