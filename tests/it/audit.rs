@@ -83,21 +83,26 @@ fn ids(json: &str) -> Vec<String> {
         .collect()
 }
 
+/// `s` restarted with `records` in its decision log, written while it was stopped: this process
+/// never opens the server's live database (that dropped SQLite's locks once).
+async fn with_decisions(s: TestServer, records: &[DecisionRecord]) -> TestServer {
+    let dir = s.stop().await;
+    Embedded::open(dir.path())
+        .await
+        .expect("store")
+        .record_decisions(records)
+        .await
+        .expect("seed");
+    TestServer::start_in(dir, |_| {}).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_filters_formats_pages_and_retention() {
     let s = TestServer::start().await;
     let alice = s.create_user("alice@example.com").await;
     let bob = s.create_user("bob@example.com").await;
-    // Seeded with the server stopped: this process never opens the server's live database.
-    let dir = s.stop().await;
     let all = seed(&alice, &bob);
-    Embedded::open(dir.path())
-        .await
-        .expect("store")
-        .record_decisions(&all)
-        .await
-        .expect("seed");
-    let s = TestServer::start_in(dir, |_| {}).await;
+    let s = with_decisions(s, &all).await;
     let expect = |f: &dyn Fn(&DecisionRecord) -> bool| -> Vec<String> {
         let mut v: Vec<String> = all.iter().filter(|r| f(r)).map(|r| r.id.clone()).collect();
         v.sort();
@@ -404,15 +409,8 @@ async fn verify_tells_valid_missing_and_forged_stamps_apart() {
 async fn replay_reports_exactly_the_decisions_a_policy_change_flips() {
     let s = TestServer::start().await;
     let alice = s.create_user("alice@example.com").await;
-    let dir = s.stop().await;
     let all = seed(&alice, "bob-id");
-    Embedded::open(dir.path())
-        .await
-        .expect("store")
-        .record_decisions(&all)
-        .await
-        .expect("seed");
-    let s = TestServer::start_in(dir, |_| {}).await;
+    let s = with_decisions(s, &all).await;
     // The new policy: only pipeline-users may submit, only in team-*; no approvals, no service accounts.
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("new.yaml");
