@@ -118,6 +118,9 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         Some(path) => Policy::load(path)?,
         None => Policy::parse(policy::EXAMPLE, "the built-in example policy")?,
     };
+    for w in &policy.warnings {
+        tracing::warn!(warning = %w, "policy");
+    }
     tracing::info!(
         rules = policy.rules.len(),
         digest = &policy.digest[..12],
@@ -347,6 +350,9 @@ async fn watch_policy(
         match Policy::parse(&String::from_utf8_lossy(&text), &path.display().to_string()) {
             Ok(p) => {
                 tracing::info!(rules = p.rules.len(), digest = &p.digest[..12], "policy reloaded");
+                for w in &p.warnings {
+                    tracing::warn!(warning = %w, "policy");
+                }
                 current.store(Arc::new(p));
                 metrics.policy_reload(true);
             }

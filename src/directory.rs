@@ -99,6 +99,9 @@ pub struct Snapshot {
     user_by_name: HashMap<Arc<str>, Id>,
     group_by_name: HashMap<Arc<str>, Id>,
     users_by_email: OrdMap<Arc<str>, Ids>,
+    /// userName and emails as the Argo Server writes them into labels ([`argo_label`]): its
+    /// rewriting cannot be inverted, so the directory's values are rewritten instead.
+    users_by_argo_label: OrdMap<Arc<str>, Ids>,
     by_external_id: OrdMap<(ResourceType, Arc<str>), Ids>,
     /// member id (user or group) → groups that list it directly.
     member_of: HashMap<Id, Ids>,
@@ -113,7 +116,47 @@ fn text(v: &Value, key: &str) -> Option<Arc<str>> {
     v.get(key).and_then(Value::as_str).map(Arc::from)
 }
 
+/// A value as the Argo Server writes it into a label (argo-workflows `workflow/creator/creator.go`
+/// `dnsFriendly`, emails with their first `@` as `.at.` before it): every character outside
+/// `[-_.a-zA-Z0-9]` becomes `-`, past 63 characters the last 63 are kept, then non-alphanumerics
+/// are trimmed from both ends.
+pub fn argo_label(s: &str) -> String {
+    let mapped: Vec<char> = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let kept: String = mapped[mapped.len().saturating_sub(63)..].iter().collect();
+    kept.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+}
+
+/// An email as Argo labels it: the first `@` as `.at.`, then [`argo_label`].
+pub fn argo_email_label(email: &str) -> String {
+    argo_label(&email.replacen('@', ".at.", 1))
+}
+
 impl User {
+    /// Every label value the Argo Server could have written for this person: userName (as
+    /// subject or preferred username, and as an email) and each email.
+    fn argo_labels(&self) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = Vec::new();
+        let candidates = [argo_label(&self.user_name), argo_email_label(&self.user_name)]
+            .into_iter()
+            .chain(self.emails.iter().map(|e| argo_email_label(e)))
+            .chain(self.external_id.iter().map(|x| argo_label(x)));
+        for l in candidates.filter(|l| !l.is_empty()) {
+            if !out.iter().any(|o| **o == *l) {
+                out.push(Arc::from(l));
+            }
+        }
+        out
+    }
+
     fn from_record(record: Record) -> User {
         let doc: Value = serde_json::from_str(&record.body).unwrap_or(Value::Null);
         let emails = doc
@@ -224,6 +267,9 @@ impl Snapshot {
                 for e in &user.emails {
                     add_id(&mut self.users_by_email, e.clone(), &user.record.id);
                 }
+                for l in user.argo_labels() {
+                    add_id(&mut self.users_by_argo_label, l, &user.record.id);
+                }
                 if let Some(x) = &user.external_id {
                     add_id(
                         &mut self.by_external_id,
@@ -282,6 +328,9 @@ impl Snapshot {
         }
         for e in &old.emails {
             drop_from(&mut self.users_by_email, e, &old.record.id);
+        }
+        for l in old.argo_labels() {
+            drop_from(&mut self.users_by_argo_label, &l, &old.record.id);
         }
         if let Some(x) = &old.external_id {
             drop_from(
@@ -365,6 +414,22 @@ impl Snapshot {
             .get(email.to_lowercase().as_str())
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Users whose userName, email, externalId or id the Argo Server would write as `label`.
+    pub fn users_by_argo_label(&self, label: &str) -> Vec<Id> {
+        let mut ids: Vec<Id> = self
+            .users_by_argo_label
+            .get(label)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        // A SCIM id (what scimgate's own creator label holds) is label-safe as it is.
+        if let Some(u) = self.users.get(label) {
+            if !ids.contains(&u.record.id) {
+                ids.push(u.record.id.clone());
+            }
+        }
+        ids
     }
 
     /// Groups listing `member` directly.

@@ -6,10 +6,19 @@ use crate::directory::{Lookup, Snapshot, User};
 use crate::policy::{MatchAttribute, Policy, Requester, Via};
 use std::sync::Arc;
 
-/// Argo Server's labels naming the person it acts for.
+/// The Argo Server's labels naming the person it acts for (argo-workflows `workflow/common/common.go`):
+/// who created the object…
 pub const ARGO_CREATOR: &str = "workflows.argoproj.io/creator";
 pub const ARGO_CREATOR_EMAIL: &str = "workflows.argoproj.io/creator-email";
 pub const ARGO_CREATOR_USERNAME: &str = "workflows.argoproj.io/creator-preferred-username";
+/// …who acted on it last, and how (`workflow/creator/creator.go` `LabelActor`).
+pub const ARGO_ACTOR: &str = "workflows.argoproj.io/actor";
+pub const ARGO_ACTOR_EMAIL: &str = "workflows.argoproj.io/actor-email";
+pub const ARGO_ACTOR_USERNAME: &str = "workflows.argoproj.io/actor-preferred-username";
+pub const ARGO_ACTION: &str = "workflows.argoproj.io/action";
+/// The identity labels, creator's then actor's: subject, email, preferred username.
+pub const ARGO_CREATOR_LABELS: [&str; 3] = [ARGO_CREATOR, ARGO_CREATOR_EMAIL, ARGO_CREATOR_USERNAME];
+pub const ARGO_ACTOR_LABELS: [&str; 3] = [ARGO_ACTOR, ARGO_ACTOR_EMAIL, ARGO_ACTOR_USERNAME];
 
 /// Why a request has no person behind it that may act. The messages end up in denials: they
 /// say who, and what to fix.
@@ -27,6 +36,19 @@ pub enum Error {
     BadServiceAccount(String),
     #[error("{0} acts for people, but the object has no {ARGO_CREATOR}* labels naming one")]
     NoCreatorLabels(String),
+    #[error("{0} changed it without naming who acted (no {ARGO_ACTOR}* labels set by this request); an Argo Server in auth-mode=server writes no identity, so scimgate cannot attribute its actions")]
+    NoActor(String),
+    #[error("the label {label}={value} names no user provisioned from the identity provider")]
+    NoLabelledUser { label: String, value: String },
+    #[error("the label {label}={value} fits {first} and {second} as Argo rewrites names; it must name one person")]
+    Colliding {
+        label: String,
+        value: String,
+        first: String,
+        second: String,
+    },
+    #[error("the labels {first} and {second} name different people")]
+    Disagreeing { first: String, second: String },
     #[error(
         "{username} did not sign in through the identity provider (no '{prefix}' prefix), so it has no SCIM identity"
     )]
@@ -100,37 +122,105 @@ pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Re
     }
 }
 
-/// Resolve the requester of one admission request.
+type Labels = serde_json::Map<String, serde_json::Value>;
+
+fn label<'a>(labels: Option<&'a Labels>, k: &str) -> Option<&'a str> {
+    labels
+        .and_then(|l| l.get(k))
+        .and_then(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// The one person the labels `keys` name, matched the way Argo writes them. A label that fits
+/// nobody is passed over (an IdP's subject is often an id SCIM never saw), but at least one must
+/// fit someone; one that fits two people, or two labels that fit different people, is refused.
+fn labelled_person(s: &Snapshot, labels: Option<&Labels>, keys: &[&str]) -> Result<Option<Requester>> {
+    let mut found: Option<(String, Requester)> = None;
+    let mut unmatched = None;
+    for k in keys {
+        let Some(value) = label(labels, k) else { continue };
+        let ids = s.users_by_argo_label(value);
+        let users: Vec<&Arc<User>> = ids.iter().filter_map(|id| s.user(id)).collect();
+        let u = match users.as_slice() {
+            [u] => *u,
+            [] => {
+                unmatched.get_or_insert(Error::NoLabelledUser {
+                    label: (*k).to_string(),
+                    value: value.to_string(),
+                });
+                continue;
+            }
+            [a, b, ..] => {
+                return Err(Error::Colliding {
+                    label: (*k).to_string(),
+                    value: value.to_string(),
+                    first: a.user_name.to_string(),
+                    second: b.user_name.to_string(),
+                })
+            }
+        };
+        let who = active(s, u, &u.user_name)?;
+        match &found {
+            Some((first, p)) if *p != who => {
+                return Err(Error::Disagreeing {
+                    first: first.clone(),
+                    second: format!("{k}={value}"),
+                })
+            }
+            Some(_) => {}
+            None => found = Some((format!("{k}={value}"), who)),
+        }
+    }
+    match (found, unmatched) {
+        (Some((_, p)), _) => Ok(Some(p)),
+        (None, Some(e)) => Err(e),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The person the Argo Server acts for. On CREATE, its `creator*` labels. On UPDATE, its `actor*`
+/// labels — but only those this request set (they differ from the stored object's, or the action
+/// label changed: Stop and Terminate are merge patches, so a label the acting person's claims lack
+/// keeps the previous actor's value), and they must agree.
+fn argo_server_person(
+    s: &Snapshot,
+    sa: &str,
+    labels: Option<&Labels>,
+    old: Option<Option<&Labels>>,
+) -> Result<Requester> {
+    let Some(old) = old else {
+        return labelled_person(s, labels, &ARGO_CREATOR_LABELS)?.ok_or_else(|| Error::NoCreatorLabels(sa.to_string()));
+    };
+    let changed: Vec<&str> = ARGO_ACTOR_LABELS
+        .into_iter()
+        .filter(|k| label(labels, k).is_some() && label(labels, k) != label(old, k))
+        .collect();
+    let keys: Vec<&str> = if !changed.is_empty() {
+        changed
+    } else if label(labels, ARGO_ACTION) != label(old, ARGO_ACTION) {
+        ARGO_ACTOR_LABELS.to_vec()
+    } else {
+        Vec::new()
+    };
+    labelled_person(s, labels, &keys)?.ok_or_else(|| Error::NoActor(sa.to_string()))
+}
+
+/// Resolve the requester of one admission request. `old_labels` is `Some` on UPDATE (the stored
+/// object's labels).
 pub fn resolve(
     s: &Snapshot,
     policy: &Policy,
     username: &str,
-    labels: Option<&serde_json::Map<String, serde_json::Value>>,
+    labels: Option<&Labels>,
+    old_labels: Option<Option<&Labels>>,
 ) -> Result<Resolved> {
     if let Some(sa) = username.strip_prefix("system:serviceaccount:") {
         let (namespace, name) = sa
             .split_once(':')
             .ok_or_else(|| Error::BadServiceAccount(username.to_string()))?;
         return match policy.delegate(namespace, name).map(|d| d.via) {
-            Some(Via::ArgoCreatorLabels) => {
-                let label = |k: &str| {
-                    labels
-                        .and_then(|l| l.get(k))
-                        .and_then(|v| v.as_str())
-                        .filter(|v| !v.is_empty())
-                };
-                // Argo writes the email with '@' as '.at.'; the preferred username and the subject as-is.
-                let found = if let Some(email) = label(ARGO_CREATOR_EMAIL) {
-                    // IdPs often use the email as userName and may not send `emails`: try both.
-                    let email = email.replacen(".at.", "@", 1);
-                    find_person(s, MatchAttribute::Emails, &email)
-                        .or_else(|e| find_person(s, MatchAttribute::UserName, &email).map_err(|_| e))
-                } else if let Some(u) = label(ARGO_CREATOR_USERNAME).or_else(|| label(ARGO_CREATOR)) {
-                    find_person(s, MatchAttribute::UserName, u)
-                } else {
-                    Err(Error::NoCreatorLabels(username.to_string()))
-                };
-                found.map(|requester| Resolved::Person {
+            Some(Via::ArgoServer | Via::ArgoCreatorLabels) => {
+                argo_server_person(s, username, labels, old_labels).map(|requester| Resolved::Person {
                     requester,
                     via: Some(format!("{namespace}:{name}")),
                 })

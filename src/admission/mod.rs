@@ -129,7 +129,8 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut DecisionDr
     let labels = meta.get("labels").and_then(Value::as_object);
 
     // Who asked. A controller's own updates (an `ownerStamp` delegate) are no one's act.
-    let resolved = identity::resolve(&snap, &policy, &req.user.username, labels);
+    let old_labels = req.old_object.as_ref().map(|o| object::metadata_map(o, "labels"));
+    let resolved = identity::resolve(&snap, &policy, &req.user.username, labels, old_labels);
     let controller_update = matches!(resolved, Ok(Resolved::OwnerStamp { .. })) && req.operation == Operation::Update;
     let person: Result<Requester, String> = match resolved {
         Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => Ok(requester),
@@ -163,6 +164,34 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut DecisionDr
         generate_name,
     };
 
+    // Argo's identity labels are not anyone's to edit: the creator's never change after CREATE,
+    // and only the Argo Server (its delegate) writes the actor's.
+    if let Some(old) = old_labels {
+        let argo_server = policy
+            .delegate_for(&req.user.username)
+            .is_some_and(|d| matches!(d.via, policy::Via::ArgoServer | policy::Via::ArgoCreatorLabels));
+        let changed = |k: &str| labels.and_then(|l| l.get(k)) != old.and_then(|l| l.get(k));
+        let edited = identity::ARGO_CREATOR_LABELS
+            .into_iter()
+            .find(|k| changed(k))
+            .or_else(|| {
+                identity::ARGO_ACTOR_LABELS
+                    .into_iter()
+                    .filter(|_| !argo_server)
+                    .find(|k| changed(k))
+            });
+        if let Some(k) = edited {
+            t.action = Some(action.unwrap_or(Action::Update));
+            t.outcome = Some(Outcome::Denied);
+            t.reason = format!("the label {k} was changed");
+            let mut a = Answer::deny(format!(
+                "scimgate: {} may not change the label {k}: Argo's identity labels say who created and who acted on a run, and only the Argo Server writes them; decision {decision_id}",
+                req.user.username
+            ));
+            audit_annotations(&mut a, "deny", &decision_id, t);
+            return a;
+        }
+    }
     // What of ours changed, and whether this request's own stamp covers it.
     let stamp_check = check_stamp(st, req.old_object.as_ref(), obj, action, &binding, now.timestamp());
     if hook == Hook::Validate {
@@ -443,16 +472,15 @@ fn owner_person(st: &Decider, snap: &Snapshot, obj: &Value) -> Result<Requester,
         .map_err(|e| format!("the owner's submitter {e}"))
 }
 
-/// Argo's creator labels, set to the verified person (label-safe, as Argo itself writes them).
+/// Argo's creator labels, set to the verified person, written the way the Argo Server writes
+/// them (`directory::argo_label`), the subject as the SCIM id.
 fn argo_creator_labels(obj: &Value, user_id: &str, user_name: &str) -> Vec<Value> {
+    use crate::directory::{argo_email_label, argo_label};
     let current = object::metadata_map(obj, "labels");
-    let email = user_name.contains('@').then(|| stamp::patch::label_safe(user_name));
+    let email = user_name.contains('@').then(|| argo_email_label(user_name));
     let want = [
-        (identity::ARGO_CREATOR, Some(stamp::patch::label_safe(user_id))),
-        (
-            identity::ARGO_CREATOR_USERNAME,
-            Some(stamp::patch::label_safe(user_name)),
-        ),
+        (identity::ARGO_CREATOR, Some(argo_label(user_id))),
+        (identity::ARGO_CREATOR_USERNAME, Some(argo_label(user_name))),
         (identity::ARGO_CREATOR_EMAIL, email),
     ];
     let mut ops = Vec::new();

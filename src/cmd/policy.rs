@@ -108,6 +108,9 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
         }
         PolicyCommand::Check { file } => {
             let p = Policy::load(&file)?;
+            for w in &p.warnings {
+                println!("{}: warning: {w}", file.display());
+            }
             println!(
                 "{}: valid ({} rules, mode {:?}, digest {})",
                 file.display(),

@@ -108,8 +108,12 @@ pub enum MatchAttribute {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Via {
-    /// The person is named by Argo's `workflows.argoproj.io/creator*` labels, trusted only from
-    /// this service account (the Argo Server).
+    /// The Argo Server: the person is named by Argo's `workflows.argoproj.io/creator*` labels on
+    /// CREATE and by the `actor*` labels this request set on UPDATE, trusted only from this
+    /// service account.
+    ArgoServer,
+    /// The former name of `argoServer` (it read the creator labels on every request); works the
+    /// same, and `policy check` warns.
     ArgoCreatorLabels,
     /// Runs created by this controller inherit the verified stamp of their owner.
     OwnerStamp,
@@ -209,6 +213,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// SHA-256 of the file's bytes, hex: recorded with each decision and in the attestation.
     pub digest: String,
+    /// What is valid but should change (deprecated names); `policy check` prints them.
+    pub warnings: Vec<String>,
 }
 
 /// The example policy `serve --dev` uses when none is given.
@@ -249,7 +255,13 @@ impl Policy {
         };
         let dry_run_namespaces = globs("dryRunNamespaces", &file.dry_run_namespaces, &mut problems);
         let mut delegates = Vec::new();
+        let mut warnings = Vec::new();
         for (i, d) in file.identity.delegates.iter().enumerate() {
+            if d.via == Via::ArgoCreatorLabels {
+                warnings.push(format!(
+                    "identity.delegates[{i}].via: argoCreatorLabels is deprecated, write argoServer (the same delegate: creator labels on create, the acting person's actor labels on updates)"
+                ));
+            }
             match d.service_account.split_once(':') {
                 Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains(':') => {
                     delegates.push(Delegate {
@@ -362,12 +374,19 @@ impl Policy {
             },
             rules,
             digest: digest(text.as_bytes()),
+            warnings,
         })
     }
 
     /// Whether a namespace is evaluated in dry-run.
     pub fn dry_run_in(&self, namespace: &str) -> bool {
         self.mode == Mode::DryRun || self.dry_run_namespaces.iter().any(|g| g.matches(namespace))
+    }
+
+    /// The delegate a Kubernetes username (`system:serviceaccount:<ns>:<name>`) is, if any.
+    pub fn delegate_for(&self, username: &str) -> Option<&Delegate> {
+        let (ns, name) = username.strip_prefix("system:serviceaccount:")?.split_once(':')?;
+        self.delegate(ns, name)
     }
 
     pub fn delegate(&self, namespace: &str, name: &str) -> Option<&Delegate> {
@@ -416,6 +435,25 @@ mod tests {
         assert!(p.dry_run_in("legacy-billing") && !p.dry_run_in("ml-prod"));
         assert_eq!(p.identity.username_prefix.as_deref(), Some("oidc:"));
         assert_eq!(p.digest.len(), 64);
+    }
+
+    #[test]
+    fn the_former_delegate_name_works_with_a_warning() {
+        let text = "apiVersion: scimgate.io/v1\nkind: Policy\nidentity:\n  delegates:\n    - serviceAccount: argo:argo-server\n      via: argoCreatorLabels\nrules:\n  - name: a\n    allow: [submit]\n    groups: [x]\n";
+        let p = Policy::parse(text, "p.yaml").expect("valid");
+        assert_eq!(
+            p.delegate_for("system:serviceaccount:argo:argo-server").map(|d| d.via),
+            Some(Via::ArgoCreatorLabels)
+        );
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("argoCreatorLabels is deprecated, write argoServer")),
+            "{:?}",
+            p.warnings
+        );
+        let now = Policy::parse(&text.replace("argoCreatorLabels", "argoServer"), "p.yaml").expect("valid");
+        assert!(now.warnings.is_empty());
     }
 
     #[test]

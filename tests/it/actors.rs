@@ -223,10 +223,6 @@ pub fn argo_server(api: &ApiServer) -> ArgoServer<'_> {
     }
 }
 
-#[allow(
-    dead_code,
-    reason = "resume and suspend through the Argo Server are attributed by its actor labels, which the chain-of-custody work adds; played here already"
-)]
 impl ArgoServer<'_> {
     /// `server/workflow/workflow_server.go` `CreateWorkflow`: `creator.LabelCreator`, then Create.
     pub async fn submit(&self, c: &Claims, wf: &Value) -> Outcome {

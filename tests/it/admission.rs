@@ -394,9 +394,10 @@ async fn forged_stamps_are_stripped_and_edits_undone_or_denied() {
         "Argo's creator labels name the verified person"
     );
     assert_eq!(l["workflows.argoproj.io/creator-email"], "alice.at.example.com");
+    // As the Argo Server writes a preferred username (argo-workflows creator.go dnsFriendly).
     assert_eq!(
         l["workflows.argoproj.io/creator-preferred-username"],
-        "alice.at.example.com"
+        "alice-example.com"
     );
     assert_eq!(l["scimgate.io/submitted-by"], "alice.at.example.com");
     assert!(!a.contains_key("scimgate.io/approved-by"), "forged approval stripped");

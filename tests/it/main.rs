@@ -12,6 +12,7 @@ mod apiserver;
 mod audit;
 mod cli_docs;
 mod crash;
+mod custody;
 mod ha;
 mod interop;
 mod lifecycle;

@@ -258,7 +258,7 @@ identity:
   rewriteArgoCreatorLabels: true
   delegates:
     - serviceAccount: argo:argo-server
-      via: argoCreatorLabels
+      via: argoServer
     - serviceAccount: argo:argo
       via: ownerStamp
     - serviceAccount: tekton-pipelines:tekton-pipelines-controller

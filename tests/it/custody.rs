@@ -1,0 +1,180 @@
+//! Chain of custody through the Argo Server: its actions are attributed to the person who acted
+//! (its `actor*` labels, as argo-workflows `workflow/creator/creator.go` writes them), names are
+//! matched the way Argo rewrites them, and Argo's identity labels are nobody else's to edit.
+
+use crate::actors::{argo_controller, argo_server, claims, kubectl, Claims};
+use crate::support::{allowed, ann, refused, verified_by, World};
+use serde_json::{json, Value};
+
+fn suspending_workflow() -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"generateName": "release-", "namespace": "team-a"},
+        "spec": {"entrypoint": "main", "templates": [
+            {"name": "main", "steps": [[{"name": "approve", "template": "approve"}]]},
+            {"name": "approve", "suspend": {}}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_server_actions_belong_to_the_person_who_acted() {
+    let w = World::new().await;
+    let v = w.verifier().await;
+    let server = argo_server(&w.api);
+    let ctl = argo_controller(&w.api);
+    let alice = claims("alice-sub", "alice@example.com");
+    let bob = Claims {
+        sub: "bob-sub".into(),
+        email: "bob@example.com".into(),
+        // Bob's token has no preferred_username: a merge patch leaves alice's in place.
+        preferred_username: String::new(),
+    };
+    let run = allowed(server.submit(&alice, &suspending_workflow()).await).object;
+    assert_eq!(ann(&run, "scimgate.io/submitted-by"), "alice@example.com");
+    allowed(ctl.operate(&run, "Running", Some("approve")).await);
+    // alice may not approve her own run, even through the UI.
+    let own = refused(server.resume(&alice, &run).await);
+    assert!(own.message.contains("four eyes"), "{}", own.message);
+    // bob resumes it in the UI: the Argo Server updates it under its own account with bob's
+    // actor labels; the creator labels still say alice.
+    let resumed = allowed(server.resume(&bob, &run).await).object;
+    assert_eq!(ann(&resumed, "scimgate.io/approved-by"), "bob@example.com");
+    assert_eq!(
+        resumed["metadata"]["labels"]["workflows.argoproj.io/creator"],
+        w.alice.as_str()
+    );
+    // alice acts once more (a suspend), then bob stops it: only the labels bob's request set count.
+    allowed(server.suspend(&alice, &run).await);
+    let stopped = allowed(server.stop(&bob, &run, "Stop").await).object;
+    assert_eq!(
+        stopped["metadata"]["labels"]["workflows.argoproj.io/actor-preferred-username"], "alice",
+        "the merge patch left alice's preferred username"
+    );
+    assert_eq!(ann(&stopped, "scimgate.io/cancelled-by"), "bob@example.com");
+    assert_eq!(
+        verified_by(&v, &stopped),
+        vec![
+            "submit by alice@example.com",
+            "approve by bob@example.com",
+            "cancel by bob@example.com",
+            "update by alice@example.com"
+        ]
+    );
+    // An Argo Server in auth-mode=server names its own service account: nobody to attribute to.
+    let server_mode = Claims {
+        sub: "system:serviceaccount:argo:argo-server".into(),
+        email: String::new(),
+        preferred_username: String::new(),
+    };
+    let other = allowed(server.submit(&alice, &suspending_workflow()).await).object;
+    let r = refused(server.suspend(&server_mode, &other).await);
+    assert!(
+        r.message
+            .contains("workflows.argoproj.io/actor=system-serviceaccount-argo-argo-server names no user"),
+        "{}",
+        r.message
+    );
+    // A write through its account that names no actor at all.
+    let r = refused(
+        w.api
+            .update(&server.user, {
+                let mut o = w.api.stored(&other).expect("stored");
+                o["spec"]["suspend"] = json!(true);
+                o
+            })
+            .await,
+    );
+    assert!(r.message.contains("without naming who acted"), "{}", r.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_matched_the_way_argo_rewrites_them() {
+    let w = World::new().await;
+    let pu =
+        w.s.get(&format!(
+            "/Groups?filter={}",
+            crate::support::enc("displayName eq \"pipeline-users\"")
+        ))
+        .await;
+    let group = pu.body["Resources"][0]["id"].as_str().unwrap_or_default().to_string();
+    let long = format!(
+        "{}@example.com",
+        "a-very-long-mailbox-name-for-a-service-team".repeat(2)
+    );
+    let mut ids = Vec::new();
+    for name in [
+        "carol+ci@example.com",
+        long.as_str(),
+        "dave@example.com",
+        "dave-example.com",
+    ] {
+        ids.push(w.s.create_user(name).await);
+    }
+    let members: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+    w.s.patch(
+        &format!("/Groups/{group}"),
+        crate::support::ops(json!([{"op": "add", "path": "members", "value": members}])),
+    )
+    .await;
+    let server = argo_server(&w.api);
+    let wf = crate::support::workflow("team-a");
+    // '+' becomes '-' in the label.
+    let r = allowed(server.submit(&claims("c1", "carol+ci@example.com"), &wf).await).object;
+    assert_eq!(
+        r["metadata"]["labels"]["workflows.argoproj.io/creator-email"],
+        "carol-ci.at.example.com"
+    );
+    assert_eq!(ann(&r, "scimgate.io/submitted-by"), "carol+ci@example.com");
+    // Past 63 characters Argo keeps the last 63.
+    let r = allowed(server.submit(&claims("l1", &long), &wf).await).object;
+    assert_eq!(ann(&r, "scimgate.io/submitted-by"), long.as_str());
+    // Two people whose names Argo rewrites to the same label: refused, naming both.
+    let upn = Claims {
+        sub: "d1".into(),
+        email: String::new(),
+        preferred_username: "dave@example.com".into(),
+    };
+    let r = refused(server.submit(&upn, &wf).await);
+    assert!(
+        r.message.contains("dave@example.com")
+            && r.message.contains("dave-example.com")
+            && r.message.contains("must name one person"),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_identity_labels_are_nobody_elses_to_edit() {
+    let w = World::new().await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let run = allowed(alice.create(&crate::support::workflow("team-a")).await).object;
+    // A metadata-only edit of the creator label: denied, in every mode.
+    let r = refused(
+        alice
+            .edit(&run, |o| {
+                o["metadata"]["labels"]["workflows.argoproj.io/creator"] = json!("bob")
+            })
+            .await,
+    );
+    assert!(
+        r.message
+            .contains("may not change the label workflows.argoproj.io/creator"),
+        "{}",
+        r.message
+    );
+    // Actor labels too, unless the Argo Server writes them.
+    let r = refused(
+        kubectl(&w.api, "bob@example.com")
+            .patch_merge(
+                &run,
+                json!({"metadata": {"labels": {"workflows.argoproj.io/actor-email": "bob.at.example.com"}}}),
+            )
+            .await,
+    );
+    assert!(r.message.contains("workflows.argoproj.io/actor-email"), "{}", r.message);
+    // Other labels are anyone's who may update.
+    allowed(
+        alice
+            .patch_merge(&run, json!({"metadata": {"labels": {"team": "ml"}}}))
+            .await,
+    );
+}
