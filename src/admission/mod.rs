@@ -193,7 +193,8 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut DecisionDr
         }
     }
     // What of ours changed, and whether this request's own stamp covers it.
-    let stamp_check = check_stamp(st, req.old_object.as_ref(), obj, action, &binding, now.timestamp());
+    let stamp_check = check_stamp(st, req.old_object.as_ref(), obj, action, &binding, now.timestamp())
+        .and_then(|sid| check_copied(kind, obj, req.old_object.as_ref()).map(|()| sid));
     if hook == Hook::Validate {
         match &stamp_check {
             Ok(sid) => t.stamp_id = sid.clone(),
@@ -333,7 +334,7 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut DecisionDr
         // Nobody to stamp for (a dry-run denial of someone unknown): a new object keeps none
         // of the keys it came with, an existing one keeps the stored ones.
         _ => match &req.old_object {
-            None => stamp::strip(obj),
+            None => stamp::strip(obj, kind),
             Some(old) => stamp::restore(obj, old),
         },
     };
@@ -424,6 +425,44 @@ fn check_stamp<'b>(
         .into_iter()
         .find(|(e, _)| Some(e.action) == action)
         .map(|(_, c)| c.sid))
+}
+
+/// `scimgate.io/*` inside the metadata Argo copies into runs (`stamp::copied_metadata`): a stamp
+/// there is inherited by every run started from the object, so on CREATE only a CronWorkflow's own
+/// submit stamp may stand in its `spec.workflowMetadata` (the same keys as on the object), and on
+/// UPDATE nothing may be added or changed there (removing only loses the inheritance).
+fn check_copied(kind: Kind, obj: &Value, old: Option<&Value>) -> Result<(), String> {
+    let ours_at = |o: &Value, path: &[&str], field: &str| -> serde_json::Map<String, Value> {
+        stamp::at(o, path)
+            .and_then(|m| m.get(field))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| stamp::vocabulary::is_ours(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for path in stamp::copied_metadata(kind) {
+        for field in ["annotations", "labels"] {
+            let allowed = match old {
+                Some(old) => ours_at(old, path, field),
+                None if kind == Kind::CronWorkflow && *path == stamp::WORKFLOW_METADATA => object::ours(obj, field),
+                None => serde_json::Map::new(),
+            };
+            if let Some((k, _)) = ours_at(obj, path, field)
+                .into_iter()
+                .find(|(k, v)| allowed.get(k) != Some(v))
+            {
+                return Err(format!(
+                    "{k} in {}.{field} was not written by scimgate; a stamp there would be inherited by every run started from it",
+                    path.join(".")
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Audit annotations: the API server prefixes each key with the webhook's name, so keys are

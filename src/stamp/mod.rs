@@ -113,24 +113,55 @@ pub fn make(signer: &Signer, obj: &Value, old: Option<&Value>, s: &NewStamp<'_>)
     want_ann.insert(entry.attestation_key(), json!(signer.sign(&claims_json)));
     let mut ops = patch::patch_map(obj, "annotations", &want_ann);
     ops.extend(patch::patch_map(obj, "labels", &want_labels));
-    if s.kind == Kind::CronWorkflow && s.action == Action::Submit {
-        ops.extend(workflow_metadata(obj, &want_ann, &want_labels));
+    if s.action == Action::Submit {
+        // Metadata Argo copies into runs carries no stamp but a CronWorkflow's own.
+        for path in copied_metadata(s.kind) {
+            let own = s.kind == Kind::CronWorkflow && *path == WORKFLOW_METADATA;
+            let empty = Map::new();
+            let (a, l) = if own {
+                (&want_ann, &want_labels)
+            } else {
+                (&empty, &empty)
+            };
+            ops.extend(set_copied(obj, path, a, l));
+        }
     }
     Made { ops, sid }
 }
 
-/// Operations that put the stamp into a CronWorkflow's `spec.workflowMetadata`, whose labels and
-/// annotations Argo copies onto every Workflow it starts (argo-workflows `workflow/common/convert.go`
-/// `toWorkflow`), so the runs carry the whole stamp, verifiable as signed.
-fn workflow_metadata(obj: &Value, annotations: &Map<String, Value>, labels: &Map<String, Value>) -> Vec<Value> {
-    let wm = match obj.get("spec").and_then(|s| s.get("workflowMetadata")) {
-        None | Some(Value::Null) => {
-            return vec![json!({"op": "add", "path": "/spec/workflowMetadata",
-                "value": {"annotations": annotations, "labels": labels}})]
+/// `spec.workflowMetadata`: what Argo copies onto every Workflow it starts from a CronWorkflow
+/// (argo-workflows `workflow/common/convert.go` `toWorkflow`) and onto a Workflow at its first
+/// reconcile from its own spec or its template (`workflow/controller/operator.go`
+/// `updateWorkflowMetadata`).
+pub const WORKFLOW_METADATA: &[&str] = &["spec", "workflowMetadata"];
+const WORKFLOW_SPEC_METADATA: &[&str] = &["spec", "workflowSpec", "workflowMetadata"];
+
+/// Where an object of `kind` holds metadata that Argo copies into runs. A stamp there would be
+/// inherited, so only scimgate may put one there (a CronWorkflow's own submit stamp).
+pub fn copied_metadata(kind: Kind) -> &'static [&'static [&'static str]] {
+    match kind {
+        Kind::CronWorkflow => &[WORKFLOW_METADATA, WORKFLOW_SPEC_METADATA],
+        Kind::Workflow | Kind::WorkflowTemplate | Kind::ClusterWorkflowTemplate => &[WORKFLOW_METADATA],
+        Kind::PipelineRun | Kind::TaskRun => &[],
+    }
+}
+
+/// The metadata object at `path`, if there is one.
+pub fn at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(obj, |v, k| v.get(k)).filter(|v| !v.is_null())
+}
+
+/// Operations that make our keys in the copied metadata at `path` equal `annotations`/`labels`.
+fn set_copied(obj: &Value, path: &[&str], annotations: &Map<String, Value>, labels: &Map<String, Value>) -> Vec<Value> {
+    let pointer = format!("/{}", path.join("/"));
+    let Some(meta) = at(obj, path) else {
+        if annotations.is_empty() && labels.is_empty() {
+            return Vec::new();
         }
-        Some(wm) => wm,
+        // Only spec.workflowMetadata is ever added, and spec exists on every run kind's object.
+        return vec![json!({"op": "add", "path": pointer, "value": {"annotations": annotations, "labels": labels}})];
     };
-    let as_object = json!({"metadata": {"annotations": wm.get("annotations"), "labels": wm.get("labels")}});
+    let as_object = json!({"metadata": {"annotations": meta.get("annotations"), "labels": meta.get("labels")}});
     patch::patch_map(&as_object, "annotations", annotations)
         .into_iter()
         .chain(patch::patch_map(&as_object, "labels", labels))
@@ -138,7 +169,7 @@ fn workflow_metadata(obj: &Value, annotations: &Map<String, Value>, labels: &Map
             if let Some(p) = op
                 .get("path")
                 .and_then(Value::as_str)
-                .map(|p| p.replacen("/metadata/", "/spec/workflowMetadata/", 1))
+                .map(|p| p.replacen("/metadata", &pointer, 1))
             {
                 op["path"] = json!(p);
             }
@@ -147,10 +178,14 @@ fn workflow_metadata(obj: &Value, annotations: &Map<String, Value>, labels: &Map
         .collect()
 }
 
-/// Operations that remove every `scimgate.io/*` annotation and label (a CREATE nobody may stamp).
-pub fn strip(obj: &Value) -> Vec<Value> {
+/// Operations that remove every `scimgate.io/*` annotation and label, also from the metadata Argo
+/// copies into runs (a CREATE nobody may stamp).
+pub fn strip(obj: &Value, kind: Kind) -> Vec<Value> {
     let mut ops = patch::patch_map(obj, "annotations", &Map::new());
     ops.extend(patch::patch_map(obj, "labels", &Map::new()));
+    for path in copied_metadata(kind) {
+        ops.extend(set_copied(obj, path, &Map::new(), &Map::new()));
+    }
     ops
 }
 

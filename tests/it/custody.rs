@@ -178,3 +178,54 @@ async fn argo_identity_labels_are_nobody_elses_to_edit() {
             .await,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stamp_pasted_where_argo_copies_it_into_runs_is_refused() {
+    let w = World::new().await;
+    let cron = |name: &str| {
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": name, "namespace": "team-a"},
+            "spec": {"schedule": "0 1 * * *", "workflowSpec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}}})
+    };
+    let alices = allowed(kubectl(&w.api, "alice@example.com").create(&cron("alices")).await).object;
+    let stamp = alices["spec"]["workflowMetadata"].clone();
+    assert_eq!(stamp["annotations"]["scimgate.io/submitted-by"], "alice@example.com");
+    let bob = kubectl(&w.api, "bob@example.com");
+    let bobs = allowed(bob.create(&cron("bobs")).await).object;
+    // Pasting alice's stamp into bob's CronWorkflow: its runs would act as alice.
+    let r = refused(
+        bob.patch_merge(&bobs, json!({"spec": {"workflowMetadata": stamp}}))
+            .await,
+    );
+    assert!(
+        r.message
+            .contains("in spec.workflowMetadata.annotations was not written by scimgate"),
+        "{}",
+        r.message
+    );
+    // On create it is stripped, wherever Argo would copy it from.
+    let mut wf = crate::support::workflow("team-a");
+    wf["spec"]["workflowMetadata"] = stamp.clone();
+    let created = allowed(bob.create(&wf).await).object;
+    let kept = created["spec"]["workflowMetadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(kept.keys().all(|k| !k.starts_with("scimgate.io/")), "{kept:?}");
+    let mut nested = cron("nested");
+    nested["spec"]["workflowSpec"]["workflowMetadata"] = stamp;
+    let created = allowed(bob.create(&nested).await).object;
+    assert_eq!(
+        created["spec"]["workflowMetadata"]["annotations"]["scimgate.io/submitted-by"], "bob@example.com",
+        "the CronWorkflow's own stamp"
+    );
+    let inner = created["spec"]["workflowSpec"]["workflowMetadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(inner.keys().all(|k| !k.starts_with("scimgate.io/")), "{inner:?}");
+    // Removing its own stamp from spec.workflowMetadata only loses the inheritance: allowed.
+    allowed(
+        bob.patch_merge(&bobs, json!({"spec": {"workflowMetadata": null}}))
+            .await,
+    );
+}
