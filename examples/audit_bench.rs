@@ -1,5 +1,7 @@
 //! Decision-log benchmark (bench/audit.sh runs it): write N records through the store the way
-//! the recorder does (batches of 2,000), then time queries by user and 7-day range.
+//! the recorder does (batches of 2,000) twice — plain, as before the hash chain, and chained
+//! with signed checkpoints as the recorder writes them now — then verify the chained log, and
+//! time queries by user and 7-day range.
 //!
 //!   audit_bench DATA_DIR RECORDS USERS QUERIES
 #![allow(
@@ -22,8 +24,48 @@ async fn main() {
     let n: usize = args[2].parse().expect("RECORDS");
     let users: usize = args[3].parse().expect("USERS");
     let queries: usize = args[4].parse().expect("QUERIES");
-    let store = Embedded::open(&dir).await.expect("store");
     let start = chrono::Utc::now() - chrono::Duration::days(90);
+    let plain = Embedded::open(&dir.join("plain")).await.expect("store");
+    let plain_secs = record(&plain, n, users, start, None).await;
+    println!(
+        "plain:   recorded {n} decisions in {plain_secs:.1} s = {:.0} records/s (durable, batches of 2000)",
+        n as f64 / plain_secs
+    );
+    drop(plain);
+    let store = Embedded::open(&dir.join("chained")).await.expect("store");
+    let (signer, _) = scimgate::stamp::Signer::generate().expect("key");
+    let signer = std::sync::Arc::new(signer);
+    let (chain, start_mark) = scimgate::audit::chain::Chain::start(signer.clone());
+    store.record_decisions(&[], &[start_mark]).await.expect("start");
+    let secs = record(&store, n, users, start, Some(chain)).await;
+    println!(
+        "chained: recorded {n} decisions in {secs:.1} s = {:.0} records/s (hash chain, a signed checkpoint per {} records); {:.1}% of the plain rate",
+        n as f64 / secs,
+        scimgate::audit::chain::CHECKPOINT_RECORDS,
+        100.0 * plain_secs / secs
+    );
+    let t = Instant::now();
+    let verifier = scimgate::stamp::Verifier::from_signer(&signer);
+    let report = scimgate::audit::chain::verify(&store, &verifier).await.expect("verify");
+    assert!(report.holds(), "{:?}", report.problems);
+    println!(
+        "audit verify --log: {} records, {} checkpoints checked in {:.1} s",
+        report.records,
+        report.checkpoints,
+        t.elapsed().as_secs_f64()
+    );
+    query_bench(&store, n, users, queries, start).await;
+}
+
+/// Write `n` records in batches of 2,000 (chained when `chain` is given, with a checkpoint
+/// whenever one is due, as the recorder does); returns the seconds it took.
+async fn record(
+    store: &Embedded,
+    n: usize,
+    users: usize,
+    start: chrono::DateTime<chrono::Utc>,
+    mut chain: Option<scimgate::audit::chain::Chain>,
+) -> f64 {
     let step_ms = (90 * 24 * 3600 * 1000) / n as i64;
     let t = Instant::now();
     let mut batch = Vec::with_capacity(2000);
@@ -52,20 +94,25 @@ async fn main() {
             templates: String::new(),
             submitter_id: None,
             stamp_id: None,
+            authenticated: false,
+            link: None,
         });
-        if batch.len() == 2000 {
-            store.record_decisions(&batch).await.expect("insert");
+        if batch.len() == 2000 || i + 1 == n {
+            let mut marks = Vec::new();
+            if let Some(c) = chain.as_mut() {
+                c.link(&mut batch);
+                if c.due() || i + 1 == n {
+                    marks.extend(c.checkpoint());
+                }
+            }
+            store.record_decisions(&batch, &marks).await.expect("insert");
             batch.clear();
         }
     }
-    if !batch.is_empty() {
-        store.record_decisions(&batch).await.expect("insert");
-    }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "recorded {n} decisions in {secs:.1} s = {:.0} records/s (durable, batches of 2000)",
-        n as f64 / secs
-    );
+    t.elapsed().as_secs_f64()
+}
+
+async fn query_bench(store: &Embedded, n: usize, users: usize, queries: usize, start: chrono::DateTime<chrono::Utc>) {
     let mut lat = Vec::with_capacity(queries);
     let mut rows = 0;
     for q in 0..queries {

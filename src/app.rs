@@ -167,7 +167,23 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         None => (tls::dev_certs(&tls_dir, &[])?, Some(tls_dir.join("ca.crt"))),
     };
     let certs = tls::Reloading::open(cert_files).context("loading the serving certificate")?;
-    let tls_config = certs.server_config();
+    let clients = match &cfg.admission_client_ca {
+        Some(ca) => Some(
+            tls::ClientAuth::open(ca.clone(), cfg.admission_client_names.clone())
+                .context("loading the admission client CA")?,
+        ),
+        None => None,
+    };
+    let admission_tls = listener::Tls {
+        config: certs.server_config(clients.clone()),
+        name: "admission",
+        metrics: metrics.clone(),
+    };
+    let scim_tls = listener::Tls {
+        config: certs.server_config(None),
+        name: "scim",
+        metrics: metrics.clone(),
+    };
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -177,13 +193,21 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             .refresh(store.clone(), metrics.clone(), shutdown_rx.clone()),
     );
     tasks.spawn(certs.clone().watch(cfg.cert_reload, shutdown_rx.clone()));
+    if let Some(c) = clients {
+        tasks.spawn(c.watch(cfg.cert_reload, shutdown_rx.clone()));
+    }
     tasks.spawn(crate::follower::follow(
         store.clone(),
         writer.clone(),
         cfg.replication.clone(),
         shutdown_rx.clone(),
     ));
-    tasks.spawn(prune(store.clone(), cfg.audit_retention_days, shutdown_rx.clone()));
+    tasks.spawn(prune(
+        store.clone(),
+        signer.clone(),
+        cfg.audit_retention_days,
+        shutdown_rx.clone(),
+    ));
     if let Some(path) = cfg.policy.clone() {
         tasks.spawn(watch_policy(
             path,
@@ -193,6 +217,27 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             shutdown_rx.clone(),
         ));
     }
+
+    // The owners of controller-created runs (CronWorkflows, PipelineRuns), read through the
+    // Kubernetes API into a watch cache.
+    let owners = match crate::cluster::client(cfg.kubeconfig.as_deref())
+        .await
+        .context("the Kubernetes client")?
+    {
+        Some(client) => {
+            let (owners, watch) = crate::cluster::owners::Owners::watch(client, shutdown_rx.clone());
+            tasks.spawn(watch);
+            owners
+        }
+        None => {
+            tracing::warn!(
+                "no Kubernetes API access (no in-cluster service account, KUBECONFIG or --kubeconfig): runs a controller \
+                 creates for an owner (a CronWorkflow's Workflows, a PipelineRun's TaskRuns) will be denied, because their \
+                 owner cannot be read"
+            );
+            crate::cluster::owners::Owners::unavailable()
+        }
+    };
 
     let scim_state = ScimState {
         service: Service {
@@ -219,9 +264,10 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             "/.well-known/jwks.json",
             axum::routing::get(move || async move { axum::Json(jwks) }),
         );
-    let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone());
+    let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone(), signer.clone());
     let admission_app = admission::routes::router(AdmissionState {
         recorder,
+        owners,
         decider: Decider {
             directory,
             policy,
@@ -244,13 +290,13 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let ops_addr = listeners.ops.local_addr()?;
     tasks.spawn(listener::serve(
         listeners.admission,
-        Some(tls_config.clone()),
+        Some(admission_tls),
         admission_app,
         shutdown_rx.clone(),
     ));
     tasks.spawn(listener::serve(
         listeners.scim,
-        Some(tls_config),
+        Some(scim_tls),
         scim_app,
         shutdown_rx.clone(),
     ));
@@ -364,12 +410,13 @@ async fn watch_policy(
     }
 }
 
-/// Retention: delete decision records older than `days`, at start and hourly.
-async fn prune(store: Arc<dyn Store>, days: u32, mut shutdown: watch::Receiver<bool>) {
+/// Retention: delete decision records older than `days`, at start and hourly, leaving signed
+/// prune markers where the chains now start.
+async fn prune(store: Arc<dyn Store>, signer: Arc<Signer>, days: u32, mut shutdown: watch::Receiver<bool>) {
     loop {
         let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        match store.prune_decisions(&cutoff).await {
+        match crate::audit::chain::prune(&*store, &signer, &cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, days, "decision records past retention deleted"),
             Err(e) => tracing::warn!(error = %e, "pruning decision records failed; will retry"),

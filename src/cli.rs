@@ -177,6 +177,23 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "SCIMGATE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Require a client certificate chaining to this CA (PEM) on the admission listener, so only
+    /// the API server can ask (see `scimgate certs --api-server-client`). Reloaded when it changes.
+    #[arg(long, env = "SCIMGATE_ADMISSION_CLIENT_CA", value_name = "FILE")]
+    pub admission_client_ca: Option<PathBuf>,
+    /// With --admission-client-ca: accept only client certificates for one of these DNS names.
+    #[arg(
+        long = "admission-client-name",
+        env = "SCIMGATE_ADMISSION_CLIENT_NAME",
+        value_name = "NAME",
+        value_delimiter = ',',
+        requires = "admission_client_ca"
+    )]
+    pub admission_client_names: Vec<String>,
+    /// Kubeconfig for reading the owners of controller-created runs (CronWorkflows,
+    /// PipelineRuns). Default: the in-cluster service account, else `KUBECONFIG` / ~/.kube/config.
+    #[arg(long, env = "SCIMGATE_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +237,15 @@ pub struct CertsArgs {
     /// Additional DNS names or IPs for the serving certificate.
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
+    /// Also issue kube-apiserver's client certificate (DNS name NAME, clientAuth only) and write
+    /// the kubeconfig and AdmissionConfiguration its `--admission-control-config-file` reads.
+    /// Serve with `--admission-client-ca ca.crt --admission-client-name NAME`.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "kube-apiserver")]
+    pub api_server_client: Option<String>,
+    /// Where the control-plane node will hold the written admission kubeconfig (the
+    /// AdmissionConfiguration names it by this path).
+    #[arg(long, value_name = "DIR", default_value = "/etc/kubernetes/scimgate")]
+    pub control_plane_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,11 +287,25 @@ pub struct AuditWhoArgs {
 #[derive(Debug, Args)]
 pub struct AuditVerifyArgs {
     /// kubectl output, JSON or YAML; `-` for stdin.
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: PathBuf,
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        required_unless_present = "log",
+        conflicts_with = "log"
+    )]
+    pub file: Option<PathBuf>,
+    /// Check the decision log instead: every replica's hash chain, its signed checkpoints and
+    /// prune markers; names edited, inserted and removed records. Exit code 1 when any.
+    #[arg(long)]
+    pub log: bool,
+    /// The store whose log to check, with --log.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// The JWKS: a file, or an https URL such as https://scimgate.example.com:9443/.well-known/jwks.json.
-    #[arg(long, value_name = "FILE|URL")]
-    pub jwks: String,
+    /// With --log, defaults to the data dir's signing key (and its retired keys).
+    #[arg(long, value_name = "FILE|URL", required_unless_present = "log")]
+    pub jwks: Option<String>,
     /// CA for an https JWKS URL.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,

@@ -49,6 +49,10 @@ pub struct Config {
     pub ops_addr: SocketAddr,
     /// `None` with `--dev`: generated into `data_dir/tls` at start.
     pub tls: Option<CertFiles>,
+    /// When set, the admission listener requires a client certificate chaining to this CA.
+    pub admission_client_ca: Option<PathBuf>,
+    /// With `admission_client_ca`: the DNS names a client certificate must carry (any, if empty).
+    pub admission_client_names: Vec<String>,
     pub cert_reload: Duration,
     pub public_url: Option<String>,
     pub body_limit: usize,
@@ -59,6 +63,9 @@ pub struct Config {
     /// How long a stamp made in one webhook call counts as made for the same request in the
     /// later calls (re-invocation, validation). A stamp older than this on a new CREATE is replaced.
     pub stamp_max_age_seconds: i64,
+    /// The kubeconfig to read owners of controller-created runs with; `None`: the kube client's
+    /// standard configuration (in-cluster, then `KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// The YAML config file. Same names as the flags, in camelCase.
@@ -75,10 +82,13 @@ struct File {
     ops_addr: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    admission_client_ca: Option<PathBuf>,
+    admission_client_names: Vec<String>,
     cert_reload_seconds: Option<u64>,
     log_format: Option<LogFormat>,
     audit_retention_days: Option<u32>,
     stamp_max_age_seconds: Option<u32>,
+    kubeconfig: Option<PathBuf>,
     scim: ScimFile,
     replication: ReplicationFile,
 }
@@ -134,6 +144,17 @@ impl Config {
             }
             _ => return Err(Error::Invalid("--tls-cert and --tls-key go together".into())),
         };
+        let admission_client_ca = args.admission_client_ca.clone().or(file.admission_client_ca);
+        let admission_client_names = if args.admission_client_names.is_empty() {
+            file.admission_client_names
+        } else {
+            args.admission_client_names.clone()
+        };
+        if admission_client_ca.is_none() && !admission_client_names.is_empty() {
+            return Err(Error::Invalid(
+                "admissionClientNames needs admissionClientCa: names are checked on certificates that CA signed".into(),
+            ));
+        }
         let public_url = args.public_url.clone().or(file.scim.public_url);
         if let Some(u) = &public_url {
             if !(u.starts_with("https://") || u.starts_with("http://")) {
@@ -183,6 +204,8 @@ impl Config {
                 .or(file.ops_addr)
                 .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9090))),
             tls,
+            admission_client_ca,
+            admission_client_names,
             cert_reload: Duration::from_secs(reload),
             public_url,
             body_limit,
@@ -199,6 +222,7 @@ impl Config {
                 0 => return Err(Error::Invalid("stampMaxAgeSeconds must be at least 1".into())),
                 s => s,
             },
+            kubeconfig: args.kubeconfig.clone().or(file.kubeconfig),
         })
     }
 }

@@ -122,6 +122,16 @@ pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Re
     }
 }
 
+/// The person a verified stamp names (`sub`, a SCIM id), with whether the identity provider still
+/// has them active: the submitter of an owner whose runs a controller creates (what becomes of a
+/// run of someone deactivated since is the policy's `whenOwnerOffboarded`).
+pub fn stamped_person(s: &Snapshot, id: &str) -> Result<(Requester, bool)> {
+    match s.user(id) {
+        Some(u) => Ok((person(s, u), u.active)),
+        None => Err(Error::Unknown(format!("SCIM id {id}"))),
+    }
+}
+
 type Labels = serde_json::Map<String, serde_json::Value>;
 
 fn label<'a>(labels: Option<&'a Labels>, k: &str) -> Option<&'a str> {

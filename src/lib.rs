@@ -6,6 +6,7 @@ pub mod admission;
 pub mod app;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod directory;

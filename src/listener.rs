@@ -2,6 +2,7 @@
 //! shutdown, then draining in-flight requests for a bounded time. Takes an already-bound
 //! `TcpListener` so tests bind `127.0.0.1:0` and pass it in.
 
+use crate::metrics::Metrics;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,13 +18,31 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight requests get this long after shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    app: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+/// TLS for a listener: its config, and where failed handshakes are counted (`name` is the
+/// listener's label).
+#[derive(Clone)]
+pub struct Tls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub name: &'static str,
+    pub metrics: Metrics,
+}
+
+/// What the connection says about the caller, in every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The client presented a certificate the listener's client verifier accepted (only
+    /// listeners that require one accept any).
+    pub client_certificate: bool,
+}
+
+pub async fn serve(listener: TcpListener, tls: Option<Tls>, app: Router, mut shutdown: watch::Receiver<bool>) {
+    let acceptor = tls.as_ref().map(|t| {
+        (
+            tokio_rustls::TlsAcceptor::from(t.config.clone()),
+            t.name,
+            t.metrics.clone(),
+        )
+    });
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -49,30 +68,43 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let builder = builder.clone();
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             match acceptor {
-                Some(acceptor) => {
+                Some((acceptor, name, metrics)) => {
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            let reason = crate::tls::handshake_failure(&e);
+                            metrics.handshake_failed(name, reason);
+                            tracing::debug!(%peer, error = %e, reason, "TLS handshake failed");
                             return;
                         }
                         Err(_) => {
+                            metrics.handshake_failed(name, "timeout");
                             tracing::debug!(%peer, "TLS handshake timed out");
                             return;
                         }
                     };
+                    let caller = Caller {
+                        client_certificate: tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()),
+                    };
+                    let service = TowerToHyperService::new(with_caller(app, caller));
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 }
                 None => {
+                    let service = TowerToHyperService::new(with_caller(
+                        app,
+                        Caller {
+                            client_certificate: false,
+                        },
+                    ));
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -85,4 +117,18 @@ pub async fn serve(
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections were still open after the drain timeout");
     }
+}
+
+type Incoming = axum::extract::Request<hyper::body::Incoming>;
+
+/// The app, with `caller` in every request's extensions.
+fn with_caller(
+    app: Router,
+    caller: Caller,
+) -> tower::util::MapRequest<Router, impl FnMut(Incoming) -> Incoming + Clone> {
+    use tower::ServiceExt;
+    app.map_request(move |mut req: Incoming| {
+        req.extensions_mut().insert(caller);
+        req
+    })
 }

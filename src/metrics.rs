@@ -28,6 +28,12 @@ pub struct AdmissionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    pub listener: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
     pub outcome: String,
 }
@@ -39,6 +45,7 @@ struct Inner {
     auth: Family<AuthLabels, Counter>,
     admission: Family<AdmissionLabels, Histogram>,
     policy_reloads: Family<AuthLabels, Counter>,
+    handshakes_failed: Family<HandshakeLabels, Counter>,
     decisions: Family<AuthLabels, Counter>,
     token_refreshes: Family<AuthLabels, Counter>,
     tokens_live: Gauge,
@@ -101,6 +108,12 @@ impl Metrics {
             "policy_reloads",
             "Policy file reloads by outcome (ok, failed)",
             policy_reloads.clone(),
+        );
+        let handshakes_failed = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshakes_failed",
+            "TLS handshakes refused or failed, by listener and reason (no-client-certificate, client-certificate-rejected, other)",
+            handshakes_failed.clone(),
         );
         let decisions = Family::<AuthLabels, Counter>::default();
         registry.register(
@@ -183,6 +196,7 @@ impl Metrics {
             auth,
             admission,
             policy_reloads,
+            handshakes_failed,
             decisions,
             token_refreshes,
             tokens_live,
@@ -233,6 +247,16 @@ impl Metrics {
             outcome: outcome.to_string(),
         };
         self.0.admission.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn handshake_failed(&self, listener: &str, reason: &str) {
+        self.0
+            .handshakes_failed
+            .get_or_create(&HandshakeLabels {
+                listener: listener.into(),
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn policy_reload(&self, ok: bool) {

@@ -6,7 +6,8 @@
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -134,27 +135,182 @@ impl Reloading {
         }
     }
 
-    pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
+    /// HTTP/2 and HTTP/1.1; with `clients`, a client certificate it accepts is required.
+    pub fn server_config(self: &Arc<Self>, clients: Option<Arc<ClientAuth>>) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap_or_else(|_| rustls::ServerConfig::builder());
-        let mut cfg = builder.with_no_client_auth().with_cert_resolver(self.clone());
+        let builder = match clients {
+            Some(c) => builder.with_client_cert_verifier(c),
+            None => builder.with_no_client_auth(),
+        };
+        let mut cfg = builder.with_cert_resolver(self.clone());
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(cfg)
     }
 }
 
-/// A generated CA and a serving certificate it signed.
+/// The client certificates the admission listener requires (`--admission-client-ca`): chained
+/// to a CA read from a file, optionally carrying one of a set of DNS names. The CA file is
+/// re-read like the serving pair, so rotating it needs no restart.
+#[derive(Debug)]
+pub struct ClientAuth {
+    ca: PathBuf,
+    names: Vec<String>,
+    current: ArcSwap<Arc<dyn ClientCertVerifier>>,
+    hash: ArcSwap<[u8; 32]>,
+}
+
+fn load_ca(path: &Path) -> Result<(Arc<dyn ClientCertVerifier>, [u8; 32])> {
+    let pem = read(path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| Error::Pem {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        roots.add(cert).map_err(|e| Error::Pem {
+            path: path.to_path_buf(),
+            why: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Pem {
+            path: path.to_path_buf(),
+            why: "no CA certificate in file".into(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| Error::Pem {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+    Ok((verifier, Sha256::digest(&pem).into()))
+}
+
+impl ClientAuth {
+    /// `names` empty: any certificate the CA signed; otherwise one with a DNS name among them.
+    pub fn open(ca: PathBuf, names: Vec<String>) -> Result<Arc<ClientAuth>> {
+        let (verifier, hash) = load_ca(&ca)?;
+        Ok(Arc::new(ClientAuth {
+            ca,
+            names,
+            current: ArcSwap::new(Arc::new(verifier)),
+            hash: ArcSwap::new(Arc::new(hash)),
+        }))
+    }
+
+    /// Re-read the CA file; a broken one keeps the current CA. Returns whether it changed.
+    pub fn reload(&self) -> Result<bool> {
+        let (verifier, hash) = load_ca(&self.ca)?;
+        if *self.hash.load_full() == hash {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(verifier));
+        self.hash.store(Arc::new(hash));
+        Ok(true)
+    }
+
+    pub async fn watch(self: Arc<Self>, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.reload() {
+                Ok(true) => tracing::info!(ca = %self.ca.display(), "admission client CA reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "new admission client CA unusable; keeping the current one"),
+            }
+        }
+    }
+
+    fn inner(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current.load_full().as_ref().clone()
+    }
+}
+
+impl ClientCertVerifier for ClientAuth {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // The hints would borrow from a verifier that a reload may drop; clients (kube-apiserver
+        // included) present their one configured certificate without them.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner().verify_client_cert(end_entity, intermediates, now)?;
+        if self.names.is_empty() {
+            return Ok(verified);
+        }
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(e))))
+        })?;
+        let named = self.names.iter().any(|n| {
+            rustls::pki_types::ServerName::try_from(n.as_str())
+                .is_ok_and(|sn| cert.verify_is_valid_for_subject_name(&sn).is_ok())
+        });
+        if named {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner().supported_verify_schemes()
+    }
+}
+
+/// Why a TLS handshake failed, for the metrics: the client certificate's fault or another.
+pub fn handshake_failure(e: &std::io::Error) -> &'static str {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::NoCertificatesPresented) => "no-client-certificate",
+        Some(rustls::Error::InvalidCertificate(_)) => "client-certificate-rejected",
+        _ => "other",
+    }
+}
+
+/// A generated CA and a serving certificate it signed; optionally a client certificate too.
 pub struct Generated {
     pub ca_pem: String,
     pub ca_key_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// The API server's client certificate and key (PEM), when asked for.
+    pub client: Option<(String, String)>,
 }
 
-/// A CA valid for ten years and a serving certificate for `names` (DNS names or IPs) valid for one.
-pub fn generate(names: &[String], ca_name: &str) -> Result<Generated> {
+/// A CA valid for ten years and a serving certificate for `names` (DNS names or IPs) valid for
+/// one; with `client`, also a client certificate (clientAuth only) for that DNS name.
+pub fn generate(names: &[String], ca_name: &str, client: Option<&str>) -> Result<Generated> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
         KeyUsagePurpose,
@@ -188,11 +344,29 @@ pub fn generate(names: &[String], ca_name: &str) -> Result<Generated> {
     leaf.not_after = now + days(365);
     let issuer = Issuer::new(ca, ca_key);
     let cert = leaf.signed_by(&key, &issuer)?;
+    let client = match client {
+        Some(name) => {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(vec![name.to_string()])?;
+            params.distinguished_name = DistinguishedName::new();
+            params.distinguished_name.push(DnType::CommonName, name);
+            // Client authentication only: a serving certificate can't stand in for it, nor it
+            // for one.
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.not_before = now - days(1);
+            params.not_after = now + days(365);
+            let cert = params.signed_by(&key, &issuer)?;
+            Some((cert.pem(), key.serialize_pem()))
+        }
+        None => None,
+    };
     Ok(Generated {
         ca_pem: ca_cert.pem(),
         ca_key_pem,
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
+        client,
     })
 }
 
@@ -204,7 +378,12 @@ fn days(n: i64) -> time::Duration {
     time::Duration::days(n)
 }
 
-/// Write `dir/ca.crt`, `dir/tls.crt`, `dir/tls.key` (and `ca.key`), private keys mode 0600.
+/// Where [`write`] puts the API server's client certificate and key.
+pub const CLIENT_CERT: &str = "apiserver-client.crt";
+pub const CLIENT_KEY: &str = "apiserver-client.key";
+
+/// Write `dir/ca.crt`, `dir/tls.crt`, `dir/tls.key` (and `ca.key`, and the client pair when
+/// generated), private keys mode 0600.
 pub fn write(dir: &Path, g: &Generated) -> Result<CertFiles> {
     std::fs::create_dir_all(dir).map_err(|cause| Error::Write {
         path: dir.to_path_buf(),
@@ -222,11 +401,15 @@ pub fn write(dir: &Path, g: &Generated) -> Result<CertFiles> {
     put("ca.key", &g.ca_key_pem, true)?;
     let cert = put("tls.crt", &g.cert_pem, false)?;
     let key = put("tls.key", &g.key_pem, true)?;
+    if let Some((cert, key)) = &g.client {
+        put(CLIENT_CERT, cert, false)?;
+        put(CLIENT_KEY, key, true)?;
+    }
     Ok(CertFiles { cert, key })
 }
 
 /// Write atomically (temp file + rename), so a reloading server never reads half a file.
-fn write_file(path: &Path, body: &[u8], secret: bool) -> std::io::Result<()> {
+pub fn write_file(path: &Path, body: &[u8], secret: bool) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
@@ -254,5 +437,5 @@ pub fn dev_certs(dir: &Path, extra_names: &[String]) -> Result<CertFiles> {
     }
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     names.extend(extra_names.iter().cloned());
-    write(dir, &generate(&names, "scimgate dev CA")?)
+    write(dir, &generate(&names, "scimgate dev CA", None)?)
 }

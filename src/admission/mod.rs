@@ -7,6 +7,7 @@ pub mod codec;
 pub mod pipeline_run;
 pub mod routes;
 
+use crate::cluster::owners::{self, Owners};
 use crate::directory::Snapshot;
 use crate::identity::{self, Resolved};
 use crate::policy::{self, Action, Kind, Outcome, Policy, Requester, RunRequest};
@@ -32,6 +33,8 @@ pub struct Decider {
 #[derive(Clone)]
 pub struct AdmissionState {
     pub decider: Decider,
+    /// The stored owners of controller-created runs (a watch cache of the owner kinds).
+    pub owners: Owners,
     pub metrics: crate::metrics::Metrics,
     pub recorder: crate::audit::recorder::Recorder,
 }
@@ -65,9 +68,36 @@ pub struct DecisionDraft {
     pub stamp_id: Option<String>,
 }
 
-/// Decide one request.
+/// What the cluster said of a controller-created child's owner, looked up before deciding
+/// (`owner_lookup`); `None` when nobody looked (offline evaluation).
+pub type OwnerLookup = Option<owners::Result<owners::Found>>;
+
+/// Decide one request, offline: a child of an `ownerStamp` delegate has no owner to look up.
 pub fn decide(st: &Decider, req: &Request, hook: Hook) -> Answer {
-    decide_traced(st, req, hook, &mut DecisionDraft::default())
+    decide_traced(st, req, &None, hook, &mut DecisionDraft::default())
+}
+
+/// The child kind, when `req` is an `ownerStamp` delegate creating a run for an owner: then the
+/// decision needs the owner as the cluster stores it.
+pub fn owner_needed(st: &Decider, req: &Request) -> Option<Kind> {
+    let kind = pipeline_run::detect(&req.group, &req.version, &req.kind)?;
+    let policy = st.policy.load();
+    let delegate = policy.delegate_for(&req.user.username)?;
+    (req.operation == Operation::Create && delegate.via == policy::Via::OwnerStamp).then_some(kind)
+}
+
+/// Look up the owner of the child `req` creates, when the decision needs it.
+pub async fn owner_lookup(st: &Decider, owners: &Owners, req: &Request) -> OwnerLookup {
+    let child = owner_needed(st, req)?;
+    let obj = req.object.as_ref()?;
+    let namespace = if req.namespace.is_empty() {
+        obj.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    } else {
+        req.namespace.as_str()
+    };
+    Some(owners.owner_of(child, namespace, obj).await)
 }
 
 /// Who asked, as the stamp binds it: the person's SCIM id, or the service account's username
@@ -83,8 +113,9 @@ enum Verdict {
     Refused { why: String, rule: Option<String> },
 }
 
-/// Decide one request, noting what the decision was about in `t`.
-pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut DecisionDraft) -> Answer {
+/// Decide one request, noting what the decision was about in `t`. `owner` is what the cluster
+/// said of the owner of a run an `ownerStamp` delegate creates (`owner_lookup`).
+pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hook, t: &mut DecisionDraft) -> Answer {
     let Some(kind) = pipeline_run::detect(&req.group, &req.version, &req.kind) else {
         return Answer::allow();
     };
@@ -132,12 +163,18 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut DecisionDr
     let old_labels = req.old_object.as_ref().map(|o| object::metadata_map(o, "labels"));
     let resolved = identity::resolve(&snap, &policy, &req.user.username, labels, old_labels);
     let controller_update = matches!(resolved, Ok(Resolved::OwnerStamp { .. })) && req.operation == Operation::Update;
+    // Admitted for an owner's deactivated submitter (`whenOwnerOffboarded: continue`): why.
+    let mut offboarded_note = None;
     let person: Result<Requester, String> = match resolved {
         Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => Ok(requester),
         Ok(Resolved::OwnerStamp {
             namespace: ns,
             name: sa,
-        }) if !controller_update => owner_person(st, &snap, obj)
+        }) if !controller_update => owner_person(st, &snap, &policy, &req.user.username, owner)
+            .map(|(who, note)| {
+                offboarded_note = note;
+                who
+            })
             .map_err(|why| format!("{ns}:{sa} creates runs for their owner's submitter, but {why}")),
         Ok(Resolved::OwnerStamp { .. }) => Err(String::new()),
         Err(why) => Err(why.to_string()),
@@ -276,6 +313,9 @@ pub fn decide_traced(st: &Decider, req: &Request, hook: Hook, t: &mut DecisionDr
     let (mut answer, decision) = match verdict {
         Verdict::Allowed(rule) => {
             t.outcome = Some(Outcome::Allowed);
+            if let Some(note) = offboarded_note {
+                t.reason = note;
+            }
             let mut a = Answer::allow();
             a.warnings.extend(stale_warning);
             audit_annotations(&mut a, "allow", &decision_id, t);
@@ -497,18 +537,60 @@ fn short_warning_text(w: &str) -> String {
     w
 }
 
-/// The person behind a controller-created run: the verified submit stamp it carries — the
-/// owner's, copied by the controller (any age: a CronWorkflow spawns months after it was
-/// stamped), or the one scimgate made for the child in an earlier call of this request.
-fn owner_person(st: &Decider, snap: &Snapshot, obj: &Value) -> Result<Requester, String> {
-    let claims = object::verified(&st.verifier, obj, Entry::of(Action::Submit))
-        .and_then(Result::ok)
-        .ok_or("the object carries no valid scimgate stamp from its owner")?;
+/// The person behind a controller-created run: the one the verified submit stamp of its owner,
+/// as the cluster stores it, names — never a stamp the child carries (anyone who can edit an
+/// owner can paste a stamp into what it copies onto its runs, and one `generateName` can be
+/// signed for two owners). The stamp must name that owner (kind, namespace, name); it may be of
+/// any age (a CronWorkflow spawns months after it was stamped). A submitter deactivated since is
+/// the policy's `whenOwnerOffboarded`: refused, or admitted with a note saying so.
+fn owner_person(
+    st: &Decider,
+    snap: &Snapshot,
+    policy: &Policy,
+    username: &str,
+    owner: &OwnerLookup,
+) -> Result<(Requester, Option<String>), String> {
+    let found = match owner {
+        Some(Ok(found)) => found,
+        Some(Err(e)) => return Err(e.to_string()),
+        None => return Err(owners::Error::NoApiAccess.to_string()),
+    };
+    let meta = |k: &str| {
+        found
+            .object
+            .pointer(&format!("/metadata/{k}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let (kind, ns, name) = (found.kind.as_str(), meta("namespace"), meta("name"));
+    let claims = match object::verified(&st.verifier, &found.object, Entry::of(Action::Submit)) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => return Err(format!("the stamp on its owner {kind} {ns}/{name} does not hold: {e}")),
+        None => return Err(format!("its owner {kind} {ns}/{name} carries no scimgate submit stamp")),
+    };
+    claims
+        .places(kind, ns, name, meta("generateName"))
+        .map_err(|m| format!("the stamp on its owner {kind} {ns}/{name} does not belong to it: {m}"))?;
     if claims.sub.is_empty() {
-        return Err("the owner's stamp names no person".into());
+        return Err(format!("the stamp on its owner {kind} {ns}/{name} names no person"));
     }
-    identity::find_person(snap, policy::MatchAttribute::Id, &claims.sub)
-        .map_err(|e| format!("the owner's submitter {e}"))
+    let (who, active) = identity::stamped_person(snap, &claims.sub)
+        .map_err(|e| format!("the submitter of its owner {kind} {ns}/{name}: {e}"))?;
+    if active {
+        return Ok((who, None));
+    }
+    let user_name = who.display();
+    match policy.when_owner_offboarded(policy.delegate_for(username), found.kind) {
+        policy::WhenOwnerOffboarded::Stop => Err(format!(
+            "{user_name}, who submitted its owner {kind} {ns}/{name}, is deactivated in the identity provider, and whenOwnerOffboarded is stop: it starts no new run"
+        )),
+        policy::WhenOwnerOffboarded::Continue => Ok((
+            who,
+            Some(format!(
+                "{user_name}, who submitted its owner {kind} {ns}/{name}, is deactivated in the identity provider; admitted because whenOwnerOffboarded is continue (the run finishes)"
+            )),
+        )),
+    }
 }
 
 /// Argo's creator labels, set to the verified person, written the way the Argo Server writes

@@ -2,13 +2,15 @@
 //! AdmissionReview gets a plain 400, as the API server expects; everything else gets an
 //! AdmissionReview answer echoing the request uid.
 
-use super::{codec, decide_traced, AdmissionState, DecisionDraft, Hook};
+use super::{codec, decide_traced, owner_lookup, AdmissionState, DecisionDraft, Hook};
 use crate::audit::DecisionRecord;
+use crate::listener::Caller;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use std::time::Instant;
 
@@ -23,15 +25,20 @@ pub fn router(state: AdmissionState) -> Router {
         .with_state(state)
 }
 
-async fn mutate(State(st): State<AdmissionState>, body: Bytes) -> Response {
-    handle(&st, &body, Hook::Mutate).await
+async fn mutate(State(st): State<AdmissionState>, caller: Option<Extension<Caller>>, body: Bytes) -> Response {
+    handle(&st, &body, Hook::Mutate, authenticated(caller)).await
 }
 
-async fn validate(State(st): State<AdmissionState>, body: Bytes) -> Response {
-    handle(&st, &body, Hook::Validate).await
+async fn validate(State(st): State<AdmissionState>, caller: Option<Extension<Caller>>, body: Bytes) -> Response {
+    handle(&st, &body, Hook::Validate, authenticated(caller)).await
 }
 
-async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
+/// The caller proved to be the API server: a client certificate the listener verified.
+fn authenticated(caller: Option<Extension<Caller>>) -> bool {
+    caller.is_some_and(|Extension(c)| c.client_certificate)
+}
+
+async fn handle(st: &AdmissionState, body: &[u8], hook: Hook, authenticated: bool) -> Response {
     let started = Instant::now();
     let review = match codec::decode(body) {
         Ok(r) => r,
@@ -39,7 +46,12 @@ async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
     };
     let mut trace = DecisionDraft::default();
     let answer = match &review.request {
-        Ok(req) => decide_traced(&st.decider, req, hook, &mut trace),
+        Ok(req) => {
+            // The one wait on the admission path: the owner of a controller-created run, from
+            // the watch cache (a GET only on a miss).
+            let owner = owner_lookup(&st.decider, &st.owners, req).await;
+            decide_traced(&st.decider, req, &owner, hook, &mut trace)
+        }
         Err(why) => codec::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}")),
     };
     let (kind, ns) = review
@@ -62,7 +74,7 @@ async fn handle(st: &AdmissionState, body: &[u8], hook: Hook) -> Response {
     if let (Ok(req), Some(action), true) = (&review.request, trace.action, final_answer) {
         if !req.dry_run {
             st.recorder
-                .record(record(req, hook, action, trace, started.elapsed()))
+                .record(record(req, hook, action, trace, started.elapsed(), authenticated))
                 .await;
         }
     }
@@ -77,6 +89,7 @@ fn record(
     action: crate::policy::Action,
     t: DecisionDraft,
     elapsed: std::time::Duration,
+    authenticated: bool,
 ) -> DecisionRecord {
     DecisionRecord {
         id: t.decision_id,
@@ -100,5 +113,7 @@ fn record(
         templates: t.templates.join(","),
         submitter_id: t.submitter_id,
         stamp_id: t.stamp_id,
+        authenticated,
+        link: None,
     }
 }

@@ -2,6 +2,7 @@
 //! Must not sit on the admission path: handlers hand records to the recorder and move on.
 
 pub mod api;
+pub mod chain;
 pub mod query;
 pub mod recorder;
 pub mod replay;

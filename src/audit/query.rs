@@ -89,7 +89,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-const COLUMNS: [&str; 21] = [
+const COLUMNS: [&str; 22] = [
     "id",
     "at",
     "request_uid",
@@ -111,9 +111,10 @@ const COLUMNS: [&str; 21] = [
     "templates",
     "submitter_id",
     "stamp_id",
+    "authenticated",
 ];
 
-fn fields(r: &DecisionRecord) -> [String; 21] {
+fn fields(r: &DecisionRecord) -> [String; 22] {
     [
         r.id.clone(),
         r.at.clone(),
@@ -136,6 +137,7 @@ fn fields(r: &DecisionRecord) -> [String; 21] {
         r.templates.clone(),
         r.submitter_id.clone().unwrap_or_default(),
         r.stamp_id.clone().unwrap_or_default(),
+        r.authenticated.to_string(),
     ]
 }
 
@@ -145,6 +147,7 @@ pub fn to_json(r: &DecisionRecord) -> serde_json::Value {
     for (k, v) in COLUMNS.iter().zip(f) {
         let v = match *k {
             "latency_us" => serde_json::json!(r.latency_us),
+            "authenticated" => serde_json::json!(r.authenticated),
             "user_id" | "rule" | "submitter_id" | "stamp_id" if v.is_empty() => serde_json::Value::Null,
             _ => serde_json::json!(v),
         };
@@ -177,6 +180,8 @@ pub fn from_json(v: &serde_json::Value) -> Option<DecisionRecord> {
         templates: s("templates").unwrap_or_default(),
         submitter_id: s("submitter_id"),
         stamp_id: s("stamp_id"),
+        authenticated: v.get("authenticated").and_then(|x| x.as_bool()).unwrap_or(false),
+        link: None,
     })
 }
 

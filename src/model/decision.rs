@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One admission decision, with what a later replay needs (run_as, templates, submitter).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DecisionRecord {
     pub id: String,
     pub at: String,
@@ -32,6 +32,40 @@ pub struct DecisionRecord {
     pub submitter_id: Option<String>,
     /// The id of the stamp the request carried for its action (`sid` in the attestation).
     pub stamp_id: Option<String>,
+    /// The caller presented a client certificate the admission listener verified (always false
+    /// unless `--admission-client-ca` is set).
+    pub authenticated: bool,
+    /// Its place in the hash chain of the replica that wrote it (set by the recorder; `None` on
+    /// records written before the chain existed).
+    pub link: Option<Link>,
+}
+
+/// A record's place in its replica's hash chain (see `audit::chain`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Link {
+    /// The writing process (host name and a random suffix, new at every start).
+    pub replica: String,
+    /// 1, 2, 3… within the replica, gapless.
+    pub seq: i64,
+    /// Hex SHA-256 of the previous record of the replica (64 zeros before the first).
+    pub prev_hash: String,
+    /// Hex SHA-256 of this record's fields and `prev_hash`.
+    pub hash: String,
+}
+
+/// A signed statement about a replica's chain: a checkpoint (the record at `seq` has `hash`),
+/// the chain's start (`seq` 0), or a prune marker (records up to `seq` were deleted by
+/// retention, the last of them had `hash`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainMark {
+    pub replica: String,
+    pub seq: i64,
+    /// `start`, `checkpoint` or `prune`.
+    pub kind: String,
+    pub hash: String,
+    pub at: String,
+    /// Compact JWS by the stamp key over the other fields.
+    pub signature: String,
 }
 
 /// Newest first; `after` is the last id of the previous page (ids are UUIDv7, time-ordered).

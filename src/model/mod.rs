@@ -7,5 +7,5 @@ pub mod clock;
 pub mod decision;
 pub mod resource;
 
-pub use decision::{DecisionQuery, DecisionRecord};
+pub use decision::{ChainMark, DecisionQuery, DecisionRecord, Link};
 pub use resource::ResourceType;

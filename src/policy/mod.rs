@@ -119,11 +119,43 @@ pub enum Via {
     OwnerStamp,
 }
 
+/// What becomes of the runs a controller starts for an owner (a PipelineRun, a CronWorkflow)
+/// whose submitter the identity provider has deactivated since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WhenOwnerOffboarded {
+    /// Admitted, for the deactivated submitter: the run they started finishes. The decision
+    /// record says the submitter is deactivated.
+    Continue,
+    /// Denied: the owner starts nothing more.
+    Stop,
+}
+
+impl WhenOwnerOffboarded {
+    /// Without a policy choice: the children of a running PipelineRun continue (the run was
+    /// admitted and finishes); a CronWorkflow starts no new run.
+    pub fn default_for(owner: Kind) -> WhenOwnerOffboarded {
+        match owner {
+            Kind::CronWorkflow => WhenOwnerOffboarded::Stop,
+            _ => WhenOwnerOffboarded::Continue,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenOwnerOffboarded::Continue => "continue",
+            WhenOwnerOffboarded::Stop => "stop",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct DelegateFile {
     service_account: String,
     via: Via,
+    #[serde(default)]
+    when_owner_offboarded: Option<WhenOwnerOffboarded>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -133,6 +165,7 @@ struct IdentityFile {
     match_attribute: MatchAttribute,
     delegates: Vec<DelegateFile>,
     rewrite_argo_creator_labels: bool,
+    when_owner_offboarded: Option<WhenOwnerOffboarded>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +208,8 @@ pub struct Delegate {
     pub namespace: String,
     pub name: String,
     pub via: Via,
+    /// `ownerStamp` only: overrides `identity.whenOwnerOffboarded` for this controller.
+    pub when_owner_offboarded: Option<WhenOwnerOffboarded>,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +220,9 @@ pub struct Identity {
     /// Overwrite Argo's hand-editable `workflows.argoproj.io/creator*` labels on submit with
     /// the verified person, so Argo's UI and `argo list --creator` show the truth.
     pub rewrite_argo_creator_labels: bool,
+    /// For every `ownerStamp` delegate without its own choice; `None`: by owner kind
+    /// (`WhenOwnerOffboarded::default_for`).
+    pub when_owner_offboarded: Option<WhenOwnerOffboarded>,
 }
 
 /// One compiled rule. `None` means "not constrained".
@@ -262,12 +300,18 @@ impl Policy {
                     "identity.delegates[{i}].via: argoCreatorLabels is deprecated, write argoServer (the same delegate: creator labels on create, the acting person's actor labels on updates)"
                 ));
             }
+            if d.when_owner_offboarded.is_some() && d.via != Via::OwnerStamp {
+                problems.push(format!(
+                    "identity.delegates[{i}].whenOwnerOffboarded only applies to ownerStamp delegates (controllers that start runs for an owner)"
+                ));
+            }
             match d.service_account.split_once(':') {
                 Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains(':') => {
                     delegates.push(Delegate {
                         namespace: ns.to_string(),
                         name: name.to_string(),
                         via: d.via,
+                        when_owner_offboarded: d.when_owner_offboarded,
                     })
                 }
                 _ => problems.push(format!(
@@ -371,6 +415,7 @@ impl Policy {
                 match_attribute: file.identity.match_attribute,
                 delegates,
                 rewrite_argo_creator_labels: file.identity.rewrite_argo_creator_labels,
+                when_owner_offboarded: file.identity.when_owner_offboarded,
             },
             rules,
             digest: digest(text.as_bytes()),
@@ -387,6 +432,15 @@ impl Policy {
     pub fn delegate_for(&self, username: &str) -> Option<&Delegate> {
         let (ns, name) = username.strip_prefix("system:serviceaccount:")?.split_once(':')?;
         self.delegate(ns, name)
+    }
+
+    /// What becomes of a run `delegate` starts for an owner of kind `owner` whose submitter is
+    /// deactivated: the delegate's choice, else the policy's, else the owner kind's default.
+    pub fn when_owner_offboarded(&self, delegate: Option<&Delegate>, owner: Kind) -> WhenOwnerOffboarded {
+        delegate
+            .and_then(|d| d.when_owner_offboarded)
+            .or(self.identity.when_owner_offboarded)
+            .unwrap_or_else(|| WhenOwnerOffboarded::default_for(owner))
     }
 
     pub fn delegate(&self, namespace: &str, name: &str) -> Option<&Delegate> {
@@ -454,6 +508,39 @@ mod tests {
         );
         let now = Policy::parse(&text.replace("argoCreatorLabels", "argoServer"), "p.yaml").expect("valid");
         assert!(now.warnings.is_empty());
+    }
+
+    #[test]
+    fn when_owner_offboarded_delegate_over_policy_over_kind_default() {
+        let base = "apiVersion: scimgate.io/v1\nkind: Policy\nidentity:\n  GLOBAL\n  delegates:\n    - serviceAccount: argo:argo\n      via: ownerStamp\n    - serviceAccount: tekton-pipelines:tekton-pipelines-controller\n      via: ownerStamp\n      OWN\nrules:\n  - name: a\n    allow: [submit]\n    groups: [x]\n";
+        let decide = |global: &str, own: &str| {
+            let p = Policy::parse(&base.replace("GLOBAL", global).replace("OWN", own), "p.yaml").expect("valid");
+            let argo = p.delegate_for("system:serviceaccount:argo:argo");
+            let tekton = p.delegate_for("system:serviceaccount:tekton-pipelines:tekton-pipelines-controller");
+            (
+                p.when_owner_offboarded(argo, Kind::CronWorkflow),
+                p.when_owner_offboarded(tekton, Kind::PipelineRun),
+            )
+        };
+        use WhenOwnerOffboarded::{Continue, Stop};
+        assert_eq!(decide("", ""), (Stop, Continue));
+        assert_eq!(decide("whenOwnerOffboarded: continue", ""), (Continue, Continue));
+        assert_eq!(decide("whenOwnerOffboarded: stop", ""), (Stop, Stop));
+        assert_eq!(
+            decide("whenOwnerOffboarded: continue", "whenOwnerOffboarded: stop"),
+            (Continue, Stop)
+        );
+        let err = Policy::parse(
+            "apiVersion: scimgate.io/v1\nkind: Policy\nidentity:\n  delegates:\n    - serviceAccount: argo:argo-server\n      via: argoServer\n      whenOwnerOffboarded: stop\nrules:\n  - name: a\n    allow: [submit]\n    groups: [x]\n",
+            "p.yaml",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains("delegates[0].whenOwnerOffboarded only applies to ownerStamp"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -238,9 +238,13 @@ impl Store for Embedded {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn record_decisions(&self, records: &[crate::model::DecisionRecord]) -> Result<()> {
+    async fn record_decisions(
+        &self,
+        records: &[crate::model::DecisionRecord],
+        marks: &[crate::model::ChainMark],
+    ) -> Result<()> {
         // Multi-row INSERTs: at admission rates the per-statement overhead dominated.
-        const ROWS: usize = 400; // 20 columns each, within SQLite's bound-parameter limit
+        const ROWS: usize = 400; // 26 columns each, within SQLite's bound-parameter limit
         let mut tx = self.pool.begin().await?;
         for chunk in records.chunks(ROWS) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
@@ -248,6 +252,14 @@ impl Store for Embedded {
                 sql::DECISION_COLUMNS
             ));
             sql::push_decision_values(&mut q, chunk);
+            q.build().execute(&mut *tx).await?;
+        }
+        if !marks.is_empty() {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+                "INSERT OR IGNORE INTO decision_marks ({}) ",
+                sql::MARK_COLUMNS
+            ));
+            sql::push_mark_values(&mut q, marks);
             q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -268,12 +280,76 @@ impl Store for Embedded {
         rows.iter().map(sql::decision_from_row).collect()
     }
 
-    async fn prune_decisions(&self, before: &str) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM decisions WHERE at < ?")
+    async fn prune_plan(&self, before: &str) -> Result<Vec<(String, i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT d.replica, d.seq, d.hash FROM decisions d JOIN \
+             (SELECT replica, MAX(seq) AS last FROM decisions WHERE replica IS NOT NULL AND at < ? GROUP BY replica) x \
+             ON d.replica = x.replica AND d.seq = x.last",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|(r, s, h): (String, i64, Option<String>)| (r, s, h.unwrap_or_default()))
+        .collect())
+    }
+
+    async fn prune_decisions(&self, before: &str, marks: &[crate::model::ChainMark]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = sqlx::query("DELETE FROM decisions WHERE replica IS NULL AND at < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected())
+            .rows_affected();
+        for m in marks {
+            deleted += sqlx::query("DELETE FROM decisions WHERE replica = ? AND seq <= ?")
+                .bind(&m.replica)
+                .bind(m.seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(
+                "DELETE FROM decision_marks WHERE replica = ? AND kind IN ('checkpoint', 'prune') AND seq <= ?",
+            )
+            .bind(&m.replica)
+            .bind(m.seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !marks.is_empty() {
+            let mut q =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!("INSERT INTO decision_marks ({}) ", sql::MARK_COLUMNS));
+            sql::push_mark_values(&mut q, marks);
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn chain_page(&self, after: Option<&(String, i64)>, limit: u32) -> Result<Vec<crate::model::DecisionRecord>> {
+        let rows = sql::chain_page::<sqlx::Sqlite>(after, limit)
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::decision_from_row).collect()
+    }
+
+    async fn unchained_decisions(&self) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT id, at FROM decisions WHERE replica IS NULL ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn chain_marks(&self) -> Result<Vec<crate::model::ChainMark>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM decision_marks ORDER BY replica, seq, kind",
+            sql::MARK_COLUMNS
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sql::mark_from_row).collect()
     }
 
     async fn user_id_for(&self, user_name: &str) -> Result<Option<String>> {

@@ -248,14 +248,29 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
     /// Revoke by name or id; returns whether a live token was revoked.
     async fn revoke_token(&self, name_or_id: &str, at: &str) -> Result<bool>;
-    /// Append decision records in one transaction.
-    async fn record_decisions(&self, records: &[crate::model::DecisionRecord]) -> Result<()>;
+    /// Append decision records and chain marks in one transaction.
+    async fn record_decisions(
+        &self,
+        records: &[crate::model::DecisionRecord],
+        marks: &[crate::model::ChainMark],
+    ) -> Result<()>;
     /// How many decision records are stored (operations and tests).
     async fn decision_count(&self) -> Result<i64>;
     /// Decision records matching `q`, newest first.
     async fn query_decisions(&self, q: &crate::model::DecisionQuery) -> Result<Vec<crate::model::DecisionRecord>>;
-    /// Delete decision records older than `before` (RFC 3339); returns how many.
-    async fn prune_decisions(&self, before: &str) -> Result<u64>;
+    /// For retention: per replica, the last chained record older than `before` (replica, seq,
+    /// hash). Everything up to it goes.
+    async fn prune_plan(&self, before: &str) -> Result<Vec<(String, i64, String)>>;
+    /// In one transaction: delete unchained records older than `before` and, per prune marker,
+    /// its replica's records up to its seq (with the checkpoints they made moot); store the
+    /// markers. Returns how many records went.
+    async fn prune_decisions(&self, before: &str, marks: &[crate::model::ChainMark]) -> Result<u64>;
+    /// Chained decision records after `(replica, seq)`, in chain order.
+    async fn chain_page(&self, after: Option<&(String, i64)>, limit: u32) -> Result<Vec<crate::model::DecisionRecord>>;
+    /// Ids and times of records in no chain (written before it existed, or inserted by hand).
+    async fn unchained_decisions(&self) -> Result<Vec<(String, String)>>;
+    /// Every chain mark (starts, checkpoints, prune markers).
+    async fn chain_marks(&self) -> Result<Vec<crate::model::ChainMark>>;
     /// The SCIM id a userName has or had (tombstones count), for audit queries by name.
     async fn user_id_for(&self, user_name: &str) -> Result<Option<String>>;
     /// Wake-ups when another process commits identity state, for stores several replicas share;

@@ -248,13 +248,23 @@ impl Store for Postgres {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn record_decisions(&self, records: &[crate::model::DecisionRecord]) -> Result<()> {
-        // 20 parameters a row, within PostgreSQL's 65,535 per statement.
+    async fn record_decisions(
+        &self,
+        records: &[crate::model::DecisionRecord],
+        marks: &[crate::model::ChainMark],
+    ) -> Result<()> {
+        // 26 parameters a row, within PostgreSQL's 65,535 per statement.
         const ROWS: usize = 1_000;
         let mut tx = self.pool.begin().await?;
         for chunk in records.chunks(ROWS) {
             let mut q = sqlx::QueryBuilder::<Pg>::new(format!("INSERT INTO decisions ({}) ", sql::DECISION_COLUMNS));
             sql::push_decision_values(&mut q, chunk);
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        if !marks.is_empty() {
+            let mut q = sqlx::QueryBuilder::<Pg>::new(format!("INSERT INTO decision_marks ({}) ", sql::MARK_COLUMNS));
+            sql::push_mark_values(&mut q, marks);
             q.push(" ON CONFLICT DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
@@ -273,12 +283,75 @@ impl Store for Postgres {
         rows.iter().map(sql::decision_from_row).collect()
     }
 
-    async fn prune_decisions(&self, before: &str) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM decisions WHERE at < $1")
+    async fn prune_plan(&self, before: &str) -> Result<Vec<(String, i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT d.replica, d.seq, d.hash FROM decisions d JOIN \
+             (SELECT replica, MAX(seq) AS last FROM decisions WHERE replica IS NOT NULL AND at < $1 GROUP BY replica) x \
+             ON d.replica = x.replica AND d.seq = x.last",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|(r, s, h): (String, i64, Option<String>)| (r, s, h.unwrap_or_default()))
+        .collect())
+    }
+
+    async fn prune_decisions(&self, before: &str, marks: &[crate::model::ChainMark]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = sqlx::query("DELETE FROM decisions WHERE replica IS NULL AND at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected())
+            .rows_affected();
+        for m in marks {
+            deleted += sqlx::query("DELETE FROM decisions WHERE replica = $1 AND seq <= $2")
+                .bind(&m.replica)
+                .bind(m.seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(
+                "DELETE FROM decision_marks WHERE replica = $1 AND kind IN ('checkpoint', 'prune') AND seq <= $2",
+            )
+            .bind(&m.replica)
+            .bind(m.seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !marks.is_empty() {
+            let mut q = sqlx::QueryBuilder::<Pg>::new(format!("INSERT INTO decision_marks ({}) ", sql::MARK_COLUMNS));
+            sql::push_mark_values(&mut q, marks);
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn chain_page(&self, after: Option<&(String, i64)>, limit: u32) -> Result<Vec<crate::model::DecisionRecord>> {
+        let rows = sql::chain_page::<Pg>(after, limit)
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::decision_from_row).collect()
+    }
+
+    async fn unchained_decisions(&self) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT id, at FROM decisions WHERE replica IS NULL ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn chain_marks(&self) -> Result<Vec<crate::model::ChainMark>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM decision_marks ORDER BY replica, seq, kind",
+            sql::MARK_COLUMNS
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sql::mark_from_row).collect()
     }
 
     async fn user_id_for(&self, user_name: &str) -> Result<Option<String>> {

@@ -4,13 +4,16 @@
 
 use super::{Delta, Error, Record, Result, Scope, TokenRecord, Tombstone};
 use crate::model::decision::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::model::DecisionRecord;
 use crate::model::ResourceType;
+use crate::model::{ChainMark, DecisionRecord, Link};
 use sqlx::{Database, Decode, Encode, QueryBuilder, Row, Type};
 use std::sync::Arc;
 
 pub const DECISION_COLUMNS: &str = "id, at, request_uid, hook, kind, namespace, name, action, requester, user_id, \
-     groups, rule, outcome, mode, reason, latency_us, policy, run_as, templates, submitter_id, stamp_id";
+     groups, rule, outcome, mode, reason, latency_us, policy, run_as, templates, submitter_id, stamp_id, \
+     authenticated, replica, seq, prev_hash, hash";
+
+pub const MARK_COLUMNS: &str = "replica, seq, kind, hash, at, signature";
 
 /// `VALUES (…), (…)` for `records`, in [`DECISION_COLUMNS`] order.
 pub fn push_decision_values<'a, DB: Database>(b: &mut QueryBuilder<'a, DB>, records: &'a [DecisionRecord])
@@ -18,8 +21,12 @@ where
     String: Encode<'a, DB> + Type<DB>,
     Option<String>: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
+    Option<i64>: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
 {
     b.push_values(records, |mut v, r| {
+        let link = r.link.as_ref();
         v.push_bind(&r.id)
             .push_bind(&r.at)
             .push_bind(&r.request_uid)
@@ -40,8 +47,68 @@ where
             .push_bind(&r.run_as)
             .push_bind(&r.templates)
             .push_bind(&r.submitter_id)
-            .push_bind(&r.stamp_id);
+            .push_bind(&r.stamp_id)
+            .push_bind(r.authenticated)
+            .push_bind(link.map(|l| l.replica.as_str()))
+            .push_bind(link.map(|l| l.seq))
+            .push_bind(link.map(|l| l.prev_hash.as_str()))
+            .push_bind(link.map(|l| l.hash.as_str()));
     });
+}
+
+/// `VALUES (…)` for `marks`, in [`MARK_COLUMNS`] order.
+pub fn push_mark_values<'a, DB: Database>(b: &mut QueryBuilder<'a, DB>, marks: &'a [ChainMark])
+where
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    b.push_values(marks, |mut v, m| {
+        v.push_bind(&m.replica)
+            .push_bind(m.seq)
+            .push_bind(&m.kind)
+            .push_bind(&m.hash)
+            .push_bind(&m.at)
+            .push_bind(&m.signature);
+    });
+}
+
+/// One row of `SELECT MARK_COLUMNS FROM decision_marks`.
+pub fn mark_from_row<R: Row>(r: &R) -> Result<ChainMark>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(ChainMark {
+        replica: r.try_get(0)?,
+        seq: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        hash: r.try_get(3)?,
+        at: r.try_get(4)?,
+        signature: r.try_get(5)?,
+    })
+}
+
+/// Chained records after `(replica, seq)` in chain order, at most `limit`.
+pub fn chain_page<'a, DB: Database>(after: Option<&(String, i64)>, limit: u32) -> QueryBuilder<'a, DB>
+where
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut b = QueryBuilder::<DB>::new(format!(
+        "SELECT {DECISION_COLUMNS} FROM decisions WHERE replica IS NOT NULL"
+    ));
+    if let Some((replica, seq)) = after {
+        b.push(" AND (replica > ")
+            .push_bind(replica.clone())
+            .push(" OR (replica = ")
+            .push_bind(replica.clone())
+            .push(" AND seq > ")
+            .push_bind(*seq)
+            .push("))");
+    }
+    b.push(" ORDER BY replica, seq LIMIT ").push_bind(i64::from(limit));
+    b
 }
 
 /// `SELECT … FROM decisions WHERE …` for `q`, newest first, limited.
@@ -94,7 +161,18 @@ where
     usize: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + Type<R::Database>,
 {
+    let replica: Option<String> = r.try_get(22)?;
+    let link = match replica {
+        Some(replica) => Some(Link {
+            replica,
+            seq: r.try_get::<Option<i64>, _>(23)?.unwrap_or_default(),
+            prev_hash: r.try_get::<Option<String>, _>(24)?.unwrap_or_default(),
+            hash: r.try_get::<Option<String>, _>(25)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
     Ok(DecisionRecord {
         id: r.try_get(0)?,
         at: r.try_get(1)?,
@@ -117,6 +195,8 @@ where
         templates: r.try_get(18)?,
         submitter_id: r.try_get(19)?,
         stamp_id: r.try_get(20)?,
+        authenticated: r.try_get(21)?,
+        link,
     })
 }
 

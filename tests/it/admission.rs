@@ -531,7 +531,7 @@ async fn delegates_argo_server_labels_and_owner_stamps() {
     assert_eq!(verified_by(&v, &run), vec!["submit by alice@example.com"]);
     let plain = refused(w.api.create(&controller.user, workflow("team-a")).await);
     assert!(
-        plain.message.contains("no valid scimgate stamp from its owner"),
+        plain.message.contains("has no controller ownerReference"),
         "{}",
         plain.message
     );
@@ -696,7 +696,7 @@ async fn tekton_child_task_runs_inherit_the_pipeline_run_stamp() {
         "a spec-preserving controller update is skipped by matchConditions: {:?}",
         m.calls
     );
-    // A stamp altered after signing is not inherited.
+    // A stamp altered after signing on the stored owner is not inherited.
     let mut forged_pr = pr.clone();
     forged_pr["metadata"]["name"] = json!("build-2");
     forged_pr["metadata"]["annotations"]["scimgate.io/submitted-by-id"] = json!(w.bob);
@@ -705,7 +705,13 @@ async fn tekton_child_task_runs_inherit_the_pipeline_run_stamp() {
         ctl.create_task_run(&forged_pr, "compile", json!({"name": "compile"}))
             .await,
     );
-    assert!(f.message.contains("no valid scimgate stamp"), "{}", f.message);
+    assert!(
+        f.message
+            .contains("the stamp on its owner PipelineRun team-a/build-2 does not hold")
+            && f.message.contains("altered"),
+        "{}",
+        f.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

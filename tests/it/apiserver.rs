@@ -14,7 +14,9 @@
 //!
 //! What it leaves out, because nothing here depends on it: authentication and RBAC (the user is
 //! given), `matchPolicy: Equivalent` conversion between versions (our rules list every version we
-//! send), schema defaulting and pruning, managedFields, watch.
+//! send), schema defaulting and pruning, managedFields. Reads over HTTP (GET, LIST, WATCH), for
+//! the kube client scimgate reads owners with, are `kube_face`'s; the store keeps the history of
+//! changes they watch.
 
 use crate::support::TestServer;
 use base64::Engine;
@@ -181,15 +183,68 @@ struct Attrs<'a> {
 
 /// Stored objects by (group, plural, namespace, name); the version is not part of the key (one
 /// storage version per resource).
-type Key = (String, String, String, String);
+pub type Key = (String, String, String, String);
+
+/// One change to the stored objects, at the resource version it made: what a watch reports.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub resource_version: u64,
+    /// `ADDED`, `MODIFIED` or `DELETED` (k8s.io/apimachinery `pkg/watch/watch.go`).
+    pub kind: &'static str,
+    pub key: Key,
+    /// The new state; for `DELETED` the last state, at the delete's resource version
+    /// (pkg/storage/etcd3/watcher.go `prepareObjs`: the previous value decoded at the event's
+    /// revision).
+    pub object: Value,
+}
 
 #[derive(Default)]
-struct Storage {
-    objects: HashMap<Key, Value>,
+pub struct Storage {
+    pub objects: HashMap<Key, Value>,
+    /// Every change, oldest first: etcd keeps them for watches to start from a resource version
+    /// (never compacted here).
+    pub history: Vec<Change>,
+    /// The latest resource version written, for watches waiting on the next change.
+    pub changed: tokio::sync::watch::Sender<u64>,
     /// Namespace name → labels. The API server labels every namespace with
     /// `kubernetes.io/metadata.name` (pkg/registry/core/namespace/strategy.go, `PrepareForCreate`).
     namespaces: HashMap<String, BTreeMap<String, String>>,
-    resource_version: u64,
+    pub resource_version: u64,
+}
+
+impl Storage {
+    /// Store `obj` (its resource version already set) and note the change at the current
+    /// resource version.
+    fn store(&mut self, key: Key, obj: Value) {
+        let kind = if self.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.history.push(Change {
+            resource_version: self.resource_version,
+            kind,
+            key: key.clone(),
+            object: obj.clone(),
+        });
+        self.objects.insert(key, obj);
+        self.changed.send_replace(self.resource_version);
+    }
+
+    /// Remove the object at `key`: a new resource version, noted as its deletion.
+    pub fn remove(&mut self, key: &Key) -> Option<Value> {
+        let mut obj = self.objects.remove(key)?;
+        self.resource_version += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.history.push(Change {
+            resource_version: self.resource_version,
+            kind: "DELETED",
+            key: key.clone(),
+            object: obj.clone(),
+        });
+        self.changed.send_replace(self.resource_version);
+        Some(obj)
+    }
 }
 
 pub struct ApiServer {
@@ -197,7 +252,7 @@ pub struct ApiServer {
     mutating: Vec<Webhook>,
     validating: Vec<Webhook>,
     resources: Vec<Resource>,
-    storage: Mutex<Storage>,
+    storage: Arc<Mutex<Storage>>,
     /// Every AdmissionReview sent, by webhook name, when `record` is set.
     record: bool,
     pub sent: Mutex<Vec<(String, Value)>>,
@@ -213,6 +268,14 @@ fn yaml_docs(path: &Path) -> Vec<Value> {
         .filter_map(|d| Value::deserialize(d).ok())
         .filter(|v| !v.is_null())
         .collect()
+}
+
+/// The kind and scope (namespaced?) of the custom resource `group`/`plural`, as its CRD says.
+pub fn served(group: &str, plural: &str) -> Option<(String, bool)> {
+    resources()
+        .into_iter()
+        .find(|r| r.group == group && r.plural == plural)
+        .map(|r| (r.kind, r.namespaced))
 }
 
 /// Kinds from the CRDs in the corpus: plural, scope and whether `status` is a subresource.
@@ -369,7 +432,7 @@ impl ApiServer {
             mutating: Vec::new(),
             validating,
             resources: resources(),
-            storage: Mutex::new(storage),
+            storage: Arc::new(Mutex::new(storage)),
             record: false,
             sent: Mutex::new(Vec::new()),
         };
@@ -420,7 +483,12 @@ impl ApiServer {
         if obj["metadata"]["resourceVersion"].is_null() {
             obj["metadata"]["resourceVersion"] = json!(storage.resource_version.to_string());
         }
-        storage.objects.insert(ApiServer::key(&res, &ns, &name), obj);
+        storage.store(ApiServer::key(&res, &ns, &name), obj);
+    }
+
+    /// The store, shared with the HTTP face (`kube_face`).
+    pub fn storage(&self) -> Arc<Mutex<Storage>> {
+        self.storage.clone()
     }
 
     /// Webhooks run in the order of their configurations' names, then in list order
@@ -607,7 +675,7 @@ impl ApiServer {
             }
             storage.resource_version += 1;
             obj["metadata"]["resourceVersion"] = json!(storage.resource_version.to_string());
-            storage.objects.insert(key, obj.clone());
+            storage.store(key, obj.clone());
             written.object = obj;
             return Ok(written);
         }
@@ -730,7 +798,7 @@ impl ApiServer {
             let mut storage = self.storage.lock().expect("storage");
             storage.resource_version += 1;
             obj["metadata"]["resourceVersion"] = json!(storage.resource_version.to_string());
-            storage.objects.insert(key, obj.clone());
+            storage.store(key, obj.clone());
         }
         written.object = obj;
         Ok(written)
@@ -792,7 +860,7 @@ impl ApiServer {
         };
         self.mutate(&attrs, Value::Null, Some(&old), &mut written).await?;
         self.validate(&attrs, &Value::Null, Some(&old), &mut written).await?;
-        self.storage.lock().expect("storage").objects.remove(&key);
+        self.storage.lock().expect("storage").remove(&key);
         written.object = old;
         Ok(written)
     }

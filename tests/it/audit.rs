@@ -55,6 +55,8 @@ pub fn seed(alice: &str, bob: &str) -> Vec<DecisionRecord> {
                 templates: String::new(),
                 submitter_id: None,
                 stamp_id: None,
+                authenticated: false,
+                link: None,
             }
         })
         .collect()
@@ -90,7 +92,7 @@ async fn with_decisions(s: TestServer, records: &[DecisionRecord]) -> TestServer
     Embedded::open(dir.path())
         .await
         .expect("store")
-        .record_decisions(records)
+        .record_decisions(records, &[])
         .await
         .expect("seed");
     TestServer::start_in(dir, |_| {}).await
@@ -206,7 +208,7 @@ async fn queries_filters_formats_pages_and_retention() {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let dir = s.stop().await;
     let store = Embedded::open(dir.path()).await.expect("store");
-    assert_eq!(store.prune_decisions(&cutoff).await.expect("prune"), 10);
+    assert_eq!(store.prune_decisions(&cutoff, &[]).await.expect("prune"), 10);
     assert_eq!(store.decision_count().await.expect("count"), 30);
 }
 
@@ -217,7 +219,7 @@ async fn the_audit_api_needs_an_audit_token() {
     let dir = s.stop().await;
     let audit_token = {
         let store = Embedded::open(dir.path()).await.expect("store");
-        store.record_decisions(&seed(&alice, "b")).await.expect("seed");
+        store.record_decisions(&seed(&alice, "b"), &[]).await.expect("seed");
         scimgate::token::create(&store, "auditor", scimgate::store::Scope::Audit)
             .await
             .expect("token")
@@ -559,7 +561,8 @@ async fn fake_api_server(objects: Vec<serde_json::Value>) -> (String, String, to
         )
         .route("/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows", get(list));
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = scimgate::tls::generate(&["127.0.0.1".into(), "localhost".into()], "fake apiserver CA").expect("pki");
+    let pki =
+        scimgate::tls::generate(&["127.0.0.1".into(), "localhost".into()], "fake apiserver CA", None).expect("pki");
     let files = scimgate::tls::write(dir.path(), &pki).expect("write pki");
     let certs = scimgate::tls::Reloading::open(files).expect("certs");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -567,7 +570,11 @@ async fn fake_api_server(objects: Vec<serde_json::Value>) -> (String, String, to
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(scimgate::listener::serve(
         listener,
-        Some(certs.server_config()),
+        Some(scimgate::listener::Tls {
+            config: certs.server_config(None),
+            name: "fake-apiserver",
+            metrics: scimgate::metrics::Metrics::new(),
+        }),
         app,
         rx,
     ));

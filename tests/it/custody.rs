@@ -1,9 +1,12 @@
 //! Chain of custody through the Argo Server: its actions are attributed to the person who acted
 //! (its `actor*` labels, as argo-workflows `workflow/creator/creator.go` writes them), names are
 //! matched the way Argo rewrites them, and Argo's identity labels are nobody else's to edit.
+//! A controller-created run belongs to its owner as the cluster stores it (read by scimgate
+//! through the emulator's HTTP face), and what becomes of it when that owner's submitter is
+//! offboarded is the policy's.
 
-use crate::actors::{argo_controller, argo_server, claims, kubectl, Claims};
-use crate::support::{allowed, ann, refused, verified_by, World};
+use crate::actors::{argo_controller, argo_server, claims, kubectl, tekton_controller, Claims};
+use crate::support::{allowed, ann, ops, refused, verified_by, World, POLICY};
 use serde_json::{json, Value};
 
 fn suspending_workflow() -> Value {
@@ -228,4 +231,232 @@ async fn a_stamp_pasted_where_argo_copies_it_into_runs_is_refused() {
         bob.patch_merge(&bobs, json!({"spec": {"workflowMetadata": null}}))
             .await,
     );
+}
+
+fn cron(name: &str) -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": name, "namespace": "team-a"},
+        "spec": {"schedule": "0 1 * * *", "workflowSpec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}}})
+}
+
+/// A run as the Argo controller writes it (`workflow/cron/operator.go`), carrying `annotations`
+/// and naming `owner` as its controller.
+fn run_of(name: &str, annotations: &Value, owner: Value) -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": name, "namespace": "team-a", "annotations": annotations,
+            "ownerReferences": [owner]},
+        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}})
+}
+
+fn controller_ref(api_version: &str, kind: &str, name: &str, uid: &Value) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_belongs_to_the_owner_the_cluster_stores_not_to_the_stamp_it_carries() {
+    let w = World::new().await;
+    let ctl = argo_controller(&w.api);
+    let alices = allowed(kubectl(&w.api, "alice@example.com").create(&cron("alices")).await).object;
+    let bobs = allowed(kubectl(&w.api, "bob@example.com").create(&cron("bobs")).await).object;
+    // A run carrying alice's stamp (what her CronWorkflow copies into its runs) whose controller
+    // reference names bob's CronWorkflow: it is bob's run.
+    let alice_stamp = &alices["spec"]["workflowMetadata"]["annotations"];
+    assert_eq!(alice_stamp["scimgate.io/submitted-by"], "alice@example.com");
+    let wf = run_of(
+        "bobs-1",
+        alice_stamp,
+        controller_ref("argoproj.io/v1alpha1", "CronWorkflow", "bobs", &bobs["metadata"]["uid"]),
+    );
+    let run = allowed(w.api.create(&ctl.user, wf).await).object;
+    assert_eq!(ann(&run, "scimgate.io/submitted-by"), "bob@example.com");
+    assert_eq!(
+        verified_by(&w.verifier().await, &run),
+        vec!["submit by bob@example.com"]
+    );
+
+    // An ownerReference whose uid is not the stored CronWorkflow's (a deleted and re-created
+    // name, or a made-up reference): denied.
+    let wf = run_of(
+        "alices-1",
+        alice_stamp,
+        controller_ref(
+            "argoproj.io/v1alpha1",
+            "CronWorkflow",
+            "alices",
+            &json!(uuid::Uuid::new_v4().to_string()),
+        ),
+    );
+    let r = refused(w.api.create(&ctl.user, wf).await);
+    assert!(
+        r.message.contains("the stored CronWorkflow of that name has uid")
+            && r.message.contains(alices["metadata"]["uid"].as_str().unwrap_or("?")),
+        "{}",
+        r.message
+    );
+    // No such owner.
+    let wf = run_of(
+        "gone-1",
+        alice_stamp,
+        controller_ref(
+            "argoproj.io/v1alpha1",
+            "CronWorkflow",
+            "gone",
+            &alices["metadata"]["uid"],
+        ),
+    );
+    let r = refused(w.api.create(&ctl.user, wf).await);
+    assert!(
+        r.message.contains("its owner CronWorkflow team-a/gone does not exist"),
+        "{}",
+        r.message
+    );
+    // An owner of a kind the controller starts no runs for.
+    let wf = run_of(
+        "tpl-1",
+        alice_stamp,
+        controller_ref(
+            "argoproj.io/v1alpha1",
+            "WorkflowTemplate",
+            "alices",
+            &alices["metadata"]["uid"],
+        ),
+    );
+    let r = refused(w.api.create(&ctl.user, wf).await);
+    assert!(
+        r.message
+            .contains("names a WorkflowTemplate (argoproj.io/v1alpha1), but a Workflow is created for a CronWorkflow"),
+        "{}",
+        r.message
+    );
+    // A stored owner whose stamp was made for another CronWorkflow (alice's, copied whole into
+    // one stored without scimgate): its stamp counts for nothing there.
+    let mut copy = alices.clone();
+    copy["metadata"]["name"] = json!("copy");
+    copy["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    w.api.put(copy.clone());
+    let wf = run_of(
+        "copy-1",
+        alice_stamp,
+        controller_ref("argoproj.io/v1alpha1", "CronWorkflow", "copy", &copy["metadata"]["uid"]),
+    );
+    let r = refused(w.api.create(&ctl.user, wf).await);
+    assert!(
+        r.message
+            .contains("the stamp on its owner CronWorkflow team-a/copy does not belong to it"),
+        "{}",
+        r.message
+    );
+    // The controller's own spawn, through the watch cache: alice's.
+    let spawned = allowed(ctl.spawn(&alices, chrono::Utc::now()).await).object;
+    assert_eq!(ann(&spawned, "scimgate.io/submitted-by"), "alice@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pipeline_runs_from_one_generate_name_each_child_to_its_own_submitter() {
+    let w = World::new().await;
+    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"generateName": "build-", "namespace": "team-a"},
+        "spec": {"pipelineRef": {"name": "build"}}});
+    let alices = allowed(kubectl(&w.api, "alice@example.com").create(&pr).await).object;
+    let bobs = allowed(kubectl(&w.api, "bob@example.com").create(&pr).await).object;
+    assert_ne!(alices["metadata"]["name"], bobs["metadata"]["name"]);
+    let ctl = tekton_controller(&w.api);
+    let a = allowed(
+        ctl.create_task_run(&alices, "compile", json!({"name": "compile"}))
+            .await,
+    )
+    .object;
+    let b = allowed(ctl.create_task_run(&bobs, "compile", json!({"name": "compile"})).await).object;
+    assert_eq!(ann(&a, "scimgate.io/submitted-by"), "alice@example.com");
+    assert_eq!(ann(&b, "scimgate.io/submitted-by"), "bob@example.com");
+    // Both stamps are signed for generateName `build-`; a child of bob's run that carries alice's
+    // run's annotations is still bob's: the owner the cluster stores decides.
+    let bobs_name = bobs["metadata"]["name"].as_str().unwrap_or_default();
+    let tr = json!({"apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+        "metadata": {"name": format!("{bobs_name}-test"), "namespace": "team-a",
+            "annotations": alices["metadata"]["annotations"],
+            "ownerReferences": [controller_ref("tekton.dev/v1", "PipelineRun", bobs_name, &bobs["metadata"]["uid"])]},
+        "spec": {"taskRef": {"name": "test"}}});
+    let c = allowed(w.api.create(&ctl.user, tr).await).object;
+    assert_eq!(ann(&c, "scimgate.io/submitted-by"), "bob@example.com");
+    assert_eq!(verified_by(&w.verifier().await, &c), vec!["submit by bob@example.com"]);
+}
+
+async fn deactivate(w: &World, id: &str) {
+    let r =
+        w.s.patch(
+            &format!("/Users/{id}"),
+            ops(json!([{"op": "replace", "value": {"active": false}}])),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offboarded_mid_run_a_pipeline_run_finishes_a_schedule_stops() {
+    let w = World::new().await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "release-1", "namespace": "team-a"},
+        "spec": {"pipelineRef": {"name": "release"}}});
+    let pr = allowed(alice.create(&pr).await).object;
+    let cron = allowed(alice.create(&cron("nightly")).await).object;
+    let tekton = tekton_controller(&w.api);
+    allowed(tekton.create_task_run(&pr, "compile", json!({"name": "compile"})).await);
+    deactivate(&w, &w.alice).await;
+    // Her PipelineRun was admitted: its next TaskRun still is, for her, and the record says why.
+    let next = allowed(tekton.create_task_run(&pr, "test", json!({"name": "test"})).await).object;
+    assert_eq!(ann(&next, "scimgate.io/submitted-by"), "alice@example.com");
+    let records = w.decisions(4).await;
+    let rec = records
+        .iter()
+        .find(|r| r.name == "release-1-test")
+        .expect("the TaskRun's decision");
+    assert_eq!(rec.outcome, "allowed");
+    assert!(
+        rec.reason
+            .contains("alice@example.com, who submitted its owner PipelineRun team-a/release-1, is deactivated")
+            && rec.reason.contains("whenOwnerOffboarded is continue"),
+        "{}",
+        rec.reason
+    );
+    // Her CronWorkflow starts no new run.
+    let r = refused(argo_controller(&w.api).spawn(&cron, chrono::Utc::now()).await);
+    assert!(
+        r.message
+            .contains("alice@example.com, who submitted its owner CronWorkflow team-a/nightly, is deactivated")
+            && r.message.contains("whenOwnerOffboarded is stop"),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offboarded_mid_run_the_other_way_round_when_the_policy_says_so() {
+    // Globally stop; the Argo controller's own choice (continue) overrides it.
+    let policy = POLICY
+        .replace(
+            "  rewriteArgoCreatorLabels: true\n",
+            "  rewriteArgoCreatorLabels: true\n  whenOwnerOffboarded: stop\n",
+        )
+        .replace(
+            "    - serviceAccount: argo:argo\n      via: ownerStamp\n",
+            "    - serviceAccount: argo:argo\n      via: ownerStamp\n      whenOwnerOffboarded: continue\n",
+        );
+    assert!(policy.contains("whenOwnerOffboarded: stop") && policy.contains("whenOwnerOffboarded: continue"));
+    let w = World::with(&policy, "").await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "release-1", "namespace": "team-a"},
+        "spec": {"pipelineRef": {"name": "release"}}});
+    let pr = allowed(alice.create(&pr).await).object;
+    let cron = allowed(alice.create(&cron("nightly")).await).object;
+    let tekton = tekton_controller(&w.api);
+    allowed(tekton.create_task_run(&pr, "compile", json!({"name": "compile"})).await);
+    deactivate(&w, &w.alice).await;
+    let r = refused(tekton.create_task_run(&pr, "test", json!({"name": "test"})).await);
+    assert!(
+        r.message.contains("is deactivated") && r.message.contains("whenOwnerOffboarded is stop"),
+        "{}",
+        r.message
+    );
+    let run = allowed(argo_controller(&w.api).spawn(&cron, chrono::Utc::now()).await).object;
+    assert_eq!(ann(&run, "scimgate.io/submitted-by"), "alice@example.com");
 }

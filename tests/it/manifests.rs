@@ -119,6 +119,24 @@ fn check_common(docs: &[Value], overlay: &str) {
             "{overlay}: read-only RBAC"
         );
     }
+    // The owner lookup of controller-created runs: get/list/watch on the two owner kinds, for
+    // scimgate's own account, and nothing else.
+    let owners = find(docs, "ClusterRole", "scimgate-owner-reader");
+    assert_eq!(
+        owners["rules"],
+        serde_json::json!([
+            {"apiGroups": ["argoproj.io"], "resources": ["cronworkflows"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["tekton.dev"], "resources": ["pipelineruns"], "verbs": ["get", "list", "watch"]},
+        ]),
+        "{overlay}"
+    );
+    let binding = find(docs, "ClusterRoleBinding", "scimgate-owner-reader");
+    assert_eq!(binding["roleRef"]["name"], "scimgate-owner-reader", "{overlay}");
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "scimgate", "namespace": "scimgate"}]),
+        "{overlay}"
+    );
     for (kind, path) in [
         ("MutatingWebhookConfiguration", "/mutate"),
         ("ValidatingWebhookConfiguration", "/validate"),

@@ -68,7 +68,7 @@ async fn review_plays_the_api_server() {
     assert_eq!(code, 1);
     assert!(out.contains("deactivated in the identity provider"), "{out}");
     // Wrong CA: a clear error, exit 2.
-    let other = scimgate::tls::generate(&["localhost".into()], "other").expect("ca");
+    let other = scimgate::tls::generate(&["localhost".into()], "other", None).expect("ca");
     let bad_ca = dir.path().join("other.crt");
     std::fs::write(&bad_ca, other.ca_pem).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))

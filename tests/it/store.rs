@@ -149,8 +149,8 @@ async fn conformance(s: Arc<dyn Store>) {
 
     // Decision log: the audit queries read the same on both backends.
     let all = crate::audit::seed("u1", "u4");
-    s.record_decisions(&all).await.expect("record");
-    s.record_decisions(&all[..5])
+    s.record_decisions(&all, &[]).await.expect("record");
+    s.record_decisions(&all[..5], &[])
         .await
         .expect("recording twice is harmless");
     assert_eq!(s.decision_count().await.expect("count"), 40);
@@ -207,7 +207,7 @@ async fn conformance(s: Arc<dyn Store>) {
     .await;
     assert_eq!(recent.len(), all.iter().filter(|r| r.at >= cutoff).count());
     let old = all.iter().filter(|r| r.at < cutoff).count();
-    assert_eq!(s.prune_decisions(&cutoff).await.expect("prune"), old as u64);
+    assert_eq!(s.prune_decisions(&cutoff, &[]).await.expect("prune"), old as u64);
     assert_eq!(s.decision_count().await.expect("count"), (40 - old) as i64);
     assert_eq!(s.user_id_for("ALICE").await.expect("live"), Some("u1".into()));
     assert_eq!(s.user_id_for("nobody").await.expect("unknown"), None);

@@ -4,6 +4,7 @@
 //! a child process, and polling.
 
 use crate::apiserver::{ApiServer, Status, Written};
+use crate::kube_face::KubeFace;
 use reqwest::{Method, StatusCode, Version};
 use scimgate::app::{self, Listeners, Server};
 use scimgate::cli::ServeArgs;
@@ -286,12 +287,16 @@ rules:
 
 /// A server with the test policy, alice (in `ml`, nested in `pipeline-users`; also an approver),
 /// bob (a pipeline user and an approver) and mallory (in no group), and an API server that calls
-/// it as a cluster would.
+/// it as a cluster would — and that it reads owners of controller-created runs from, through the
+/// emulator's HTTP face (`--kubeconfig` pointing there: the controllers spawn children in many
+/// tests, so every World has it).
 pub struct World {
     pub s: TestServer,
     pub alice: String,
     pub bob: String,
     pub api: ApiServer,
+    /// Serves the API server's objects to the scimgate under test; kept alive with the World.
+    _kube: KubeFace,
 }
 
 impl World {
@@ -311,9 +316,13 @@ impl World {
         std::fs::write(&policy, policy_text).expect("policy");
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, config).expect("config");
+        let mut kube = KubeFace::bind().await;
+        let kubeconfig = dir.path().join("kubeconfig");
+        kube.write_kubeconfig(&kubeconfig);
         let s = TestServer::start_in(dir, |a| {
             a.policy = Some(policy);
             a.config = (!config.is_empty()).then_some(cfg);
+            a.kubeconfig = Some(kubeconfig);
         })
         .await;
         let alice = s.create_user("alice@example.com").await;
@@ -323,7 +332,14 @@ impl World {
         s.create_group("pipeline-users", &[&ml, &bob]).await;
         s.create_group("release-approvers", &[&bob, &alice]).await;
         let api = ApiServer::new(&s);
-        World { s, alice, bob, api }
+        kube.serve(api.storage());
+        World {
+            s,
+            alice,
+            bob,
+            api,
+            _kube: kube,
+        }
     }
 
     /// The verifier the server publishes (`/.well-known/jwks.json`), as `audit verify` uses it.

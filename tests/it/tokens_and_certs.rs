@@ -132,7 +132,7 @@ async fn cli_tokens_are_honoured_and_revoked_while_serving() {
 async fn rotated_serving_certificate_is_used_by_new_connections() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = dir.path().join("certs");
-    let first = scimgate::tls::generate(&["localhost".into()], "first CA").expect("generate");
+    let first = scimgate::tls::generate(&["localhost".into()], "first CA", None).expect("generate");
     let files = scimgate::tls::write(&certs, &first).expect("write");
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, "certReloadSeconds: 1\n").expect("config");
@@ -163,7 +163,7 @@ async fn rotated_serving_certificate_is_used_by_new_connections() {
         Some(StatusCode::OK)
     );
 
-    let second = scimgate::tls::generate(&["localhost".into()], "second CA").expect("generate");
+    let second = scimgate::tls::generate(&["localhost".into()], "second CA", None).expect("generate");
     scimgate::tls::write(&certs, &second).expect("rotate");
     let trusts_second = crate::support::client_for(second.ca_pem.as_bytes());
     let ok = eventually(async || {

@@ -1,0 +1,297 @@
+//! Who owns a controller-created run, as the cluster stores it. A Workflow the Argo
+//! workflow-controller starts belongs to a CronWorkflow, a TaskRun (or a child PipelineRun) the
+//! Tekton controller creates belongs to a PipelineRun: the child's controller `ownerReference`
+//! names the owner by kind, name and uid. The owner is read from a watch cache of those two
+//! kinds (a reflector per kind, all namespaces), so admission does not wait on the API server;
+//! a cache miss, or a cached object of another uid (the cache may lag a delete and re-create),
+//! costs one GET. Whose person the owner's stamp names is the admission webhook's business.
+
+use crate::policy::Kind;
+use futures_util::{FutureExt, StreamExt};
+use kube::api::{Api, DynamicObject, GroupVersionKind};
+use kube::discovery::ApiResource;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde_json::Value;
+use std::future::Future;
+use std::sync::Arc;
+
+/// A child kind, the kind of owner a controller creates it for, and where that owner is served.
+struct Ownership {
+    child: Kind,
+    owner: Kind,
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+}
+
+/// argo-workflows `workflow/cron/operator.go` (the Workflow's controller reference is the
+/// CronWorkflow, `argoproj.io/v1alpha1`); tektoncd/pipeline `pkg/reconciler/pipelinerun/pipelinerun.go`
+/// (`kmeta.NewControllerRef(pr)` on child TaskRuns and, for pipelines in pipelines, child
+/// PipelineRuns). The owner is read at the version the controllers write.
+const OWNERSHIPS: [Ownership; 3] = [
+    Ownership {
+        child: Kind::Workflow,
+        owner: Kind::CronWorkflow,
+        group: "argoproj.io",
+        version: "v1alpha1",
+        plural: "cronworkflows",
+    },
+    Ownership {
+        child: Kind::TaskRun,
+        owner: Kind::PipelineRun,
+        group: "tekton.dev",
+        version: "v1",
+        plural: "pipelineruns",
+    },
+    Ownership {
+        child: Kind::PipelineRun,
+        owner: Kind::PipelineRun,
+        group: "tekton.dev",
+        version: "v1",
+        plural: "pipelineruns",
+    },
+];
+
+/// Why a child's owner could not be established. The messages end up in denials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("finding the person behind it needs Kubernetes API access to read its owner, and scimgate has none (no in-cluster service account, KUBECONFIG or --kubeconfig)")]
+    NoApiAccess,
+    #[error("a controller creates no {child} for an owner scimgate can look up (it follows CronWorkflow → Workflow and PipelineRun → TaskRun or PipelineRun)")]
+    NotAChildKind { child: &'static str },
+    #[error(
+        "the {child} has no controller ownerReference (controller: true), so there is no owner to take the person from"
+    )]
+    NoController { child: &'static str },
+    #[error("the {child}'s controller ownerReference names a {kind} ({api_version}), but a {child} is created for a {expected}")]
+    WrongOwnerKind {
+        child: &'static str,
+        kind: String,
+        api_version: String,
+        expected: &'static str,
+    },
+    #[error("its owner {kind} {namespace}/{name} does not exist")]
+    NotFound {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+    #[error("its ownerReference names {kind} {namespace}/{name} with uid {referenced}, but the stored {kind} of that name has uid {stored}: not the object it was created for")]
+    UidMismatch {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        referenced: String,
+        stored: String,
+    },
+    #[error("reading its owner {kind} {namespace}/{name} from the Kubernetes API failed: {cause}")]
+    Api {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        cause: String,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A child's owner as the cluster stores it: its uid is the one the child's ownerReference names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub kind: Kind,
+    pub object: Value,
+}
+
+/// One watched owner kind.
+struct Cache {
+    kind: Kind,
+    resource: ApiResource,
+    store: reflector::Store<DynamicObject>,
+}
+
+struct Inner {
+    client: kube::Client,
+    caches: Vec<Cache>,
+}
+
+/// The owner lookup; without Kubernetes API access every lookup says so.
+#[derive(Clone, Default)]
+pub struct Owners(Option<Arc<Inner>>);
+
+fn resource(o: &Ownership) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(o.group, o.version, o.owner.as_str()), o.plural)
+}
+
+/// The controller reference of `obj` (k8s.io/apimachinery `pkg/apis/meta/v1/controller_ref.go`
+/// `GetControllerOf`: the ownerReference with `controller: true`; there is at most one).
+fn controller_ref(obj: &Value) -> Option<&Value> {
+    obj.get("metadata")?
+        .get("ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+}
+
+fn text<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn uid(obj: &Value) -> &str {
+    obj.get("metadata").map(|m| text(m, "uid")).unwrap_or_default()
+}
+
+impl Owners {
+    /// No Kubernetes API access: every child of a controller is refused, saying why.
+    pub fn unavailable() -> Owners {
+        Owners(None)
+    }
+
+    /// Watch the owner kinds through `client`. The returned task keeps the caches current
+    /// (re-listing after errors, with backoff) until `shutdown` turns true.
+    pub fn watch(
+        client: kube::Client,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> (Owners, impl Future<Output = ()> + Send + 'static) {
+        let mut caches: Vec<Cache> = Vec::new();
+        let mut streams = Vec::new();
+        for o in &OWNERSHIPS {
+            if caches.iter().any(|c| c.kind == o.owner) {
+                continue;
+            }
+            let ar = resource(o);
+            let writer = reflector::store::Writer::new(ar.clone());
+            caches.push(Cache {
+                kind: o.owner,
+                resource: ar.clone(),
+                store: writer.as_reader(),
+            });
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            let kind = o.owner.as_str();
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .for_each(move |event| {
+                    if let Err(e) = event {
+                        tracing::warn!(kind, error = %e, "watching owners of controller-created runs");
+                    }
+                    std::future::ready(())
+                });
+            streams.push(stream.boxed());
+        }
+        let task = async move {
+            tokio::select! {
+                _ = futures_util::future::join_all(streams) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        };
+        (Owners(Some(Arc::new(Inner { client, caches }))), task)
+    }
+
+    /// The stored owner of `obj`, a `child` in `namespace` (owners are in their child's namespace:
+    /// an ownerReference names no namespace).
+    pub async fn owner_of(&self, child: Kind, namespace: &str, obj: &Value) -> Result<Found> {
+        let inner = self.0.as_ref().ok_or(Error::NoApiAccess)?;
+        let child_name = child.as_str();
+        if !OWNERSHIPS.iter().any(|o| o.child == child) {
+            return Err(Error::NotAChildKind { child: child_name });
+        }
+        let r = controller_ref(obj).ok_or(Error::NoController { child: child_name })?;
+        let (kind, api_version) = (text(r, "kind"), text(r, "apiVersion"));
+        let group = api_version.split_once('/').map_or("", |(g, _)| g);
+        let Some(ownership) = OWNERSHIPS
+            .iter()
+            .find(|o| o.child == child && o.owner.as_str() == kind && o.group == group)
+        else {
+            let expected = OWNERSHIPS
+                .iter()
+                .find(|o| o.child == child)
+                .map_or("", |o| o.owner.as_str());
+            return Err(Error::WrongOwnerKind {
+                child: child_name,
+                kind: kind.to_string(),
+                api_version: api_version.to_string(),
+                expected,
+            });
+        };
+        let (name, referenced) = (text(r, "name"), text(r, "uid"));
+        let owner = ownership.owner;
+        let Some(cache) = inner.caches.iter().find(|c| c.kind == owner) else {
+            return Err(Error::NoApiAccess);
+        };
+        let cached = cache
+            .store
+            .get(&ObjectRef::new_with(name, cache.resource.clone()).within(namespace))
+            .and_then(|o| serde_json::to_value(&*o).ok())
+            .filter(|o| uid(o) == referenced);
+        let object = match cached {
+            Some(o) => o,
+            None => {
+                tracing::debug!(
+                    kind = owner.as_str(),
+                    namespace,
+                    name,
+                    "owner not in the watch cache: GET"
+                );
+                let api: Api<DynamicObject> = Api::namespaced_with(inner.client.clone(), namespace, &cache.resource);
+                let got = api.get_opt(name).await.map_err(|e| Error::Api {
+                    kind: owner.as_str(),
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    cause: e.to_string(),
+                })?;
+                let got = got.ok_or_else(|| Error::NotFound {
+                    kind: owner.as_str(),
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                })?;
+                serde_json::to_value(&got).map_err(|e| Error::Api {
+                    kind: owner.as_str(),
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    cause: e.to_string(),
+                })?
+            }
+        };
+        if uid(&object) != referenced {
+            return Err(Error::UidMismatch {
+                kind: owner.as_str(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                referenced: referenced.to_string(),
+                stored: uid(&object).to_string(),
+            });
+        }
+        Ok(Found { kind: owner, object })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn child(refs: Value) -> Value {
+        json!({"metadata": {"name": "c", "ownerReferences": refs}})
+    }
+
+    #[tokio::test]
+    async fn without_api_access_every_lookup_says_so() {
+        let r = Owners::unavailable()
+            .owner_of(Kind::TaskRun, "ns", &child(json!([])))
+            .await;
+        assert_eq!(r, Err(Error::NoApiAccess));
+        assert!(Error::NoApiAccess.to_string().contains("needs Kubernetes API access"));
+    }
+
+    #[test]
+    fn the_controller_reference_is_the_one_marked_controller() {
+        let obj = child(json!([
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "1"},
+            {"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "name": "p", "uid": "2", "controller": true},
+        ]));
+        assert_eq!(controller_ref(&obj).map(|r| text(r, "name")), Some("p"));
+        let none = child(json!([{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "name": "p", "uid": "2"}]));
+        assert!(controller_ref(&none).is_none());
+    }
+}

@@ -1,0 +1,247 @@
+//! Only the API server may ask: with `--admission-client-ca` the admission listener requires a
+//! client certificate from that CA (and, with `--admission-client-name`, for that name), issued
+//! by `scimgate certs --api-server-client` together with the kubeconfig and
+//! AdmissionConfiguration kube-apiserver reads; decision records say the caller was
+//! authenticated.
+
+use crate::actors::kubectl;
+use crate::apiserver::ApiServer;
+use crate::support::{allowed, scimgate, until, workflow, TestServer, POLICY};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+/// A client trusting `ca`, presenting `identity` (PEM cert + key) when given.
+fn client(ca: &[u8], identity: Option<(&Path, &Path)>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca).expect("ca"))
+        .timeout(Duration::from_secs(10));
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(cert).expect("cert");
+        pem.extend(std::fs::read(key).expect("key"));
+        b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+    }
+    b.build().expect("client")
+}
+
+fn review() -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1",
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "operation": "CREATE",
+            "namespace": "team-a",
+            "userInfo": {"username": "oidc:alice@example.com"},
+            "object": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "team-a"}}
+        }
+    })
+}
+
+/// `scimgate certs --api-server-client` into `dir`: the serving pair (for localhost), the CA and
+/// the API server's client pair, kubeconfig and AdmissionConfiguration.
+fn issue(dir: &Path) {
+    let (code, _, err) = scimgate(&[
+        "certs".as_ref(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+        "--name".as_ref(),
+        "localhost".as_ref(),
+        "--api-server-client".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("--admission-client-name kube-apiserver"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_write_what_kube_apiserver_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    issue(dir.path());
+    // The AdmissionConfiguration (k8s.io/apiserver pkg/apis/apiserver/v1/types.go) gives both
+    // webhook plugins the kubeconfig (webhookadmission/v1 `WebhookAdmissionConfiguration`).
+    let config: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.path().join("admission-config.yaml")).expect("read"))
+            .expect("yaml");
+    assert_eq!(config["apiVersion"], "apiserver.config.k8s.io/v1");
+    assert_eq!(config["kind"], "AdmissionConfiguration");
+    let plugins: Vec<&str> = config["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .map(|p| {
+            assert_eq!(p["configuration"]["kind"], "WebhookAdmissionConfiguration");
+            assert_eq!(
+                p["configuration"]["kubeConfigFile"],
+                "/etc/kubernetes/scimgate/admission-kubeconfig.yaml"
+            );
+            p["name"].as_str().expect("name")
+        })
+        .collect();
+    assert_eq!(plugins, ["ValidatingAdmissionWebhook", "MutatingAdmissionWebhook"]);
+    // The kubeconfig's user is found by the Service's host, as kube-apiserver looks it up for a
+    // webhook Service on port 443 (pkg/util/webhook/authentication.go: `<svc>.<ns>.svc:443`,
+    // then without the port); its client certificate is the one written beside it.
+    let kc: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.path().join("admission-kubeconfig.yaml")).expect("read"))
+            .expect("yaml");
+    assert_eq!(kc["kind"], "Config");
+    let user = &kc["users"][0];
+    assert_eq!(user["name"], "scimgate.scimgate.svc");
+    let b64 = |k: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(user["user"][k].as_str().expect(k))
+            .expect("base64")
+    };
+    assert_eq!(
+        b64("client-certificate-data"),
+        std::fs::read(dir.path().join("apiserver-client.crt")).expect("cert")
+    );
+    assert_eq!(
+        b64("client-key-data"),
+        std::fs::read(dir.path().join("apiserver-client.key")).expect("key")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_api_servers_certificate_gets_an_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("tls");
+    issue(&pki);
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "certReloadSeconds: 1\n").expect("config");
+    let (ca_file, cert, key) = (pki.join("ca.crt"), pki.join("tls.crt"), pki.join("tls.key"));
+    let s = TestServer::start_in(dir, |a| {
+        a.policy = Some(policy);
+        a.config = Some(config);
+        a.tls_cert = Some(cert);
+        a.tls_key = Some(key);
+        a.admission_client_ca = Some(ca_file);
+        a.admission_client_names = vec!["kube-apiserver".into()];
+    })
+    .await;
+    let ca = std::fs::read(pki.join("ca.crt")).expect("ca");
+    let apiserver = (pki.join("apiserver-client.crt"), pki.join("apiserver-client.key"));
+    let post = async |c: &reqwest::Client| c.post(format!("{}/validate", s.admission)).json(&review()).send().await;
+
+    // No certificate: the handshake fails, nothing is answered.
+    let anyone = client(&ca, None);
+    let e = post(&anyone).await.expect_err("no client certificate");
+    assert!(e.is_connect() || e.is_request(), "{e:?}");
+    // The serving certificate, from the same CA, is for serving only (no clientAuth usage).
+    let serving = client(&ca, Some((&pki.join("tls.crt"), &pki.join("tls.key"))));
+    post(&serving)
+        .await
+        .expect_err("a serving certificate is no client certificate");
+    // The API server's: answered.
+    let kube = client(&ca, Some((&apiserver.0, &apiserver.1)));
+    let r = post(&kube).await.expect("answered");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["response"]["uid"], "u-1");
+
+    // Refusals are counted by reason.
+    let metrics = reqwest::get(format!("{}/metrics", s.ops))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counted = |reason: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("scimgate_tls_handshakes_failed_total")
+                && l.contains("listener=\"admission\"")
+                && l.contains(&format!("reason=\"{reason}\""))
+                && !l.ends_with(" 0")
+        })
+    };
+    assert!(counted("no-client-certificate"), "{metrics}");
+    assert!(counted("client-certificate-rejected"), "{metrics}");
+
+    // Through the emulator, presenting the API server's certificate: decisions are recorded as
+    // authenticated.
+    let alice = s.create_user("alice@example.com").await;
+    let ml = s.create_group("ml", &[&alice]).await;
+    s.create_group("pipeline-users", &[&ml]).await;
+    let api = ApiServer::at(&s.admission, kube.clone());
+    allowed(kubectl(&api, "alice@example.com").create(&workflow("team-a")).await);
+    let token = s.audit_token();
+    let mut records = Vec::new();
+    until(Duration::from_secs(5), async || {
+        let v: Value = s
+            .client
+            .get(s.base.replace("/scim/v2", "/api/v1/decisions?action=submit"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("audit API")
+            .json()
+            .await
+            .expect("json");
+        records = v["items"].as_array().cloned().unwrap_or_default();
+        !records.is_empty()
+    })
+    .await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["authenticated"], true, "{records:?}");
+    // The emulator without the certificate: the webhook can't be called, and with
+    // failurePolicy Fail the create fails.
+    let stranger = ApiServer::at(&s.admission, anyone.clone());
+    let refused = kubectl(&stranger, "alice@example.com")
+        .create(&workflow("team-a"))
+        .await
+        .expect_err("the webhook is unreachable without the certificate");
+    assert!(
+        refused.message.contains("failed calling webhook"),
+        "{}",
+        refused.message
+    );
+
+    // A new CA replaces the old within the reload interval: the old client certificate stops
+    // being accepted without a restart.
+    let other = scimgate::tls::generate(&["localhost".into()], "rotated CA", Some("kube-apiserver")).expect("pki");
+    std::fs::write(pki.join("ca.crt.new"), &other.ca_pem).expect("write");
+    std::fs::rename(pki.join("ca.crt.new"), pki.join("ca.crt")).expect("swap");
+    // (A fresh client each time: a connection already open keeps the handshake it made.)
+    let rotated = until(Duration::from_secs(10), async || {
+        post(&client(&ca, Some((&apiserver.0, &apiserver.1)))).await.is_err()
+    })
+    .await;
+    assert!(
+        rotated.is_some(),
+        "the old client certificate is still accepted after the CA changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_name_refuses_other_certificates_of_the_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("tls");
+    issue(&pki);
+    let (ca_file, cert, key) = (pki.join("ca.crt"), pki.join("tls.crt"), pki.join("tls.key"));
+    let s = TestServer::start_in(dir, |a| {
+        a.tls_cert = Some(cert);
+        a.tls_key = Some(key);
+        a.admission_client_ca = Some(ca_file);
+        a.admission_client_names = vec!["someone-else".into()];
+    })
+    .await;
+    let ca = std::fs::read(pki.join("ca.crt")).expect("ca");
+    let kube = client(
+        &ca,
+        Some((&pki.join("apiserver-client.crt"), &pki.join("apiserver-client.key"))),
+    );
+    let r = kube
+        .post(format!("{}/validate", s.admission))
+        .json(&review())
+        .send()
+        .await;
+    assert!(r.is_err(), "a certificate for another name was accepted: {r:?}");
+    // The SCIM listener never asks for one.
+    assert_eq!(s.get("/Users").await.status, 200);
+}

@@ -1,0 +1,458 @@
+//! The emulator's HTTP face: GET, LIST and WATCH of its stored objects, over plain HTTP on
+//! 127.0.0.1, the way kube-apiserver serves them to a client — here, the kube client scimgate
+//! reads the owners of controller-created runs with (its reflectors LIST then WATCH, and a cache
+//! miss GETs). Read-only: writes go through `ApiServer` and its admission chain.
+//!
+//! What it follows (k8s.io/apiserver at 24a394e5, k8s.io/apimachinery at eed236ce):
+//! - Paths `/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>]`
+//!   (pkg/endpoints/installer.go); a missing object is a `metav1.Status` with reason `NotFound`
+//!   and code 404 (apimachinery pkg/api/errors/errors.go `NewNotFound`).
+//! - LIST (pkg/endpoints/handlers/get.go `ListResource`): a `<Kind>List` whose
+//!   `metadata.resourceVersion` is the store's at the time of the list, from which a watch
+//!   continues without a gap.
+//! - WATCH (`?watch=true`; get.go `handleWatch`, pkg/endpoints/handlers/watch.go): one JSON
+//!   object per line, `{"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK", "object": …}`
+//!   (apimachinery pkg/apis/meta/v1/watch.go `WatchEvent`, pkg/watch/watch.go); a DELETED event
+//!   carries the last state at the delete's resource version (pkg/storage/etcd3/watcher.go).
+//!   From `resourceVersion=N`, every change after N; with none or `0`, the current objects as
+//!   synthetic ADDED events first (pkg/storage/etcd3/watcher.go `sync`), then what changes. With
+//!   `sendInitialEvents=true`, the initial events end with a BOOKMARK annotated
+//!   `k8s.io/initial-events-end` (watcher.go, `isInitialEventsEndBookmarkRequired`). The
+//!   stream ends after `timeoutSeconds` (handleWatch), and the client watches again from the last
+//!   resource version it saw — what kube-rs's `watcher` does (kube-runtime `watcher.rs`).
+//!
+//! Left out: label and field selectors (refused with 400 rather than ignored), pagination (the
+//! stores here are far smaller than a page; a list longer than `limit` is refused rather than cut
+//! without a `continue`), periodic bookmarks (optional upstream), version conversion (objects are
+//! served as stored, with the requested `apiVersion`), authentication and RBAC.
+
+use crate::apiserver::{served, Key, Storage};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+type Shared = Arc<Mutex<Storage>>;
+
+/// The face of one emulator: bound before the server under test starts (its kubeconfig names the
+/// address), serving once the emulator's store exists.
+pub struct KubeFace {
+    pub addr: SocketAddr,
+    listener: Option<TcpListener>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+/// What the face served, for tests that show a client reads from its cache.
+#[derive(Default)]
+struct Counters {
+    /// GETs of one object.
+    gets: AtomicUsize,
+    /// The highest resource version a watch stream has sent.
+    watched: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Face {
+    storage: Shared,
+    counters: Arc<Counters>,
+}
+
+impl Drop for KubeFace {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+impl KubeFace {
+    pub async fn bind() -> KubeFace {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        KubeFace {
+            addr: listener.local_addr().expect("addr"),
+            listener: Some(listener),
+            task: None,
+            counters: Arc::default(),
+        }
+    }
+
+    /// How many single objects were read with GET.
+    pub fn gets(&self) -> usize {
+        self.counters.gets.load(Ordering::SeqCst)
+    }
+
+    /// The highest resource version sent on a watch.
+    pub fn watched(&self) -> u64 {
+        self.counters.watched.load(Ordering::SeqCst)
+    }
+
+    /// A kubeconfig pointing at this face, as `scimgate serve --kubeconfig` reads it.
+    pub fn write_kubeconfig(&self, path: &std::path::Path) {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: http://{}\n\
+             users:\n- name: scimgate\n  user: {{}}\ncontexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: scimgate\n\
+             current-context: emulator\n",
+            self.addr
+        );
+        std::fs::write(path, text).expect("kubeconfig");
+    }
+
+    /// Serve `storage` (the emulator's, `ApiServer::storage`).
+    pub fn serve(&mut self, storage: Shared) {
+        let listener = self.listener.take().expect("served once");
+        let app = Router::new()
+            .route("/apis/{group}/{version}/{plural}", get(collection))
+            .route(
+                "/apis/{group}/{version}/namespaces/{ns}/{plural}",
+                get(namespaced_collection),
+            )
+            .route("/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", get(one))
+            .with_state(Face {
+                storage,
+                counters: self.counters.clone(),
+            });
+        self.task = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }));
+    }
+}
+
+/// A `metav1.Status` failure.
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16()});
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The object as served at `group/version`.
+fn served_as(mut obj: Value, group: &str, version: &str) -> Value {
+    obj["apiVersion"] = json!(format!("{group}/{version}"));
+    obj
+}
+
+async fn one(
+    State(Face { storage, counters }): State<Face>,
+    Path((group, version, ns, plural, name)): Path<(String, String, String, String, String)>,
+) -> Response {
+    counters.gets.fetch_add(1, Ordering::SeqCst);
+    let Some((_kind, _)) = served(&group, &plural) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
+    };
+    let key: Key = (group.clone(), plural.clone(), ns, name.clone());
+    let found = storage.lock().expect("storage").objects.get(&key).cloned();
+    match found {
+        Some(obj) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            served_as(obj, &group, &version).to_string(),
+        )
+            .into_response(),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{plural}.{group} \"{name}\" not found"),
+        ),
+    }
+}
+
+async fn collection(
+    State(face): State<Face>,
+    Path((group, version, plural)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_or_watch(face, group, version, None, plural, q)
+}
+
+async fn namespaced_collection(
+    State(face): State<Face>,
+    Path((group, version, ns, plural)): Path<(String, String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_or_watch(face, group, version, Some(ns), plural, q)
+}
+
+/// Which stored objects a request is about.
+#[derive(Clone)]
+struct Scope {
+    group: String,
+    version: String,
+    plural: String,
+    namespace: Option<String>,
+}
+
+impl Scope {
+    fn holds(&self, k: &Key) -> bool {
+        k.0 == self.group && k.1 == self.plural && self.namespace.as_ref().is_none_or(|ns| *ns == k.2)
+    }
+
+    /// The current objects in scope, ordered by namespace and name, and the store's resource
+    /// version.
+    fn current(&self, s: &Storage) -> (Vec<Value>, u64) {
+        let mut keys: Vec<&Key> = s.objects.keys().filter(|k| self.holds(k)).collect();
+        keys.sort();
+        let items = keys
+            .into_iter()
+            .filter_map(|k| s.objects.get(k))
+            .map(|o| served_as(o.clone(), &self.group, &self.version))
+            .collect();
+        (items, s.resource_version)
+    }
+}
+
+fn list_or_watch(
+    Face { storage, counters }: Face,
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    plural: String,
+    q: HashMap<String, String>,
+) -> Response {
+    let Some((kind, namespaced)) = served(&group, &plural) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
+    };
+    if !namespaced && namespace.is_some() {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{plural}.{group} is not namespaced"),
+        );
+    }
+    for k in ["labelSelector", "fieldSelector"] {
+        if q.get(k).is_some_and(|v| !v.is_empty()) {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the emulator does not evaluate {k}"),
+            );
+        }
+    }
+    let scope = Scope {
+        group,
+        version,
+        plural,
+        namespace,
+    };
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+    if flag("watch") {
+        return watch(storage, counters, scope, &q, flag("sendInitialEvents"));
+    }
+    let (items, rv) = scope.current(&storage.lock().expect("storage"));
+    if let Some(limit) = q.get("limit").and_then(|l| l.parse::<usize>().ok()) {
+        if limit > 0 && items.len() > limit {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("the emulator does not paginate: {} objects, limit {limit}", items.len()),
+            );
+        }
+    }
+    let list = json!({"apiVersion": format!("{}/{}", scope.group, scope.version), "kind": format!("{kind}List"),
+        "metadata": {"resourceVersion": rv.to_string()}, "items": items});
+    ([(header::CONTENT_TYPE, "application/json")], list.to_string()).into_response()
+}
+
+/// A watch's state between events.
+struct Watching {
+    storage: Shared,
+    counters: Arc<Counters>,
+    changed: tokio::sync::watch::Receiver<u64>,
+    scope: Scope,
+    /// Changes up to this resource version have been sent (or were part of the initial state).
+    after: u64,
+    pending: VecDeque<Value>,
+    deadline: tokio::time::Instant,
+}
+
+fn watch(
+    storage: Shared,
+    counters: Arc<Counters>,
+    scope: Scope,
+    q: &HashMap<String, String>,
+    send_initial_events: bool,
+) -> Response {
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(1800);
+    let from = q.get("resourceVersion").filter(|rv| !rv.is_empty());
+    let (changed, after, pending) = {
+        let s = storage.lock().expect("storage");
+        let changed = s.changed.subscribe();
+        match from.map(|rv| rv.parse::<u64>()) {
+            Some(Err(_)) => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("invalid resource version: {}", from.map_or("", |v| v.as_str())),
+                )
+            }
+            // Start at exactly N: everything after it.
+            Some(Ok(n)) if n > 0 && !send_initial_events => (changed, n, VecDeque::new()),
+            // Unset or 0 (or sendInitialEvents): the current state as ADDED events first.
+            _ => {
+                let (items, rv) = scope.current(&s);
+                let mut pending: VecDeque<Value> = items
+                    .into_iter()
+                    .map(|o| json!({"type": "ADDED", "object": o}))
+                    .collect();
+                if send_initial_events {
+                    pending.push_back(json!({"type": "BOOKMARK", "object": {
+                        "apiVersion": format!("{}/{}", scope.group, scope.version),
+                        "kind": served(&scope.group, &scope.plural).map(|(k, _)| k).unwrap_or_default(),
+                        "metadata": {"resourceVersion": rv.to_string(),
+                            "annotations": {"k8s.io/initial-events-end": "true"}}}}));
+                }
+                (changed, rv, pending)
+            }
+        }
+    };
+    let state = Watching {
+        storage,
+        counters,
+        changed,
+        scope,
+        after,
+        pending,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(timeout),
+    };
+    let events = futures_util::stream::unfold(state, |mut w| async move {
+        loop {
+            if let Some(event) = w.pending.pop_front() {
+                if let Some(rv) = event
+                    .pointer("/object/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|rv| rv.parse().ok())
+                {
+                    w.counters.watched.fetch_max(rv, Ordering::SeqCst);
+                }
+                let line = Bytes::from(format!("{event}\n"));
+                return Some((Ok::<_, std::convert::Infallible>(line), w));
+            }
+            // Mark what is seen before reading, so a change made after the read wakes us.
+            w.changed.borrow_and_update();
+            {
+                let s = w.storage.lock().expect("storage");
+                let start = s.history.partition_point(|c| c.resource_version <= w.after);
+                for c in &s.history[start..] {
+                    if w.scope.holds(&c.key) {
+                        let object = served_as(c.object.clone(), &w.scope.group, &w.scope.version);
+                        w.pending.push_back(json!({"type": c.kind, "object": object}));
+                    }
+                }
+                w.after = w.after.max(s.resource_version);
+            }
+            if !w.pending.is_empty() {
+                continue;
+            }
+            tokio::select! {
+                r = w.changed.changed() => if r.is_err() { return None },
+                _ = tokio::time::sleep_until(w.deadline) => return None,
+            }
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(events)).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scimgate_reads_owners_through_the_face_from_its_watch_cache() {
+    use crate::apiserver::ApiServer;
+    use scimgate::cluster::owners::{Error, Owners};
+    use scimgate::policy::Kind;
+    // Objects only put into the store: no webhook is called.
+    let api = ApiServer::at("https://127.0.0.1:9", reqwest::Client::new());
+    let mut face = KubeFace::bind().await;
+    face.serve(api.storage());
+    let dir = tempfile::tempdir().expect("tempdir");
+    face.write_kubeconfig(&dir.path().join("kubeconfig"));
+    let client = scimgate::cluster::client(Some(&dir.path().join("kubeconfig")))
+        .await
+        .expect("kubeconfig")
+        .expect("a client");
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let (owners, task) = Owners::watch(client, stop);
+    tokio::spawn(task);
+
+    let uid = uuid::Uuid::new_v4().to_string();
+    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "build-1", "namespace": "team-a", "uid": uid}, "spec": {}});
+    api.put(pr.clone());
+    let child = |uid: &str| {
+        json!({"metadata": {"name": "build-1-compile", "ownerReferences": [{"apiVersion": "tekton.dev/v1",
+            "kind": "PipelineRun", "name": "build-1", "uid": uid, "controller": true}]}})
+    };
+    let found = owners
+        .owner_of(Kind::TaskRun, "team-a", &child(&uid))
+        .await
+        .expect("found");
+    assert_eq!(
+        (found.kind, &found.object["metadata"]["uid"]),
+        (Kind::PipelineRun, &json!(uid))
+    );
+    // Once the watch has delivered it, lookups are answered from the cache: no GET.
+    let rv: u64 = api.stored(&pr).expect("stored")["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("rv");
+    crate::support::until(Duration::from_secs(10), async || face.watched() >= rv)
+        .await
+        .expect("the reflector watches");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gets = face.gets();
+    for _ in 0..5 {
+        owners
+            .owner_of(Kind::TaskRun, "team-a", &child(&uid))
+            .await
+            .expect("found");
+    }
+    assert_eq!(face.gets(), gets, "answered from the watch cache");
+    // Another uid than the stored one: refused after one GET confirms it.
+    let other = uuid::Uuid::new_v4().to_string();
+    let r = owners.owner_of(Kind::TaskRun, "team-a", &child(&other)).await;
+    assert!(matches!(r, Err(Error::UidMismatch { .. })), "{r:?}");
+    assert_eq!(face.gets(), gets + 1);
+    // Deleted: the DELETED event empties the cache, and the GET finds nothing.
+    let key = (
+        "tekton.dev".to_string(),
+        "pipelineruns".to_string(),
+        "team-a".to_string(),
+        "build-1".to_string(),
+    );
+    api.storage().lock().expect("storage").remove(&key).expect("removed");
+    let gone = crate::support::until(Duration::from_secs(10), async || {
+        matches!(
+            owners.owner_of(Kind::TaskRun, "team-a", &child(&uid)).await,
+            Err(Error::NotFound { .. })
+        )
+    })
+    .await;
+    assert!(gone.is_some(), "the deleted owner is gone");
+    // A kube client's own GET of a missing object is a 404 it understands.
+    let ar = kube::discovery::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "CronWorkflow"),
+        "cronworkflows",
+    );
+    let client = scimgate::cluster::client(Some(&dir.path().join("kubeconfig")))
+        .await
+        .expect("kubeconfig")
+        .expect("a client");
+    let crons: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(client, "team-a", &ar);
+    assert!(crons.get_opt("none").await.expect("a 404 is None").is_none());
+}
