@@ -4,6 +4,7 @@
 //! Holds no policy logic of its own; never logs object bodies.
 
 pub mod codec;
+mod delete;
 pub mod pipeline_run;
 pub mod routes;
 
@@ -119,8 +120,11 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
     let Some(kind) = pipeline_run::detect(&req.group, &req.version, &req.kind) else {
         return Answer::allow();
     };
-    if matches!(req.operation, Operation::Delete | Operation::Connect) {
-        return Answer::allow();
+    match (req.operation, hook) {
+        // Deletes are judged (and recorded) once, by the deletes webhook's validating call.
+        (Operation::Delete, Hook::Validate) => return delete::decide(st, req, kind, t),
+        (Operation::Delete | Operation::Connect, _) => return Answer::allow(),
+        _ => {}
     }
     let Some(obj) = &req.object else {
         return Answer::deny("scimgate: the request carries no object");
@@ -285,7 +289,7 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
             let submitter_id = req
                 .old_object
                 .as_ref()
-                .and_then(|old| object::verified(&st.verifier, old, Entry::of(Action::Submit)))
+                .and_then(|old| object::verified(&st.verifier, old, Entry::SUBMIT))
                 .and_then(Result::ok)
                 .map(|c| c.sub)
                 .filter(|s| !s.is_empty());
@@ -563,7 +567,7 @@ fn owner_person(
             .unwrap_or_default()
     };
     let (kind, ns, name) = (found.kind.as_str(), meta("namespace"), meta("name"));
-    let claims = match object::verified(&st.verifier, &found.object, Entry::of(Action::Submit)) {
+    let claims = match object::verified(&st.verifier, &found.object, Entry::SUBMIT) {
         Some(Ok(c)) => c,
         Some(Err(e)) => return Err(format!("the stamp on its owner {kind} {ns}/{name} does not hold: {e}")),
         None => return Err(format!("its owner {kind} {ns}/{name} carries no scimgate submit stamp")),

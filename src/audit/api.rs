@@ -45,6 +45,7 @@ pub async fn to_query(store: &dyn Store, p: Filters) -> Result<DecisionQuery, Er
     let mut q = DecisionQuery {
         group: p.group,
         namespace: p.namespace,
+        name: p.name,
         kind: p.kind.map(|k| k.as_str().to_string()),
         action: p.action.map(|a| a.as_str().to_string()),
         outcome: p.outcome.map(|o| o.as_str().to_string()),

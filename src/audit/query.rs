@@ -27,7 +27,11 @@ pub struct Filters {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<Kind>,
-    /// submit, approve, cancel, update.
+    /// The object's name (or generateName, for a run created with one).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// submit, approve, cancel, update, delete.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,

@@ -68,10 +68,48 @@ pub async fn who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
             .context("no kubeconfig and not in a cluster")?,
     };
     let client = kube::Client::try_from(config)?;
-    let objects = who::fetch(client, &ar, ns.as_deref(), name.as_deref(), a.selector.as_deref()).await?;
     let store = match a.store.location().map_err(anyhow::Error::msg)? {
         Location::Embedded(dir) if !dir.join(crate::store::embedded::FILE).exists() => None,
         _ => Some(open_store(&a.store).await?),
+    };
+    let objects = match who::fetch(client, &ar, ns.as_deref(), name.as_deref(), a.selector.as_deref()).await {
+        Ok(o) => o,
+        // Gone: who deleted it, from the decision log.
+        Err(e) => match (&store, &name) {
+            (Some(store), Some(name)) => {
+                let deletes = store
+                    .query_decisions(&crate::model::DecisionQuery {
+                        kind: Some(ar.kind.clone()),
+                        namespace: ns.clone(),
+                        name: Some(name.clone()),
+                        action: Some("delete".into()),
+                        limit: 10,
+                        ..Default::default()
+                    })
+                    .await?;
+                if deletes.is_empty() {
+                    return Err(e);
+                }
+                if a.output == crate::cli::Output::Json {
+                    let items: Vec<_> = deletes.iter().map(crate::audit::query::to_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&items)?);
+                } else {
+                    println!("{e}; the decision log has its deletion:");
+                    for d in &deletes {
+                        println!(
+                            "  deleted    by {} ({}) at {}: {} (decision {})",
+                            d.requester,
+                            d.user_id.as_deref().unwrap_or("-"),
+                            d.at,
+                            d.outcome,
+                            d.id
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            _ => return Err(e),
+        },
     };
     let mut reports = Vec::new();
     let mut forged = false;

@@ -30,7 +30,8 @@ pub struct DecisionRecord {
     pub run_as: String,
     pub templates: String,
     pub submitter_id: Option<String>,
-    /// The id of the stamp the request carried for its action (`sid` in the attestation).
+    /// The id of the stamp the request carried for its action (`sid` in the attestation); on a
+    /// delete, the submit stamp of the object deleted.
     pub stamp_id: Option<String>,
     /// The caller presented a client certificate the admission listener verified (always false
     /// unless `--admission-client-ca` is set).
@@ -79,6 +80,8 @@ pub struct DecisionQuery {
     /// Lower-cased SCIM group name the person was in at decision time.
     pub group: Option<String>,
     pub namespace: Option<String>,
+    /// The object's name (or generateName).
+    pub name: Option<String>,
     pub kind: Option<String>,
     pub action: Option<String>,
     /// `allowed`, `denied` or `dry-run-deny`.

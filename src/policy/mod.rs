@@ -40,10 +40,18 @@ pub enum Action {
     Approve,
     Cancel,
     Update,
+    /// Deleting a run or template: recorded always, judged only under `enforceDeletes`.
+    Delete,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [Action::Submit, Action::Approve, Action::Cancel, Action::Update];
+    pub const ALL: [Action; 5] = [
+        Action::Submit,
+        Action::Approve,
+        Action::Cancel,
+        Action::Update,
+        Action::Delete,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +59,7 @@ impl Action {
             Action::Approve => "approve",
             Action::Cancel => "cancel",
             Action::Update => "update",
+            Action::Delete => "delete",
         }
     }
 }
@@ -194,6 +203,8 @@ struct PolicyFile {
     #[serde(default)]
     dry_run_namespaces: Vec<String>,
     #[serde(default)]
+    enforce_deletes: bool,
+    #[serde(default)]
     identity: IdentityFile,
     #[serde(default)]
     rules: Vec<RuleFile>,
@@ -249,6 +260,8 @@ pub struct Policy {
     pub dry_run_namespaces: Vec<Glob>,
     pub identity: Identity,
     pub rules: Vec<Rule>,
+    /// Deletes by people are judged by the rules that allow `delete`; otherwise recorded only.
+    pub enforce_deletes: bool,
     /// SHA-256 of the file's bytes, hex: recorded with each decision and in the attestation.
     pub digest: String,
     /// What is valid but should change (deprecated names); `policy check` prints them.
@@ -401,6 +414,12 @@ impl Policy {
                 distinct_approver: r.distinct_approver,
             });
         }
+        if file.enforce_deletes && !rules.iter().any(|r| r.allow.contains(&Action::Delete)) {
+            problems.push(
+                "enforceDeletes: true, but no rule allows delete: nobody could delete a run (add a rule with allow: [delete])"
+                    .into(),
+            );
+        }
         if !problems.is_empty() {
             return Err(Error::Invalid {
                 path: path.to_string(),
@@ -418,6 +437,7 @@ impl Policy {
                 when_owner_offboarded: file.identity.when_owner_offboarded,
             },
             rules,
+            enforce_deletes: file.enforce_deletes,
             digest: digest(text.as_bytes()),
             warnings,
         })
@@ -463,7 +483,7 @@ impl std::str::FromStr for Action {
         Action::ALL
             .into_iter()
             .find(|a| a.as_str() == s)
-            .ok_or_else(|| format!("'{s}' is not an action (submit, approve, cancel, update)"))
+            .ok_or_else(|| format!("'{s}' is not an action (submit, approve, cancel, update, delete)"))
     }
 }
 

@@ -56,7 +56,12 @@ pub struct Made {
 /// adds its own, so every earlier stamp stays verifiable. A CronWorkflow's submit stamp also goes
 /// into `spec.workflowMetadata`, which Argo copies onto every Workflow it starts.
 pub fn make(signer: &Signer, obj: &Value, old: Option<&Value>, s: &NewStamp<'_>) -> Made {
-    let entry = Entry::of(s.action);
+    let Some(entry) = Entry::of(s.action) else {
+        return Made {
+            ops: Vec::new(),
+            sid: String::new(),
+        };
+    };
     let (user_name, user_id, groups) = match s.who {
         Requester::Person { id, user_name, groups } => (user_name.clone(), id.clone(), groups.join(",")),
         sa @ Requester::ServiceAccount { .. } => (sa.display(), String::new(), String::new()),

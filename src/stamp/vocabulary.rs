@@ -60,12 +60,17 @@ pub const LABEL_BY: &str = "scimgate.io/submitted-by";
 pub const LABEL_BY_ID: &str = "scimgate.io/submitted-by-id";
 
 impl Entry {
-    pub fn of(action: Action) -> &'static Entry {
+    /// The submit stamp's entry, the one every run has.
+    pub const SUBMIT: &'static Entry = &TABLE[0];
+
+    /// The entry of an action that stamps; a delete leaves no object to stamp.
+    pub fn of(action: Action) -> Option<&'static Entry> {
         match action {
-            Action::Submit => &TABLE[0],
-            Action::Approve => &TABLE[1],
-            Action::Cancel => &TABLE[2],
-            Action::Update => &TABLE[3],
+            Action::Submit => Some(&TABLE[0]),
+            Action::Approve => Some(&TABLE[1]),
+            Action::Cancel => Some(&TABLE[2]),
+            Action::Update => Some(&TABLE[3]),
+            Action::Delete => None,
         }
     }
 
@@ -116,7 +121,7 @@ mod tests {
     fn every_action_has_one_entry_and_keys_do_not_collide() {
         let mut keys = std::collections::BTreeSet::new();
         for e in &TABLE {
-            assert_eq!(Entry::of(e.action), e);
+            assert_eq!(Entry::of(e.action), Some(e));
             for k in [
                 e.attestation_key(),
                 e.decision_key(),

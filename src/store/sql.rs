@@ -122,6 +122,7 @@ where
         ("user_id", &q.user_id),
         ("requester", &q.requester),
         ("namespace", &q.namespace),
+        ("name", &q.name),
         ("kind", &q.kind),
         ("action", &q.action),
         ("outcome", &q.outcome),

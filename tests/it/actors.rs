@@ -25,6 +25,11 @@ impl Kubectl<'_> {
         self.api.create(&self.user, obj.clone()).await
     }
 
+    /// `kubectl delete` (foreground or background alike: one DELETE request).
+    pub async fn delete(&self, obj: &Value) -> Outcome {
+        self.api.delete(&self.user, obj).await
+    }
+
     /// `kubectl create --dry-run=server -f`.
     pub async fn create_dry_run(&self, obj: &Value) -> Outcome {
         self.api.create_dry_run(&self.user, obj.clone()).await

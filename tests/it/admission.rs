@@ -633,10 +633,9 @@ async fn every_final_decision_is_recorded_once_and_dry_runs_leave_no_trace() {
     let records = w.decisions(3).await;
     assert_eq!(records.len(), 3, "{records:#?}");
     let sid = w.verifier().await;
-    let claims =
-        scimgate::stamp::object::verified(&sid, &ok, scimgate::stamp::Entry::of(scimgate::policy::Action::Submit))
-            .expect("stamp")
-            .expect("verifies");
+    let claims = scimgate::stamp::object::verified(&sid, &ok, scimgate::stamp::Entry::SUBMIT)
+        .expect("stamp")
+        .expect("verifies");
     assert_eq!(
         (
             records[0].hook.as_str(),

@@ -770,9 +770,19 @@ impl ApiServer {
                 ),
             });
         }
-        // rest/update.go BeforeUpdate: uid, creationTimestamp and generation are the stored ones…
+        // rest/update.go BeforeUpdate: uid, creationTimestamp and generation are the stored ones
+        // (and a pending deletion stays pending: `FillObjectMetaSystemFields` is for create only,
+        // the deletion fields are the stored object's)…
         for k in ["uid", "creationTimestamp", "generation"] {
             obj["metadata"][k] = old["metadata"][k].clone();
+        }
+        for k in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+            match old["metadata"].get(k) {
+                Some(v) => obj["metadata"][k] = v.clone(),
+                None => {
+                    obj["metadata"].as_object_mut().map(|m| m.remove(k));
+                }
+            }
         }
         // …and customresource/strategy.go PrepareForUpdate: the main resource cannot change a
         // status subresource; any change outside metadata bumps the generation.
@@ -794,11 +804,21 @@ impl ApiServer {
             obj["metadata"]["generation"] = json!(g + 1);
         }
         self.validate(&attrs, &obj, Some(&old), &mut written).await?;
+        // registry/store.go `Update` → `ShouldDeleteDuringUpdate`: the update that takes the last
+        // finalizer off an object whose deletion was asked for removes it — admitted as the
+        // UPDATE it is, with no DELETE admission (`deleteWithoutFinalizers` passes
+        // `rest.ValidateAllObjectFunc`).
+        let emptied = old["metadata"].get("deletionTimestamp").is_some()
+            && obj["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
         if !dry_run {
             let mut storage = self.storage.lock().expect("storage");
-            storage.resource_version += 1;
-            obj["metadata"]["resourceVersion"] = json!(storage.resource_version.to_string());
-            storage.store(key, obj.clone());
+            if emptied {
+                storage.remove(&key);
+            } else {
+                storage.resource_version += 1;
+                obj["metadata"]["resourceVersion"] = json!(storage.resource_version.to_string());
+                storage.store(key, obj.clone());
+            }
         }
         written.object = obj;
         Ok(written)
@@ -836,6 +856,10 @@ impl ApiServer {
 
     /// `DELETE`: admission with `object` null and `oldObject` the stored object, for webhooks
     /// that register DELETE (pkg/registry/rest/delete.go, `AdmissionToValidateObjectDeleteFunc`).
+    /// An object with finalizers is admitted once and kept, its deletion pending
+    /// (registry/store.go `updateForGracefulDeletionAndFinalizers`: `deleteValidation` on the
+    /// existing object, then `deletionTimestamp` set; custom resources have no graceful deletion,
+    /// so `deletionGracePeriodSeconds` is 0); a second DELETE while it is pending changes nothing.
     pub async fn delete(&self, user: &User, target: &Value) -> Outcome {
         let (res, version) = self.resource(target)?;
         let namespace = self.namespace_of(&res, target)?;
@@ -858,10 +882,26 @@ impl ApiServer {
             user,
             dry_run: false,
         };
+        if old["metadata"].get("deletionTimestamp").is_some() {
+            written.object = old;
+            return Ok(written);
+        }
         self.mutate(&attrs, Value::Null, Some(&old), &mut written).await?;
         self.validate(&attrs, &Value::Null, Some(&old), &mut written).await?;
-        self.storage.lock().expect("storage").remove(&key);
-        written.object = old;
+        let mut storage = self.storage.lock().expect("storage");
+        if old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+            let mut pending = old;
+            pending["metadata"]["deletionTimestamp"] =
+                json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            pending["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            storage.resource_version += 1;
+            pending["metadata"]["resourceVersion"] = json!(storage.resource_version.to_string());
+            storage.store(key, pending.clone());
+            written.object = pending;
+        } else {
+            storage.remove(&key);
+            written.object = old;
+        }
         Ok(written)
     }
 

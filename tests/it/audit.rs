@@ -646,14 +646,10 @@ async fn who_reads_live_objects_verifies_stamps_and_finds_the_decisions() {
         "cross-referenced with the decision log"
     );
     let verifier = w.verifier().await;
-    let sid = scimgate::stamp::object::verified(
-        &verifier,
-        &live,
-        scimgate::stamp::Entry::of(scimgate::policy::Action::Submit),
-    )
-    .expect("stamp")
-    .expect("verifies")
-    .sid;
+    let sid = scimgate::stamp::object::verified(&verifier, &live, scimgate::stamp::Entry::SUBMIT)
+        .expect("stamp")
+        .expect("verifies")
+        .sid;
     assert_eq!(v[0]["decisions"][0]["stampId"], sid.as_str());
     assert_eq!(v[0]["decisions"][0]["outcome"], "allowed");
     let (code, out, _) = who(&["team-a/wf/train-2"]);

@@ -15,6 +15,7 @@ mod chain;
 mod cli_docs;
 mod crash;
 mod custody;
+mod deletes;
 mod ha;
 mod interop;
 mod kube_face;
