@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Decision-log benchmark: record RECORDS decisions (default 1M) for USERS users (default 1000),
+# Decision-log benchmark: record RECORDS decisions (default 1M) for USERS users (default 1000)
+# twice — plain, then through the hash chain with signed checkpoints — verify the chained log,
 # then time queries by user and a 7-day range. Not a test: prints figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -45,6 +45,22 @@ for overlay in embedded cert-manager ha-postgres; do
   .venv/bin/kubernetes-validate --strict --quiet --no-warn -k 1.32.0 "$m/$overlay.yaml"
   echo "$overlay: $(grep -c '^kind:' "$m/$overlay.yaml") objects valid"
 done
+# The optional components, all at once on top of the embedded overlay.
+mkdir "$m/hardened"
+cat >"$m/hardened/kustomization.yaml" <<'EOF'
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [../manifests/overlays/embedded]
+components:
+  - ../manifests/components/api-server-client-auth
+  - ../manifests/components/control-plane-only
+  - ../manifests/components/enforce-deletes
+EOF
+kubectl kustomize "$m/hardened" >"$m/hardened.yaml"
+.venv/bin/kubernetes-validate --strict --quiet --no-warn -k 1.32.0 "$m/hardened.yaml"
+grep -q -- '--admission-client-ca=/etc/scimgate/tls/ca.crt' "$m/hardened.yaml"
+grep -q 'cidr: 192.0.2.0/24' "$m/hardened.yaml"
+echo "embedded + every optional component: $(grep -c '^kind:' "$m/hardened.yaml") objects valid"
 rm -rf "$m"
 
 echo "== scim2-tester"

@@ -57,7 +57,8 @@ pub struct KubeFace {
 struct Counters {
     /// GETs of one object.
     gets: AtomicUsize,
-    /// The highest resource version a watch stream has sent.
+    /// The highest resource version a LIST or a watch stream has sent (a reflector may get an
+    /// object from its initial LIST or from the watch after it, whichever comes first).
     watched: AtomicU64,
 }
 
@@ -91,7 +92,7 @@ impl KubeFace {
         self.counters.gets.load(Ordering::SeqCst)
     }
 
-    /// The highest resource version sent on a watch.
+    /// The highest resource version sent by a LIST or on a watch.
     pub fn watched(&self) -> u64 {
         self.counters.watched.load(Ordering::SeqCst)
     }
@@ -263,6 +264,7 @@ fn list_or_watch(
             );
         }
     }
+    counters.watched.fetch_max(rv, Ordering::SeqCst);
     let list = json!({"apiVersion": format!("{}/{}", scope.group, scope.version), "kind": format!("{kind}List"),
         "metadata": {"resourceVersion": rv.to_string()}, "items": items});
     ([(header::CONTENT_TYPE, "application/json")], list.to_string()).into_response()
@@ -414,7 +416,14 @@ async fn scimgate_reads_owners_through_the_face_from_its_watch_cache() {
     crate::support::until(Duration::from_secs(10), async || face.watched() >= rv)
         .await
         .expect("the reflector watches");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The reflector applies what it received a moment later: wait until a lookup needs no GET.
+    let cached = crate::support::until(Duration::from_secs(10), async || {
+        let before = face.gets();
+        let r = owners.owner_of(Kind::TaskRun, "team-a", &child(&uid)).await;
+        r.is_ok() && face.gets() == before
+    })
+    .await;
+    assert!(cached.is_some(), "the watch cache never answered without a GET");
     let gets = face.gets();
     for _ in 0..5 {
         owners
