@@ -29,6 +29,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// The operations listener's connection cap (probes, scrapes).
+const OPS_MAX_CONNECTIONS: usize = 256;
+/// Descriptors kept for everything but client connections (store, logs, certificates, the
+/// Kubernetes client).
+const RESERVED_FDS: usize = 256;
+
 /// `scimgate serve`: bind the configured listeners, run until SIGTERM/SIGINT, shut down.
 pub async fn serve(args: &crate::cli::ServeArgs) -> anyhow::Result<()> {
     let cfg = Config::from_args(args)?;
@@ -288,19 +294,45 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let admission_addr = listeners.admission.local_addr()?;
     let scim_addr = listeners.scim.local_addr()?;
     let ops_addr = listeners.ops.local_addr()?;
-    tasks.spawn(listener::serve(
+    let limits = cfg.connections;
+    // Probes and scrapes need few connections; the cap keeps a flood of them from eating the
+    // descriptors the webhooks need.
+    let ops_limits = listener::Limits {
+        max_connections: limits.max_connections.min(OPS_MAX_CONNECTIONS),
+        ..limits
+    };
+    if let Some(soft) = listener::raise_open_file_limit() {
+        let needed = (2 * limits.max_connections + ops_limits.max_connections + RESERVED_FDS) as u64;
+        if soft < needed {
+            tracing::warn!(
+                open_file_limit = soft,
+                needed,
+                "the open file limit is below what the connection caps allow (2 × connections.maxPerListener + \
+                 the operations listener's + a reserve): at the caps, accepts fail instead of waiting"
+            );
+        }
+    }
+    tasks.spawn(listener::serve_with(
         listeners.admission,
         Some(admission_tls),
         admission_app,
+        limits,
         shutdown_rx.clone(),
     ));
-    tasks.spawn(listener::serve(
+    tasks.spawn(listener::serve_with(
         listeners.scim,
         Some(scim_tls),
         scim_app,
+        limits,
         shutdown_rx.clone(),
     ));
-    tasks.spawn(listener::serve(listeners.ops, None, ops_app, shutdown_rx));
+    tasks.spawn(listener::serve_with(
+        listeners.ops,
+        None,
+        ops_app,
+        ops_limits,
+        shutdown_rx,
+    ));
     ready.store(true, Ordering::Release);
 
     tracing::info!(%admission_addr, %scim_addr, %ops_addr, millis = started.elapsed().as_millis() as u64, "scimgate serving");

@@ -2,6 +2,7 @@
 //! `SCIMGATE_*` environment (which win). Everything is read and checked here, at start.
 
 use crate::cli::ServeArgs;
+use crate::listener::Limits;
 use crate::scim::quirks::Quirks;
 use crate::store::Location;
 use crate::telemetry::LogFormat;
@@ -66,6 +67,8 @@ pub struct Config {
     /// The kubeconfig to read owners of controller-created runs with; `None`: the kube client's
     /// standard configuration (in-cluster, then `KUBECONFIG`).
     pub kubeconfig: Option<PathBuf>,
+    /// Connection cap and timeouts, the same on every listener.
+    pub connections: Limits,
 }
 
 /// The YAML config file. Same names as the flags, in camelCase.
@@ -89,8 +92,19 @@ struct File {
     audit_retention_days: Option<u32>,
     stamp_max_age_seconds: Option<u32>,
     kubeconfig: Option<PathBuf>,
+    connections: ConnectionsFile,
     scim: ScimFile,
     replication: ReplicationFile,
+}
+
+/// `connections:` what each listener (admission, SCIM, operations) lets its clients hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectionsFile {
+    max_per_listener: Option<usize>,
+    idle_timeout_seconds: Option<u64>,
+    header_read_timeout_seconds: Option<u64>,
+    body_read_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,7 +197,9 @@ impl Config {
         if policy_reload == 0 {
             return Err(Error::Invalid("policyReloadSeconds must be at least 1".into()));
         }
+        let connections = connections(&file.connections)?;
         Ok(Config {
+            connections,
             dev: args.dev,
             signing_key: file.signing_key.unwrap_or_else(|| data_dir.join("keys/signing.key")),
             data_dir,
@@ -225,6 +241,38 @@ impl Config {
             kubeconfig: args.kubeconfig.clone().or(file.kubeconfig),
         })
     }
+}
+
+fn connections(f: &ConnectionsFile) -> Result<Limits> {
+    let d = Limits::default();
+    let seconds = |v: Option<u64>, name: &str, default: Duration| match v {
+        None => Ok(default),
+        Some(0) => Err(Error::Invalid(format!("connections.{name} must be at least 1"))),
+        Some(n) => Ok(Duration::from_secs(n)),
+    };
+    let max_connections = match f.max_per_listener {
+        None => d.max_connections,
+        Some(n) if (1..=1_000_000).contains(&n) => n,
+        Some(n) => {
+            return Err(Error::Invalid(format!(
+                "connections.maxPerListener must be between 1 and 1000000, not {n}"
+            )))
+        }
+    };
+    Ok(Limits {
+        max_connections,
+        idle_timeout: seconds(f.idle_timeout_seconds, "idleTimeoutSeconds", d.idle_timeout)?,
+        header_read_timeout: seconds(
+            f.header_read_timeout_seconds,
+            "headerReadTimeoutSeconds",
+            d.header_read_timeout,
+        )?,
+        body_read_timeout: seconds(
+            f.body_read_timeout_seconds,
+            "bodyReadTimeoutSeconds",
+            d.body_read_timeout,
+        )?,
+    })
 }
 
 fn replication(f: &ReplicationFile) -> Result<Replication> {

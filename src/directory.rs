@@ -1,6 +1,7 @@
 //! The immutable in-memory identity snapshot that admission and SCIM reads use: users, groups,
-//! direct memberships in both directions, and indexes by lower-cased userName, email and group
-//! displayName, by externalId and by id.
+//! direct memberships in both directions, and indexes by userName, email and group displayName
+//! (folded by [`crate::model::name::fold`], ASCII case only), by externalId (exact: it is
+//! `caseExact`) and by id.
 //!
 //! Built from persistent maps (`imbl`), so a copy is O(1) and applying one change costs
 //! O(size of the change · log n): provisioning 100k users one by one stays linear. Published with
@@ -69,7 +70,7 @@ pub struct User {
     pub user_name: Arc<str>,
     pub active: bool,
     pub external_id: Option<Arc<str>>,
-    /// Lower-cased.
+    /// Folded ([`crate::model::name::fold`]).
     pub emails: Vec<Arc<str>>,
 }
 
@@ -165,7 +166,7 @@ impl User {
             .map(|a| {
                 a.iter()
                     .filter_map(|e| e.get("value")?.as_str())
-                    .map(|s| Arc::from(s.to_lowercase()))
+                    .map(|s| Arc::from(crate::model::name::fold(s)))
                     .collect()
             })
             .unwrap_or_default();
@@ -394,7 +395,7 @@ impl Snapshot {
         }
     }
 
-    /// Id owning a unique key (lower-cased userName / displayName).
+    /// Id owning a unique key (userName / displayName folded by [`crate::model::name::fold`]).
     pub fn by_unique_key(&self, rt: ResourceType, key: &str) -> Option<&Id> {
         match rt {
             ResourceType::User => self.user_by_name.get(key),
@@ -411,7 +412,7 @@ impl Snapshot {
 
     pub fn users_by_email(&self, email: &str) -> Vec<Id> {
         self.users_by_email
-            .get(email.to_lowercase().as_str())
+            .get(crate::model::name::fold(email).as_str())
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
     }
@@ -462,9 +463,11 @@ impl Snapshot {
         out
     }
 
-    /// Resolve a person by lower-cased userName, telling deleted and deactivated apart.
+    /// Resolve a person by userName, case-insensitively as [`crate::model::name::fold`] folds
+    /// (ASCII only: a look-alike such as KELVIN SIGN for `k` is nobody's userName but its own),
+    /// telling deleted and deactivated apart.
     pub fn lookup_user_name(&self, user_name: &str) -> Lookup<'_> {
-        let key = user_name.to_lowercase();
+        let key = crate::model::name::fold(user_name);
         if let Some(u) = self.user_by_name.get(key.as_str()).and_then(|id| self.users.get(id)) {
             return if u.active {
                 Lookup::Active(u)
@@ -510,7 +513,7 @@ mod tests {
         let r = rec(
             ResourceType::User,
             id,
-            &name.to_lowercase(),
+            &crate::model::name::fold(name),
             serde_json::json!({"userName": name, "active": active, "emails": [{"value": format!("{name}@X.com")}]}),
         );
         Change::Put {
@@ -524,7 +527,7 @@ mod tests {
         let r = rec(
             ResourceType::Group,
             id,
-            &name.to_lowercase(),
+            &crate::model::name::fold(name),
             serde_json::json!({"displayName": name, "members": m}),
         );
         Change::Put {
@@ -571,6 +574,21 @@ mod tests {
         assert_eq!(s.lookup_user_name("carol"), Lookup::Unknown);
         assert!(s.users_by_email("alice@x.com").is_empty());
         assert_eq!(s.users_by_email("BOB@x.com"), vec![Arc::<str>::from("u2")]);
+    }
+
+    #[test]
+    fn names_fold_ascii_case_only() {
+        let mut s = Snapshot::default();
+        s.apply(&[user("u1", "Kate", true)]);
+        assert!(matches!(s.lookup_user_name("KATE"), Lookup::Active(u) if &*u.record.id == "u1"));
+        // KELVIN SIGN lower-cases to `k` in Unicode: a look-alike, not kate.
+        assert_eq!(s.lookup_user_name("\u{212A}ate"), Lookup::Unknown);
+        assert_eq!(s.lookup_user_name("\u{212A}ATE"), Lookup::Unknown);
+        assert_eq!(s.users_by_email("KATE@x.COM"), vec![Arc::<str>::from("u1")]);
+        assert!(s.users_by_email("\u{212A}ate@x.com").is_empty());
+        s.apply(&[user("u2", "\u{212A}ate", true)]);
+        assert!(matches!(s.lookup_user_name("\u{212A}ATE"), Lookup::Active(u) if &*u.record.id == "u2"));
+        assert!(matches!(s.lookup_user_name("kate"), Lookup::Active(u) if &*u.record.id == "u1"));
     }
 
     #[test]

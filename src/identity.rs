@@ -75,7 +75,7 @@ fn person(s: &Snapshot, u: &User) -> Requester {
     let groups = s
         .groups_of(&u.record.id)
         .into_iter()
-        .map(|(g, _)| g.display_name.to_lowercase())
+        .map(|(g, _)| crate::model::name::fold(&g.display_name))
         .collect();
     Requester::Person {
         id: u.record.id.to_string(),

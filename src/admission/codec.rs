@@ -49,6 +49,69 @@ pub enum Error {
     NotJson(String),
     #[error("the body is not an AdmissionReview (apiVersion admission.k8s.io/v1 or v1beta1, kind AdmissionReview)")]
     NotAReview,
+    #[error("the body nests arrays and objects deeper than {MAX_DEPTH} levels; no Kubernetes object does")]
+    TooDeep,
+    #[error("the body holds more than {MAX_TOKENS} JSON values; no AdmissionReview of a storable object does")]
+    TooManyValues,
+}
+
+/// Deepest nesting of arrays and objects a review may have. The envelope adds 2 (review, request)
+/// to the object's own depth; Argo and Tekton objects, inline templates and all, stay far below
+/// 30. Kept under serde_json's own recursion limit (128) so the pre-check, not the parser, says no.
+pub const MAX_DEPTH: usize = 100;
+
+/// Most JSON values (counted as the `[`, `{`, `,` and `:` outside strings) a review may hold.
+/// Every value costs ~100 bytes once decoded, whatever its size in the body: `[[],[],…]` is 3
+/// bytes a value, so an 8 MiB body of it decoded into ~420 MB. Real reviews run 14–18 body bytes a
+/// value (the captures in shared/corpus); an UPDATE carries two objects, each at most etcd's
+/// default 1.5 MiB request limit to be storable at all, so even at 6 bytes a value (3× denser
+/// than any capture: managedFields-heavy objects are the densest) a real review stays under this.
+pub const MAX_TOKENS: usize = 512 * 1024;
+
+/// What the pre-check found: how many values the body holds (the decode's memory is roughly
+/// proportional to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub tokens: usize,
+    pub depth: usize,
+}
+
+/// One pass over the bytes, no allocation: refuse bodies nested deeper than [`MAX_DEPTH`] or with
+/// more than [`MAX_TOKENS`] values before serde_json builds a tree of them. Not a validator: the
+/// parser still rejects what is not JSON.
+pub fn shape(body: &[u8]) -> Result<Shape, Error> {
+    let (mut depth, mut deepest, mut tokens) = (0usize, 0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                tokens += 1;
+                if depth > MAX_DEPTH {
+                    return Err(Error::TooDeep);
+                }
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' | b':' => tokens += 1,
+            _ => continue,
+        }
+        if tokens > MAX_TOKENS {
+            return Err(Error::TooManyValues);
+        }
+    }
+    Ok(Shape { tokens, depth: deepest })
 }
 
 fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -56,6 +119,7 @@ fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 pub fn decode(body: &[u8]) -> Result<Review, Error> {
+    shape(body)?;
     let mut v: Value = serde_json::from_slice(body).map_err(|e| Error::NotJson(e.to_string()))?;
     let api_version = text(&v, "apiVersion").unwrap_or_default();
     if !matches!(api_version, "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
@@ -208,6 +272,18 @@ mod tests {
         let r = decode(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x", "kind": {"kind": "Workflow"}, "operation": "CREATE", "userInfo": {"groups": "admins"}}}"#)
             .expect("review");
         assert!(r.request.is_err());
+    }
+
+    #[test]
+    fn shapes_no_object_has_are_refused_before_parsing() {
+        let flat = format!("[{}[]]", "[],".repeat(MAX_TOKENS));
+        assert_eq!(shape(flat.as_bytes()).err(), Some(Error::TooManyValues));
+        assert_eq!(decode(flat.as_bytes()).err(), Some(Error::TooManyValues));
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(decode(deep.as_bytes()).err(), Some(Error::TooDeep));
+        // Brackets, commas and colons inside strings (escaped quotes too) are not structure.
+        let s = format!(r#"{{"a": "{}\\\"[{{", "b": [1, 2]}}"#, "[,:{".repeat(MAX_TOKENS));
+        assert_eq!(shape(s.as_bytes()), Ok(Shape { tokens: 6, depth: 2 }));
     }
 
     #[test]

@@ -259,8 +259,8 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
         };
     };
     t.action = Some(action);
-    t.run_as = pipeline_run::run_as(kind, obj);
-    t.templates = pipeline_run::templates(kind, obj);
+    t.run_as = pipeline_run::run_as_since(kind, obj, req.old_object.as_ref());
+    t.templates = pipeline_run::templates_since(kind, obj, req.old_object.as_ref());
     t.outcome = Some(if dry { Outcome::DryRunDenied } else { Outcome::Denied });
 
     // Identity state too old to trust (a shared store out of reach): fail closed, or open with a
@@ -576,7 +576,24 @@ fn owner_person(
         .places(kind, ns, name, meta("generateName"))
         .map_err(|m| format!("the stamp on its owner {kind} {ns}/{name} does not belong to it: {m}"))?;
     if claims.sub.is_empty() {
-        return Err(format!("the stamp on its owner {kind} {ns}/{name} names no person"));
+        // A service account that submitted for itself (a CI bot's PipelineRun): its runs'
+        // children are its own, judged by the rules for that account. A delegate never submits
+        // for itself (its stamps name the person it acted for).
+        let account = claims
+            .requester
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|r| r.split_once(':'))
+            .filter(|(sa_ns, sa)| !sa_ns.is_empty() && !sa.is_empty() && policy.delegate(sa_ns, sa).is_none());
+        return match account {
+            Some((sa_ns, sa)) => Ok((
+                Requester::ServiceAccount {
+                    namespace: sa_ns.to_string(),
+                    name: sa.to_string(),
+                },
+                None,
+            )),
+            None => Err(format!("the stamp on its owner {kind} {ns}/{name} names no person")),
+        };
     }
     let (who, active) = identity::stamped_person(snap, &claims.sub)
         .map_err(|e| format!("the submitter of its owner {kind} {ns}/{name}: {e}"))?;

@@ -1,9 +1,36 @@
 //! What a request is about: which of our kinds (Argo v1alpha1; Tekton v1 and v1beta1), what it
 //! would run as, which templates it uses, and which action the change amounts to.
+//!
+//! What runs is more than `spec`: an Argo Workflow has no status subresource, so whoever may
+//! update it may write `status.storedWorkflowTemplateSpec` (the spec argo-workflows
+//! `workflow/controller/operator.go` `setStoredWfSpec` executes once it is set) and
+//! `status.storedTemplates` (what `templateRef`s resolve to first: `Workflow.GetStoredTemplate` in
+//! `pkg/apis/workflow/v1alpha1/workflow_types.go`). Those count as spec whenever a person changes
+//! them (or creates a run carrying them); the controller's own writes of them never reach a
+//! person's decision. Tekton's `status.pipelineSpec`/`status.taskSpec` (written through the
+//! status subresource) likewise.
 
 use crate::admission::codec::Operation;
 use crate::policy::{Action, Kind};
 use serde_json::Value;
+
+/// The prefix of a template identity that names an inline definition rather than a reference:
+/// `inline:<type>:<name>`. No template reference has it (Argo and Tekton names have no `:`, and
+/// resolver identities start with the resolver's name), so a `templates:` rule never matches it.
+pub use crate::policy::evaluate::INLINE;
+
+/// Argo template types that run something themselves (a pod, an agent request, a resource
+/// operation); steps, dag and suspend only orchestrate. From `Template` in argo-workflows
+/// `pkg/apis/workflow/v1alpha1/workflow_types.go`.
+const ARGO_EXECUTABLE: [&str; 7] = [
+    "container",
+    "containerSet",
+    "script",
+    "resource",
+    "data",
+    "http",
+    "plugin",
+];
 
 /// Our kinds by API group/version/kind; anything else is not ours.
 pub fn detect(group: &str, version: &str, kind: &str) -> Option<Kind> {
@@ -47,8 +74,77 @@ fn argo_spec(kind: Kind, obj: &Value) -> Option<&Value> {
     }
 }
 
+/// The parts of an Argo object's status that Argo executes: `storedWorkflowTemplateSpec` (a
+/// spec) and `storedTemplates` (templates), when `old` lacks them or has them otherwise — the
+/// ones a person wrote in this request. The controller's own copies are left out: they are
+/// the spec and the referenced templates, already judged when they were written.
+fn stored_parts<'a>(kind: Kind, obj: &'a Value, old: Option<&Value>) -> (Option<&'a Value>, Vec<(&'a str, &'a Value)>) {
+    if kind != Kind::Workflow {
+        return (None, Vec::new());
+    }
+    let at = |o: &'a Value, k: &str| o.get("status").and_then(|s| s.get(k));
+    let changed = |k: &str| {
+        let now = at(obj, k);
+        let was = old.and_then(|o| o.get("status")).and_then(|s| s.get(k));
+        now.filter(|n| !n.is_null() && Some(*n) != was)
+    };
+    let spec = changed("storedWorkflowTemplateSpec");
+    let templates = changed("storedTemplates")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
+        .unwrap_or_default();
+    (spec, templates)
+}
+
+/// The service account a `podSpecPatch` (JSON or YAML, merged over the pod spec:
+/// argo-workflows `workflow/util/util.go` `ApplyPodSpecPatch`) gives the pod. A patch that does
+/// not parse, is not a mapping, or has a templated key (`{{…}}`, substituted at run time) could
+/// name any account: it yields a name no `runAs` pattern but `*` matches.
+fn pod_spec_patch_account(patch: &str) -> Vec<String> {
+    let unknown = || vec!["(podSpecPatch that scimgate cannot read)".to_string()];
+    if patch.trim().is_empty() {
+        return Vec::new();
+    }
+    let Ok(v) = serde_yaml_ng::from_str::<Value>(patch) else {
+        return unknown();
+    };
+    let Some(m) = v.as_object() else {
+        return if v.is_null() { Vec::new() } else { unknown() };
+    };
+    if m.keys().any(|k| k.contains("{{")) {
+        return unknown();
+    }
+    // `serviceAccount` is PodSpec's deprecated alias of `serviceAccountName` (k8s.io/api
+    // `core/v1/types.go` `DeprecatedServiceAccount`).
+    let mut out = Vec::new();
+    for k in ["serviceAccountName", "serviceAccount"] {
+        match m.get(k) {
+            Some(Value::String(s)) if !s.is_empty() => out.push(s.clone()),
+            None | Some(Value::Null) => {}
+            Some(Value::String(_)) => {}
+            Some(_) => return unknown(),
+        }
+    }
+    out
+}
+
 /// Service accounts the run's pods would use; `default` when the run names none.
 pub fn run_as(kind: Kind, obj: &Value) -> Vec<String> {
+    run_as_since(kind, obj, Some(obj))
+}
+
+/// `run_as`, counting the executed parts of `status` a person wrote since `old` (`stored_parts`).
+///
+/// Every place a run names its pods' service account: Argo `spec.serviceAccountName`,
+/// `executor.serviceAccountName`, `podSpecPatch` and the same on `templateDefaults` and each
+/// template (`WorkflowSpec`/`Template` in argo-workflows `pkg/apis/workflow/v1alpha1/
+/// workflow_types.go`); Tekton v1 `taskRunTemplate.serviceAccountName` and
+/// `taskRunSpecs[].serviceAccountName` (tektoncd/pipeline `pkg/apis/pipeline/v1/
+/// pipelinerun_types.go` `PipelineTaskRunSpec`, `PipelineTaskRunTemplate`), v1beta1
+/// `serviceAccountName`, `taskRunSpecs[].taskServiceAccountName` and the older
+/// `serviceAccountNames`, TaskRun `serviceAccountName`. Tekton's `podTemplate` has no service
+/// account field (`pkg/apis/pipeline/pod/template.go`), so it names none.
+pub fn run_as_since(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |x: Option<&str>| {
         if let Some(x) = x.filter(|x| !x.is_empty()) {
@@ -63,55 +159,190 @@ pub fn run_as(kind: Kind, obj: &Value) -> Vec<String> {
             let top = s(spec, &["taskRunTemplate", "serviceAccountName"]).or_else(|| s(spec, &["serviceAccountName"]));
             push(top);
             for t in arr(spec, &["taskRunSpecs"]) {
-                push(s(t, &["serviceAccountName"]).or_else(|| s(t, &["taskServiceAccountName"])));
+                push(s(t, &["serviceAccountName"]));
+                push(s(t, &["taskServiceAccountName"]));
             }
             for t in arr(spec, &["serviceAccountNames"]) {
                 push(s(t, &["serviceAccountName"]));
             }
-            top
+            top.map(String::from)
         }
         Kind::TaskRun => {
             let top = s(obj, &["spec", "serviceAccountName"]);
             push(top);
-            top
+            top.map(String::from)
         }
         _ => {
             let Some(spec) = argo_spec(kind, obj) else {
                 return vec!["default".into()];
             };
-            let top = s(spec, &["serviceAccountName"]);
-            push(top);
-            push(s(spec, &["executor", "serviceAccountName"]));
-            for t in arr(spec, &["templates"]) {
+            let (stored_spec, stored_templates) = stored_parts(kind, obj, old);
+            let mut top = s(spec, &["serviceAccountName"]).filter(|x| !x.is_empty());
+            let mut templates: Vec<&Value> = Vec::new();
+            let mut specs = vec![spec];
+            specs.extend(stored_spec);
+            for sp in &specs {
+                top = top.or_else(|| s(sp, &["serviceAccountName"]).filter(|x| !x.is_empty()));
+                templates.push(sp);
+                templates.extend(sp.get("templateDefaults"));
+                templates.extend(arr(sp, &["templates"]));
+            }
+            templates.extend(stored_templates.iter().map(|(_, t)| *t));
+            let mut patched = Vec::new();
+            for t in templates {
                 push(s(t, &["serviceAccountName"]));
                 push(s(t, &["executor", "serviceAccountName"]));
+                if let Some(p) = t.get("podSpecPatch").and_then(Value::as_str) {
+                    patched.extend(pod_spec_patch_account(p));
+                }
             }
-            top
+            for p in &patched {
+                push(Some(p));
+            }
+            top.map(String::from)
         }
     };
-    if top.is_none_or(str::is_empty) && !out.iter().any(|o| o == "default") {
+    if top.as_deref().is_none_or(str::is_empty) && !out.iter().any(|o| o == "default") {
         out.insert(0, "default".into());
     }
     out
 }
 
+/// A param of a resolver ref, by name.
+fn param<'a>(r: &'a Value, name: &str) -> Option<&'a str> {
+    arr(r, &["params"])
+        .iter()
+        .find(|p| s(p, &["name"]) == Some(name))
+        .and_then(|p| p.get("value"))
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// An OCI reference split into repository and version: the digest (`@sha256:…`) or the tag (a
+/// `:` after the last `/`; a `:` before it is a registry port).
+fn split_image(image: &str) -> (&str, Option<&str>) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return (repo, Some(digest));
+    }
+    let after_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[after_slash..].rfind(':') {
+        Some(i) => (&image[..after_slash + i], Some(&image[after_slash + i + 1..])),
+        None => (image, None),
+    }
+}
+
+/// `@` in what locates a template is written `%40`, so the one `@` of an identity always starts
+/// the version (`policy::evaluate` matches a pattern without `@` against what precedes it).
+fn locator(parts: &[&str]) -> String {
+    parts.join(":").replace('%', "%25").replace('@', "%40")
+}
+
+fn versioned(resolver: &str, parts: &[&str], version: Option<&str>) -> String {
+    let base = format!("{resolver}:{}", locator(parts));
+    match version {
+        Some(v) => format!("{base}@{}", v.replace('@', "%40")),
+        None => base,
+    }
+}
+
+/// The identity of a `pipelineRef`/`taskRef`: its name, or for a remote one the resolver, what
+/// locates it and, after `@`, the version it pins — params of the resolvers in tektoncd/pipeline
+/// `docs/git-resolver.md` (`url` or `serverURL`/`org`/`repo`, `pathInRepo`, `revision`),
+/// `docs/bundle-resolver.md` (`bundle` with its tag or digest, `name`), `docs/hub-resolver.md`
+/// (`catalog`, `name`, `version`) and `docs/cluster-resolver.md` (`namespace`, `name`: no
+/// version, the object in the cluster is what runs). v1beta1's `bundle` field is the bundles
+/// resolver. A ref of another resolver is named by all its params.
 fn resolver_ref(r: &Value) -> Option<String> {
+    if let Some(bundle) = s(r, &["bundle"]).filter(|b| !b.is_empty()) {
+        let (image, version) = split_image(bundle);
+        return Some(versioned(
+            "bundles",
+            &[image, s(r, &["name"]).unwrap_or_default()],
+            version,
+        ));
+    }
     if let Some(name) = s(r, &["name"]).filter(|n| !n.is_empty()) {
         return Some(name.to_string());
     }
     let resolver = s(r, &["resolver"])?;
-    // Name a remote pipeline/task by its resolver and the params that locate it.
-    let pick = ["name", "pathInRepo", "bundle", "url"];
-    let located: Vec<String> = arr(r, &["params"])
-        .iter()
-        .filter(|p| s(p, &["name"]).is_some_and(|n| pick.contains(&n)))
-        .filter_map(|p| p.get("value").and_then(Value::as_str).map(String::from))
-        .collect();
-    Some(format!("{resolver}:{}", located.join(":")))
+    let p = |n: &str| param(r, n).unwrap_or_default();
+    Some(match resolver {
+        "git" => {
+            let repo = match param(r, "url") {
+                Some(url) => url.to_string(),
+                None => [p("serverURL"), p("org"), p("repo")]
+                    .iter()
+                    .filter(|x| !x.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            };
+            versioned("git", &[&repo, p("pathInRepo")], param(r, "revision"))
+        }
+        "bundles" => {
+            let (image, version) = split_image(p("bundle"));
+            versioned("bundles", &[image, p("name")], version)
+        }
+        "hub" => {
+            let name = match param(r, "catalog") {
+                Some(c) => format!("{c}/{}", p("name")),
+                None => p("name").to_string(),
+            };
+            versioned("hub", &[&name], param(r, "version"))
+        }
+        "cluster" => versioned("cluster", &[p("namespace"), p("name")], None),
+        other => {
+            let mut all: Vec<String> = arr(r, &["params"])
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{}={}",
+                        s(x, &["name"]).unwrap_or_default(),
+                        x.get("value").map(Value::to_string).unwrap_or_default()
+                    )
+                })
+                .collect();
+            all.sort();
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            versioned(other, &refs, None)
+        }
+    })
 }
 
-/// Templates, pipelines or tasks the run references by name (inline definitions add nothing).
+/// Every value of `key` anywhere under `v`.
+fn find_all<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == key {
+                    out.push(x);
+                }
+                find_all(x, key, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| find_all(x, key, out)),
+        _ => {}
+    }
+}
+
+/// `inline:<type>:<name>` when an Argo template runs something itself.
+fn argo_inline(name: &str, t: &Value) -> Option<String> {
+    ARGO_EXECUTABLE
+        .iter()
+        .find(|k| t.get(**k).is_some_and(|x| !x.is_null()))
+        .map(|k| format!("{INLINE}{k}:{name}"))
+}
+
+/// Templates, pipelines or tasks the run uses: references by name (resolver refs with their
+/// version), and `inline:<type>:<name>` for each inline definition that runs something (Argo
+/// container, containerSet, script, resource, data, http and plugin templates; Tekton
+/// `taskSpec` and `pipelineSpec`), which no `templates:` pattern matches.
 pub fn templates(kind: Kind, obj: &Value) -> Vec<String> {
+    templates_since(kind, obj, Some(obj))
+}
+
+/// `templates`, counting the executed parts of `status` a person wrote since `old`.
+pub fn templates_since(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |x: Option<String>| {
         if let Some(x) = x {
@@ -121,28 +352,62 @@ pub fn templates(kind: Kind, obj: &Value) -> Vec<String> {
         }
     };
     match kind {
-        Kind::PipelineRun => {
-            if let Some(r) = obj.get("spec").and_then(|s| s.get("pipelineRef")) {
-                push(resolver_ref(r));
+        Kind::PipelineRun | Kind::TaskRun => {
+            let spec = obj.get("spec").unwrap_or(&Value::Null);
+            // What Tekton runs instead of resolving the ref once it is in the status (tektoncd/
+            // pipeline `pkg/reconciler/pipelinerun/resources/pipelineref.go` `GetPipelineFunc`,
+            // `pkg/reconciler/taskrun/resources/taskref.go` `GetTaskFuncFromTaskRun`): written
+            // by a person (through `/status`), it is an inline definition.
+            for key in ["pipelineSpec", "taskSpec"] {
+                let now = obj.get("status").and_then(|st| st.get(key)).filter(|v| !v.is_null());
+                let was = old.and_then(|o| o.get("status")).and_then(|st| st.get(key));
+                if now.is_some_and(|n| Some(n) != was) {
+                    push(Some(format!("{INLINE}{key}:status")));
+                }
             }
-        }
-        Kind::TaskRun => {
-            if let Some(r) = obj.get("spec").and_then(|s| s.get("taskRef")) {
-                push(resolver_ref(r));
+            for key in ["pipelineRef", "taskRef"] {
+                let mut refs = Vec::new();
+                find_all(spec, key, &mut refs);
+                refs.into_iter().for_each(|r| push(resolver_ref(r)));
+            }
+            // Inline: the run's own `pipelineSpec`/`taskSpec`, and a pipeline task's `taskSpec`
+            // (named by the pipeline task).
+            if spec.get("pipelineSpec").is_some_and(|x| !x.is_null()) {
+                push(Some(format!("{INLINE}pipelineSpec:")));
+            }
+            if spec.get("taskSpec").is_some_and(|x| !x.is_null()) {
+                push(Some(format!("{INLINE}taskSpec:")));
+            }
+            let mut tasks = Vec::new();
+            find_all(spec, "tasks", &mut tasks);
+            find_all(spec, "finally", &mut tasks);
+            for t in tasks.iter().filter_map(|t| t.as_array()).flatten() {
+                if t.get("taskSpec").is_some_and(|x| !x.is_null()) {
+                    push(Some(format!(
+                        "{INLINE}taskSpec:{}",
+                        s(t, &["name"]).unwrap_or_default()
+                    )));
+                }
             }
         }
         _ => {
             let Some(spec) = argo_spec(kind, obj) else { return out };
-            push(s(spec, &["workflowTemplateRef", "name"]).map(String::from));
-            for t in arr(spec, &["templates"]) {
-                for step_group in arr(t, &["steps"]) {
-                    for step in step_group.as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                        push(s(step, &["templateRef", "name"]).map(String::from));
-                    }
+            let (stored_spec, stored_templates) = stored_parts(kind, obj, old);
+            let mut specs = vec![spec];
+            specs.extend(stored_spec);
+            for sp in specs {
+                push(s(sp, &["workflowTemplateRef", "name"]).map(String::from));
+                // Steps, dag tasks and lifecycle hooks name templates of other objects by
+                // `templateRef`, at any depth.
+                let mut refs = Vec::new();
+                find_all(sp, "templateRef", &mut refs);
+                refs.into_iter().for_each(|r| push(s(r, &["name"]).map(String::from)));
+                for t in arr(sp, &["templates"]) {
+                    push(argo_inline(s(t, &["name"]).unwrap_or_default(), t));
                 }
-                for task in arr(t, &["dag", "tasks"]) {
-                    push(s(task, &["templateRef", "name"]).map(String::from));
-                }
+            }
+            for (key, t) in stored_templates {
+                push(argo_inline(key, t));
             }
         }
     }
@@ -165,10 +430,51 @@ fn suspend_phases(obj: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-const TEKTON_CANCEL: [&str; 3] = ["Cancelled", "CancelledRunFinally", "StoppedRunFinally"];
+/// Whether a Suspend node ending Failed or Error ends the run. argo-workflows `workflow/util/
+/// util.go` `StopWorkflow` with a node selector is exactly that (the node marked Failed, action
+/// Stop), and a failed step fails its steps group and the run — unless the spec can go on past
+/// a failed node: `continueOn`, a dag `depends` expression (`approve.Failed`), lifecycle
+/// `hooks` (an expression on the node's status), or steps we cannot see (a
+/// `workflowTemplateRef`). Then the run may go on, and the change is an approval.
+fn failing_ends_the_run(kind: Kind, obj: &Value) -> bool {
+    let Some(spec) = argo_spec(kind, obj) else { return false };
+    let mut parts = vec![spec];
+    let status = obj.get("status").unwrap_or(&Value::Null);
+    parts.extend(status.get("storedWorkflowTemplateSpec"));
+    parts.extend(status.get("storedTemplates"));
+    !parts.iter().any(|p| {
+        ["continueOn", "depends", "hooks", "workflowTemplateRef"]
+            .iter()
+            .any(|k| {
+                let mut found = Vec::new();
+                find_all(p, k, &mut found);
+                found.iter().any(|v| !v.is_null())
+            })
+    })
+}
+
+/// Tekton's `spec.status` values that cancel: PipelineRun `Cancelled`, `CancelledRunFinally`,
+/// `StoppedRunFinally` (`pkg/apis/pipeline/v1/pipelinerun_types.go`) and TaskRun
+/// `TaskRunCancelled` (`pkg/apis/pipeline/v1/taskrun_types.go` `TaskRunSpecStatusCancelled`).
+const TEKTON_CANCEL: [&str; 4] = [
+    "Cancelled",
+    "CancelledRunFinally",
+    "StoppedRunFinally",
+    "TaskRunCancelled",
+];
 
 /// The action a request amounts to; `None` for changes that are no action of a person
-/// (metadata-only edits, status writes).
+/// (metadata-only edits). Run by a configured controller, every change is no action
+/// (`decide_traced`); run by anyone else, these are:
+/// - cancel: Tekton `spec.status` set to a cancelling value; Argo `spec.shutdown` set; a Running
+///   Suspend node made Failed or Error where that ends the run (`failing_ends_the_run`);
+/// - approve: Tekton `spec.status` leaving Pending; Argo `spec.suspend` cleared, or any other
+///   change of a Running Suspend node — its phase (Argo counts Succeeded, Skipped and Omitted as
+///   fulfilled and goes on: `NodePhase.Fulfilled` in `pkg/apis/workflow/v1alpha1/
+///   workflow_types.go`), its type, or its removal;
+/// - update: any other change of `spec`, or of `status` (a Workflow has no status subresource:
+///   `status` written by a person is theirs to answer for, and a stored spec in it is judged like
+///   a spec, `run_as_since`/`templates_since`).
 pub fn action(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> Option<Action> {
     match op {
         Operation::Create => return Some(Action::Submit),
@@ -198,20 +504,26 @@ pub fn action(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> Op
             if suspended(old) && !suspended(new) {
                 return Some(Action::Approve);
             }
-            // A Suspend node leaving Running: resumed (Succeeded) or rejected (Failed) — both are
-            // the approver's decision.
-            let before = suspend_phases(old);
-            for (id, phase) in suspend_phases(new) {
-                let was_running = before.iter().any(|(i, p)| *i == id && p == "Running");
-                if was_running && (phase == "Succeeded" || phase == "Failed") {
-                    return Some(Action::Approve);
+            let after = suspend_phases(new);
+            let mut gate = None;
+            for (id, _) in suspend_phases(old).into_iter().filter(|(_, p)| p == "Running") {
+                match after.iter().find(|(i, _)| *i == id).map(|(_, p)| p.as_str()) {
+                    Some("Running") => {}
+                    Some("Failed" | "Error") if failing_ends_the_run(kind, new) => {
+                        gate = gate.or(Some(Action::Cancel));
+                    }
+                    // Another phase, another type (no longer listed), or gone.
+                    _ => gate = Some(Action::Approve),
                 }
+            }
+            if gate.is_some() {
+                return gate;
             }
         }
         _ => {}
     }
-    let spec_changed = old.get("spec") != new.get("spec");
-    spec_changed.then_some(Action::Update)
+    let changed = |k: &str| old.get(k) != new.get(k);
+    (changed("spec") || changed("status")).then_some(Action::Update)
 }
 
 #[cfg(test)]
@@ -240,6 +552,58 @@ mod tests {
     }
 
     #[test]
+    fn every_service_account_and_inline_template_and_revision() {
+        let wf = json!({"spec": {"serviceAccountName": "ml-runner", "podSpecPatch": "serviceAccountName: top-patch\n",
+            "templateDefaults": {"podSpecPatch": "{\"serviceAccount\": \"defaults\"}"},
+            "templates": [{"name": "a", "steps": [[{"templateRef": {"name": "ml-lib", "template": "x"}}]]},
+                          {"name": "b", "container": {"image": "x"}, "podSpecPatch": "{{inputs.parameters.patch}}"},
+                          {"name": "c", "script": {"image": "x"}, "podSpecPatch": "{\"{{inputs.parameters.k}}\": \"x\"}"}]}});
+        assert_eq!(
+            run_as(Kind::Workflow, &wf),
+            vec![
+                "ml-runner",
+                "top-patch",
+                "defaults",
+                "(podSpecPatch that scimgate cannot read)"
+            ]
+        );
+        assert_eq!(
+            templates(Kind::Workflow, &wf),
+            vec!["ml-lib", "inline:container:b", "inline:script:c"]
+        );
+        // The stored spec counts when a person wrote it, not when it is the controller's copy.
+        let mut stored = wf.clone();
+        stored["status"]["storedWorkflowTemplateSpec"] =
+            json!({"serviceAccountName": "admin", "templates": [{"name": "z", "resource": {"action": "create"}}]});
+        assert!(run_as_since(Kind::Workflow, &stored, Some(&wf)).contains(&"admin".to_string()));
+        assert!(templates_since(Kind::Workflow, &stored, Some(&wf)).contains(&"inline:resource:z".to_string()));
+        assert!(!run_as_since(Kind::Workflow, &stored, Some(&stored)).contains(&"admin".to_string()));
+        let pr = json!({"spec": {"pipelineRef": {"resolver": "git", "params": [
+                {"name": "url", "value": "https://g/x"}, {"name": "revision", "value": "abc"}, {"name": "pathInRepo", "value": "p.yaml"}]},
+            "taskRunSpecs": [{"pipelineTaskName": "t", "taskServiceAccountName": "beta"}]}});
+        assert_eq!(templates(Kind::PipelineRun, &pr), vec!["git:https://g/x:p.yaml@abc"]);
+        assert_eq!(run_as(Kind::PipelineRun, &pr), vec!["default", "beta"]);
+        let bundle = |b: &str| json!({"spec": {"taskRef": {"resolver": "bundles", "params": [{"name": "bundle", "value": b}, {"name": "name", "value": "t"}]}}});
+        assert_eq!(
+            templates(Kind::TaskRun, &bundle("reg:5000/img:1.0")),
+            vec!["bundles:reg:5000/img:t@1.0"]
+        );
+        assert_eq!(
+            templates(Kind::TaskRun, &bundle("reg/img@sha256:ab")),
+            vec!["bundles:reg/img:t@sha256:ab"]
+        );
+        let hub = json!({"spec": {"taskRef": {"resolver": "hub", "params": [{"name": "name", "value": "git-clone"}, {"name": "version", "value": "0.9"}]}}});
+        assert_eq!(templates(Kind::TaskRun, &hub), vec!["hub:git-clone@0.9"]);
+        let ssh = json!({"spec": {"taskRef": {"resolver": "git", "params": [{"name": "url", "value": "git@g:o/r"}, {"name": "pathInRepo", "value": "t.yaml"}]}}});
+        assert_eq!(templates(Kind::TaskRun, &ssh), vec!["git:git%40g:o/r:t.yaml"]);
+        let inline = json!({"spec": {"pipelineSpec": {"tasks": [{"name": "a", "taskRef": {"name": "ml-a"}}, {"name": "b", "taskSpec": {"steps": []}}]}}});
+        assert_eq!(
+            templates(Kind::PipelineRun, &inline),
+            vec!["ml-a", "inline:pipelineSpec:", "inline:taskSpec:b"]
+        );
+    }
+
+    #[test]
     fn actions_from_old_and_new() {
         let pending = json!({"spec": {"status": "PipelineRunPending"}});
         let started = json!({"spec": {}});
@@ -263,18 +627,54 @@ mod tests {
             json!({"spec": {"x": 1}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Running"}}}});
         let node_only_new =
             json!({"spec": {"x": 1}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Failed"}}}});
+        // A gate marked Failed ends a run that cannot go on past it: Argo's own stop of a node
+        // (util.go StopWorkflow) is exactly this write. (Formerly classified as approve.)
         assert_eq!(
             action(Kind::Workflow, Operation::Update, Some(&node_only_old), &node_only_new),
+            Some(Action::Cancel)
+        );
+        let mut continued = node_only_new.clone();
+        continued["spec"]["templates"] =
+            json!([{"name": "m", "steps": [[{"name": "a", "template": "gate", "continueOn": {"failed": true}}]]}]);
+        let mut continued_old = node_only_old.clone();
+        continued_old["spec"] = continued["spec"].clone();
+        assert_eq!(
+            action(Kind::Workflow, Operation::Update, Some(&continued_old), &continued),
+            Some(Action::Approve),
+            "with continueOn the run goes on past a failed gate"
+        );
+        for (phase, typ) in [("Skipped", "Suspend"), ("Omitted", "Suspend"), ("Running", "Pod")] {
+            let new = json!({"spec": {"x": 1}, "status": {"nodes": {"n1": {"type": typ, "phase": phase}}}});
+            assert_eq!(
+                action(Kind::Workflow, Operation::Update, Some(&node_only_old), &new),
+                Some(Action::Approve),
+                "{phase} {typ}"
+            );
+        }
+        let gone = json!({"spec": {"x": 1}, "status": {"nodes": {}}});
+        assert_eq!(
+            action(Kind::Workflow, Operation::Update, Some(&node_only_old), &gone),
             Some(Action::Approve)
+        );
+        let tr = json!({"spec": {"taskRef": {"name": "t"}}});
+        let tr_cancelled = json!({"spec": {"taskRef": {"name": "t"}, "status": "TaskRunCancelled"}});
+        assert_eq!(
+            action(Kind::TaskRun, Operation::Update, Some(&tr), &tr_cancelled),
+            Some(Action::Cancel)
         );
         let stop = json!({"spec": {"shutdown": "Stop"}});
         assert_eq!(
             action(Kind::Workflow, Operation::Update, Some(&started), &stop),
             Some(Action::Cancel)
         );
+        // A person's write of a Workflow's status is theirs to answer for (formerly no action).
         let status_only = json!({"spec": {}, "status": {"phase": "Running"}});
         assert_eq!(
             action(Kind::Workflow, Operation::Update, Some(&started), &status_only),
+            Some(Action::Update)
+        );
+        assert_eq!(
+            action(Kind::Workflow, Operation::Update, Some(&status_only), &status_only),
             None
         );
         assert_eq!(

@@ -1,36 +1,75 @@
 //! HTTP for the admission webhooks: `POST /mutate`, `POST /validate`. A body that is not an
 //! AdmissionReview gets a plain 400, as the API server expects; everything else gets an
-//! AdmissionReview answer echoing the request uid.
+//! AdmissionReview answer echoing the request uid. Also owns what a review may cost before it is
+//! judged: the body cap, the decode budget and the shape pre-check (`codec::shape`).
 
 use super::{codec, decide_traced, owner_lookup, AdmissionState, DecisionDraft, Hook};
 use crate::audit::DecisionRecord;
-use crate::listener::Caller;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use crate::listener::{BodyTimeout, Caller};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Extension;
 use axum::Router;
-use std::time::Instant;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// AdmissionReviews carry the object twice on UPDATE; Kubernetes objects reach 1.5 MiB.
-pub const BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// The largest AdmissionReview we read. kube-apiserver reads at most 3 MiB of a write's body
+/// (`MaxRequestBodyBytes`, k8s.io/apiserver pkg/server/config.go, not a flag), so `object` is at
+/// most the object decoded from 3 MiB; `oldObject` is what storage holds, and a custom resource is
+/// stored as this same JSON under etcd's request limit (1.5 MiB by default), so a write whose review
+/// outgrows 2 × 3 MiB could not be stored anyway. 256 KiB on top for the envelope (userInfo with
+/// its groups and extra, options, uid, kinds).
+pub const BODY_LIMIT: usize = 6 * 1024 * 1024 + 256 * 1024;
+
+/// Bytes that reviews being read and decoded may hold at once: every body byte as it arrives,
+/// then the decoded tree (estimated from the pre-check's count of values). One worst-case review
+/// ([`BODY_LIMIT`] bytes, [`codec::MAX_TOKENS`] values) takes about 80 MB of it, a real one a few
+/// KiB to a few hundred KiB, so a flood of hostile bodies is turned away (429) while real ones pass.
+pub const DECODE_BUDGET: usize = 128 * 1024 * 1024;
+
+/// What one decoded JSON value costs, with the preserve_order maps serde_json builds (measured
+/// with bench/hostile.sh: `[[],…]` and `[{},…]` bodies; rounded up).
+const TOKEN_COST: usize = 128;
+
+/// How long a fully read review waits for the budget its decoded tree needs before it is turned away with 429 and `Retry-After: 1`:
+/// kube-apiserver's webhook client (client-go `rest.Request`, `checkWait`) retries a 429 that
+/// carries Retry-After within the webhook's timeout, so a burst is absorbed instead of failing
+/// writes under `failurePolicy: Fail`; waiting longer would only eat that timeout.
+const BUDGET_WAIT: Duration = Duration::from_secs(2);
+
+/// The decode budget shared by both webhooks of a listener.
+#[derive(Clone)]
+struct Budget(Arc<Semaphore>);
 
 pub fn router(state: AdmissionState) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
+        .layer(Extension(Budget(Arc::new(Semaphore::new(DECODE_BUDGET)))))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
-async fn mutate(State(st): State<AdmissionState>, caller: Option<Extension<Caller>>, body: Bytes) -> Response {
-    handle(&st, &body, Hook::Mutate, authenticated(caller)).await
+async fn mutate(
+    State(st): State<AdmissionState>,
+    Extension(budget): Extension<Budget>,
+    caller: Option<Extension<Caller>>,
+    req: Request,
+) -> Response {
+    admit(&st, &budget, req, Hook::Mutate, authenticated(caller)).await
 }
 
-async fn validate(State(st): State<AdmissionState>, caller: Option<Extension<Caller>>, body: Bytes) -> Response {
-    handle(&st, &body, Hook::Validate, authenticated(caller)).await
+async fn validate(
+    State(st): State<AdmissionState>,
+    Extension(budget): Extension<Budget>,
+    caller: Option<Extension<Caller>>,
+    req: Request,
+) -> Response {
+    admit(&st, &budget, req, Hook::Validate, authenticated(caller)).await
 }
 
 /// The caller proved to be the API server: a client certificate the listener verified.
@@ -38,11 +77,128 @@ fn authenticated(caller: Option<Extension<Caller>>) -> bool {
     caller.is_some_and(|Extension(c)| c.client_certificate)
 }
 
-async fn handle(st: &AdmissionState, body: &[u8], hook: Hook, authenticated: bool) -> Response {
+/// Read the body within the budget, check its shape, then judge it; the budget is held until the
+/// answer is made (the decoded objects live that long).
+async fn admit(st: &AdmissionState, budget: &Budget, req: Request, hook: Hook, authenticated: bool) -> Response {
+    let (body, mut held) = match read_body(budget, req).await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
+    let shape = match codec::shape(&body) {
+        Ok(s) => s,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    // The decoded tree: its values, and the strings copied out of the body.
+    let tree = shape.tokens.saturating_mul(TOKEN_COST).saturating_add(body.len());
+    match take(budget, tree).await {
+        Ok(p) => held.merge(p),
+        Err(refusal) => return refusal,
+    }
+    handle(st, body, hook, authenticated).await
+}
+
+fn plain(status: StatusCode, why: &str) -> Response {
+    (status, format!("scimgate: {why}\n")).into_response()
+}
+
+/// `n` bytes of the budget, waiting at most [`BUDGET_WAIT`].
+async fn take(budget: &Budget, n: usize) -> Result<OwnedSemaphorePermit, Response> {
+    let n = match u32::try_from(n) {
+        Ok(n) if (n as usize) <= DECODE_BUDGET => n,
+        _ => {
+            return Err(plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the AdmissionReview is too large to decode",
+            ))
+        }
+    };
+    match tokio::time::timeout(BUDGET_WAIT, budget.0.clone().acquire_many_owned(n)).await {
+        Ok(Ok(p)) => Ok(p),
+        // Closed never happens (nothing closes it); answer as for a full budget.
+        Ok(Err(_)) | Err(_) => Err(busy()),
+    }
+}
+
+/// The body, at most [`BODY_LIMIT`] bytes, read into one buffer whose every byte of capacity is
+/// counted against the budget as it grows (never on the word of Content-Length: a trickling body
+/// holds only what it has sent). Reading never waits for budget — a body that finds none is
+/// answered 429 at once — so bodies half-read cannot wait on each other. Refused before reading
+/// when Content-Length says it is too large, and as soon as it grows past the cap otherwise.
+async fn read_body(budget: &Budget, req: Request) -> Result<(Vec<u8>, OwnedSemaphorePermit), Response> {
+    let too_large = || {
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the AdmissionReview is larger than {BODY_LIMIT} bytes (kube-apiserver accepts writes of at most 3 MiB; \
+                 see BODY_LIMIT in src/admission/routes.rs)"
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT) {
+        return Err(too_large());
+    }
+    let mut held = take_now(budget, 0)?;
+    let mut body: Vec<u8> = Vec::new();
+    let mut incoming = req.into_body();
+    while let Some(frame) = incoming.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                // The listener's body-read deadline (it answers for every route; here we say so).
+                return Err(if e.into_inner().is::<BodyTimeout>() {
+                    plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")
+                } else {
+                    plain(StatusCode::BAD_REQUEST, "reading the request body failed")
+                });
+            }
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        let len = body.len() + data.len();
+        if len > BODY_LIMIT {
+            return Err(too_large());
+        }
+        if len > body.capacity() {
+            // Double (amortised copies), but never past the declared length or the cap.
+            let ceiling = declared.filter(|d| *d >= len).unwrap_or(BODY_LIMIT);
+            let grown = (body.capacity() * 2).clamp(len, ceiling);
+            held.merge(take_now(budget, grown - body.capacity())?);
+            body.reserve_exact(grown - body.len());
+        }
+        body.extend_from_slice(&data);
+    }
+    Ok((body, held))
+}
+
+/// `n` bytes of the budget now, or 429.
+fn take_now(budget: &Budget, n: usize) -> Result<OwnedSemaphorePermit, Response> {
+    u32::try_from(n)
+        .ok()
+        .and_then(|n| budget.0.clone().try_acquire_many_owned(n).ok())
+        .ok_or_else(busy)
+}
+
+fn busy() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, "1")],
+        "scimgate: too many AdmissionReviews being read and decoded at once; retry\n",
+    )
+        .into_response()
+}
+
+async fn handle(st: &AdmissionState, body: Vec<u8>, hook: Hook, authenticated: bool) -> Response {
     let started = Instant::now();
-    let review = match codec::decode(body) {
+    let decoded = codec::decode(&body);
+    // The tree owns its strings: the body can go before the (possibly waiting) owner lookup.
+    drop(body);
+    let review = match decoded {
         Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("scimgate: {e}\n")).into_response(),
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let mut trace = DecisionDraft::default();
     let answer = match &review.request {

@@ -35,9 +35,10 @@ impl Recorder {
         (Recorder { tx, metrics }, task)
     }
 
-    /// Queue one record; waits only when the queue is full.
+    /// Queue one record, its fields bounded first ([`DecisionRecord::bounded`]: before the chain
+    /// hashes it, so the hash covers what is stored); waits only when the queue is full.
     pub async fn record(&self, r: DecisionRecord) {
-        match self.tx.try_send(r) {
+        match self.tx.try_send(r.bounded()) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(r)) => {
                 self.metrics.decision_backpressure();

@@ -41,6 +41,68 @@ pub struct DecisionRecord {
     pub link: Option<Link>,
 }
 
+/// Stored fields are cut to these many bytes (names and ids: well past what Kubernetes and SCIM
+/// allow — 253 for an object name, 63 for a namespace, UUIDs for ids; lists and messages: room for
+/// dozens of entries). Whatever a request puts in them, a record stays a few KiB.
+const ID_MAX: usize = 256;
+const NAME_MAX: usize = 512;
+const REQUESTER_MAX: usize = 1024;
+const LIST_MAX: usize = 4096;
+
+impl DecisionRecord {
+    /// Every field that a request can fill, cut to its bound with a visible marker ([`bound`]).
+    /// The one place records are bounded: the recorder calls it before the record is chained
+    /// and stored, so the hash covers what is stored.
+    pub fn bounded(mut self) -> DecisionRecord {
+        for (field, max) in [
+            (&mut self.id, ID_MAX),
+            (&mut self.at, ID_MAX),
+            (&mut self.request_uid, ID_MAX),
+            (&mut self.hook, ID_MAX),
+            (&mut self.kind, ID_MAX),
+            (&mut self.namespace, ID_MAX),
+            (&mut self.name, NAME_MAX),
+            (&mut self.action, ID_MAX),
+            (&mut self.requester, REQUESTER_MAX),
+            (&mut self.groups, LIST_MAX),
+            (&mut self.outcome, ID_MAX),
+            (&mut self.mode, ID_MAX),
+            (&mut self.reason, LIST_MAX),
+            (&mut self.policy, ID_MAX),
+            (&mut self.run_as, LIST_MAX),
+            (&mut self.templates, LIST_MAX),
+        ] {
+            bound(field, max);
+        }
+        for (field, max) in [
+            (&mut self.user_id, ID_MAX),
+            (&mut self.rule, ID_MAX),
+            (&mut self.submitter_id, ID_MAX),
+            (&mut self.stamp_id, ID_MAX),
+        ] {
+            if let Some(f) = field {
+                bound(f, max);
+            }
+        }
+        self
+    }
+}
+
+/// Cut `s` to at most `max` bytes (on a character boundary) and append
+/// `…[truncated, N bytes]`, N being its whole length, so a reader sees it was cut and by how much.
+pub fn bound(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let whole = s.len();
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(&format!("…[truncated, {whole} bytes]"));
+}
+
 /// A record's place in its replica's hash chain (see `audit::chain`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Link {
@@ -101,3 +163,45 @@ pub struct DecisionQuery {
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 10_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_field_is_bounded_with_a_marker() {
+        let huge = "é".repeat(3 * 1024 * 1024);
+        let r = DecisionRecord {
+            name: huge.clone(),
+            reason: huge.clone(),
+            groups: huge.clone(),
+            requester: huge.clone(),
+            run_as: huge.clone(),
+            templates: huge.clone(),
+            request_uid: huge.clone(),
+            kind: huge.clone(),
+            namespace: huge.clone(),
+            user_id: Some(huge.clone()),
+            rule: Some("team-submit".into()),
+            ..Default::default()
+        }
+        .bounded();
+        for f in [
+            &r.name,
+            &r.reason,
+            &r.groups,
+            &r.requester,
+            &r.run_as,
+            &r.templates,
+            &r.request_uid,
+        ] {
+            assert!(f.len() < LIST_MAX + 64, "{}", f.len());
+            assert!(f.ends_with("…[truncated, 6291456 bytes]"), "{}", &f[f.len() - 40..]);
+        }
+        assert!(r.user_id.as_deref().is_some_and(|u| u.len() < ID_MAX + 64));
+        assert_eq!(r.rule.as_deref(), Some("team-submit"));
+        let mut short = "kate".to_string();
+        bound(&mut short, 4);
+        assert_eq!(short, "kate");
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod decision;
+pub mod name;
 pub mod resource;
 
 pub use decision::{ChainMark, DecisionQuery, DecisionRecord, Link};

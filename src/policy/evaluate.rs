@@ -123,7 +123,7 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
             let by_user = rule
                 .users
                 .as_ref()
-                .is_some_and(|allowed| allowed.contains(&user_name.to_lowercase()));
+                .is_some_and(|allowed| allowed.contains(&crate::model::name::fold(user_name)));
             by_group || by_user
         }
         Requester::ServiceAccount { namespace, name } => {
@@ -146,6 +146,21 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
         }
     }
     if let Some(allowed) = &rule.templates {
+        if let Some(t) = req.templates.iter().find(|t| t.starts_with(INLINE)) {
+            let list: Vec<&str> = allowed.iter().map(|g| g.as_str()).collect();
+            let what = match t[INLINE.len()..].split_once(':') {
+                Some((kind, name)) if !name.is_empty() => format!("{kind} template '{name}'"),
+                Some((kind, _)) => kind.to_string(),
+                None => t[INLINE.len()..].to_string(),
+            };
+            return Err((
+                Stage::Templates,
+                format!(
+                    "it defines a {what} inline; where templates are constrained every template that runs must be referenced (allowed: {})",
+                    list.join(", ")
+                ),
+            ));
+        }
         if req.templates.is_empty() {
             let list: Vec<&str> = allowed.iter().map(|g| g.as_str()).collect();
             return Err((
@@ -156,7 +171,11 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
                 ),
             ));
         }
-        if let Some(t) = req.templates.iter().find(|t| !allowed.iter().any(|g| g.matches(t))) {
+        if let Some(t) = req
+            .templates
+            .iter()
+            .find(|t| !allowed.iter().any(|g| template_matches(g, t)))
+        {
             let list: Vec<&str> = allowed.iter().map(|g| g.as_str()).collect();
             return Err((
                 Stage::Templates,
@@ -187,6 +206,21 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
         }
     }
     Ok(())
+}
+
+/// Identities of inline definitions (`admission::pipeline_run::INLINE`): no pattern matches them.
+pub const INLINE: &str = "inline:";
+
+/// A `templates` pattern against a template identity. A resolver ref's identity ends in
+/// `@<revision, tag, digest or version>` when it pins one (the only `@` in it; the locator writes
+/// `@` as `%40`): a pattern with `@` matches the whole identity, so `…@<commit>` only that
+/// commit; a pattern without `@` matches what precedes the `@`, so any revision (`policy check`
+/// warns about those).
+pub fn template_matches(pattern: &super::glob::Glob, identity: &str) -> bool {
+    if pattern.as_str().contains('@') {
+        return pattern.matches(identity);
+    }
+    pattern.matches(identity.split_once('@').map_or(identity, |(base, _)| base))
 }
 
 /// Evaluate in rule order; the first rule that matches every constraint it names allows.
@@ -306,6 +340,45 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_with_at_pins_the_version_one_without_takes_any() {
+        let g = |p: &str| crate::policy::glob::Glob::new(p).expect("glob");
+        let pinned = "git:https://g/lib:p.yaml@3f2c9d1";
+        assert!(template_matches(&g(pinned), pinned));
+        assert!(!template_matches(&g(pinned), "git:https://g/lib:p.yaml@main"));
+        assert!(!template_matches(&g(pinned), "git:https://g/lib:p.yaml"));
+        assert!(template_matches(
+            &g("git:https://g/lib:p.yaml"),
+            "git:https://g/lib:p.yaml@main"
+        ));
+        assert!(template_matches(
+            &g("git:https://g/lib:*"),
+            "git:https://g/lib:p.yaml@main"
+        ));
+        assert!(!template_matches(&g("ml-*"), "git:https://g/lib:ml-x@main"));
+        let digest = "bundles:reg/img:t@sha256:ab";
+        assert!(template_matches(&g(digest), digest));
+        assert!(template_matches(&g("bundles:reg/img:t"), digest));
+        assert!(!template_matches(&g("bundles:reg/img:t@sha256:cd"), digest));
+        // An inline definition is refused before any pattern is tried, `*` included.
+        let p = Policy::parse(
+            "apiVersion: scimgate.io/v1\nkind: Policy\nrules:\n  - name: a\n    allow: [submit]\n    groups: [g]\n    templates: [\"*\"]\n",
+            "p",
+        )
+        .expect("valid");
+        let r = RunRequest {
+            templates: vec!["lib".into(), "inline:container:main".into()],
+            ..req(Kind::Workflow, "x", Action::Submit)
+        };
+        let d = evaluate(&p, &r, &person(&["g"]));
+        assert_eq!(d.outcome, Outcome::Denied);
+        assert!(
+            d.reason.contains("defines a container template 'main' inline"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
     fn table() {
         let p = policy();
         let sa = Requester::ServiceAccount {
@@ -356,11 +429,11 @@ mod tests {
             ),
             (
                 "wrong kind",
-                req(Kind::TaskRun, "ml-prod", Action::Submit),
+                req(Kind::WorkflowTemplate, "ml-prod", Action::Submit),
                 person(&["ml-engineers"]),
                 Outcome::Denied,
                 None,
-                "no rule allows submit of TaskRun",
+                "no rule allows submit of WorkflowTemplate",
             ),
             (
                 "runAs outside the list",

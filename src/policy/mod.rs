@@ -268,6 +268,10 @@ pub struct Policy {
     pub warnings: Vec<String>,
 }
 
+/// Resolvers whose refs name a version (`git` revision, `bundles` tag or digest, `hub` version):
+/// their template identities end in `@<version>` when the ref pins one.
+pub const VERSIONED_RESOLVERS: [&str; 3] = ["git", "bundles", "hub"];
+
 /// The example policy `serve --dev` uses when none is given.
 pub const EXAMPLE: &str = include_str!("example.yaml");
 
@@ -392,11 +396,27 @@ impl Policy {
                     ));
                 }
             }
+            // A resolver pattern without `@` matches every revision of what it locates: a
+            // branch anyone can push to passes as the reviewed template.
+            for t in r.templates.iter().flatten() {
+                let resolver = t.split_once(':').map(|(r, _)| r);
+                if resolver.is_some_and(|r| VERSIONED_RESOLVERS.contains(&r)) && !t.contains('@') {
+                    warnings.push(format!(
+                        "{at}: templates pattern '{t}' has no @<revision>, so it matches any revision (a branch anyone can push to); pin one: '{t}@<commit>'"
+                    ));
+                }
+            }
             rules.push(Rule {
                 name: r.name.clone(),
                 allow: r.allow.clone(),
-                groups: r.groups.as_ref().map(|g| g.iter().map(|x| x.to_lowercase()).collect()),
-                users: r.users.as_ref().map(|u| u.iter().map(|x| x.to_lowercase()).collect()),
+                groups: r
+                    .groups
+                    .as_ref()
+                    .map(|g| g.iter().map(|x| crate::model::name::fold(x)).collect()),
+                users: r
+                    .users
+                    .as_ref()
+                    .map(|u| u.iter().map(|x| crate::model::name::fold(x)).collect()),
                 service_accounts: sa,
                 kinds: r.kinds.clone(),
                 namespaces: r
@@ -505,7 +525,7 @@ mod tests {
     #[test]
     fn the_example_policy_is_valid() {
         let p = Policy::parse(EXAMPLE, "example.yaml").expect("example policy");
-        assert_eq!(p.rules.len(), 3);
+        assert_eq!(p.rules.len(), 4);
         assert!(p.dry_run_in("legacy-billing") && !p.dry_run_in("ml-prod"));
         assert_eq!(p.identity.username_prefix.as_deref(), Some("oidc:"));
         assert_eq!(p.digest.len(), 64);
@@ -528,6 +548,19 @@ mod tests {
         );
         let now = Policy::parse(&text.replace("argoCreatorLabels", "argoServer"), "p.yaml").expect("valid");
         assert!(now.warnings.is_empty());
+    }
+
+    #[test]
+    fn an_unpinned_resolver_pattern_warns() {
+        let text = "apiVersion: scimgate.io/v1\nkind: Policy\nrules:\n  - name: a\n    allow: [submit]\n    groups: [x]\n    templates: [\"ml-*\", \"git:https://g/x:p.yaml\", \"bundles:reg/img:t@sha256:ab\", \"cluster:ns:t\", \"hub:git-clone\"]\n";
+        let p = Policy::parse(text, "p.yaml").expect("valid");
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].contains("'git:https://g/x:p.yaml' has no @<revision>"),
+            "{:?}",
+            p.warnings
+        );
+        assert!(p.warnings[1].contains("'hub:git-clone'"), "{:?}", p.warnings);
     }
 
     #[test]

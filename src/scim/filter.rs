@@ -546,7 +546,9 @@ fn compare(attr: &Attribute, op: Op, have: &Value, want: &Value) -> bool {
             if attr.case_exact {
                 string_op(op, h, w)
             } else {
-                string_op(op, &h.to_lowercase(), &w.to_lowercase())
+                // The same folding as the uniqueness keys and indexes, so `userName eq` finds
+                // exactly the user a create with that userName would conflict with.
+                string_op(op, &crate::model::name::fold(h), &crate::model::name::fold(w))
             }
         }
         _ => false,

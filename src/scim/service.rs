@@ -14,6 +14,7 @@ use super::quirks::Quirks;
 use super::resource::{self, Projection};
 use super::schema::{self, ResourceType, Type};
 use crate::directory::Snapshot;
+use crate::model::name::{fold, user_name_problem};
 use crate::store::{Change, Record};
 use crate::writer::Writer;
 use axum::http::StatusCode;
@@ -88,18 +89,31 @@ fn attributes_of(record: &Record) -> (Map<String, Value>, String) {
     (doc, created)
 }
 
+/// The uniqueness key: userName / displayName folded as every lookup folds it
+/// ([`fold`]).
 fn unique_key(rt: ResourceType, attrs: &Map<String, Value>) -> Arc<str> {
     let field = match rt {
         ResourceType::User => "userName",
         ResourceType::Group => "displayName",
     };
-    Arc::from(
-        attrs
-            .get(field)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_lowercase(),
-    )
+    Arc::from(fold(attrs.get(field).and_then(Value::as_str).unwrap_or_default()))
+}
+
+/// A User's userName must not carry surrounding whitespace or control characters (400
+/// `invalidValue`). Checked only when the write sets it (`old` is the stored one): a userName
+/// stored before this rule must not stop an identity provider from deactivating its owner.
+fn check_user_name(rt: ResourceType, attrs: &Map<String, Value>, old: Option<&Map<String, Value>>) -> Result<()> {
+    if rt != ResourceType::User {
+        return Ok(());
+    }
+    let name = attrs.get("userName");
+    if old.is_some_and(|o| o.get("userName") == name) {
+        return Ok(());
+    }
+    match name.and_then(Value::as_str).and_then(user_name_problem) {
+        Some(problem) => Err(Error::invalid_value(problem)),
+        None => Ok(()),
+    }
 }
 
 /// The stored document for `attrs` as resource `id`, at `version`.
@@ -223,6 +237,7 @@ impl Service {
         let pid = id.clone();
         let plan = Box::new(move |s: &Snapshot| {
             let mut attrs = attrs.clone();
+            check_user_name(rt, &attrs, None)?;
             check_unique(s, rt, &unique_key(rt, &attrs), None)?;
             if rt == ResourceType::Group {
                 check_members(s, &pid, &mut attrs)?;
@@ -270,6 +285,7 @@ impl Service {
             check_if_match(if_match.as_deref(), old)?;
             let (old_attrs, created) = attributes_of(old);
             let mut attrs = edit(&old_attrs)?;
+            check_user_name(rt, &attrs, Some(&old_attrs))?;
             check_unique(s, rt, &unique_key(rt, &attrs), Some(&pid))?;
             if rt == ResourceType::Group {
                 check_members(s, &pid, &mut attrs)?;
@@ -430,7 +446,7 @@ fn sort_key(doc: &Map<String, Value>, key: &Resolved) -> Option<SortKey> {
         Value::Bool(b) => Some(SortKey::Bool(*b)),
         Value::Number(n) => n.as_f64().map(SortKey::Num),
         Value::String(s) if leaf.case_exact => Some(SortKey::Text(s.clone())),
-        Value::String(s) => Some(SortKey::Text(s.to_lowercase())),
+        Value::String(s) => Some(SortKey::Text(fold(s))),
         _ => None,
     }
 }
@@ -442,7 +458,7 @@ fn candidates<'a>(s: &'a Snapshot, rt: ResourceType, filter: Option<&Filter>) ->
     let ids: Option<Vec<Arc<str>>> = match (rt, hint.as_ref().map(|(a, v)| (a.as_str(), *v))) {
         (_, Some(("id", v))) => Some(vec![Arc::from(v)]),
         (ResourceType::User, Some(("userName", v))) | (ResourceType::Group, Some(("displayName", v))) => {
-            Some(s.by_unique_key(rt, &v.to_lowercase()).cloned().into_iter().collect())
+            Some(s.by_unique_key(rt, &fold(v)).cloned().into_iter().collect())
         }
         (_, Some(("externalId", v))) => Some(s.by_external_id(rt, v)),
         (ResourceType::User, Some(("emails", v) | ("emails.value", v))) => Some(s.users_by_email(v)),

@@ -353,7 +353,7 @@ impl Store for Embedded {
     }
 
     async fn user_id_for(&self, user_name: &str) -> Result<Option<String>> {
-        let key = user_name.to_lowercase();
+        let key = crate::model::name::fold(user_name);
         let live: Option<String> =
             sqlx::query_scalar("SELECT id FROM resources WHERE rtype = 'User' AND unique_key = ?")
                 .bind(&key)

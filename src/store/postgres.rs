@@ -355,7 +355,7 @@ impl Store for Postgres {
     }
 
     async fn user_id_for(&self, user_name: &str) -> Result<Option<String>> {
-        let key = user_name.to_lowercase();
+        let key = crate::model::name::fold(user_name);
         let id: Option<String> = sqlx::query_scalar(
             "SELECT id FROM resources WHERE rtype = 'User' AND unique_key = $1 \
              UNION ALL SELECT id FROM tombstones WHERE rtype = 'User' AND unique_key = $1 LIMIT 1",

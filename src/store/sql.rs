@@ -136,7 +136,7 @@ where
     }
     if let Some(g) = &q.group {
         b.push(" AND (',' || groups || ',') LIKE ")
-            .push_bind(format!("%,{},%", g.to_lowercase()));
+            .push_bind(format!("%,{},%", crate::model::name::fold(g)));
     }
     if let Some(t) = &q.from {
         b.push(" AND at >= ").push_bind(t.clone());

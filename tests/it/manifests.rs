@@ -179,7 +179,9 @@ fn check_common(docs: &[Value], overlay: &str) {
                     "clusterworkflowtemplates",
                     "cronworkflows",
                     "pipelineruns",
+                    "pipelineruns/status",
                     "taskruns",
+                    "taskruns/status",
                     "workflows",
                     "workflowtemplates"
                 ],

@@ -433,3 +433,197 @@ async fn metrics_and_health() {
         "{text}"
     );
 }
+
+/// Issue 12 §3: a userName with surrounding whitespace or a control character is refused (400
+/// `invalidValue`, saying why) on every write that sets it — POST, PUT, PATCH and inside Bulk —
+/// while a write that leaves a stored userName alone is not judged by it.
+#[tokio::test]
+async fn user_names_with_surrounding_whitespace_or_control_characters_are_refused() {
+    let s = TestServer::start().await;
+    let bad = [
+        " kate@example.com",
+        "kate@example.com\n",
+        "kate@example.com\u{00A0}",
+        "\tkate@example.com",
+        "ka\u{0007}te@example.com",
+        "kate\u{0000}@example.com",
+        "kate@example.com\u{001B}[0m",
+    ];
+    for name in bad {
+        let r = s.post("/Users", json!({"schemas": [USER], "userName": name})).await;
+        assert_eq!(
+            (r.status, r.scim_type()),
+            (StatusCode::BAD_REQUEST, Some("invalidValue")),
+            "POST {name:?}: {}",
+            r.body
+        );
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("userName") && (detail.contains("whitespace") || detail.contains("control character")),
+            "{detail}"
+        );
+    }
+    assert_eq!(s.get("/Users").await.body["totalResults"], 0, "nothing was stored");
+
+    let id = s.create_user("kate@example.com").await;
+    for name in bad {
+        let r = s
+            .put(&format!("/Users/{id}"), json!({"schemas": [USER], "userName": name}))
+            .await;
+        assert_eq!(
+            (r.status, r.scim_type()),
+            (StatusCode::BAD_REQUEST, Some("invalidValue")),
+            "PUT {name:?}: {}",
+            r.body
+        );
+        let r = s
+            .patch(
+                &format!("/Users/{id}"),
+                ops(json!([{"op": "replace", "path": "userName", "value": name}])),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.scim_type()),
+            (StatusCode::BAD_REQUEST, Some("invalidValue")),
+            "PATCH {name:?}: {}",
+            r.body
+        );
+        // A PATCH without a path carries the userName in its value.
+        let r = s
+            .patch(
+                &format!("/Users/{id}"),
+                ops(json!([{"op": "replace", "value": {"userName": name}}])),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "PATCH value {name:?}: {}", r.body);
+    }
+    let kate = s.get(&format!("/Users/{id}")).await;
+    assert_eq!(kate.body["userName"], "kate@example.com");
+    // Inner spaces and look-alike letters are a name's own business (the latter is simply
+    // another name): not refused.
+    let r = s
+        .patch(
+            &format!("/Users/{id}"),
+            ops(json!([{"op": "replace", "path": "displayName", "value": " Kate "}])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        s.post("/Users", json!({"schemas": [USER], "userName": "Kate Smith"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    let r = s
+        .post(
+            "/Bulk",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+                {"method": "POST", "path": "/Users", "bulkId": "a", "data": {"schemas": [USER], "userName": "bulk@example.com "}},
+                {"method": "PUT", "path": format!("/Users/{id}"), "data": {"schemas": [USER], "userName": "\u{0085}kate@example.com"}},
+                {"method": "PATCH", "path": format!("/Users/{id}"), "data": ops(json!([{"op": "replace", "path": "userName", "value": "kate\r@example.com"}]))},
+                {"method": "POST", "path": "/Users", "bulkId": "b", "data": {"schemas": [USER], "userName": "bulk@example.com"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let results: Vec<(&str, &str)> = r.body["Operations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            (
+                o["status"].as_str().unwrap_or_default(),
+                o["response"]["scimType"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            ("400", "invalidValue"),
+            ("400", "invalidValue"),
+            ("400", "invalidValue"),
+            ("201", "")
+        ]
+    );
+}
+
+/// Issue 12 §3: userName is unique ignoring ASCII case, as the identity providers compare it —
+/// and only ASCII case: a look-alike (KELVIN SIGN U+212A for `k`) is another name, neither a
+/// conflict with kate nor found by a filter for her. Filters on `caseExact: false` attributes fold
+/// the same way, so `userName eq` finds exactly the user a create would conflict with.
+#[tokio::test]
+async fn user_name_uniqueness_and_filters_fold_ascii_case_only() {
+    let s = TestServer::start().await;
+    let kate = s.create_user("kate@example.com").await;
+    let r = s
+        .post("/Users", json!({"schemas": [USER], "userName": "KATE@example.com"}))
+        .await;
+    assert_eq!(
+        (r.status, r.scim_type()),
+        (StatusCode::CONFLICT, Some("uniqueness")),
+        "{}",
+        r.body
+    );
+    let kelvin = s
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "\u{212A}ate@example.com"}),
+        )
+        .await;
+    assert_eq!(kelvin.status, StatusCode::CREATED, "not kate's alias: {}", kelvin.body);
+    assert_ne!(kelvin.id(), kate);
+    let kelvin = kelvin.id();
+    // Renaming the look-alike to kate's name in another case conflicts; kate's own case change
+    // does not.
+    let r = s
+        .patch(
+            &format!("/Users/{kelvin}"),
+            ops(json!([{"op": "replace", "path": "userName", "value": "Kate@Example.com"}])),
+        )
+        .await;
+    assert_eq!((r.status, r.scim_type()), (StatusCode::CONFLICT, Some("uniqueness")));
+    let r = s
+        .patch(
+            &format!("/Users/{kate}"),
+            ops(json!([{"op": "replace", "path": "userName", "value": "Kate@Example.com"}])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let ids = |r: &crate::support::Resp| -> Vec<String> {
+        r.body["Resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u["id"].as_str().map(String::from))
+            .collect()
+    };
+    for (filter, want) in [
+        ("userName eq \"KATE@EXAMPLE.COM\"", vec![kate.clone()]),
+        ("userName eq \"\u{212A}ate@example.com\"", vec![kelvin.clone()]),
+        ("userName eq \"\u{212A}ATE@EXAMPLE.COM\"", vec![kelvin.clone()]),
+        // Not through the index: the same folding in the filter engine.
+        ("userName sw \"kate\"", vec![kate.clone()]),
+        ("userName co \"\u{212A}\"", vec![kelvin.clone()]),
+    ] {
+        let r = s.get(&format!("/Users?filter={}", enc(filter))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(ids(&r), want, "{filter}");
+    }
+
+    // Group displayNames fold the same way.
+    s.create_group("kube-builders", &[]).await;
+    let r = s
+        .post("/Groups", json!({"schemas": [GROUP], "displayName": "KUBE-builders"}))
+        .await;
+    assert_eq!((r.status, r.scim_type()), (StatusCode::CONFLICT, Some("uniqueness")));
+    let r = s
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "\u{212A}ube-builders"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}

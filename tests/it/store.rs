@@ -10,7 +10,7 @@ fn user(id: &str, name: &str, version: i64, active: bool) -> Record {
     Record {
         rt: ResourceType::User,
         id: Arc::from(id),
-        unique_key: Arc::from(name.to_lowercase()),
+        unique_key: Arc::from(scimgate::model::name::fold(name)),
         version,
         body: Arc::from(serde_json::json!({"id": id, "userName": name, "active": active}).to_string()),
     }
@@ -21,7 +21,7 @@ fn group(id: &str, name: &str, version: i64, members: &[&str]) -> Record {
     Record {
         rt: ResourceType::Group,
         id: Arc::from(id),
-        unique_key: Arc::from(name.to_lowercase()),
+        unique_key: Arc::from(scimgate::model::name::fold(name)),
         version,
         body: Arc::from(serde_json::json!({"id": id, "displayName": name, "members": m}).to_string()),
     }
@@ -237,4 +237,129 @@ async fn postgres_store_conforms() {
     let (s, _other) = (a.expect("open"), b.expect("open concurrently"));
     assert!(s.feed().await.expect("feed").is_some());
     conformance(s).await;
+}
+
+/// Issue 12 §3: userName / displayName keys fold ASCII case only. A database written before keyed
+/// them with Unicode lower-casing; the migration recomputes every key from the stored name, so a
+/// look-alike stored under kate's key (KELVIN SIGN U+212A lower-cases to `k`) gets its own and
+/// kate can be provisioned beside it. `unapply` makes the database look as it did before the
+/// migration (its row in `_sqlx_migrations` gone), so reopening runs it.
+async fn rekeys_names_stored_before_ascii_folding<F, Fut>(open: impl Fn() -> F, unapply: impl Fn() -> Fut)
+where
+    F: std::future::Future<Output = Arc<dyn Store>>,
+    Fut: std::future::Future<Output = ()>,
+{
+    let old_key = |name: &str, r: Record| Record {
+        unique_key: Arc::from(name.to_lowercase()),
+        ..r
+    };
+    let s = open().await;
+    let kelvin = "\u{212A}ate@example.com";
+    commit(
+        &*s,
+        &[
+            put(old_key(kelvin, user("u-kelvin", kelvin, 1, true)), None),
+            put(
+                old_key("Ärger@Example.com", user("u-arger", "Ärger@Example.com", 1, true)),
+                None,
+            ),
+            put(old_key("\u{212A}ube", group("g-kelvin", "\u{212A}ube", 1, &[])), None),
+        ],
+        0,
+    )
+    .await
+    .expect("commit with the old keys");
+    // The old key at work: kate's name finds the look-alike.
+    assert_eq!(
+        s.user_id_for("kate@example.com").await.expect("old"),
+        Some("u-kelvin".into())
+    );
+    drop(s);
+    unapply().await;
+    let s = open().await;
+    let keys: Vec<(String, String)> = s
+        .load()
+        .await
+        .expect("load")
+        .records
+        .iter()
+        .map(|r| (r.id.to_string(), r.unique_key.to_string()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("g-kelvin".into(), "\u{212A}ube".into()),
+            ("u-arger".into(), "Ärger@example.com".into()),
+            ("u-kelvin".into(), kelvin.into()),
+        ]
+    );
+    assert_eq!(
+        s.user_id_for("\u{212A}ATE@EXAMPLE.COM").await.expect("kelvin"),
+        Some("u-kelvin".into())
+    );
+    assert_eq!(s.user_id_for("kate@example.com").await.expect("kate"), None);
+    assert_eq!(
+        s.user_id_for("ÄRGER@example.com").await.expect("arger"),
+        Some("u-arger".into())
+    );
+    let head = s.head().await.expect("head");
+    commit(
+        &*s,
+        &[
+            put(user("u-kate", "kate@example.com", 1, true), None),
+            put(group("g-kube", "kube", 1, &[]), None),
+        ],
+        head,
+    )
+    .await
+    .expect("kate and kube beside their look-alikes");
+    assert_eq!(
+        s.user_id_for("KATE@example.com").await.expect("kate"),
+        Some("u-kate".into())
+    );
+}
+
+#[tokio::test]
+async fn embedded_store_rekeys_names_stored_before_ascii_folding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = Location::Embedded(dir.path().to_path_buf());
+    let db = dir.path().join(scimgate::store::embedded::FILE);
+    rekeys_names_stored_before_ascii_folding(
+        async || store::open(&at).await.expect("open"),
+        async || {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .expect("connect");
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 7")
+                .execute(&mut c)
+                .await
+                .expect("unapply");
+            let _ = c.close().await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_store_rekeys_names_stored_before_ascii_folding() {
+    let Some(url) = crate::support::postgres_db("postgres_store_rekeys_names_stored_before_ascii_folding").await else {
+        return;
+    };
+    let at = Location::Postgres(url.clone());
+    rekeys_names_stored_before_ascii_folding(
+        async || store::open(&at).await.expect("open"),
+        async || {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 4")
+                .execute(&mut c)
+                .await
+                .expect("unapply");
+            let _ = c.close().await;
+        },
+    )
+    .await;
 }
