@@ -31,8 +31,10 @@ pub const BODY_LIMIT: usize = 6 * 1024 * 1024 + 256 * 1024;
 /// KiB to a few hundred KiB, so a flood of hostile bodies is turned away (429) while real ones pass.
 pub const DECODE_BUDGET: usize = 128 * 1024 * 1024;
 
-/// What one decoded JSON value costs, with the preserve_order maps serde_json builds (measured
-/// with bench/hostile.sh: `[[],…]` and `[{},…]` bodies; rounded up).
+/// What one decoded JSON value costs, estimated: a `serde_json::Value` is 80 bytes with the
+/// preserve_order maps, plus the growth slack of the vector or map holding it (a pre-check
+/// token is a value or a key). Not measured per value; bench/hostile.sh's `dense` kind (520k
+/// values, decoded 50 at a time) shows the whole stays inside the budget's ceiling.
 const TOKEN_COST: usize = 128;
 
 /// How long a fully read review waits for the budget its decoded tree needs before it is turned away with 429 and `Retry-After: 1`:
@@ -77,45 +79,73 @@ fn authenticated(caller: Option<Extension<Caller>>) -> bool {
     caller.is_some_and(|Extension(c)| c.client_certificate)
 }
 
+/// Why a body is not judged at all (a plain-text HTTP error, as the API server expects for what is
+/// not an AdmissionReview it can use).
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error(
+        "the AdmissionReview is larger than {BODY_LIMIT} bytes (kube-apiserver accepts writes of at most 3 MiB; \
+         see BODY_LIMIT in src/admission/routes.rs)"
+    )]
+    TooLarge,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("reading the request body failed")]
+    BodyRead,
+    #[error("too many AdmissionReviews being read and decoded at once; retry")]
+    Busy,
+    #[error(transparent)]
+    Shape(#[from] codec::Error),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Refused::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refused::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refused::BodyRead | Refused::Shape(_) => StatusCode::BAD_REQUEST,
+            Refused::Busy => StatusCode::TOO_MANY_REQUESTS,
+        };
+        let text = format!("scimgate: {self}\n");
+        if matches!(self, Refused::Busy) {
+            return (status, [(header::RETRY_AFTER, "1")], text).into_response();
+        }
+        (status, text).into_response()
+    }
+}
+
 /// Read the body within the budget, check its shape, then judge it; the budget is held until the
 /// answer is made (the decoded objects live that long).
 async fn admit(st: &AdmissionState, budget: &Budget, req: Request, hook: Hook, authenticated: bool) -> Response {
-    let (body, mut held) = match read_body(budget, req).await {
+    let (body, held) = match bounded_body(budget, req).await {
         Ok(b) => b,
-        Err(refusal) => return refusal,
+        Err(refused) => return refused.into_response(),
     };
-    let shape = match codec::shape(&body) {
-        Ok(s) => s,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    // The decoded tree: its values, and the strings copied out of the body.
-    let tree = shape.tokens.saturating_mul(TOKEN_COST).saturating_add(body.len());
-    match take(budget, tree).await {
-        Ok(p) => held.merge(p),
-        Err(refusal) => return refusal,
-    }
-    handle(st, body, hook, authenticated).await
+    let response = handle(st, body, hook, authenticated).await;
+    drop(held);
+    response
 }
 
-fn plain(status: StatusCode, why: &str) -> Response {
-    (status, format!("scimgate: {why}\n")).into_response()
+/// The body and the budget it and its decoded tree hold.
+async fn bounded_body(budget: &Budget, req: Request) -> Result<(Vec<u8>, OwnedSemaphorePermit), Refused> {
+    let (body, mut held) = read_body(budget, req).await?;
+    let shape = codec::shape(&body)?;
+    // The decoded tree: its values, and the strings copied out of the body.
+    let tree = shape.tokens.saturating_mul(TOKEN_COST).saturating_add(body.len());
+    held.merge(take(budget, tree).await?);
+    Ok((body, held))
 }
 
 /// `n` bytes of the budget, waiting at most [`BUDGET_WAIT`].
-async fn take(budget: &Budget, n: usize) -> Result<OwnedSemaphorePermit, Response> {
+async fn take(budget: &Budget, n: usize) -> Result<OwnedSemaphorePermit, Refused> {
     let n = match u32::try_from(n) {
         Ok(n) if (n as usize) <= DECODE_BUDGET => n,
-        _ => {
-            return Err(plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the AdmissionReview is too large to decode",
-            ))
-        }
+        _ => return Err(Refused::TooLarge),
     };
     match tokio::time::timeout(BUDGET_WAIT, budget.0.clone().acquire_many_owned(n)).await {
         Ok(Ok(p)) => Ok(p),
         // Closed never happens (nothing closes it); answer as for a full budget.
-        Ok(Err(_)) | Err(_) => Err(busy()),
+        Ok(Err(_)) | Err(_) => Err(Refused::Busy),
     }
 }
 
@@ -124,23 +154,14 @@ async fn take(budget: &Budget, n: usize) -> Result<OwnedSemaphorePermit, Respons
 /// holds only what it has sent). Reading never waits for budget — a body that finds none is
 /// answered 429 at once — so bodies half-read cannot wait on each other. Refused before reading
 /// when Content-Length says it is too large, and as soon as it grows past the cap otherwise.
-async fn read_body(budget: &Budget, req: Request) -> Result<(Vec<u8>, OwnedSemaphorePermit), Response> {
-    let too_large = || {
-        plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the AdmissionReview is larger than {BODY_LIMIT} bytes (kube-apiserver accepts writes of at most 3 MiB; \
-                 see BODY_LIMIT in src/admission/routes.rs)"
-            ),
-        )
-    };
+async fn read_body(budget: &Budget, req: Request) -> Result<(Vec<u8>, OwnedSemaphorePermit), Refused> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > BODY_LIMIT) {
-        return Err(too_large());
+        return Err(Refused::TooLarge);
     }
     let mut held = take_now(budget, 0)?;
     let mut body: Vec<u8> = Vec::new();
@@ -148,19 +169,16 @@ async fn read_body(budget: &Budget, req: Request) -> Result<(Vec<u8>, OwnedSemap
     while let Some(frame) = incoming.frame().await {
         let frame = match frame {
             Ok(f) => f,
-            Err(e) => {
-                // The listener's body-read deadline (it answers for every route; here we say so).
-                return Err(if e.into_inner().is::<BodyTimeout>() {
-                    plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")
-                } else {
-                    plain(StatusCode::BAD_REQUEST, "reading the request body failed")
-                });
+            // The listener's body-read deadline (it answers for every route; here we say so).
+            Err(e) if std::error::Error::source(&e).is_some_and(|c| c.is::<BodyTimeout>()) => {
+                return Err(Refused::BodyTimeout)
             }
+            Err(_) => return Err(Refused::BodyRead),
         };
         let Ok(data) = frame.into_data() else { continue };
         let len = body.len() + data.len();
         if len > BODY_LIMIT {
-            return Err(too_large());
+            return Err(Refused::TooLarge);
         }
         if len > body.capacity() {
             // Double (amortised copies), but never past the declared length or the cap.
@@ -175,20 +193,11 @@ async fn read_body(budget: &Budget, req: Request) -> Result<(Vec<u8>, OwnedSemap
 }
 
 /// `n` bytes of the budget now, or 429.
-fn take_now(budget: &Budget, n: usize) -> Result<OwnedSemaphorePermit, Response> {
+fn take_now(budget: &Budget, n: usize) -> Result<OwnedSemaphorePermit, Refused> {
     u32::try_from(n)
         .ok()
         .and_then(|n| budget.0.clone().try_acquire_many_owned(n).ok())
-        .ok_or_else(busy)
-}
-
-fn busy() -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(header::RETRY_AFTER, "1")],
-        "scimgate: too many AdmissionReviews being read and decoded at once; retry\n",
-    )
-        .into_response()
+        .ok_or(Refused::Busy)
 }
 
 async fn handle(st: &AdmissionState, body: Vec<u8>, hook: Hook, authenticated: bool) -> Response {
@@ -198,7 +207,7 @@ async fn handle(st: &AdmissionState, body: Vec<u8>, hook: Hook, authenticated: b
     drop(body);
     let review = match decoded {
         Ok(r) => r,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return Refused::Shape(e).into_response(),
     };
     let mut trace = DecisionDraft::default();
     let answer = match &review.request {
@@ -210,10 +219,15 @@ async fn handle(st: &AdmissionState, body: Vec<u8>, hook: Hook, authenticated: b
         }
         Err(why) => codec::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}")),
     };
+    // The metric's kind label is one of ours or `other`: anything a caller sends as the kind
+    // would otherwise make a new time series.
     let (kind, ns) = review
         .request
         .as_ref()
-        .map(|r| (r.kind.as_str(), r.namespace.as_str()))
+        .map(|r| {
+            let kind = super::pipeline_run::detect(&r.group, &r.version, &r.kind).map_or("other", |k| k.as_str());
+            (kind, r.namespace.as_str())
+        })
         .unwrap_or(("", ""));
     let outcome = match trace.outcome {
         Some(o) => o.as_str(),
