@@ -121,18 +121,11 @@ impl Reloading {
     }
 
     /// Poll every `every` until `shutdown` fires.
-    pub async fn watch(self: Arc<Self>, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.changed() => return,
-            }
-            match self.reload() {
-                Ok(true) => tracing::info!(cert = %self.files.cert.display(), "serving certificate reloaded"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "new serving certificate unusable; keeping the current one"),
-            }
-        }
+    pub async fn watch(self: Arc<Self>, every: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
+        poll("serving certificate", &self.files.cert, every, shutdown, || {
+            self.reload()
+        })
+        .await
     }
 
     /// HTTP/2 and HTTP/1.1; with `clients`, a client certificate it accepts is required.
@@ -148,6 +141,28 @@ impl Reloading {
         let mut cfg = builder.with_cert_resolver(self.clone());
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(cfg)
+    }
+}
+
+/// Call `reload` every `every` until `shutdown` fires, logging what it did with `what` (read
+/// from `path`); a failed reload keeps the current one.
+async fn poll(
+    what: &str,
+    path: &Path,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    reload: impl Fn() -> Result<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        match reload() {
+            Ok(true) => tracing::info!(file = %path.display(), "{what} reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "new {what} unusable; keeping the current one"),
+        }
     }
 }
 
@@ -214,18 +229,8 @@ impl ClientAuth {
         Ok(true)
     }
 
-    pub async fn watch(self: Arc<Self>, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.changed() => return,
-            }
-            match self.reload() {
-                Ok(true) => tracing::info!(ca = %self.ca.display(), "admission client CA reloaded"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "new admission client CA unusable; keeping the current one"),
-            }
-        }
+    pub async fn watch(self: Arc<Self>, every: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
+        poll("admission client CA", &self.ca, every, shutdown, || self.reload()).await
     }
 
     fn inner(&self) -> Arc<dyn ClientCertVerifier> {

@@ -5,13 +5,9 @@
 //! an outage loses the record, never the delete.
 
 use crate::actors::kubectl;
-use crate::apiserver::{person, service_account, ApiServer, Written};
-use crate::support::{allowed, refused, scimgate, workflow, World, POLICY};
+use crate::apiserver::{person, service_account, ApiServer};
+use crate::support::{allowed, ours, refused, scimgate, workflow, World, POLICY};
 use serde_json::{json, Value};
-
-fn ours(w: &Written) -> usize {
-    w.calls.iter().filter(|c| c.webhook.ends_with(".scimgate.io")).count()
-}
 
 /// A Workflow with a name (deletes need one) in `ns`.
 fn named(name: &str, ns: &str) -> Value {

@@ -4,7 +4,7 @@
 
 use crate::actors::{argo_cd, argo_controller, argo_server, claims, kubectl, tekton_controller};
 use crate::apiserver::person;
-use crate::support::{allowed, ann, refused, verified_by, workflow, World, POLICY};
+use crate::support::{allowed, ann, ours, refused, verified_by, workflow, World, POLICY};
 use serde_json::{json, Value};
 
 fn suspending_workflow() -> Value {
@@ -14,11 +14,6 @@ fn suspending_workflow() -> Value {
             {"name": "main", "steps": [[{"name": "approve", "template": "approve"}], [{"name": "ship", "template": "ship"}]]},
             {"name": "approve", "suspend": {}},
             {"name": "ship", "container": {"image": "busybox"}}]}})
-}
-
-/// The calls a write made to scimgate's webhooks.
-fn ours(w: &crate::apiserver::Written) -> usize {
-    w.calls.iter().filter(|c| c.webhook.ends_with(".scimgate.io")).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

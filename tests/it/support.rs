@@ -111,6 +111,37 @@ impl TestServer {
         out.lines().last().unwrap_or_default().to_string()
     }
 
+    /// The decision records, oldest first, once `n` have been written — read as an auditor
+    /// would, through the audit API with a token `scimgate token create` made (never by opening
+    /// the server's live database from this process).
+    pub async fn decisions(&self, n: usize) -> Vec<scimgate::audit::DecisionRecord> {
+        let token = self.audit_token();
+        let read = async || -> Vec<scimgate::audit::DecisionRecord> {
+            let v: Value = self
+                .client
+                .get(self.base.replace("/scim/v2", "/api/v1/decisions?limit=10000"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("audit API")
+                .json()
+                .await
+                .expect("json");
+            let mut all: Vec<_> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(scimgate::audit::query::from_json)
+                .collect();
+            all.reverse();
+            all
+        };
+        until(std::time::Duration::from_secs(5), async || read().await.len() >= n).await;
+        // The recorder batches: give a record that should not come the time to show up.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        read().await
+    }
+
     /// Stop the server (every queued decision written) and hand back its data dir.
     pub async fn stop(self) -> tempfile::TempDir {
         self._server.stop().await;
@@ -361,36 +392,9 @@ impl World {
             .expect("json")
     }
 
-    /// The decision records, oldest first, once `n` have been written — read as an auditor
-    /// would, through the audit API with a token `scimgate token create` made (never by opening
-    /// the server's live database from this process).
+    /// The decision records, oldest first, once `n` have been written (`TestServer::decisions`).
     pub async fn decisions(&self, n: usize) -> Vec<scimgate::audit::DecisionRecord> {
-        let token = self.s.audit_token();
-        let read = async || -> Vec<scimgate::audit::DecisionRecord> {
-            let v: Value = self
-                .s
-                .client
-                .get(self.s.base.replace("/scim/v2", "/api/v1/decisions?limit=10000"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .expect("audit API")
-                .json()
-                .await
-                .expect("json");
-            let mut all: Vec<_> = v["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(scimgate::audit::query::from_json)
-                .collect();
-            all.reverse();
-            all
-        };
-        until(std::time::Duration::from_secs(5), async || read().await.len() >= n).await;
-        // The recorder batches: give a record that should not come the time to show up.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        read().await
+        self.s.decisions(n).await
     }
 }
 
@@ -418,6 +422,11 @@ pub fn refused(r: Result<Written, Status>) -> Status {
         Ok(w) => panic!("allowed: {}", w.object),
         Err(s) => s,
     }
+}
+
+/// The calls a write made to scimgate's webhooks.
+pub fn ours(w: &Written) -> usize {
+    w.calls.iter().filter(|c| c.webhook.ends_with(".scimgate.io")).count()
 }
 
 pub fn allowed(r: Result<Written, Status>) -> Written {
