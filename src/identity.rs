@@ -19,6 +19,16 @@ pub const ARGO_ACTION: &str = "workflows.argoproj.io/action";
 /// The identity labels, creator's then actor's: subject, email, preferred username.
 pub const ARGO_CREATOR_LABELS: [&str; 3] = [ARGO_CREATOR, ARGO_CREATOR_EMAIL, ARGO_CREATOR_USERNAME];
 pub const ARGO_ACTOR_LABELS: [&str; 3] = [ARGO_ACTOR, ARGO_ACTOR_EMAIL, ARGO_ACTOR_USERNAME];
+/// Every label the Argo Server writes to say who created or acted on a run, and how.
+pub const ARGO_IDENTITY_LABELS: [&str; 7] = [
+    ARGO_CREATOR,
+    ARGO_CREATOR_EMAIL,
+    ARGO_CREATOR_USERNAME,
+    ARGO_ACTOR,
+    ARGO_ACTOR_EMAIL,
+    ARGO_ACTOR_USERNAME,
+    ARGO_ACTION,
+];
 
 /// Why a request has no person behind it that may act. The messages end up in denials: they
 /// say who, and what to fix.

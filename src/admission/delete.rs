@@ -42,9 +42,11 @@ pub(super) fn decide(st: &Decider, req: &Request, kind: Kind, t: &mut DecisionDr
     t.dry_run_mode = dry;
     t.policy = policy.digest.clone();
     t.action = Some(Action::Delete);
-    if let Some(o) = old {
-        t.run_as = pipeline_run::run_as(kind, o);
-        t.templates = pipeline_run::templates(kind, o);
+    // What the going object ran, for the record; an object Argo reads otherwise than we do
+    // records nothing here (its creation was refused, or it predates this check).
+    if let Some(runs) = old.and_then(|o| pipeline_run::runs(kind, o).ok()) {
+        t.run_as = runs.run_as;
+        t.templates = runs.templates;
     }
     // Whose run is going: the submitter of the deleted object, from its verified stamp; the
     // record carries that stamp's id, so `audit who` on the object finds its deletion too.

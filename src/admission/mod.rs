@@ -3,9 +3,12 @@
 //! `identity`, asks `policy`, and answers — with the stamp as a JSON Patch on `/mutate`.
 //! Holds no policy logic of its own; never logs object bodies.
 
+pub mod argo;
 pub mod codec;
 mod delete;
+pub mod go_json;
 pub mod pipeline_run;
+pub mod pod_spec_patch;
 pub mod routes;
 
 use crate::cluster::owners::{self, Owners};
@@ -259,8 +262,15 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
         };
     };
     t.action = Some(action);
-    t.run_as = pipeline_run::run_as_since(kind, obj, req.old_object.as_ref());
-    t.templates = pipeline_run::templates_since(kind, obj, req.old_object.as_ref());
+    // What the run executes, read as its controller reads it; what cannot be read so is refused
+    // in every mode (it is a way around the policy, not a policy question).
+    match pipeline_run::runs_since(kind, obj, req.old_object.as_ref()) {
+        Ok(runs) => {
+            t.run_as = runs.run_as;
+            t.templates = runs.templates;
+        }
+        Err(why) => return refuse(req, kind, action, &why.to_string(), t),
+    }
     t.outcome = Some(if dry { Outcome::DryRunDenied } else { Outcome::Denied });
 
     // Identity state too old to trust (a shared store out of reach): fail closed, or open with a
@@ -326,17 +336,10 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
             (a, format!("allow:{rule}"))
         }
         Verdict::Refused { why, rule } => {
-            t.reason = why.clone();
             if !dry {
-                let mut a = Answer::deny(format!(
-                    "scimgate: {} may not {} {} in {namespace}: {why}; decision {decision_id}",
-                    req.user.username,
-                    action.as_str(),
-                    kind.as_str()
-                ));
-                audit_annotations(&mut a, "deny", &decision_id, t);
-                return a;
+                return refuse(req, kind, action, &why, t);
             }
+            t.reason = why.clone();
             let mut a = Answer::allow();
             a.warnings.push(short_warning(&why));
             audit_annotations(&mut a, "dry-run-deny", &decision_id, t);
@@ -391,6 +394,24 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
     answer
 }
 
+/// The refusal of `action` because of `why`, noted in `t` (which knows the namespace and the
+/// decision id by now).
+fn refuse(req: &Request, kind: Kind, action: Action, why: &str, t: &mut DecisionDraft) -> Answer {
+    t.outcome = Some(Outcome::Denied);
+    t.reason = why.to_string();
+    let mut a = Answer::deny(format!(
+        "scimgate: {} may not {} {} in {}: {why}; decision {}",
+        req.user.username,
+        action.as_str(),
+        kind.as_str(),
+        t.namespace,
+        t.decision_id
+    ));
+    let id = t.decision_id.clone();
+    audit_annotations(&mut a, "deny", &id, t);
+    a
+}
+
 fn patched(mut a: Answer, ops: Vec<Value>) -> Answer {
     a.patch = ops;
     a
@@ -409,15 +430,19 @@ fn check_stamp<'b>(
     binding: &dyn Fn(Action) -> Binding<'b>,
     now: i64,
 ) -> Result<Option<String>, String> {
+    // Keys that differ: every key of the new map that reads otherwise before, then every key
+    // of the old map the new one lacks — each once, with no scan of what was found so far.
     let mut changed = Vec::new();
     for field in ["annotations", "labels"] {
         let after = object::ours(obj, field);
         let before = old.map(|o| object::ours(o, field)).unwrap_or_default();
-        for k in after.keys().chain(before.keys()) {
-            if after.get(k) != before.get(k) && !changed.iter().any(|(f, c)| *f == field && c == k) {
-                changed.push((field, k.clone()));
-            }
-        }
+        changed.extend(
+            after
+                .iter()
+                .filter(|(k, v)| before.get(*k) != Some(*v))
+                .chain(before.iter().filter(|(k, _)| !after.contains_key(*k)))
+                .map(|(k, _)| (field, k.clone())),
+        );
     }
     if changed.is_empty() {
         return Ok(None);
@@ -471,38 +496,50 @@ fn check_stamp<'b>(
         .map(|(_, c)| c.sid))
 }
 
-/// `scimgate.io/*` inside the metadata Argo copies into runs (`stamp::copied_metadata`): a stamp
-/// there is inherited by every run started from the object, so on CREATE only a CronWorkflow's own
-/// submit stamp may stand in its `spec.workflowMetadata` (the same keys as on the object), and on
-/// UPDATE nothing may be added or changed there (removing only loses the inheritance).
+/// `scimgate.io/*` and Argo's identity labels inside the metadata Argo copies into runs
+/// (`stamp::copied_metadata`). A stamp there is inherited by every run started from the object,
+/// so on CREATE only a CronWorkflow's own submit stamp may stand in its `spec.workflowMetadata`
+/// (the same keys as on the object), and on UPDATE nothing may be added or changed there
+/// (removing only loses the inheritance). Argo's creator and actor labels there would be written
+/// onto every run by the controller's first reconcile — past the rule that only the Argo Server
+/// writes them — so they may not be added or changed there either, as labels or as `labelsFrom`
+/// keys (argo-workflows `workflow/controller/operator.go` `updateWorkflowMetadata`,
+/// `workflow/common/convert.go` `toWorkflow`, which copies them over the CronWorkflow's own).
 fn check_copied(kind: Kind, obj: &Value, old: Option<&Value>) -> Result<(), String> {
-    let ours_at = |o: &Value, path: &[&str], field: &str| -> serde_json::Map<String, Value> {
+    let guarded = |field: &str, k: &str| {
+        stamp::vocabulary::is_ours(k) || (field != "annotations" && identity::ARGO_IDENTITY_LABELS.contains(&k))
+    };
+    let at = |o: &Value, path: &[&str], field: &str| -> serde_json::Map<String, Value> {
         stamp::at(o, path)
             .and_then(|m| m.get(field))
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
-                    .filter(|(k, _)| stamp::vocabulary::is_ours(k))
+                    .filter(|(k, _)| guarded(field, k))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
             .unwrap_or_default()
     };
     for path in stamp::copied_metadata(kind) {
-        for field in ["annotations", "labels"] {
+        for field in ["annotations", "labels", "labelsFrom"] {
             let allowed = match old {
-                Some(old) => ours_at(old, path, field),
-                None if kind == Kind::CronWorkflow && *path == stamp::WORKFLOW_METADATA => object::ours(obj, field),
+                Some(old) => at(old, path, field),
+                None if kind == Kind::CronWorkflow && *path == stamp::WORKFLOW_METADATA && field != "labelsFrom" => {
+                    object::ours(obj, field)
+                }
                 None => serde_json::Map::new(),
             };
-            if let Some((k, _)) = ours_at(obj, path, field)
+            if let Some((k, _)) = at(obj, path, field)
                 .into_iter()
                 .find(|(k, v)| allowed.get(k) != Some(v))
             {
-                return Err(format!(
-                    "{k} in {}.{field} was not written by scimgate; a stamp there would be inherited by every run started from it",
-                    path.join(".")
-                ));
+                let why = if stamp::vocabulary::is_ours(&k) {
+                    "was not written by scimgate; a stamp there would be inherited by every run started from it"
+                } else {
+                    "would be copied onto every run started from it, and Argo's identity labels are only the Argo Server's to write"
+                };
+                return Err(format!("{k} in {}.{field} {why}", path.join(".")));
             }
         }
     }

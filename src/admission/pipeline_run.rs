@@ -10,27 +10,16 @@
 //! person's decision. Tekton's `status.pipelineSpec`/`status.taskSpec` (written through the
 //! status subresource) likewise.
 
+use super::argo;
 use crate::admission::codec::Operation;
 use crate::policy::{Action, Kind};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
 
 /// The prefix of a template identity that names an inline definition rather than a reference:
 /// `inline:<type>:<name>`. No template reference has it (Argo and Tekton names have no `:`, and
 /// resolver identities start with the resolver's name), so a `templates:` rule never matches it.
 pub use crate::policy::evaluate::INLINE;
-
-/// Argo template types that run something themselves (a pod, an agent request, a resource
-/// operation); steps, dag and suspend only orchestrate. From `Template` in argo-workflows
-/// `pkg/apis/workflow/v1alpha1/workflow_types.go`.
-const ARGO_EXECUTABLE: [&str; 7] = [
-    "container",
-    "containerSet",
-    "script",
-    "resource",
-    "data",
-    "http",
-    "plugin",
-];
 
 /// Our kinds by API group/version/kind; anything else is not ours.
 pub fn detect(group: &str, version: &str, kind: &str) -> Option<Kind> {
@@ -78,134 +67,114 @@ fn argo_spec(kind: Kind, obj: &Value) -> Option<&Value> {
 /// spec) and `storedTemplates` (templates), when `old` lacks them or has them otherwise — the
 /// ones a person wrote in this request. The controller's own copies are left out: they are
 /// the spec and the referenced templates, already judged when they were written.
-fn stored_parts<'a>(kind: Kind, obj: &'a Value, old: Option<&Value>) -> (Option<&'a Value>, Vec<(&'a str, &'a Value)>) {
+fn stored_parts<'a>(
+    kind: Kind,
+    obj: &'a Value,
+    old: Option<&Value>,
+) -> (Option<&'a Value>, Option<&'a Map<String, Value>>) {
     if kind != Kind::Workflow {
-        return (None, Vec::new());
+        return (None, None);
     }
-    let at = |o: &'a Value, k: &str| o.get("status").and_then(|s| s.get(k));
     let changed = |k: &str| {
-        let now = at(obj, k);
+        let now = obj.get("status").and_then(|s| s.get(k));
         let was = old.and_then(|o| o.get("status")).and_then(|s| s.get(k));
         now.filter(|n| !n.is_null() && Some(*n) != was)
     };
-    let spec = changed("storedWorkflowTemplateSpec");
-    let templates = changed("storedTemplates")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
-        .unwrap_or_default();
-    (spec, templates)
+    (
+        changed("storedWorkflowTemplateSpec"),
+        changed("storedTemplates").and_then(Value::as_object),
+    )
 }
 
-/// The service account a `podSpecPatch` (JSON or YAML, merged over the pod spec:
-/// argo-workflows `workflow/util/util.go` `ApplyPodSpecPatch`) gives the pod. A patch that does
-/// not parse, is not a mapping, or has a templated key (`{{…}}`, substituted at run time) could
-/// name any account: it yields a name no `runAs` pattern but `*` matches.
-fn pod_spec_patch_account(patch: &str) -> Vec<String> {
-    let unknown = || vec!["(podSpecPatch that scimgate cannot read)".to_string()];
-    if patch.trim().is_empty() {
-        return Vec::new();
-    }
-    let Ok(v) = serde_yaml_ng::from_str::<Value>(patch) else {
-        return unknown();
-    };
-    let Some(m) = v.as_object() else {
-        return if v.is_null() { Vec::new() } else { unknown() };
-    };
-    if m.keys().any(|k| k.contains("{{")) {
-        return unknown();
-    }
-    // `serviceAccount` is PodSpec's deprecated alias of `serviceAccountName` (k8s.io/api
-    // `core/v1/types.go` `DeprecatedServiceAccount`).
-    let mut out = Vec::new();
-    for k in ["serviceAccountName", "serviceAccount"] {
-        match m.get(k) {
-            Some(Value::String(s)) if !s.is_empty() => out.push(s.clone()),
-            None | Some(Value::Null) => {}
-            Some(Value::String(_)) => {}
-            Some(_) => return unknown(),
+/// What a run executes: the service accounts its pods would use (`default` when the run names
+/// none) and the templates, pipelines or tasks it uses — references by name (resolver refs with
+/// their version), and `inline:<type>:<name>` for each inline definition that runs something,
+/// which no `templates:` pattern matches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Runs {
+    pub run_as: Vec<String>,
+    pub templates: Vec<String>,
+}
+
+/// Why what a run executes cannot be read the way its controller reads it.
+pub type Unreadable = super::argo::Folded;
+
+/// Names in first-seen order without repeats; linear (a set beside the list).
+#[derive(Default)]
+struct Unique {
+    list: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Unique {
+    fn push(&mut self, x: impl Into<String>) {
+        let x = x.into();
+        if !x.is_empty() && !self.seen.contains(&x) {
+            self.seen.insert(x.clone());
+            self.list.push(x);
         }
     }
-    out
 }
 
-/// Service accounts the run's pods would use; `default` when the run names none.
-pub fn run_as(kind: Kind, obj: &Value) -> Vec<String> {
-    run_as_since(kind, obj, Some(obj))
+/// `runs_since` for an object as it stands (its stored parts count as already judged).
+pub fn runs(kind: Kind, obj: &Value) -> Result<Runs, Unreadable> {
+    runs_since(kind, obj, Some(obj))
 }
 
-/// `run_as`, counting the executed parts of `status` a person wrote since `old` (`stored_parts`).
+/// What `obj` executes, counting the executed parts of `status` a person wrote since `old`.
 ///
-/// Every place a run names its pods' service account: Argo `spec.serviceAccountName`,
-/// `executor.serviceAccountName`, `podSpecPatch` and the same on `templateDefaults` and each
-/// template (`WorkflowSpec`/`Template` in argo-workflows `pkg/apis/workflow/v1alpha1/
-/// workflow_types.go`); Tekton v1 `taskRunTemplate.serviceAccountName` and
-/// `taskRunSpecs[].serviceAccountName` (tektoncd/pipeline `pkg/apis/pipeline/v1/
-/// pipelinerun_types.go` `PipelineTaskRunSpec`, `PipelineTaskRunTemplate`), v1beta1
-/// `serviceAccountName`, `taskRunSpecs[].taskServiceAccountName` and the older
-/// `serviceAccountNames`, TaskRun `serviceAccountName`. Tekton's `podTemplate` has no service
-/// account field (`pkg/apis/pipeline/pod/template.go`), so it names none.
-pub fn run_as_since(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut push = |x: Option<&str>| {
-        if let Some(x) = x.filter(|x| !x.is_empty()) {
-            if !out.iter().any(|o| o == x) {
-                out.push(x.to_string());
-            }
-        }
-    };
+/// Argo: every part of the spec at any depth (`argo`). Tekton: v1
+/// `taskRunTemplate.serviceAccountName` and `taskRunSpecs[].serviceAccountName` (tektoncd/pipeline
+/// `pkg/apis/pipeline/v1/pipelinerun_types.go` `PipelineTaskRunSpec`, `PipelineTaskRunTemplate`),
+/// v1beta1 `serviceAccountName`, `taskRunSpecs[].taskServiceAccountName` and the older
+/// `serviceAccountNames`, TaskRun `serviceAccountName`; Tekton's `podTemplate` has no service
+/// account field (`pkg/apis/pipeline/pod/template.go`).
+pub fn runs_since(kind: Kind, obj: &Value, old: Option<&Value>) -> Result<Runs, Unreadable> {
+    let (mut run_as, mut templates) = (Unique::default(), Unique::default());
     let top = match kind {
-        Kind::PipelineRun => {
+        Kind::PipelineRun | Kind::TaskRun => {
             let spec = obj.get("spec").unwrap_or(&Value::Null);
-            let top = s(spec, &["taskRunTemplate", "serviceAccountName"]).or_else(|| s(spec, &["serviceAccountName"]));
-            push(top);
+            let top = if kind == Kind::TaskRun {
+                s(spec, &["serviceAccountName"])
+            } else {
+                s(spec, &["taskRunTemplate", "serviceAccountName"]).or_else(|| s(spec, &["serviceAccountName"]))
+            };
+            run_as.push(top.unwrap_or_default());
             for t in arr(spec, &["taskRunSpecs"]) {
-                push(s(t, &["serviceAccountName"]));
-                push(s(t, &["taskServiceAccountName"]));
+                run_as.push(s(t, &["serviceAccountName"]).unwrap_or_default());
+                run_as.push(s(t, &["taskServiceAccountName"]).unwrap_or_default());
             }
             for t in arr(spec, &["serviceAccountNames"]) {
-                push(s(t, &["serviceAccountName"]));
+                run_as.push(s(t, &["serviceAccountName"]).unwrap_or_default());
             }
-            top.map(String::from)
-        }
-        Kind::TaskRun => {
-            let top = s(obj, &["spec", "serviceAccountName"]);
-            push(top);
+            tekton_templates(obj, old, &mut templates);
             top.map(String::from)
         }
         _ => {
             let Some(spec) = argo_spec(kind, obj) else {
-                return vec!["default".into()];
+                return Ok(Runs {
+                    run_as: vec!["default".into()],
+                    templates: Vec::new(),
+                });
             };
             let (stored_spec, stored_templates) = stored_parts(kind, obj, old);
-            let mut top = s(spec, &["serviceAccountName"]).filter(|x| !x.is_empty());
-            let mut templates: Vec<&Value> = Vec::new();
-            let mut specs = vec![spec];
-            specs.extend(stored_spec);
-            for sp in &specs {
-                top = top.or_else(|| s(sp, &["serviceAccountName"]).filter(|x| !x.is_empty()));
-                templates.push(sp);
-                templates.extend(sp.get("templateDefaults"));
-                templates.extend(arr(sp, &["templates"]));
-            }
-            templates.extend(stored_templates.iter().map(|(_, t)| *t));
-            let mut patched = Vec::new();
-            for t in templates {
-                push(s(t, &["serviceAccountName"]));
-                push(s(t, &["executor", "serviceAccountName"]));
-                if let Some(p) = t.get("podSpecPatch").and_then(Value::as_str) {
-                    patched.extend(pod_spec_patch_account(p));
-                }
-            }
-            for p in &patched {
-                push(Some(p));
-            }
-            top.map(String::from)
+            let mut parts = vec![argo::Part::Spec("spec", spec)];
+            parts.extend(stored_templates.map(|t| argo::Part::Templates("status.storedTemplates", t)));
+            parts.extend(stored_spec.map(|s| argo::Part::Spec("status.storedWorkflowTemplateSpec", s)));
+            let e = argo::read(&parts)?;
+            e.accounts.into_iter().for_each(|a| run_as.push(a));
+            e.refs.into_iter().chain(e.inline).for_each(|t| templates.push(t));
+            e.top
         }
     };
-    if top.as_deref().is_none_or(str::is_empty) && !out.iter().any(|o| o == "default") {
-        out.insert(0, "default".into());
+    let mut run_as = run_as.list;
+    if top.as_deref().is_none_or(str::is_empty) && !run_as.iter().any(|o| o == "default") {
+        run_as.insert(0, "default".into());
     }
-    out
+    Ok(Runs {
+        run_as,
+        templates: templates.list,
+    })
 }
 
 /// A param of a resolver ref, by name.
@@ -325,108 +294,56 @@ fn find_all<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
     }
 }
 
-/// `inline:<type>:<name>` when an Argo template runs something itself.
-fn argo_inline(name: &str, t: &Value) -> Option<String> {
-    ARGO_EXECUTABLE
-        .iter()
-        .find(|k| t.get(**k).is_some_and(|x| !x.is_null()))
-        .map(|k| format!("{INLINE}{k}:{name}"))
-}
-
-/// Templates, pipelines or tasks the run uses: references by name (resolver refs with their
-/// version), and `inline:<type>:<name>` for each inline definition that runs something (Argo
-/// container, containerSet, script, resource, data, http and plugin templates; Tekton
-/// `taskSpec` and `pipelineSpec`), which no `templates:` pattern matches.
-pub fn templates(kind: Kind, obj: &Value) -> Vec<String> {
-    templates_since(kind, obj, Some(obj))
-}
-
-/// `templates`, counting the executed parts of `status` a person wrote since `old`.
-pub fn templates_since(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut push = |x: Option<String>| {
-        if let Some(x) = x {
-            if !out.contains(&x) {
-                out.push(x);
-            }
-        }
-    };
-    match kind {
-        Kind::PipelineRun | Kind::TaskRun => {
-            let spec = obj.get("spec").unwrap_or(&Value::Null);
-            // What Tekton runs instead of resolving the ref once it is in the status (tektoncd/
-            // pipeline `pkg/reconciler/pipelinerun/resources/pipelineref.go` `GetPipelineFunc`,
-            // `pkg/reconciler/taskrun/resources/taskref.go` `GetTaskFuncFromTaskRun`): written
-            // by a person (through `/status`), it is an inline definition.
-            for key in ["pipelineSpec", "taskSpec"] {
-                let now = obj.get("status").and_then(|st| st.get(key)).filter(|v| !v.is_null());
-                let was = old.and_then(|o| o.get("status")).and_then(|st| st.get(key));
-                if now.is_some_and(|n| Some(n) != was) {
-                    push(Some(format!("{INLINE}{key}:status")));
-                }
-            }
-            for key in ["pipelineRef", "taskRef"] {
-                let mut refs = Vec::new();
-                find_all(spec, key, &mut refs);
-                refs.into_iter().for_each(|r| push(resolver_ref(r)));
-            }
-            // Inline: the run's own `pipelineSpec`/`taskSpec`, and a pipeline task's `taskSpec`
-            // (named by the pipeline task).
-            if spec.get("pipelineSpec").is_some_and(|x| !x.is_null()) {
-                push(Some(format!("{INLINE}pipelineSpec:")));
-            }
-            if spec.get("taskSpec").is_some_and(|x| !x.is_null()) {
-                push(Some(format!("{INLINE}taskSpec:")));
-            }
-            let mut tasks = Vec::new();
-            find_all(spec, "tasks", &mut tasks);
-            find_all(spec, "finally", &mut tasks);
-            for t in tasks.iter().filter_map(|t| t.as_array()).flatten() {
-                if t.get("taskSpec").is_some_and(|x| !x.is_null()) {
-                    push(Some(format!(
-                        "{INLINE}taskSpec:{}",
-                        s(t, &["name"]).unwrap_or_default()
-                    )));
-                }
-            }
-        }
-        _ => {
-            let Some(spec) = argo_spec(kind, obj) else { return out };
-            let (stored_spec, stored_templates) = stored_parts(kind, obj, old);
-            let mut specs = vec![spec];
-            specs.extend(stored_spec);
-            for sp in specs {
-                push(s(sp, &["workflowTemplateRef", "name"]).map(String::from));
-                // Steps, dag tasks and lifecycle hooks name templates of other objects by
-                // `templateRef`, at any depth.
-                let mut refs = Vec::new();
-                find_all(sp, "templateRef", &mut refs);
-                refs.into_iter().for_each(|r| push(s(r, &["name"]).map(String::from)));
-                for t in arr(sp, &["templates"]) {
-                    push(argo_inline(s(t, &["name"]).unwrap_or_default(), t));
-                }
-            }
-            for (key, t) in stored_templates {
-                push(argo_inline(key, t));
-            }
+/// The pipelines and tasks a Tekton run uses.
+fn tekton_templates(obj: &Value, old: Option<&Value>, out: &mut Unique) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    // What Tekton runs instead of resolving the ref once it is in the status (tektoncd/
+    // pipeline `pkg/reconciler/pipelinerun/resources/pipelineref.go` `GetPipelineFunc`,
+    // `pkg/reconciler/taskrun/resources/taskref.go` `GetTaskFuncFromTaskRun`): written
+    // by a person (through `/status`), it is an inline definition.
+    for key in ["pipelineSpec", "taskSpec"] {
+        let now = obj.get("status").and_then(|st| st.get(key)).filter(|v| !v.is_null());
+        let was = old.and_then(|o| o.get("status")).and_then(|st| st.get(key));
+        if now.is_some_and(|n| Some(n) != was) {
+            out.push(format!("{INLINE}{key}:status"));
         }
     }
-    out
+    for key in ["pipelineRef", "taskRef"] {
+        let mut refs = Vec::new();
+        find_all(spec, key, &mut refs);
+        refs.into_iter().filter_map(resolver_ref).for_each(|r| out.push(r));
+    }
+    // Inline: the run's own `pipelineSpec`/`taskSpec`, and a pipeline task's `taskSpec`
+    // (named by the pipeline task).
+    if spec.get("pipelineSpec").is_some_and(|x| !x.is_null()) {
+        out.push(format!("{INLINE}pipelineSpec:"));
+    }
+    if spec.get("taskSpec").is_some_and(|x| !x.is_null()) {
+        out.push(format!("{INLINE}taskSpec:"));
+    }
+    let mut tasks = Vec::new();
+    find_all(spec, "tasks", &mut tasks);
+    find_all(spec, "finally", &mut tasks);
+    for t in tasks.iter().filter_map(|t| t.as_array()).flatten() {
+        if t.get("taskSpec").is_some_and(|x| !x.is_null()) {
+            out.push(format!("{INLINE}taskSpec:{}", s(t, &["name"]).unwrap_or_default()));
+        }
+    }
 }
 
 /// Suspend nodes of an Argo workflow status: node id → phase.
-fn suspend_phases(obj: &Value) -> Vec<(String, String)> {
+fn suspend_phases(obj: &Value) -> HashMap<&str, &str> {
     let Some(nodes) = obj
         .get("status")
         .and_then(|s| s.get("nodes"))
         .and_then(Value::as_object)
     else {
-        return Vec::new();
+        return HashMap::new();
     };
     nodes
         .iter()
         .filter(|(_, n)| s(n, &["type"]) == Some("Suspend"))
-        .map(|(id, n)| (id.clone(), s(n, &["phase"]).unwrap_or_default().to_string()))
+        .map(|(id, n)| (id.as_str(), s(n, &["phase"]).unwrap_or_default()))
         .collect()
 }
 
@@ -506,8 +423,8 @@ pub fn action(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> Op
             }
             let after = suspend_phases(new);
             let mut gate = None;
-            for (id, _) in suspend_phases(old).into_iter().filter(|(_, p)| p == "Running") {
-                match after.iter().find(|(i, _)| *i == id).map(|(_, p)| p.as_str()) {
+            for (id, _) in suspend_phases(old).into_iter().filter(|(_, p)| *p == "Running") {
+                match after.get(id).copied() {
                     Some("Running") => {}
                     Some("Failed" | "Error") if failing_ends_the_run(kind, new) => {
                         gate = gate.or(Some(Action::Cancel));
@@ -530,6 +447,19 @@ pub fn action(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> Op
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn run_as(kind: Kind, obj: &Value) -> Vec<String> {
+        runs(kind, obj).expect("readable").run_as
+    }
+    fn templates(kind: Kind, obj: &Value) -> Vec<String> {
+        runs(kind, obj).expect("readable").templates
+    }
+    fn run_as_since(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<String> {
+        runs_since(kind, obj, old).expect("readable").run_as
+    }
+    fn templates_since(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<String> {
+        runs_since(kind, obj, old).expect("readable").templates
+    }
 
     #[test]
     fn run_as_and_templates_by_kind() {
@@ -564,7 +494,7 @@ mod tests {
                 "ml-runner",
                 "top-patch",
                 "defaults",
-                "(podSpecPatch that scimgate cannot read)"
+                "(podSpecPatch that scimgate cannot read: it is templated ({{…}}))"
             ]
         );
         assert_eq!(

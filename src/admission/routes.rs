@@ -43,15 +43,41 @@ const TOKEN_COST: usize = 128;
 /// writes under `failurePolicy: Fail`; waiting longer would only eat that timeout.
 const BUDGET_WAIT: Duration = Duration::from_secs(2);
 
+/// Bodies larger than this are decoded and judged off the async workers, one at a time
+/// ([`Heavy`]). Real reviews are a few KiB to a few tens of KiB (the corpus captures); every step
+/// is linear in the body, but a 6 MiB body still takes tens of milliseconds of CPU, which must not
+/// sit on a worker that `/healthz` and small reviews need.
+pub const HEAVY_BODY: usize = 128 * 1024;
+
 /// The decode budget shared by both webhooks of a listener.
 #[derive(Clone)]
 struct Budget(Arc<Semaphore>);
+
+/// Work on heavy bodies: on the blocking pool, at most this many at once, so the other cores
+/// stay free for everything else (the OS shares a core fairly between threads; queued heavy
+/// work waits without holding a thread).
+#[derive(Clone)]
+struct Heavy(Arc<Semaphore>);
+
+impl Heavy {
+    fn new() -> Heavy {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Heavy(Arc::new(Semaphore::new((cores / 2).max(1))))
+    }
+
+    /// `f` on the blocking pool once a permit is free; `None` if it could not run to the end.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let _permit = self.0.acquire().await.ok()?;
+        tokio::task::spawn_blocking(f).await.ok()
+    }
+}
 
 pub fn router(state: AdmissionState) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
         .layer(Extension(Budget(Arc::new(Semaphore::new(DECODE_BUDGET)))))
+        .layer(Extension(Heavy::new()))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -59,19 +85,21 @@ pub fn router(state: AdmissionState) -> Router {
 async fn mutate(
     State(st): State<AdmissionState>,
     Extension(budget): Extension<Budget>,
+    Extension(heavy): Extension<Heavy>,
     caller: Option<Extension<Caller>>,
     req: Request,
 ) -> Response {
-    admit(&st, &budget, req, Hook::Mutate, authenticated(caller)).await
+    admit(&st, &budget, &heavy, req, Hook::Mutate, authenticated(caller)).await
 }
 
 async fn validate(
     State(st): State<AdmissionState>,
     Extension(budget): Extension<Budget>,
+    Extension(heavy): Extension<Heavy>,
     caller: Option<Extension<Caller>>,
     req: Request,
 ) -> Response {
-    admit(&st, &budget, req, Hook::Validate, authenticated(caller)).await
+    admit(&st, &budget, &heavy, req, Hook::Validate, authenticated(caller)).await
 }
 
 /// The caller proved to be the API server: a client certificate the listener verified.
@@ -94,6 +122,8 @@ enum Refused {
     BodyRead,
     #[error("too many AdmissionReviews being read and decoded at once; retry")]
     Busy,
+    #[error("judging the AdmissionReview did not complete")]
+    Internal,
     #[error(transparent)]
     Shape(#[from] codec::Error),
 }
@@ -105,6 +135,7 @@ impl IntoResponse for Refused {
             Refused::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refused::BodyRead | Refused::Shape(_) => StatusCode::BAD_REQUEST,
             Refused::Busy => StatusCode::TOO_MANY_REQUESTS,
+            Refused::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let text = format!("scimgate: {self}\n");
         if matches!(self, Refused::Busy) {
@@ -116,12 +147,20 @@ impl IntoResponse for Refused {
 
 /// Read the body within the budget, check its shape, then judge it; the budget is held until the
 /// answer is made (the decoded objects live that long).
-async fn admit(st: &AdmissionState, budget: &Budget, req: Request, hook: Hook, authenticated: bool) -> Response {
+async fn admit(
+    st: &AdmissionState,
+    budget: &Budget,
+    heavy: &Heavy,
+    req: Request,
+    hook: Hook,
+    authenticated: bool,
+) -> Response {
     let (body, held) = match bounded_body(budget, req).await {
         Ok(b) => b,
         Err(refused) => return refused.into_response(),
     };
-    let response = handle(st, body, hook, authenticated).await;
+    let heavy = (body.len() > HEAVY_BODY).then_some(heavy);
+    let response = handle(st, body, hook, authenticated, heavy).await;
     drop(held);
     response
 }
@@ -200,24 +239,59 @@ fn take_now(budget: &Budget, n: usize) -> Result<OwnedSemaphorePermit, Refused> 
         .ok_or(Refused::Busy)
 }
 
-async fn handle(st: &AdmissionState, body: Vec<u8>, hook: Hook, authenticated: bool) -> Response {
+/// Decode and judge one body — on the worker for a small one, through [`Heavy`] for a heavy one.
+async fn handle(
+    st: &AdmissionState,
+    body: Vec<u8>,
+    hook: Hook,
+    authenticated: bool,
+    heavy: Option<&Heavy>,
+) -> Response {
     let started = Instant::now();
-    let decoded = codec::decode(&body);
-    // The tree owns its strings: the body can go before the (possibly waiting) owner lookup.
-    drop(body);
-    let review = match decoded {
-        Ok(r) => r,
-        Err(e) => return Refused::Shape(e).into_response(),
+    // The tree owns its strings: the body goes before the (possibly waiting) owner lookup.
+    let decoded = match heavy {
+        Some(h) => h.run(move || codec::decode(&body)).await,
+        None => Some(codec::decode(&body)),
     };
-    let mut trace = DecisionDraft::default();
-    let answer = match &review.request {
+    let review = match decoded {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => return Refused::Shape(e).into_response(),
+        None => return Refused::Internal.into_response(),
+    };
+    let (review, answer, trace) = match review.request {
         Ok(req) => {
             // The one wait on the admission path: the owner of a controller-created run, from
             // the watch cache (a GET only on a miss).
-            let owner = owner_lookup(&st.decider, &st.owners, req).await;
-            decide_traced(&st.decider, req, &owner, hook, &mut trace)
+            let owner = owner_lookup(&st.decider, &st.owners, &req).await;
+            let decide = {
+                let decider = st.decider.clone();
+                move || {
+                    let mut trace = DecisionDraft::default();
+                    let answer = decide_traced(&decider, &req, &owner, hook, &mut trace);
+                    (req, answer, trace)
+                }
+            };
+            let decided = match heavy {
+                Some(h) => h.run(decide).await,
+                None => Some(decide()),
+            };
+            let Some((req, answer, trace)) = decided else {
+                return Refused::Internal.into_response();
+            };
+            let review = codec::Review {
+                request: Ok(req),
+                ..review
+            };
+            (review, answer, trace)
         }
-        Err(why) => codec::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}")),
+        Err(why) => {
+            let answer = codec::Answer::deny(format!("scimgate: malformed AdmissionReview: {why}"));
+            let review = codec::Review {
+                request: Err(why),
+                ..review
+            };
+            (review, answer, DecisionDraft::default())
+        }
     };
     // The metric's kind label is one of ours or `other`: anything a caller sends as the kind
     // would otherwise make a new time series.

@@ -26,6 +26,9 @@ pub fn pointer_key(k: &str) -> String {
     k.replace('~', "~0").replace('/', "~1")
 }
 
+/// More removals than this in one map are one `replace` of the map instead.
+const MAX_REMOVES: usize = 32;
+
 /// Patch operations that make `metadata.<field>` (annotations or labels) equal `want` for our
 /// keys, removing any other `scimgate.io/*` key, and leaving foreign keys alone.
 pub fn patch_map(object: &Value, field: &str, want: &Map<String, Value>) -> Vec<Value> {
@@ -39,6 +42,18 @@ pub fn patch_map(object: &Value, field: &str, want: &Map<String, Value>) -> Vec<
         }
         return vec![json!({"op": "add", "path": format!("/metadata/{field}"), "value": want})];
     };
+    let gone = current.keys().filter(|k| is_ours(k) && !want.contains_key(*k)).count();
+    if gone > MAX_REMOVES {
+        // Many keys of ours to drop (someone sent thousands): one replace of the whole map,
+        // foreign keys kept, rather than a patch as long as the object.
+        let mut whole: Map<String, Value> = current
+            .iter()
+            .filter(|(k, _)| !is_ours(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        whole.extend(want.iter().map(|(k, v)| (k.clone(), v.clone())));
+        return vec![json!({"op": "replace", "path": format!("/metadata/{field}"), "value": whole})];
+    }
     let mut ops = Vec::new();
     for k in current.keys().filter(|k| is_ours(k) && !want.contains_key(*k)) {
         ops.push(json!({"op": "remove", "path": format!("/metadata/{field}/{}", pointer_key(k))}));
@@ -79,6 +94,15 @@ mod tests {
         assert_eq!(
             patch_map(&json!({"metadata": {}}), "labels", &want)[0]["path"],
             "/metadata/labels"
+        );
+        // Thousands of ours to drop: one replace keeping the foreign keys.
+        let mut many: Map<String, Value> = (0..1000).map(|i| (format!("scimgate.io/x{i}"), json!("v"))).collect();
+        many.insert("team".into(), json!("ml"));
+        let ops = patch_map(&json!({"metadata": {"labels": many}}), "labels", &want);
+        assert_eq!(
+            ops,
+            vec![json!({"op": "replace", "path": "/metadata/labels",
+                "value": {"team": "ml", "scimgate.io/keep": "k", "scimgate.io/new": "n"}})]
         );
     }
 }

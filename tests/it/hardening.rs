@@ -5,24 +5,14 @@
 
 use crate::actors::{argo_controller, argo_server, claims, kubectl, tekton_controller};
 use crate::apiserver::{person, service_account};
-use crate::support::{allowed, ann, refused, scimgate, World};
+use crate::support::{allowed, ann, policy_with_rules, refused, scimgate, World};
 use serde_json::{json, Value};
 
 /// The test policy's identity section with rules that constrain `runAs` and `templates`: in
 /// `team-a` one pinned git revision; in `team-b` the same file at any revision.
-const CONSTRAINED: &str = r#"
-apiVersion: scimgate.io/v1
-kind: Policy
-identity:
-  usernamePrefix: "oidc:"
-  matchAttribute: userName
-  delegates:
-    - serviceAccount: argo:argo-server
-      via: argoServer
-    - serviceAccount: argo:argo
-      via: ownerStamp
-    - serviceAccount: tekton-pipelines:tekton-pipelines-controller
-      via: ownerStamp
+fn constrained() -> String {
+    policy_with_rules(
+        r#"
 rules:
   - name: team-run
     allow: [submit, cancel, update]
@@ -40,7 +30,9 @@ rules:
     groups: [release-approvers]
     namespaces: ["team-*"]
     distinctApprover: true
-"#;
+"#,
+    )
+}
 
 /// A run parked at a Suspend node `approve`, then a container step; `continue_on` lets the run
 /// go on when the gate fails.
@@ -135,7 +127,7 @@ async fn a_running_suspend_gate_failed_is_a_cancel_unless_the_run_goes_on_past_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_status_written_by_a_person_is_an_update_and_a_stored_spec_is_judged() {
-    let w = World::with(CONSTRAINED, "").await;
+    let w = World::with(&constrained(), "").await;
     let alice = kubectl(&w.api, "alice@example.com");
     let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
         "metadata": {"generateName": "train-", "namespace": "team-a"},
@@ -242,7 +234,7 @@ async fn a_task_run_cancelled_by_a_person_is_a_cancel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inline_template_that_runs_something_never_matches_a_templates_rule() {
-    let w = World::with(CONSTRAINED, "").await;
+    let w = World::with(&constrained(), "").await;
     let alice = kubectl(&w.api, "alice@example.com");
     let wf = |extra: Option<Value>| {
         let mut steps = vec![json!([{"name": "build", "templateRef": {"name": "lib-build", "template": "build"}}])];
@@ -309,7 +301,7 @@ type SpecChange<'a> = (&'a dyn Fn(&mut Value), &'a str);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_place_a_run_names_its_pods_service_account_is_run_as() {
-    let w = World::with(CONSTRAINED, "").await;
+    let w = World::with(&constrained(), "").await;
     let alice = kubectl(&w.api, "alice@example.com");
     let wf = |change: &dyn Fn(&mut Value)| {
         let mut wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
@@ -380,7 +372,7 @@ fn git_run(name: &str, ns: &str, revision: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolver_ref_is_its_revision_and_an_unpinned_pattern_warns() {
-    let w = World::with(CONSTRAINED, "").await;
+    let w = World::with(&constrained(), "").await;
     let alice = kubectl(&w.api, "alice@example.com");
     // Pinned to 3f2c9d1: that commit passes, an attacker's branch of the same file does not.
     allowed(alice.create(&git_run("pinned-1", "team-a", "3f2c9d1")).await);
@@ -396,7 +388,7 @@ async fn a_resolver_ref_is_its_revision_and_an_unpinned_pattern_warns() {
     // …and `policy check` says so.
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("policy.yaml");
-    std::fs::write(&file, CONSTRAINED).expect("write");
+    std::fs::write(&file, constrained()).expect("write");
     let (code, out, err) = scimgate(&["policy".as_ref(), "check".as_ref(), file.as_os_str()]);
     assert_eq!(code, 0, "{err}");
     let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning:")).collect();
@@ -558,7 +550,7 @@ async fn every_shipped_policy_runs_the_argo_and_tekton_lifecycles_it_is_written_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tekton_status_written_by_a_person_is_judged_and_a_stored_spec_there_is_inline() {
-    let w = World::with(CONSTRAINED, "").await;
+    let w = World::with(&constrained(), "").await;
     let alice = kubectl(&w.api, "alice@example.com");
     let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
         "metadata": {"name": "deploy-1", "namespace": "team-a"},

@@ -26,6 +26,7 @@ mod lookalike;
 mod manifests;
 mod readme;
 mod review;
+mod review2;
 mod scim_api;
 mod store;
 mod support;

@@ -279,6 +279,27 @@ pub async fn postgres_db(test: &str) -> Option<String> {
     Some(url.to_string())
 }
 
+/// A test policy: the standard identity section (the delegates the emulator's actors use) and
+/// `rules` (YAML, a `rules:` list).
+pub fn policy_with_rules(rules: &str) -> String {
+    format!(
+        r#"
+apiVersion: scimgate.io/v1
+kind: Policy
+identity:
+  usernamePrefix: "oidc:"
+  matchAttribute: userName
+  delegates:
+    - serviceAccount: argo:argo-server
+      via: argoServer
+    - serviceAccount: argo:argo
+      via: ownerStamp
+    - serviceAccount: tekton-pipelines:tekton-pipelines-controller
+      via: ownerStamp
+{rules}"#
+    )
+}
+
 pub const POLICY: &str = r#"
 apiVersion: scimgate.io/v1
 kind: Policy
