@@ -100,9 +100,10 @@ pub struct Snapshot {
     user_by_name: HashMap<Arc<str>, Id>,
     group_by_name: HashMap<Arc<str>, Id>,
     users_by_email: OrdMap<Arc<str>, Ids>,
-    /// userName and emails as the Argo Server writes them into labels ([`argo_label`]): its
-    /// rewriting cannot be inverted, so the directory's values are rewritten instead.
-    users_by_argo_label: OrdMap<Arc<str>, Ids>,
+    /// userName, emails and externalId as the Argo Server writes them into each of its labels
+    /// ([`argo_label`]), by the claim the label carries: its rewriting cannot be inverted, so the
+    /// directory's values are rewritten instead.
+    users_by_argo_label: OrdMap<(ArgoClaim, Arc<str>), Ids>,
     by_external_id: OrdMap<(ResourceType, Arc<str>), Ids>,
     /// member id (user or group) → groups that list it directly.
     member_of: HashMap<Id, Ids>,
@@ -141,18 +142,40 @@ pub fn argo_email_label(email: &str) -> String {
     argo_label(&email.replacen('@', ".at.", 1))
 }
 
+/// The claim an Argo Server label carries (argo-workflows `workflow/creator/creator.go` `Label`):
+/// `sub` in `…/creator` and `…/actor`, `email` in `…-email`, `preferred_username` in
+/// `…-preferred-username`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ArgoClaim {
+    Subject,
+    Email,
+    PreferredUsername,
+}
+
 impl User {
-    /// Every label value the Argo Server could have written for this person: userName (as
-    /// subject or preferred username, and as an email) and each email.
-    fn argo_labels(&self) -> Vec<Arc<str>> {
-        let mut out: Vec<Arc<str>> = Vec::new();
-        let candidates = [argo_label(&self.user_name), argo_email_label(&self.user_name)]
+    /// Every label value the Argo Server could have written for this person, by claim: as
+    /// subject their externalId or userName (the SCIM id is looked up directly), as email each
+    /// email and a userName that is one, as preferred username their userName or an email.
+    fn argo_labels(&self) -> Vec<(ArgoClaim, Arc<str>)> {
+        let emails = || self.emails.iter().map(|e| e.as_ref());
+        let name_as_email = self.user_name.contains('@').then_some(self.user_name.as_ref());
+        let candidates = [(ArgoClaim::Subject, argo_label(&self.user_name))]
             .into_iter()
-            .chain(self.emails.iter().map(|e| argo_email_label(e)))
-            .chain(self.external_id.iter().map(|x| argo_label(x)));
-        for l in candidates.filter(|l| !l.is_empty()) {
-            if !out.iter().any(|o| **o == *l) {
-                out.push(Arc::from(l));
+            .chain(self.external_id.iter().map(|x| (ArgoClaim::Subject, argo_label(x))))
+            .chain(
+                emails()
+                    .chain(name_as_email)
+                    .map(|e| (ArgoClaim::Email, argo_email_label(e))),
+            )
+            .chain(
+                std::iter::once(self.user_name.as_ref())
+                    .chain(emails())
+                    .map(|n| (ArgoClaim::PreferredUsername, argo_label(n))),
+            );
+        let mut out: Vec<(ArgoClaim, Arc<str>)> = Vec::new();
+        for (c, l) in candidates.filter(|(_, l)| !l.is_empty()) {
+            if !out.iter().any(|(oc, o)| *oc == c && **o == *l) {
+                out.push((c, Arc::from(l)));
             }
         }
         out
@@ -417,15 +440,15 @@ impl Snapshot {
             .unwrap_or_default()
     }
 
-    /// Users whose userName, email, externalId or id the Argo Server would write as `label`.
-    pub fn users_by_argo_label(&self, label: &str) -> Vec<Id> {
+    /// Users the Argo Server would write as `label` for `claim` (`User::argo_labels`).
+    pub fn users_by_argo_label(&self, claim: ArgoClaim, label: &str) -> Vec<Id> {
         let mut ids: Vec<Id> = self
             .users_by_argo_label
-            .get(label)
+            .get(&(claim, Arc::from(label)))
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
         // A SCIM id (what scimgate's own creator label holds) is label-safe as it is.
-        if let Some(u) = self.users.get(label) {
+        if let Some(u) = self.users.get(label).filter(|_| claim == ArgoClaim::Subject) {
             if !ids.contains(&u.record.id) {
                 ids.push(u.record.id.clone());
             }

@@ -2,8 +2,8 @@
 //! configured attribute, and for the named delegate service accounts find the person they act
 //! for. Never trusts `userInfo.groups`. No I/O: reads one directory snapshot.
 
-use crate::directory::{Lookup, Snapshot, User};
-use crate::policy::{MatchAttribute, Policy, Requester, Via};
+use crate::directory::{ArgoClaim, Lookup, Snapshot, User};
+use crate::policy::{Claim, Kind, MatchAttribute, Policy, Requester, Via};
 use std::sync::Arc;
 
 /// The Argo Server's labels naming the person it acts for (argo-workflows `workflow/common/common.go`):
@@ -59,6 +59,12 @@ pub enum Error {
     },
     #[error("the labels {first} and {second} name different people")]
     Disagreeing { first: String, second: String },
+    #[error("{sa} acts for people, and the {claim} claim names them, but this request sets no {label} label (the Argo Server writes it only when the person's sign-in carries that claim)")]
+    NoAuthoritative {
+        sa: String,
+        claim: &'static str,
+        label: &'static str,
+    },
     #[error(
         "{username} did not sign in through the identity provider (no '{prefix}' prefix), so it has no SCIM identity"
     )]
@@ -151,86 +157,135 @@ fn label<'a>(labels: Option<&'a Labels>, k: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The one person the labels `keys` name, matched the way Argo writes them. A label that fits
-/// nobody is passed over (an IdP's subject is often an id SCIM never saw), but at least one must
-/// fit someone; one that fits two people, or two labels that fit different people, is refused.
-fn labelled_person(s: &Snapshot, labels: Option<&Labels>, keys: &[&str]) -> Result<Option<Requester>> {
-    let mut found: Option<(String, Requester)> = None;
-    let mut unmatched = None;
-    for k in keys {
-        let Some(value) = label(labels, k) else { continue };
-        let ids = s.users_by_argo_label(value);
-        let users: Vec<&Arc<User>> = ids.iter().filter_map(|id| s.user(id)).collect();
-        let u = match users.as_slice() {
-            [u] => *u,
-            [] => {
-                unmatched.get_or_insert(Error::NoLabelledUser {
-                    label: (*k).to_string(),
-                    value: value.to_string(),
-                });
-                continue;
-            }
-            [a, b, ..] => {
-                return Err(Error::Colliding {
-                    label: (*k).to_string(),
-                    value: value.to_string(),
-                    first: a.user_name.to_string(),
-                    second: b.user_name.to_string(),
-                })
-            }
-        };
-        let who = active(s, u, &u.user_name)?;
-        match &found {
-            Some((first, p)) if *p != who => {
-                return Err(Error::Disagreeing {
-                    first: first.clone(),
-                    second: format!("{k}={value}"),
-                })
-            }
-            Some(_) => {}
-            None => found = Some((format!("{k}={value}"), who)),
-        }
-    }
-    match (found, unmatched) {
-        (Some((_, p)), _) => Ok(Some(p)),
-        (None, Some(e)) => Err(e),
-        (None, None) => Ok(None),
+/// The claim an Argo identity label carries.
+fn claim_of(key: &str) -> ArgoClaim {
+    if key.ends_with("-email") {
+        ArgoClaim::Email
+    } else if key.ends_with("-preferred-username") {
+        ArgoClaim::PreferredUsername
+    } else {
+        ArgoClaim::Subject
     }
 }
 
-/// The person the Argo Server acts for. On CREATE, its `creator*` labels. On UPDATE, its `actor*`
-/// labels — but only those this request set (they differ from the stored object's, or the action
-/// label changed: Stop and Terminate are merge patches, so a label the acting person's claims lack
-/// keeps the previous actor's value), and they must agree.
+/// The label of `claim` among Argo's creator (`actor: false`) or actor labels.
+fn authoritative_label(claim: Claim, actor: bool) -> &'static str {
+    match (claim, actor) {
+        (Claim::Email, false) => ARGO_CREATOR_EMAIL,
+        (Claim::Email, true) => ARGO_ACTOR_EMAIL,
+        (Claim::Subject, false) => ARGO_CREATOR,
+        (Claim::Subject, true) => ARGO_ACTOR,
+    }
+}
+
+/// The one person Argo's labels name: the `authoritative` label must be among `keys` and fit
+/// exactly one person, matched the way Argo writes that claim; every other label of `keys` that
+/// fits anyone must fit that person too (one that fits nobody is passed over: an IdP's subject is
+/// often an id SCIM never saw, and a `preferred_username` may be anything). A label a user can
+/// set alone never names anyone by itself.
+fn labelled_person(
+    s: &Snapshot,
+    sa: &str,
+    claim: Claim,
+    labels: Option<&Labels>,
+    keys: &[&'static str],
+    authoritative: &'static str,
+) -> Result<Requester> {
+    let value = keys
+        .contains(&authoritative)
+        .then(|| label(labels, authoritative))
+        .flatten()
+        .ok_or_else(|| Error::NoAuthoritative {
+            sa: sa.to_string(),
+            claim: claim.as_str(),
+            label: authoritative,
+        })?;
+    let ids = s.users_by_argo_label(claim_of(authoritative), value);
+    let users: Vec<&Arc<User>> = ids.iter().filter_map(|id| s.user(id)).collect();
+    let person = match users.as_slice() {
+        [u] => *u,
+        [] => {
+            return Err(Error::NoLabelledUser {
+                label: authoritative.to_string(),
+                value: value.to_string(),
+            })
+        }
+        [a, b, ..] => {
+            return Err(Error::Colliding {
+                label: authoritative.to_string(),
+                value: value.to_string(),
+                first: a.user_name.to_string(),
+                second: b.user_name.to_string(),
+            })
+        }
+    };
+    for k in keys.iter().filter(|k| **k != authoritative) {
+        let Some(v) = label(labels, k) else { continue };
+        let others = s.users_by_argo_label(claim_of(k), v);
+        if !others.is_empty() && !others.contains(&person.record.id) {
+            return Err(Error::Disagreeing {
+                first: format!("{authoritative}={value}"),
+                second: format!("{k}={v}"),
+            });
+        }
+    }
+    active(s, person, &person.user_name)
+}
+
+/// The person the Argo Server acts for, named by the delegate's authoritative claim. On CREATE,
+/// its `creator*` labels. On UPDATE, its `actor*` labels — those this request set (they differ
+/// from the stored object's: Stop and Terminate are merge patches, so a label the acting
+/// person's claims lack keeps the previous actor's value and is not theirs), which must include
+/// the authoritative one. When the request sets none, the same person acted again (every Argo
+/// Server write of a Workflow or template labels the actor, with the values already there):
+/// the stored labels name them. A CronWorkflow's suspend and resume write no label at all, so
+/// there nobody is named.
 fn argo_server_person(
     s: &Snapshot,
     sa: &str,
+    claim: Claim,
+    kind: Option<Kind>,
     labels: Option<&Labels>,
     old: Option<Option<&Labels>>,
 ) -> Result<Requester> {
     let Some(old) = old else {
-        return labelled_person(s, labels, &ARGO_CREATOR_LABELS)?.ok_or_else(|| Error::NoCreatorLabels(sa.to_string()));
+        return labelled_person(
+            s,
+            sa,
+            claim,
+            labels,
+            &ARGO_CREATOR_LABELS,
+            authoritative_label(claim, false),
+        )
+        .map_err(|e| match e {
+            Error::NoAuthoritative { .. } if ARGO_CREATOR_LABELS.iter().all(|k| label(labels, k).is_none()) => {
+                Error::NoCreatorLabels(sa.to_string())
+            }
+            e => e,
+        });
     };
-    let changed: Vec<&str> = ARGO_ACTOR_LABELS
+    let changed: Vec<&'static str> = ARGO_ACTOR_LABELS
         .into_iter()
         .filter(|k| label(labels, k).is_some() && label(labels, k) != label(old, k))
         .collect();
-    let keys: Vec<&str> = if !changed.is_empty() {
-        changed
-    } else if label(labels, ARGO_ACTION) != label(old, ARGO_ACTION) {
-        ARGO_ACTOR_LABELS.to_vec()
-    } else {
-        Vec::new()
+    let keys: &[&'static str] = match (changed.is_empty(), kind) {
+        (false, _) => &changed,
+        (true, Some(Kind::CronWorkflow)) | (true, None) => return Err(Error::NoActor(sa.to_string())),
+        (true, Some(_)) => &ARGO_ACTOR_LABELS,
     };
-    labelled_person(s, labels, &keys)?.ok_or_else(|| Error::NoActor(sa.to_string()))
+    if ARGO_ACTOR_LABELS.iter().all(|k| label(labels, k).is_none()) {
+        return Err(Error::NoActor(sa.to_string()));
+    }
+    labelled_person(s, sa, claim, labels, keys, authoritative_label(claim, true))
 }
 
-/// Resolve the requester of one admission request. `old_labels` is `Some` on UPDATE (the stored
-/// object's labels).
+/// Resolve the requester of one admission request about an object of `kind` (`None`: not one of
+/// ours). `old_labels` is `Some` on UPDATE (the stored object's labels).
 pub fn resolve(
     s: &Snapshot,
     policy: &Policy,
     username: &str,
+    kind: Option<Kind>,
     labels: Option<&Labels>,
     old_labels: Option<Option<&Labels>>,
 ) -> Result<Resolved> {
@@ -238,9 +293,11 @@ pub fn resolve(
         let (namespace, name) = sa
             .split_once(':')
             .ok_or_else(|| Error::BadServiceAccount(username.to_string()))?;
-        return match policy.delegate(namespace, name).map(|d| d.via) {
+        let delegate = policy.delegate(namespace, name);
+        return match delegate.map(|d| d.via) {
             Some(Via::ArgoServer | Via::ArgoCreatorLabels) => {
-                argo_server_person(s, username, labels, old_labels).map(|requester| Resolved::Person {
+                let claim = delegate.map(|d| d.claim).unwrap_or_default();
+                argo_server_person(s, username, claim, kind, labels, old_labels).map(|requester| Resolved::Person {
                     requester,
                     via: Some(format!("{namespace}:{name}")),
                 })

@@ -66,7 +66,7 @@ pub(super) fn decide(st: &Decider, req: &Request, kind: Kind, t: &mut DecisionDr
     if policy.delegate_for(&req.user.username).is_some() {
         return allow(t, "a configured controller's delete".into());
     }
-    let who = match identity::resolve(&snap, &policy, &req.user.username, None, None) {
+    let who = match identity::resolve(&snap, &policy, &req.user.username, Some(kind), None, None) {
         Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => Ok(requester),
         Ok(Resolved::OwnerStamp { .. }) => return allow(t, "a configured controller's delete".into()),
         Err(e) => Err(e.to_string()),

@@ -168,7 +168,7 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
 
     // Who asked. A controller's own updates (an `ownerStamp` delegate) are no one's act.
     let old_labels = req.old_object.as_ref().map(|o| object::metadata_map(o, "labels"));
-    let resolved = identity::resolve(&snap, &policy, &req.user.username, labels, old_labels);
+    let resolved = identity::resolve(&snap, &policy, &req.user.username, Some(kind), labels, old_labels);
     let controller_update = matches!(resolved, Ok(Resolved::OwnerStamp { .. })) && req.operation == Operation::Update;
     // Admitted for an owner's deactivated submitter (`whenOwnerOffboarded: continue`): why.
     let mut offboarded_note = None;

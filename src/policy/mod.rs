@@ -128,6 +128,30 @@ pub enum Via {
     OwnerStamp,
 }
 
+/// Which of the claims the Argo Server writes into its labels names the person (`argoServer`
+/// delegates). The others must not name anyone else, but never name the person alone: an IdP's
+/// `preferred_username` is often the user's own choice, so it is never authoritative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Claim {
+    /// The `*-email` label, matched against the directory's emails (and a userName that is one).
+    #[default]
+    Email,
+    /// The subject label (`workflows.argoproj.io/creator`, `…/actor`), matched against the
+    /// directory's externalId (Okta's `sub` is its user id, which it provisions as externalId),
+    /// userName and SCIM id.
+    Subject,
+}
+
+impl Claim {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Claim::Email => "email",
+            Claim::Subject => "subject",
+        }
+    }
+}
+
 /// What becomes of the runs a controller starts for an owner (a PipelineRun, a CronWorkflow)
 /// whose submitter the identity provider has deactivated since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -165,6 +189,8 @@ struct DelegateFile {
     via: Via,
     #[serde(default)]
     when_owner_offboarded: Option<WhenOwnerOffboarded>,
+    #[serde(default)]
+    claim: Option<Claim>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -221,6 +247,8 @@ pub struct Delegate {
     pub via: Via,
     /// `ownerStamp` only: overrides `identity.whenOwnerOffboarded` for this controller.
     pub when_owner_offboarded: Option<WhenOwnerOffboarded>,
+    /// `argoServer` only: the claim whose label names the person (default: email).
+    pub claim: Claim,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +350,11 @@ impl Policy {
                     "identity.delegates[{i}].whenOwnerOffboarded only applies to ownerStamp delegates (controllers that start runs for an owner)"
                 ));
             }
+            if d.claim.is_some() && !matches!(d.via, Via::ArgoServer | Via::ArgoCreatorLabels) {
+                problems.push(format!(
+                    "identity.delegates[{i}].claim only applies to argoServer delegates (which claim of the Argo Server's labels names the person)"
+                ));
+            }
             match d.service_account.split_once(':') {
                 Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains(':') => {
                     delegates.push(Delegate {
@@ -329,6 +362,7 @@ impl Policy {
                         name: name.to_string(),
                         via: d.via,
                         when_owner_offboarded: d.when_owner_offboarded,
+                        claim: d.claim.unwrap_or_default(),
                     })
                 }
                 _ => problems.push(format!(

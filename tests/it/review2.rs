@@ -1,8 +1,8 @@
 //! The second security review (issue 16): each attack it confirmed, reproduced through the
 //! API-server emulator, beside the legitimate request its fix must not break.
 
-use crate::actors::kubectl;
-use crate::support::{allowed, policy_with_rules, refused, World};
+use crate::actors::{argo_controller, argo_server, claims, kubectl, Claims};
+use crate::support::{allowed, ann, policy_with_rules, refused, World};
 use serde_json::{json, Value};
 
 /// Pipeline users in `team-a` may run as `runner` only, with any templates.
@@ -212,4 +212,118 @@ async fn a_body_of_sixty_thousand_annotations_is_judged_and_stamped() {
     );
     assert_eq!(ann["team"], "ml");
     assert_eq!(ann["scimgate.io/submitted-by"], "alice@example.com");
+}
+
+/// Finding 7: the person behind an Argo Server request is named by the authoritative claim
+/// (email unless the delegate says `claim: subject`), never by a label the user chose alone.
+/// Before the fix, labels that fit nobody were passed over, so a `preferred_username` chosen at
+/// the IdP made the request someone else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_server_requests_are_attributed_on_the_authoritative_claim_only() {
+    let w = World::new().await;
+    let server = argo_server(&w.api);
+    let wf = crate::support::workflow("team-a");
+    // Legitimate: alice's subject is an IdP id SCIM never saw; her email and username fit her.
+    let ok = allowed(server.submit(&claims("00u1abcd", "alice@example.com"), &wf).await).object;
+    assert_eq!(ann(&ok, "scimgate.io/submitted-by"), "alice@example.com");
+    // The attack: someone the directory does not know (a guest, an unprovisioned account) whose
+    // chosen preferred_username is alice's.
+    let guest = Claims {
+        sub: "00u9zzzz".into(),
+        email: "guest@elsewhere.example".into(),
+        preferred_username: "alice@example.com".into(),
+    };
+    let r = refused(server.submit(&guest, &wf).await);
+    assert!(
+        r.message
+            .contains("workflows.argoproj.io/creator-email=guest.at.elsewhere.example names no user"),
+        "{}",
+        r.message
+    );
+    // No email claim at all: no one is named.
+    let no_email = Claims {
+        sub: "00u9zzzz".into(),
+        email: String::new(),
+        preferred_username: "alice@example.com".into(),
+    };
+    let r = refused(server.submit(&no_email, &wf).await);
+    assert!(
+        r.message.contains("sets no workflows.argoproj.io/creator-email label"),
+        "{}",
+        r.message
+    );
+    // Labels that fit two different people: refused.
+    let mixed = Claims {
+        sub: "00u1abcd".into(),
+        email: "alice@example.com".into(),
+        preferred_username: "bob@example.com".into(),
+    };
+    let r = refused(server.submit(&mixed, &wf).await);
+    assert!(r.message.contains("name different people"), "{}", r.message);
+    // On an update: a stop by someone whose token has no email leaves the previous actor's email
+    // label in place — it is not theirs, so nobody is named.
+    allowed(argo_controller(&w.api).operate(&ok, "Running", None).await);
+    allowed(server.suspend(&claims("00u1bbbb", "bob@example.com"), &ok).await);
+    let carol = Claims {
+        sub: "00u1cccc".into(),
+        email: String::new(),
+        preferred_username: "carol".into(),
+    };
+    let r = refused(server.stop(&carol, &ok, "Stop").await);
+    assert!(
+        r.message.contains("sets no workflows.argoproj.io/actor-email label"),
+        "{}",
+        r.message
+    );
+}
+
+/// Finding 7, the other claim: a delegate configured with `claim: subject` names the person by
+/// the subject label, matched against the directory's externalId.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegate_may_name_people_by_subject() {
+    let policy = crate::support::POLICY.replace(
+        "      via: argoServer\n",
+        "      via: argoServer\n      claim: subject\n",
+    );
+    assert!(policy.contains("claim: subject"));
+    let w = World::with(&policy, "").await;
+    let dana =
+        w.s.post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "dana@example.com", "externalId": "00u7dana", "active": true}),
+        )
+        .await
+        .id();
+    let group =
+        w.s.get(&format!(
+            "/Groups?filter={}",
+            crate::support::enc("displayName eq \"pipeline-users\"")
+        ))
+        .await
+        .body["Resources"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    w.s.patch(
+        &format!("/Groups/{group}"),
+        crate::support::ops(json!([{"op": "add", "path": "members", "value": [{"value": dana}]}])),
+    )
+    .await;
+    let server = argo_server(&w.api);
+    let wf = crate::support::workflow("team-a");
+    let ok = allowed(
+        server
+            .submit(&claims("00u7dana", "dana.personal@elsewhere.example"), &wf)
+            .await,
+    )
+    .object;
+    assert_eq!(ann(&ok, "scimgate.io/submitted-by"), "dana@example.com");
+    let r = refused(server.submit(&claims("00u7nobody", "dana@example.com"), &wf).await);
+    assert!(
+        r.message
+            .contains("workflows.argoproj.io/creator=00u7nobody names no user"),
+        "{}",
+        r.message
+    );
 }
