@@ -1,25 +1,32 @@
 //! The admission webhooks: `POST /mutate` and `POST /validate` for Argo Workflows and Tekton.
-//! Decodes the AdmissionReview, works out kind and action, resolves the requester through
+//! Decodes the AdmissionReview, works out kind and actions, resolves the requester through
 //! `identity`, asks `policy`, and answers — with the stamp as a JSON Patch on `/mutate`.
-//! Holds no policy logic of its own; never logs object bodies.
+//! [`decide_traced`] reads as the stages of a decision, each in its own module: what the request
+//! is about ([`Subject`]), who asked (`asker`), what the run executes (`pipeline_run`), the
+//! verdict (`verdict`), the stamps (`attestations`), the answer. Holds no policy logic of its
+//! own; never logs object bodies.
 
 pub mod argo;
+mod asker;
+mod attestations;
 pub mod codec;
 mod delete;
 pub mod go_json;
 pub mod pipeline_run;
 pub mod pod_spec_patch;
 pub mod routes;
+mod verdict;
 
 use crate::cluster::owners::{self, Owners};
 use crate::directory::Snapshot;
-use crate::identity::{self, Resolved};
-use crate::policy::{self, Action, Kind, Outcome, Policy, Requester, RunRequest};
-use crate::stamp::{self, object, Binding, Entry, Signer, Verifier, PREFIX};
+use crate::policy::{self, Action, Kind, Outcome, Policy, Requester};
+use crate::stamp::{self, object, Binding, Entry, Signer, Verifier};
 use arc_swap::ArcSwap;
+use asker::Asker;
 use codec::{Answer, Operation, Request};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use verdict::Verdict;
 
 /// What deciding needs: the identity snapshot, the policy, and the stamp keys. No I/O.
 #[derive(Clone)]
@@ -70,6 +77,20 @@ pub struct DecisionDraft {
     pub policy: String,
     /// The id of the stamp this request carries for its action (the validating call's view).
     pub stamp_id: Option<String>,
+    /// Whether the caller proved to be the API server (set by the listener before deciding).
+    pub authenticated: bool,
+    /// The other actions the request contains besides `action` (an approval that also changes
+    /// the spec): each is recorded too.
+    pub also: Vec<AlsoAction>,
+}
+
+/// A further action of one request, for its own decision record.
+#[derive(Debug, Clone)]
+pub struct AlsoAction {
+    pub action: Action,
+    pub decision_id: String,
+    pub rule: Option<String>,
+    pub stamp_id: Option<String>,
 }
 
 /// What the cluster said of a controller-created child's owner, looked up before deciding
@@ -104,17 +125,70 @@ pub async fn owner_lookup(st: &Decider, owners: &Owners, req: &Request) -> Owner
     Some(owners.owner_of(child, namespace, obj).await)
 }
 
-/// Who asked, as the stamp binds it: the person's SCIM id, or the service account's username
-/// (a delegate acting for the person in `sub`).
-struct Asker {
-    requester: String,
-    sub: String,
+/// What one request is about: its object, the names a stamp binds, and the labels identity
+/// reads.
+pub struct Subject<'r> {
+    pub req: &'r Request,
+    pub kind: Kind,
+    pub obj: &'r Value,
+    pub name: &'r str,
+    pub generate_name: &'r str,
+    pub namespace: &'r str,
+    pub labels: Option<&'r Map<String, Value>>,
+    /// `Some` on UPDATE: the stored object's labels.
+    pub old_labels: Option<Option<&'r Map<String, Value>>>,
 }
 
-/// What the policy said.
-enum Verdict {
-    Allowed(String),
-    Refused { why: String, rule: Option<String> },
+impl<'r> Subject<'r> {
+    /// The object of a CREATE or UPDATE, or why there is none to judge (the message of a
+    /// well-formed denial).
+    fn read(req: &'r Request, kind: Kind) -> Result<Subject<'r>, String> {
+        let Some(obj) = &req.object else {
+            return Err("scimgate: the request carries no object".into());
+        };
+        let Some(meta) = obj.get("metadata").and_then(Value::as_object) else {
+            return Err("scimgate: the object has no metadata".into());
+        };
+        let text = |k: &str| meta.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (name, generate_name) = (text("name"), text("generateName"));
+        if kind != Kind::ClusterWorkflowTemplate
+            && name.is_empty()
+            && generate_name.is_empty()
+            && req.operation == Operation::Create
+        {
+            return Err(format!(
+                "scimgate: the {} has neither metadata.name nor metadata.generateName",
+                kind.as_str()
+            ));
+        }
+        Ok(Subject {
+            req,
+            kind,
+            obj,
+            name,
+            generate_name,
+            namespace: if req.namespace.is_empty() {
+                text("namespace")
+            } else {
+                req.namespace.as_str()
+            },
+            labels: meta.get("labels").and_then(Value::as_object),
+            old_labels: req.old_object.as_ref().map(|o| object::metadata_map(o, "labels")),
+        })
+    }
+
+    /// What a stamp of `action` by `asker` binds.
+    fn binding<'a>(&'a self, asker: &'a Asker, action: Action) -> Binding<'a> {
+        Binding {
+            requester: &asker.requester,
+            sub: &asker.sub,
+            action,
+            kind: self.kind,
+            namespace: self.namespace,
+            name: self.name,
+            generate_name: self.generate_name,
+        }
+    }
 }
 
 /// Decide one request, noting what the decision was about in `t`. `owner` is what the cluster
@@ -129,279 +203,258 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
         (Operation::Delete | Operation::Connect, _) => return Answer::allow(),
         _ => {}
     }
-    let Some(obj) = &req.object else {
-        return Answer::deny("scimgate: the request carries no object");
+    // What the request is about, and under which policy and directory.
+    let subject = match Subject::read(req, kind) {
+        Ok(s) => s,
+        Err(why) => return Answer::deny(why),
     };
-    let Some(meta) = obj.get("metadata").and_then(Value::as_object) else {
-        return Answer::deny("scimgate: the object has no metadata");
-    };
-    let text = |k: &str| meta.get(k).and_then(Value::as_str).unwrap_or_default();
-    let (name, generate_name) = (text("name"), text("generateName"));
-    if kind != Kind::ClusterWorkflowTemplate
-        && name.is_empty()
-        && generate_name.is_empty()
-        && req.operation == Operation::Create
-    {
-        return Answer::deny(format!(
-            "scimgate: the {} has neither metadata.name nor metadata.generateName",
-            kind.as_str()
-        ));
-    }
     let policy = st.policy.load();
     let snap = st.directory.load();
-    let namespace = if req.namespace.is_empty() {
-        text("namespace")
-    } else {
-        req.namespace.as_str()
-    };
     let now = chrono::Utc::now();
-    let action = pipeline_run::action(kind, req.operation, req.old_object.as_ref(), obj);
-    let decision_id = uuid::Uuid::now_v7().to_string();
-    let dry = policy.dry_run_in(namespace);
-    t.kind = kind.as_str().to_string();
-    t.namespace = namespace.to_string();
-    t.name = if name.is_empty() { generate_name } else { name }.to_string();
-    t.decision_id = decision_id.clone();
-    t.dry_run_mode = dry;
-    t.policy = policy.digest.clone();
-    let labels = meta.get("labels").and_then(Value::as_object);
+    begin(t, &subject, &policy);
+    let actions = pipeline_run::actions(kind, req.operation, req.old_object.as_ref(), subject.obj);
 
-    // Who asked. A controller's own updates (an `ownerStamp` delegate) are no one's act.
-    let old_labels = req.old_object.as_ref().map(|o| object::metadata_map(o, "labels"));
-    let resolved = identity::resolve(&snap, &policy, &req.user.username, Some(kind), labels, old_labels);
-    let controller_update = matches!(resolved, Ok(Resolved::OwnerStamp { .. })) && req.operation == Operation::Update;
-    // Admitted for an owner's deactivated submitter (`whenOwnerOffboarded: continue`): why.
-    let mut offboarded_note = None;
-    let person: Result<Requester, String> = match resolved {
-        Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => Ok(requester),
-        Ok(Resolved::OwnerStamp {
-            namespace: ns,
-            name: sa,
-        }) if !controller_update => owner_person(st, &snap, &policy, &req.user.username, owner)
-            .map(|(who, note)| {
-                offboarded_note = note;
-                who
-            })
-            .map_err(|why| format!("{ns}:{sa} creates runs for their owner's submitter, but {why}")),
-        Ok(Resolved::OwnerStamp { .. }) => Err(String::new()),
-        Err(why) => Err(why.to_string()),
-    };
-    let person_id = match &person {
-        Ok(Requester::Person { id, .. }) => id.clone(),
-        _ => String::new(),
-    };
-    let asker = Asker {
-        requester: if req.user.username.starts_with("system:serviceaccount:") {
-            req.user.username.clone()
-        } else {
-            person_id.clone()
-        },
-        sub: person_id,
-    };
-    let binding = |action: Action| Binding {
-        requester: &asker.requester,
-        sub: &asker.sub,
-        action,
-        kind,
-        namespace,
-        name,
-        generate_name,
+    // Who asked; Argo's identity labels are nobody else's to edit.
+    let asker = asker::identify(&st.verifier, &snap, &policy, &subject, owner);
+    if let Some(k) = asker::edited_identity_label(&policy, &subject) {
+        t.action = Some(asker::recorded_action(&actions));
+        return deny_unjudged(t, format!("the label {k} was changed"), format!(
+            "scimgate: {} may not change the label {k}: Argo's identity labels say who created and who acted on a run, and only the Argo Server writes them; decision {}",
+            req.user.username, t.decision_id
+        ));
+    }
+
+    // What of ours the request brings: bound to it, or refused (in every mode: dry-run is about
+    // policy, not forgery).
+    let binding = |a: Action| subject.binding(&asker, a);
+    let fresh = attestations::fresh(
+        &st.verifier,
+        st.stamp_max_age,
+        &subject,
+        &actions,
+        &binding,
+        now.timestamp(),
+    )
+    .and_then(|f| attestations::check_copied(kind, subject.obj, req.old_object.as_ref()).map(|()| f));
+    let fresh = match (fresh, hook) {
+        (Ok(f), _) => f,
+        (Err(why), Hook::Validate) => {
+            t.action = Some(asker::recorded_action(&actions));
+            return deny_unjudged(t, why.clone(), format!("scimgate: {why}; decision {}", t.decision_id));
+        }
+        (Err(_), Hook::Mutate) => Vec::new(),
     };
 
-    // Argo's identity labels are not anyone's to edit: the creator's never change after CREATE,
-    // and only the Argo Server (its delegate) writes the actor's.
-    if let Some(old) = old_labels {
-        let argo_server = policy
-            .delegate_for(&req.user.username)
-            .is_some_and(|d| matches!(d.via, policy::Via::ArgoServer | policy::Via::ArgoCreatorLabels));
-        let changed = |k: &str| labels.and_then(|l| l.get(k)) != old.and_then(|l| l.get(k));
-        let edited = identity::ARGO_CREATOR_LABELS
-            .into_iter()
-            .find(|k| changed(k))
-            .or_else(|| {
-                identity::ARGO_ACTOR_LABELS
-                    .into_iter()
-                    .filter(|_| !argo_server)
-                    .find(|k| changed(k))
-            });
-        if let Some(k) = edited {
-            t.action = Some(action.unwrap_or(Action::Update));
-            t.outcome = Some(Outcome::Denied);
-            t.reason = format!("the label {k} was changed");
-            let mut a = Answer::deny(format!(
-                "scimgate: {} may not change the label {k}: Argo's identity labels say who created and who acted on a run, and only the Argo Server writes them; decision {decision_id}",
-                req.user.username
-            ));
-            audit_annotations(&mut a, "deny", &decision_id, t);
-            return a;
-        }
-    }
-    // What of ours changed, and whether this request's own stamp covers it.
-    let stamp_check = check_stamp(st, req.old_object.as_ref(), obj, action, &binding, now.timestamp())
-        .and_then(|sid| check_copied(kind, obj, req.old_object.as_ref()).map(|()| sid));
-    if hook == Hook::Validate {
-        match &stamp_check {
-            Ok(sid) => t.stamp_id = sid.clone(),
-            Err(why) => {
-                // Stamps set by hand are refused in every mode: dry-run is about policy, not forgery.
-                t.action = Some(action.unwrap_or(Action::Update));
-                t.outcome = Some(Outcome::Denied);
-                t.reason = why.clone();
-                let mut a = Answer::deny(format!("scimgate: {why}; decision {decision_id}"));
-                audit_annotations(&mut a, "deny", &decision_id, t);
-                return a;
-            }
-        }
-    }
-    let Some(action) = action.filter(|_| !controller_update) else {
-        // No action of a person (status writes, metadata edits, a controller driving its own
-        // runs): nothing to decide, and our keys stay as the stored object has them.
+    // No action of a person (status writes, metadata edits, a controller driving its own runs):
+    // nothing to decide, and our keys stay as the stored object has them.
+    if actions.is_empty() || asker.controller_update {
         return match (hook, &req.old_object) {
-            (Hook::Mutate, Some(old)) => patched(Answer::allow(), stamp::restore(obj, old)),
+            (Hook::Mutate, Some(old)) => patched(Answer::allow(), stamp::restore(subject.obj, old)),
             _ => Answer::allow(),
         };
-    };
+    }
+    let action = actions[0];
     t.action = Some(action);
+
     // What the run executes, read as its controller reads it; what cannot be read so is refused
     // in every mode (it is a way around the policy, not a policy question).
-    match pipeline_run::runs_since(kind, obj, req.old_object.as_ref()) {
-        Ok(runs) => {
-            t.run_as = runs.run_as;
-            t.templates = runs.templates;
-        }
-        Err(why) => return refuse(req, kind, action, &why.to_string(), t),
-    }
-    t.outcome = Some(if dry { Outcome::DryRunDenied } else { Outcome::Denied });
+    let runs = match pipeline_run::runs_since(kind, subject.obj, req.old_object.as_ref()) {
+        Ok(runs) => runs,
+        Err(why) => return refuse(req, &asker, kind, action, &why.to_string(), t),
+    };
+    t.run_as = runs.run_as;
+    t.templates = runs.templates;
+    let digest = pipeline_run::runs_digest(kind, subject.obj);
 
-    // Identity state too old to trust (a shared store out of reach): fail closed, or open with a
-    // warning if the operator chose so.
-    let mut stale_warning = None;
-    let verdict = match (st.freshness.stale_age(), &person) {
-        (Some(age), _) if st.freshness.when_stale == crate::config::WhenStale::Deny => Verdict::Refused {
-            why: st.freshness.describe_stale(age),
-            rule: None,
-        },
-        (_, Err(why)) => Verdict::Refused {
-            why: why.clone(),
-            rule: None,
-        },
-        (age, Ok(requester)) => {
-            if let Some(age) = age {
-                stale_warning = Some(short_warning_text(&format!(
+    // The verdict.
+    if let Some((id, groups)) = verdict::person_of(&asker) {
+        t.user_id = Some(id.to_string());
+        t.groups = groups.to_vec();
+    }
+    t.submitter_id = req
+        .old_object
+        .as_ref()
+        .and_then(|old| object::verified(&st.verifier, old, Entry::SUBMIT))
+        .and_then(Result::ok)
+        .map(|c| c.sub)
+        .filter(|s| !s.is_empty());
+    let stale_age = st.freshness.stale_age();
+    let fail_closed = stale_age
+        .filter(|_| st.freshness.when_stale == crate::config::WhenStale::Deny)
+        .map(|age| st.freshness.describe_stale(age));
+    let run = verdict::Run {
+        kind,
+        namespace: subject.namespace,
+        run_as: &t.run_as,
+        templates: &t.templates,
+        submitter_id: t.submitter_id.clone(),
+    };
+    let verdict = verdict::judge(&policy, &asker, &actions, &run, fail_closed);
+
+    // The answer.
+    let dry = t.dry_run_mode;
+    let (mut answer, decisions) = match verdict {
+        Verdict::Allowed { decisions, rule } => {
+            t.outcome = Some(Outcome::Allowed);
+            t.rule = Some(rule);
+            if let Some(note) = &asker.offboarded_note {
+                t.reason = note.clone();
+            }
+            let mut a = Answer::allow();
+            if let Some(age) = stale_age {
+                a.warnings.push(short_warning_text(&format!(
                     "scimgate: {}",
                     st.freshness.describe_stale(age)
                 )));
             }
-            if let Requester::Person { id, groups, .. } = requester {
-                t.user_id = Some(id.clone());
-                t.groups = groups.clone();
-            }
-            let submitter_id = req
-                .old_object
-                .as_ref()
-                .and_then(|old| object::verified(&st.verifier, old, Entry::SUBMIT))
-                .and_then(Result::ok)
-                .map(|c| c.sub)
-                .filter(|s| !s.is_empty());
-            t.submitter_id = submitter_id.clone();
-            let run = RunRequest {
-                kind,
-                namespace: namespace.to_string(),
-                action,
-                run_as: t.run_as.clone(),
-                templates: t.templates.clone(),
-                submitter_id,
-            };
-            let d = policy::evaluate(&policy, &run, requester);
-            t.rule = d.rule.clone();
-            if d.outcome == Outcome::Allowed {
-                Verdict::Allowed(d.rule.unwrap_or_default())
-            } else {
-                Verdict::Refused {
-                    why: d.reason,
-                    rule: d.rule,
-                }
-            }
+            audit_annotations(&mut a, "allow", &t.decision_id, t);
+            (a, decisions)
         }
-    };
-    let (mut answer, decision) = match verdict {
-        Verdict::Allowed(rule) => {
-            t.outcome = Some(Outcome::Allowed);
-            if let Some(note) = offboarded_note {
-                t.reason = note;
-            }
-            let mut a = Answer::allow();
-            a.warnings.extend(stale_warning);
-            audit_annotations(&mut a, "allow", &decision_id, t);
-            (a, format!("allow:{rule}"))
-        }
-        Verdict::Refused { why, rule } => {
+        Verdict::Refused {
+            action: refused,
+            why,
+            rule,
+            decisions,
+        } => {
+            t.rule = rule;
             if !dry {
-                return refuse(req, kind, action, &why, t);
+                return refuse(req, &asker, kind, refused, &why, t);
             }
+            t.outcome = Some(Outcome::DryRunDenied);
             t.reason = why.clone();
             let mut a = Answer::allow();
             a.warnings.push(short_warning(&why));
-            audit_annotations(&mut a, "dry-run-deny", &decision_id, t);
-            (
-                a,
-                rule.map_or_else(|| "dry-run-deny".to_string(), |r| format!("dry-run-deny:{r}")),
-            )
+            audit_annotations(&mut a, "dry-run-deny", &t.decision_id, t);
+            (a, decisions)
         }
     };
+    note_also(t, &decisions);
+
+    // The stamps: the validating call checks that the ones it sees were made for this decision
+    // and this spec; the mutating call keeps them when they were (a re-invocation), and makes
+    // them otherwise.
     if hook == Hook::Validate {
+        if let Some(why) = fresh
+            .iter()
+            .find_map(|f| attestations::mismatch(f, &decisions, &digest))
+        {
+            return deny_unjudged(t, why.clone(), format!("scimgate: {why}; decision {}", t.decision_id));
+        }
+        note_stamps(t, fresh.iter().map(|f| (f.entry.action, f.claims.sid.clone())));
         return answer;
     }
-    // The mutating call: stamp, unless an earlier call of this request already did (a
-    // re-invocation sees its own stamp, fresh and bound to this request: nothing to change).
+    if let Some(ids) = attestations::in_place(&fresh, &decisions, &digest) {
+        note_stamps(t, ids);
+        return answer;
+    }
     let refused = t.outcome != Some(Outcome::Allowed);
-    let ops = match (&stamp_check, &person) {
-        (Ok(Some(_)), _) => Vec::new(),
-        (_, Ok(who)) if !refused || req.operation == Operation::Create => {
-            let made = stamp::make(
-                &st.signer,
-                obj,
-                req.old_object.as_ref(),
-                &stamp::NewStamp {
-                    action,
+    answer.patch = match &asker.person {
+        Ok(who) if !refused || req.operation == Operation::Create => {
+            let author = attestations::author(&st.verifier, &subject, &digest);
+            let stamps: Vec<stamp::NewStamp<'_>> = decisions
+                .iter()
+                .map(|(a, decision)| stamp::NewStamp {
+                    action: *a,
                     kind,
-                    namespace,
-                    name,
-                    generate_name,
+                    namespace: subject.namespace,
+                    name: subject.name,
+                    generate_name: subject.generate_name,
                     requester: &asker.requester,
                     who,
-                    decision,
+                    author: author.as_ref().map(|(id, name)| (id.as_str(), name.as_str())),
+                    owner_submitter: asker.owner_submitter.as_deref(),
+                    decision: decision.clone(),
                     policy: &policy.digest,
+                    digest: &digest,
+                    authenticated: t.authenticated,
                     now,
-                },
-            );
-            t.stamp_id = Some(made.sid);
+                })
+                .collect();
+            let made = stamp::make(&st.signer, subject.obj, req.old_object.as_ref(), &stamps);
+            note_stamps(t, made.sids);
             made.ops
         }
         // Nobody to stamp for (a dry-run denial of someone unknown): a new object keeps none
         // of the keys it came with, an existing one keeps the stored ones.
         _ => match &req.old_object {
-            None => stamp::strip(obj, kind),
-            Some(old) => stamp::restore(obj, old),
+            None => stamp::strip(subject.obj, kind),
+            Some(old) => stamp::restore(subject.obj, old),
         },
     };
-    answer.patch = ops;
     if action == Action::Submit && policy.identity.rewrite_argo_creator_labels && kind.is_argo() {
-        if let Ok(Requester::Person { id, user_name, .. }) = &person {
-            answer.patch.extend(argo_creator_labels(obj, id, user_name));
+        if let Ok(Requester::Person { id, user_name, .. }) = &asker.person {
+            answer
+                .patch
+                .extend(attestations::argo_creator_labels(subject.obj, id, user_name));
         }
     }
     answer
 }
 
+/// The draft's basics, known before anything is judged.
+fn begin(t: &mut DecisionDraft, subject: &Subject<'_>, policy: &Policy) {
+    t.kind = subject.kind.as_str().to_string();
+    t.namespace = subject.namespace.to_string();
+    t.name = if subject.name.is_empty() {
+        subject.generate_name
+    } else {
+        subject.name
+    }
+    .to_string();
+    t.decision_id = uuid::Uuid::now_v7().to_string();
+    t.dry_run_mode = policy.dry_run_in(subject.namespace);
+    t.policy = policy.digest.clone();
+}
+
+/// The further actions of the request, each with a decision id of its own.
+fn note_also(t: &mut DecisionDraft, decisions: &[(Action, String)]) {
+    t.also = decisions
+        .iter()
+        .skip(1)
+        .map(|(a, d)| AlsoAction {
+            action: *a,
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            rule: d.split_once(':').map(|(_, r)| r.to_string()),
+            stamp_id: None,
+        })
+        .collect();
+}
+
+/// The stamp ids per action, onto the draft and its further actions.
+fn note_stamps(t: &mut DecisionDraft, ids: impl IntoIterator<Item = (Action, String)>) {
+    for (a, sid) in ids {
+        if t.action == Some(a) {
+            t.stamp_id = Some(sid);
+        } else if let Some(also) = t.also.iter_mut().find(|x| x.action == a) {
+            also.stamp_id = Some(sid);
+        }
+    }
+}
+
+/// A refusal that needs no verdict (a forged stamp, an edited identity label): denied in every
+/// mode, recorded with `reason`.
+fn deny_unjudged(t: &mut DecisionDraft, reason: String, message: String) -> Answer {
+    t.outcome = Some(Outcome::Denied);
+    t.reason = reason;
+    let mut a = Answer::deny(message);
+    let id = t.decision_id.clone();
+    audit_annotations(&mut a, "deny", &id, t);
+    a
+}
+
 /// The refusal of `action` because of `why`, noted in `t` (which knows the namespace and the
-/// decision id by now).
-fn refuse(req: &Request, kind: Kind, action: Action, why: &str, t: &mut DecisionDraft) -> Answer {
+/// decision id by now). A delegate's request names the person it was judged as.
+fn refuse(req: &Request, asker: &Asker, kind: Kind, action: Action, why: &str, t: &mut DecisionDraft) -> Answer {
     t.outcome = Some(Outcome::Denied);
     t.reason = why.to_string();
+    let who = match &asker.person {
+        Ok(p) if req.user.username.starts_with("system:serviceaccount:") && p.display() != req.user.username => {
+            format!("{} (for {})", req.user.username, p.display())
+        }
+        _ => req.user.username.clone(),
+    };
     let mut a = Answer::deny(format!(
-        "scimgate: {} may not {} {} in {}: {why}; decision {}",
-        req.user.username,
+        "scimgate: {who} may not {} {} in {}: {why}; decision {}",
         action.as_str(),
         kind.as_str(),
         t.namespace,
@@ -415,135 +468,6 @@ fn refuse(req: &Request, kind: Kind, action: Action, why: &str, t: &mut Decision
 fn patched(mut a: Answer, ops: Vec<Value>) -> Answer {
     a.patch = ops;
     a
-}
-
-/// Every `scimgate.io/*` annotation and label that differs from the stored object (all of them on
-/// CREATE) must be covered by an attestation that changed in this request, verifies, is of this
-/// request's action and is bound to it (requester, person, kind, namespace, name, fresh).
-/// `Ok(Some(stamp id))` when this request's own stamp is in place, `Ok(None)` when nothing of
-/// ours changed.
-fn check_stamp<'b>(
-    st: &Decider,
-    old: Option<&Value>,
-    obj: &Value,
-    action: Option<Action>,
-    binding: &dyn Fn(Action) -> Binding<'b>,
-    now: i64,
-) -> Result<Option<String>, String> {
-    // Keys that differ: every key of the new map that reads otherwise before, then every key
-    // of the old map the new one lacks — each once, with no scan of what was found so far.
-    let mut changed = Vec::new();
-    for field in ["annotations", "labels"] {
-        let after = object::ours(obj, field);
-        let before = old.map(|o| object::ours(o, field)).unwrap_or_default();
-        changed.extend(
-            after
-                .iter()
-                .filter(|(k, v)| before.get(*k) != Some(*v))
-                .chain(before.iter().filter(|(k, _)| !after.contains_key(*k)))
-                .map(|(k, _)| (field, k.clone())),
-        );
-    }
-    if changed.is_empty() {
-        return Ok(None);
-    }
-    let mut fresh = Vec::new();
-    for entry in &stamp::vocabulary::TABLE {
-        let now_jws = object::attestation(obj, entry);
-        if now_jws.is_none() || now_jws == old.and_then(|o| object::attestation(o, entry)) {
-            continue;
-        }
-        let key = entry.attestation_key();
-        let claims = match object::verified(&st.verifier, obj, entry) {
-            Some(Ok(c)) => c,
-            Some(Err(e)) => return Err(format!("{e}; {PREFIX}* annotations cannot be set by hand")),
-            None => continue,
-        };
-        if action != Some(entry.action) {
-            return Err(format!(
-                "{key} holds a new {} stamp, but this request is {}; {PREFIX}* annotations cannot be set by hand",
-                entry.action.as_str(),
-                action.map_or("no action of a person", Action::as_str)
-            ));
-        }
-        claims.binds(&binding(entry.action), now, st.stamp_max_age).map_err(|m| {
-            format!("{key} is not a stamp scimgate made for this request: {m}; {PREFIX}* annotations cannot be set by hand")
-        })?;
-        fresh.push((entry, claims));
-    }
-    // A key is covered when a new stamp signed it, or — gone now — when it belonged to the
-    // earlier stamp of the same action, which the new one replaced.
-    let annotations = object::ours(obj, "annotations");
-    let covered = |field: &str, k: &str| {
-        fresh.iter().any(|(entry, c)| match field {
-            "annotations" => {
-                k == entry.attestation_key()
-                    || c.stamp.contains_key(k)
-                    || (entry.owns(k) && !annotations.contains_key(k))
-            }
-            _ => c.labels.contains_key(k),
-        })
-    };
-    if let Some((field, k)) = changed.iter().find(|(f, k)| !covered(f, k)) {
-        let what = if *field == "labels" { "label" } else { "annotation" };
-        return Err(format!(
-            "the {what} {k} was changed by hand; {PREFIX}* annotations and labels are scimgate's to write"
-        ));
-    }
-    Ok(fresh
-        .into_iter()
-        .find(|(e, _)| Some(e.action) == action)
-        .map(|(_, c)| c.sid))
-}
-
-/// `scimgate.io/*` and Argo's identity labels inside the metadata Argo copies into runs
-/// (`stamp::copied_metadata`). A stamp there is inherited by every run started from the object,
-/// so on CREATE only a CronWorkflow's own submit stamp may stand in its `spec.workflowMetadata`
-/// (the same keys as on the object), and on UPDATE nothing may be added or changed there
-/// (removing only loses the inheritance). Argo's creator and actor labels there would be written
-/// onto every run by the controller's first reconcile — past the rule that only the Argo Server
-/// writes them — so they may not be added or changed there either, as labels or as `labelsFrom`
-/// keys (argo-workflows `workflow/controller/operator.go` `updateWorkflowMetadata`,
-/// `workflow/common/convert.go` `toWorkflow`, which copies them over the CronWorkflow's own).
-fn check_copied(kind: Kind, obj: &Value, old: Option<&Value>) -> Result<(), String> {
-    let guarded = |field: &str, k: &str| {
-        stamp::vocabulary::is_ours(k) || (field != "annotations" && identity::ARGO_IDENTITY_LABELS.contains(&k))
-    };
-    let at = |o: &Value, path: &[&str], field: &str| -> serde_json::Map<String, Value> {
-        stamp::at(o, path)
-            .and_then(|m| m.get(field))
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| guarded(field, k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    for path in stamp::copied_metadata(kind) {
-        for field in ["annotations", "labels", "labelsFrom"] {
-            let allowed = match old {
-                Some(old) => at(old, path, field),
-                None if kind == Kind::CronWorkflow && *path == stamp::WORKFLOW_METADATA && field != "labelsFrom" => {
-                    object::ours(obj, field)
-                }
-                None => serde_json::Map::new(),
-            };
-            if let Some((k, _)) = at(obj, path, field)
-                .into_iter()
-                .find(|(k, v)| allowed.get(k) != Some(v))
-            {
-                let why = if stamp::vocabulary::is_ours(&k) {
-                    "was not written by scimgate; a stamp there would be inherited by every run started from it"
-                } else {
-                    "would be copied onto every run started from it, and Argo's identity labels are only the Argo Server's to write"
-                };
-                return Err(format!("{k} in {}.{field} {why}", path.join(".")));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Audit annotations: the API server prefixes each key with the webhook's name, so keys are
@@ -576,101 +500,4 @@ fn short_warning_text(w: &str) -> String {
         w.push_str("...");
     }
     w
-}
-
-/// The person behind a controller-created run: the one the verified submit stamp of its owner,
-/// as the cluster stores it, names — never a stamp the child carries (anyone who can edit an
-/// owner can paste a stamp into what it copies onto its runs, and one `generateName` can be
-/// signed for two owners). The stamp must name that owner (kind, namespace, name); it may be of
-/// any age (a CronWorkflow spawns months after it was stamped). A submitter deactivated since is
-/// the policy's `whenOwnerOffboarded`: refused, or admitted with a note saying so.
-fn owner_person(
-    st: &Decider,
-    snap: &Snapshot,
-    policy: &Policy,
-    username: &str,
-    owner: &OwnerLookup,
-) -> Result<(Requester, Option<String>), String> {
-    let found = match owner {
-        Some(Ok(found)) => found,
-        Some(Err(e)) => return Err(e.to_string()),
-        None => return Err(owners::Error::NoApiAccess.to_string()),
-    };
-    let meta = |k: &str| {
-        found
-            .object
-            .pointer(&format!("/metadata/{k}"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    let (kind, ns, name) = (found.kind.as_str(), meta("namespace"), meta("name"));
-    let claims = match object::verified(&st.verifier, &found.object, Entry::SUBMIT) {
-        Some(Ok(c)) => c,
-        Some(Err(e)) => return Err(format!("the stamp on its owner {kind} {ns}/{name} does not hold: {e}")),
-        None => return Err(format!("its owner {kind} {ns}/{name} carries no scimgate submit stamp")),
-    };
-    claims
-        .places(kind, ns, name, meta("generateName"))
-        .map_err(|m| format!("the stamp on its owner {kind} {ns}/{name} does not belong to it: {m}"))?;
-    if claims.sub.is_empty() {
-        // A service account that submitted for itself (a CI bot's PipelineRun): its runs'
-        // children are its own, judged by the rules for that account. A delegate never submits
-        // for itself (its stamps name the person it acted for).
-        let account = claims
-            .requester
-            .strip_prefix("system:serviceaccount:")
-            .and_then(|r| r.split_once(':'))
-            .filter(|(sa_ns, sa)| !sa_ns.is_empty() && !sa.is_empty() && policy.delegate(sa_ns, sa).is_none());
-        return match account {
-            Some((sa_ns, sa)) => Ok((
-                Requester::ServiceAccount {
-                    namespace: sa_ns.to_string(),
-                    name: sa.to_string(),
-                },
-                None,
-            )),
-            None => Err(format!("the stamp on its owner {kind} {ns}/{name} names no person")),
-        };
-    }
-    let (who, active) = identity::stamped_person(snap, &claims.sub)
-        .map_err(|e| format!("the submitter of its owner {kind} {ns}/{name}: {e}"))?;
-    if active {
-        return Ok((who, None));
-    }
-    let user_name = who.display();
-    match policy.when_owner_offboarded(policy.delegate_for(username), found.kind) {
-        policy::WhenOwnerOffboarded::Stop => Err(format!(
-            "{user_name}, who submitted its owner {kind} {ns}/{name}, is deactivated in the identity provider, and whenOwnerOffboarded is stop: it starts no new run"
-        )),
-        policy::WhenOwnerOffboarded::Continue => Ok((
-            who,
-            Some(format!(
-                "{user_name}, who submitted its owner {kind} {ns}/{name}, is deactivated in the identity provider; admitted because whenOwnerOffboarded is continue (the run finishes)"
-            )),
-        )),
-    }
-}
-
-/// Argo's creator labels, set to the verified person, written the way the Argo Server writes
-/// them (`directory::argo_label`), the subject as the SCIM id.
-fn argo_creator_labels(obj: &Value, user_id: &str, user_name: &str) -> Vec<Value> {
-    use crate::directory::{argo_email_label, argo_label};
-    let current = object::metadata_map(obj, "labels");
-    let email = user_name.contains('@').then(|| argo_email_label(user_name));
-    let want = [
-        (identity::ARGO_CREATOR, Some(argo_label(user_id))),
-        (identity::ARGO_CREATOR_USERNAME, Some(argo_label(user_name))),
-        (identity::ARGO_CREATOR_EMAIL, email),
-    ];
-    let mut ops = Vec::new();
-    for (k, v) in want {
-        let path = format!("/metadata/labels/{}", stamp::patch::pointer_key(k));
-        let have = current.and_then(|c| c.get(k)).and_then(Value::as_str);
-        match v {
-            Some(v) if have != Some(v.as_str()) => ops.push(json!({"op": "add", "path": path, "value": v})),
-            None if have.is_some() => ops.push(json!({"op": "remove", "path": path})),
-            _ => {}
-        }
-    }
-    ops
 }

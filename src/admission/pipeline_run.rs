@@ -13,6 +13,7 @@
 use super::argo;
 use crate::admission::codec::Operation;
 use crate::policy::{Action, Kind};
+use crate::stamp;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -380,9 +381,39 @@ const TEKTON_CANCEL: [&str; 4] = [
     "TaskRunCancelled",
 ];
 
-/// The action a request amounts to; `None` for changes that are no action of a person
-/// (metadata-only edits). Run by a configured controller, every change is no action
-/// (`decide_traced`); run by anyone else, these are:
+/// A digest of what a run executes, as a stamp binds it (`stamp::digest`): the spec — a
+/// CronWorkflow's `workflowSpec`, what its schedule runs — without the `workflowMetadata` Argo
+/// copies onto runs (scimgate's own stamp lives there) and without the keys that say where the
+/// run stands rather than what it runs (Argo `suspend`, `shutdown`; Tekton `status`: approving or
+/// cancelling a run changes who acted, not what runs); for a Workflow also the spec and templates
+/// stored in its status, which Argo executes.
+pub fn runs_digest(kind: Kind, obj: &Value) -> String {
+    const ARGO: &[&str] = &["workflowMetadata", "suspend", "shutdown"];
+    const TEKTON: &[&str] = &["status"];
+    let status = |k: &str| obj.get("status").and_then(|s| s.get(k)).filter(|v| !v.is_null());
+    match kind {
+        Kind::CronWorkflow => stamp::digest::of(&[(obj.pointer("/spec/workflowSpec"), ARGO)]),
+        Kind::Workflow => stamp::digest::of(&[
+            (obj.get("spec"), ARGO),
+            (status("storedWorkflowTemplateSpec"), &[]),
+            (status("storedTemplates"), &[]),
+        ]),
+        Kind::WorkflowTemplate | Kind::ClusterWorkflowTemplate => stamp::digest::of(&[(obj.get("spec"), ARGO)]),
+        Kind::PipelineRun | Kind::TaskRun => stamp::digest::of(&[(obj.get("spec"), TEKTON)]),
+    }
+}
+
+/// What one action changes by itself: the key of `spec` that carries it, and the Suspend nodes
+/// it moves on. Anything else the request changes is an update besides.
+#[derive(Default)]
+struct Touches<'a> {
+    spec_key: Option<&'static str>,
+    gates: Vec<&'a str>,
+}
+
+/// The actions a request amounts to, the one it is named for first; none for changes that are
+/// no action of a person (metadata-only edits). Run by a configured controller, every change is
+/// no action (`decide_traced`); run by anyone else, these are:
 /// - cancel: Tekton `spec.status` set to a cancelling value; Argo `spec.shutdown` set; a Running
 ///   Suspend node made Failed or Error where that ends the run (`failing_ends_the_run`);
 /// - approve: Tekton `spec.status` leaving Pending; Argo `spec.suspend` cleared, or any other
@@ -391,39 +422,75 @@ const TEKTON_CANCEL: [&str; 4] = [
 ///   workflow_types.go`), its type, or its removal;
 /// - update: any other change of `spec`, or of `status` (a Workflow has no status subresource:
 ///   `status` written by a person is theirs to answer for, and a stored spec in it is judged like
-///   a spec, `run_as_since`/`templates_since`).
-pub fn action(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> Option<Action> {
+///   a spec, `runs_since`) — alone, or beside an approval or a cancel that carries it: a resume
+///   that also swaps the service account is an approval *and* an update, and both must be
+///   allowed.
+pub fn actions(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> Vec<Action> {
     match op {
-        Operation::Create => return Some(Action::Submit),
+        Operation::Create => return vec![Action::Submit],
         Operation::Update => {}
-        Operation::Delete | Operation::Connect => return None,
+        Operation::Delete | Operation::Connect => return Vec::new(),
     }
-    let old = old?;
+    let Some(old) = old else { return Vec::new() };
+    let (primary, touches) = match named_action(kind, old, new) {
+        Some((a, t)) => (Some(a), t),
+        None => (None, Touches::default()),
+    };
+    let spec_changed = differs_except(old.get("spec"), new.get("spec"), touches.spec_key);
+    let status_changed = status_differs_except(old.get("status"), new.get("status"), &touches.gates);
+    let mut out: Vec<Action> = primary.into_iter().collect();
+    if spec_changed || status_changed {
+        out.push(Action::Update);
+    }
+    out
+}
+
+/// The action a change is named for, and what that action changes by itself.
+fn named_action<'a>(kind: Kind, old: &'a Value, new: &Value) -> Option<(Action, Touches<'a>)> {
+    let on = |key| Touches {
+        spec_key: Some(key),
+        gates: Vec::new(),
+    };
     match kind {
         Kind::PipelineRun | Kind::TaskRun => {
             let was = s(old, &["spec", "status"]).unwrap_or_default();
             let now = s(new, &["spec", "status"]).unwrap_or_default();
             if now != was && TEKTON_CANCEL.contains(&now) {
-                return Some(Action::Cancel);
+                return Some((Action::Cancel, on("status")));
             }
             if was.ends_with("Pending") && !now.ends_with("Pending") {
-                return Some(Action::Approve);
+                return Some((Action::Approve, on("status")));
             }
+            None
         }
         Kind::Workflow => {
             let was = s(old, &["spec", "shutdown"]).unwrap_or_default();
             let now = s(new, &["spec", "shutdown"]).unwrap_or_default();
             if !now.is_empty() && now != was {
-                return Some(Action::Cancel);
+                return Some((Action::Cancel, on("shutdown")));
             }
+            let before = suspend_phases(old);
+            let running: Vec<&'a str> = before
+                .iter()
+                .filter(|(_, p)| **p == "Running")
+                .map(|(id, _)| *id)
+                .collect();
             let suspended =
                 |o: &Value| o.get("spec").and_then(|s| s.get("suspend")).and_then(Value::as_bool) == Some(true);
             if suspended(old) && !suspended(new) {
-                return Some(Action::Approve);
+                // The Argo Server's resume also moves every waiting gate on (util.go
+                // `ResumeWorkflow`).
+                return Some((
+                    Action::Approve,
+                    Touches {
+                        spec_key: Some("suspend"),
+                        gates: running,
+                    },
+                ));
             }
             let after = suspend_phases(new);
             let mut gate = None;
-            for (id, _) in suspend_phases(old).into_iter().filter(|(_, p)| *p == "Running") {
+            for id in &running {
                 match after.get(id).copied() {
                     Some("Running") => {}
                     Some("Failed" | "Error") if failing_ends_the_run(kind, new) => {
@@ -433,14 +500,51 @@ pub fn action(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> Op
                     _ => gate = Some(Action::Approve),
                 }
             }
-            if gate.is_some() {
-                return gate;
-            }
+            gate.map(|a| {
+                (
+                    a,
+                    Touches {
+                        spec_key: None,
+                        gates: running,
+                    },
+                )
+            })
         }
-        _ => {}
+        _ => None,
     }
-    let changed = |k: &str| old.get(k) != new.get(k);
-    (changed("spec") || changed("status")).then_some(Action::Update)
+}
+
+/// Whether two JSON values differ anywhere but in the top-level key `except` (linear: one lookup
+/// per key).
+fn differs_except(a: Option<&Value>, b: Option<&Value>, except: Option<&str>) -> bool {
+    match (a, b, except) {
+        (Some(Value::Object(a)), Some(Value::Object(b)), Some(skip)) => {
+            a.iter().any(|(k, v)| k != skip && b.get(k) != Some(v)) || b.keys().any(|k| k != skip && !a.contains_key(k))
+        }
+        _ => a != b,
+    }
+}
+
+/// Whether two statuses differ anywhere but in the Suspend nodes `gates` (linear).
+fn status_differs_except(a: Option<&Value>, b: Option<&Value>, gates: &[&str]) -> bool {
+    if gates.is_empty() {
+        return a != b;
+    }
+    if differs_except(a, b, Some("nodes")) {
+        return true;
+    }
+    fn nodes(v: Option<&Value>) -> Option<&Map<String, Value>> {
+        v.and_then(|s| s.get("nodes")).and_then(Value::as_object)
+    }
+    let gates: HashSet<&str> = gates.iter().copied().collect();
+    match (nodes(a), nodes(b)) {
+        (Some(a), Some(b)) => {
+            a.iter()
+                .any(|(k, v)| !gates.contains(k.as_str()) && b.get(k) != Some(v))
+                || b.keys().any(|k| !gates.contains(k.as_str()) && !a.contains_key(k))
+        }
+        (a, b) => a != b,
+    }
 }
 
 #[cfg(test)]
@@ -450,6 +554,10 @@ mod tests {
 
     fn run_as(kind: Kind, obj: &Value) -> Vec<String> {
         runs(kind, obj).expect("readable").run_as
+    }
+    /// The action a request is named for.
+    fn first(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> Option<Action> {
+        actions(kind, op, old, new).first().copied()
     }
     fn templates(kind: Kind, obj: &Value) -> Vec<String> {
         runs(kind, obj).expect("readable").templates
@@ -533,24 +641,95 @@ mod tests {
         );
     }
 
+    /// Finding 6 of the second review: one write that approves (or cancels) and changes the
+    /// spec is both actions.
+    #[test]
+    fn an_approval_or_cancel_carrying_a_change_is_an_update_too() {
+        let u = Operation::Update;
+        let gate = |phase: &str, sa: &str| {
+            json!({"spec": {"serviceAccountName": sa}, "status": {"nodes": {
+                "g": {"type": "Suspend", "phase": phase}, "p": {"type": "Pod", "phase": "Succeeded"}}}})
+        };
+        let parked = gate("Running", "runner");
+        assert_eq!(
+            actions(Kind::Workflow, u, Some(&parked), &gate("Succeeded", "runner")),
+            vec![Action::Approve]
+        );
+        assert_eq!(
+            actions(Kind::Workflow, u, Some(&parked), &gate("Succeeded", "cluster-admin")),
+            vec![Action::Approve, Action::Update]
+        );
+        let mut other_node = gate("Succeeded", "runner");
+        other_node["status"]["nodes"]["p"]["phase"] = json!("Failed");
+        assert_eq!(
+            actions(Kind::Workflow, u, Some(&parked), &other_node),
+            vec![Action::Approve, Action::Update],
+            "another node's status is not part of the approval"
+        );
+        let held = json!({"spec": {"suspend": true, "serviceAccountName": "runner"}});
+        assert_eq!(
+            actions(
+                Kind::Workflow,
+                u,
+                Some(&held),
+                &json!({"spec": {"serviceAccountName": "runner"}})
+            ),
+            vec![Action::Approve]
+        );
+        assert_eq!(
+            actions(
+                Kind::Workflow,
+                u,
+                Some(&held),
+                &json!({"spec": {"serviceAccountName": "admin"}})
+            ),
+            vec![Action::Approve, Action::Update]
+        );
+        let stopped = json!({"spec": {"shutdown": "Stop", "serviceAccountName": "runner", "suspend": true}});
+        assert_eq!(actions(Kind::Workflow, u, Some(&held), &stopped), vec![Action::Cancel]);
+        let pending = json!({"spec": {"status": "PipelineRunPending", "pipelineRef": {"name": "a"}}});
+        assert_eq!(
+            actions(
+                Kind::PipelineRun,
+                u,
+                Some(&pending),
+                &json!({"spec": {"pipelineRef": {"name": "a"}}})
+            ),
+            vec![Action::Approve]
+        );
+        assert_eq!(
+            actions(
+                Kind::PipelineRun,
+                u,
+                Some(&pending),
+                &json!({"spec": {"pipelineRef": {"name": "b"}}})
+            ),
+            vec![Action::Approve, Action::Update]
+        );
+        assert_eq!(
+            actions(Kind::PipelineRun, u, Some(&pending), &pending),
+            Vec::<Action>::new()
+        );
+    }
+
     #[test]
     fn actions_from_old_and_new() {
         let pending = json!({"spec": {"status": "PipelineRunPending"}});
         let started = json!({"spec": {}});
         let cancelled = json!({"spec": {"status": "Cancelled"}});
         assert_eq!(
-            action(Kind::PipelineRun, Operation::Update, Some(&pending), &started),
+            first(Kind::PipelineRun, Operation::Update, Some(&pending), &started),
             Some(Action::Approve)
         );
         assert_eq!(
-            action(Kind::PipelineRun, Operation::Update, Some(&started), &cancelled),
+            first(Kind::PipelineRun, Operation::Update, Some(&started), &cancelled),
             Some(Action::Cancel)
         );
         let susp =
             json!({"spec": {"suspend": true}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Running"}}}});
         let resumed = json!({"spec": {}, "status": {"nodes": {"n1": {"type": "Suspend", "phase": "Succeeded"}}}});
         assert_eq!(
-            action(Kind::Workflow, Operation::Update, Some(&susp), &resumed),
+            first(Kind::Workflow, Operation::Update, Some(&susp), &resumed),
             Some(Action::Approve)
         );
         let node_only_old =
@@ -560,7 +739,7 @@ mod tests {
         // A gate marked Failed ends a run that cannot go on past it: Argo's own stop of a node
         // (util.go StopWorkflow) is exactly this write. (Formerly classified as approve.)
         assert_eq!(
-            action(Kind::Workflow, Operation::Update, Some(&node_only_old), &node_only_new),
+            first(Kind::Workflow, Operation::Update, Some(&node_only_old), &node_only_new),
             Some(Action::Cancel)
         );
         let mut continued = node_only_new.clone();
@@ -569,46 +748,46 @@ mod tests {
         let mut continued_old = node_only_old.clone();
         continued_old["spec"] = continued["spec"].clone();
         assert_eq!(
-            action(Kind::Workflow, Operation::Update, Some(&continued_old), &continued),
+            first(Kind::Workflow, Operation::Update, Some(&continued_old), &continued),
             Some(Action::Approve),
             "with continueOn the run goes on past a failed gate"
         );
         for (phase, typ) in [("Skipped", "Suspend"), ("Omitted", "Suspend"), ("Running", "Pod")] {
             let new = json!({"spec": {"x": 1}, "status": {"nodes": {"n1": {"type": typ, "phase": phase}}}});
             assert_eq!(
-                action(Kind::Workflow, Operation::Update, Some(&node_only_old), &new),
+                first(Kind::Workflow, Operation::Update, Some(&node_only_old), &new),
                 Some(Action::Approve),
                 "{phase} {typ}"
             );
         }
         let gone = json!({"spec": {"x": 1}, "status": {"nodes": {}}});
         assert_eq!(
-            action(Kind::Workflow, Operation::Update, Some(&node_only_old), &gone),
+            first(Kind::Workflow, Operation::Update, Some(&node_only_old), &gone),
             Some(Action::Approve)
         );
         let tr = json!({"spec": {"taskRef": {"name": "t"}}});
         let tr_cancelled = json!({"spec": {"taskRef": {"name": "t"}, "status": "TaskRunCancelled"}});
         assert_eq!(
-            action(Kind::TaskRun, Operation::Update, Some(&tr), &tr_cancelled),
+            first(Kind::TaskRun, Operation::Update, Some(&tr), &tr_cancelled),
             Some(Action::Cancel)
         );
         let stop = json!({"spec": {"shutdown": "Stop"}});
         assert_eq!(
-            action(Kind::Workflow, Operation::Update, Some(&started), &stop),
+            first(Kind::Workflow, Operation::Update, Some(&started), &stop),
             Some(Action::Cancel)
         );
         // A person's write of a Workflow's status is theirs to answer for (formerly no action).
         let status_only = json!({"spec": {}, "status": {"phase": "Running"}});
         assert_eq!(
-            action(Kind::Workflow, Operation::Update, Some(&started), &status_only),
+            first(Kind::Workflow, Operation::Update, Some(&started), &status_only),
             Some(Action::Update)
         );
         assert_eq!(
-            action(Kind::Workflow, Operation::Update, Some(&status_only), &status_only),
+            first(Kind::Workflow, Operation::Update, Some(&status_only), &status_only),
             None
         );
         assert_eq!(
-            action(
+            first(
                 Kind::Workflow,
                 Operation::Update,
                 Some(&started),
@@ -617,7 +796,7 @@ mod tests {
             Some(Action::Update)
         );
         assert_eq!(
-            action(Kind::Workflow, Operation::Create, None, &started),
+            first(Kind::Workflow, Operation::Create, None, &started),
             Some(Action::Submit)
         );
         assert_eq!(detect("tekton.dev", "v1beta1", "TaskRun"), Some(Kind::TaskRun));

@@ -258,7 +258,7 @@ async fn handle(
         Some(Err(e)) => return Refused::Shape(e).into_response(),
         None => return Refused::Internal.into_response(),
     };
-    let (review, answer, trace) = match review.request {
+    let (review, answer, mut trace) = match review.request {
         Ok(req) => {
             // The one wait on the admission path: the owner of a controller-created run, from
             // the watch cache (a GET only on a miss).
@@ -266,7 +266,10 @@ async fn handle(
             let decide = {
                 let decider = st.decider.clone();
                 move || {
-                    let mut trace = DecisionDraft::default();
+                    let mut trace = DecisionDraft {
+                        authenticated,
+                        ..DecisionDraft::default()
+                    };
                     let answer = decide_traced(&decider, &req, &owner, hook, &mut trace);
                     (req, answer, trace)
                 }
@@ -317,6 +320,18 @@ async fn handle(
     let final_answer = hook == Hook::Validate || !answer.allowed;
     if let (Ok(req), Some(action), true) = (&review.request, trace.action, final_answer) {
         if !req.dry_run {
+            // One record per action the request contains (an approval that also changes the
+            // spec is both): the further ones with their own decision id, rule and stamp.
+            let also = std::mem::take(&mut trace.also);
+            for a in &also {
+                let mut t = trace.clone();
+                t.decision_id = a.decision_id.clone();
+                t.rule = a.rule.clone();
+                t.stamp_id = a.stamp_id.clone();
+                st.recorder
+                    .record(record(req, hook, a.action, t, started.elapsed(), authenticated))
+                    .await;
+            }
             st.recorder
                 .record(record(req, hook, action, trace, started.elapsed(), authenticated))
                 .await;

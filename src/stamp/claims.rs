@@ -54,6 +54,22 @@ pub struct Claims {
     /// The labels signed (submit only).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub labels: Map<String, Value>,
+    /// A digest of what the run executes as it was decided on
+    /// (`admission::pipeline_run::runs_digest`): the stamp is good for that spec only. Empty in
+    /// stamps made before it was signed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// Who last changed what the run executes (a SCIM id; empty for a service account, or in
+    /// older stamps, where it is `sub`)…
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub author: String,
+    /// …and their name (userName, or `namespace:name` of a service account).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub author_name: String,
+    /// Whether the caller proved to be the API server (a client certificate) when this was
+    /// stamped; `None` in stamps made before it was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<bool>,
 }
 
 /// What one request says about itself, the same in every webhook call it causes.
@@ -102,6 +118,16 @@ pub fn generated_from(generate_name: &str, name: &str) -> bool {
 }
 
 impl Claims {
+    /// Who last changed what the run executes, as (SCIM id, name): the signed author, or — in a
+    /// stamp from before authors were signed — whom it names.
+    pub fn author(&self) -> (&str, &str) {
+        if self.author.is_empty() && self.author_name.is_empty() {
+            (&self.sub, &self.name)
+        } else {
+            (&self.author, &self.author_name)
+        }
+    }
+
     pub fn action(&self) -> Option<Action> {
         [Action::Submit, Action::Approve, Action::Cancel, Action::Update]
             .into_iter()
@@ -193,6 +219,10 @@ mod tests {
             policy: "p".into(),
             stamp: Map::new(),
             labels: Map::new(),
+            digest: String::new(),
+            author: String::new(),
+            author_name: String::new(),
+            authenticated: None,
         }
     }
 

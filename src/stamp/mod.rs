@@ -14,6 +14,7 @@
 //! Does not decide anything: the admission module says who, what and under which rule.
 
 pub mod claims;
+pub mod digest;
 pub mod keys;
 pub mod object;
 pub mod patch;
@@ -38,87 +39,64 @@ pub struct NewStamp<'a> {
     pub requester: &'a str,
     /// The person (or service account) the stamp names.
     pub who: &'a Requester,
+    /// Who last changed what the run executes, as (SCIM id, name), when not `who`.
+    pub author: Option<(&'a str, &'a str)>,
+    /// A run a controller started for an owner: the owner's submitter's name, when the run is
+    /// judged as someone else (the owner's spec was changed since).
+    pub owner_submitter: Option<&'a str>,
     /// `allow:<rule>` or `dry-run-deny:<rule>`.
     pub decision: String,
     pub policy: &'a str,
+    /// What the run executes (`admission::pipeline_run::runs_digest`).
+    pub digest: &'a str,
+    /// Whether the caller proved to be the API server.
+    pub authenticated: bool,
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
-/// A new stamp: the patch that puts it on the object, and its id.
+/// New stamps: the patch that puts them on the object, and each one's id by action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Made {
     pub ops: Vec<Value>,
-    pub sid: String,
+    pub sids: Vec<(Action, String)>,
 }
 
-/// Stamp `obj` for one decision. A submit stamp replaces every `scimgate.io/*` key the object
-/// arrived with; a later action's stamp keeps the stored object's (`old`) stamps as they were and
-/// adds its own, so every earlier stamp stays verifiable. A CronWorkflow's submit stamp also goes
-/// into `spec.workflowMetadata`, which Argo copies onto every Workflow it starts.
-pub fn make(signer: &Signer, obj: &Value, old: Option<&Value>, s: &NewStamp<'_>) -> Made {
-    let Some(entry) = Entry::of(s.action) else {
-        return Made {
-            ops: Vec::new(),
-            sid: String::new(),
-        };
-    };
-    let (user_name, user_id, groups) = match s.who {
-        Requester::Person { id, user_name, groups } => (user_name.clone(), id.clone(), groups.join(",")),
-        sa @ Requester::ServiceAccount { .. } => (sa.display(), String::new(), String::new()),
-    };
-    let mut stamp_ann = Map::new();
-    stamp_ann.insert(entry.by_key(), json!(user_name));
-    if !user_id.is_empty() {
-        stamp_ann.insert(entry.by_id_key(), json!(user_id));
+/// (SCIM id, display name) of a requester as a stamp writes it.
+fn named(r: &Requester) -> (String, String) {
+    match r {
+        Requester::Person { id, user_name, .. } => (id.clone(), user_name.clone()),
+        sa @ Requester::ServiceAccount { .. } => (String::new(), sa.display()),
     }
-    if s.action == Action::Submit {
-        stamp_ann.insert(vocabulary::SUBMITTED_GROUPS.into(), json!(groups));
-    }
-    stamp_ann.insert(
-        entry.at_key(),
-        json!(s.now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-    );
-    stamp_ann.insert(entry.decision_key(), json!(s.decision));
-    let keep = |field: &str| match (s.action, old) {
-        (Action::Submit, _) | (_, None) => Map::new(),
-        (_, Some(old)) => object::ours(old, field),
+}
+
+/// Stamp `obj` for one decision, one stamp per action it took. A submit stamp replaces every
+/// `scimgate.io/*` key the object arrived with; a later action's stamp keeps the stored object's
+/// (`old`) stamps as they were and adds its own, so every earlier stamp stays verifiable. A
+/// CronWorkflow's submit stamp also goes into `spec.workflowMetadata`, which Argo copies onto
+/// every Workflow it starts.
+pub fn make(signer: &Signer, obj: &Value, old: Option<&Value>, stamps: &[NewStamp<'_>]) -> Made {
+    let submit = stamps.iter().find(|s| s.action == Action::Submit);
+    let keep = |field: &str| match (submit, old) {
+        (Some(_), _) | (_, None) => Map::new(),
+        (None, Some(old)) => object::ours(old, field),
     };
-    let mut want_labels = keep("labels");
-    let mut labels = Map::new();
-    if s.action == Action::Submit {
-        if !user_id.is_empty() {
-            labels.insert(vocabulary::LABEL_BY_ID.into(), json!(patch::label_safe(&user_id)));
-        }
-        labels.insert(vocabulary::LABEL_BY.into(), json!(patch::label_safe(&user_name)));
-        want_labels.extend(labels.clone());
-    }
-    let (object_name, generate_name) = claims::name_claims(s.name, s.generate_name);
-    let sid = uuid::Uuid::new_v4().to_string();
-    let c = Claims {
-        iss: "scimgate".into(),
-        sid: sid.clone(),
-        iat: s.now.timestamp(),
-        sub: user_id,
-        name: user_name,
-        requester: s.requester.to_string(),
-        action: s.action.as_str().into(),
-        kind: s.kind.as_str().into(),
-        namespace: s.namespace.into(),
-        object_name,
-        generate_name,
-        policy: s.policy.into(),
-        stamp: stamp_ann.clone(),
-        labels,
-    };
-    // An earlier stamp of the same action is replaced whole: none of its keys outlives it.
     let mut want_ann = keep("annotations");
-    want_ann.retain(|k, _| !entry.owns(k));
-    want_ann.extend(stamp_ann);
-    let claims_json = serde_json::to_value(&c).unwrap_or(Value::Null);
-    want_ann.insert(entry.attestation_key(), json!(signer.sign(&claims_json)));
+    let mut want_labels = keep("labels");
+    let mut sids = Vec::new();
+    for s in stamps {
+        let Some(entry) = Entry::of(s.action) else { continue };
+        let (c, labels) = claims(entry, s);
+        // An earlier stamp of the same action is replaced whole: none of its keys outlives it.
+        want_ann.retain(|k, _| !entry.owns(k));
+        want_ann.extend(c.stamp.clone());
+        want_labels.extend(labels);
+        let claims_json = serde_json::to_value(&c).unwrap_or(Value::Null);
+        want_ann.insert(entry.attestation_key(), json!(signer.sign(&claims_json)));
+        sids.push((s.action, c.sid));
+    }
     let mut ops = patch::patch_map(obj, "annotations", &want_ann);
     ops.extend(patch::patch_map(obj, "labels", &want_labels));
-    if s.action == Action::Submit {
+    if let Some(s) = submit {
         // Metadata Argo copies into runs carries no stamp but a CronWorkflow's own.
         for path in copied_metadata(s.kind) {
             let own = s.kind == Kind::CronWorkflow && *path == WORKFLOW_METADATA;
@@ -131,7 +109,65 @@ pub fn make(signer: &Signer, obj: &Value, old: Option<&Value>, s: &NewStamp<'_>)
             ops.extend(set_copied(obj, path, a, l));
         }
     }
-    Made { ops, sid }
+    Made { ops, sids }
+}
+
+/// The claims of one new stamp (its annotations in `stamp`), and the labels it sets.
+fn claims(entry: &Entry, s: &NewStamp<'_>) -> (Claims, Map<String, Value>) {
+    let (user_id, user_name) = named(s.who);
+    let groups = match s.who {
+        Requester::Person { groups, .. } => groups.join(","),
+        Requester::ServiceAccount { .. } => String::new(),
+    };
+    let (author, author_name) = s
+        .author
+        .map(|(id, name)| (id.to_string(), name.to_string()))
+        .unwrap_or_else(|| (user_id.clone(), user_name.clone()));
+    let mut stamp_ann = Map::new();
+    stamp_ann.insert(entry.by_key(), json!(user_name));
+    if !user_id.is_empty() {
+        stamp_ann.insert(entry.by_id_key(), json!(user_id));
+    }
+    if s.action == Action::Submit {
+        stamp_ann.insert(vocabulary::SUBMITTED_GROUPS.into(), json!(groups));
+        if let Some(owner) = s.owner_submitter {
+            stamp_ann.insert(vocabulary::OWNER_SUBMITTED_BY.into(), json!(owner));
+        }
+    }
+    stamp_ann.insert(
+        entry.at_key(),
+        json!(s.now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    );
+    stamp_ann.insert(entry.decision_key(), json!(s.decision));
+    let mut labels = Map::new();
+    if s.action == Action::Submit {
+        if !user_id.is_empty() {
+            labels.insert(vocabulary::LABEL_BY_ID.into(), json!(patch::label_safe(&user_id)));
+        }
+        labels.insert(vocabulary::LABEL_BY.into(), json!(patch::label_safe(&user_name)));
+    }
+    let (object_name, generate_name) = claims::name_claims(s.name, s.generate_name);
+    let c = Claims {
+        iss: "scimgate".into(),
+        sid: uuid::Uuid::new_v4().to_string(),
+        iat: s.now.timestamp(),
+        sub: user_id,
+        name: user_name,
+        requester: s.requester.to_string(),
+        action: s.action.as_str().into(),
+        kind: s.kind.as_str().into(),
+        namespace: s.namespace.into(),
+        object_name,
+        generate_name,
+        policy: s.policy.into(),
+        stamp: stamp_ann,
+        labels: labels.clone(),
+        digest: s.digest.to_string(),
+        author,
+        author_name,
+        authenticated: Some(s.authenticated),
+    };
+    (c, labels)
 }
 
 /// `spec.workflowMetadata`: what Argo copies onto every Workflow it starts from a CronWorkflow

@@ -83,6 +83,25 @@ fn check(v: &Verifier, obj: &Value, entry: &'static Entry, jws: &str) -> Result<
     Ok(claims)
 }
 
+/// The latest stamp on `obj` (of kind `kind`) that verifies and names it (kind, namespace, name or
+/// `generateName`): whoever last changed what `obj` runs is in it (`Claims::author`).
+pub fn latest(v: &Verifier, obj: &Value, kind: &str) -> Option<Claims> {
+    let meta = |k: &str| {
+        obj.get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    all(v, obj)
+        .into_iter()
+        .filter_map(|(_, c)| c.ok())
+        .filter(|c| {
+            c.places(kind, meta("namespace"), meta("name"), meta("generateName"))
+                .is_ok()
+        })
+        .max_by_key(|c| c.iat)
+}
+
 /// Every attestation on `obj`, in table order, verified.
 pub fn all(v: &Verifier, obj: &Value) -> Vec<(&'static Entry, Result<Claims, Untrusted>)> {
     TABLE

@@ -55,6 +55,9 @@ pub const TABLE: [Entry; 4] = [
 
 /// Only on the submit stamp: the person's SCIM groups at the time.
 pub const SUBMITTED_GROUPS: &str = "scimgate.io/submitted-groups";
+/// Only on the submit stamp of a run a controller started for an owner whose spec someone else
+/// changed since it was submitted: the owner's submitter (the run itself is the changer's).
+pub const OWNER_SUBMITTED_BY: &str = "scimgate.io/owner-submitted-by";
 /// Labels the submit stamp sets, for server-side selection (`-l scimgate.io/submitted-by=…`).
 pub const LABEL_BY: &str = "scimgate.io/submitted-by";
 pub const LABEL_BY_ID: &str = "scimgate.io/submitted-by-id";
@@ -104,7 +107,7 @@ impl Entry {
         ]
         .iter()
         .any(|k| k == key)
-            || (self.action == Action::Submit && key == SUBMITTED_GROUPS)
+            || (self.action == Action::Submit && (key == SUBMITTED_GROUPS || key == OWNER_SUBMITTED_BY))
     }
 }
 
@@ -133,6 +136,6 @@ mod tests {
                 assert!(keys.insert(k.clone()), "{k} spelled twice");
             }
         }
-        assert!(!keys.contains(SUBMITTED_GROUPS));
+        assert!(!keys.contains(SUBMITTED_GROUPS) && !keys.contains(OWNER_SUBMITTED_BY));
     }
 }

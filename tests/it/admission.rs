@@ -183,7 +183,9 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
             "{name}"
         );
         // The other vendor's webhook (Argo) or Tekton's defaulting webhook changed the object after
-        // ours: the API server called ours again, with a uid of its own, and it changed nothing.
+        // ours: the API server called ours again, with a uid of its own. A change of labels left
+        // our stamp as it was; Tekton's defaults change the spec, which the stamp is bound to, so
+        // there it was made again for the spec that stands (and the validating call accepted it).
         let (calls, distinct) = our_calls(&written);
         assert!(distinct, "{name}: every call has its own uid");
         assert_eq!(
@@ -195,13 +197,17 @@ async fn every_corpus_run_is_stamped_for_a_member_and_denied_for_others() {
             ],
             "{name}"
         );
+        let argo = stamped["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("argoproj.io/"));
         assert!(
-            written
-                .calls
-                .iter()
-                .filter(|c| c.webhook == "stamp.scimgate.io" && c.round == 1)
-                .all(|c| !c.patched),
-            "{name}: the re-invocation patched again"
+            !argo
+                || written
+                    .calls
+                    .iter()
+                    .filter(|c| c.webhook == "stamp.scimgate.io" && c.round == 1)
+                    .all(|c| !c.patched),
+            "{name}: the re-invocation patched again after a change of labels only"
         );
         assert_eq!(
             written.audit.get("stamp.scimgate.io/decision"),

@@ -327,3 +327,226 @@ async fn a_delegate_may_name_people_by_subject() {
         r.message
     );
 }
+
+/// A Workflow of alice's parked at a Running Suspend gate `approve`, and that node's id.
+async fn parked_gate(w: &World) -> (Value, String) {
+    let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"generateName": "release-", "namespace": "team-a"},
+        "spec": {"serviceAccountName": "runner", "entrypoint": "main", "templates": [
+            {"name": "main", "steps": [[{"name": "approve", "template": "approve"}], [{"name": "ship", "template": "ship"}]]},
+            {"name": "approve", "suspend": {}},
+            {"name": "ship", "container": {"image": "busybox"}}]}});
+    let wf = allowed(kubectl(&w.api, "alice@example.com").create(&wf).await).object;
+    allowed(argo_controller(&w.api).operate(&wf, "Running", Some("approve")).await);
+    let node = format!("{}-approve", wf["metadata"]["name"].as_str().unwrap_or_default());
+    (w.api.stored(&wf).expect("stored"), node)
+}
+
+/// Finding 6: one UPDATE that approves and changes the spec is judged as both. Before the fix
+/// bob's approval carried `serviceAccountName: cluster-admin` past a `runAs` rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_carrying_a_spec_change_is_judged_as_both() {
+    let w = World::with(&run_as_only(), "").await;
+    let bob = kubectl(&w.api, "bob@example.com");
+    let (wf, node) = parked_gate(&w).await;
+    let approve_and = |sa: &'static str| {
+        let node = node.clone();
+        move |o: &mut Value| {
+            o["status"]["nodes"][&node]["phase"] = json!("Succeeded");
+            o["spec"]["serviceAccountName"] = json!(sa);
+        }
+    };
+    let r = refused(bob.edit(&wf, approve_and("cluster-admin")).await);
+    assert!(
+        r.message.contains("may not update Workflow") && r.message.contains("'cluster-admin'"),
+        "{}",
+        r.message
+    );
+    // Legitimate: an approval with a change bob may make is both, stamped and recorded twice.
+    let both = allowed(
+        bob.edit(&wf, |o| {
+            o["status"]["nodes"][&node]["phase"] = json!("Succeeded");
+            o["spec"]["activeDeadlineSeconds"] = json!(3600);
+        })
+        .await,
+    )
+    .object;
+    assert_eq!(ann(&both, "scimgate.io/approved-by"), "bob@example.com");
+    assert_eq!(ann(&both, "scimgate.io/updated-by"), "bob@example.com");
+    let v = w.verifier().await;
+    let stamps = crate::support::verified_by(&v, &both);
+    assert!(
+        stamps.contains(&"approve by bob@example.com".to_string())
+            && stamps.contains(&"update by bob@example.com".to_string()),
+        "{stamps:?}"
+    );
+    let records = w.decisions(4).await;
+    let last: Vec<(&str, &str)> = records
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| (r.action.as_str(), r.outcome.as_str()))
+        .collect();
+    assert!(
+        last.contains(&("approve", "allowed")) && last.contains(&("update", "allowed")),
+        "{last:?}"
+    );
+}
+
+/// Dry-run in `legacy-*`: alice may run as `runner` there.
+fn dry_run_legacy() -> String {
+    policy_with_rules(
+        r#"
+dryRunNamespaces: ["legacy-*"]
+rules:
+  - name: legacy-run
+    allow: [submit, update]
+    groups: [pipeline-users]
+    namespaces: ["legacy-*"]
+    runAs: ["runner"]
+"#,
+    )
+}
+
+/// Finding 12: a stamp binds the decision and the spec it was made for. Before the fix the
+/// review copied a dry-run `allow` stamp onto a run whose outcome was `dry-run-deny`, and it stood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stamp_copied_onto_another_run_is_not_kept() {
+    let w = World::with(&dry_run_legacy(), "").await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let run = |sa: &str| {
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"generateName": "copy-", "namespace": "legacy-x"},
+            "spec": {"serviceAccountName": sa, "entrypoint": "main",
+                "templates": [{"name": "main", "container": {"image": "busybox"}}]}})
+    };
+    let a = allowed(alice.create(&run("runner")).await).object;
+    assert_eq!(ann(&a, "scimgate.io/decision"), "allow:legacy-run");
+    let copy = |mut b: Value| {
+        let ours: serde_json::Map<String, Value> = a["metadata"]["annotations"]
+            .as_object()
+            .expect("annotations")
+            .iter()
+            .filter(|(k, _)| k.starts_with("scimgate.io/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        b["metadata"]["annotations"] = Value::Object(ours);
+        b["metadata"]["labels"] = a["metadata"]["labels"].clone();
+        b
+    };
+    // With the mutating webhook: B gets a stamp of its own decision.
+    let b = allowed(alice.create(&copy(run("cluster-admin"))).await).object;
+    assert!(
+        ann(&b, "scimgate.io/decision")
+            .as_str()
+            .is_some_and(|d| d.starts_with("dry-run-deny")),
+        "{}",
+        b["metadata"]["annotations"]
+    );
+    assert_ne!(ann(&b, "scimgate.io/attestation"), ann(&a, "scimgate.io/attestation"));
+    // Without it (only the validating webhook registered): the copy is refused.
+    let bare = crate::apiserver::ApiServer::validating_only(&w.s);
+    let r = refused(
+        kubectl(&bare, "alice@example.com")
+            .create(&copy(run("cluster-admin")))
+            .await,
+    );
+    assert!(
+        r.message.contains("attests the decision 'allow:legacy-run'") && r.message.contains("dry-run-deny"),
+        "{}",
+        r.message
+    );
+    // The same decision on another spec (another image): refused too.
+    let mut other = copy(run("runner"));
+    other["spec"]["templates"][0]["container"]["image"] = json!("evil:1");
+    let r = refused(kubectl(&bare, "alice@example.com").create(&other).await);
+    assert!(r.message.contains("made for another spec"), "{}", r.message);
+}
+
+/// alice submits; pipeline users update; only alice may submit.
+fn submit_alice_update_team() -> String {
+    policy_with_rules(
+        r#"
+rules:
+  - name: alice-submits
+    allow: [submit]
+    users: [alice@example.com]
+    namespaces: ["team-a"]
+  - name: team-edits
+    allow: [update]
+    groups: [pipeline-users]
+    namespaces: ["team-a"]
+"#,
+    )
+}
+
+/// Finding 11: a CronWorkflow's runs belong to whoever last changed what it runs, and the stamp
+/// names the submitter too. Before the fix bob's rewrite ran as alice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedules_runs_are_the_last_spec_authors() {
+    let w = World::with(&submit_alice_update_team(), "").await;
+    let cron = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow",
+        "metadata": {"name": "nightly", "namespace": "team-a"},
+        "spec": {"schedule": "0 1 * * *", "workflowSpec": {"entrypoint": "main",
+            "templates": [{"name": "main", "container": {"image": "busybox"}}]}}});
+    let cron = allowed(kubectl(&w.api, "alice@example.com").create(&cron).await).object;
+    let bob = kubectl(&w.api, "bob@example.com");
+    let ctl = argo_controller(&w.api);
+    // bob changes when it runs, not what: the runs are still alice's.
+    allowed(bob.edit(&cron, |o| o["spec"]["schedule"] = json!("0 2 * * *")).await);
+    let stored = w.api.stored(&cron).expect("stored");
+    let run = allowed(ctl.spawn(&stored, chrono::Utc::now()).await).object;
+    assert_eq!(ann(&run, "scimgate.io/submitted-by"), "alice@example.com");
+    assert!(ann(&run, "scimgate.io/owner-submitted-by").is_null());
+    // bob changes what it runs: its next run is bob's, and bob may not submit.
+    allowed(
+        bob.edit(&stored, |o| {
+            o["spec"]["workflowSpec"]["templates"][0]["container"]["image"] = json!("bobs:1")
+        })
+        .await,
+    );
+    let stored = w.api.stored(&cron).expect("stored");
+    let r = refused(
+        ctl.spawn(&stored, chrono::Utc::now() + chrono::Duration::minutes(1))
+            .await,
+    );
+    assert!(
+        r.message.contains("bob@example.com") && r.message.contains("may not submit"),
+        "{}",
+        r.message
+    );
+    // Under a policy that lets bob submit, the run is his and names alice's schedule too.
+    let w2 = World::with(&run_as_only(), "").await;
+    let cron2 = allowed(
+        kubectl(&w2.api, "alice@example.com")
+            .create(&{
+                let mut c = cron.clone();
+                for k in [
+                    "uid",
+                    "resourceVersion",
+                    "creationTimestamp",
+                    "generation",
+                    "annotations",
+                    "labels",
+                ] {
+                    c["metadata"].as_object_mut().map(|m| m.remove(k));
+                }
+                c["spec"].as_object_mut().map(|s| s.remove("workflowMetadata"));
+                c["spec"]["workflowSpec"]["serviceAccountName"] = json!("runner");
+                c
+            })
+            .await,
+    )
+    .object;
+    allowed(
+        kubectl(&w2.api, "bob@example.com")
+            .edit(&cron2, |o| {
+                o["spec"]["workflowSpec"]["templates"][0]["container"]["image"] = json!("bobs:1")
+            })
+            .await,
+    );
+    let stored = w2.api.stored(&cron2).expect("stored");
+    let run = allowed(argo_controller(&w2.api).spawn(&stored, chrono::Utc::now()).await).object;
+    assert_eq!(ann(&run, "scimgate.io/submitted-by"), "bob@example.com");
+    assert_eq!(ann(&run, "scimgate.io/owner-submitted-by"), "alice@example.com");
+}
