@@ -248,7 +248,15 @@ async fn handle(st: &AdmissionState, body: Vec<u8>, hook: Hook, authenticated: b
                 .await;
         }
     }
-    tracing::debug!(uid = %review.uid, kind, namespace = ns, allowed = answer.allowed, "admission");
+    // The uid and namespace are the caller's to choose (and, without caller authentication,
+    // anyone's): bounded, so a log line doesn't grow with them.
+    tracing::debug!(
+        uid = %crate::telemetry::field(&review.uid),
+        kind,
+        namespace = %crate::telemetry::field(ns),
+        allowed = answer.allowed,
+        "admission"
+    );
     let out = codec::encode(&review.api_version, &review.uid, &answer);
     ([(header::CONTENT_TYPE, "application/json")], out.to_string()).into_response()
 }
