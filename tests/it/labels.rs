@@ -9,7 +9,7 @@
 
 use crate::crash::{spawn_logging, Running};
 use crate::hostile::{port, tls_trusting, until_closed};
-use crate::support::client_for;
+use crate::support::{client_for, metrics_at};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -272,12 +272,7 @@ async fn flood(run: &Running, ca: &[u8], ops: &str) {
 async fn scrape(ops: &str) -> String {
     let mut last = String::new();
     for _ in 0..50 {
-        let text = reqwest::get(format!("{ops}/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = metrics_at(ops).await;
         if text == last {
             return text;
         }
