@@ -304,8 +304,7 @@ async fn floods_from_unauthenticated_callers_add_no_series_and_no_long_log_lines
         .expect("the 'scimgate serving' line names the operations listener");
 
     flood(&run, &ca, &ops).await;
-    let first_text = scrape(&ops).await;
-    let first = series(&first_text);
+    let first = series(&scrape(&ops).await);
     flood(&run, &ca, &ops).await;
     let text = scrape(&ops).await;
     let second = series(&text);
