@@ -177,8 +177,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "SCIMGATE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Require a client certificate chaining to this CA (PEM) on the admission listener, so only
-    /// the API server can ask (see `scimgate certs --api-server-client`). Reloaded when it changes.
+    /// Require a client certificate chaining to this CA (PEM) and naming the clientAuth extended
+    /// key usage on the admission listener, so only the API server can ask (see `scimgate certs
+    /// --api-server-client`). Reloaded when it changes.
     #[arg(long, env = "SCIMGATE_ADMISSION_CLIENT_CA", value_name = "FILE")]
     pub admission_client_ca: Option<PathBuf>,
     /// With --admission-client-ca: accept only client certificates for one of these DNS names.

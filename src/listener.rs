@@ -177,7 +177,10 @@ pub async fn serve_with(
                         Ok(Err(e)) => {
                             let reason = crate::tls::handshake_failure(&e);
                             metrics.handshake_failed(name, reason);
-                            tracing::debug!(%peer, error = %e, reason, "TLS handshake failed");
+                            // Bounded: a refused client certificate's error lists what it
+                            // presented (its extended key usages, say), and the peer wrote that.
+                            let error = e.to_string();
+                            tracing::debug!(%peer, error = %crate::telemetry::field(&error), reason, "TLS handshake failed");
                             return;
                         }
                         Err(_) => {

@@ -1,53 +1,186 @@
 //! Prometheus metrics. One registry per process, created in `app` and passed through state:
 //! no globals, so tests can build as many servers as they like.
+//!
+//! Every label value is a closed enum or a `&'static str`, never a `String`: each distinct value
+//! is a time series held for the life of the process and printed on every scrape, so a value a
+//! caller could choose (an HTTP method is any token up to the header limit; a path, a token, a
+//! kind in an AdmissionReview anything at all) would let anyone who reaches a port grow memory
+//! and `/metrics` without bound. Input is mapped onto these sets where it is read ([`Method::of`],
+//! [`Status::of`], the SCIM route, the admission kind), so nothing here can carry it.
 
 use crate::directory::Snapshot;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ScimLabels {
-    pub method: String,
-    pub resource: String,
-    pub status: u16,
+/// An enum of label values, each spelled once (`as_str`).
+/// (prometheus-client's derive spells a value as its variant's name, which can't be `.search`
+/// or `other`.)
+macro_rules! closed_set {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+closed_set! {
+    /// An HTTP method as a label value: the ones SCIM uses, and `other` for the rest (HEAD,
+    /// OPTIONS, and any token a client makes up).
+    Method {
+        Get => "GET",
+        Post => "POST",
+        Put => "PUT",
+        Patch => "PATCH",
+        Delete => "DELETE",
+        Other => "other",
+    }
+}
+
+impl Method {
+    pub fn of(method: &axum::http::Method) -> Method {
+        use axum::http::Method as M;
+        match *method {
+            M::GET => Method::Get,
+            M::POST => Method::Post,
+            M::PUT => Method::Put,
+            M::PATCH => Method::Patch,
+            M::DELETE => Method::Delete,
+            _ => Method::Other,
+        }
+    }
+}
+
+closed_set! {
+    /// The SCIM endpoint a request was routed to (`scim::routes` maps the matched route onto
+    /// it); `other` for a path no route matched.
+    ScimResource {
+        Users => "Users",
+        Groups => "Groups",
+        Search => ".search",
+        Bulk => "Bulk",
+        Me => "Me",
+        Schemas => "Schemas",
+        ResourceTypes => "ResourceTypes",
+        ServiceProviderConfig => "ServiceProviderConfig",
+        Other => "other",
+    }
+}
+
+/// An HTTP status as a label value: the code itself when it is one the SCIM API answers with, its
+/// class (`4xx`) otherwise. (A status is the server's choice, but a closed list keeps it so
+/// whatever a future handler or library returns.)
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Status(&'static str);
+
+/// The codes the SCIM API answers with, each its own label value.
+const STATUSES: [(u16, &str); 18] = [
+    (200, "200"),
+    (201, "201"),
+    (204, "204"),
+    (304, "304"),
+    (400, "400"),
+    (401, "401"),
+    (403, "403"),
+    (404, "404"),
+    (405, "405"),
+    (408, "408"),
+    (409, "409"),
+    (412, "412"),
+    (413, "413"),
+    (415, "415"),
+    (429, "429"),
+    (500, "500"),
+    (501, "501"),
+    (503, "503"),
+];
+
+impl Status {
+    pub fn of(status: axum::http::StatusCode) -> Status {
+        let code = status.as_u16();
+        let listed = STATUSES.iter().find(|(c, _)| *c == code).map(|(_, text)| *text);
+        Status(listed.unwrap_or(match code / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            5 => "5xx",
+            _ => "other",
+        }))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl EncodeLabelValue for Status {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScimLabels {
+    pub method: Method,
+    pub resource: ScimResource,
+    pub status: Status,
+}
+
+/// `kind` is one of the admitted kinds, `other` or empty (no request in the review); `action`
+/// an action or `none`; `outcome` a decision outcome (see `admission::routes`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
-    pub hook: String,
-    pub kind: String,
-    pub action: String,
-    pub outcome: String,
+    pub hook: &'static str,
+    pub kind: &'static str,
+    pub action: &'static str,
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandshakeLabels {
-    pub listener: String,
-    pub reason: String,
+    pub listener: &'static str,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AuthLabels {
-    pub outcome: String,
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 struct Inner {
     registry: Registry,
     scim_requests: Family<ScimLabels, Counter>,
     scim_duration: Family<ScimLabels, Histogram>,
-    auth: Family<AuthLabels, Counter>,
+    auth: Family<OutcomeLabels, Counter>,
     admission: Family<AdmissionLabels, Histogram>,
-    policy_reloads: Family<AuthLabels, Counter>,
+    policy_reloads: Family<OutcomeLabels, Counter>,
     handshakes_failed: Family<HandshakeLabels, Counter>,
-    decisions: Family<AuthLabels, Counter>,
-    token_refreshes: Family<AuthLabels, Counter>,
+    decisions: Family<OutcomeLabels, Counter>,
+    token_refreshes: Family<OutcomeLabels, Counter>,
     tokens_live: Gauge,
     commit_seconds: Histogram,
     commit_batch: Histogram,
@@ -93,7 +226,7 @@ impl Metrics {
             "SCIM request latency",
             scim_duration.clone(),
         );
-        let auth = Family::<AuthLabels, Counter>::default();
+        let auth = Family::<OutcomeLabels, Counter>::default();
         registry.register("auth", "Bearer token checks by outcome", auth.clone());
         let admission = Family::<AdmissionLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.00005, 2.5, 14))
@@ -103,7 +236,7 @@ impl Metrics {
             "Admission decisions by hook, kind, action (none: no action of a person) and outcome",
             admission.clone(),
         );
-        let policy_reloads = Family::<AuthLabels, Counter>::default();
+        let policy_reloads = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "policy_reloads",
             "Policy file reloads by outcome (ok, failed)",
@@ -112,16 +245,16 @@ impl Metrics {
         let handshakes_failed = Family::<HandshakeLabels, Counter>::default();
         registry.register(
             "tls_handshakes_failed",
-            "TLS handshakes refused or failed, by listener and reason (no-client-certificate, client-certificate-rejected, other)",
+            "TLS handshakes refused or failed, by listener and reason (no-client-certificate, client-certificate-rejected, timeout, other)",
             handshakes_failed.clone(),
         );
-        let decisions = Family::<AuthLabels, Counter>::default();
+        let decisions = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "decisions",
             "Decision records by outcome: recorded, backpressure (a producer waited), lost",
             decisions.clone(),
         );
-        let token_refreshes = Family::<AuthLabels, Counter>::default();
+        let token_refreshes = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "token_refreshes",
             "Re-reads of the token table by outcome (ok, failed)",
@@ -217,10 +350,10 @@ impl Metrics {
         out
     }
 
-    pub fn scim_request(&self, method: &str, resource: &str, status: u16, elapsed: Duration) {
+    pub fn scim_request(&self, method: Method, resource: ScimResource, status: Status, elapsed: Duration) {
         let labels = ScimLabels {
-            method: method.to_string(),
-            resource: resource.to_string(),
+            method,
+            resource,
             status,
         };
         self.0.scim_requests.get_or_create(&labels).inc();
@@ -230,59 +363,51 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn auth(&self, outcome: &str) {
-        self.0
-            .auth
-            .get_or_create(&AuthLabels {
-                outcome: outcome.to_string(),
-            })
-            .inc();
+    pub fn auth(&self, outcome: &'static str) {
+        self.0.auth.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
-    pub fn admission(&self, hook: &str, kind: &str, action: &str, outcome: &str, elapsed: Duration) {
+    pub fn admission(
+        &self,
+        hook: &'static str,
+        kind: &'static str,
+        action: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
         let labels = AdmissionLabels {
-            hook: hook.to_string(),
-            kind: kind.to_string(),
-            action: action.to_string(),
-            outcome: outcome.to_string(),
+            hook,
+            kind,
+            action,
+            outcome,
         };
         self.0.admission.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
-    pub fn handshake_failed(&self, listener: &str, reason: &str) {
+    pub fn handshake_failed(&self, listener: &'static str, reason: &'static str) {
         self.0
             .handshakes_failed
-            .get_or_create(&HandshakeLabels {
-                listener: listener.into(),
-                reason: reason.into(),
-            })
+            .get_or_create(&HandshakeLabels { listener, reason })
             .inc();
     }
 
     pub fn policy_reload(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "failed" };
-        self.0
-            .policy_reloads
-            .get_or_create(&AuthLabels {
-                outcome: outcome.to_string(),
-            })
-            .inc();
+        self.0.policy_reloads.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     pub fn decisions_recorded(&self, n: usize) {
         self.0
             .decisions
-            .get_or_create(&AuthLabels {
-                outcome: "recorded".into(),
-            })
+            .get_or_create(&OutcomeLabels { outcome: "recorded" })
             .inc_by(n as u64);
     }
 
     pub fn decision_backpressure(&self) {
         self.0
             .decisions
-            .get_or_create(&AuthLabels {
-                outcome: "backpressure".into(),
+            .get_or_create(&OutcomeLabels {
+                outcome: "backpressure",
             })
             .inc();
     }
@@ -290,18 +415,13 @@ impl Metrics {
     pub fn decisions_lost(&self, n: usize) {
         self.0
             .decisions
-            .get_or_create(&AuthLabels { outcome: "lost".into() })
+            .get_or_create(&OutcomeLabels { outcome: "lost" })
             .inc_by(n as u64);
     }
 
     pub fn token_refresh(&self, ok: bool, live: usize) {
         let outcome = if ok { "ok" } else { "failed" };
-        self.0
-            .token_refreshes
-            .get_or_create(&AuthLabels {
-                outcome: outcome.to_string(),
-            })
-            .inc();
+        self.0.token_refreshes.get_or_create(&OutcomeLabels { outcome }).inc();
         self.0.tokens_live.set(i64::try_from(live).unwrap_or(i64::MAX));
     }
 
@@ -333,5 +453,66 @@ impl Metrics {
     pub fn freshness(&self, f: &crate::freshness::Freshness) {
         self.0.last_sync.set(f.last_sync_unix());
         self.0.age.set(f.age().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn methods_map_onto_their_closed_set() {
+        use axum::http::Method as M;
+        for (m, label) in [
+            (M::GET, "GET"),
+            (M::POST, "POST"),
+            (M::PUT, "PUT"),
+            (M::PATCH, "PATCH"),
+            (M::DELETE, "DELETE"),
+            (M::HEAD, "other"),
+            (M::OPTIONS, "other"),
+        ] {
+            assert_eq!(Method::of(&m).as_str(), label);
+        }
+        let odd = M::from_bytes("X".repeat(300 * 1024).as_bytes()).expect("a method is any token");
+        assert_eq!(Method::of(&odd), Method::Other);
+    }
+
+    /// Every method and every status a response can carry: the SCIM series stay within the
+    /// product of the closed sets, and no input shows in the exposition.
+    #[test]
+    fn a_flood_of_odd_methods_and_statuses_adds_a_bounded_number_of_series() {
+        let m = Metrics::new();
+        for code in 100..1000u16 {
+            let method = axum::http::Method::from_bytes(format!("FLOOD{code}").as_bytes()).expect("method");
+            let status = StatusCode::from_u16(code).expect("status");
+            m.scim_request(
+                Method::of(&method),
+                ScimResource::Other,
+                Status::of(status),
+                Duration::ZERO,
+            );
+        }
+        let statuses: std::collections::HashSet<Status> = (100..1000u16)
+            .filter_map(|c| StatusCode::from_u16(c).ok())
+            .map(Status::of)
+            .collect();
+        assert!(statuses.len() < 30, "{statuses:?}");
+        let text = m.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("scimgate_scim_requests_total{"))
+            .count();
+        assert_eq!(series, statuses.len(), "{text}");
+        assert!(!text.contains("FLOOD"), "{text}");
+        assert!(
+            text.contains(r#"{method="other",resource="other",status="404"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{method="other",resource="other",status="4xx"}"#),
+            "{text}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Logging: a tracing subscriber writing text or JSON lines to stderr, filtered by `RUST_LOG`
 //! (default `info`). Never log SCIM bodies or AdmissionReviews: ids, kinds and decisions only.
 
+use std::fmt::Write as _;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
@@ -21,4 +22,52 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The most of one caller-supplied string a log line carries (a Kubernetes uid is 36 bytes, a
+/// namespace at most 63, a name at most 253).
+pub const FIELD_MAX: usize = 256;
+
+/// A caller-supplied string as a log field: at most [`FIELD_MAX`] bytes of it, then
+/// `…[truncated, N bytes]`; control characters escaped, so a text-format line stays one line.
+/// For fields an unauthenticated caller chooses (an AdmissionReview's uid and namespace can be
+/// megabytes): a log line must not grow with the input.
+pub fn field(s: &str) -> Field<'_> {
+    Field(s)
+}
+
+/// See [`field`].
+#[derive(Debug, Clone, Copy)]
+pub struct Field<'a>(&'a str);
+
+impl std::fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = crate::model::decision::prefix(self.0, FIELD_MAX);
+        for c in shown.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        if shown.len() < self.0.len() {
+            write!(f, "…[truncated, {} bytes]", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_bounded_and_stay_on_one_line() {
+        assert_eq!(field("team-a").to_string(), "team-a");
+        assert_eq!(field("a\nb\u{1b}[31m").to_string(), "a\\nb\\u{1b}[31m");
+        let huge = "é".repeat(100_000);
+        let shown = field(&huge).to_string();
+        assert!(shown.len() < FIELD_MAX + 40, "{}", shown.len());
+        assert!(shown.ends_with("…[truncated, 200000 bytes]"), "{shown}");
+    }
 }

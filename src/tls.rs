@@ -167,17 +167,30 @@ async fn poll(
 }
 
 /// The client certificates the admission listener requires (`--admission-client-ca`): chained
-/// to a CA read from a file, optionally carrying one of a set of DNS names. The CA file is
-/// re-read like the serving pair, so rotating it needs no restart.
+/// to a CA read from a file, naming the clientAuth extended key usage, optionally carrying one
+/// of a set of DNS names. The CA file is re-read like the serving pair, so rotating it needs no
+/// restart.
 #[derive(Debug)]
 pub struct ClientAuth {
     ca: PathBuf,
     names: Vec<String>,
-    current: ArcSwap<Arc<dyn ClientCertVerifier>>,
+    current: ArcSwap<Trusted>,
     hash: ArcSwap<[u8; 32]>,
 }
 
-fn load_ca(path: &Path) -> Result<(Arc<dyn ClientCertVerifier>, [u8; 32])> {
+/// One reading of the CA file: rustls' verifier for it, and its roots and the signature
+/// algorithms it accepts, for the usage check.
+#[derive(Debug)]
+struct Trusted {
+    verifier: Arc<dyn ClientCertVerifier>,
+    roots: Arc<rustls::RootCertStore>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+/// id-kp-clientAuth (1.3.6.1.5.5.7.3.2, RFC 5280 §4.2.1.12), DER-encoded as webpki compares it.
+const CLIENT_AUTH: &[u8] = &[43, 6, 1, 5, 5, 7, 3, 2];
+
+fn load_ca(path: &Path) -> Result<(Trusted, [u8; 32])> {
     let pem = read(path)?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -196,35 +209,43 @@ fn load_ca(path: &Path) -> Result<(Arc<dyn ClientCertVerifier>, [u8; 32])> {
             why: "no CA certificate in file".into(),
         });
     }
+    let roots = Arc::new(roots);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+    let algorithms = provider.signature_verification_algorithms;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
         .build()
         .map_err(|e| Error::Pem {
             path: path.to_path_buf(),
             why: e.to_string(),
         })?;
-    Ok((verifier, Sha256::digest(&pem).into()))
+    let trusted = Trusted {
+        verifier,
+        roots,
+        algorithms,
+    };
+    Ok((trusted, Sha256::digest(&pem).into()))
 }
 
 impl ClientAuth {
-    /// `names` empty: any certificate the CA signed; otherwise one with a DNS name among them.
+    /// `names` empty: any client certificate the CA signed; otherwise one with a DNS name among
+    /// them.
     pub fn open(ca: PathBuf, names: Vec<String>) -> Result<Arc<ClientAuth>> {
-        let (verifier, hash) = load_ca(&ca)?;
+        let (trusted, hash) = load_ca(&ca)?;
         Ok(Arc::new(ClientAuth {
             ca,
             names,
-            current: ArcSwap::new(Arc::new(verifier)),
+            current: ArcSwap::new(Arc::new(trusted)),
             hash: ArcSwap::new(Arc::new(hash)),
         }))
     }
 
     /// Re-read the CA file; a broken one keeps the current CA. Returns whether it changed.
     pub fn reload(&self) -> Result<bool> {
-        let (verifier, hash) = load_ca(&self.ca)?;
+        let (trusted, hash) = load_ca(&self.ca)?;
         if *self.hash.load_full() == hash {
             return Ok(false);
         }
-        self.current.store(Arc::new(verifier));
+        self.current.store(Arc::new(trusted));
         self.hash.store(Arc::new(hash));
         Ok(true)
     }
@@ -234,8 +255,17 @@ impl ClientAuth {
     }
 
     fn inner(&self) -> Arc<dyn ClientCertVerifier> {
-        self.current.load_full().as_ref().clone()
+        self.current.load().verifier.clone()
     }
+}
+
+/// A certificate the CA signed but that may not authenticate a client here.
+fn rejected(e: webpki::Error) -> rustls::Error {
+    let why = match e {
+        webpki::Error::RequiredEkuNotFoundContext(_) => rustls::CertificateError::InvalidPurpose,
+        other => rustls::CertificateError::Other(rustls::OtherError(Arc::new(other))),
+    };
+    rustls::Error::InvalidCertificate(why)
 }
 
 impl ClientCertVerifier for ClientAuth {
@@ -251,13 +281,27 @@ impl ClientCertVerifier for ClientAuth {
         intermediates: &[CertificateDer<'_>],
         now: rustls::pki_types::UnixTime,
     ) -> std::result::Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner().verify_client_cert(end_entity, intermediates, now)?;
+        let trusted = self.current.load_full();
+        let verified = trusted.verifier.verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(rejected)?;
+        // rustls (webpki's `KeyUsage::client_auth`) accepts a certificate without the extended
+        // key usage extension, which RFC 5280 reads as "any purpose": then a serving certificate
+        // or one issued for anything else that lacks the extension would pass for the API
+        // server. Only one that names clientAuth may: the chain is built again with the usage
+        // required.
+        cert.verify_for_usage(
+            trusted.algorithms.all,
+            &trusted.roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::required(CLIENT_AUTH),
+            None,
+            None,
+        )
+        .map_err(rejected)?;
         if self.names.is_empty() {
             return Ok(verified);
         }
-        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(e))))
-        })?;
         let named = self.names.iter().any(|n| {
             rustls::pki_types::ServerName::try_from(n.as_str())
                 .is_ok_and(|sn| cert.verify_is_valid_for_subject_name(&sn).is_ok())

@@ -229,8 +229,8 @@ impl Owners {
             None => {
                 tracing::debug!(
                     kind = owner.as_str(),
-                    namespace,
-                    name,
+                    namespace = %crate::telemetry::field(namespace),
+                    name = %crate::telemetry::field(name),
                     "owner not in the watch cache: GET"
                 );
                 let api: Api<DynamicObject> = Api::namespaced_with(inner.client.clone(), namespace, &cache.resource);

@@ -95,12 +95,21 @@ pub fn bound(s: &mut String, max: usize) {
         return;
     }
     let whole = s.len();
+    let end = prefix(s, max).len();
+    s.truncate(end);
+    s.push_str(&format!("…[truncated, {whole} bytes]"));
+}
+
+/// The longest start of `s` of at most `max` bytes that ends on a character boundary.
+pub fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s.truncate(end);
-    s.push_str(&format!("…[truncated, {whole} bytes]"));
+    s.get(..end).unwrap_or_default()
 }
 
 /// A record's place in its replica's hash chain (see `audit::chain`).

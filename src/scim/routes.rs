@@ -6,11 +6,11 @@ use super::bulk;
 use super::error::{Error, Result, CONTENT_TYPE};
 use super::schema::{self, ResourceType};
 use super::service::{self, ListQuery, Service, MAX_RESULTS};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics, ScimResource};
 use crate::store::Scope;
 use crate::token::{Denied, Tokens};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -100,35 +100,41 @@ pub fn router(state: ScimState) -> Router {
 
 async fn observe(State(st): State<ScimState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
-    let resource = req
-        .uri()
-        .path()
-        .trim_start_matches(BASE_PATH)
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .filter(|s| {
-            [
-                "Users",
-                "Groups",
-                "Bulk",
-                "Schemas",
-                "ResourceTypes",
-                "ServiceProviderConfig",
-                ".search",
-                "Me",
-            ]
-            .contains(s)
-        })
-        .unwrap_or("other")
-        .to_string();
+    // Labels and log fields from closed sets only: the method a client sent can be any token
+    // up to the header limit, the path anything at all (see `crate::metrics`).
+    let method = metrics::Method::of(req.method());
+    let resource = resource(req.extensions().get::<MatchedPath>());
     let resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    st.metrics
-        .scim_request(method.as_str(), &resource, status, started.elapsed());
-    tracing::debug!(%method, resource, status, micros = started.elapsed().as_micros() as u64, "scim");
+    let status = metrics::Status::of(resp.status());
+    st.metrics.scim_request(method, resource, status, started.elapsed());
+    tracing::debug!(
+        method = method.as_str(),
+        resource = resource.as_str(),
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "scim"
+    );
     resp
+}
+
+/// The endpoint of the route that matched: its template (`/scim/v2/Users/{id}`), never the
+/// path the client sent. No route (the fallback's 404s): `other`.
+fn resource(matched: Option<&MatchedPath>) -> ScimResource {
+    let Some(route) = matched.map(MatchedPath::as_str) else {
+        return ScimResource::Other;
+    };
+    let route = route.strip_prefix(BASE_PATH).unwrap_or(route);
+    match route.trim_start_matches('/').split('/').next() {
+        Some("Users") => ScimResource::Users,
+        Some("Groups") => ScimResource::Groups,
+        Some(".search") => ScimResource::Search,
+        Some("Bulk") => ScimResource::Bulk,
+        Some("Me") => ScimResource::Me,
+        Some("Schemas") => ScimResource::Schemas,
+        Some("ResourceTypes") => ScimResource::ResourceTypes,
+        Some("ServiceProviderConfig") => ScimResource::ServiceProviderConfig,
+        _ => ScimResource::Other,
+    }
 }
 
 async fn require_scim_token(State(st): State<ScimState>, req: Request, next: Next) -> Response {

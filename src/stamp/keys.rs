@@ -7,6 +7,7 @@ use base64::Engine;
 use ring::signature::{Ed25519KeyPair, UnparsedPublicKey, ED25519};
 use serde_json::{json, Value};
 use std::path::Path;
+use subtle::ConstantTimeEq;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,9 +21,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Attestations this process signed lately, with their claims: the validating webhook sees the
 /// stamp the mutating one made milliseconds before, and a lookup replaces a 50 µs verification.
+/// Keyed by the signing input (`header.payload`, which the presenter sent and knows), never by
+/// the signature: a map lookup compares keys with an early exit, and the signature is the one
+/// part to be compared only in constant time (see [`Verifier::verify`]).
 #[derive(Debug, Default)]
 struct Recent {
-    claims: std::collections::HashMap<String, Value>,
+    /// Signing input → (encoded signature, claims).
+    signed: std::collections::HashMap<String, (String, Value)>,
     order: std::collections::VecDeque<String>,
 }
 
@@ -30,14 +35,20 @@ struct Recent {
 const RECENT: usize = 1024;
 
 impl Recent {
-    fn remember(&mut self, jws: String, claims: Value) {
+    fn remember(&mut self, input: String, signature: String, claims: Value) {
         if self.order.len() >= RECENT {
             if let Some(old) = self.order.pop_front() {
-                self.claims.remove(&old);
+                self.signed.remove(&old);
             }
         }
-        self.order.push_back(jws.clone());
-        self.claims.insert(jws, claims);
+        self.order.push_back(input.clone());
+        self.signed.insert(input, (signature, claims));
+    }
+
+    /// The claims of `input`, if we signed it lately and `signature` is the one we made.
+    fn claims(&self, input: &str, signature: &str) -> Option<Value> {
+        let (ours, claims) = self.signed.get(input)?;
+        bool::from(ours.as_bytes().ct_eq(signature.as_bytes())).then(|| claims.clone())
     }
 }
 
@@ -130,10 +141,10 @@ impl Signer {
     pub fn sign(&self, claims: &Value) -> String {
         use ed25519_dalek::Signer as _;
         let input = format!("{}.{}", self.header, B64.encode(claims.to_string()));
-        let sig = self.key.sign(input.as_bytes());
-        let jws = format!("{input}.{}", B64.encode(sig.to_bytes()));
+        let sig = B64.encode(self.key.sign(input.as_bytes()).to_bytes());
+        let jws = format!("{input}.{sig}");
         if let Ok(mut r) = self.recent.lock() {
-            r.remember(jws.clone(), claims.clone());
+            r.remember(input, sig, claims.clone());
         }
         jws
     }
@@ -253,16 +264,15 @@ impl Verifier {
 
     /// Verify a compact JWS; returns its claims.
     pub fn verify(&self, jws: &str) -> Result<Value> {
+        let Some((input, s)) = jws.rsplit_once('.') else {
+            return Err(Error::Invalid("not a compact JWS".into()));
+        };
         // Byte-for-byte one we signed: nothing to check cryptographically.
-        if let Some(claims) = self
-            .recent
-            .as_ref()
-            .and_then(|r| r.lock().ok()?.claims.get(jws).cloned())
-        {
+        if let Some(claims) = self.recent.as_ref().and_then(|r| r.lock().ok()?.claims(input, s)) {
             return Ok(claims);
         }
-        let mut parts = jws.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let mut parts = input.split('.');
+        let (Some(h), Some(p), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(Error::Invalid("not a compact JWS".into()));
         };
         let header: Value = B64
@@ -282,10 +292,12 @@ impl Verifier {
         let sig = B64
             .decode(s)
             .map_err(|_| Error::Invalid("bad signature encoding".into()))?;
-        let input = format!("{h}.{p}");
+        // Signed again, the signature over these claims is exactly what a forger is after: it is
+        // compared in constant time, or how long a wrong one takes to be told apart would give it
+        // away a byte at a time.
         let resigned = self.own.as_ref().filter(|(k, _)| k == kid).is_some_and(|(_, key)| {
             use ed25519_dalek::Signer as _;
-            key.sign(input.as_bytes()).to_bytes().as_slice() == sig.as_slice()
+            bool::from(key.sign(input.as_bytes()).to_bytes().as_slice().ct_eq(sig.as_slice()))
         });
         if !resigned {
             UnparsedPublicKey::new(&ED25519, key)
@@ -322,6 +334,18 @@ mod tests {
             ..v.clone()
         };
         assert_eq!(replica.verify(&jws).expect("verify")["sub"], "u1");
+        // A wrong signature over the right claims fails on every path: the signer's memory,
+        // signing again, and verifying.
+        let (input, sig) = jws.rsplit_once('.').expect("jws");
+        let mut sig = B64.decode(sig).expect("signature");
+        sig[63] ^= 1;
+        let wrong = format!("{input}.{}", B64.encode(&sig));
+        let short = format!("{input}.{}", B64.encode(&sig[..32]));
+        for forged in [&wrong, &short, &format!("{input}.")] {
+            for (path, verifier) in [("memory", &v), ("signing again", &replica), ("verifying", &fresh)] {
+                assert!(verifier.verify(forged).is_err(), "{path}: {forged}");
+            }
+        }
         let mut parts: Vec<&str> = jws.split('.').collect();
         let forged = B64.encode(json!({"sub": "u2", "uid": "req-1"}).to_string());
         parts[1] = &forged;

@@ -746,12 +746,7 @@ async fn policy_file_changes_apply_without_restart_and_bad_ones_are_kept_out() {
     std::fs::write(&policy, "apiVersion: scimgate.io/v1\nkind: Policy\nrules: [oops\n").expect("break");
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     refused(alice.create(&wf).await);
-    let metrics = reqwest::get(format!("{}/metrics", w.s.ops))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = w.s.metrics().await;
     assert!(
         metrics.contains("scimgate_policy_reloads_total{outcome=\"failed\"}"),
         "{metrics}"

@@ -1,5 +1,6 @@
 //! Only the API server may ask: with `--admission-client-ca` the admission listener requires a
-//! client certificate from that CA (and, with `--admission-client-name`, for that name), issued
+//! client certificate from that CA naming the clientAuth usage (and, with
+//! `--admission-client-name`, for that name), issued
 //! by `scimgate certs --api-server-client` together with the kubeconfig and
 //! AdmissionConfiguration kube-apiserver reads; decision records say the caller was
 //! authenticated.
@@ -9,7 +10,7 @@ use crate::apiserver::ApiServer;
 use crate::support::{allowed, scimgate, until, workflow, TestServer, POLICY};
 use base64::Engine;
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A client trusting `ca`, presenting `identity` (PEM cert + key) when given.
@@ -146,12 +147,7 @@ async fn only_the_api_servers_certificate_gets_an_answer() {
     assert_eq!(body["response"]["uid"], "u-1");
 
     // Refusals are counted by reason.
-    let metrics = reqwest::get(format!("{}/metrics", s.ops))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.metrics().await;
     let counted = |reason: &str| {
         metrics.lines().any(|l| {
             l.starts_with("scimgate_tls_handshakes_failed_total")
@@ -233,4 +229,101 @@ async fn a_pinned_name_refuses_other_certificates_of_the_ca() {
     assert!(r.is_err(), "a certificate for another name was accepted: {r:?}");
     // The SCIM listener never asks for one.
     assert_eq!(s.get("/Users").await.status, 200);
+}
+
+/// A CA of the test's own and certificates it signs, written into a directory.
+struct Pki {
+    dir: std::path::PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let key = KeyPair::generate().expect("key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.distinguished_name.push(DnType::CommonName, "test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let cert = ca.self_signed(&key).expect("CA");
+        std::fs::write(dir.join("ca.crt"), cert.pem()).expect("write");
+        Pki {
+            dir: dir.to_path_buf(),
+            issuer: Issuer::new(ca, key),
+        }
+    }
+
+    /// `file.crt`/`file.key` for DNS name `name` with these extended key usages (none: no
+    /// extension at all).
+    fn issue(&self, file: &str, name: &str, usages: Vec<rcgen::ExtendedKeyUsagePurpose>) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = usages;
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let (crt, pem) = (
+            self.dir.join(format!("{file}.crt")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&crt, cert.pem()).expect("write");
+        std::fs::write(&pem, key.serialize_pem()).expect("write");
+        (crt, pem)
+    }
+}
+
+/// Finding 14 of the second security review: rustls accepts a client certificate without the
+/// extended key usage extension ("any purpose"); the README promises the clientAuth usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_must_name_the_client_auth_usage() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Where the test server looks for the CA its own clients trust.
+    let pki = Pki::new(&dir.path().join("tls"));
+    let serving = pki.issue("serving", "localhost", vec![ServerAuth]);
+    // All three for the pinned name, from the pinned CA: only the usage tells them apart.
+    let no_usage = pki.issue("no-usage", "kube-apiserver", vec![]);
+    let server_only = pki.issue("server-only", "kube-apiserver", vec![ServerAuth]);
+    let client_auth = pki.issue("client-auth", "kube-apiserver", vec![ClientAuth]);
+    let ca_file = pki.dir.join("ca.crt");
+    let ca = std::fs::read(&ca_file).expect("ca");
+    let s = TestServer::start_in(dir, |a| {
+        a.tls_cert = Some(serving.0.clone());
+        a.tls_key = Some(serving.1.clone());
+        a.admission_client_ca = Some(ca_file);
+        a.admission_client_names = vec!["kube-apiserver".into()];
+    })
+    .await;
+    let post = async |identity: &(PathBuf, PathBuf)| {
+        client(&ca, Some((&identity.0, &identity.1)))
+            .post(format!("{}/validate", s.admission))
+            .json(&review())
+            .send()
+            .await
+    };
+
+    let r = post(&no_usage).await;
+    assert!(
+        r.is_err(),
+        "a certificate without extended key usage was accepted: {r:?}"
+    );
+    let r = post(&server_only).await;
+    assert!(r.is_err(), "a serverAuth-only certificate was accepted: {r:?}");
+    let r = post(&client_auth).await.expect("a clientAuth certificate is accepted");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["response"]["uid"], "u-1");
+
+    // Both refusals counted as the client certificate's fault.
+    let rejected = async || {
+        let metrics = s.metrics().await;
+        metrics.lines().any(|l| {
+            l == r#"scimgate_tls_handshakes_failed_total{listener="admission",reason="client-certificate-rejected"} 2"#
+        })
+    };
+    assert!(
+        until(Duration::from_secs(5), rejected).await.is_some(),
+        "two handshakes counted as client-certificate-rejected"
+    );
 }

@@ -13,6 +13,8 @@ use tokio::process::{Child, Command};
 pub struct Running {
     pub child: Child,
     pub base: String,
+    /// `https://localhost:PORT` of the admission listener.
+    pub admission: String,
     pub token: String,
 }
 
@@ -23,6 +25,11 @@ async fn spawn(data_dir: &Path) -> Running {
 
 /// [`spawn`] with more `serve` arguments.
 pub async fn spawn_with(data_dir: &Path, extra: &[&str]) -> Running {
+    spawn_logging(data_dir, extra, "warn", std::process::Stdio::inherit()).await
+}
+
+/// [`spawn_with`], logging at `rust_log` (`RUST_LOG`) to `stderr`.
+pub async fn spawn_logging(data_dir: &Path, extra: &[&str], rust_log: &str, stderr: std::process::Stdio) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
         .args([
             "serve",
@@ -37,19 +44,23 @@ pub async fn spawn_with(data_dir: &Path, extra: &[&str]) -> Running {
         ])
         .arg(data_dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("spawn scimgate");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let (mut base, mut token) = (String::new(), String::new());
+    let (mut base, mut admission, mut token) = (String::new(), String::new(), String::new());
     let read = async {
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(url) = line.trim().strip_prefix("SCIM URL:") {
                 base = url.trim().replace("127.0.0.1", "localhost");
+            }
+            if let Some(url) = line.trim().strip_prefix("admission:") {
+                let url = url.split_whitespace().next().unwrap_or_default();
+                admission = url.trim_end_matches("/validate").replace("127.0.0.1", "localhost");
             }
             if line.starts_with("sgt_") {
                 token = line.trim().to_string();
@@ -60,8 +71,16 @@ pub async fn spawn_with(data_dir: &Path, extra: &[&str]) -> Running {
     tokio::time::timeout(Duration::from_secs(30), read)
         .await
         .expect("banner within 30s");
-    assert!(!base.is_empty() && !token.is_empty(), "banner seen");
-    Running { child, base, token }
+    assert!(
+        !base.is_empty() && !admission.is_empty() && !token.is_empty(),
+        "banner seen"
+    );
+    Running {
+        child,
+        base,
+        admission,
+        token,
+    }
 }
 
 #[tokio::test]

@@ -71,12 +71,7 @@ async fn add_members(s: &TestServer, group: &str, ids: Vec<String>) -> Vec<Strin
 }
 
 async fn metric(s: &TestServer, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", s.ops))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = s.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(f64::NAN)

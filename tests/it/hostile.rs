@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 /// (the configured timeouts are 1 s).
 const GUARD: Duration = Duration::from_secs(30);
 
-fn port(url: &str) -> u16 {
+pub fn port(url: &str) -> u16 {
     url.rsplit(':')
         .next()
         .and_then(|p| p.split('/').next())
@@ -28,8 +28,13 @@ fn port(url: &str) -> u16 {
 /// A raw TLS connection to one of the server's listeners (HTTP/1.1 by ALPN), trusting its CA.
 async fn tls_to(s: &TestServer, port: u16) -> tokio_rustls::client::TlsStream<TcpStream> {
     let ca = std::fs::read(s.dir.path().join("tls/ca.crt")).expect("ca");
+    tls_trusting(&ca, port).await
+}
+
+/// [`tls_to`] any server on loopback whose certificate `ca` (PEM) signed.
+pub async fn tls_trusting(ca: &[u8], port: u16) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&ca) {
+    for c in CertificateDer::pem_slice_iter(ca) {
         roots.add(c.expect("pem")).expect("root");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -48,7 +53,7 @@ async fn tls_to(s: &TestServer, port: u16) -> tokio_rustls::client::TlsStream<Tc
 
 /// Everything the server sends until it closes the connection (`None`: it did not close it
 /// within [`GUARD`]).
-async fn until_closed<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Option<String> {
+pub async fn until_closed<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Option<String> {
     let mut got = Vec::new();
     let read = async {
         let mut buf = [0u8; 4096];

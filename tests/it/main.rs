@@ -21,6 +21,7 @@ mod hardening;
 mod hostile;
 mod interop;
 mod kube_face;
+mod labels;
 mod lifecycle;
 mod lookalike;
 mod manifests;

@@ -148,6 +148,11 @@ impl TestServer {
         self.dir
     }
 
+    /// What the operations listener's `/metrics` says now.
+    pub async fn metrics(&self) -> String {
+        metrics_at(&self.ops).await
+    }
+
     /// The SCIM listener's port, as text.
     pub fn scim_port(&self) -> String {
         self.base
@@ -458,6 +463,16 @@ pub fn workflow(ns: &str) -> Value {
     json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
         "metadata": {"generateName": "hello-", "namespace": ns},
         "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}})
+}
+
+/// `/metrics` (Prometheus text) of the operations listener at `ops` (`http://host:port`).
+pub async fn metrics_at(ops: &str) -> String {
+    reqwest::get(format!("{ops}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
 }
 
 /// Run the `scimgate` binary; exit code, stdout, stderr.
