@@ -40,7 +40,7 @@ echo "caBundle=$(cat "$m/cabundle")" >"$m/manifests/overlays/embedded/cabundle.e
 cp -r "$m/manifests/overlays/embedded/certs" "$m/manifests/overlays/ha-postgres/certs"
 cp "$m/manifests/overlays/embedded/cabundle.env" "$m/manifests/overlays/ha-postgres/"
 echo "url=postgres://scimgate:secret@postgres.db.svc:5432/scimgate" >"$m/manifests/overlays/ha-postgres/store.env"
-for overlay in embedded cert-manager ha-postgres; do
+for overlay in embedded cert-manager ha-postgres managed; do
   kubectl kustomize "$m/manifests/overlays/$overlay" >"$m/$overlay.yaml"
   .venv/bin/kubernetes-validate --strict --quiet --no-warn -k 1.32.0 "$m/$overlay.yaml"
   echo "$overlay: $(grep -c '^kind:' "$m/$overlay.yaml") objects valid"
@@ -52,13 +52,13 @@ apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: [../manifests/overlays/embedded]
 components:
-  - ../manifests/components/api-server-client-auth
   - ../manifests/components/control-plane-only
   - ../manifests/components/enforce-deletes
 EOF
 kubectl kustomize "$m/hardened" >"$m/hardened.yaml"
 .venv/bin/kubernetes-validate --strict --quiet --no-warn -k 1.32.0 "$m/hardened.yaml"
 grep -q -- '--admission-client-ca=/etc/scimgate/tls/ca.crt' "$m/hardened.yaml"
+if grep -q -- '--admission-client' "$m/managed.yaml"; then echo "overlays/managed must turn caller authentication off"; exit 1; fi
 grep -q 'cidr: 192.0.2.0/24' "$m/hardened.yaml"
 echo "embedded + every optional component: $(grep -c '^kind:' "$m/hardened.yaml") objects valid"
 rm -rf "$m"

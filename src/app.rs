@@ -178,7 +178,16 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             tls::ClientAuth::open(ca.clone(), cfg.admission_client_names.clone())
                 .context("loading the admission client CA")?,
         ),
-        None => None,
+        None => {
+            // Said once at start, so an operator reading the logs of a production install knows
+            // which guarantee they run without.
+            if !cfg.dev {
+                tracing::warn!(
+                    "caller authentication is off (no --admission-client-ca): anyone who reaches the admission port can ask for a decision and get a stamp; every stamp and decision record says so. The shipped overlays turn it on; see README, \"Only the API server may ask\""
+                );
+            }
+            None
+        }
     };
     let admission_tls = listener::Tls {
         config: certs.server_config(clients.clone()),

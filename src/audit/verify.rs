@@ -9,7 +9,14 @@ use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
-    Valid { action: String, by: String, by_id: String },
+    Valid {
+        action: String,
+        by: String,
+        by_id: String,
+        /// Whether the caller of the webhook that stamped it proved to be the API server
+        /// (`None`: a stamp from before that was signed).
+        authenticated: Option<bool>,
+    },
     Missing,
     Forged(String),
 }
@@ -96,6 +103,7 @@ pub fn verify_object(v: &Verifier, obj: &Value) -> Finding {
             action: action.to_string(),
             by: claims.name,
             by_id: claims.sub,
+            authenticated: claims.authenticated,
         });
     }
     for (field, k) in ours {
@@ -114,8 +122,13 @@ pub fn to_json(f: &Finding) -> Value {
         .stamps
         .iter()
         .map(|s| match s {
-            Status::Valid { action, by, by_id } => {
-                json!({"status": "valid", "action": action, "by": by, "byId": by_id})
+            Status::Valid {
+                action,
+                by,
+                by_id,
+                authenticated,
+            } => {
+                json!({"status": "valid", "action": action, "by": by, "byId": by_id, "authenticated": authenticated})
             }
             Status::Missing => json!({"status": "missing"}),
             Status::Forged(why) => json!({"status": "forged", "why": why}),
@@ -124,12 +137,27 @@ pub fn to_json(f: &Finding) -> Value {
     json!({"object": f.object, "stamps": stamps})
 }
 
+/// What a line says of a stamp minted for a caller that did not prove to be the API server.
+pub fn unauthenticated_note(authenticated: Option<bool>) -> &'static str {
+    match authenticated {
+        Some(false) => {
+            " (minted without caller authentication: anyone who reached the admission port could have asked)"
+        }
+        _ => "",
+    }
+}
+
 pub fn line(f: &Finding) -> String {
     let parts: Vec<String> = f
         .stamps
         .iter()
         .map(|s| match s {
-            Status::Valid { action, by, .. } => format!("valid: {action} by {by}"),
+            Status::Valid {
+                action,
+                by,
+                authenticated,
+                ..
+            } => format!("valid: {action} by {by}{}", unauthenticated_note(*authenticated)),
             Status::Missing => "missing: no scimgate stamp".to_string(),
             Status::Forged(why) => format!("FORGED: {why}"),
         })

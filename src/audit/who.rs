@@ -132,7 +132,7 @@ pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> an
                 ..Default::default()
             };
             for r in store.query_decisions(&q).await? {
-                decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid, "stampId": r.stamp_id}));
+                decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid, "stampId": r.stamp_id, "authenticated": r.authenticated}));
             }
         }
     }
@@ -158,9 +158,10 @@ pub fn text(report: &Value) -> String {
     for s in report["stamps"].as_array().into_iter().flatten() {
         match s["status"].as_str() {
             Some("valid") => out.push_str(&format!(
-                "  stamp      {} by {}: valid\n",
+                "  stamp      {} by {}: valid{}\n",
                 s["action"].as_str().unwrap_or_default(),
-                s["by"].as_str().unwrap_or_default()
+                s["by"].as_str().unwrap_or_default(),
+                verify::unauthenticated_note(s["authenticated"].as_bool())
             )),
             Some("missing") => {
                 out.push_str("  stamp      missing: scimgate never admitted this object (or its stamp was removed)\n")
@@ -173,13 +174,18 @@ pub fn text(report: &Value) -> String {
     }
     for d in report["decisions"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "  decision   {} {} {} rule {} at {} (id {})\n",
+            "  decision   {} {} {} rule {} at {} (id {}){}\n",
             d["action"].as_str().unwrap_or_default(),
             d["outcome"].as_str().unwrap_or_default(),
             d["requester"].as_str().unwrap_or_default(),
             d["rule"].as_str().unwrap_or("-"),
             d["at"].as_str().unwrap_or_default(),
-            d["id"].as_str().unwrap_or_default()
+            d["id"].as_str().unwrap_or_default(),
+            if d["authenticated"] == json!(false) {
+                " (caller not authenticated)"
+            } else {
+                ""
+            }
         ));
     }
     out

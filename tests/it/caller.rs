@@ -165,7 +165,17 @@ async fn only_the_api_servers_certificate_gets_an_answer() {
     let ml = s.create_group("ml", &[&alice]).await;
     s.create_group("pipeline-users", &[&ml]).await;
     let api = ApiServer::at(&s.admission, kube.clone());
-    allowed(kubectl(&api, "alice@example.com").create(&workflow("team-a")).await);
+    let stamped = allowed(kubectl(&api, "alice@example.com").create(&workflow("team-a")).await).object;
+    // The stamp says so too, for whoever verifies it later.
+    let jws = stamped["metadata"]["annotations"]["scimgate.io/attestation"]
+        .as_str()
+        .expect("stamped");
+    let payload = jws.split('.').nth(1).expect("jws");
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).expect("b64"),
+    )
+    .expect("claims");
+    assert_eq!(claims["authenticated"], true, "{claims}");
     let records: Vec<_> = s
         .decisions(1)
         .await

@@ -262,10 +262,47 @@ fn overlays_render_with_the_settings_a_fail_closed_webhook_needs() {
         !ha.iter().any(|d| d["kind"] == "PersistentVolumeClaim"),
         "replicas keep no state of their own"
     );
+    // Caller authentication: on in every overlay that can have it, off — explicitly — only in
+    // the one for managed control planes; cert-manager also issues the API server's client pair.
+    let args = |docs: &[Value]| -> Vec<String> {
+        find(docs, "Deployment", "scimgate")["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(String::from))
+            .collect()
+    };
+    for (name, docs) in [("embedded", &embedded), ("cert-manager", &cm), ("ha-postgres", &ha)] {
+        let a = args(docs);
+        assert!(
+            a.contains(&"--admission-client-ca=/etc/scimgate/tls/ca.crt".to_string())
+                && a.contains(&"--admission-client-name=kube-apiserver".to_string()),
+            "{name}: {a:?}"
+        );
+    }
+    assert!(cm.iter().any(|d| d["kind"] == "Certificate"
+        && d["spec"]["secretName"] == "scimgate-apiserver-client"
+        && d["spec"]["usages"]
+            .as_array()
+            .is_some_and(|u| u.contains(&Value::from("client auth")))));
+    let managed = render(&m.join("overlays/managed"));
+    check_common(&managed, "managed");
+    let a = args(&managed);
+    assert!(!a.iter().any(|x| x.starts_with("--admission-client")), "{a:?}");
+    assert_eq!(
+        a.len() + 2,
+        args(&embedded).len(),
+        "only the two client flags are gone: {a:?}"
+    );
     // Every document goes to the validator in scripts/test.sh too.
     let out = std::env::var("SCIMGATE_RENDERED_DIR").ok();
     if let Some(dir) = out {
-        for (name, docs) in [("embedded", &embedded), ("cert-manager", &cm), ("ha-postgres", &ha)] {
+        for (name, docs) in [
+            ("embedded", &embedded),
+            ("cert-manager", &cm),
+            ("ha-postgres", &ha),
+            ("managed", &managed),
+        ] {
             let text: Vec<String> = docs
                 .iter()
                 .map(|d| serde_yaml_ng::to_string(d).unwrap_or_default())
@@ -276,8 +313,9 @@ fn overlays_render_with_the_settings_a_fail_closed_webhook_needs() {
 }
 
 /// Start the binary with an overlay's Deployment args, env and mounts laid out under a temporary
-/// root (`env` adds what a Secret would provide); returns the root and the "serving" log line.
-fn run_as_deployed(dir: &Path, m: &Path, overlay: &str, env: &[(&str, &str)]) -> (PathBuf, Value) {
+/// root (`env` adds what a Secret would provide); returns the root and the log lines up to and
+/// including the "serving" one.
+fn run_as_deployed(dir: &Path, m: &Path, overlay: &str, env: &[(&str, &str)]) -> (PathBuf, Vec<Value>) {
     let docs = render(&m.join("overlays").join(overlay));
     let d = find(&docs, "Deployment", "scimgate");
     let c = &d["spec"]["template"]["spec"]["containers"][0];
@@ -286,7 +324,12 @@ fn run_as_deployed(dir: &Path, m: &Path, overlay: &str, env: &[(&str, &str)]) ->
         .unwrap_or_default()
         .to_string();
     let root = dir.join(format!("pod-{overlay}"));
-    let certs = m.join("overlays").join(overlay).join("certs");
+    // An overlay built on another (managed on embedded) takes that one's files.
+    let certs = [overlay, "embedded"]
+        .iter()
+        .map(|o| m.join("overlays").join(o).join("certs"))
+        .find(|c| c.exists())
+        .expect("certs");
     let mounts: Vec<(String, String)> = c["volumeMounts"]
         .as_array()
         .into_iter()
@@ -304,7 +347,7 @@ fn run_as_deployed(dir: &Path, m: &Path, overlay: &str, env: &[(&str, &str)]) ->
         match name.as_str() {
             "policy" => std::fs::write(at.join("policy.yaml"), &policy).expect("policy"),
             "tls" => {
-                for f in ["tls.crt", "tls.key"] {
+                for f in ["tls.crt", "tls.key", "ca.crt"] {
                     std::fs::copy(certs.join(f), at.join(f)).expect("tls");
                 }
             }
@@ -361,6 +404,11 @@ fn run_as_deployed(dir: &Path, m: &Path, overlay: &str, env: &[(&str, &str)]) ->
         }
         seen.push(line);
     }
+    let lines: Vec<Value> = seen
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
+        .chain(serving.clone())
+        .collect();
     let _ = child.kill();
     let _ = child.wait();
     let serving =
@@ -371,13 +419,13 @@ fn run_as_deployed(dir: &Path, m: &Path, overlay: &str, env: &[(&str, &str)]) ->
             .is_some_and(|a| a.starts_with("127.0.0.1:")),
         "{serving}"
     );
-    (root, serving)
+    (root, lines)
 }
 
 #[test]
 fn the_binary_starts_with_the_deployments_flags_and_files() {
     let (dir, m, _) = prepared();
-    let (root, _) = run_as_deployed(dir.path(), &m, "embedded", &[]);
+    let (root, lines) = run_as_deployed(dir.path(), &m, "embedded", &[]);
     assert!(
         root.join("var/lib/scimgate/scimgate.db").exists(),
         "the store lives on the data volume"
@@ -386,6 +434,18 @@ fn the_binary_starts_with_the_deployments_flags_and_files() {
         root.join("var/lib/scimgate/keys/signing.key").exists(),
         "so does the signing key"
     );
+    let warns_off = |lines: &[Value]| {
+        lines.iter().any(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("caller authentication is off"))
+        })
+    };
+    assert!(!warns_off(&lines), "caller authentication is on: {lines:?}");
+    // The managed overlay turns it off, and the server says so at start.
+    let (_, lines) = run_as_deployed(dir.path(), &m, "managed", &[]);
+    assert!(warns_off(&lines), "{lines:?}");
 }
 
 #[tokio::test]

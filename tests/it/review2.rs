@@ -550,3 +550,23 @@ async fn a_schedules_runs_are_the_last_spec_authors() {
     assert_eq!(ann(&run, "scimgate.io/submitted-by"), "bob@example.com");
     assert_eq!(ann(&run, "scimgate.io/owner-submitted-by"), "alice@example.com");
 }
+
+/// Finding 9: a stamp made for a caller that did not prove to be the API server says so, and
+/// `audit verify` shows it (the authenticated twin is in `caller.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stamp_minted_without_caller_authentication_says_so() {
+    let w = World::new().await;
+    let run = allowed(
+        kubectl(&w.api, "alice@example.com")
+            .create(&crate::support::workflow("team-a"))
+            .await,
+    )
+    .object;
+    let v = w.verifier().await;
+    let claims = scimgate::stamp::object::verified(&v, &run, scimgate::stamp::Entry::SUBMIT)
+        .expect("stamped")
+        .expect("valid");
+    assert_eq!(claims.authenticated, Some(false));
+    let line = scimgate::audit::verify::line(&scimgate::audit::verify::verify_object(&v, &run));
+    assert!(line.contains("minted without caller authentication"), "{line}");
+}
