@@ -203,6 +203,28 @@ fn owner_person(
     }
 }
 
+/// Why the owners a person's update adds (`Adoption`) make it a delete: one that does not exist,
+/// cannot be looked up, or whose verified submit stamp names someone else. `None` when every
+/// added owner is the asker's own.
+pub fn adopts_against(verifier: &Verifier, asker: &Asker, adoptions: &[super::Adoption]) -> Option<String> {
+    adoptions.iter().find_map(|a| {
+        let found = match &a.found {
+            Ok(f) => f,
+            Err(why) => return Some(format!("it adds the owner {}: {why}", a.owner)),
+        };
+        let submitter = object::verified(verifier, &found.object, Entry::SUBMIT)
+            .and_then(Result::ok)
+            .map(|c| c.sub);
+        match submitter {
+            Some(s) if !s.is_empty() && s == asker.sub => None,
+            _ => Some(format!(
+                "it adds the owner {}, which is not theirs: when it is deleted, the garbage collector deletes this object too",
+                a.owner
+            )),
+        }
+    })
+}
+
 /// The action a refusal before judging is recorded under: the one the request is named for.
 pub fn recorded_action(actions: &[Action]) -> Action {
     actions.first().copied().unwrap_or(Action::Update)

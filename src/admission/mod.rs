@@ -97,9 +97,27 @@ pub struct AlsoAction {
 /// (`owner_lookup`); `None` when nobody looked (offline evaluation).
 pub type OwnerLookup = Option<owners::Result<owners::Found>>;
 
-/// Decide one request, offline: a child of an `ownerStamp` delegate has no owner to look up.
+/// An owner a person's update adds to an object's `ownerReferences`, and what the cluster said of
+/// it (`adoption_lookup`): when it is gone — or goes — the garbage collector deletes the object,
+/// with no webhook call.
+#[derive(Debug, Clone)]
+pub struct Adoption {
+    /// `Kind namespace/name` as the reference names it.
+    pub owner: String,
+    /// The stored owner, when it is of a kind scimgate watches and exists with that uid.
+    pub found: Result<owners::Found, String>,
+}
+
+/// What deciding needed to read from the cluster first.
+#[derive(Debug, Clone, Default)]
+pub struct Lookups {
+    pub owner: OwnerLookup,
+    pub adoptions: Vec<Adoption>,
+}
+
+/// Decide one request, offline: nothing is looked up in a cluster.
 pub fn decide(st: &Decider, req: &Request, hook: Hook) -> Answer {
-    decide_traced(st, req, &None, hook, &mut DecisionDraft::default())
+    decide_traced(st, req, &Lookups::default(), hook, &mut DecisionDraft::default())
 }
 
 /// The child kind, when `req` is an `ownerStamp` delegate creating a run for an owner: then the
@@ -109,6 +127,60 @@ pub fn owner_needed(st: &Decider, req: &Request) -> Option<Kind> {
     let policy = st.policy.load();
     let delegate = policy.delegate_for(&req.user.username)?;
     (req.operation == Operation::Create && delegate.via == policy::Via::OwnerStamp).then_some(kind)
+}
+
+/// Everything deciding `req` needs from the cluster: the owner of a child a controller creates,
+/// the owners a person's update adds.
+pub async fn lookups(st: &Decider, owners: &Owners, req: &Request) -> Lookups {
+    Lookups {
+        owner: owner_lookup(st, owners, req).await,
+        adoptions: adoption_lookup(st, owners, req).await,
+    }
+}
+
+/// The ownerReferences a person's UPDATE adds (by uid), each looked up where scimgate can: a
+/// CronWorkflow or PipelineRun through the watch cache; any other kind cannot be told and counts
+/// as not theirs.
+pub async fn adoption_lookup(st: &Decider, owners: &Owners, req: &Request) -> Vec<Adoption> {
+    let (Some(obj), Some(old)) = (&req.object, &req.old_object) else {
+        return Vec::new();
+    };
+    if req.operation != Operation::Update || st.policy.load().delegate_for(&req.user.username).is_some() {
+        return Vec::new();
+    }
+    let refs = |o: &Value| -> Vec<Value> {
+        o.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let uid = |r: &Value| r.get("uid").and_then(Value::as_str).unwrap_or_default().to_string();
+    let before: std::collections::HashSet<String> = refs(old).iter().map(uid).collect();
+    let namespace = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    // At most a handful are ever added; more is itself suspicious, so each beyond a few is judged
+    // without a lookup (as not theirs).
+    for (i, r) in refs(obj).into_iter().filter(|r| !before.contains(&uid(r))).enumerate() {
+        let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
+        let owner = format!("{} {namespace}/{}", text("kind"), text("name"));
+        let found = match owners::Owners::watched(text("apiVersion"), text("kind")) {
+            Some(kind) if i < 4 => owners
+                .stored(kind, namespace, text("name"), text("uid"))
+                .await
+                .map_err(|e| e.to_string()),
+            Some(_) => Err("too many owners added at once to look each up".into()),
+            None => Err(format!(
+                "scimgate cannot tell whose a {} ({}) is",
+                text("kind"),
+                text("apiVersion")
+            )),
+        };
+        out.push(Adoption { owner, found });
+    }
+    out
 }
 
 /// Look up the owner of the child `req` creates, when the decision needs it.
@@ -193,7 +265,7 @@ impl<'r> Subject<'r> {
 
 /// Decide one request, noting what the decision was about in `t`. `owner` is what the cluster
 /// said of the owner of a run an `ownerStamp` delegate creates (`owner_lookup`).
-pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hook, t: &mut DecisionDraft) -> Answer {
+pub fn decide_traced(st: &Decider, req: &Request, lookups: &Lookups, hook: Hook, t: &mut DecisionDraft) -> Answer {
     let Some(kind) = pipeline_run::detect(&req.group, &req.version, &req.kind) else {
         return Answer::allow();
     };
@@ -212,10 +284,17 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
     let snap = st.directory.load();
     let now = chrono::Utc::now();
     begin(t, &subject, &policy);
-    let actions = pipeline_run::actions(kind, req.operation, req.old_object.as_ref(), subject.obj);
+    let mut actions = pipeline_run::actions(kind, req.operation, req.old_object.as_ref(), subject.obj);
 
     // Who asked; Argo's identity labels are nobody else's to edit.
-    let asker = asker::identify(&st.verifier, &snap, &policy, &subject, owner);
+    let asker = asker::identify(&st.verifier, &snap, &policy, &subject, &lookups.owner);
+    // An owner added that is gone, or not theirs: the garbage collector deletes the object when
+    // it goes, with no webhook call — so the change is a delete too, judged now.
+    let adopted = asker::adopts_against(&st.verifier, &asker, &lookups.adoptions);
+    if let Some(why) = &adopted {
+        actions.push(Action::Delete);
+        t.reason = why.clone();
+    }
     if let Some(k) = asker::edited_identity_label(&policy, &subject) {
         t.action = Some(asker::recorded_action(&actions));
         return deny_unjudged(t, format!("the label {k} was changed"), format!(
@@ -317,6 +396,10 @@ pub fn decide_traced(st: &Decider, req: &Request, owner: &OwnerLookup, hook: Hoo
             decisions,
         } => {
             t.rule = rule;
+            let why = match (&adopted, refused) {
+                (Some(a), Action::Delete) => format!("{a}, so it is judged as a delete: {why}"),
+                _ => why,
+            };
             if !dry {
                 return refuse(req, &asker, kind, refused, &why, t);
             }
@@ -414,7 +497,7 @@ fn note_also(t: &mut DecisionDraft, decisions: &[(Action, String)]) {
         .map(|(a, d)| AlsoAction {
             action: *a,
             decision_id: uuid::Uuid::now_v7().to_string(),
-            rule: d.split_once(':').map(|(_, r)| r.to_string()),
+            rule: d.split_once(':').map(|(_, r)| r.to_string()).filter(|r| !r.is_empty()),
             stamp_id: None,
         })
         .collect();

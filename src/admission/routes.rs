@@ -3,7 +3,7 @@
 //! AdmissionReview answer echoing the request uid. Also owns what a review may cost before it is
 //! judged: the body cap, the decode budget and the shape pre-check (`codec::shape`).
 
-use super::{codec, decide_traced, owner_lookup, AdmissionState, DecisionDraft, Hook};
+use super::{codec, decide_traced, lookups, AdmissionState, DecisionDraft, Hook};
 use crate::audit::DecisionRecord;
 use crate::listener::{BodyTimeout, Caller};
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -262,7 +262,7 @@ async fn handle(
         Ok(req) => {
             // The one wait on the admission path: the owner of a controller-created run, from
             // the watch cache (a GET only on a miss).
-            let owner = owner_lookup(&st.decider, &st.owners, &req).await;
+            let found = lookups(&st.decider, &st.owners, &req).await;
             let decide = {
                 let decider = st.decider.clone();
                 move || {
@@ -270,7 +270,7 @@ async fn handle(
                         authenticated,
                         ..DecisionDraft::default()
                     };
-                    let answer = decide_traced(&decider, &req, &owner, hook, &mut trace);
+                    let answer = decide_traced(&decider, &req, &found, hook, &mut trace);
                     (req, answer, trace)
                 }
             };

@@ -23,6 +23,9 @@ pub enum Verdict {
     },
 }
 
+/// The decision of a delete the policy does not judge (`enforceDeletes: false`).
+pub const RECORDED_ONLY: &str = "allow:";
+
 /// What a verdict needs to know about the run.
 pub struct Run<'a> {
     pub kind: Kind,
@@ -53,6 +56,11 @@ pub fn judge(policy: &Policy, asker: &Asker, actions: &[Action], run: &Run<'_>, 
     let mut refusal: Option<(Action, String, Option<String>)> = None;
     let mut first_rule = String::new();
     for (i, action) in actions.iter().enumerate() {
+        // A delete is judged only where the policy enforces deletes; elsewhere it is recorded.
+        if *action == Action::Delete && !policy.enforce_deletes {
+            decisions.push((*action, RECORDED_ONLY.to_string()));
+            continue;
+        }
         let d = policy::evaluate(policy, &request(run, *action), requester);
         let rule = d.rule.clone().unwrap_or_default();
         if i == 0 {

@@ -191,7 +191,9 @@ impl Owners {
     /// The stored owner of `obj`, a `child` in `namespace` (owners are in their child's namespace:
     /// an ownerReference names no namespace).
     pub async fn owner_of(&self, child: Kind, namespace: &str, obj: &Value) -> Result<Found> {
-        let inner = self.0.as_ref().ok_or(Error::NoApiAccess)?;
+        if self.0.is_none() {
+            return Err(Error::NoApiAccess);
+        }
         let child_name = child.as_str();
         if !OWNERSHIPS.iter().any(|o| o.child == child) {
             return Err(Error::NotAChildKind { child: child_name });
@@ -214,8 +216,24 @@ impl Owners {
                 expected,
             });
         };
-        let (name, referenced) = (text(r, "name"), text(r, "uid"));
-        let owner = ownership.owner;
+        self.stored(ownership.owner, namespace, text(r, "name"), text(r, "uid"))
+            .await
+    }
+
+    /// Whether an ownerReference `{apiVersion, kind}` is to a kind whose objects this cache holds
+    /// (CronWorkflow, PipelineRun), and which.
+    pub fn watched(api_version: &str, kind: &str) -> Option<Kind> {
+        let group = api_version.split_once('/').map_or("", |(g, _)| g);
+        OWNERSHIPS
+            .iter()
+            .find(|o| o.owner.as_str() == kind && o.group == group)
+            .map(|o| o.owner)
+    }
+
+    /// The stored `owner` `namespace/name`, which must have the uid `referenced`: from the watch
+    /// cache, or one GET on a miss.
+    pub async fn stored(&self, owner: Kind, namespace: &str, name: &str, referenced: &str) -> Result<Found> {
+        let inner = self.0.as_ref().ok_or(Error::NoApiAccess)?;
         let Some(cache) = inner.caches.iter().find(|c| c.kind == owner) else {
             return Err(Error::NoApiAccess);
         };

@@ -570,3 +570,98 @@ async fn a_stamp_minted_without_caller_authentication_says_so() {
     let line = scimgate::audit::verify::line(&scimgate::audit::verify::verify_object(&v, &run));
     assert!(line.contains("minted without caller authentication"), "{line}");
 }
+
+/// Deletes judged: only alice may delete; pipeline users may submit and update.
+fn enforced_deletes() -> String {
+    policy_with_rules(
+        r#"
+enforceDeletes: true
+rules:
+  - name: team-run
+    allow: [submit, update]
+    groups: [pipeline-users]
+    namespaces: ["team-a"]
+  - name: alice-deletes
+    allow: [delete]
+    users: [alice@example.com]
+    namespaces: ["team-a"]
+"#,
+    )
+}
+
+/// Finding 8: adding an owner that is gone (or not the person's) makes the garbage collector
+/// delete the object with no webhook call, so such an update is judged as a delete too. Before the
+/// fix bob's dangling ownerReference was an update, and alice's run would have been collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_added_that_is_gone_or_not_theirs_is_a_delete() {
+    let w = World::with(&enforced_deletes(), "").await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let bob = kubectl(&w.api, "bob@example.com");
+    let run = allowed(alice.create(&crate::support::workflow("team-a")).await).object;
+    let cron = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow",
+        "metadata": {"name": "alices", "namespace": "team-a"},
+        "spec": {"schedule": "0 1 * * *", "workflowSpec": {"entrypoint": "main",
+            "templates": [{"name": "main", "container": {"image": "busybox"}}]}}});
+    let cron = allowed(alice.create(&cron).await).object;
+    let owner = |kind: &str, api: &str, name: &str, uid: &str| json!({"apiVersion": api, "kind": kind, "name": name, "uid": uid});
+    let adopt = |r: Value| move |o: &mut Value| o["metadata"]["ownerReferences"] = json!([r]);
+    for r in [
+        owner(
+            "CronWorkflow",
+            "argoproj.io/v1alpha1",
+            "ghost",
+            "9d2c6f1e-0000-4000-8000-000000000000",
+        ),
+        owner("ConfigMap", "v1", "anything", "9d2c6f1e-0000-4000-8000-000000000001"),
+        owner(
+            "CronWorkflow",
+            "argoproj.io/v1alpha1",
+            "alices",
+            cron["metadata"]["uid"].as_str().unwrap_or_default(),
+        ),
+    ] {
+        let m = refused(bob.edit(&run, adopt(r.clone())).await);
+        assert!(
+            m.message.contains("may not delete Workflow") && m.message.contains("adds the owner"),
+            "{r}: {}",
+            m.message
+        );
+    }
+    // Legitimate: alice makes her own CronWorkflow the owner of her own run.
+    let mine = owner(
+        "CronWorkflow",
+        "argoproj.io/v1alpha1",
+        "alices",
+        cron["metadata"]["uid"].as_str().unwrap_or_default(),
+    );
+    let adopted = allowed(alice.edit(&run, adopt(mine)).await).object;
+    assert_eq!(adopted["metadata"]["ownerReferences"][0]["name"], "alices");
+    // Where deletes are not enforced, bob's dangling owner is let through and recorded as a delete.
+    let w2 = World::new().await;
+    let run2 = allowed(
+        kubectl(&w2.api, "alice@example.com")
+            .create(&crate::support::workflow("team-a"))
+            .await,
+    )
+    .object;
+    allowed(
+        kubectl(&w2.api, "bob@example.com")
+            .edit(
+                &run2,
+                adopt(owner(
+                    "CronWorkflow",
+                    "argoproj.io/v1alpha1",
+                    "ghost",
+                    "9d2c6f1e-0000-4000-8000-000000000002",
+                )),
+            )
+            .await,
+    );
+    let records = w2.decisions(2).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.action == "delete" && r.reason.contains("adds the owner CronWorkflow team-a/ghost")),
+        "{records:?}"
+    );
+}
