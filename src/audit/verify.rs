@@ -18,6 +18,14 @@ pub enum Status {
         authenticated: Option<bool>,
     },
     Missing,
+    /// A stamp made for the object's controller owner (kind, name), copied onto it by the
+    /// controller (Tekton copies a PipelineRun's annotations onto its TaskRuns): the object has
+    /// none of its own — created while scimgate was unreachable (its webhook for admitted work
+    /// fails open), or before it was installed. `audit who` follows the owner.
+    Inherited {
+        action: String,
+        owner: String,
+    },
     Forged(String),
 }
 
@@ -59,6 +67,15 @@ fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     cur.as_str().unwrap_or_default()
 }
 
+/// The kind and name of `obj`'s controller owner (the ownerReference with `controller: true`).
+pub fn controller_owner(obj: &Value) -> Option<(&str, &str)> {
+    obj.pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .map(|r| (text(r, &["kind"]), text(r, &["name"])))
+}
+
 pub fn verify_object(v: &Verifier, obj: &Value) -> Finding {
     let kind = text(obj, &["kind"]);
     let ns = text(obj, &["metadata", "namespace"]);
@@ -92,9 +109,19 @@ pub fn verify_object(v: &Verifier, obj: &Value) -> Finding {
             }
         };
         if let Err(m) = claims.places(kind, ns, name, generate_name) {
-            stamps.push(Status::Forged(format!(
-                "the {action} stamp was made for another object: {m}"
-            )));
+            match controller_owner(obj).filter(|(k, n)| claims.places(k, ns, n, "").is_ok()) {
+                Some((k, n)) => {
+                    covered.extend(claims.stamp.keys().map(|k| ("annotations", k.clone())));
+                    covered.extend(claims.labels.keys().map(|k| ("labels", k.clone())));
+                    stamps.push(Status::Inherited {
+                        action: action.to_string(),
+                        owner: format!("{k} {ns}/{n}"),
+                    });
+                }
+                None => stamps.push(Status::Forged(format!(
+                    "the {action} stamp was made for another object: {m}"
+                ))),
+            }
             continue;
         }
         covered.extend(claims.stamp.keys().map(|k| ("annotations", k.clone())));
@@ -131,6 +158,7 @@ pub fn to_json(f: &Finding) -> Value {
                 json!({"status": "valid", "action": action, "by": by, "byId": by_id, "authenticated": authenticated})
             }
             Status::Missing => json!({"status": "missing"}),
+            Status::Inherited { action, owner } => json!({"status": "inherited", "action": action, "owner": owner}),
             Status::Forged(why) => json!({"status": "forged", "why": why}),
         })
         .collect();
@@ -159,6 +187,9 @@ pub fn line(f: &Finding) -> String {
                 ..
             } => format!("valid: {action} by {by}{}", unauthenticated_note(*authenticated)),
             Status::Missing => "missing: no scimgate stamp".to_string(),
+            Status::Inherited { action, owner } => {
+                format!("no stamp of its own: carries its owner {owner}'s {action} stamp")
+            }
             Status::Forged(why) => format!("FORGED: {why}"),
         })
         .collect();

@@ -11,6 +11,24 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 
+/// The controller owner of `obj`, when it has no stamp of its own and is a child a controller
+/// creates for one of our kinds (a PipelineRun's TaskRun, a CronWorkflow's Workflow): the kind
+/// (as `resource` takes it), namespace and name to fetch and explain instead.
+pub fn owner_to_follow(report: &Value, obj: &Value) -> Option<(String, String, String)> {
+    let own = report["stamps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["status"] == "valid");
+    if own {
+        return None;
+    }
+    let (kind, name) = verify::controller_owner(obj)?;
+    resource(kind)?;
+    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str)?;
+    Some((kind.to_string(), ns.to_string(), name.to_string()))
+}
+
 /// Our kinds by the names people type (`workflow`, `workflows`, `wf`, `pipelinerun`, `pr`, …).
 fn resource(kind: &str) -> Option<(ApiResource, bool)> {
     let (group, version, kind, plural, namespaced) = match kind.to_ascii_lowercase().as_str() {
@@ -166,10 +184,21 @@ pub fn text(report: &Value) -> String {
             Some("missing") => {
                 out.push_str("  stamp      missing: scimgate never admitted this object (or its stamp was removed)\n")
             }
+            Some("inherited") => out.push_str(&format!(
+                "  stamp      none of its own: it carries its owner {}'s {} stamp (created while scimgate was unreachable, or before it was installed)\n",
+                s["owner"].as_str().unwrap_or_default(),
+                s["action"].as_str().unwrap_or_default()
+            )),
             _ => out.push_str(&format!(
                 "  stamp      FORGED: {}\n",
                 s["why"].as_str().unwrap_or_default()
             )),
+        }
+    }
+    if let Some(owner) = report.get("owner").filter(|o| o.is_object()) {
+        out.push_str("  owner:\n");
+        for line in text(owner).lines() {
+            out.push_str(&format!("    {line}\n"));
         }
     }
     for d in report["decisions"].as_array().into_iter().flatten() {

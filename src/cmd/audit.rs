@@ -72,7 +72,15 @@ pub async fn who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
         Location::Embedded(dir) if !dir.join(crate::store::embedded::FILE).exists() => None,
         _ => Some(open_store(&a.store).await?),
     };
-    let objects = match who::fetch(client, &ar, ns.as_deref(), name.as_deref(), a.selector.as_deref()).await {
+    let objects = match who::fetch(
+        client.clone(),
+        &ar,
+        ns.as_deref(),
+        name.as_deref(),
+        a.selector.as_deref(),
+    )
+    .await
+    {
         Ok(o) => o,
         // Gone: who deleted it, from the decision log.
         Err(e) => match (&store, &name) {
@@ -114,8 +122,18 @@ pub async fn who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     let mut forged = false;
     for obj in &objects {
-        let (report, f) = who::explain(&verifier, store.as_deref(), obj).await?;
+        let (mut report, f) = who::explain(&verifier, store.as_deref(), obj).await?;
         forged |= f;
+        // A child with no stamp of its own: who is behind its owner.
+        if let Some((kind, ns, name)) = who::owner_to_follow(&report, obj) {
+            let (owner_ar, _, _) = who::parse_target(&format!("{ns}/{kind}/{name}"), false)?;
+            if let Ok(owner) = who::fetch(client.clone(), &owner_ar, Some(&ns), Some(&name), None).await {
+                if let Some(o) = owner.first() {
+                    let (owner_report, _) = who::explain(&verifier, store.as_deref(), o).await?;
+                    report["owner"] = owner_report;
+                }
+            }
+        }
         reports.push(report);
     }
     if a.output == crate::cli::Output::Json {

@@ -26,6 +26,11 @@ impl Kubectl<'_> {
     }
 
     /// `kubectl delete` (foreground or background alike: one DELETE request).
+    /// `kubectl delete --cascade=foreground`: `propagationPolicy: Foreground`.
+    pub async fn delete_foreground(&self, obj: &Value) -> Outcome {
+        self.api.delete_propagating(&self.user, obj, Some("Foreground")).await
+    }
+
     pub async fn delete(&self, obj: &Value) -> Outcome {
         self.api.delete(&self.user, obj).await
     }
@@ -131,6 +136,40 @@ fn changes(current: &Value, modified: &Value) -> Value {
 /// Argo CD's application controller syncing from git: client-side apply, as kubectl does
 /// (argo-cd `gitops-engine` `pkg/sync/sync_context.go` → kubectl apply), under its own service
 /// account.
+/// kube-controller-manager's garbage collector (`pkg/controller/garbagecollector`): with
+/// `--use-service-account-credentials` (kubeadm, managed clusters) its own service account.
+pub struct GarbageCollector<'a> {
+    pub api: &'a ApiServer,
+    pub user: User,
+}
+
+pub fn garbage_collector(api: &ApiServer) -> GarbageCollector<'_> {
+    GarbageCollector {
+        api,
+        user: service_account("kube-system", "generic-garbage-collector"),
+    }
+}
+
+impl GarbageCollector<'_> {
+    /// `removeFinalizer`: a JSON merge patch of the remaining finalizers, with the resource version
+    /// read (`ObjectMetaForFinalizersPatch`: `finalizers` without omitempty, so `null` when none is
+    /// left — and the update that empties them deletes the object).
+    pub async fn remove_finalizer(&self, target: &Value, finalizer: &str) -> Outcome {
+        let stored = self.api.stored(target).expect("the object exists");
+        let rest: Vec<Value> = stored["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f.as_str() != Some(finalizer))
+            .cloned()
+            .collect();
+        let finalizers = if rest.is_empty() { Value::Null } else { json!(rest) };
+        let patch =
+            json!({"metadata": {"resourceVersion": stored["metadata"]["resourceVersion"], "finalizers": finalizers}});
+        self.api.patch(&self.user, &stored, Patch::Merge(patch)).await
+    }
+}
+
 pub fn argo_cd(api: &ApiServer) -> Kubectl<'_> {
     Kubectl {
         api,
@@ -335,6 +374,69 @@ impl ArgoController<'_> {
             wf["status"]["nodes"][&id] = json!({"id": id, "name": format!("{name}[0].{node}"), "displayName": node,
                 "type": "Suspend", "phase": "Running", "startedAt": now()});
         }
+        self.api.update(&self.user, wf).await
+    }
+
+    /// The controller's first write of a Workflow made by kubectl or Argo CD, in the shape Go's
+    /// `encoding/json` gives it (`operator.go` `persistUpdates`: a full Update of the typed
+    /// object): value-type fields appear empty — the spec's `arguments`, each template's
+    /// `inputs`, `outputs`, `metadata`, a container's or script's `name` and `resources`, each
+    /// step's and DAG task's `arguments` (`pkg/apis/workflow/v1alpha1/workflow_types.go`: struct
+    /// values are never dropped by `omitempty`) — and `workflowDefaults` from the controller's
+    /// ConfigMap is merged under what the Workflow says (`controller.go` `setWorkflowDefaults`,
+    /// `workflow/util/merge.go` `MergeTo`: the Workflow's values win), its metadata too.
+    pub async fn first_write(&self, target: &Value, defaults: &Value) -> Outcome {
+        let mut wf = self.api.stored(target).expect("the workflow exists");
+        fn fill(v: &mut Value, key: &str, empty: Value) {
+            if let Some(o) = v.as_object_mut() {
+                o.entry(key).or_insert(empty);
+            }
+        }
+        fn under(base: &mut Value, over: &Value) {
+            if let (Some(b), Some(o)) = (base.as_object_mut(), over.as_object()) {
+                for (k, v) in o {
+                    match b.get_mut(k) {
+                        Some(existing) if existing.is_object() && v.is_object() => under(existing, v),
+                        Some(_) => {}
+                        None => {
+                            b.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+        }
+        under(&mut wf["spec"], &defaults["spec"]);
+        for field in ["labels", "annotations"] {
+            if defaults["metadata"][field].is_object() {
+                if !wf["metadata"][field].is_object() {
+                    wf["metadata"][field] = json!({});
+                }
+                under(&mut wf["metadata"][field], &defaults["metadata"][field]);
+            }
+        }
+        fill(&mut wf["spec"], "arguments", json!({}));
+        for t in wf["spec"]["templates"].as_array_mut().into_iter().flatten() {
+            for k in ["inputs", "outputs", "metadata"] {
+                fill(t, k, json!({}));
+            }
+            for k in ["container", "script"] {
+                if t[k].is_object() {
+                    fill(&mut t[k], "name", json!(""));
+                    fill(&mut t[k], "resources", json!({}));
+                }
+            }
+            for group in t["steps"].as_array_mut().into_iter().flatten() {
+                for step in group.as_array_mut().into_iter().flatten() {
+                    fill(step, "arguments", json!({}));
+                }
+            }
+            for task in t["dag"]["tasks"].as_array_mut().into_iter().flatten() {
+                fill(task, "arguments", json!({}));
+            }
+        }
+        wf["metadata"]["labels"]["workflows.argoproj.io/phase"] = json!("Running");
+        wf["status"]["phase"] = json!("Running");
+        wf["status"]["startedAt"] = json!(now());
         self.api.update(&self.user, wf).await
     }
 

@@ -854,13 +854,22 @@ impl ApiServer {
         self.update_opts(user, obj, "", false).await
     }
 
+    /// `DELETE` with the default (background) propagation.
+    pub async fn delete(&self, user: &User, target: &Value) -> Outcome {
+        self.delete_propagating(user, target, None).await
+    }
+
     /// `DELETE`: admission with `object` null and `oldObject` the stored object, for webhooks
     /// that register DELETE (pkg/registry/rest/delete.go, `AdmissionToValidateObjectDeleteFunc`).
-    /// An object with finalizers is admitted once and kept, its deletion pending
-    /// (registry/store.go `updateForGracefulDeletionAndFinalizers`: `deleteValidation` on the
-    /// existing object, then `deletionTimestamp` set; custom resources have no graceful deletion,
-    /// so `deletionGracePeriodSeconds` is 0); a second DELETE while it is pending changes nothing.
-    pub async fn delete(&self, user: &User, target: &Value) -> Outcome {
+    /// `propagationPolicy: Foreground` (or `Orphan`) adds the garbage collector's finalizer within
+    /// the DELETE (registry/store.go `deletionFinalizersForGarbageCollection`; no UPDATE admission
+    /// for it). An object with finalizers is kept, its deletion pending
+    /// (`updateForGracefulDeletionAndFinalizers`: `deleteValidation` on the existing object, then
+    /// `deletionTimestamp` set; custom resources have no graceful deletion, so
+    /// `deletionGracePeriodSeconds` is 0). A DELETE repeated while it is pending is admitted again
+    /// — `deleteValidation` runs in every `updateForGracefulDeletionAndFinalizers` — and stores
+    /// nothing new (the bytes are equal, so `GuaranteedUpdate` writes nothing).
+    pub async fn delete_propagating(&self, user: &User, target: &Value, propagation: Option<&str>) -> Outcome {
         let (res, version) = self.resource(target)?;
         let namespace = self.namespace_of(&res, target)?;
         let name = target["metadata"]["name"].as_str().unwrap_or_default().to_string();
@@ -882,12 +891,26 @@ impl ApiServer {
             user,
             dry_run: false,
         };
+        self.mutate(&attrs, Value::Null, Some(&old), &mut written).await?;
+        self.validate(&attrs, &Value::Null, Some(&old), &mut written).await?;
         if old["metadata"].get("deletionTimestamp").is_some() {
             written.object = old;
             return Ok(written);
         }
-        self.mutate(&attrs, Value::Null, Some(&old), &mut written).await?;
-        self.validate(&attrs, &Value::Null, Some(&old), &mut written).await?;
+        let mut old = old;
+        let gc_finalizer = match propagation {
+            Some("Foreground") => Some("foregroundDeletion"),
+            Some("Orphan") => Some("orphan"),
+            _ => None,
+        };
+        if let Some(f) = gc_finalizer {
+            if !old["metadata"]["finalizers"].is_array() {
+                old["metadata"]["finalizers"] = json!([]);
+            }
+            if let Some(list) = old["metadata"]["finalizers"].as_array_mut() {
+                list.push(json!(f));
+            }
+        }
         let mut storage = self.storage.lock().expect("storage");
         if old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
             let mut pending = old;

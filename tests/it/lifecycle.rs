@@ -4,7 +4,7 @@
 
 use crate::actors::{argo_cd, argo_controller, argo_server, claims, kubectl, tekton_controller};
 use crate::apiserver::person;
-use crate::support::{allowed, ann, ours, refused, verified_by, workflow, World, POLICY};
+use crate::support::{allowed, ann, ours, refused, verified_by, waited_on, workflow, World, POLICY};
 use serde_json::{json, Value};
 
 fn suspending_workflow() -> Value {
@@ -46,10 +46,10 @@ async fn workflow_submit_suspend_resume_stop() {
         ]
     );
     // The controller starts it and parks it at the Suspend node: full Updates of the Workflow under
-    // its own account with the spec unchanged, which matchConditions keep away from us.
+    // its own account, which never wait on us (its label changes reach the fail-open webhook).
     let ctl = argo_controller(&w.api);
     let running = allowed(ctl.operate(&wf, "Running", Some("approve")).await);
-    assert_eq!(ours(&running), 0, "{:?}", running.calls);
+    assert_eq!(waited_on(&running), 0, "{:?}", running.calls);
     // alice suspends the whole run: a spec change, an update.
     let suspended = allowed(alice.patch_merge(&wf, json!({"spec": {"suspend": true}})).await).object;
     assert_eq!(ann(&suspended, "scimgate.io/updated-by"), "alice@example.com");
@@ -191,7 +191,7 @@ async fn cron_workflow_edit_and_runs_long_after_the_stamp() {
             )
             .await,
     );
-    assert_eq!(ours(&status), 0);
+    assert_eq!(waited_on(&status), 0);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let run = allowed(ctl.spawn(&cron, chrono::Utc::now()).await).object;
     assert_eq!(ann(&run, "scimgate.io/submitted-by"), "alice@example.com");
@@ -239,7 +239,7 @@ async fn pipeline_run_pending_approved_children_and_cancel() {
     .object;
     assert_eq!(ann(&approved, "scimgate.io/approved-by"), "bob@example.com");
     allowed(ctl.set_status(&pr, json!({"conditions": [{"type": "Succeeded", "status": "Unknown", "reason": "Running"}], "startTime": "2026-12-01T00:00:00Z"})).await);
-    assert_eq!(ours(&allowed(ctl.sync_metadata(&pr).await)), 0);
+    assert_eq!(waited_on(&allowed(ctl.sync_metadata(&pr).await)), 0);
     let mut children = Vec::new();
     for task in ["build", "push"] {
         let tr = allowed(ctl.create_task_run(&pr, task, json!({"name": task})).await).object;
@@ -259,7 +259,11 @@ async fn pipeline_run_pending_approved_children_and_cancel() {
     assert_eq!(ann(&cancelled, "scimgate.io/cancelled-by"), "alice@example.com");
     for tr in &children {
         let c = allowed(ctl.cancel_child(tr).await);
-        assert!(ours(&c) > 0, "a spec change by the controller reaches us");
+        assert!(
+            ours(&c) > 0 && waited_on(&c) == 0,
+            "a spec change by the controller reaches us, and does not wait on us: {:?}",
+            c.calls
+        );
         assert_eq!(c.object["spec"]["status"], "TaskRunCancelled");
         assert_eq!(
             verified_by(&v, &c.object),

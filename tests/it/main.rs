@@ -25,6 +25,7 @@ mod labels;
 mod lifecycle;
 mod lookalike;
 mod manifests;
+mod production;
 mod readme;
 mod review;
 mod review2;

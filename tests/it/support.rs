@@ -433,6 +433,7 @@ pub fn verified_by(v: &scimgate::stamp::Verifier, obj: &Value) -> Vec<String> {
         .map(|s| match s {
             S::Valid { action, by, .. } => format!("{action} by {by}"),
             S::Missing => "missing".into(),
+            S::Inherited { action, owner } => format!("{owner}'s {action}"),
             S::Forged(why) => format!("FORGED: {why}"),
         })
         .collect()
@@ -453,6 +454,15 @@ pub fn refused(r: Result<Written, Status>) -> Status {
 /// The calls a write made to scimgate's webhooks.
 pub fn ours(w: &Written) -> usize {
     w.calls.iter().filter(|c| c.webhook.ends_with(".scimgate.io")).count()
+}
+
+/// Calls of our webhooks that fail closed (`manifests/base/webhooks.yaml`): what a write waits on
+/// while scimgate is unreachable. The `running.*` ones fail open.
+pub fn waited_on(w: &Written) -> usize {
+    w.calls
+        .iter()
+        .filter(|c| c.webhook.ends_with(".scimgate.io") && !c.webhook.starts_with("running."))
+        .count()
 }
 
 pub fn allowed(r: Result<Written, Status>) -> Written {
