@@ -1,7 +1,8 @@
 //! Who deleted it: every DELETE of a run kind that reaches the deletes webhook is recorded;
 //! a person's delete is judged only under `enforceDeletes`; configured controllers pass; the
 //! garbage collector and the namespace controller never reach us (the manifests'
-//! matchConditions, evaluated by the emulator); an object with finalizers is admitted once;
+//! matchConditions, evaluated by the emulator); a DELETE of an object with finalizers is admitted
+//! each time it is asked for;
 //! an outage loses the record, never the delete.
 
 use crate::actors::kubectl;
@@ -46,8 +47,10 @@ async fn deletes_are_recorded_and_only_people_and_controllers_reach_us() {
         assert_eq!(ours(&r), 0, "{sa}: {:?}", r.calls);
     }
 
-    // An object with finalizers: one DELETE admission when asked, none when the last finalizer
-    // goes (that is the controller's UPDATE, which the API server turns into the removal).
+    // An object with finalizers: a DELETE admission each time one is asked for — again while it is
+    // pending (k8s.io/apiserver registry/store.go `updateForGracefulDeletionAndFinalizers` calls
+    // `deleteValidation` every time) — and none when the last finalizer goes (that is the
+    // controller's UPDATE, which the API server turns into the removal).
     let mut guarded = named("guarded", "team-a");
     guarded["metadata"]["finalizers"] = json!(["workflows.argoproj.io/artifact-gc"]);
     allowed(alice.create(&guarded).await);
@@ -55,6 +58,9 @@ async fn deletes_are_recorded_and_only_people_and_controllers_reach_us() {
     assert_eq!(ours(&r), 1);
     let pending = w.api.stored(&guarded).expect("kept while finalizers remain");
     assert!(pending["metadata"]["deletionTimestamp"].is_string(), "{pending}");
+    let again = allowed(kubectl(&w.api, "bob@example.com").delete(&guarded).await);
+    assert_eq!(ours(&again), 1, "a repeated DELETE is admitted again");
+    assert_eq!(w.api.stored(&guarded), Some(pending.clone()), "and stores nothing new");
     let mut finalized = pending.clone();
     finalized["metadata"]["finalizers"] = json!([]);
     let r = allowed(w.api.update(&argo, finalized).await);
@@ -66,7 +72,7 @@ async fn deletes_are_recorded_and_only_people_and_controllers_reach_us() {
     assert!(w.api.stored(&guarded).is_none(), "the emptied object was removed");
 
     let deletes: Vec<_> = w
-        .decisions(14)
+        .decisions(15)
         .await
         .into_iter()
         .filter(|d| d.action == "delete")
@@ -81,6 +87,7 @@ async fn deletes_are_recorded_and_only_people_and_controllers_reach_us() {
             ("a1", "oidc:mallory@example.com", "allowed"),
             ("a2", "oidc:bob@example.com", "allowed"),
             ("a3", "system:serviceaccount:argo:argo", "allowed"),
+            ("guarded", "oidc:bob@example.com", "allowed"),
             ("guarded", "oidc:bob@example.com", "allowed"),
         ]
     );
