@@ -56,7 +56,7 @@ def bodies():
         moved["status"]["nodes"][f"n{i}"]["phase"] = "Succeeded"
     gates = review(moved, "UPDATE", parked)
     inline = {"container": {"image": "x"}, "serviceAccountName": "deep"}
-    for d in range(40):
+    for d in range(15):
         inline = {"steps": [[{"name": f"d{d}", "inline": inline}]]}
     deep = review(workflow({"entrypoint": "main", "templates": [dict(name="main", **inline)]}))
     return small, {
@@ -64,7 +64,7 @@ def bodies():
         "30k distinct service accounts": accounts,
         "30k distinct templateRefs": refs,
         "30k Suspend nodes (update)": gates,
-        "inline templates 40 deep": deep,
+        "inline templates 15 deep": deep,
     }
 
 

@@ -238,16 +238,16 @@ fn labelled_person(
 /// person's claims lack keeps the previous actor's value and is not theirs), which must include
 /// the authoritative one. When the request sets none, the same person acted again (every Argo
 /// Server write of a Workflow or template labels the actor, with the values already there):
-/// the stored labels name them. A CronWorkflow's suspend and resume write no label at all, so
-/// there nobody is named.
+/// the stored labels name them. A CronWorkflow's suspend and resume write no label at all
+/// ([`ArgoTrace::None`]): nobody is named (`Ok(None)`), and the Argo Server answers for it.
 fn argo_server_person(
     s: &Snapshot,
     sa: &str,
     claim: Claim,
-    kind: Option<Kind>,
+    (kind, trace): (Option<Kind>, ArgoTrace),
     labels: Option<&Labels>,
     old: Option<Option<&Labels>>,
-) -> Result<Requester> {
+) -> Result<Option<Requester>> {
     let Some(old) = old else {
         return labelled_person(
             s,
@@ -257,6 +257,7 @@ fn argo_server_person(
             &ARGO_CREATOR_LABELS,
             authoritative_label(claim, false),
         )
+        .map(Some)
         .map_err(|e| match e {
             Error::NoAuthoritative { .. } if ARGO_CREATOR_LABELS.iter().all(|k| label(labels, k).is_none()) => {
                 Error::NoCreatorLabels(sa.to_string())
@@ -268,15 +269,34 @@ fn argo_server_person(
         .into_iter()
         .filter(|k| label(labels, k).is_some() && label(labels, k) != label(old, k))
         .collect();
-    let keys: &[&'static str] = match (changed.is_empty(), kind) {
+    let keys: &[&'static str] = match (changed.is_empty(), trace) {
         (false, _) => &changed,
-        (true, Some(Kind::CronWorkflow)) | (true, None) => return Err(Error::NoActor(sa.to_string())),
-        (true, Some(_)) => &ARGO_ACTOR_LABELS,
+        // A change Argo writes no actor for (a CronWorkflow's suspend or resume): nobody.
+        (true, ArgoTrace::None) => return Ok(None),
+        (true, ArgoTrace::Actor) if kind.is_none() => return Err(Error::NoActor(sa.to_string())),
+        (true, ArgoTrace::Actor) => &ARGO_ACTOR_LABELS,
     };
     if ARGO_ACTOR_LABELS.iter().all(|k| label(labels, k).is_none()) {
         return Err(Error::NoActor(sa.to_string()));
     }
-    labelled_person(s, sa, claim, labels, keys, authoritative_label(claim, true))
+    labelled_person(s, sa, claim, labels, keys, authoritative_label(claim, true)).map(Some)
+}
+
+/// Whether the Argo Server writes the acting person into its labels for a change: it does for
+/// every write of a Workflow and for template and CronWorkflow edits (`creator.LabelActor`), not
+/// for a CronWorkflow's suspend and resume (`server/cronworkflow/cron_workflow_server.go`
+/// `setCronWorkflowSuspend`: a merge patch of `spec.suspend` alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgoTrace {
+    Actor,
+    None,
+}
+
+/// Whether an Argo identity label's value names someone other than the person `id` (a value that
+/// fits nobody names no one: an IdP subject SCIM never saw).
+pub fn names_someone_else(s: &Snapshot, key: &str, value: &str, id: &str) -> bool {
+    let ids = s.users_by_argo_label(claim_of(key), value);
+    !ids.is_empty() && !ids.iter().any(|x| **x == *id)
 }
 
 /// Resolve the requester of one admission request about an object of `kind` (`None`: not one of
@@ -285,7 +305,7 @@ pub fn resolve(
     s: &Snapshot,
     policy: &Policy,
     username: &str,
-    kind: Option<Kind>,
+    kind: (Option<Kind>, ArgoTrace),
     labels: Option<&Labels>,
     old_labels: Option<Option<&Labels>>,
 ) -> Result<Resolved> {
@@ -297,10 +317,18 @@ pub fn resolve(
         return match delegate.map(|d| d.via) {
             Some(Via::ArgoServer | Via::ArgoCreatorLabels) => {
                 let claim = delegate.map(|d| d.claim).unwrap_or_default();
-                argo_server_person(s, username, claim, kind, labels, old_labels).map(|requester| Resolved::Person {
-                    requester,
-                    via: Some(format!("{namespace}:{name}")),
-                })
+                Ok(
+                    match argo_server_person(s, username, claim, kind, labels, old_labels)? {
+                        Some(requester) => Resolved::Person {
+                            requester,
+                            via: Some(format!("{namespace}:{name}")),
+                        },
+                        None => Resolved::ServiceAccount(Requester::ServiceAccount {
+                            namespace: namespace.into(),
+                            name: name.into(),
+                        }),
+                    },
+                )
             }
             Some(Via::OwnerStamp) => Ok(Resolved::OwnerStamp {
                 namespace: namespace.into(),

@@ -43,7 +43,7 @@ pub fn identify(
         snap,
         policy,
         username,
-        Some(subject.kind),
+        (Some(subject.kind), argo_trace(subject)),
         subject.labels,
         subject.old_labels,
     );
@@ -84,14 +84,51 @@ pub fn identify(
     }
 }
 
+/// What the Argo Server writes of the person for this change ([`identity::ArgoTrace`]): nothing
+/// for a CronWorkflow's suspend or resume (only `spec.suspend` changes), the actor otherwise.
+fn argo_trace(subject: &Subject<'_>) -> identity::ArgoTrace {
+    let Some(old) = &subject.req.old_object else {
+        return identity::ArgoTrace::Actor;
+    };
+    let spec = |o: &Value| {
+        let mut s = o.get("spec").cloned().unwrap_or(Value::Null);
+        if let Some(m) = s.as_object_mut() {
+            m.remove("suspend");
+        }
+        s
+    };
+    let only_suspend = subject.kind == crate::policy::Kind::CronWorkflow
+        && old.get("spec").and_then(|s| s.get("suspend")) != subject.obj.get("spec").and_then(|s| s.get("suspend"))
+        && spec(old) == spec(subject.obj);
+    if only_suspend {
+        identity::ArgoTrace::None
+    } else {
+        identity::ArgoTrace::Actor
+    }
+}
+
 /// Argo's identity labels are not anyone's to edit: the creator's never change after CREATE, and
-/// only the Argo Server (its delegate) writes the actor's. The label changed, if any.
-pub fn edited_identity_label(policy: &Policy, subject: &Subject<'_>) -> Option<&'static str> {
+/// the actor's are written only by the Argo Server (its delegate) — or, in its client mode, where
+/// it calls the API server with the person's own token, by that person naming themselves: an
+/// actor label whose value names someone else is refused. The label changed, if any.
+pub fn edited_identity_label(
+    policy: &Policy,
+    snap: &Snapshot,
+    subject: &Subject<'_>,
+    asker: &Asker,
+) -> Option<&'static str> {
     let old = subject.old_labels?;
     let argo_server = policy
         .delegate_for(&subject.req.user.username)
         .is_some_and(|d| matches!(d.via, policy::Via::ArgoServer | policy::Via::ArgoCreatorLabels));
-    let changed = |k: &str| subject.labels.and_then(|l| l.get(k)) != old.and_then(|l| l.get(k));
+    let value = |l: Option<&serde_json::Map<String, Value>>, k: &str| l.and_then(|l| l.get(k)).cloned();
+    let changed = |k: &str| value(subject.labels, k) != value(old, k);
+    let theirs = |k: &str| match (&asker.person, value(subject.labels, k)) {
+        // Removed (a claim their sign-in lacks): it names no one.
+        (Ok(Requester::Person { id, .. }), None) => !id.is_empty(),
+        (Ok(Requester::Person { id, .. }), Some(Value::String(v))) => !identity::names_someone_else(snap, k, &v, id),
+        _ => false,
+    };
     identity::ARGO_CREATOR_LABELS
         .into_iter()
         .find(|k| changed(k))
@@ -99,7 +136,7 @@ pub fn edited_identity_label(policy: &Policy, subject: &Subject<'_>) -> Option<&
             identity::ARGO_ACTOR_LABELS
                 .into_iter()
                 .filter(|_| !argo_server)
-                .find(|k| changed(k))
+                .find(|k| changed(k) && !theirs(k))
         })
 }
 

@@ -63,20 +63,48 @@ pub(super) fn decide(st: &Decider, req: &Request, kind: Kind, t: &mut DecisionDr
         audit_annotations(&mut a, "allow", &decision_id, t);
         a
     };
-    if policy.delegate_for(&req.user.username).is_some() {
-        return allow(t, "a configured controller's delete".into());
-    }
-    let who = match identity::resolve(&snap, &policy, &req.user.username, Some(kind), None, None) {
-        Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => Ok(requester),
-        Ok(Resolved::OwnerStamp { .. }) => return allow(t, "a configured controller's delete".into()),
-        Err(e) => Err(e.to_string()),
+    let who = match policy.delegate_for(&req.user.username).map(|d| d.via) {
+        // A controller cleaning up its own runs.
+        Some(policy::Via::OwnerStamp) => return allow(t, "a configured controller's delete".into()),
+        // The Argo Server writes no trace of the person who deleted (server/workflow/
+        // workflow_server.go `DeleteWorkflow` labels nothing before it deletes): it answers for
+        // the delete itself, judged as its own account.
+        Some(policy::Via::ArgoServer | policy::Via::ArgoCreatorLabels) => {
+            t.reason = "the Argo Server, which names no person for a delete".into();
+            let (ns, sa) = req
+                .user
+                .username
+                .strip_prefix("system:serviceaccount:")
+                .and_then(|r| r.split_once(':'))
+                .unwrap_or_default();
+            Ok(Requester::ServiceAccount {
+                namespace: ns.to_string(),
+                name: sa.to_string(),
+            })
+        }
+        None => match identity::resolve(
+            &snap,
+            &policy,
+            &req.user.username,
+            (Some(kind), identity::ArgoTrace::Actor),
+            None,
+            None,
+        ) {
+            Ok(Resolved::Person { requester, .. }) | Ok(Resolved::ServiceAccount(requester)) => Ok(requester),
+            Ok(Resolved::OwnerStamp { .. }) => return allow(t, "a configured controller's delete".into()),
+            Err(e) => Err(e.to_string()),
+        },
     };
     if let Ok(Requester::Person { id, groups, .. }) = &who {
         t.user_id = Some(id.clone());
         t.groups = groups.clone();
     }
     if !policy.enforce_deletes {
-        return allow(t, "recorded only (the policy does not set enforceDeletes)".into());
+        let why = match t.reason.as_str() {
+            "" => "recorded only (the policy does not set enforceDeletes)".to_string(),
+            by => format!("{by}; recorded only (the policy does not set enforceDeletes)"),
+        };
+        return allow(t, why);
     }
     let verdict = who.map(|requester| {
         let run = RunRequest {

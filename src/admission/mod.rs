@@ -295,7 +295,7 @@ pub fn decide_traced(st: &Decider, req: &Request, lookups: &Lookups, hook: Hook,
         actions.push(Action::Delete);
         t.reason = why.clone();
     }
-    if let Some(k) = asker::edited_identity_label(&policy, &subject) {
+    if let Some(k) = asker::edited_identity_label(&policy, &snap, &subject, &asker) {
         t.action = Some(asker::recorded_action(&actions));
         return deny_unjudged(t, format!("the label {k} was changed"), format!(
             "scimgate: {} may not change the label {k}: Argo's identity labels say who created and who acted on a run, and only the Argo Server writes them; decision {}",

@@ -249,6 +249,10 @@ pub struct Delegate {
     pub when_owner_offboarded: Option<WhenOwnerOffboarded>,
     /// `argoServer` only: the claim whose label names the person (default: email).
     pub claim: Claim,
+    /// `argoServer` only: a `namespace:name` pattern (`*`, `?`) standing for many accounts — the
+    /// Argo Server with SSO and RBAC calls the API server as whichever account its `rbac-rule`
+    /// picked for the person (argo-workflows `server/auth/gatekeeper.go` `rbacAuthorization`).
+    pub pattern: Option<Glob>,
 }
 
 #[derive(Debug, Clone)]
@@ -355,14 +359,34 @@ impl Policy {
                     "identity.delegates[{i}].claim only applies to argoServer delegates (which claim of the Argo Server's labels names the person)"
                 ));
             }
+            let wildcard = d.service_account.contains(['*', '?']);
+            let argo_server = matches!(d.via, Via::ArgoServer | Via::ArgoCreatorLabels);
+            if wildcard && !argo_server {
+                problems.push(format!(
+                    "identity.delegates[{i}].serviceAccount '{}' is a pattern, which only an argoServer delegate may be (the Argo Server's SSO RBAC accounts); name a controller's account exactly",
+                    d.service_account
+                ));
+            }
             match d.service_account.split_once(':') {
                 Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains(':') => {
+                    let pattern = if wildcard {
+                        match Glob::new(&d.service_account) {
+                            Ok(g) => Some(g),
+                            Err(e) => {
+                                problems.push(format!("identity.delegates[{i}].serviceAccount: {e}"));
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     delegates.push(Delegate {
                         namespace: ns.to_string(),
                         name: name.to_string(),
                         via: d.via,
                         when_owner_offboarded: d.when_owner_offboarded,
                         claim: d.claim.unwrap_or_default(),
+                        pattern,
                     })
                 }
                 _ => problems.push(format!(
@@ -517,11 +541,18 @@ impl Policy {
             .unwrap_or_else(|| WhenOwnerOffboarded::default_for(owner))
     }
 
+    /// The delegate an account is: one naming it exactly, else the first pattern matching it.
     pub fn delegate(&self, namespace: &str, name: &str) -> Option<&Delegate> {
-        self.identity
-            .delegates
+        let delegates = &self.identity.delegates;
+        delegates
             .iter()
-            .find(|d| d.namespace == namespace && d.name == name)
+            .find(|d| d.pattern.is_none() && d.namespace == namespace && d.name == name)
+            .or_else(|| {
+                let full = format!("{namespace}:{name}");
+                delegates
+                    .iter()
+                    .find(|d| d.pattern.as_ref().is_some_and(|p| p.matches(&full)))
+            })
     }
 }
 

@@ -267,7 +267,138 @@ pub fn argo_server(api: &ApiServer) -> ArgoServer<'_> {
     }
 }
 
+/// The Argo Server with SSO and RBAC: it calls the API server with the token of the service
+/// account whose `workflows.argoproj.io/rbac-rule` matched the person's claims
+/// (`server/auth/gatekeeper.go` `rbacAuthorization`, `getServiceAccount`).
+pub fn argo_server_sso_rbac<'a>(api: &'a ApiServer, namespace: &str, account: &str) -> ArgoServer<'a> {
+    ArgoServer {
+        api,
+        user: service_account(namespace, account),
+    }
+}
+
+/// The Argo Server in `auth-mode=client`: it calls the API server with the person's own token
+/// (`gatekeeper.go` `DefaultClientForAuthorization`), and still writes the creator and actor
+/// labels from that token's claims.
+pub fn argo_server_client<'a>(api: &'a ApiServer, who: &str) -> ArgoServer<'a> {
+    ArgoServer { api, user: person(who) }
+}
+
 impl ArgoServer<'_> {
+    /// `workflow/util/util.go` `FormulateResubmitWorkflow`, then `SubmitWorkflow`: a new Workflow
+    /// of the old one's spec (`shutdown` cleared), every old label but the creator's, phase,
+    /// completed and archiving ones (so the previous actor's labels come along), every annotation,
+    /// the ownerReferences, `resubmitted-from-workflow`, then `LabelCreator`; with `memoized`, the
+    /// name generated here and the status carried: nodes that succeeded Skipped, the stored
+    /// templates copied.
+    pub async fn resubmit(&self, c: &Claims, target: &Value, memoized: bool) -> Outcome {
+        let old = self.api.stored(target).expect("the workflow exists");
+        let name = old["metadata"]["name"].as_str().unwrap_or_default();
+        let generate = old["metadata"]["generateName"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| format!("{name}-"));
+        let mut labels = old["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+        for k in CREATOR.iter().copied().chain([
+            "workflows.argoproj.io/phase",
+            "workflows.argoproj.io/completed",
+            "workflows.argoproj.io/workflow-archiving-status",
+        ]) {
+            labels.remove(k);
+        }
+        labels.insert("workflows.argoproj.io/resubmitted-from-workflow".into(), json!(name));
+        let mut spec = old["spec"].clone();
+        spec.as_object_mut().map(|s| s.remove("shutdown"));
+        let mut wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"generateName": generate, "namespace": old["metadata"]["namespace"],
+                "labels": labels, "annotations": old["metadata"]["annotations"].clone()},
+            "spec": spec});
+        if let Some(refs) = old["metadata"].get("ownerReferences") {
+            wf["metadata"]["ownerReferences"] = refs.clone();
+        }
+        if memoized {
+            wf["metadata"]["name"] = json!(crate::apiserver::generate_name(&generate));
+            let mut nodes = Map::new();
+            for (id, n) in old["status"]["nodes"].as_object().into_iter().flatten() {
+                let mut n = n.clone();
+                if n["phase"] == "Succeeded" && n["type"] == "Pod" {
+                    n["phase"] = json!("Skipped");
+                    n["type"] = json!("Skipped");
+                    n["message"] = json!(format!("original pod: {id}"));
+                } else {
+                    n["phase"] = json!("Pending");
+                }
+                nodes.insert(id.replace(name, wf["metadata"]["name"].as_str().unwrap_or_default()), n);
+            }
+            wf["status"] = json!({"phase": "", "nodes": nodes,
+                "conditions": [{"type": "Completed", "status": "False"}]});
+            if let Some(t) = old["status"].get("storedTemplates") {
+                wf["status"]["storedTemplates"] = t.clone();
+            }
+        }
+        label(&mut wf, c, CREATOR, "");
+        self.api.create(&self.user, wf).await
+    }
+
+    /// `workflow/util/util.go` `FormulateRetryWorkflow` via `server/workflow/workflow_server.go`
+    /// `RetryWorkflow`: the failed nodes deleted, the phase and message cleared, `completed`
+    /// removed, `shutdown` cleared, the actor labels with action Retry, one full Update.
+    pub async fn retry(&self, c: &Claims, target: &Value) -> Outcome {
+        let mut wf = self.api.stored(target).expect("the workflow exists");
+        wf["spec"].as_object_mut().map(|s| s.remove("shutdown"));
+        if let Some(nodes) = wf["status"]["nodes"].as_object_mut() {
+            nodes.retain(|_, n| !matches!(n["phase"].as_str(), Some("Failed" | "Error")));
+            for n in nodes.values_mut() {
+                if n["type"] != "Pod" {
+                    n["phase"] = json!("Running");
+                    n.as_object_mut().map(|o| o.remove("finishedAt"));
+                }
+            }
+        }
+        wf["status"]["phase"] = json!("");
+        wf["status"]["message"] = json!("");
+        wf["status"]["startedAt"] = json!(now());
+        wf["metadata"]["labels"]
+            .as_object_mut()
+            .map(|l| l.remove("workflows.argoproj.io/completed"));
+        label(&mut wf, c, ACTOR, "Retry");
+        self.api.update(&self.user, wf).await
+    }
+
+    /// util.go `SetWorkflow` → `updateSuspendedNode` with `ActionNone` (`argo node set`): the
+    /// matching active Suspend node's phase and message set, the actor labels written and the
+    /// action label removed, a full Update.
+    pub async fn set_node(&self, c: &Claims, target: &Value, node: &str, phase: &str) -> Outcome {
+        let mut wf = self.api.stored(target).expect("the workflow exists");
+        wf["status"]["nodes"][node]["phase"] = json!(phase);
+        wf["status"]["nodes"][node]["finishedAt"] = json!(now());
+        wf["status"]["nodes"][node]["message"] = json!("set by argo node set");
+        label(&mut wf, c, ACTOR, "");
+        self.api.update(&self.user, wf).await
+    }
+
+    /// `server/cronworkflow/cron_workflow_server.go` `setCronWorkflowSuspend`: a JSON merge patch
+    /// of `spec.suspend` alone — no label says who.
+    pub async fn cron_suspend(&self, target: &Value, suspend: bool) -> Outcome {
+        self.api
+            .patch(&self.user, target, Patch::Merge(json!({"spec": {"suspend": suspend}})))
+            .await
+    }
+
+    /// `server/workflowtemplate/workflow_template_server.go` `UpdateWorkflowTemplate` (and the
+    /// CronWorkflow and ClusterWorkflowTemplate servers alike): the object the client sent, with
+    /// the actor labels of `LabelActor(Update)`, as a full Update.
+    pub async fn update_object(&self, c: &Claims, obj: &Value) -> Outcome {
+        let mut obj = obj.clone();
+        label(&mut obj, c, ACTOR, "Update");
+        self.api.update(&self.user, obj).await
+    }
+
+    /// `server/workflow/workflow_server.go` `DeleteWorkflow`: a DELETE, nothing labelled first.
+    pub async fn delete(&self, target: &Value) -> Outcome {
+        self.api.delete(&self.user, target).await
+    }
+
     /// `server/workflow/workflow_server.go` `CreateWorkflow`: `creator.LabelCreator`, then Create.
     pub async fn submit(&self, c: &Claims, wf: &Value) -> Outcome {
         let mut wf = wf.clone();

@@ -158,8 +158,19 @@ async fn argo_identity_labels_are_nobody_elses_to_edit() {
         "{}",
         r.message
     );
-    // Actor labels too, unless the Argo Server writes them.
+    // Actor labels naming someone else too, unless the Argo Server writes them…
     let r = refused(
+        kubectl(&w.api, "bob@example.com")
+            .patch_merge(
+                &run,
+                json!({"metadata": {"labels": {"workflows.argoproj.io/actor-email": "alice.at.example.com"}}}),
+            )
+            .await,
+    );
+    assert!(r.message.contains("workflows.argoproj.io/actor-email"), "{}", r.message);
+    // …but a person naming themselves is what the Argo Server in client mode writes with their
+    // own token (issue 17 §1): theirs to write.
+    allowed(
         kubectl(&w.api, "bob@example.com")
             .patch_merge(
                 &run,
@@ -167,7 +178,6 @@ async fn argo_identity_labels_are_nobody_elses_to_edit() {
             )
             .await,
     );
-    assert!(r.message.contains("workflows.argoproj.io/actor-email"), "{}", r.message);
     // Other labels are anyone's who may update.
     allowed(
         alice

@@ -135,3 +135,150 @@ async fn running_work_never_waits_on_scimgate() {
     let r = refused(ctl.spawn(&cron, chrono::Utc::now()).await);
     assert!(r.message.contains("failed calling webhook"), "{}", r.message);
 }
+
+/// The Argo Server as production installs run it: SSO with RBAC accounts named once by a
+/// pattern, client mode, deletes, and the Argo Server answering for CronWorkflow suspends.
+fn argo_server_policy() -> String {
+    r#"
+apiVersion: scimgate.io/v1
+kind: Policy
+enforceDeletes: true
+identity:
+  usernamePrefix: "oidc:"
+  matchAttribute: userName
+  delegates:
+    - serviceAccount: argo:argo-server
+      via: argoServer
+    - serviceAccount: "argo:sso-*"
+      via: argoServer
+    - serviceAccount: argo:argo
+      via: ownerStamp
+    - serviceAccount: tekton-pipelines:tekton-pipelines-controller
+      via: ownerStamp
+rules:
+  - name: team
+    allow: [submit, cancel, update, delete]
+    groups: [pipeline-users]
+    namespaces: ["team-*"]
+  - name: approve
+    allow: [approve]
+    groups: [release-approvers]
+    namespaces: ["team-*"]
+    distinctApprover: true
+  - name: ui-schedules
+    allow: [update]
+    serviceAccounts: ["argo:argo-server"]
+    kinds: [CronWorkflow]
+    namespaces: ["team-*"]
+"#
+    .to_string()
+}
+
+/// Two gates one after the other.
+fn two_gates() -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"generateName": "release-", "namespace": "team-a"},
+        "spec": {"entrypoint": "main", "templates": [
+            {"name": "main", "steps": [[{"name": "g1", "template": "gate"}], [{"name": "g2", "template": "gate"}]]},
+            {"name": "gate", "suspend": {}}]}})
+}
+
+/// §1: every Argo Server action a person can take, played as upstream writes it, is attributed to
+/// whoever acted — or, where Argo writes no trace of one, to the Argo Server itself. Before this,
+/// SSO-RBAC accounts were judged as themselves, a client-mode resume was refused for writing the
+/// actor label, Bob's second approval had "no actor", and a CronWorkflow suspend through the UI
+/// was refused for naming no actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_argo_server_action_belongs_to_whoever_acted() {
+    use crate::actors::{argo_server, argo_server_client, argo_server_sso_rbac, claims};
+    let w = World::with(&argo_server_policy(), "").await;
+    let ctl = argo_controller(&w.api);
+    let (alice, bob) = (claims("00ua", "alice@example.com"), claims("00ub", "bob@example.com"));
+    // SSO with RBAC: the team's account, matched by the delegate's pattern.
+    let sso = argo_server_sso_rbac(&w.api, "argo", "sso-ml");
+    let run = allowed(sso.submit(&alice, &two_gates()).await).object;
+    assert_eq!(ann(&run, "scimgate.io/submitted-by"), "alice@example.com");
+    allowed(ctl.operate(&run, "Running", Some("g1")).await);
+    // Bob approves the first gate through the SSO account, then the second: the same labels
+    // twice, his both times.
+    let first = allowed(sso.resume(&bob, &run).await).object;
+    assert_eq!(ann(&first, "scimgate.io/approved-by"), "bob@example.com");
+    allowed(ctl.operate(&run, "Running", Some("g2")).await);
+    let second = allowed(sso.resume(&bob, &run).await).object;
+    assert_eq!(ann(&second, "scimgate.io/approved-by"), "bob@example.com");
+    assert_ne!(
+        ann(&second, "scimgate.io/approval-attestation"),
+        ann(&first, "scimgate.io/approval-attestation"),
+        "a second approval of its own"
+    );
+
+    // Client mode: the request is Bob's own, and so are the actor labels it writes.
+    let parked = allowed(argo_server(&w.api).submit(&alice, &two_gates()).await).object;
+    allowed(ctl.operate(&parked, "Running", Some("g1")).await);
+    let client = argo_server_client(&w.api, "bob@example.com");
+    let resumed = allowed(client.resume(&bob, &parked).await).object;
+    assert_eq!(ann(&resumed, "scimgate.io/approved-by"), "bob@example.com");
+    // A client-mode request naming someone else is refused.
+    allowed(ctl.operate(&parked, "Running", Some("g2")).await);
+    let r = refused(client.resume(&alice, &parked).await);
+    assert!(
+        r.message
+            .contains("may not change the label workflows.argoproj.io/actor"),
+        "{}",
+        r.message
+    );
+
+    // `argo node set` of the gate: Bob's approval (the action label is removed, not set).
+    let node = format!("{}-g2", parked["metadata"]["name"].as_str().unwrap_or_default());
+    let set = allowed(argo_server(&w.api).set_node(&bob, &parked, &node, "Succeeded").await).object;
+    assert_eq!(ann(&set, "scimgate.io/approved-by"), "bob@example.com");
+
+    // Retry is an update of the run, by whoever retried; resubmit is a new run, theirs.
+    allowed(ctl.operate(&run, "Failed", None).await);
+    let retried = allowed(argo_server(&w.api).retry(&bob, &run).await).object;
+    assert_eq!(ann(&retried, "scimgate.io/updated-by"), "bob@example.com");
+    for memoized in [false, true] {
+        let again = allowed(argo_server(&w.api).resubmit(&bob, &run, memoized).await).object;
+        assert_eq!(
+            ann(&again, "scimgate.io/submitted-by"),
+            "bob@example.com",
+            "memoized {memoized}"
+        );
+        assert_eq!(
+            again["metadata"]["labels"]["workflows.argoproj.io/actor-email"], "bob.at.example.com",
+            "the previous actor's labels came along, and name nobody here"
+        );
+    }
+
+    // A CronWorkflow: edited through the UI by Bob (his), suspended through the UI (the Argo
+    // Server's: nothing says who).
+    let cron = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow",
+        "metadata": {"name": "nightly", "namespace": "team-a"},
+        "spec": {"schedule": "0 1 * * *", "workflowSpec": {"entrypoint": "main",
+            "templates": [{"name": "main", "container": {"image": "busybox"}}]}}});
+    let cron = allowed(argo_server(&w.api).submit(&alice, &cron).await).object;
+    let mut edited = w.api.stored(&cron).expect("stored");
+    edited["spec"]["schedule"] = json!("0 2 * * *");
+    let edited = allowed(argo_server(&w.api).update_object(&bob, &edited).await).object;
+    assert_eq!(ann(&edited, "scimgate.io/updated-by"), "bob@example.com");
+    let suspended = allowed(argo_server(&w.api).cron_suspend(&cron, true).await).object;
+    assert_eq!(
+        ann(&suspended, "scimgate.io/updated-by"),
+        "system:serviceaccount:argo:argo-server"
+    );
+    let records = w.decisions(1).await;
+    let last = records.last().expect("recorded");
+    assert_eq!(
+        (last.requester.as_str(), last.user_id.as_deref()),
+        ("system:serviceaccount:argo:argo-server", None)
+    );
+
+    // A delete through the Argo Server names no person: under enforceDeletes it is the Argo
+    // Server's to answer for, and no rule lets its account delete.
+    let r = refused(argo_server(&w.api).delete(&run).await);
+    assert!(
+        r.message.contains("may not delete Workflow") && r.message.contains("argo:argo-server"),
+        "{}",
+        r.message
+    );
+}
