@@ -35,8 +35,11 @@ async fn main() {
     let store = Embedded::open(&dir.join("chained")).await.expect("store");
     let (signer, _) = scimgate::stamp::Signer::generate().expect("key");
     let signer = std::sync::Arc::new(signer);
-    let (chain, start_mark) = scimgate::audit::chain::Chain::start(signer.clone());
-    store.record_decisions(&[], &[start_mark]).await.expect("start");
+    let verifier = scimgate::stamp::Verifier::from_signer(&signer);
+    let (chain, start_marks) = scimgate::audit::chain::Chain::start(signer.clone(), verifier.clone(), &store)
+        .await
+        .expect("start");
+    store.record_decisions(&[], &start_marks).await.expect("start");
     let secs = record(&store, n, users, start, Some(chain)).await;
     println!(
         "chained: recorded {n} decisions in {secs:.1} s = {:.0} records/s (hash chain, a signed checkpoint per batch of 2000, as the recorder at this rate); {:.1}% of the plain rate",
@@ -44,8 +47,9 @@ async fn main() {
         100.0 * plain_secs / secs
     );
     let t = Instant::now();
-    let verifier = scimgate::stamp::Verifier::from_signer(&signer);
-    let report = scimgate::audit::chain::verify(&store, &verifier).await.expect("verify");
+    let report = scimgate::audit::chain::verify(&store, &verifier, &[])
+        .await
+        .expect("verify");
     assert!(report.holds(), "{:?}", report.problems);
     println!(
         "audit verify --log: {} records, {} checkpoints checked in {:.1} s",
@@ -101,7 +105,7 @@ async fn record(
             if let Some(c) = chain.as_mut() {
                 c.link(&mut batch);
                 if c.due() || i + 1 == n {
-                    marks.extend(c.checkpoint());
+                    marks.extend(c.checkpoint(store).await);
                 }
             }
             store.record_decisions(&batch, &marks).await.expect("insert");

@@ -33,6 +33,19 @@ pub struct HandshakeLabels {
     pub reason: String,
 }
 
+/// The one live series of [`Metrics::decision_log_checkpoint`]: this process's replica and the
+/// hash its last checkpoint signs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckpointLabels {
+    pub replica: String,
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
     pub outcome: String,
@@ -59,6 +72,10 @@ struct Inner {
     age: Gauge<f64, AtomicU64>,
     caught_up: Counter,
     resyncs: Counter,
+    checkpoint: Family<CheckpointLabels, Gauge>,
+    /// The labels of `checkpoint`'s live series, removed when the next checkpoint replaces it.
+    checkpoint_live: std::sync::Mutex<Option<CheckpointLabels>>,
+    prune_refused: Family<ReasonLabels, Counter>,
 }
 
 #[derive(Clone)]
@@ -185,7 +202,26 @@ impl Metrics {
             "Full rebuilds of the directory from the store",
             resyncs.clone(),
         );
+        let checkpoint = Family::<CheckpointLabels, Gauge>::default();
+        registry.register(
+            crate::audit::chain::anchors::METRIC
+                .strip_prefix("scimgate_")
+                .unwrap_or(crate::audit::chain::anchors::METRIC),
+            "This process's last signed decision-log checkpoint: its seq, and the hash it signs as a label (an anchor \
+             for audit verify --log --anchors; one series, replaced at each checkpoint)",
+            checkpoint.clone(),
+        );
+        let prune_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "decision_log_prune_refused",
+            "Chains retention left uncut or cut short because they do not recompute (broken) or no signed \
+             checkpoint vouches for them (unvouched); audit verify --log names them",
+            prune_refused.clone(),
+        );
         Metrics(Arc::new(Inner {
+            checkpoint,
+            checkpoint_live: std::sync::Mutex::new(None),
+            prune_refused,
             last_sync,
             age,
             caught_up,
@@ -327,6 +363,33 @@ impl Metrics {
 
     pub fn directory_resync(&self) {
         self.0.resyncs.inc();
+    }
+
+    /// This process's last checkpoint, as an anchor: one live series, whose `hash` label changes
+    /// with each checkpoint, so the previous series is removed rather than left to accumulate.
+    pub fn decision_log_checkpoint(&self, replica: &str, seq: i64, hash: &str) {
+        let labels = CheckpointLabels {
+            replica: replica.into(),
+            hash: hash.into(),
+        };
+        // The new series first: a scrape in between sees two true anchors rather than none.
+        self.0.checkpoint.get_or_create(&labels).set(seq);
+        if let Ok(mut live) = self.0.checkpoint_live.lock() {
+            if let Some(old) = live.replace(labels.clone()) {
+                if old != labels {
+                    self.0.checkpoint.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn decision_log_prune_refused(&self, reason: crate::audit::chain::Refusal) {
+        self.0
+            .prune_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str().into(),
+            })
+            .inc();
     }
 
     /// Set at scrape time: the age moves on by itself.

@@ -1,13 +1,15 @@
 //! The decision recorder: a bounded queue drained by one task that writes batches in single
 //! transactions. When the store falls behind, the queue fills and `record` waits (backpressure)
 //! rather than dropping records; the wait and the queue depth are counted. The one task is also
-//! the one place this process's hash chain grows (`chain`), so the chain needs no lock.
+//! the one place this process's hash chain grows (`chain`), so the chain needs no lock. Each
+//! mark is published as an anchor (a log line, and for checkpoints the metric) once it is
+//! durable: an anchor must never name what a crash kept from the store.
 
 use super::chain::{Chain, CHECKPOINT_EVERY};
 use super::DecisionRecord;
 use crate::metrics::Metrics;
 use crate::model::ChainMark;
-use crate::stamp::Signer;
+use crate::stamp::{Signer, Verifier};
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,13 +27,15 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// `verifier` checks other replicas' checkpoints before this chain references them.
     pub fn start(
         store: Arc<dyn Store>,
         metrics: Metrics,
         signer: Arc<Signer>,
+        verifier: Verifier,
     ) -> (Recorder, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(drain(rx, store, metrics.clone(), signer));
+        let task = tokio::spawn(drain(rx, store, metrics.clone(), signer, verifier));
         (Recorder { tx, metrics }, task)
     }
 
@@ -49,10 +53,14 @@ impl Recorder {
     }
 }
 
-async fn drain(mut rx: mpsc::Receiver<DecisionRecord>, store: Arc<dyn Store>, metrics: Metrics, signer: Arc<Signer>) {
-    let (mut chain, start) = Chain::start(signer);
-    tracing::info!(replica = chain.replica(), "decision log chain started");
-    let mut marks = vec![start];
+async fn drain(
+    mut rx: mpsc::Receiver<DecisionRecord>,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    signer: Arc<Signer>,
+    verifier: Verifier,
+) {
+    let (mut chain, mut marks) = start(&*store, signer, verifier).await;
     let mut batch = Vec::with_capacity(BATCH);
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -64,15 +72,38 @@ async fn drain(mut rx: mpsc::Receiver<DecisionRecord>, store: Arc<dyn Store>, me
         chain.link(&mut batch);
         // Sign what is due, and everything when the queue closes (shutdown).
         if chain.due() || !open {
-            marks.extend(chain.checkpoint());
+            marks.extend(chain.checkpoint(&*store).await);
         }
         if !batch.is_empty() || !marks.is_empty() {
             write(&*store, &metrics, &batch, &marks).await;
+            for m in &marks {
+                super::chain::publish(m);
+                if m.kind == "checkpoint" {
+                    metrics.decision_log_checkpoint(&m.replica, m.seq, &m.hash);
+                }
+            }
         }
         batch.clear();
         marks.clear();
         if !open {
             return;
+        }
+    }
+}
+
+/// This process's chain and its first marks. Starting reads the store (the seal, the other
+/// replicas' checkpoints), so a store that is away is retried like a failing write; records
+/// wait in the queue meanwhile.
+async fn start(store: &dyn Store, signer: Arc<Signer>, verifier: Verifier) -> (Chain, Vec<ChainMark>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match Chain::start(signer.clone(), verifier.clone(), store).await {
+            Ok(started) => return started,
+            Err(e) => {
+                tracing::warn!(error = %e, "starting the decision log chain failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }
