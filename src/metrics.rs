@@ -398,3 +398,25 @@ impl Metrics {
         self.0.age.set(f.age().as_secs_f64());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_metric_keeps_one_series_whatever_the_hashes() {
+        let m = Metrics::new();
+        for (seq, hash) in [(1000, "aa11"), (2000, "bb22"), (2500, "cc33")] {
+            m.decision_log_checkpoint("host-0a1b2c3d", seq, hash);
+        }
+        let text = m.encode();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(crate::audit::chain::anchors::METRIC))
+            .collect();
+        assert_eq!(
+            series,
+            vec![r#"scimgate_decision_log_checkpoint{replica="host-0a1b2c3d",hash="cc33"} 2500"#]
+        );
+    }
+}

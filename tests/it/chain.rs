@@ -796,3 +796,141 @@ async fn an_upgrade_seals_what_predates_the_chains(mut db: Db) {
     assert!(seals.is_empty(), "{seals:?}");
 }
 on_both_backends!(an_upgrade_seals_what_predates_the_chains);
+
+/// What the JSON log format writes, kept as a log pipeline would keep it.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'w self) -> Captured {
+        self.clone()
+    }
+}
+
+/// One server process as far as its decision log goes: the recorder records `n` decisions and
+/// stops, signing its tail.
+async fn recorder_run(dir: &std::path::Path, signer: &Arc<Signer>, metrics: &scimgate::metrics::Metrics, n: usize) {
+    let store = scimgate::store::open(&scimgate::store::Location::Embedded(dir.to_path_buf()))
+        .await
+        .expect("store");
+    let (recorder, task) = scimgate::audit::recorder::Recorder::start(
+        store.clone(),
+        metrics.clone(),
+        signer.clone(),
+        Verifier::from_signer(signer),
+    );
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    for (i, at) in times(chrono::Utc::now(), n).into_iter().enumerate() {
+        recorder
+            .record(DecisionRecord {
+                id: format!("{tag}-{i:08}"),
+                ..record(i, at)
+            })
+            .await;
+    }
+    drop(recorder);
+    task.await.expect("recorder");
+    drop(store);
+}
+
+/// The database files (SQLite and its WAL), copied aside or back.
+fn copy_db(from: &std::path::Path, to: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("{}{suffix}", scimgate::store::embedded::FILE);
+        let _ = std::fs::remove_file(to.join(&name));
+        if from.join(&name).exists() {
+            std::fs::copy(from.join(&name), to.join(&name)).expect("copy");
+        }
+    }
+}
+
+/// A whole database replaced by an older copy of itself holds on its own: every chain in it is
+/// intact. Anchors collected meanwhile — the log lines the server printed in its JSON format
+/// and a scrape of its metrics — name what the copy lacks; against the real database they hold.
+/// Current-thread runtime: the recorder's log lines go to this test's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn anchors_find_a_database_replaced_by_an_older_copy() {
+    let logs = Captured::default();
+    let _logging = tracing::subscriber::set_default(scimgate::telemetry::json(
+        tracing_subscriber::EnvFilter::new("info"),
+        logs.clone(),
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = tempfile::tempdir().expect("tempdir");
+    let signer = Arc::new(Signer::load_or_create(&dir.path().join("keys/signing.key")).expect("key"));
+    recorder_run(dir.path(), &signer, &scimgate::metrics::Metrics::new(), 1_500).await;
+    copy_db(dir.path(), old.path());
+    let metrics = scimgate::metrics::Metrics::new();
+    recorder_run(dir.path(), &signer, &metrics, 1_500).await;
+
+    let captured = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf-8");
+    let anchors = dir.path().join("anchors.txt");
+    std::fs::write(&anchors, format!("{captured}{}", metrics.encode())).expect("anchors");
+    let (found, _) = chain::anchors::parse(&captured, "logs", &Verifier::from_signer(&signer));
+    let kinds: Vec<&str> = found.iter().map(|a| a.kind.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "start").count(),
+        2,
+        "both starts were published: {captured}"
+    );
+    assert!(kinds.contains(&"checkpoint"), "{captured}");
+    let second = found.last().expect("an anchor").replica.clone();
+    assert!(
+        metrics
+            .encode()
+            .contains(&format!("scimgate_decision_log_checkpoint{{replica=\"{second}\"")),
+        "{}",
+        metrics.encode()
+    );
+    let verify_cli = |anchors: Option<&std::path::Path>| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "audit".as_ref(),
+            "verify".as_ref(),
+            "--log".as_ref(),
+            "--data-dir".as_ref(),
+            dir.path().as_os_str(),
+        ];
+        if let Some(a) = anchors {
+            args.extend(["--anchors".as_ref(), a.as_os_str()]);
+        }
+        scimgate(&args)
+    };
+    let (code, out, err) = verify_cli(Some(&anchors));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("the log holds: 3000 records in 2 chains"), "{out}");
+
+    copy_db(old.path(), dir.path());
+    let (code, out, err) = verify_cli(None);
+    assert_eq!(code, 0, "the older copy is consistent in itself: {out}{err}");
+    assert!(out.contains("the log holds: 1500 records in 1 chains"), "{out}");
+    let (code, out, err) = verify_cli(Some(&anchors));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "MISSING   record 1500 of replica {second}, which the checkpoint anchor at"
+        )),
+        "{out}"
+    );
+
+    // An anchor file someone edited: the line no longer agrees with its signature.
+    let edited = dir.path().join("edited.txt");
+    let first_line = captured
+        .lines()
+        .find(|l| l.contains("decision log checkpoint"))
+        .expect("a checkpoint line");
+    std::fs::write(&edited, first_line.replace("\"seq\":", "\"seq\":1")).expect("edited");
+    let (code, out, _) = verify_cli(Some(&edited));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ANCHOR    "), "{out}");
+}

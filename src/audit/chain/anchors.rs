@@ -75,7 +75,7 @@ fn log_line(json: &str, verifier: &Verifier) -> Result<Option<Place>, String> {
     };
     // tracing's JSON format puts fields at the top level with `flatten_event`, and under
     // `fields` without it.
-    let f = if v.get("replica").is_some() { &v } else { &v["fields"] };
+    let f = if v["replica"].is_string() { &v } else { &v["fields"] };
     let (Some(replica), Some(seq), Some(hash), Some(kind)) = (
         f["replica"].as_str(),
         f["seq"].as_i64(),
@@ -126,4 +126,111 @@ fn metric_sample(line: &str) -> Option<Place> {
         .filter(|v| v.fract() == 0.0 && *v >= 1.0 && *v < 2f64.powi(53))
         .map(|v| v as i64);
     Some((replica?, seq?, hash?, "checkpoint".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{mark, MarkDetail};
+    use super::*;
+    use crate::stamp::Signer;
+
+    /// A checkpoint's log line as `--log-format json` prints it (fields at the top level).
+    fn json_line(m: &crate::model::ChainMark) -> String {
+        serde_json::json!({
+            "timestamp": "2026-12-03T10:00:00.000000Z", "level": "INFO", "message": "decision log checkpoint",
+            "replica": m.replica, "seq": m.seq, "kind": m.kind, "hash": m.hash, "at": m.at,
+            "signature": m.signature, "target": "scimgate::audit::recorder",
+        })
+        .to_string()
+    }
+
+    /// Checkpoint 1500 of replica host-0a1b2c3d, signed by `signer`.
+    fn checkpoint(signer: &Signer) -> crate::model::ChainMark {
+        mark(
+            signer,
+            "host-0a1b2c3d",
+            1500,
+            "checkpoint",
+            "ab12",
+            &MarkDetail::default(),
+        )
+    }
+
+    #[test]
+    fn log_lines_and_metric_samples_are_anchors_and_nothing_else_is() {
+        let (signer, _) = Signer::generate().unwrap();
+        let verifier = Verifier::from_signer(&signer);
+        let cp = checkpoint(&signer);
+        let start = mark(
+            &signer,
+            "host-0a1b2c3d",
+            0,
+            "start",
+            super::super::ZERO,
+            &MarkDetail::default(),
+        );
+        let mut nested: Value = serde_json::from_str(&json_line(&start)).unwrap();
+        nested["fields"] = nested.clone();
+        nested["replica"] = Value::Null;
+        let text = [
+            "# HELP scimgate_decision_log_checkpoint …".to_string(),
+            json_line(&cp),
+            format!("2026-12-03T10:00:00.1Z stderr F {}", json_line(&cp)),
+            format!("{nested}"),
+            r#"{"message":"scimgate serving","scim_addr":"0.0.0.0:9443"}"#.into(),
+            r#"scimgate_decisions_total{outcome="recorded"} 5"#.into(),
+            r#"scimgate_decision_log_checkpoint{replica="host-9f8e7d6c",hash="cd34"} 2000"#.into(),
+            r#"scimgate_decision_log_checkpoint{replica="host-9f8e7d6c",hash="ef56"} 3000 1733220000000"#.into(),
+            "plain text".into(),
+        ]
+        .join("\n");
+        let (anchors, problems) = parse(&text, "a.log", &verifier);
+        assert!(problems.is_empty(), "{problems:?}");
+        let places: Vec<(&str, i64, &str, &str, &str)> = anchors
+            .iter()
+            .map(|a| {
+                (
+                    a.replica.as_str(),
+                    a.seq,
+                    a.hash.as_str(),
+                    a.kind.as_str(),
+                    a.source.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            places,
+            vec![
+                ("host-0a1b2c3d", 1500, "ab12", "checkpoint", "a.log:2"),
+                ("host-0a1b2c3d", 0, super::super::ZERO, "start", "a.log:4"),
+                ("host-9f8e7d6c", 2000, "cd34", "checkpoint", "a.log:7"),
+                ("host-9f8e7d6c", 3000, "ef56", "checkpoint", "a.log:8"),
+            ],
+            "one anchor a place, whatever prefix or nesting the pipeline added"
+        );
+    }
+
+    #[test]
+    fn a_log_line_whose_signature_does_not_hold_is_a_problem_not_an_anchor() {
+        let (signer, _) = Signer::generate().unwrap();
+        let (other, _) = Signer::generate().unwrap();
+        let verifier = Verifier::from_signer(&signer);
+        let cp = checkpoint(&signer);
+        let moved = json_line(&cp).replace("\"seq\":1500", "\"seq\":2500");
+        let foreign = json_line(&checkpoint(&other));
+        let unsigned = json_line(&cp)
+            .replace(&cp.signature, "")
+            .replace(",\"signature\":\"\"", "");
+        let text = [moved, foreign, unsigned].join("\n");
+        let (anchors, problems) = parse(&text, "a.log", &verifier);
+        assert!(anchors.is_empty(), "{anchors:?}");
+        let sources: Vec<String> = problems
+            .iter()
+            .map(|p| match p {
+                Problem::BadAnchor { source, .. } => source.clone(),
+                other => format!("{other}"),
+            })
+            .collect();
+        assert_eq!(sources, vec!["a.log:1", "a.log:2", "a.log:3"], "{problems:?}");
+    }
 }
