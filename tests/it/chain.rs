@@ -741,8 +741,36 @@ async fn an_upgrade_seals_what_predates_the_chains(mut db: Db) {
 
     // Retention cuts the sealed records past it (a day apart: those 41 days old and older).
     let before = iso(now - days(40) - chrono::Duration::hours(1));
-    assert_eq!(prune(&*db.store, &signer, &before).await, 10);
+    let verifier = Verifier::from_signer(&signer);
+    let pruned = chain::prune(&*db.store, &signer, &verifier, &before)
+        .await
+        .expect("prune");
+    assert_eq!(pruned.deleted, 10);
     assert_eq!(holds(&db, &signer).await.legacy, 20);
+    // The seal and the prune mark, had their log lines been collected, are anchors that hold.
+    let seal = db
+        .store
+        .chain_marks(&scimgate::store::MarkFilter {
+            replica: Some(chain::LEGACY.into()),
+            kind: Some("seal"),
+            seqs: None,
+        })
+        .await
+        .expect("seal");
+    let anchors: Vec<chain::Anchor> = seal
+        .iter()
+        .chain(&pruned.marks)
+        .map(|m| chain::Anchor {
+            replica: m.replica.clone(),
+            seq: m.seq,
+            hash: m.hash.clone(),
+            kind: m.kind.clone(),
+            source: "collected".into(),
+        })
+        .collect();
+    assert_eq!(anchors.len(), 2, "{anchors:?}");
+    let r = chain::verify(&*db.store, &verifier, &anchors).await.expect("verify");
+    assert!(r.holds(), "{:#?}", r.problems);
 
     // A record slipped in among the sealed ones: which one cannot be told, but the seal fails.
     let slipped = DecisionRecord {
@@ -934,3 +962,56 @@ async fn anchors_find_a_database_replaced_by_an_older_copy() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("ANCHOR    "), "{out}");
 }
+
+/// Two replicas writing at once, each checkpoint signing the other's latest, then pruned by
+/// both at the same moment (as every replica runs retention): the log holds throughout, and
+/// whatever either prune cut, nothing is refused.
+async fn two_replicas_at_once(db: Db) {
+    let signer = key();
+    let store = &*db.store;
+    let verifier = Verifier::from_signer(&signer);
+    let start = |tag: &'static str| {
+        let (signer, verifier) = (signer.clone(), verifier.clone());
+        async move {
+            let (c, marks) = Chain::start(signer, verifier, store).await.expect("start");
+            (c, marks, tag)
+        }
+    };
+    let (mut a, mut b) = (start("a").await, start("b").await);
+    let now = chrono::Utc::now();
+    // Six rounds of 1,500 records each, alternating; the first four rounds 100 days old.
+    for round in 0..6 {
+        let w = if round % 2 == 0 { &mut a } else { &mut b };
+        let from = if round < 4 {
+            now - chrono::Duration::days(100) + chrono::Duration::hours(round)
+        } else {
+            now - chrono::Duration::hours(6 - round)
+        };
+        let mut batch: Vec<DecisionRecord> = times(from, 1_500)
+            .into_iter()
+            .enumerate()
+            .map(|(i, at)| DecisionRecord {
+                id: format!("{}-{round}-{i:05}", w.2),
+                ..record(i, at)
+            })
+            .collect();
+        w.0.link(&mut batch);
+        assert!(w.0.due());
+        w.1.extend(w.0.checkpoint(store).await);
+        store.record_decisions(&batch, &w.1).await.expect("record");
+        w.1.clear();
+    }
+    let r = holds(&db, &signer).await;
+    assert_eq!((r.chains, r.records, r.checkpoints), (2, 9_000, 6));
+    let before = iso(now - chrono::Duration::days(90));
+    let (x, y) = tokio::join!(
+        chain::prune(store, &signer, &verifier, &before),
+        chain::prune(store, &signer, &verifier, &before)
+    );
+    let (x, y) = (x.expect("prune"), y.expect("prune"));
+    assert!(x.refused.is_empty() && y.refused.is_empty(), "{x:?} {y:?}");
+    assert_eq!(x.deleted + y.deleted, 6_000, "{x:?} {y:?}");
+    let r = holds(&db, &signer).await;
+    assert_eq!(r.records, 3_000);
+}
+on_both_backends!(two_replicas_at_once);

@@ -61,7 +61,7 @@ impl std::fmt::Display for Problem {
             Problem::Unseen { replica, seq, by, why } if replica == LEGACY => {
                 write!(
                     f,
-                    "MISSING   the seal over {seq} records from before the chains, which {by} saw: {why}"
+                    "MISSING   place {seq} of the sealed records from before the chains, which {by} saw: {why}"
                 )
             }
             Problem::Unseen {
@@ -426,18 +426,6 @@ async fn verify_legacy(
     sights: BTreeMap<i64, Vec<Sight>>,
     report: &mut Report,
 ) -> crate::store::Result<()> {
-    for (seq, seen) in sights {
-        for s in seen {
-            if !seals.iter().any(|m| m.seq == seq && m.hash == s.hash) {
-                report.problems.push(Problem::Unseen {
-                    replica: LEGACY.into(),
-                    seq,
-                    by: s.by,
-                    why: "no such seal is in the log".into(),
-                });
-            }
-        }
-    }
     // Several seals only if processes of this version raced at the first start over different
     // records (an older version still writing): the largest covers the most.
     let seal = seals.iter().max_by_key(|m| m.seq);
@@ -449,7 +437,20 @@ async fn verify_legacy(
     let mut sealed_left = 0;
     let mut broken = false;
     let mut outside: Vec<String> = Vec::new();
+    // A seal that is there satisfies whoever saw it (whether the records still hash to it is
+    // checked below, once); other places are checked as the walk reaches them.
+    let mut sights = sights;
+    for (seq, seen) in sights.iter_mut() {
+        seen.retain(|s| !seals.iter().any(|m| m.seq == *seq && m.hash == s.hash));
+    }
+    let mut contradicted: Vec<(i64, Sight)> = Vec::new();
     let (n, _) = hash_legacy(store, from, |n, h, r| {
+        // A legacy prune mark's anchor names a place in the sealed records.
+        for s in sights.remove(&n).into_iter().flatten() {
+            if s.hash != h {
+                contradicted.push((n, s));
+            }
+        }
         match seal {
             Some(s) if n < s.seq => sealed_left += 1,
             Some(s) if n == s.seq => {
@@ -461,6 +462,24 @@ async fn verify_legacy(
         true
     })
     .await?;
+    // What the walk did not reach: a seal, or a place pruned past.
+    let prune = marks.prune.as_ref();
+    for (seq, seen) in sights {
+        for s in seen {
+            let pruned = prune.is_some_and(|p| seq < p.seq || (seq == p.seq && s.hash == p.hash));
+            if !pruned {
+                contradicted.push((seq, s));
+            }
+        }
+    }
+    for (seq, s) in contradicted {
+        report.problems.push(Problem::Unseen {
+            replica: LEGACY.into(),
+            seq,
+            by: s.by,
+            why: "no such seal or place under it is in the log".into(),
+        });
+    }
     let Some(seal) = seal else {
         for id in outside {
             report.problems.push(Problem::Inserted {
