@@ -29,11 +29,13 @@
 //!   prefix recomputed up to a signed checkpoint ([`prune`]). The seal is the one exception: it
 //!   vouches for what was there at the upgrade, which nothing could check.
 //!
-//! What remains possible without the key, by construction: records after a replica's last
-//! checkpoint (at most [`CHECKPOINT_RECORDS`], or [`CHECKPOINT_EVERY`] of them; the seconds
-//! before a crash) can be cut or appended to unnoticed unless an anchor or another replica saw a
-//! later checkpoint; the newest chains can be removed whole if no anchor was collected after
-//! they started; records from before the seal were never checked. Whoever holds the stamp key
+//! What remains possible without the key, by construction (the README says the same): a
+//! stopped or crashed chain's newest records — after its last checkpoint, or after the last one
+//! left when its final checkpoints are dropped too, at most [`CHECKPOINT_RECORDS`] unsigned —
+//! can be cut or rewritten unnoticed when no later chain's mark and no anchor saw those
+//! checkpoints (a running replica's next record shows a cut at once); the newest chains can be
+//! removed whole while nothing has seen them; a database replaced by an older copy is found only
+//! against anchors; records from before the seal were never checked. Whoever holds the stamp key
 //! can rewrite everything. Owns the chain format; must not decide anything about admission.
 
 pub mod anchors;

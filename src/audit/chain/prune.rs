@@ -69,36 +69,46 @@ pub async fn prune(
     before: &str,
 ) -> crate::store::Result<Pruned> {
     let mut out = Pruned::default();
-    let mut plans = Vec::new();
     for replica in store.prune_candidates(before).await? {
         if replica != LEGACY {
             let plan = chain_cut(store, verifier, &replica, before).await?;
-            plans.push((replica, plan));
+            cut(store, signer, &replica, plan, &mut out).await?;
         }
     }
-    plans.push((LEGACY.to_string(), legacy_cut(store, verifier, before).await?));
-    for (replica, (cut, refused)) in plans {
-        out.refused.extend(refused.map(|(reason, why)| Refused {
-            replica: replica.clone(),
-            reason,
-            why,
-        }));
-        let Some(cut) = cut else { continue };
-        let m = mark(
-            signer,
-            &replica,
-            cut.seq,
-            "prune",
-            &cut.hash,
-            &MarkDetail {
-                against: Some(cut.against),
-                ..MarkDetail::default()
-            },
-        );
-        out.deleted += store.prune_decisions(&m, cut.last.as_ref()).await?;
-        out.marks.push(m);
-    }
+    let plan = legacy_cut(store, verifier, before).await?;
+    cut(store, signer, LEGACY, plan, &mut out).await?;
     Ok(out)
+}
+
+/// Carry out one chain's plan at once, so little happens between its check and its cut.
+async fn cut(
+    store: &dyn Store,
+    signer: &Signer,
+    replica: &str,
+    plan: Plan,
+    out: &mut Pruned,
+) -> crate::store::Result<()> {
+    let (cut, refused) = plan;
+    out.refused.extend(refused.map(|(reason, why)| Refused {
+        replica: replica.into(),
+        reason,
+        why,
+    }));
+    let Some(cut) = cut else { return Ok(()) };
+    let m = mark(
+        signer,
+        replica,
+        cut.seq,
+        "prune",
+        &cut.hash,
+        &MarkDetail {
+            against: Some(cut.against),
+            ..MarkDetail::default()
+        },
+    );
+    out.deleted += store.prune_decisions(&m, cut.last.as_ref()).await?;
+    out.marks.push(m);
+    Ok(())
 }
 
 type Plan = (Option<Cut>, Option<(Refusal, String)>);

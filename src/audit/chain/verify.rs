@@ -176,7 +176,9 @@ pub async fn verify(store: &dyn Store, verifier: &Verifier, anchors: &[Anchor]) 
             "start" => format!("the start of replica {}", m.replica),
             kind => format!("{kind} {} of replica {}", m.seq, m.replica),
         };
-        for r in detail.refs.iter().chain(&detail.seal) {
+        // What it saw: other replicas' checkpoints, the seal, and for a prune mark the mark it
+        // was recomputed up to.
+        for r in detail.refs.iter().chain(&detail.seal).chain(&detail.against) {
             saw(&mut sights, r, by());
         }
         let e = if m.replica == LEGACY {
@@ -270,7 +272,13 @@ fn begin(replica: &str, marks: &mut BTreeMap<String, Marks>, sights: &mut Sights
         last_hash,
         last_id: None,
         marks,
-        sights: sights.remove(replica).unwrap_or_default(),
+        // Places in the sealed records are checked against them, never against records that
+        // merely claim the seal's name.
+        sights: if replica == LEGACY {
+            BTreeMap::new()
+        } else {
+            sights.remove(replica).unwrap_or_default()
+        },
     }
 }
 
@@ -279,7 +287,7 @@ fn step(w: &mut Walk, r: &DecisionRecord, l: &Link, report: &mut Report) {
         report.problems.push(Problem::Inserted {
             id: r.id.clone(),
             why: format!(
-                "replica {} has no signed mark: no scimgate process wrote this chain",
+                "replica {} has no signed mark: its marks were removed, or no scimgate process wrote it",
                 l.replica
             ),
         });
