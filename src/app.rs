@@ -264,7 +264,10 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             "/.well-known/jwks.json",
             axum::routing::get(move || async move { axum::Json(jwks) }),
         );
-    let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone(), signer.clone(), verifier.clone());
+    let (chain, first_marks) = crate::audit::chain::Chain::start(signer.clone(), verifier.clone(), &*store)
+        .await
+        .context("starting the decision log's chain")?;
+    let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone(), chain, first_marks);
     tasks.spawn(prune(
         store.clone(),
         Retention {

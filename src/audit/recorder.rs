@@ -9,7 +9,6 @@ use super::chain::{Chain, CHECKPOINT_EVERY};
 use super::DecisionRecord;
 use crate::metrics::Metrics;
 use crate::model::ChainMark;
-use crate::stamp::{Signer, Verifier};
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,15 +26,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// `verifier` checks other replicas' checkpoints before this chain references them.
+    /// Record into `chain`, started by [`Chain::start`] (which may seal the records from before
+    /// the chains: done before serving, so sealing a large old log delays readiness once rather
+    /// than stalling admission behind a full queue); `marks` are its first marks.
     pub fn start(
         store: Arc<dyn Store>,
         metrics: Metrics,
-        signer: Arc<Signer>,
-        verifier: Verifier,
+        chain: Chain,
+        marks: Vec<ChainMark>,
     ) -> (Recorder, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(drain(rx, store, metrics.clone(), signer, verifier));
+        let task = tokio::spawn(drain(rx, store, metrics.clone(), chain, marks));
         (Recorder { tx, metrics }, task)
     }
 
@@ -57,10 +58,9 @@ async fn drain(
     mut rx: mpsc::Receiver<DecisionRecord>,
     store: Arc<dyn Store>,
     metrics: Metrics,
-    signer: Arc<Signer>,
-    verifier: Verifier,
+    mut chain: Chain,
+    mut marks: Vec<ChainMark>,
 ) {
-    let (mut chain, mut marks) = start(&*store, signer, verifier).await;
     let mut batch = Vec::with_capacity(BATCH);
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -87,23 +87,6 @@ async fn drain(
         marks.clear();
         if !open {
             return;
-        }
-    }
-}
-
-/// This process's chain and its first marks. Starting reads the store (the seal, the other
-/// replicas' checkpoints), so a store that is away is retried like a failing write; records
-/// wait in the queue meanwhile.
-async fn start(store: &dyn Store, signer: Arc<Signer>, verifier: Verifier) -> (Chain, Vec<ChainMark>) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match Chain::start(signer.clone(), verifier.clone(), store).await {
-            Ok(started) => return started,
-            Err(e) => {
-                tracing::warn!(error = %e, "starting the decision log chain failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
         }
     }
 }

@@ -852,12 +852,10 @@ async fn recorder_run(dir: &std::path::Path, signer: &Arc<Signer>, metrics: &sci
     let store = scimgate::store::open(&scimgate::store::Location::Embedded(dir.to_path_buf()))
         .await
         .expect("store");
-    let (recorder, task) = scimgate::audit::recorder::Recorder::start(
-        store.clone(),
-        metrics.clone(),
-        signer.clone(),
-        Verifier::from_signer(signer),
-    );
+    let (chain, marks) = Chain::start(signer.clone(), Verifier::from_signer(signer), &*store)
+        .await
+        .expect("chain");
+    let (recorder, task) = scimgate::audit::recorder::Recorder::start(store.clone(), metrics.clone(), chain, marks);
     let tag = uuid::Uuid::new_v4().simple().to_string();
     for (i, at) in times(chrono::Utc::now(), n).into_iter().enumerate() {
         recorder

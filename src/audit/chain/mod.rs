@@ -316,6 +316,7 @@ async fn legacy_seal(
         return Ok((None, None));
     }
     let first_start = starts.into_iter().map(|(m, _)| m.at).min();
+    let started = Instant::now();
     let mut sealed = (0, ZERO.to_string());
     hash_legacy(store, (0, ZERO.into()), |n, h, r| {
         let before_chains = first_start.as_ref().is_none_or(|s| r.at < *s);
@@ -328,6 +329,11 @@ async fn legacy_seal(
     if sealed.0 == 0 {
         return Ok((None, None));
     }
+    tracing::info!(
+        records = sealed.0,
+        seconds = started.elapsed().as_secs_f64(),
+        "decision records from before the chains hashed for their seal (once, at the first start of this version)"
+    );
     let m = mark(signer, LEGACY, sealed.0, "seal", &sealed.1, &MarkDetail::default());
     let r = Ref::of(&m);
     Ok((Some(m), Some(r)))
