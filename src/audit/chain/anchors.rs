@@ -109,6 +109,7 @@ fn metric_sample(line: &str) -> Option<Place> {
     let rest = &line[line.find('{')? + 1..];
     let close = rest.find('}')?;
     let (mut replica, mut hash) = (None, None);
+    let (mut exported_replica, mut exported_hash) = (None, None);
     for pair in rest[..close].split(',') {
         let Some((k, v)) = pair.split_once('=') else { continue };
         // Replica names and hashes need no escapes: host names, dashes and hex digits.
@@ -116,9 +117,13 @@ fn metric_sample(line: &str) -> Option<Place> {
         match k.trim() {
             "replica" => replica = Some(v),
             "hash" => hash = Some(v),
+            // What Prometheus renames a label to when a target label of that name exists.
+            "exported_replica" => exported_replica = Some(v),
+            "exported_hash" => exported_hash = Some(v),
             _ => {}
         }
     }
+    let (replica, hash) = (exported_replica.or(replica), exported_hash.or(hash));
     let seq = rest[close + 1..]
         .split_whitespace()
         .next()
@@ -181,6 +186,7 @@ mod tests {
             r#"scimgate_decisions_total{outcome="recorded"} 5"#.into(),
             r#"scimgate_decision_log_checkpoint{replica="host-9f8e7d6c",hash="cd34"} 2000"#.into(),
             r#"scimgate_decision_log_checkpoint{replica="host-9f8e7d6c",hash="ef56"} 3000 1733220000000"#.into(),
+            r#"scimgate_decision_log_checkpoint{exported_replica="host-1a2b3c4d",hash="0707",job="scimgate",replica="prom-0"} 42"#.into(),
             "plain text".into(),
         ]
         .join("\n");
@@ -205,6 +211,7 @@ mod tests {
                 ("host-0a1b2c3d", 0, super::super::ZERO, "start", "a.log:4"),
                 ("host-9f8e7d6c", 2000, "cd34", "checkpoint", "a.log:7"),
                 ("host-9f8e7d6c", 3000, "ef56", "checkpoint", "a.log:8"),
+                ("host-1a2b3c4d", 42, "0707", "checkpoint", "a.log:9"),
             ],
             "one anchor a place, whatever prefix or nesting the pipeline added"
         );
