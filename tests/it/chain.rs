@@ -630,6 +630,40 @@ async fn an_old_date_and_retention(db: Db) {
     assert_eq!(prune(&*db.store, &signer, &before).await, 0);
     let left: i64 = db.store.decision_count().await.expect("count");
     assert_eq!(left, 3_000, "nothing of b was cut");
+
+    // A record edited inside a prefix that really is past retention: cutting it and signing
+    // where the chain now starts would launder the edit. Retention recomputes first, cuts
+    // nothing it cannot vouch for, and the edit stays for verify to name.
+    let mut ats = times(now - chrono::Duration::days(100), 2_000);
+    ats.extend(times(now - chrono::Duration::minutes(30), 500));
+    let e = process(&db, &signer, "e", &ats, true).await;
+    db.run(&format!(
+        "UPDATE decisions SET outcome = 'allowed' WHERE id = '{}'",
+        e[1_500].id
+    ))
+    .await;
+    let pruned = chain::prune(&*db.store, &signer, &Verifier::from_signer(&signer), &before)
+        .await
+        .expect("prune");
+    assert!(
+        pruned
+            .refused
+            .iter()
+            .any(|r| r.replica == replica(&e) && r.reason == chain::Refusal::Broken),
+        "{pruned:?}"
+    );
+    assert!(
+        pruned.marks.iter().all(|m| m.replica != replica(&e)),
+        "no prune mark vouches for e: {pruned:?}"
+    );
+    let r = tampered(&db, &signer).await;
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Edited { id, .. } if *id == e[1_500].id)),
+        "{:#?}",
+        r.problems
+    );
 }
 on_both_backends!(an_old_date_and_retention);
 
