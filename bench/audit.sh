@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Decision-log benchmark: record RECORDS decisions (default 1M) for USERS users (default 1000)
-# twice — plain, then through the hash chain with signed checkpoints — verify the chained log,
-# then time queries by user and a 7-day range. Not a test: prints figures.
+# twice — plain, then through the hash chain with signed checkpoints — seal the plain log as the
+# first start after an upgrade does, verify the chained log, time queries by user and a 7-day
+# range, and prune the older half of the chained log. Not a test: prints figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --release --example audit_bench

@@ -1,7 +1,8 @@
 //! Decision-log benchmark (bench/audit.sh runs it): write N records through the store the way
 //! the recorder does (batches of 2,000) twice — plain, as before the hash chain, and chained
-//! with signed checkpoints as the recorder writes them now — then verify the chained log, and
-//! time queries by user and 7-day range.
+//! with signed checkpoints as the recorder writes them now — then seal the plain log (as the
+//! first start after an upgrade does), verify the chained log, time queries by user and 7-day
+//! range, and prune the older half of the chained log.
 //!
 //!   audit_bench DATA_DIR RECORDS USERS QUERIES
 #![allow(
@@ -31,12 +32,26 @@ async fn main() {
         "plain:   recorded {n} decisions in {plain_secs:.1} s = {:.0} records/s (durable, batches of 2000)",
         n as f64 / plain_secs
     );
-    drop(plain);
-    let store = Embedded::open(&dir.join("chained")).await.expect("store");
     let (signer, _) = scimgate::stamp::Signer::generate().expect("key");
     let signer = std::sync::Arc::new(signer);
-    let (chain, start_mark) = scimgate::audit::chain::Chain::start(signer.clone());
-    store.record_decisions(&[], &[start_mark]).await.expect("start");
+    let verifier = scimgate::stamp::Verifier::from_signer(&signer);
+    // The plain store's records are in no chain, as a database from before the chains: the
+    // first start of a chain seals them.
+    let t = Instant::now();
+    let (_, marks) = scimgate::audit::chain::Chain::start(signer.clone(), verifier.clone(), &plain)
+        .await
+        .expect("seal");
+    println!(
+        "seal:    {} records from before the chains hashed and sealed at the first start in {:.1} s",
+        marks.first().map_or(0, |m| m.seq),
+        t.elapsed().as_secs_f64()
+    );
+    drop(plain);
+    let store = Embedded::open(&dir.join("chained")).await.expect("store");
+    let (chain, start_marks) = scimgate::audit::chain::Chain::start(signer.clone(), verifier.clone(), &store)
+        .await
+        .expect("start");
+    store.record_decisions(&[], &start_marks).await.expect("start");
     let secs = record(&store, n, users, start, Some(chain)).await;
     println!(
         "chained: recorded {n} decisions in {secs:.1} s = {:.0} records/s (hash chain, a signed checkpoint per batch of 2000, as the recorder at this rate); {:.1}% of the plain rate",
@@ -44,8 +59,9 @@ async fn main() {
         100.0 * plain_secs / secs
     );
     let t = Instant::now();
-    let verifier = scimgate::stamp::Verifier::from_signer(&signer);
-    let report = scimgate::audit::chain::verify(&store, &verifier).await.expect("verify");
+    let report = scimgate::audit::chain::verify(&store, &verifier, &[])
+        .await
+        .expect("verify");
     assert!(report.holds(), "{:?}", report.problems);
     println!(
         "audit verify --log: {} records, {} checkpoints checked in {:.1} s",
@@ -54,6 +70,18 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
     query_bench(&store, n, users, queries, start).await;
+    // Retention of the older half, as the hourly prune does it: recomputed up to a checkpoint.
+    let cutoff = (start + chrono::Duration::days(45)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let t = Instant::now();
+    let pruned = scimgate::audit::chain::prune(&store, &signer, &verifier, &cutoff)
+        .await
+        .expect("prune");
+    assert!(pruned.refused.is_empty(), "{:?}", pruned.refused);
+    println!(
+        "prune:   {} records past retention recomputed and deleted in {:.1} s",
+        pruned.deleted,
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// Write `n` records in batches of 2,000 (chained when `chain` is given, with a checkpoint
@@ -101,7 +129,7 @@ async fn record(
             if let Some(c) = chain.as_mut() {
                 c.link(&mut batch);
                 if c.due() || i + 1 == n {
-                    marks.extend(c.checkpoint());
+                    marks.extend(c.checkpoint(store).await);
                 }
             }
             store.record_decisions(&batch, &marks).await.expect("insert");

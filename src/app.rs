@@ -217,12 +217,6 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         cfg.replication.clone(),
         shutdown_rx.clone(),
     ));
-    tasks.spawn(prune(
-        store.clone(),
-        signer.clone(),
-        cfg.audit_retention_days,
-        shutdown_rx.clone(),
-    ));
     if let Some(path) = cfg.policy.clone() {
         tasks.spawn(watch_policy(
             path,
@@ -279,7 +273,20 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             "/.well-known/jwks.json",
             axum::routing::get(move || async move { axum::Json(jwks) }),
         );
-    let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone(), signer.clone());
+    let (chain, first_marks) = crate::audit::chain::Chain::start(signer.clone(), verifier.clone(), &*store)
+        .await
+        .context("starting the decision log's chain")?;
+    let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone(), chain, first_marks);
+    tasks.spawn(prune(
+        store.clone(),
+        Retention {
+            signer: signer.clone(),
+            verifier: verifier.clone(),
+            metrics: metrics.clone(),
+            days: cfg.audit_retention_days,
+        },
+        shutdown_rx.clone(),
+    ));
     let admission_app = admission::routes::router(AdmissionState {
         recorder,
         owners,
@@ -451,15 +458,39 @@ async fn watch_policy(
     }
 }
 
+/// What retention needs besides the store.
+struct Retention {
+    signer: Arc<Signer>,
+    /// Checks the marks a prune relies on (other replicas', retired keys').
+    verifier: Verifier,
+    metrics: Metrics,
+    days: u32,
+}
+
 /// Retention: delete decision records older than `days`, at start and hourly, leaving signed
-/// prune markers where the chains now start.
-async fn prune(store: Arc<dyn Store>, signer: Arc<Signer>, days: u32, mut shutdown: watch::Receiver<bool>) {
+/// prune marks where the chains now start (published as anchors). A chain that does not
+/// recompute is left alone, logged as an error and counted: `audit verify --log` names it.
+async fn prune(store: Arc<dyn Store>, r: Retention, mut shutdown: watch::Receiver<bool>) {
     loop {
+        let days = r.days;
         let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        match crate::audit::chain::prune(&*store, &signer, &cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, days, "decision records past retention deleted"),
+        match crate::audit::chain::prune(&*store, &r.signer, &r.verifier, &cutoff).await {
+            Ok(p) => {
+                p.marks.iter().for_each(crate::audit::chain::publish);
+                if p.deleted > 0 {
+                    tracing::info!(deleted = p.deleted, days, "decision records past retention deleted");
+                }
+                for refused in &p.refused {
+                    tracing::error!(
+                        replica = %refused.replica,
+                        reason = refused.reason.as_str(),
+                        why = %refused.why,
+                        "decision log chain left (partly) unpruned: tampering? audit verify --log names it"
+                    );
+                    r.metrics.decision_log_prune_refused(refused.reason);
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "pruning decision records failed; will retry"),
         }
         // A replica further behind than the change log reaches rebuilds its directory instead.

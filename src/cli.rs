@@ -296,10 +296,17 @@ pub struct AuditVerifyArgs {
         conflicts_with = "log"
     )]
     pub file: Option<PathBuf>,
-    /// Check the decision log instead: every replica's hash chain, its signed checkpoints and
-    /// prune markers; names edited, inserted and removed records. Exit code 1 when any.
+    /// Check the decision log instead: every replica's hash chain, its signed checkpoints, prune
+    /// marks and references to other replicas' checkpoints, and the seal over records from before
+    /// the chains; names edited, inserted and removed records. Exit code 1 when any.
     #[arg(long)]
     pub log: bool,
+    /// With --log: anchors collected outside the database — the JSON log lines every decision-log
+    /// mark is published with (`--log-format json`), and/or Prometheus samples of
+    /// scimgate_decision_log_checkpoint — each of which must be in the log (or pruned past).
+    /// Finds a chain removed whole, cut short, or a database replaced by an older copy.
+    #[arg(long, value_name = "FILE", requires = "log")]
+    pub anchors: Option<PathBuf>,
     /// The store whose log to check, with --log.
     #[command(flatten)]
     pub store: StoreArgs,

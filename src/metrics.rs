@@ -166,6 +166,19 @@ pub struct HandshakeLabels {
     pub reason: &'static str,
 }
 
+/// The one live series of [`Metrics::decision_log_checkpoint`]: this process's replica and the
+/// hash its last checkpoint signs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckpointLabels {
+    pub replica: String,
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
@@ -192,6 +205,10 @@ struct Inner {
     age: Gauge<f64, AtomicU64>,
     caught_up: Counter,
     resyncs: Counter,
+    checkpoint: Family<CheckpointLabels, Gauge>,
+    /// The labels of `checkpoint`'s live series, removed when the next checkpoint replaces it.
+    checkpoint_live: std::sync::Mutex<Option<CheckpointLabels>>,
+    prune_refused: Family<ReasonLabels, Counter>,
 }
 
 #[derive(Clone)]
@@ -318,7 +335,26 @@ impl Metrics {
             "Full rebuilds of the directory from the store",
             resyncs.clone(),
         );
+        let checkpoint = Family::<CheckpointLabels, Gauge>::default();
+        registry.register(
+            crate::audit::chain::anchors::METRIC
+                .strip_prefix("scimgate_")
+                .unwrap_or(crate::audit::chain::anchors::METRIC),
+            "This process's last signed decision-log checkpoint: its seq, and the hash it signs as a label (an anchor \
+             for audit verify --log --anchors; one series, replaced at each checkpoint)",
+            checkpoint.clone(),
+        );
+        let prune_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "decision_log_prune_refused",
+            "Chains retention left uncut or cut short because they do not recompute (broken) or no signed \
+             checkpoint vouches for them (unvouched); audit verify --log names them",
+            prune_refused.clone(),
+        );
         Metrics(Arc::new(Inner {
+            checkpoint,
+            checkpoint_live: std::sync::Mutex::new(None),
+            prune_refused,
             last_sync,
             age,
             caught_up,
@@ -449,6 +485,33 @@ impl Metrics {
         self.0.resyncs.inc();
     }
 
+    /// This process's last checkpoint, as an anchor: one live series, whose `hash` label changes
+    /// with each checkpoint, so the previous series is removed rather than left to accumulate.
+    pub fn decision_log_checkpoint(&self, replica: &str, seq: i64, hash: &str) {
+        let labels = CheckpointLabels {
+            replica: replica.into(),
+            hash: hash.into(),
+        };
+        // The new series first: a scrape in between sees two true anchors rather than none.
+        self.0.checkpoint.get_or_create(&labels).set(seq);
+        if let Ok(mut live) = self.0.checkpoint_live.lock() {
+            if let Some(old) = live.replace(labels.clone()) {
+                if old != labels {
+                    self.0.checkpoint.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn decision_log_prune_refused(&self, reason: crate::audit::chain::Refusal) {
+        self.0
+            .prune_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str().into(),
+            })
+            .inc();
+    }
+
     /// Set at scrape time: the age moves on by itself.
     pub fn freshness(&self, f: &crate::freshness::Freshness) {
         self.0.last_sync.set(f.last_sync_unix());
@@ -513,6 +576,23 @@ mod tests {
         assert!(
             text.contains(r#"{method="other",resource="other",status="4xx"}"#),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_checkpoint_metric_keeps_one_series_whatever_the_hashes() {
+        let m = Metrics::new();
+        for (seq, hash) in [(1000, "aa11"), (2000, "bb22"), (2500, "cc33")] {
+            m.decision_log_checkpoint("host-0a1b2c3d", seq, hash);
+        }
+        let text = m.encode();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(crate::audit::chain::anchors::METRIC))
+            .collect();
+        assert_eq!(
+            series,
+            vec![r#"scimgate_decision_log_checkpoint{replica="host-0a1b2c3d",hash="cc33"} 2500"#]
         );
     }
 }

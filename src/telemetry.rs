@@ -2,6 +2,8 @@
 //! (default `info`). Never log SCIM bodies or AdmissionReviews: ids, kinds and decisions only.
 
 use std::fmt::Write as _;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
@@ -14,14 +16,29 @@ pub enum LogFormat {
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     // A second init (tests, embedding) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init(),
+        LogFormat::Json => json(filter, std::io::stderr).try_init().map_err(Into::into),
     };
+}
+
+/// The JSON format: one object a line, each event's fields at its top level. The decision log's
+/// anchors are read back from these lines (`audit::chain::anchors`), so they share this one
+/// definition.
+pub fn json<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .json()
+        .flatten_event(true)
+        .finish()
 }
 
 /// The most of one caller-supplied string a log line carries (a Kubernetes uid is 36 bytes, a

@@ -1,13 +1,14 @@
 //! The decision recorder: a bounded queue drained by one task that writes batches in single
 //! transactions. When the store falls behind, the queue fills and `record` waits (backpressure)
 //! rather than dropping records; the wait and the queue depth are counted. The one task is also
-//! the one place this process's hash chain grows (`chain`), so the chain needs no lock.
+//! the one place this process's hash chain grows (`chain`), so the chain needs no lock. Each
+//! mark is published as an anchor (a log line, and for checkpoints the metric) once it is
+//! durable: an anchor must never name what a crash kept from the store.
 
 use super::chain::{Chain, CHECKPOINT_EVERY};
 use super::DecisionRecord;
 use crate::metrics::Metrics;
 use crate::model::ChainMark;
-use crate::stamp::Signer;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,13 +26,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Record into `chain`, started by [`Chain::start`] (which may seal the records from before
+    /// the chains: done before serving, so sealing a large old log delays readiness once rather
+    /// than stalling admission behind a full queue); `marks` are its first marks.
     pub fn start(
         store: Arc<dyn Store>,
         metrics: Metrics,
-        signer: Arc<Signer>,
+        chain: Chain,
+        marks: Vec<ChainMark>,
     ) -> (Recorder, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(drain(rx, store, metrics.clone(), signer));
+        let task = tokio::spawn(drain(rx, store, metrics.clone(), chain, marks));
         (Recorder { tx, metrics }, task)
     }
 
@@ -49,10 +54,13 @@ impl Recorder {
     }
 }
 
-async fn drain(mut rx: mpsc::Receiver<DecisionRecord>, store: Arc<dyn Store>, metrics: Metrics, signer: Arc<Signer>) {
-    let (mut chain, start) = Chain::start(signer);
-    tracing::info!(replica = chain.replica(), "decision log chain started");
-    let mut marks = vec![start];
+async fn drain(
+    mut rx: mpsc::Receiver<DecisionRecord>,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    mut chain: Chain,
+    mut marks: Vec<ChainMark>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -64,10 +72,16 @@ async fn drain(mut rx: mpsc::Receiver<DecisionRecord>, store: Arc<dyn Store>, me
         chain.link(&mut batch);
         // Sign what is due, and everything when the queue closes (shutdown).
         if chain.due() || !open {
-            marks.extend(chain.checkpoint());
+            marks.extend(chain.checkpoint(&*store).await);
         }
         if !batch.is_empty() || !marks.is_empty() {
             write(&*store, &metrics, &batch, &marks).await;
+            for m in &marks {
+                super::chain::publish(m);
+                if m.kind == "checkpoint" {
+                    metrics.decision_log_checkpoint(&m.replica, m.seq, &m.hash);
+                }
+            }
         }
         batch.clear();
         marks.clear();

@@ -212,10 +212,24 @@ pub async fn verify(a: crate::cli::AuditVerifyArgs) -> anyhow::Result<()> {
 /// `audit verify --log`: every chain, checkpoint and prune marker of the store's decision log.
 async fn verify_log(a: &crate::cli::AuditVerifyArgs, verifier: &Verifier) -> anyhow::Result<()> {
     use crate::audit::chain;
+    let (anchors, bad_anchors) = match &a.anchors {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            chain::anchors::parse(&text, &file.display().to_string(), verifier)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    if a.anchors.is_some() && anchors.is_empty() && bad_anchors.is_empty() {
+        anyhow::bail!(
+            "no anchors in the file: expected JSON log lines of decision-log marks or {} samples",
+            chain::anchors::METRIC
+        );
+    }
     let store = open_store(&a.store).await?;
-    let report = chain::verify(&*store, verifier)
+    let mut report = chain::verify(&*store, verifier, &anchors)
         .await
         .context("reading the decision log")?;
+    report.problems.extend(bad_anchors);
     if a.output == crate::cli::Output::Json {
         let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
         println!(
@@ -226,6 +240,7 @@ async fn verify_log(a: &crate::cli::AuditVerifyArgs, verifier: &Verifier) -> any
                 "records": report.records,
                 "checkpoints": report.checkpoints,
                 "legacy": report.legacy,
+                "anchors": report.anchors,
                 "unsignedTail": report.unsigned_tail,
                 "problems": problems,
             }))?
@@ -243,9 +258,13 @@ async fn verify_log(a: &crate::cli::AuditVerifyArgs, verifier: &Verifier) -> any
         }
         if report.legacy > 0 {
             println!(
-                "note      {} records predate the chain (written by an earlier version) and cannot be checked",
+                "note      {} records predate the chains (written by an earlier version): they match the seal made \
+                 at the upgrade, which is all that can be checked of them",
                 report.legacy
             );
+        }
+        if a.anchors.is_some() {
+            println!("note      {} anchors checked against the log", report.anchors);
         }
         println!(
             "{}: {} records in {} chains, {} signed checkpoints, {} problems",

@@ -255,12 +255,10 @@ impl Store for Embedded {
             q.build().execute(&mut *tx).await?;
         }
         if !marks.is_empty() {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
-                "INSERT OR IGNORE INTO decision_marks ({}) ",
-                sql::MARK_COLUMNS
-            ));
-            sql::push_mark_values(&mut q, marks);
-            q.build().execute(&mut *tx).await?;
+            sql::insert_marks::<sqlx::Sqlite>(marks)
+                .build()
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -280,48 +278,22 @@ impl Store for Embedded {
         rows.iter().map(sql::decision_from_row).collect()
     }
 
-    async fn prune_plan(&self, before: &str) -> Result<Vec<(String, i64, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT d.replica, d.seq, d.hash FROM decisions d JOIN \
-             (SELECT replica, MAX(seq) AS last FROM decisions WHERE replica IS NOT NULL AND at < ? GROUP BY replica) x \
-             ON d.replica = x.replica AND d.seq = x.last",
-        )
-        .bind(before)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|(r, s, h): (String, i64, Option<String>)| (r, s, h.unwrap_or_default()))
-        .collect())
+    async fn prune_candidates(&self, before: &str) -> Result<Vec<String>> {
+        Ok(sql::prune_candidates::<sqlx::Sqlite>(before)
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await?)
     }
 
-    async fn prune_decisions(&self, before: &str, marks: &[crate::model::ChainMark]) -> Result<u64> {
+    async fn prune_decisions(&self, mark: &crate::model::ChainMark, legacy: Option<&(String, String)>) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let mut deleted = sqlx::query("DELETE FROM decisions WHERE replica IS NULL AND at < ?")
-            .bind(before)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        for m in marks {
-            deleted += sqlx::query("DELETE FROM decisions WHERE replica = ? AND seq <= ?")
-                .bind(&m.replica)
-                .bind(m.seq)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            sqlx::query(
-                "DELETE FROM decision_marks WHERE replica = ? AND kind IN ('checkpoint', 'prune') AND seq <= ?",
-            )
-            .bind(&m.replica)
-            .bind(m.seq)
+        let [mut records, mut marks] = sql::prune::<sqlx::Sqlite>(mark, legacy);
+        let deleted = records.build().execute(&mut *tx).await?.rows_affected();
+        marks.build().execute(&mut *tx).await?;
+        sql::insert_marks::<sqlx::Sqlite>(std::slice::from_ref(mark))
+            .build()
             .execute(&mut *tx)
             .await?;
-        }
-        if !marks.is_empty() {
-            let mut q =
-                sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!("INSERT INTO decision_marks ({}) ", sql::MARK_COLUMNS));
-            sql::push_mark_values(&mut q, marks);
-            q.build().execute(&mut *tx).await?;
-        }
         tx.commit().await?;
         Ok(deleted)
     }
@@ -334,21 +306,28 @@ impl Store for Embedded {
         rows.iter().map(sql::decision_from_row).collect()
     }
 
-    async fn unchained_decisions(&self) -> Result<Vec<(String, String)>> {
-        Ok(
-            sqlx::query_as("SELECT id, at FROM decisions WHERE replica IS NULL ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+    async fn legacy_page(
+        &self,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<crate::model::DecisionRecord>> {
+        let rows = sql::legacy_page::<sqlx::Sqlite>(after, limit)
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::decision_from_row).collect()
     }
 
-    async fn chain_marks(&self) -> Result<Vec<crate::model::ChainMark>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM decision_marks ORDER BY replica, seq, kind",
-            sql::MARK_COLUMNS
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+    async fn chain_marks(&self, filter: &super::MarkFilter) -> Result<Vec<crate::model::ChainMark>> {
+        let rows = sql::chain_marks::<sqlx::Sqlite>(filter)
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::mark_from_row).collect()
+    }
+
+    async fn latest_checkpoints(&self) -> Result<Vec<crate::model::ChainMark>> {
+        let rows = sqlx::query(sql::LATEST_CHECKPOINTS).fetch_all(&self.pool).await?;
         rows.iter().map(sql::mark_from_row).collect()
     }
 

@@ -258,19 +258,29 @@ pub trait Store: Send + Sync + 'static {
     async fn decision_count(&self) -> Result<i64>;
     /// Decision records matching `q`, newest first.
     async fn query_decisions(&self, q: &crate::model::DecisionQuery) -> Result<Vec<crate::model::DecisionRecord>>;
-    /// For retention: per replica, the last chained record older than `before` (replica, seq,
-    /// hash). Everything up to it goes.
-    async fn prune_plan(&self, before: &str) -> Result<Vec<(String, i64, String)>>;
-    /// In one transaction: delete unchained records older than `before` and, per prune marker,
-    /// its replica's records up to its seq (with the checkpoints they made moot); store the
-    /// markers. Returns how many records went.
-    async fn prune_decisions(&self, before: &str, marks: &[crate::model::ChainMark]) -> Result<u64>;
+    /// For retention: the replicas with a chained record older than `before` (RFC 3339). Which
+    /// of their records may go is `audit::chain::prune`'s to check, not the store's.
+    async fn prune_candidates(&self, before: &str) -> Result<Vec<String>>;
+    /// In one transaction: delete the records `mark` (a prune mark) cuts — `mark.replica`'s up
+    /// to `mark.seq`, or with `legacy`, the records in no chain up to that `(at, id)` in the
+    /// order of [`Store::legacy_page`] — and the checkpoints and prune marks of `mark.replica` up
+    /// to its seq (moot now), and store `mark`. Returns how many records went.
+    async fn prune_decisions(&self, mark: &crate::model::ChainMark, legacy: Option<&(String, String)>) -> Result<u64>;
     /// Chained decision records after `(replica, seq)`, in chain order.
     async fn chain_page(&self, after: Option<&(String, i64)>, limit: u32) -> Result<Vec<crate::model::DecisionRecord>>;
-    /// Ids and times of records in no chain (written before it existed, or inserted by hand).
-    async fn unchained_decisions(&self) -> Result<Vec<(String, String)>>;
-    /// Every chain mark (starts, checkpoints, prune markers).
-    async fn chain_marks(&self) -> Result<Vec<crate::model::ChainMark>>;
+    /// Records in no chain (written before chains existed, or inserted by hand) after `(at, id)`,
+    /// ordered by `(at, id)`: the order the legacy seal hashes them in.
+    async fn legacy_page(
+        &self,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<crate::model::DecisionRecord>>;
+    /// Chain marks (starts, checkpoints, prune marks, the legacy seal) that `filter` selects,
+    /// ordered by replica, seq and kind.
+    async fn chain_marks(&self, filter: &MarkFilter) -> Result<Vec<crate::model::ChainMark>>;
+    /// Every replica's latest checkpoint (replicas found by their start marks), whatever its
+    /// signature: the reader checks it.
+    async fn latest_checkpoints(&self) -> Result<Vec<crate::model::ChainMark>>;
     /// The SCIM id a userName has or had (tombstones count), for audit queries by name.
     async fn user_id_for(&self, user_name: &str) -> Result<Option<String>>;
     /// Wake-ups when another process commits identity state, for stores several replicas share;
@@ -278,6 +288,15 @@ pub trait Store: Send + Sync + 'static {
     async fn feed(&self) -> Result<Option<Box<dyn Feed>>> {
         Ok(None)
     }
+}
+
+/// Which chain marks [`Store::chain_marks`] reads; every field left `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarkFilter {
+    pub replica: Option<String>,
+    pub kind: Option<&'static str>,
+    /// Inclusive.
+    pub seqs: Option<(i64, i64)>,
 }
 
 /// What a [`Feed`] reports.

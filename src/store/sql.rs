@@ -2,7 +2,7 @@
 //! audit-query filters and the mapping of every row type. Only placeholders and a few statements
 //! differ between SQLite and PostgreSQL, and `QueryBuilder` writes the placeholders.
 
-use super::{Delta, Error, Record, Result, Scope, TokenRecord, Tombstone};
+use super::{Delta, Error, MarkFilter, Record, Result, Scope, TokenRecord, Tombstone};
 use crate::model::decision::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::model::ResourceType;
 use crate::model::{ChainMark, DecisionRecord, Link};
@@ -57,7 +57,7 @@ where
 }
 
 /// `VALUES (…)` for `marks`, in [`MARK_COLUMNS`] order.
-pub fn push_mark_values<'a, DB: Database>(b: &mut QueryBuilder<'a, DB>, marks: &'a [ChainMark])
+fn push_mark_values<'a, DB: Database>(b: &mut QueryBuilder<'a, DB>, marks: &'a [ChainMark])
 where
     String: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
@@ -95,19 +95,134 @@ where
     String: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
-    let mut b = QueryBuilder::<DB>::new(format!(
-        "SELECT {DECISION_COLUMNS} FROM decisions WHERE replica IS NOT NULL"
-    ));
-    if let Some((replica, seq)) = after {
-        b.push(" AND (replica > ")
-            .push_bind(replica.clone())
-            .push(" OR (replica = ")
-            .push_bind(replica.clone())
-            .push(" AND seq > ")
-            .push_bind(*seq)
+    page_after("replica IS NOT NULL", ("replica", "seq"), after.cloned(), limit)
+}
+
+/// Unchained records after `(at, id)`, ordered by `(at, id)`, at most `limit`.
+pub fn legacy_page<'a, DB: Database>(after: Option<&(String, String)>, limit: u32) -> QueryBuilder<'a, DB>
+where
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    page_after("replica IS NULL", ("at", "id"), after.cloned(), limit)
+}
+
+/// Records matching `filter`, ordered by the columns `order`, after the key `after` in that
+/// order (keyset paging: each page is an index range, however deep), at most `limit`.
+fn page_after<'a, DB: Database, K: Encode<'a, DB> + Type<DB> + Clone + 'a>(
+    filter: &str,
+    (first, second): (&str, &str),
+    after: Option<(String, K)>,
+    limit: u32,
+) -> QueryBuilder<'a, DB>
+where
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut b = QueryBuilder::<DB>::new(format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE {filter}"));
+    if let Some((a, k)) = after {
+        b.push(format!(" AND ({first} > "))
+            .push_bind(a.clone())
+            .push(format!(" OR ({first} = "))
+            .push_bind(a)
+            .push(format!(" AND {second} > "))
+            .push_bind(k)
             .push("))");
     }
-    b.push(" ORDER BY replica, seq LIMIT ").push_bind(i64::from(limit));
+    b.push(format!(" ORDER BY {first}, {second} LIMIT "))
+        .push_bind(i64::from(limit));
+    b
+}
+
+/// `SELECT MARK_COLUMNS FROM decision_marks` for `f`.
+pub fn chain_marks<'a, DB: Database>(f: &MarkFilter) -> QueryBuilder<'a, DB>
+where
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut b = QueryBuilder::<DB>::new(format!("SELECT {MARK_COLUMNS} FROM decision_marks WHERE 1 = 1"));
+    if let Some(r) = &f.replica {
+        b.push(" AND replica = ").push_bind(r.clone());
+    }
+    if let Some(k) = f.kind {
+        b.push(" AND kind = ").push_bind(k.to_string());
+    }
+    if let Some((from, to)) = f.seqs {
+        b.push(" AND seq >= ")
+            .push_bind(from)
+            .push(" AND seq <= ")
+            .push_bind(to);
+    }
+    b.push(" ORDER BY replica, seq, kind");
+    b
+}
+
+/// Each replica's latest checkpoint, replicas found by their start marks: one index lookup per
+/// replica (the checkpoints themselves can be hundreds of thousands).
+pub const LATEST_CHECKPOINTS: &str = "SELECT c.replica, c.seq, c.kind, c.hash, c.at, c.signature \
+     FROM decision_marks s JOIN decision_marks c ON c.replica = s.replica AND c.kind = 'checkpoint' \
+     AND c.seq = (SELECT MAX(x.seq) FROM decision_marks x WHERE x.replica = s.replica AND x.kind = 'checkpoint') \
+     WHERE s.kind = 'start' ORDER BY c.replica";
+
+/// Replicas with a chained record older than `before`.
+pub fn prune_candidates<'a, DB: Database>(before: &str) -> QueryBuilder<'a, DB>
+where
+    String: Encode<'a, DB> + Type<DB>,
+{
+    let mut b = QueryBuilder::<DB>::new("SELECT DISTINCT replica FROM decisions WHERE replica IS NOT NULL AND at < ");
+    b.push_bind(before.to_string());
+    b
+}
+
+/// The statements of a prune: the records up to `mark` — its replica's up to its seq, or with
+/// `legacy`, the records in no chain up to that `(at, id)` — then the checkpoints and prune marks
+/// of `mark`'s replica it makes moot.
+pub fn prune<'a, DB: Database>(mark: &ChainMark, legacy: Option<&(String, String)>) -> [QueryBuilder<'a, DB>; 2]
+where
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut records = QueryBuilder::<DB>::new("DELETE FROM decisions WHERE ");
+    match legacy {
+        None => records
+            .push("replica = ")
+            .push_bind(mark.replica.clone())
+            .push(" AND seq <= ")
+            .push_bind(mark.seq),
+        Some((at, id)) => records
+            .push("replica IS NULL AND (at < ")
+            .push_bind(at.clone())
+            .push(" OR (at = ")
+            .push_bind(at.clone())
+            .push(" AND id <= ")
+            .push_bind(id.clone())
+            .push("))"),
+    };
+    [records, moot_marks(mark)]
+}
+
+/// Checkpoints and prune marks of `mark`'s replica up to its seq: a prune mark there replaces them.
+fn moot_marks<'a, DB: Database>(mark: &ChainMark) -> QueryBuilder<'a, DB>
+where
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut b = QueryBuilder::<DB>::new("DELETE FROM decision_marks WHERE replica = ");
+    b.push_bind(mark.replica.clone())
+        .push(" AND kind IN ('checkpoint', 'prune') AND seq <= ")
+        .push_bind(mark.seq);
+    b
+}
+
+/// `INSERT` of `marks`, a mark already there (another replica stored the same) kept.
+pub fn insert_marks<'a, DB: Database>(marks: &'a [ChainMark]) -> QueryBuilder<'a, DB>
+where
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut b = QueryBuilder::<DB>::new(format!("INSERT INTO decision_marks ({MARK_COLUMNS}) "));
+    push_mark_values(&mut b, marks);
+    b.push(" ON CONFLICT DO NOTHING");
     b
 }
 

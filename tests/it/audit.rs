@@ -2,10 +2,13 @@
 //! audit API's token scopes.
 
 use crate::support::TestServer;
+use scimgate::audit::chain::{self, Chain};
 use scimgate::audit::DecisionRecord;
+use scimgate::stamp::{Signer, Verifier};
 use scimgate::store::embedded::Embedded;
 use scimgate::store::Store;
 use std::process::Command;
+use std::sync::Arc;
 
 /// 40 records over 40 days: alice (every other), bob, a service account; kinds and outcomes vary.
 pub fn seed(alice: &str, bob: &str) -> Vec<DecisionRecord> {
@@ -85,17 +88,27 @@ fn ids(json: &str) -> Vec<String> {
         .collect()
 }
 
-/// `s` restarted with `records` in its decision log, written while it was stopped: this process
-/// never opens the server's live database (that dropped SQLite's locks once).
+/// `s` restarted with `records` in its decision log, written while it was stopped as a process of
+/// its own records them (a chain of its own, with the data dir's key): this process never opens
+/// the server's live database (that dropped SQLite's locks once).
 async fn with_decisions(s: TestServer, records: &[DecisionRecord]) -> TestServer {
     let dir = s.stop().await;
-    Embedded::open(dir.path())
+    let store = Embedded::open(dir.path()).await.expect("store");
+    let signer = signer(dir.path());
+    let (mut chain, mut marks) = Chain::start(signer.clone(), Verifier::from_signer(&signer), &store)
         .await
-        .expect("store")
-        .record_decisions(records, &[])
-        .await
-        .expect("seed");
+        .expect("chain");
+    let mut records = records.to_vec();
+    chain.link(&mut records);
+    marks.extend(chain.checkpoint(&store).await);
+    store.record_decisions(&records, &marks).await.expect("seed");
+    drop(store);
     TestServer::start_in(dir, |_| {}).await
+}
+
+/// The data dir's stamp key, which signs the decision log's marks too.
+fn signer(dir: &std::path::Path) -> Arc<Signer> {
+    Arc::new(Signer::load_or_create(&dir.join("keys/signing.key")).expect("key"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,8 +221,18 @@ async fn queries_filters_formats_pages_and_retention() {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let dir = s.stop().await;
     let store = Embedded::open(dir.path()).await.expect("store");
-    assert_eq!(store.prune_decisions(&cutoff, &[]).await.expect("prune"), 10);
+    let signer = signer(dir.path());
+    let pruned = chain::prune(&store, &signer, &Verifier::from_signer(&signer), &cutoff)
+        .await
+        .expect("prune");
+    assert_eq!((pruned.deleted, pruned.refused.len()), (10, 0), "{pruned:?}");
     assert_eq!(store.decision_count().await.expect("count"), 30);
+    // What is left still holds, from the prune mark on.
+    let report = chain::verify(&store, &Verifier::from_signer(&signer), &[])
+        .await
+        .expect("verify");
+    assert!(report.holds(), "{:?}", report.problems);
+    assert_eq!(report.records, 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,9 @@
 //! against PostgreSQL.
 
 use scimgate::audit::query::DecisionQuery;
+use scimgate::model::{ChainMark, DecisionRecord, Link};
 use scimgate::scim::schema::ResourceType;
-use scimgate::store::{self, Change, Error, Location, Record, Scope, Seq, Store, TokenRecord};
+use scimgate::store::{self, Change, Error, Location, MarkFilter, Record, Scope, Seq, Store, TokenRecord};
 use std::sync::Arc;
 
 fn user(id: &str, name: &str, version: i64, active: bool) -> Record {
@@ -48,6 +49,90 @@ async fn commit(s: &dyn Store, changes: &[Change], base: Seq) -> Result<Seq, Err
         return Err(Error::Behind { base, head });
     }
     Ok(seq)
+}
+
+/// A chain mark as the store keeps it (the store checks no signature).
+fn mark(replica: &str, seq: i64, kind: &str) -> ChainMark {
+    ChainMark {
+        replica: replica.into(),
+        seq,
+        kind: kind.into(),
+        hash: format!("hash-{replica}-{seq}"),
+        at: scimgate::model::clock::now(),
+        signature: "signature".into(),
+    }
+}
+
+/// The decision log's chains: marks by filter, each replica's latest checkpoint, the replicas
+/// retention looks at, and a prune that takes a prefix and the marks it makes moot.
+async fn chains(s: &dyn Store, cutoff: &str) {
+    let seed = crate::audit::seed("u1", "u4");
+    let linked = |replica: &str, from: usize, n: usize| -> Vec<DecisionRecord> {
+        (0..n)
+            .map(|i| DecisionRecord {
+                id: format!("{replica}-{i:03}"),
+                link: Some(Link {
+                    replica: replica.into(),
+                    seq: i as i64 + 1,
+                    prev_hash: String::new(),
+                    hash: format!("hash-{replica}-{}", i + 1),
+                }),
+                ..seed[from + i].clone()
+            })
+            .collect()
+    };
+    // r-a: ten records from 40 days ago on; r-b: five recent ones; r-c: marks and no start.
+    let (a, b) = (linked("r-a", 0, 10), linked("r-b", 30, 5));
+    let marks = [
+        mark("r-a", 0, "start"),
+        mark("r-a", 5, "checkpoint"),
+        mark("r-a", 10, "checkpoint"),
+        mark("r-b", 0, "start"),
+        mark("r-b", 5, "checkpoint"),
+        mark("r-c", 3, "checkpoint"),
+    ];
+    s.record_decisions(&a, &marks[..3]).await.expect("r-a");
+    s.record_decisions(&b, &marks[3..]).await.expect("r-b");
+    s.record_decisions(&[], &marks)
+        .await
+        .expect("storing marks again is harmless");
+    let latest = s.latest_checkpoints().await.expect("latest");
+    assert_eq!(
+        latest,
+        vec![marks[2].clone(), marks[4].clone()],
+        "by start mark, the highest seq"
+    );
+    let some = s
+        .chain_marks(&MarkFilter {
+            replica: Some("r-a".into()),
+            kind: Some("checkpoint"),
+            seqs: Some((1, 7)),
+        })
+        .await
+        .expect("marks");
+    assert_eq!(some, vec![marks[1].clone()]);
+    assert_eq!(s.chain_marks(&MarkFilter::default()).await.expect("all").len(), 7);
+    assert_eq!(
+        s.prune_candidates(cutoff).await.expect("candidates"),
+        vec!["r-a".to_string()]
+    );
+    // Pruning r-a up to 5: its records and checkpoints there go, the mark stays.
+    let p = mark("r-a", 5, "prune");
+    assert_eq!(s.prune_decisions(&p, None).await.expect("prune"), 5);
+    let left = s
+        .chain_marks(&MarkFilter {
+            replica: Some("r-a".into()),
+            ..MarkFilter::default()
+        })
+        .await
+        .expect("marks");
+    assert_eq!(left, vec![marks[0].clone(), p, marks[2].clone()]);
+    let page = s.chain_page(None, 100).await.expect("page");
+    assert_eq!(page, [&a[5..], &b[..]].concat(), "what is left, in chain order");
+    assert_eq!(
+        s.chain_page(Some(&("r-a".into(), 9)), 2).await.expect("page"),
+        vec![a[9].clone(), b[0].clone()]
+    );
 }
 
 async fn conformance(s: Arc<dyn Store>) {
@@ -206,9 +291,38 @@ async fn conformance(s: Arc<dyn Store>) {
     })
     .await;
     assert_eq!(recent.len(), all.iter().filter(|r| r.at >= cutoff).count());
+    // Records in no chain, in the order the legacy seal hashes them: (at, id), paged.
+    let mut by_time: Vec<(String, String)> = all.iter().map(|r| (r.at.clone(), r.id.clone())).collect();
+    by_time.sort();
+    let key = |r: &DecisionRecord| (r.at.clone(), r.id.clone());
+    let legacy: Vec<_> = s
+        .legacy_page(None, 1000)
+        .await
+        .expect("legacy")
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(legacy, by_time);
+    let page: Vec<_> = s
+        .legacy_page(Some(&by_time[9]), 5)
+        .await
+        .expect("legacy page")
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(page, by_time[10..15].to_vec());
+    // A legacy prune takes them up to an (at, id), and stores its mark.
     let old = all.iter().filter(|r| r.at < cutoff).count();
-    assert_eq!(s.prune_decisions(&cutoff, &[]).await.expect("prune"), old as u64);
+    let legacy_prune = mark("(legacy)", old as i64, "prune");
+    assert_eq!(
+        s.prune_decisions(&legacy_prune, Some(&by_time[old - 1]))
+            .await
+            .expect("prune"),
+        old as u64
+    );
     assert_eq!(s.decision_count().await.expect("count"), (40 - old) as i64);
+    assert_eq!(s.legacy_page(None, 1).await.expect("legacy")[0].id, by_time[old].1);
+    chains(&*s, &cutoff).await;
     assert_eq!(s.user_id_for("ALICE").await.expect("live"), Some("u1".into()));
     assert_eq!(s.user_id_for("nobody").await.expect("unknown"), None);
 }
