@@ -7,6 +7,7 @@
 //! own; never logs object bodies.
 
 pub mod argo;
+pub mod argo_nodes;
 mod asker;
 mod attestations;
 pub mod codec;

@@ -11,6 +11,7 @@
 //! status subresource) likewise.
 
 use super::argo;
+use super::argo_nodes::{self, Nodes};
 use crate::admission::codec::Operation;
 use crate::policy::{Action, Kind};
 use crate::stamp;
@@ -332,15 +333,8 @@ fn tekton_templates(obj: &Value, old: Option<&Value>, out: &mut Unique) {
     }
 }
 
-/// Suspend nodes of an Argo workflow status: node id → phase.
-fn suspend_phases(obj: &Value) -> HashMap<&str, &str> {
-    let Some(nodes) = obj
-        .get("status")
-        .and_then(|s| s.get("nodes"))
-        .and_then(Value::as_object)
-    else {
-        return HashMap::new();
-    };
+/// Suspend nodes among `nodes`: node id → phase.
+fn suspend_phases(nodes: &Map<String, Value>) -> HashMap<&str, &str> {
     nodes
         .iter()
         .filter(|(_, n)| s(n, &["type"]) == Some("Suspend"))
@@ -404,11 +398,21 @@ pub fn runs_digest(kind: Kind, obj: &Value) -> String {
 }
 
 /// What one action changes by itself: the key of `spec` that carries it, and the Suspend nodes
-/// it moves on. Anything else the request changes is an update besides.
+/// it moves on — all of them when the nodes cannot be seen. Anything else the request changes is
+/// an update besides.
 #[derive(Default)]
 struct Touches<'a> {
     spec_key: Option<&'static str>,
-    gates: Vec<&'a str>,
+    gates: Gates<'a>,
+}
+
+#[derive(Default)]
+enum Gates<'a> {
+    #[default]
+    None,
+    These(Vec<&'a str>),
+    /// Every node: they are compressed beyond reading, or in Argo's database.
+    Unseen,
 }
 
 /// The actions a request amounts to, the one it is named for first; none for changes that are
@@ -419,7 +423,9 @@ struct Touches<'a> {
 /// - approve: Tekton `spec.status` leaving Pending; Argo `spec.suspend` cleared, or any other
 ///   change of a Running Suspend node — its phase (Argo counts Succeeded, Skipped and Omitted as
 ///   fulfilled and goes on: `NodePhase.Fulfilled` in `pkg/apis/workflow/v1alpha1/
-///   workflow_types.go`), its type, or its removal;
+///   workflow_types.go`), its type, or its removal — read wherever Argo keeps the nodes
+///   (`argo_nodes`); a change of nodes scimgate cannot see (offloaded to Argo's database, or
+///   compressed beyond reading) is judged as strictly as an approval, never less;
 /// - update: any other change of `spec`, or of `status` (a Workflow has no status subresource:
 ///   `status` written by a person is theirs to answer for, and a stored spec in it is judged like
 ///   a spec, `runs_since`) — alone, or beside an approval or a cancel that carries it: a resume
@@ -432,12 +438,17 @@ pub fn actions(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> V
         Operation::Delete | Operation::Connect => return Vec::new(),
     }
     let Some(old) = old else { return Vec::new() };
-    let (primary, touches) = match named_action(kind, old, new) {
+    let (before, after) = if kind == Kind::Workflow {
+        (argo_nodes::of(old), argo_nodes::of(new))
+    } else {
+        (Nodes::Here(Default::default()), Nodes::Here(Default::default()))
+    };
+    let (primary, touches) = match named_action(kind, old, new, &before, &after) {
         Some((a, t)) => (Some(a), t),
         None => (None, Touches::default()),
     };
     let spec_changed = differs_except(old.get("spec"), new.get("spec"), touches.spec_key);
-    let status_changed = status_differs_except(old.get("status"), new.get("status"), &touches.gates);
+    let status_changed = status_differs_except(old.get("status"), new.get("status"), (&before, &after), &touches.gates);
     let mut out: Vec<Action> = primary.into_iter().collect();
     if spec_changed || status_changed {
         out.push(Action::Update);
@@ -446,10 +457,16 @@ pub fn actions(kind: Kind, op: Operation, old: Option<&Value>, new: &Value) -> V
 }
 
 /// The action a change is named for, and what that action changes by itself.
-fn named_action<'a>(kind: Kind, old: &'a Value, new: &Value) -> Option<(Action, Touches<'a>)> {
+fn named_action<'a>(
+    kind: Kind,
+    old: &Value,
+    new: &Value,
+    before: &'a Nodes<'_>,
+    after: &Nodes<'_>,
+) -> Option<(Action, Touches<'a>)> {
     let on = |key| Touches {
         spec_key: Some(key),
-        gates: Vec::new(),
+        gates: Gates::None,
     };
     match kind {
         Kind::PipelineRun | Kind::TaskRun => {
@@ -469,11 +486,20 @@ fn named_action<'a>(kind: Kind, old: &'a Value, new: &Value) -> Option<(Action, 
             if !now.is_empty() && now != was {
                 return Some((Action::Cancel, on("shutdown")));
             }
-            let before = suspend_phases(old);
-            let running: Vec<&'a str> = before
-                .iter()
-                .filter(|(_, p)| **p == "Running")
-                .map(|(id, _)| *id)
+            let (Some(b), Some(a)) = (before.map(), after.map()) else {
+                // Nodes not in the object: any change of them may be an approval.
+                return (unseen(old) != unseen(new)).then_some((
+                    Action::Approve,
+                    Touches {
+                        spec_key: None,
+                        gates: Gates::Unseen,
+                    },
+                ));
+            };
+            let running: Vec<&'a str> = suspend_phases(b)
+                .into_iter()
+                .filter(|(_, p)| *p == "Running")
+                .map(|(id, _)| id)
                 .collect();
             let suspended =
                 |o: &Value| o.get("spec").and_then(|s| s.get("suspend")).and_then(Value::as_bool) == Some(true);
@@ -484,14 +510,14 @@ fn named_action<'a>(kind: Kind, old: &'a Value, new: &Value) -> Option<(Action, 
                     Action::Approve,
                     Touches {
                         spec_key: Some("suspend"),
-                        gates: running,
+                        gates: Gates::These(running),
                     },
                 ));
             }
-            let after = suspend_phases(new);
+            let later = suspend_phases(a);
             let mut gate = None;
             for id in &running {
-                match after.get(id).copied() {
+                match later.get(id).copied() {
                     Some("Running") => {}
                     Some("Failed" | "Error") if failing_ends_the_run(kind, new) => {
                         gate = gate.or(Some(Action::Cancel));
@@ -505,7 +531,7 @@ fn named_action<'a>(kind: Kind, old: &'a Value, new: &Value) -> Option<(Action, 
                     a,
                     Touches {
                         spec_key: None,
-                        gates: running,
+                        gates: Gates::These(running),
                     },
                 )
             })
@@ -514,36 +540,59 @@ fn named_action<'a>(kind: Kind, old: &'a Value, new: &Value) -> Option<(Action, 
     }
 }
 
-/// Whether two JSON values differ anywhere but in the top-level key `except` (linear: one lookup
+/// Where a Workflow's nodes are when they are not readable in it: the compressed text and the
+/// offload version, as written.
+fn unseen(o: &Value) -> (Option<&Value>, Option<&Value>, Option<&Value>) {
+    let st = o.get("status");
+    (
+        st.and_then(|s| s.get("nodes")),
+        st.and_then(|s| s.get("compressedNodes")),
+        st.and_then(|s| s.get("offloadNodeStatusVersion")),
+    )
+}
+
+/// Whether two JSON values differ anywhere but in the top-level keys `except` (linear: one lookup
 /// per key).
-fn differs_except(a: Option<&Value>, b: Option<&Value>, except: Option<&str>) -> bool {
-    match (a, b, except) {
-        (Some(Value::Object(a)), Some(Value::Object(b)), Some(skip)) => {
-            a.iter().any(|(k, v)| k != skip && b.get(k) != Some(v)) || b.keys().any(|k| k != skip && !a.contains_key(k))
+fn differs_except_all(a: Option<&Value>, b: Option<&Value>, except: &[&str]) -> bool {
+    match (a, b) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) if !except.is_empty() => {
+            a.iter()
+                .any(|(k, v)| !except.contains(&k.as_str()) && b.get(k) != Some(v))
+                || b.keys().any(|k| !except.contains(&k.as_str()) && !a.contains_key(k))
         }
         _ => a != b,
     }
 }
 
-/// Whether two statuses differ anywhere but in the Suspend nodes `gates` (linear).
-fn status_differs_except(a: Option<&Value>, b: Option<&Value>, gates: &[&str]) -> bool {
-    if gates.is_empty() {
-        return a != b;
-    }
-    if differs_except(a, b, Some("nodes")) {
+fn differs_except(a: Option<&Value>, b: Option<&Value>, except: Option<&str>) -> bool {
+    differs_except_all(a, b, except.as_slice())
+}
+
+/// The keys of a Workflow's status that hold its nodes, one way or another.
+const NODE_KEYS: [&str; 3] = ["nodes", "compressedNodes", "offloadNodeStatusVersion"];
+
+/// Whether two statuses differ anywhere but in the Suspend nodes `gates` (linear), the nodes
+/// compared as read wherever they are kept.
+fn status_differs_except(
+    a: Option<&Value>,
+    b: Option<&Value>,
+    (before, after): (&Nodes<'_>, &Nodes<'_>),
+    gates: &Gates<'_>,
+) -> bool {
+    if differs_except_all(a, b, &NODE_KEYS) {
         return true;
     }
-    fn nodes(v: Option<&Value>) -> Option<&Map<String, Value>> {
-        v.and_then(|s| s.get("nodes")).and_then(Value::as_object)
-    }
-    let gates: HashSet<&str> = gates.iter().copied().collect();
-    match (nodes(a), nodes(b)) {
+    let skip: HashSet<&str> = match gates {
+        Gates::Unseen => return false,
+        Gates::None => HashSet::new(),
+        Gates::These(g) => g.iter().copied().collect(),
+    };
+    match (before.map(), after.map()) {
         (Some(a), Some(b)) => {
-            a.iter()
-                .any(|(k, v)| !gates.contains(k.as_str()) && b.get(k) != Some(v))
-                || b.keys().any(|k| !gates.contains(k.as_str()) && !a.contains_key(k))
+            a.iter().any(|(k, v)| !skip.contains(k.as_str()) && b.get(k) != Some(v))
+                || b.keys().any(|k| !skip.contains(k.as_str()) && !a.contains_key(k))
         }
-        (a, b) => a != b,
+        _ => before != after,
     }
 }
 

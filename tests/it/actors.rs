@@ -410,7 +410,7 @@ impl ArgoServer<'_> {
     /// Running marked Succeeded with "Resumed by: map[…]", actor labels with action Resume, and a
     /// full Update.
     pub async fn resume(&self, c: &Claims, target: &Value) -> Outcome {
-        let mut wf = self.api.stored(target).expect("the workflow exists");
+        let mut wf = hydrate(self.api.stored(target).expect("the workflow exists"));
         if wf["spec"]["suspend"] == true {
             wf["spec"].as_object_mut().map(|s| s.remove("suspend"));
         }
@@ -430,7 +430,7 @@ impl ArgoServer<'_> {
             }
         }
         label(&mut wf, c, ACTOR, "Resume");
-        self.api.update(&self.user, wf).await
+        self.api.update(&self.user, dehydrate(wf)).await
     }
 
     /// util.go `SuspendWorkflow`: `spec.suspend: true`, actor labels with action Suspend, Update.
@@ -458,6 +458,54 @@ impl ArgoServer<'_> {
         let patch = json!({"spec": {"shutdown": strategy}, "metadata": {"labels": labels}});
         self.api.patch(&self.user, target, Patch::Merge(patch)).await
     }
+}
+
+/// `workflow/hydrator/hydrator.go` `Hydrate`: compressed nodes decoded into `status.nodes` (the
+/// emulator keeps no database: an offloaded workflow's nodes stay unseen, as for a webhook).
+/// Remembers how they were kept, for `dehydrate`.
+fn hydrate(mut wf: Value) -> Value {
+    if let Some(c) = wf["status"]["compressedNodes"].as_str().filter(|c| !c.is_empty()) {
+        wf["status"]["nodes"] = unpack(c);
+        wf["status"]["compressedNodes"] = json!("__hydrated__");
+    }
+    wf
+}
+
+/// `Dehydrate`: the nodes compressed again if they came so (`packer.CompressWorkflowIfNeeded`,
+/// with the server's size limit reached), an offloaded workflow's version moved on (its nodes
+/// written to the database first: `offloadNodeStatusVersion` is all a webhook sees change).
+fn dehydrate(mut wf: Value) -> Value {
+    if wf["status"]["compressedNodes"] == "__hydrated__" {
+        wf["status"]["compressedNodes"] = json!(pack(&wf["status"]["nodes"]));
+        wf["status"].as_object_mut().map(|s| s.remove("nodes"));
+    } else if let Some(v) = wf["status"]["offloadNodeStatusVersion"]
+        .as_str()
+        .filter(|v| !v.is_empty())
+    {
+        wf["status"]["offloadNodeStatusVersion"] = json!(format!("{v}+1"));
+    }
+    wf
+}
+
+/// Nodes as `status.compressedNodes` holds them: base64 of gzip of their JSON
+/// (`util/file/fileutil.go` `CompressEncodeString`, gzip being the default algorithm).
+pub fn pack(nodes: &Value) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(nodes.to_string().as_bytes()).expect("gzip");
+    base64::engine::general_purpose::STANDARD.encode(e.finish().expect("gzip"))
+}
+
+pub fn unpack(text: &str) -> Value {
+    use base64::Engine;
+    use std::io::Read;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).expect("base64");
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .read_to_string(&mut out)
+        .expect("gzip");
+    serde_json::from_str(&out).expect("json")
 }
 
 fn now() -> String {
@@ -568,6 +616,25 @@ impl ArgoController<'_> {
         wf["metadata"]["labels"]["workflows.argoproj.io/phase"] = json!("Running");
         wf["status"]["phase"] = json!("Running");
         wf["status"]["startedAt"] = json!(now());
+        self.api.update(&self.user, wf).await
+    }
+
+    /// The workflow grown past `MAX_WORKFLOW_SIZE`: the controller's write moves `status.nodes`
+    /// into `status.compressedNodes` (`workflow/packer/packer.go` `compressWorkflow`).
+    pub async fn compress(&self, target: &Value) -> Outcome {
+        let mut wf = self.api.stored(target).expect("the workflow exists");
+        wf["status"]["compressedNodes"] = json!(pack(&wf["status"]["nodes"]));
+        wf["status"].as_object_mut().map(|s| s.remove("nodes"));
+        self.api.update(&self.user, wf).await
+    }
+
+    /// Offloaded (`workflow/hydrator/hydrator.go` `Dehydrate` with `ALWAYS_OFFLOAD_NODE_STATUS` or
+    /// too large to compress): the nodes go to Argo's database, `status.nodes` is emptied and
+    /// `offloadNodeStatusVersion` names them (`fnv:<hash>`).
+    pub async fn offload(&self, target: &Value) -> Outcome {
+        let mut wf = self.api.stored(target).expect("the workflow exists");
+        wf["status"]["nodes"] = json!({});
+        wf["status"]["offloadNodeStatusVersion"] = json!("fnv:1402874211");
         self.api.update(&self.user, wf).await
     }
 

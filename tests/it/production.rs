@@ -5,8 +5,7 @@ use crate::actors::{argo_controller, garbage_collector, kubectl, tekton_controll
 use crate::support::{allowed, ann, refused, workflow, World};
 use serde_json::{json, Value};
 
-/// A Workflow parked at a Suspend gate, with a finalizer of another tool's so a delete stays
-/// pending.
+/// A Workflow of a Suspend gate `approve`, then a container step.
 fn gated(name: &str) -> Value {
     json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
         "metadata": {"name": name, "namespace": "team-a"},
@@ -281,4 +280,48 @@ async fn every_argo_server_action_belongs_to_whoever_acted() {
         "{}",
         r.message
     );
+}
+
+/// §2: a workflow grown past Argo's size limit keeps its nodes compressed, or offloaded to Argo's
+/// database. Approving one's own run by writing the compressed nodes used to be judged as a plain
+/// update (alice may update, so she passed four eyes); now compressed nodes are read, and a change
+/// of nodes that cannot be seen (offloaded) is judged as an approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_of_large_workflows_are_approvals() {
+    use crate::actors::{argo_server, claims, pack, unpack};
+    let w = World::new().await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let ctl = argo_controller(&w.api);
+    let bob = claims("00ub", "bob@example.com");
+    for (name, offloaded) in [("big-1", false), ("big-2", true)] {
+        let run = allowed(alice.create(&gated(name)).await).object;
+        allowed(ctl.operate(&run, "Running", Some("approve")).await);
+        let node = format!("{name}-approve");
+        if offloaded {
+            allowed(ctl.offload(&run).await);
+        } else {
+            allowed(ctl.compress(&run).await);
+        }
+        let own = if offloaded {
+            alice
+                .edit(&run, |o| o["status"]["offloadNodeStatusVersion"] = json!("fnv:99"))
+                .await
+        } else {
+            alice
+                .edit(&run, |o| {
+                    let mut nodes = unpack(o["status"]["compressedNodes"].as_str().expect("packed"));
+                    nodes[&node]["phase"] = json!("Succeeded");
+                    o["status"]["compressedNodes"] = json!(pack(&nodes));
+                })
+                .await
+        };
+        let r = refused(own);
+        assert!(
+            r.message.contains("may not approve Workflow") && r.message.contains("four eyes"),
+            "{name}: {}",
+            r.message
+        );
+        let approved = allowed(argo_server(&w.api).resume(&bob, &run).await).object;
+        assert_eq!(ann(&approved, "scimgate.io/approved-by"), "bob@example.com", "{name}");
+    }
 }
