@@ -16,6 +16,7 @@ pub mod go_json;
 pub mod pipeline_run;
 pub mod pod_spec_patch;
 pub mod routes;
+mod tekton_child;
 mod verdict;
 
 use crate::cluster::owners::{self, Owners};
@@ -338,10 +339,21 @@ pub fn decide_traced(st: &Decider, req: &Request, lookups: &Lookups, hook: Hook,
 
     // What the run executes, read as its controller reads it; what cannot be read so is refused
     // in every mode (it is a way around the policy, not a policy question).
-    let runs = match pipeline_run::runs_since(kind, subject.obj, req.old_object.as_ref()) {
+    let mut runs = match pipeline_run::runs_since(kind, subject.obj, req.old_object.as_ref()) {
         Ok(runs) => runs,
         Err(why) => return refuse(req, &asker, kind, action, &why.to_string(), t),
     };
+    // A child Tekton's controller creates for an admitted PipelineRun is judged as the parent was
+    // when it is what the parent covered; otherwise on its own, saying why.
+    let mut uncovered = None;
+    if let Some(Ok(owner)) = &lookups.owner {
+        if owner.kind == Kind::PipelineRun {
+            match tekton_child::covered(kind, subject.obj, &owner.object) {
+                Ok(parent) => runs = parent,
+                Err(why) => uncovered = Some(why),
+            }
+        }
+    }
     t.run_as = runs.run_as;
     t.templates = runs.templates;
     let digest = pipeline_run::runs_digest(kind, subject.obj);
@@ -397,8 +409,9 @@ pub fn decide_traced(st: &Decider, req: &Request, lookups: &Lookups, hook: Hook,
             decisions,
         } => {
             t.rule = rule;
-            let why = match (&adopted, refused) {
-                (Some(a), Action::Delete) => format!("{a}, so it is judged as a delete: {why}"),
+            let why = match (&adopted, refused, &uncovered) {
+                (Some(a), Action::Delete, _) => format!("{a}, so it is judged as a delete: {why}"),
+                (_, _, Some(u)) => format!("{why} (judged on its own: {u})"),
                 _ => why,
             };
             if !dry {

@@ -751,6 +751,106 @@ impl TektonController<'_> {
         self.api.create(&self.user, tr).await
     }
 
+    /// `pipelinerun.go` `storePipelineSpecAndMergeMeta`: the pipeline the controller resolved for
+    /// the run (a Pipeline object's spec, or the run's own `pipelineSpec`), stored in
+    /// `status.pipelineSpec` through `/status` before any parameter is substituted.
+    pub async fn resolve(&self, pr: &Value, pipeline: &Value) -> Outcome {
+        let mut obj = self.api.stored(pr).expect("the pipeline run exists");
+        obj["status"]["pipelineSpec"] = pipeline.clone();
+        self.api.update_status(&self.user, obj).await
+    }
+
+    /// `pipelinerun.go` `createTaskRun` for the pipeline task `task` of the resolved pipeline: the
+    /// run's parameters substituted into it (`resources/apply.go` `ApplyParameters`, after the
+    /// pipeline was stored), its `taskRef` as written or its embedded task's spec (without the
+    /// embedded task's own metadata: `resolveTask`), the service account `GetTaskRunSpec` gives
+    /// the task (`taskRunSpecs[task]` over `taskRunTemplate`), labels first from
+    /// `taskRunSpecs[task].metadata` then the run's and `tekton.dev/*` (`addMetadataByPrecedence`,
+    /// first wins), a controller owner reference.
+    pub async fn create_child(&self, pr: &Value, task: &str) -> Outcome {
+        let pr = self.api.stored(pr).expect("the pipeline run exists");
+        let pr_name = pr["metadata"]["name"].as_str().unwrap_or_default();
+        let pipeline = &pr["status"]["pipelineSpec"];
+        let mut pt = ["tasks", "finally"]
+            .iter()
+            .filter_map(|k| pipeline[*k].as_array())
+            .flatten()
+            .find(|t| t["name"] == task)
+            .cloned()
+            .expect("the pipeline task");
+        fn substitute(v: &mut Value, params: &[(String, String)]) {
+            match v {
+                Value::String(s) => {
+                    for (k, val) in params {
+                        *s = s.replace(&format!("$(params.{k})"), val);
+                    }
+                }
+                Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, params)),
+                Value::Object(m) => m.values_mut().for_each(|x| substitute(x, params)),
+                _ => {}
+            }
+        }
+        let params: Vec<(String, String)> = pr["spec"]["params"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap_or_default().to_string(),
+                    p["value"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        substitute(&mut pt, &params);
+        let run_spec = pr["spec"]["taskRunSpecs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["pipelineTaskName"] == task)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let sa = run_spec["serviceAccountName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .or(pr["spec"]["taskRunTemplate"]["serviceAccountName"].as_str())
+            .unwrap_or("default");
+        let mut labels = run_spec["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+        for (k, v) in pr["metadata"]["labels"].as_object().into_iter().flatten() {
+            labels.entry(k.clone()).or_insert(v.clone());
+        }
+        for (k, v) in [
+            ("tekton.dev/pipelineRun", json!(pr_name)),
+            ("tekton.dev/pipelineRunUID", pr["metadata"]["uid"].clone()),
+            ("tekton.dev/pipelineTask", json!(task)),
+            ("tekton.dev/memberOf", json!("tasks")),
+        ] {
+            labels.entry(k).or_insert(v);
+        }
+        let mut annotations = pr["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+        annotations.retain(|k, _| !k.starts_with("chains.tekton.dev/"));
+        let mut spec = json!({"serviceAccountName": sa, "timeout": "1h0m0s"});
+        if let Some(r) = pt.get("taskRef") {
+            spec["taskRef"] = r.clone();
+        } else if let Some(Value::Object(embedded)) = pt.get("taskSpec") {
+            let mut t = embedded.clone();
+            for k in ["metadata", "apiVersion", "kind", "spec"] {
+                t.remove(k);
+            }
+            spec["taskSpec"] = Value::Object(t);
+        }
+        let tr = json!({
+            "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+            "metadata": {
+                "name": format!("{pr_name}-{task}"), "namespace": pr["metadata"]["namespace"],
+                "labels": labels, "annotations": annotations,
+                "ownerReferences": [{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "name": pr_name,
+                    "uid": pr["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}],
+            },
+            "spec": spec,
+        });
+        self.api.create(&self.user, tr).await
+    }
+
     /// `pkg/reconciler/pipelinerun/cancel.go` `cancelPipelineRun`: a JSON Patch on each child
     /// TaskRun setting `spec.status` and `spec.statusMessage`.
     pub async fn cancel_child(&self, tr: &Value) -> Outcome {

