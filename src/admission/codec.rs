@@ -28,6 +28,8 @@ pub struct Request {
     pub kind: String,
     pub namespace: String,
     pub name: String,
+    /// `status` for a write of the status subresource; empty for the object itself.
+    pub sub_resource: String,
     pub operation: Operation,
     pub user: UserInfo,
     pub object: Option<Value>,
@@ -185,6 +187,7 @@ fn parse_request(r: &mut Value) -> Result<Request, String> {
         kind: text(kind, "kind").ok_or("request.kind.kind is missing")?.to_string(),
         namespace: text(r, "namespace").unwrap_or_default().to_string(),
         name: text(r, "name").unwrap_or_default().to_string(),
+        sub_resource: text(r, "subResource").unwrap_or_default().to_string(),
         operation,
         user: UserInfo {
             username: text(user, "username").unwrap_or_default().to_string(),

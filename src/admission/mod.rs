@@ -426,6 +426,13 @@ pub fn decide_traced(st: &Decider, req: &Request, lookups: &Lookups, hook: Hook,
         }
     };
     note_also(t, &decisions);
+    // kube-apiserver keeps only the status of a status write and drops whatever a webhook changed
+    // in the metadata (apiextensions-apiserver `status_strategy.go` `PrepareForUpdate`): no stamp
+    // can stand there, so none is made (below); the decision record is this write's trace, and
+    // `audit who` lists it by the object.
+    if req.sub_resource == "status" && t.reason.is_empty() {
+        t.reason = "a write of the status subresource, which keeps no stamp".into();
+    }
 
     // The stamps: the validating call checks that the ones it sees were made for this decision
     // and this spec; the mutating call keeps them when they were (a re-invocation), and makes
@@ -442,6 +449,9 @@ pub fn decide_traced(st: &Decider, req: &Request, lookups: &Lookups, hook: Hook,
     }
     if let Some(ids) = attestations::in_place(&fresh, &decisions, &digest) {
         note_stamps(t, ids);
+        return answer;
+    }
+    if req.sub_resource == "status" {
         return answer;
     }
     let refused = t.outcome != Some(Outcome::Allowed);

@@ -138,6 +138,7 @@ pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> an
     }
     let mut decisions = Vec::new();
     if let Some(store) = store {
+        let mut records = Vec::new();
         // Each stamp names its id; the decision that let it through carries the same id.
         for (_, verified) in object::all(v, obj) {
             let Ok(claims) = verified else { continue };
@@ -149,9 +150,32 @@ pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> an
                 limit: 10,
                 ..Default::default()
             };
-            for r in store.query_decisions(&q).await? {
-                decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid, "stampId": r.stamp_id, "authenticated": r.authenticated}));
-            }
+            records.extend(store.query_decisions(&q).await?);
+        }
+        // And every decision about this object since it was created, stamped or not: a status
+        // write keeps no stamp (the API server drops it), a refused attempt leaves none.
+        let meta = |k: &str| obj.pointer(&format!("/metadata/{k}")).and_then(Value::as_str);
+        if let (Some(kind), Some(name)) = (obj.get("kind").and_then(Value::as_str), meta("name")) {
+            let q = DecisionQuery {
+                kind: Some(kind.to_string()),
+                namespace: meta("namespace").map(String::from),
+                name: Some(name.to_string()),
+                // Records are stamped in milliseconds, creationTimestamp in seconds, and the
+                // submit is decided just before the API server stores the object: a second's
+                // margin, in the records' own form.
+                from: meta("creationTimestamp")
+                    .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                    .map(|c| crate::model::clock::text(c.with_timezone(&chrono::Utc) - chrono::Duration::seconds(1))),
+                limit: 100,
+                ..Default::default()
+            };
+            records.extend(store.query_decisions(&q).await?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        records.retain(|r| seen.insert(r.id.clone()));
+        records.sort_by(|a, b| a.at.cmp(&b.at));
+        for r in records {
+            decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid, "stampId": r.stamp_id, "authenticated": r.authenticated, "reason": r.reason}));
         }
     }
     let forged = finding.forged();
@@ -203,7 +227,7 @@ pub fn text(report: &Value) -> String {
     }
     for d in report["decisions"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "  decision   {} {} {} rule {} at {} (id {}){}\n",
+            "  decision   {} {} {} rule {} at {} (id {}){}{}\n",
             d["action"].as_str().unwrap_or_default(),
             d["outcome"].as_str().unwrap_or_default(),
             d["requester"].as_str().unwrap_or_default(),
@@ -214,7 +238,12 @@ pub fn text(report: &Value) -> String {
                 " (caller not authenticated)"
             } else {
                 ""
-            }
+            },
+            d["reason"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         ));
     }
     out

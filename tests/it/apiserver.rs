@@ -690,9 +690,9 @@ impl ApiServer {
         self.update_opts(user, obj, "", false).await
     }
 
-    /// `PUT …/status`: only the status is taken from the request (apiextensions-apiserver
-    /// customresource/status_strategy.go `PrepareForUpdate`: the new object is the old one with
-    /// the new status).
+    /// `PUT …/status`: mutating admission sees the object as sent; then only its status is kept
+    /// (apiextensions-apiserver customresource/status_strategy.go `PrepareForUpdate`: the new
+    /// object is the old one with the new status), so a webhook's metadata patch is lost.
     pub async fn update_status(&self, user: &User, obj: Value) -> Outcome {
         self.update_opts(user, obj, "status", false).await
     }
@@ -719,19 +719,7 @@ impl ApiServer {
                 ),
             });
         }
-        let mut obj = if subresource == "status" {
-            let mut new = old.clone();
-            match obj.get("status") {
-                Some(s) => new["status"] = s.clone(),
-                None => {
-                    new.as_object_mut().map(|o| o.remove("status"));
-                }
-            }
-            new["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
-            new
-        } else {
-            obj
-        };
+        let mut obj = obj;
         if res.namespaced {
             obj["metadata"]["namespace"] = json!(namespace);
         }
@@ -746,8 +734,24 @@ impl ApiServer {
             user,
             dry_run,
         };
-        // update.go: mutating admission runs before the resourceVersion precondition is checked.
+        // update.go: mutating admission runs before the resourceVersion precondition is checked,
+        // on the object as the client sent it.
         let mut obj = self.mutate(&attrs, obj, Some(&old), &mut written).await?;
+        if subresource == "status" {
+            // apiextensions-apiserver customresource/status_strategy.go `PrepareForUpdate`, after
+            // mutating admission: the new object is the old one with the new status — whatever a
+            // client or a mutating webhook changed elsewhere (a stamp in the metadata) is gone
+            // before validation and storage.
+            let mut new = old.clone();
+            match obj.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    new.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+            new["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
+            obj = new;
+        }
         let rv = obj["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or_default()

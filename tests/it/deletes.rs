@@ -101,17 +101,7 @@ async fn deletes_are_recorded_and_only_people_and_controllers_reach_us() {
 
     // `audit who` on the gone object (read through the emulator's HTTP face: 404) shows who
     // deleted it, from the decision log; `audit query --action delete` lists it.
-    let kubeconfig = w.s.dir.path().join("kubeconfig");
-    let (code, out, err) = scimgate(&[
-        "audit".as_ref(),
-        "who".as_ref(),
-        "--kubeconfig".as_ref(),
-        kubeconfig.as_os_str(),
-        "--data-dir".as_ref(),
-        w.s.dir.path().as_os_str(),
-        "team-a/workflow/a1".as_ref(),
-    ]);
-    assert_eq!(code, 0, "{out}{err}");
+    let out = crate::support::audit_who(w.s.dir.path(), "team-a/workflow/a1");
     assert!(out.contains("deleted    by oidc:mallory@example.com"), "{out}");
     let dir = w.s.stop().await;
     let data = dir.path().as_os_str();

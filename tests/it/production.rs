@@ -54,7 +54,6 @@ async fn running_work_never_waits_on_scimgate() {
     assert_eq!(ann(&first.object, "scimgate.io/submitted-by"), "alice@example.com");
 
     let verifier = w.verifier().await;
-    let kubeconfig = w.s.dir.path().join("kubeconfig");
     // scimgate goes away.
     let World { s, api, .. } = w;
     let dir = s.stop().await;
@@ -95,16 +94,7 @@ async fn running_work_never_waits_on_scimgate() {
         "team-a/taskrun/{}",
         child["metadata"]["name"].as_str().unwrap_or_default()
     );
-    let (code, out, err) = crate::support::scimgate(&[
-        "audit".as_ref(),
-        "who".as_ref(),
-        "--kubeconfig".as_ref(),
-        kubeconfig.as_os_str(),
-        "--data-dir".as_ref(),
-        dir.path().as_os_str(),
-        target.as_ref(),
-    ]);
-    assert_eq!(code, 0, "{out}{err}");
+    let out = crate::support::audit_who(dir.path(), &target);
     assert!(
         out.contains("none of its own: it carries its owner PipelineRun team-a/deploy-1's submit stamp")
             && out.contains("owner:")
@@ -384,5 +374,37 @@ async fn tekton_children_are_judged_by_what_their_parent_covered() {
         r.message.contains("inline") && r.message.contains("judged on its own"),
         "{}",
         r.message
+    );
+}
+
+/// §5: on `pipelineruns/status` kube-apiserver keeps only the status and drops the metadata a
+/// mutating webhook adds (`status_strategy.go` `PrepareForUpdate`, played by the emulator), so a
+/// person's status write can keep no `updated-*` stamp; its decision record is its trace, and
+/// `audit who` lists it by the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_status_write_is_found_by_audit_who_without_a_stamp() {
+    let w = World::new().await;
+    let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "deploy-9", "namespace": "team-a"},
+        "spec": {"pipelineRef": {"name": "deploy"}}});
+    let pr = allowed(kubectl(&w.api, "alice@example.com").create(&pr).await).object;
+    let mut status = w.api.stored(&pr).expect("stored");
+    status["status"] = json!({"conditions": [{"type": "Succeeded", "status": "True", "reason": "DoneByHand"}]});
+    let written = allowed(
+        w.api
+            .update_status(&crate::apiserver::person("bob@example.com"), status)
+            .await,
+    )
+    .object;
+    assert!(
+        ann(&written, "scimgate.io/updated-by").is_null(),
+        "the API server kept no stamp"
+    );
+    assert_eq!(written["status"]["conditions"][0]["reason"], "DoneByHand");
+    w.decisions(2).await;
+    let out = crate::support::audit_who(w.s.dir.path(), "team-a/pipelinerun/deploy-9");
+    assert!(
+        out.contains("decision   update allowed oidc:bob@example.com") && out.contains("status subresource"),
+        "{out}"
     );
 }

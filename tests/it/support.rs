@@ -498,6 +498,23 @@ pub fn scimgate(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
     )
 }
 
+/// `scimgate audit who TARGET` against the emulator's HTTP face (`DIR/kubeconfig`) and the decision
+/// log in `DIR`; asserts it succeeded and returns what it printed.
+pub fn audit_who(dir: &std::path::Path, target: &str) -> String {
+    let kubeconfig = dir.join("kubeconfig");
+    let (code, out, err) = scimgate(&[
+        "audit".as_ref(),
+        "who".as_ref(),
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+        target.as_ref(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    out
+}
+
 /// Poll `check` every few milliseconds; the time it first held, or `None` after `limit`.
 pub async fn until(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
     let started = Instant::now();
