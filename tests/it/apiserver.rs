@@ -321,6 +321,34 @@ fn read_crds() -> Vec<Resource> {
         }
     }
     assert!(out.iter().any(|r| r.kind == "Workflow") && out.iter().any(|r| r.kind == "PipelineRun"));
+    // The built-in kinds scimgate reads (the controllers' ConfigMaps and Deployments, service
+    // accounts, the webhook configurations), stored as they are: no admission calls for them
+    // (the webhooks' rules name only Argo and Tekton).
+    for (group, plural, kind, namespaced) in [
+        ("", "configmaps", "ConfigMap", true),
+        ("", "serviceaccounts", "ServiceAccount", true),
+        ("apps", "deployments", "Deployment", true),
+        (
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            false,
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            false,
+        ),
+    ] {
+        out.push(Resource {
+            group: group.into(),
+            plural: plural.into(),
+            kind: kind.into(),
+            namespaced,
+            status_subresource: kind == "Deployment",
+        });
+    }
     out
 }
 

@@ -118,6 +118,14 @@ impl KubeFace {
                 get(namespaced_collection),
             )
             .route("/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", get(one))
+            // The core group lives under `/api/v1` (installer.go: the legacy prefix).
+            .route("/api/{version}/{plural}", get(core_collection))
+            .route(
+                "/api/{version}/namespaces/{ns}/{plural}",
+                get(core_namespaced_collection),
+            )
+            .route("/api/{version}/namespaces/{ns}/{plural}/{name}", get(core_one))
+            .route("/apis/{group}/{version}/{plural}/{name}", get(cluster_one))
             .with_state(Face {
                 storage,
                 counters: self.counters.clone(),
@@ -135,9 +143,13 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-/// The object as served at `group/version`.
+/// The object as served at `group/version` (`v1` for the core group).
 fn served_as(mut obj: Value, group: &str, version: &str) -> Value {
-    obj["apiVersion"] = json!(format!("{group}/{version}"));
+    obj["apiVersion"] = json!(if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    });
     obj
 }
 
@@ -167,6 +179,36 @@ async fn one(
             format!("{plural}.{group} \"{name}\" not found"),
         ),
     }
+}
+
+async fn core_one(
+    face: State<Face>,
+    Path((version, ns, plural, name)): Path<(String, String, String, String)>,
+) -> Response {
+    one(face, Path((String::new(), version, ns, plural, name))).await
+}
+
+async fn cluster_one(
+    face: State<Face>,
+    Path((group, version, plural, name)): Path<(String, String, String, String)>,
+) -> Response {
+    one(face, Path((group, version, String::new(), plural, name))).await
+}
+
+async fn core_collection(
+    State(face): State<Face>,
+    Path((version, plural)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_or_watch(face, String::new(), version, None, plural, q)
+}
+
+async fn core_namespaced_collection(
+    State(face): State<Face>,
+    Path((version, ns, plural)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_or_watch(face, String::new(), version, Some(ns), plural, q)
 }
 
 async fn collection(
@@ -265,7 +307,7 @@ fn list_or_watch(
         }
     }
     counters.watched.fetch_max(rv, Ordering::SeqCst);
-    let list = json!({"apiVersion": format!("{}/{}", scope.group, scope.version), "kind": format!("{kind}List"),
+    let list = json!({"apiVersion": served_as(json!({}), &scope.group, &scope.version)["apiVersion"], "kind": format!("{kind}List"),
         "metadata": {"resourceVersion": rv.to_string()}, "items": items});
     ([(header::CONTENT_TYPE, "application/json")], list.to_string()).into_response()
 }
@@ -317,7 +359,7 @@ fn watch(
                     .collect();
                 if send_initial_events {
                     pending.push_back(json!({"type": "BOOKMARK", "object": {
-                        "apiVersion": format!("{}/{}", scope.group, scope.version),
+                        "apiVersion": served_as(json!({}), &scope.group, &scope.version)["apiVersion"],
                         "kind": served(&scope.group, &scope.plural).map(|(k, _)| k).unwrap_or_default(),
                         "metadata": {"resourceVersion": rv.to_string(),
                             "annotations": {"k8s.io/initial-events-end": "true"}}}}));
