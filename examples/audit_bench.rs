@@ -122,6 +122,7 @@ async fn record(
             submitter_id: None,
             stamp_id: None,
             authenticated: false,
+            prior_decision: None,
             link: None,
         });
         if batch.len() == 2000 || i + 1 == n {

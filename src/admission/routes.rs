@@ -350,6 +350,16 @@ async fn handle(
     ([(header::CONTENT_TYPE, "application/json")], out.to_string()).into_response()
 }
 
+/// The decision whose stamp for `action` the stored object carried before this write.
+fn prior_decision(req: &codec::Request, action: crate::policy::Action) -> Option<String> {
+    let entry = crate::stamp::vocabulary::Entry::of(action)?;
+    let old = req.old_object.as_ref()?;
+    crate::stamp::object::metadata_map(old, "annotations")?
+        .get(&entry.decision_key())?
+        .as_str()
+        .map(String::from)
+}
+
 fn record(
     req: &codec::Request,
     hook: Hook,
@@ -381,6 +391,7 @@ fn record(
         submitter_id: t.submitter_id,
         stamp_id: t.stamp_id,
         authenticated,
+        prior_decision: prior_decision(req, action),
         link: None,
     }
 }

@@ -93,7 +93,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-const COLUMNS: [&str; 22] = [
+const COLUMNS: [&str; 23] = [
     "id",
     "at",
     "request_uid",
@@ -116,9 +116,10 @@ const COLUMNS: [&str; 22] = [
     "submitter_id",
     "stamp_id",
     "authenticated",
+    "prior_decision",
 ];
 
-fn fields(r: &DecisionRecord) -> [String; 22] {
+fn fields(r: &DecisionRecord) -> [String; 23] {
     [
         r.id.clone(),
         r.at.clone(),
@@ -142,6 +143,7 @@ fn fields(r: &DecisionRecord) -> [String; 22] {
         r.submitter_id.clone().unwrap_or_default(),
         r.stamp_id.clone().unwrap_or_default(),
         r.authenticated.to_string(),
+        r.prior_decision.clone().unwrap_or_default(),
     ]
 }
 
@@ -152,7 +154,9 @@ pub fn to_json(r: &DecisionRecord) -> serde_json::Value {
         let v = match *k {
             "latency_us" => serde_json::json!(r.latency_us),
             "authenticated" => serde_json::json!(r.authenticated),
-            "user_id" | "rule" | "submitter_id" | "stamp_id" if v.is_empty() => serde_json::Value::Null,
+            "user_id" | "rule" | "submitter_id" | "stamp_id" | "prior_decision" if v.is_empty() => {
+                serde_json::Value::Null
+            }
             _ => serde_json::json!(v),
         };
         m.insert((*k).to_string(), v);
@@ -185,6 +189,7 @@ pub fn from_json(v: &serde_json::Value) -> Option<DecisionRecord> {
         submitter_id: s("submitter_id"),
         stamp_id: s("stamp_id"),
         authenticated: v.get("authenticated").and_then(|x| x.as_bool()).unwrap_or(false),
+        prior_decision: s("prior_decision"),
         link: None,
     })
 }

@@ -4,6 +4,7 @@
 
 use super::query::DecisionQuery;
 use super::verify;
+use super::DecisionRecord;
 use crate::stamp::{object, vocabulary::TABLE, Verifier};
 use crate::store::Store;
 use anyhow::{bail, Context};
@@ -174,8 +175,8 @@ pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> an
         let mut seen = std::collections::HashSet::new();
         records.retain(|r| seen.insert(r.id.clone()));
         records.sort_by(|a, b| a.at.cmp(&b.at));
-        for r in records {
-            decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid, "stampId": r.stamp_id, "authenticated": r.authenticated, "reason": r.reason}));
+        for (r, retried) in one_per_write(records) {
+            decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid, "stampId": r.stamp_id, "authenticated": r.authenticated, "reason": r.reason, "alsoAdmitted": retried}));
         }
     }
     let forged = finding.forged();
@@ -184,6 +185,47 @@ pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> an
         json!({"object": finding.object, "events": events, "stamps": stamps["stamps"], "decisions": decisions}),
         forged,
     ))
+}
+
+/// How far apart two admissions of one write can be: `GuaranteedUpdate` retries at once, so
+/// this only has to cover the webhook calls of the retry.
+const RETRY_WINDOW_MS: i64 = 10_000;
+
+/// The records in time order, each write once: kube-apiserver runs admission again when its first
+/// attempt started from a stale copy (etcd3 `store.go` `GuaranteedUpdate`, a PATCH re-applied
+/// by `handlers/patch.go`), and only the last attempt is stored. Such attempts are the same action
+/// by the same requester, each with its own stamp, started from the same prior stamp, moments
+/// apart; a second write starts from the first one's stamp instead. Each kept record comes with
+/// the ids of the earlier attempts it stands for (they stay in the log: `audit query` lists them).
+fn one_per_write(records: Vec<DecisionRecord>) -> Vec<(DecisionRecord, Vec<String>)> {
+    let millis = |at: &str| {
+        chrono::DateTime::parse_from_rfc3339(at)
+            .map(|t| t.timestamp_millis())
+            .ok()
+    };
+    let same_write = |a: &DecisionRecord, b: &DecisionRecord| {
+        a.action != "submit"
+            && a.action == b.action
+            && a.requester == b.requester
+            && a.outcome == b.outcome
+            && a.stamp_id.is_some()
+            && b.stamp_id.is_some()
+            && a.stamp_id != b.stamp_id
+            && a.prior_decision == b.prior_decision
+            && matches!((millis(&a.at), millis(&b.at)), (Some(x), Some(y)) if (0..=RETRY_WINDOW_MS).contains(&(y - x)))
+    };
+    let mut out: Vec<(DecisionRecord, Vec<String>)> = Vec::new();
+    for r in records {
+        // Attempts of one write are adjacent per action: look back to the latest record of the
+        // same action only.
+        match out.iter_mut().rev().find(|(k, _)| k.action == r.action) {
+            Some((k, retried)) if same_write(k, &r) => {
+                retried.push(std::mem::replace(k, r).id);
+            }
+            _ => out.push((r, Vec::new())),
+        }
+    }
+    out
 }
 
 pub fn text(report: &Value) -> String {
@@ -245,6 +287,56 @@ pub fn text(report: &Value) -> String {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         ));
+        for id in d["alsoAdmitted"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "             the same write was admitted once more before the API server stored it (its update retried; decision {})\n",
+                id.as_str().unwrap_or_default()
+            ));
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(id: &str, at: &str, prior: Option<&str>) -> DecisionRecord {
+        DecisionRecord {
+            id: id.into(),
+            at: at.into(),
+            action: "update".into(),
+            requester: "oidc:alice@example.com".into(),
+            outcome: "allowed".into(),
+            stamp_id: Some(format!("stamp-{id}")),
+            prior_decision: prior.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_retried_write_is_one_decision_and_a_second_write_is_another() {
+        let kept = one_per_write(vec![
+            // Two attempts of one write, both from the object's state before it…
+            update("a", "2026-12-03T07:00:00.000Z", None),
+            update("b", "2026-12-03T07:00:00.040Z", None),
+            // …then a second write, which starts from the first one's decision.
+            update("c", "2026-12-03T07:00:01.000Z", Some("b")),
+            // The same prior long after is not a retry.
+            update("d", "2026-12-03T07:05:00.000Z", Some("b")),
+        ]);
+        let ids: Vec<(&str, Vec<String>)> = kept.iter().map(|(r, also)| (r.id.as_str(), also.clone())).collect();
+        assert_eq!(ids, vec![("b", vec!["a".to_string()]), ("c", vec![]), ("d", vec![])]);
+    }
+
+    #[test]
+    fn unstamped_writes_and_other_people_are_never_folded() {
+        let mut status = update("a", "2026-12-03T07:00:00.000Z", None);
+        status.stamp_id = None;
+        let mut again = update("b", "2026-12-03T07:00:00.010Z", None);
+        again.stamp_id = None;
+        let mut bob = update("c", "2026-12-03T07:00:00.020Z", None);
+        bob.requester = "oidc:bob@example.com".into();
+        assert_eq!(one_per_write(vec![status, again, bob]).len(), 3);
+    }
 }

@@ -36,6 +36,11 @@ pub struct DecisionRecord {
     /// The caller presented a client certificate the admission listener verified (always false
     /// unless `--admission-client-ca` is set).
     pub authenticated: bool,
+    /// On an update, the decision whose stamp for this action the object carried before the
+    /// write (its `scimgate.io/<event>-decision` annotation). The API server may run admission
+    /// twice for one write (`GuaranteedUpdate` retrying on a stale cache): both attempts start
+    /// from the same prior, while a second write starts from the first one's decision.
+    pub prior_decision: Option<String>,
     /// Its place in the hash chain of the replica that wrote it (set by the recorder; `None` on
     /// records written before the chain existed).
     pub link: Option<Link>,
@@ -78,6 +83,7 @@ impl DecisionRecord {
             (&mut self.user_id, ID_MAX),
             (&mut self.rule, ID_MAX),
             (&mut self.submitter_id, ID_MAX),
+            (&mut self.prior_decision, ID_MAX),
             (&mut self.stamp_id, ID_MAX),
         ] {
             if let Some(f) = field {

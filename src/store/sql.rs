@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub const DECISION_COLUMNS: &str = "id, at, request_uid, hook, kind, namespace, name, action, requester, user_id, \
      groups, rule, outcome, mode, reason, latency_us, policy, run_as, templates, submitter_id, stamp_id, \
-     authenticated, replica, seq, prev_hash, hash";
+     authenticated, replica, seq, prev_hash, hash, prior_decision";
 
 pub const MARK_COLUMNS: &str = "replica, seq, kind, hash, at, signature";
 
@@ -52,7 +52,8 @@ where
             .push_bind(link.map(|l| l.replica.as_str()))
             .push_bind(link.map(|l| l.seq))
             .push_bind(link.map(|l| l.prev_hash.as_str()))
-            .push_bind(link.map(|l| l.hash.as_str()));
+            .push_bind(link.map(|l| l.hash.as_str()))
+            .push_bind(&r.prior_decision);
     });
 }
 
@@ -312,6 +313,7 @@ where
         submitter_id: r.try_get(19)?,
         stamp_id: r.try_get(20)?,
         authenticated: r.try_get(21)?,
+        prior_decision: r.try_get(26)?,
         link,
     })
 }

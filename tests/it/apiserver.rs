@@ -726,11 +726,26 @@ impl ApiServer {
     }
 
     async fn update_opts(&self, user: &User, obj: Value, subresource: &str, dry_run: bool) -> Outcome {
+        self.try_update(user, obj, subresource, dry_run, None).await
+    }
+
+    /// One `tryUpdate` of `Store.Update` (registry/store.go) against `cached` — the watch cache's
+    /// copy (storage/cacher/delegator.go `GuaranteedUpdate` passes it) — or the stored object.
+    /// The put is optimistic (etcd3/store.go `GuaranteedUpdate`): when the object changed since
+    /// the copy was read, nothing is written and the answer is 409, which a PATCH retries.
+    async fn try_update(
+        &self,
+        user: &User,
+        obj: Value,
+        subresource: &str,
+        dry_run: bool,
+        cached: Option<Value>,
+    ) -> Outcome {
         let (res, version) = self.resource(&obj)?;
         let namespace = self.namespace_of(&res, &obj)?;
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let key = ApiServer::key(&res, &namespace, &name);
-        let stored = self.storage.lock().expect("storage").objects.get(&key).cloned();
+        let stored = cached.or_else(|| self.storage.lock().expect("storage").objects.get(&key).cloned());
         // CRs never create on update (customresource/strategy.go AllowCreateOnUpdate false).
         let Some(old) = stored else {
             return Err(Status {
@@ -844,6 +859,19 @@ impl ApiServer {
             && obj["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
         if !dry_run {
             let mut storage = self.storage.lock().expect("storage");
+            let now = storage
+                .objects
+                .get(&key)
+                .map(|o| o["metadata"]["resourceVersion"].clone());
+            if now != Some(old["metadata"]["resourceVersion"].clone()) {
+                return Err(Status {
+                    code: 409,
+                    message: format!(
+                        "{}.{} \"{name}\": the object changed since it was read",
+                        res.plural, res.group
+                    ),
+                });
+            }
             if emptied {
                 storage.remove(&key);
             } else {
@@ -860,7 +888,7 @@ impl ApiServer {
     /// (RFC 6902): applied to the stored object, then the UPDATE path with operation UPDATE
     /// (pkg/endpoints/handlers/patch.go: `applyPatch`, then admission, then `Store.Update`).
     pub async fn patch(&self, user: &User, target: &Value, patch: Patch) -> Outcome {
-        let Some(mut obj) = self.stored(target) else {
+        let Some(obj) = self.stored(target) else {
             return Err(Status {
                 code: 404,
                 message: format!(
@@ -870,20 +898,22 @@ impl ApiServer {
                 ),
             });
         };
-        match patch {
-            Patch::Merge(p) => json_patch::merge(&mut obj, &p),
-            Patch::Json(ops) => {
-                let ops: json_patch::Patch = serde_json::from_value(Value::Array(ops)).map_err(|e| Status {
-                    code: 400,
-                    message: e.to_string(),
-                })?;
-                json_patch::patch(&mut obj, &ops).map_err(|e| Status {
-                    code: 422,
-                    message: e.to_string(),
-                })?;
-            }
-        }
+        let obj = apply_patch(obj, &patch)?;
         self.update_opts(user, obj, "", false).await
+    }
+
+    /// `PATCH` as kube-apiserver serves it when its watch cache is behind: the first `tryUpdate`
+    /// works on `cached` (the copy read before someone else's write), the patch applied to it
+    /// and both admission chains run; the optimistic put fails, and the patch is applied again
+    /// to the object read fresh from etcd, admission running again with fresh uids
+    /// (etcd3/store.go `GuaranteedUpdate`; handlers/patch.go `patchResource`, transformers
+    /// `applyPatch`, `applyAdmission`). Only the second attempt is stored.
+    pub async fn patch_behind_cache(&self, user: &User, cached: &Value, patch: Patch) -> Outcome {
+        let first = apply_patch(cached.clone(), &patch)?;
+        match self.try_update(user, first, "", false, Some(cached.clone())).await {
+            Err(s) if s.code == 409 => self.patch(user, cached, patch).await,
+            done => done,
+        }
     }
 
     /// `DELETE` with the default (background) propagation.
@@ -1081,23 +1111,7 @@ impl ApiServer {
         let uid = review["request"]["uid"].as_str().unwrap_or_default().to_string();
         let answer: Result<Value, String> = match &w.target {
             Target::Local(f) => Ok(f(&review)),
-            Target::Url(url) => {
-                // client-go adds the remaining time as `?timeout=`; the call is bounded by it.
-                let url = format!("{url}?timeout={}s", w.timeout.as_secs());
-                match self
-                    .client
-                    .post(url)
-                    .timeout(w.timeout)
-                    .header("content-type", "application/json")
-                    .body(review.to_string())
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => r.json::<Value>().await.map_err(|e| e.to_string()),
-                    Ok(r) => Err(format!("the server responded with status {}", r.status())),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
+            Target::Url(url) => self.post_review(url, w.timeout, review.to_string()).await,
         };
         // WH/request/admissionreview.go `VerifyAdmissionResponse`.
         let response = answer.and_then(|v| {
@@ -1166,6 +1180,44 @@ impl ApiServer {
             return Err(Status { code, message });
         }
         Ok(Some(response))
+    }
+
+    /// One webhook call as client-go's REST client makes it (the dispatchers' `Post().Body().Do`):
+    /// bounded by the webhook's timeout, which it also names as `?timeout=`; a 429 or 5xx with an
+    /// integer `Retry-After` is sent again, the same body (so the same uid), after that many
+    /// seconds, up to 10 times (rest/with_retry.go `IsNextRetry`, `checkWait`; rest/request.go
+    /// `maxRetries`), unless the wait would pass the deadline.
+    async fn post_review(&self, url: &str, timeout: Duration, body: String) -> Result<Value, String> {
+        let url = format!("{url}?timeout={}s", timeout.as_secs());
+        let deadline = tokio::time::Instant::now() + timeout;
+        for retry in 0..=10 {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let r = self
+                .client
+                .post(&url)
+                .timeout(left)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.status().is_success() {
+                return r.json::<Value>().await.map_err(|e| e.to_string());
+            }
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|_| r.status().as_u16() == 429 || r.status().is_server_error());
+            match wait.map(Duration::from_secs) {
+                Some(wait) if retry < 10 && tokio::time::Instant::now() + wait < deadline => {
+                    tokio::time::sleep(wait).await
+                }
+                _ => return Err(format!("the server responded with status {}", r.status())),
+            }
+        }
+        Err("retries exhausted".into())
     }
 
     /// The mutating chain (WH/mutating/dispatcher.go, reinvocationcontext.go;
@@ -1291,6 +1343,24 @@ impl ApiServer {
         }
         Ok(())
     }
+}
+
+/// A merge or JSON patch applied to `obj` (handlers/patch.go `applyPatch`).
+fn apply_patch(mut obj: Value, patch: &Patch) -> Result<Value, Status> {
+    match patch {
+        Patch::Merge(p) => json_patch::merge(&mut obj, p),
+        Patch::Json(ops) => {
+            let ops: json_patch::Patch = serde_json::from_value(Value::Array(ops.clone())).map_err(|e| Status {
+                code: 400,
+                message: e.to_string(),
+            })?;
+            json_patch::patch(&mut obj, &ops).map_err(|e| Status {
+                code: 422,
+                message: e.to_string(),
+            })?;
+        }
+    }
+    Ok(obj)
 }
 
 fn attrs_clone<'a>(a: &Attrs<'a>) -> Attrs<'a> {
@@ -1616,4 +1686,71 @@ async fn bench_bodies() {
         written.object["metadata"]["name"],
         written.calls.len()
     );
+}
+
+/// client-go's retry as the emulator plays it: a webhook that answers 429 with `Retry-After` is
+/// asked again with the same review (same uid) and its second answer counts; without the header
+/// the call fails (and, the webhooks being fail-closed, so does the write).
+#[tokio::test]
+async fn a_busy_webhook_is_asked_again_when_it_says_when() {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    type Seen = Arc<Mutex<Vec<String>>>;
+    async fn busy_once(
+        axum::extract::State((seen, say_when)): axum::extract::State<(Seen, bool)>,
+        body: axum::Json<Value>,
+    ) -> axum::response::Response {
+        let uid = body["request"]["uid"].as_str().unwrap_or_default().to_string();
+        let first = {
+            let mut seen = seen.lock().expect("seen");
+            let first = !seen.contains(&uid);
+            seen.push(uid.clone());
+            first
+        };
+        if first {
+            let mut h = HeaderMap::new();
+            if say_when {
+                h.insert("retry-after", "1".parse().expect("header"));
+            }
+            return (StatusCode::TOO_MANY_REQUESTS, h, "busy").into_response();
+        }
+        axum::Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": true}}))
+        .into_response()
+    }
+    for say_when in [true, false] {
+        let seen: Seen = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .fallback(axum::routing::post(busy_once))
+            .with_state((seen.clone(), say_when));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let api = ApiServer::at(&format!("http://{addr}"), reqwest::Client::new());
+        let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": "busy", "namespace": "team-a"},
+            "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}});
+        let outcome = api.create(&person("alice@example.com"), wf).await;
+        let seen = seen.lock().expect("seen").clone();
+        if say_when {
+            let written = outcome.expect("admitted on the second ask");
+            assert!(written.calls.len() >= 2, "{:?}", written.calls);
+            for call in &written.calls {
+                assert_eq!(
+                    seen.iter().filter(|u| **u == call.uid).count(),
+                    2,
+                    "asked twice: {}",
+                    call.webhook
+                );
+            }
+        } else {
+            let Err(refused) = outcome else {
+                panic!("admitted without an answer")
+            };
+            assert_eq!(refused.code, 500);
+            assert!(refused.message.contains("status 429"), "{}", refused.message);
+            assert_eq!(seen.len(), 1, "asked once: {seen:?}");
+        }
+        server.abort();
+    }
 }

@@ -59,6 +59,9 @@ pub fn seed(alice: &str, bob: &str) -> Vec<DecisionRecord> {
                 submitter_id: None,
                 stamp_id: None,
                 authenticated: false,
+                // An approval names the decision before it: the field is stored, chained and
+                // read back by both stores.
+                prior_decision: (i % 4 == 1).then(|| format!("d-{:04}", i - 1)),
                 link: None,
             }
         })

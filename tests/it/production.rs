@@ -408,3 +408,51 @@ async fn a_persons_status_write_is_found_by_audit_who_without_a_stamp() {
         "{out}"
     );
 }
+
+/// §5: kube-apiserver runs admission again when its first attempt at a write started from a stale
+/// watch-cache copy (etcd3 `store.go` `GuaranteedUpdate`; a PATCH is re-applied, played by the
+/// emulator's `patch_behind_cache`): both attempts are decided and recorded, one is stored. `audit
+/// who` shows one decision for that write — and still two for two writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_admitted_twice_is_one_decision_in_audit_who() {
+    let w = World::new().await;
+    let mut wf = workflow("team-a");
+    wf["metadata"] = json!({"name": "train-7", "namespace": "team-a"});
+    let wf = allowed(kubectl(&w.api, "alice@example.com").create(&wf).await).object;
+    // The cache holds this copy while the controller records progress.
+    let cached = w.api.stored(&wf).expect("stored");
+    allowed(argo_controller(&w.api).operate(&wf, "Running", None).await);
+
+    let alice = crate::apiserver::person("alice@example.com");
+    let argument = |v: &str| {
+        crate::apiserver::Patch::Merge(json!({"spec": {"arguments": {"parameters": [{"name": "stage", "value": v}]}}}))
+    };
+    let first = allowed(w.api.patch_behind_cache(&alice, &cached, argument("canary")).await);
+    assert_eq!(
+        first.object["status"]["phase"], "Running",
+        "the retry kept the controller's write"
+    );
+    assert_eq!(first.object["spec"]["arguments"]["parameters"][0]["value"], "canary");
+    allowed(w.api.patch(&alice, &wf, argument("all")).await);
+
+    let alices = async || {
+        w.s.decisions(1)
+            .await
+            .into_iter()
+            .filter(|d| d.action == "update" && d.requester == "oidc:alice@example.com")
+            .count()
+    };
+    let three = crate::support::until(std::time::Duration::from_secs(10), async || alices().await == 3).await;
+    assert!(
+        three.is_some(),
+        "every admission is in the log — two attempts of one write, and a second write: {}",
+        alices().await
+    );
+    let out = crate::support::audit_who(w.s.dir.path(), "team-a/workflow/train-7");
+    assert_eq!(
+        out.matches("decision   update allowed oidc:alice@example.com").count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(out.matches("the same write was admitted once more").count(), 1, "{out}");
+}

@@ -112,6 +112,12 @@ pub fn hash(prev_hash: &str, replica: &str, seq: i64, r: &DecisionRecord) -> Str
     }
     put(&r.latency_us.to_string());
     put(if r.authenticated { "1" } else { "0" });
+    // Added after the chains existed: hashed only when present, so every earlier record keeps
+    // its hash.
+    if let Some(p) = &r.prior_decision {
+        put("prior");
+        put(p);
+    }
     hex(&h.finalize())
 }
 
