@@ -5,6 +5,7 @@
 
 use crate::admission::{self, AdmissionState, Decider};
 use crate::audit::recorder::Recorder;
+use crate::cluster::argo_defaults::{ArgoDefaults, Defaults};
 use crate::config::Config;
 use crate::directory::Snapshot;
 use crate::freshness::Freshness;
@@ -229,10 +230,19 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
 
     // The owners of controller-created runs (CronWorkflows, PipelineRuns), read through the
     // Kubernetes API into a watch cache.
-    let owners = match crate::cluster::client(cfg.kubeconfig.as_deref())
+    // And Argo's workflowDefaults, which the controller merges under every Workflow.
+    let client = crate::cluster::client(cfg.kubeconfig.as_deref())
         .await
-        .context("the Kubernetes client")?
-    {
+        .context("the Kubernetes client")?;
+    let argo_defaults = match (&client, &cfg.argo_controller_config_map) {
+        (Some(client), Some((ns, name))) => {
+            let (defaults, watch) = ArgoDefaults::watch(client.clone(), ns, name, shutdown_rx.clone());
+            tasks.spawn(watch);
+            defaults
+        }
+        _ => ArgoDefaults::fixed(Defaults::NotRead),
+    };
+    let owners = match client {
         Some(client) => {
             let (owners, watch) = crate::cluster::owners::Owners::watch(client, shutdown_rx.clone());
             tasks.spawn(watch);
@@ -297,6 +307,7 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             signer,
             freshness: freshness.clone(),
             stamp_max_age: cfg.stamp_max_age_seconds,
+            argo_defaults,
         },
         metrics: metrics.clone(),
     });

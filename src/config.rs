@@ -67,6 +67,9 @@ pub struct Config {
     /// The kubeconfig to read owners of controller-created runs with; `None`: the kube client's
     /// standard configuration (in-cluster, then `KUBECONFIG`).
     pub kubeconfig: Option<PathBuf>,
+    /// The workflow-controller's ConfigMap (`namespace`, `name`) whose `workflowDefaults` apply
+    /// to every Workflow; `None`: not read (runs are judged as written).
+    pub argo_controller_config_map: Option<(String, String)>,
     /// Connection cap and timeouts, the same on every listener.
     pub connections: Limits,
 }
@@ -95,6 +98,32 @@ struct File {
     connections: ConnectionsFile,
     scim: ScimFile,
     replication: ReplicationFile,
+    argo: ArgoFile,
+}
+
+/// `argo:` how this install runs Argo Workflows.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct ArgoFile {
+    /// `namespace/name` of the workflow-controller's ConfigMap (its `--configmap`); `""` reads none.
+    controller_config_map: Option<String>,
+}
+
+/// Where Argo's manifests put the controller's ConfigMap (`manifests/base/workflow-controller`).
+const ARGO_CONTROLLER_CONFIG_MAP: &str = "argo/workflow-controller-configmap";
+
+fn argo_config_map(f: &ArgoFile) -> Result<Option<(String, String)>> {
+    match f.controller_config_map.as_deref().unwrap_or(ARGO_CONTROLLER_CONFIG_MAP) {
+        "" => Ok(None),
+        text => match text.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(Some((ns.to_string(), name.to_string())))
+            }
+            _ => Err(Error::Invalid(format!(
+                "argo.controllerConfigMap must be namespace/name (or \"\" to read none), not {text:?}"
+            ))),
+        },
+    }
 }
 
 /// `connections:` what each listener (admission, SCIM, operations) lets its clients hold.
@@ -239,6 +268,7 @@ impl Config {
                 s => s,
             },
             kubeconfig: args.kubeconfig.clone().or(file.kubeconfig),
+            argo_controller_config_map: argo_config_map(&file.argo)?,
         })
     }
 }

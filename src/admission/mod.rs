@@ -19,6 +19,7 @@ pub mod routes;
 mod tekton_child;
 mod verdict;
 
+use crate::cluster::argo_defaults::{ArgoDefaults, Defaults};
 use crate::cluster::owners::{self, Owners};
 use crate::directory::Snapshot;
 use crate::policy::{self, Action, Kind, Outcome, Policy, Requester};
@@ -41,6 +42,8 @@ pub struct Decider {
     pub freshness: Arc<crate::freshness::Freshness>,
     /// Seconds a stamp counts as made for the request at hand (`stampMaxAgeSeconds`).
     pub stamp_max_age: i64,
+    /// Argo's `workflowDefaults`, which change what a Workflow runs as.
+    pub argo_defaults: ArgoDefaults,
 }
 
 #[derive(Clone)]
@@ -115,6 +118,8 @@ pub struct Adoption {
 pub struct Lookups {
     pub owner: OwnerLookup,
     pub adoptions: Vec<Adoption>,
+    /// Argo's `workflowDefaults`, for a Workflow or CronWorkflow; `None`: not looked at.
+    pub argo_defaults: Option<Arc<Defaults>>,
 }
 
 /// Decide one request, offline: nothing is looked up in a cluster.
@@ -137,7 +142,19 @@ pub async fn lookups(st: &Decider, owners: &Owners, req: &Request) -> Lookups {
     Lookups {
         owner: owner_lookup(st, owners, req).await,
         adoptions: adoption_lookup(st, owners, req).await,
+        argo_defaults: argo_defaults_lookup(st, req).await,
     }
+}
+
+/// Argo's `workflowDefaults` for a Workflow or CronWorkflow — after their first read since start
+/// (waited for a moment, so the first runs are not judged without them).
+async fn argo_defaults_lookup(st: &Decider, req: &Request) -> Option<Arc<Defaults>> {
+    let kind = pipeline_run::detect(&req.group, &req.version, &req.kind)?;
+    if !matches!(kind, Kind::Workflow | Kind::CronWorkflow) {
+        return None;
+    }
+    st.argo_defaults.settled(std::time::Duration::from_secs(2)).await;
+    Some(st.argo_defaults.get())
 }
 
 /// The ownerReferences a person's UPDATE adds (by uid), each looked up where scimgate can: a
@@ -339,10 +356,23 @@ pub fn decide_traced(st: &Decider, req: &Request, lookups: &Lookups, hook: Hook,
 
     // What the run executes, read as its controller reads it; what cannot be read so is refused
     // in every mode (it is a way around the policy, not a policy question).
-    let mut runs = match pipeline_run::runs_since(kind, subject.obj, req.old_object.as_ref()) {
+    let with_defaults = match lookups.argo_defaults.as_deref() {
+        Some(Defaults::Known(Some(d))) => pipeline_run::with_workflow_defaults(kind, subject.obj, d),
+        _ => None,
+    };
+    let mut runs = match pipeline_run::runs_since(
+        kind,
+        with_defaults.as_ref().unwrap_or(subject.obj),
+        req.old_object.as_ref(),
+    ) {
         Ok(runs) => runs,
         Err(why) => return refuse(req, &asker, kind, action, &why.to_string(), t),
     };
+    if let Some(Defaults::Unknown(why)) = lookups.argo_defaults.as_deref() {
+        // Whatever account they set is unknown: one only `*` matches.
+        runs.run_as
+            .push(format!("whatever Argo's workflowDefaults set ({why})"));
+    }
     // A child Tekton's controller creates for an admitted PipelineRun is judged as the parent was
     // when it is what the parent covered; otherwise on its own, saying why.
     let mut uncovered = None;

@@ -65,6 +65,69 @@ fn argo_spec(kind: Kind, obj: &Value) -> Option<&Value> {
     }
 }
 
+/// `obj` as Argo's controller runs it: the `spec` of `workflowDefaults` merged under a
+/// Workflow's spec or a CronWorkflow's `workflowSpec` (`workflow/controller/controller.go`
+/// `setWorkflowDefaults`; `workflow/util/merge.go` `MergeTo`, a strategic merge of the Workflow
+/// onto the defaults: objects key by key, `templates` by name, any other value the Workflow's
+/// when it has one). `None` for the other kinds (a template's Workflows get the defaults when
+/// they run, and are judged then).
+pub fn with_workflow_defaults(kind: Kind, obj: &Value, defaults: &Value) -> Option<Value> {
+    let path: &[&str] = match kind {
+        Kind::Workflow => &["spec"],
+        Kind::CronWorkflow => &["spec", "workflowSpec"],
+        _ => return None,
+    };
+    let mut merged = obj.clone();
+    let mut spec = &mut merged;
+    for k in path {
+        if !spec.get(k).is_some_and(Value::is_object) {
+            spec[*k] = Value::Object(Default::default());
+        }
+        spec = &mut spec[*k];
+    }
+    let mut base = defaults.clone();
+    merge_onto(&mut base, spec);
+    *spec = base;
+    Some(merged)
+}
+
+/// `over` merged onto `base` as a strategic merge of Argo's types does it.
+fn merge_onto(base: &mut Value, over: &Value) {
+    let (Some(b), Some(o)) = (base.as_object_mut(), over.as_object()) else {
+        *base = over.clone();
+        return;
+    };
+    for (k, v) in o {
+        match b.get_mut(k) {
+            Some(existing) if existing.is_object() && v.is_object() => merge_onto(existing, v),
+            Some(existing) if k == "templates" && existing.is_array() && v.is_array() => merge_by_name(existing, v),
+            _ => {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// `patchMergeKey:"name"`: entries of `over` merged onto the `base` entry of the same name, the
+/// others appended. Linear: the base's names are indexed once.
+fn merge_by_name(base: &mut Value, over: &Value) {
+    let (Some(b), Some(o)) = (base.as_array_mut(), over.as_array()) else {
+        return;
+    };
+    let name = |v: &Value| v.get("name").and_then(Value::as_str).map(String::from);
+    let index: std::collections::HashMap<String, usize> = b
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| name(t).map(|n| (n, i)))
+        .collect();
+    for t in o {
+        match name(t).and_then(|n| index.get(&n).copied()) {
+            Some(i) => merge_onto(&mut b[i], t),
+            None => b.push(t.clone()),
+        }
+    }
+}
+
 /// The parts of an Argo object's status that Argo executes: `storedWorkflowTemplateSpec` (a
 /// spec) and `storedTemplates` (templates), when `old` lacks them or has them otherwise — the
 /// ones a person wrote in this request. The controller's own copies are left out: they are
@@ -636,6 +699,33 @@ mod tests {
             (run_as(Kind::PipelineRun, &beta), templates(Kind::PipelineRun, &beta)),
             (vec!["old".to_string()], vec!["build".to_string()])
         );
+    }
+
+    #[test]
+    fn workflow_defaults_merge_under_what_the_run_says() {
+        let defaults = json!({"serviceAccountName": "argo-default", "executor": {"serviceAccountName": "exec"},
+            "templates": [{"name": "main", "serviceAccountName": "from-defaults"}, {"name": "extra", "container": {"image": "x"}}]});
+        let wf = json!({"spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "y"}}]}});
+        let merged = with_workflow_defaults(Kind::Workflow, &wf, &defaults).expect("a Workflow");
+        assert_eq!(
+            run_as(Kind::Workflow, &merged),
+            vec!["argo-default", "exec", "from-defaults"]
+        );
+        assert_eq!(merged["spec"]["templates"][0]["container"]["image"], "y");
+        assert_eq!(merged["spec"]["templates"].as_array().map(Vec::len), Some(2));
+        let own = json!({"spec": {"serviceAccountName": "mine"}});
+        let merged = with_workflow_defaults(Kind::Workflow, &own, &json!({"serviceAccountName": "theirs"}));
+        assert_eq!(
+            merged.map(|m| run_as(Kind::Workflow, &m)),
+            Some(vec!["mine".to_string()])
+        );
+        let cron = json!({"spec": {"schedule": "* * * * *"}});
+        let merged = with_workflow_defaults(Kind::CronWorkflow, &cron, &json!({"serviceAccountName": "theirs"}));
+        assert_eq!(
+            merged.map(|m| run_as(Kind::CronWorkflow, &m)),
+            Some(vec!["theirs".to_string()])
+        );
+        assert!(with_workflow_defaults(Kind::PipelineRun, &own, &defaults).is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `~/.kube/config`) and, in `owners`, the watch cache of the kinds that own controller-created
 //! runs. Only the owner cache is on the admission path.
 
+pub mod argo_defaults;
 pub mod owners;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 use super::{open_store, Denied};
 use crate::admission::{self, Decider};
 use crate::cli::PolicyCommand;
+use crate::cluster::argo_defaults::{ArgoDefaults, Defaults};
 use crate::directory::Snapshot;
 use crate::freshness::Freshness;
 use crate::policy::Policy;
@@ -31,6 +32,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 signer: Arc::new(signer),
                 freshness: Arc::new(Freshness::sole_writer()),
                 stamp_max_age: crate::config::DEFAULT_STAMP_MAX_AGE_SECONDS,
+                argo_defaults: ArgoDefaults::fixed(Defaults::NotRead),
             };
             let opts = super::review::Options {
                 file: file.clone(),

@@ -234,11 +234,16 @@ struct Scope {
     version: String,
     plural: String,
     namespace: Option<String>,
+    /// `fieldSelector=metadata.name=…`.
+    name: Option<String>,
 }
 
 impl Scope {
     fn holds(&self, k: &Key) -> bool {
-        k.0 == self.group && k.1 == self.plural && self.namespace.as_ref().is_none_or(|ns| *ns == k.2)
+        k.0 == self.group
+            && k.1 == self.plural
+            && self.namespace.as_ref().is_none_or(|ns| *ns == k.2)
+            && self.name.as_ref().is_none_or(|n| *n == k.3)
     }
 
     /// The current objects in scope, ordered by namespace and name, and the store's resource
@@ -277,13 +282,37 @@ fn list_or_watch(
             format!("{plural}.{group} is not namespaced"),
         );
     }
-    for k in ["labelSelector", "fieldSelector"] {
-        if q.get(k).is_some_and(|v| !v.is_empty()) {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("the emulator does not evaluate {k}"),
-            );
+    if q.get("labelSelector").is_some_and(|v| !v.is_empty()) {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the emulator does not evaluate labelSelector".into(),
+        );
+    }
+    // Every resource's field selectors include `metadata.name` and `metadata.namespace`
+    // (apiserver pkg/registry/generic/matcher.go `ObjectMetaFieldsSet`); `=` and `==` are
+    // equality (apimachinery pkg/fields/selector.go). Inequality is left out, refused.
+    let (mut name, mut namespace) = (None, namespace);
+    for term in q
+        .get("fieldSelector")
+        .into_iter()
+        .flat_map(|s| s.split(','))
+        .filter(|t| !t.is_empty())
+    {
+        let parsed = term
+            .split_once("==")
+            .or_else(|| term.split_once('='))
+            .filter(|(k, _)| !k.ends_with('!'));
+        match parsed {
+            Some(("metadata.name", v)) => name = Some(v.to_string()),
+            Some(("metadata.namespace", v)) => namespace = Some(v.to_string()),
+            _ => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("the emulator does not evaluate the field selector {term:?}"),
+                )
+            }
         }
     }
     let scope = Scope {
@@ -291,6 +320,7 @@ fn list_or_watch(
         version,
         plural,
         namespace,
+        name,
     };
     let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
     if flag("watch") {

@@ -130,6 +130,14 @@ fn check_common(docs: &[Value], overlay: &str) {
         ]),
         "{overlay}"
     );
+    // Argo's workflowDefaults: the one ConfigMap, read-only.
+    let defaults = find(docs, "ClusterRole", "scimgate-argo-defaults-reader");
+    assert_eq!(
+        defaults["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["configmaps"],
+            "resourceNames": ["workflow-controller-configmap"], "verbs": ["get", "list", "watch"]}]),
+        "{overlay}"
+    );
     let binding = find(docs, "ClusterRoleBinding", "scimgate-owner-reader");
     assert_eq!(binding["roleRef"]["name"], "scimgate-owner-reader", "{overlay}");
     assert_eq!(

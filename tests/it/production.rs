@@ -456,3 +456,46 @@ async fn a_write_admitted_twice_is_one_decision_in_audit_who() {
     );
     assert_eq!(out.matches("the same write was admitted once more").count(), 1, "{out}");
 }
+
+/// §3: the workflow-controller merges `workflowDefaults` from its ConfigMap under every Workflow
+/// (`controller.go` `setWorkflowDefaults`), so a Workflow that names no account runs as the one
+/// the defaults name. scimgate reads the ConfigMap through the Kubernetes API (a watch narrowed
+/// to its name) and judges the run as the controller will run it. Before this, a Workflow with
+/// no account was judged as `default` and ran as the defaults' `cluster-admin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_judged_as_the_account_workflow_defaults_give_it() {
+    let policy = crate::support::policy_with_rules(
+        r#"
+rules:
+  - name: runners
+    allow: [submit, cancel, update]
+    groups: [pipeline-users]
+    namespaces: ["team-a"]
+    runAs: ["runner", "default"]
+"#,
+    );
+    let w = World::with(&policy, "").await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    // No ConfigMap: the run is judged as written (Argo's `default`).
+    allowed(alice.create_dry_run(&workflow("team-a")).await);
+
+    let defaults = json!({"spec": {"serviceAccountName": "cluster-admin", "activeDeadlineSeconds": 3600}});
+    w.api.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "workflow-controller-configmap", "namespace": "argo"},
+        "data": {"workflowDefaults": serde_yaml_ng::to_string(&defaults).expect("yaml")}}));
+    let seen = crate::support::until(std::time::Duration::from_secs(10), async || {
+        alice.create_dry_run(&workflow("team-a")).await.is_err()
+    })
+    .await;
+    assert!(seen.is_some(), "the ConfigMap was read");
+    let r = refused(alice.create(&workflow("team-a")).await);
+    assert!(r.message.contains("cluster-admin"), "{}", r.message);
+
+    // What the Workflow names wins over the defaults; the controller's first write merges them.
+    let mut own = workflow("team-a");
+    own["spec"]["serviceAccountName"] = json!("runner");
+    let wf = allowed(alice.create(&own).await).object;
+    let written = allowed(argo_controller(&w.api).first_write(&wf, &defaults).await).object;
+    assert_eq!(written["spec"]["serviceAccountName"], "runner");
+    assert_eq!(written["spec"]["activeDeadlineSeconds"], 3600);
+}
