@@ -1,9 +1,10 @@
 //! The admission webhooks: `POST /mutate` and `POST /validate` for Argo Workflows and Tekton.
 //! Decodes the AdmissionReview, works out kind and actions, resolves the requester through
 //! `identity`, asks `policy`, and answers — with the stamp as a JSON Patch on `/mutate`.
-//! [`decide_traced`] reads as the stages of a decision, each in its own module: what the request
-//! is about ([`Subject`]), who asked (`asker`), what the run executes (`pipeline_run`), the
-//! verdict (`verdict`), the stamps (`attestations`), the answer. Holds no policy logic of its
+//! [`decide_traced`] reads as the stages of a decision (`stages`), each drawing on its own module:
+//! what the request is about ([`Subject`]), who asked (`asker`), what of ours it brings and the
+//! stamps (`attestations`), what the run executes (`pipeline_run`, `tekton_child`), the verdict
+//! (`verdict`), the answer. Holds no policy logic of its
 //! own; never logs object bodies.
 
 pub mod argo;
@@ -16,20 +17,21 @@ pub mod go_json;
 pub mod pipeline_run;
 pub mod pod_spec_patch;
 pub mod routes;
+mod stages;
 mod tekton_child;
 mod verdict;
 
 use crate::cluster::argo_defaults::{ArgoDefaults, Defaults};
 use crate::cluster::owners::{self, Owners};
 use crate::directory::Snapshot;
-use crate::policy::{self, Action, Kind, Outcome, Policy, Requester};
-use crate::stamp::{self, object, Binding, Entry, Signer, Verifier};
+use crate::policy::{self, Action, Kind, Outcome, Policy};
+use crate::stamp::{object, Binding, Signer, Verifier};
 use arc_swap::ArcSwap;
 use asker::Asker;
 use codec::{Answer, Operation, Request};
 use serde_json::{json, Map, Value};
+use stages::{Deciding, Stage};
 use std::sync::Arc;
-use verdict::Verdict;
 
 /// What deciding needs: the identity snapshot, the policy, and the stamp keys. No I/O.
 #[derive(Clone)]
@@ -282,250 +284,43 @@ impl<'r> Subject<'r> {
     }
 }
 
-/// Decide one request, noting what the decision was about in `t`. `owner` is what the cluster
-/// said of the owner of a run an `ownerStamp` delegate creates (`owner_lookup`).
+/// Decide one request, noting what the decision was about in `t`. `lookups` is what the cluster
+/// said first (the owner of a controller-created run, owners a person adds, Argo's defaults).
 pub fn decide_traced(st: &Decider, req: &Request, lookups: &Lookups, hook: Hook, t: &mut DecisionDraft) -> Answer {
+    match decide_in_stages(st, req, lookups, hook, t) {
+        Ok(answer) => answer,
+        Err(settled) => *settled,
+    }
+}
+
+/// The stages of a decision, in order (`stages`); a stage that settles the request ends it.
+fn decide_in_stages(
+    st: &Decider,
+    req: &Request,
+    lookups: &Lookups,
+    hook: Hook,
+    t: &mut DecisionDraft,
+) -> Stage<Answer> {
     let Some(kind) = pipeline_run::detect(&req.group, &req.version, &req.kind) else {
-        return Answer::allow();
+        return Ok(Answer::allow());
     };
     match (req.operation, hook) {
         // Deletes are judged (and recorded) once, by the deletes webhook's validating call.
-        (Operation::Delete, Hook::Validate) => return delete::decide(st, req, kind, t),
-        (Operation::Delete | Operation::Connect, _) => return Answer::allow(),
+        (Operation::Delete, Hook::Validate) => return Ok(delete::decide(st, req, kind, t)),
+        (Operation::Delete | Operation::Connect, _) => return Ok(Answer::allow()),
         _ => {}
     }
-    // What the request is about, and under which policy and directory.
-    let subject = match Subject::read(req, kind) {
-        Ok(s) => s,
-        Err(why) => return Answer::deny(why),
-    };
-    let policy = st.policy.load();
-    let snap = st.directory.load();
-    let now = chrono::Utc::now();
-    begin(t, &subject, &policy);
-    let mut actions = pipeline_run::actions(kind, req.operation, req.old_object.as_ref(), subject.obj);
-
-    // Who asked; Argo's identity labels are nobody else's to edit.
-    let asker = asker::identify(&st.verifier, &snap, &policy, &subject, &lookups.owner);
-    // An owner added that is gone, or not theirs: the garbage collector deletes the object when
-    // it goes, with no webhook call — so the change is a delete too, judged now.
-    let adopted = asker::adopts_against(&st.verifier, &asker, &lookups.adoptions);
-    if let Some(why) = &adopted {
-        actions.push(Action::Delete);
-        t.reason = why.clone();
+    let d = Deciding::begin(st, req, lookups, hook, kind, t)?;
+    let who = d.who_asked(t)?;
+    let brought = d.stamps_brought(&who, t)?;
+    if who.does_nothing_to_decide() {
+        return Ok(d.unchanged());
     }
-    if let Some(k) = asker::edited_identity_label(&policy, &snap, &subject, &asker) {
-        t.action = Some(asker::recorded_action(&actions));
-        return deny_unjudged(t, format!("the label {k} was changed"), format!(
-            "scimgate: {} may not change the label {k}: Argo's identity labels say who created and who acted on a run, and only the Argo Server writes them; decision {}",
-            req.user.username, t.decision_id
-        ));
-    }
-
-    // What of ours the request brings: bound to it, or refused (in every mode: dry-run is about
-    // policy, not forgery).
-    let binding = |a: Action| subject.binding(&asker, a);
-    let fresh = attestations::fresh(
-        &st.verifier,
-        st.stamp_max_age,
-        &subject,
-        &actions,
-        &binding,
-        now.timestamp(),
-    )
-    .and_then(|f| attestations::check_copied(kind, subject.obj, req.old_object.as_ref()).map(|()| f));
-    let fresh = match (fresh, hook) {
-        (Ok(f), _) => f,
-        (Err(why), Hook::Validate) => {
-            t.action = Some(asker::recorded_action(&actions));
-            return deny_unjudged(t, why.clone(), format!("scimgate: {why}; decision {}", t.decision_id));
-        }
-        (Err(_), Hook::Mutate) => Vec::new(),
-    };
-
-    // No action of a person (status writes, metadata edits, a controller driving its own runs):
-    // nothing to decide, and our keys stay as the stored object has them.
-    if actions.is_empty() || asker.controller_update {
-        return match (hook, &req.old_object) {
-            (Hook::Mutate, Some(old)) => patched(Answer::allow(), stamp::restore(subject.obj, old)),
-            _ => Answer::allow(),
-        };
-    }
-    let action = actions[0];
-    t.action = Some(action);
-
-    // What the run executes, read as its controller reads it; what cannot be read so is refused
-    // in every mode (it is a way around the policy, not a policy question).
-    let with_defaults = match lookups.argo_defaults.as_deref() {
-        Some(Defaults::Known(Some(d))) => pipeline_run::with_workflow_defaults(kind, subject.obj, d),
-        _ => None,
-    };
-    let mut runs = match pipeline_run::runs_since(
-        kind,
-        with_defaults.as_ref().unwrap_or(subject.obj),
-        req.old_object.as_ref(),
-    ) {
-        Ok(runs) => runs,
-        Err(why) => return refuse(req, &asker, kind, action, &why.to_string(), t),
-    };
-    if let Some(Defaults::Unknown(why)) = lookups.argo_defaults.as_deref() {
-        // Whatever account they set is unknown: one only `*` matches.
-        runs.run_as
-            .push(format!("whatever Argo's workflowDefaults set ({why})"));
-    }
-    // A child Tekton's controller creates for an admitted PipelineRun is judged as the parent was
-    // when it is what the parent covered; otherwise on its own, saying why.
-    let mut uncovered = None;
-    if let Some(Ok(owner)) = &lookups.owner {
-        if owner.kind == Kind::PipelineRun {
-            match tekton_child::covered(kind, subject.obj, &owner.object) {
-                Ok(parent) => runs = parent,
-                Err(why) => uncovered = Some(why),
-            }
-        }
-    }
-    t.run_as = runs.run_as;
-    t.templates = runs.templates;
-    let digest = pipeline_run::runs_digest(kind, subject.obj);
-
-    // The verdict.
-    if let Some((id, groups)) = verdict::person_of(&asker) {
-        t.user_id = Some(id.to_string());
-        t.groups = groups.to_vec();
-    }
-    t.submitter_id = req
-        .old_object
-        .as_ref()
-        .and_then(|old| object::verified(&st.verifier, old, Entry::SUBMIT))
-        .and_then(Result::ok)
-        .map(|c| c.sub)
-        .filter(|s| !s.is_empty());
-    let stale_age = st.freshness.stale_age();
-    let fail_closed = stale_age
-        .filter(|_| st.freshness.when_stale == crate::config::WhenStale::Deny)
-        .map(|age| st.freshness.describe_stale(age));
-    let run = verdict::Run {
-        kind,
-        namespace: subject.namespace,
-        run_as: &t.run_as,
-        templates: &t.templates,
-        submitter_id: t.submitter_id.clone(),
-    };
-    let verdict = verdict::judge(&policy, &asker, &actions, &run, fail_closed);
-
-    // The answer.
-    let dry = t.dry_run_mode;
-    let (mut answer, decisions) = match verdict {
-        Verdict::Allowed { decisions, rule } => {
-            t.outcome = Some(Outcome::Allowed);
-            t.rule = Some(rule);
-            if let Some(note) = &asker.offboarded_note {
-                t.reason = note.clone();
-            }
-            let mut a = Answer::allow();
-            if let Some(age) = stale_age {
-                a.warnings.push(short_warning_text(&format!(
-                    "scimgate: {}",
-                    st.freshness.describe_stale(age)
-                )));
-            }
-            audit_annotations(&mut a, "allow", &t.decision_id, t);
-            (a, decisions)
-        }
-        Verdict::Refused {
-            action: refused,
-            why,
-            rule,
-            decisions,
-        } => {
-            t.rule = rule;
-            let why = match (&adopted, refused, &uncovered) {
-                (Some(a), Action::Delete, _) => format!("{a}, so it is judged as a delete: {why}"),
-                (_, _, Some(u)) => format!("{why} (judged on its own: {u})"),
-                _ => why,
-            };
-            if !dry {
-                return refuse(req, &asker, kind, refused, &why, t);
-            }
-            t.outcome = Some(Outcome::DryRunDenied);
-            t.reason = why.clone();
-            let mut a = Answer::allow();
-            a.warnings.push(short_warning(&why));
-            audit_annotations(&mut a, "dry-run-deny", &t.decision_id, t);
-            (a, decisions)
-        }
-    };
-    note_also(t, &decisions);
-    // kube-apiserver keeps only the status of a status write and drops whatever a webhook changed
-    // in the metadata (apiextensions-apiserver `status_strategy.go` `PrepareForUpdate`): no stamp
-    // can stand there, so none is made (below); the decision record is this write's trace, and
-    // `audit who` lists it by the object.
-    if req.sub_resource == "status" && t.reason.is_empty() {
-        t.reason = "a write of the status subresource, which keeps no stamp".into();
-    }
-
-    // The stamps: the validating call checks that the ones it sees were made for this decision
-    // and this spec; the mutating call keeps them when they were (a re-invocation), and makes
-    // them otherwise.
-    if hook == Hook::Validate {
-        if let Some(why) = fresh
-            .iter()
-            .find_map(|f| attestations::mismatch(f, &decisions, &digest))
-        {
-            return deny_unjudged(t, why.clone(), format!("scimgate: {why}; decision {}", t.decision_id));
-        }
-        note_stamps(t, fresh.iter().map(|f| (f.entry.action, f.claims.sid.clone())));
-        return answer;
-    }
-    if let Some(ids) = attestations::in_place(&fresh, &decisions, &digest) {
-        note_stamps(t, ids);
-        return answer;
-    }
-    if req.sub_resource == "status" {
-        return answer;
-    }
-    let refused = t.outcome != Some(Outcome::Allowed);
-    answer.patch = match &asker.person {
-        Ok(who) if !refused || req.operation == Operation::Create => {
-            let author = attestations::author(&st.verifier, &subject, &digest);
-            let stamps: Vec<stamp::NewStamp<'_>> = decisions
-                .iter()
-                .map(|(a, decision)| stamp::NewStamp {
-                    action: *a,
-                    kind,
-                    namespace: subject.namespace,
-                    name: subject.name,
-                    generate_name: subject.generate_name,
-                    requester: &asker.requester,
-                    who,
-                    author: author.as_ref().map(|(id, name)| (id.as_str(), name.as_str())),
-                    owner_submitter: asker.owner_submitter.as_deref(),
-                    decision: decision.clone(),
-                    policy: &policy.digest,
-                    digest: &digest,
-                    authenticated: t.authenticated,
-                    now,
-                })
-                .collect();
-            let made = stamp::make(&st.signer, subject.obj, req.old_object.as_ref(), &stamps);
-            note_stamps(t, made.sids);
-            made.ops
-        }
-        // Nobody to stamp for (a dry-run denial of someone unknown): a new object keeps none
-        // of the keys it came with, an existing one keeps the stored ones.
-        _ => match &req.old_object {
-            None => stamp::strip(subject.obj, kind),
-            Some(old) => stamp::restore(subject.obj, old),
-        },
-    };
-    if action == Action::Submit && policy.identity.rewrite_argo_creator_labels && kind.is_argo() {
-        if let Ok(Requester::Person { id, user_name, .. }) = &asker.person {
-            answer
-                .patch
-                .extend(attestations::argo_creator_labels(subject.obj, id, user_name));
-        }
-    }
-    answer
+    t.action = Some(who.action());
+    let uncovered = d.what_runs(&who, t)?;
+    let judged = d.verdict(&who, uncovered, t);
+    let (answer, decisions) = d.answer(&who, judged, t)?;
+    Ok(d.stamps(answer, &who, &brought, &decisions, t))
 }
 
 /// The draft's basics, known before anything is judged.
