@@ -35,6 +35,42 @@ pub enum Command {
     /// Play the API server: send manifests (or AdmissionReviews) to the webhooks and show the
     /// decision, the message and the stamp. Exit code 0 = allowed, 1 = denied.
     Review(ReviewArgs),
+    /// Check that the cluster's Argo and Tekton, scimgate's webhook configurations and the policy
+    /// agree. Exit code 0 = they agree, 1 = a mismatch (each named with its fix).
+    ///
+    /// Reads, through the Kubernetes API, the Deployments of Argo's workflow-controller and
+    /// Argo Server and of Tekton Pipelines' controller in every namespace (by the names and
+    /// labels of the upstream manifests, the argo-workflows Helm chart and OpenShift Pipelines)
+    /// and the accounts they run as; and scimgate's Mutating- and ValidatingWebhookConfigurations.
+    /// Then checks: each controller account is an `ownerStamp` delegate of the policy and each
+    /// Argo Server account an `argoServer` one, and no delegate names an account nothing runs as;
+    /// the webhooks' matchConditions name the controllers' accounts as the cluster runs them;
+    /// every webhook of manifests/base/webhooks.yaml is registered, with a caBundle, and with
+    /// the failurePolicy manifests/base ships (the deletes webhook `Fail` when the policy has
+    /// `enforceDeletes: true`). Needs get/list on deployments, mutatingwebhookconfigurations,
+    /// validatingwebhookconfigurations, and get on serviceaccounts and configmaps.
+    ///
+    /// Prints one line per check: `ok`, `MISMATCH` (what disagrees, what it breaks, and ` — fix:
+    /// …`), or `note` (no mismatch: a product that is not installed, a pattern not checked);
+    /// then a summary. With `-o json`: `{agree, mismatches, checks: [{status, area, message,
+    /// fix, edit}]}`, where `edit` spells an account fix as data — `target` (`policy`, or
+    /// `<Kind>/<configuration>` with `webhook` and `condition`) and `replace` with `with`, `add`
+    /// or `remove` (the account as that target writes it). Exit code 2 when the cluster or the
+    /// policy cannot be read.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The policy scimgate runs with (default: the ConfigMap scimgate-policy, key policy.yaml, in
+    /// the namespace scimgate's webhooks call).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

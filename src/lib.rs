@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod directory;
+pub mod doctor;
 pub mod follower;
 pub mod freshness;
 pub mod identity;

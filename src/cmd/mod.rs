@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod certs;
+pub mod doctor;
 pub mod policy;
 pub mod review;
 pub mod token;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Who(a)) => audit::who(a).await,
         Command::Review(a) => review::command(a).await,
         Command::Policy(cmd) => policy::run(cmd).await,
+        Command::Doctor(a) => doctor::run(a).await,
     }
 }
 

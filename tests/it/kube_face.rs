@@ -1,7 +1,9 @@
 //! The emulator's HTTP face: GET, LIST and WATCH of its stored objects, over plain HTTP on
 //! 127.0.0.1, the way kube-apiserver serves them to a client — here, the kube client scimgate
 //! reads the owners of controller-created runs with (its reflectors LIST then WATCH, and a cache
-//! miss GETs). Read-only: writes go through `ApiServer` and its admission chain.
+//! miss GETs), and the one `scimgate doctor` LISTs Deployments and webhook configurations and GETs
+//! ServiceAccounts and the policy ConfigMap with. Read-only: writes go through `ApiServer` and its
+//! admission chain.
 //!
 //! What it follows (k8s.io/apiserver at 24a394e5, k8s.io/apimachinery at eed236ce):
 //! - Paths `/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>]`

@@ -16,6 +16,7 @@ mod cli_docs;
 mod crash;
 mod custody;
 mod deletes;
+mod doctor;
 mod ha;
 mod hardening;
 mod hostile;

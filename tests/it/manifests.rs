@@ -20,7 +20,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A copy of manifests/ with certificates made by `scimgate certs`, as the README says; returns
 /// the copy and the printed caBundle.
-fn prepared() -> (tempfile::TempDir, PathBuf, String) {
+pub(crate) fn prepared() -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let m = dir.path().join("manifests");
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"), &m);
@@ -45,7 +45,7 @@ fn prepared() -> (tempfile::TempDir, PathBuf, String) {
     (dir, m, ca_bundle)
 }
 
-fn render(overlay: &Path) -> Vec<Value> {
+pub(crate) fn render(overlay: &Path) -> Vec<Value> {
     let out = Command::new("kubectl")
         .arg("kustomize")
         .arg(overlay)
