@@ -32,7 +32,7 @@ fi
 cargo build --quiet --bin scimgate
 bin="${CARGO_TARGET_DIR:-target}/debug/scimgate"
 
-echo "== manifests: render every overlay the README's way, validate against Kubernetes 1.32 schemas"
+echo "== manifests: render every overlay the way docs/deployment.md does, validate against Kubernetes 1.32 schemas"
 m=$(mktemp -d)
 cp -r manifests "$m/"
 "$bin" certs --service scimgate --namespace scimgate --out "$m/manifests/overlays/embedded/certs" >"$m/cabundle" 2>/dev/null

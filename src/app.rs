@@ -184,7 +184,7 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             // which guarantee they run without.
             if !cfg.dev {
                 tracing::warn!(
-                    "caller authentication is off (no --admission-client-ca): anyone who reaches the admission port can ask for a decision and get a stamp; every stamp and decision record says so. The shipped overlays turn it on; see README, \"Only the API server may ask\""
+                    "caller authentication is off (no --admission-client-ca): anyone who reaches the admission port can ask for a decision and get a stamp; every stamp and decision record says so. The shipped overlays turn it on; see docs/deployment.md, \"Only the API server may ask\""
                 );
             }
             None

@@ -62,7 +62,7 @@ impl Default for Limits {
     }
 }
 
-/// Per listener. An idle TLS connection costs tens of KiB (see README "Performance"), so the
+/// Per listener. An idle TLS connection costs tens of KiB (see docs/performance.md), so the
 /// admission and SCIM listeners at their caps stay well inside a 512Mi container; real clients
 /// (a few API servers and IdPs, pooling) use a handful.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;

@@ -284,7 +284,7 @@ impl Pki {
 }
 
 /// Finding 14 of the second security review: rustls accepts a client certificate without the
-/// extended key usage extension ("any purpose"); the README promises the clientAuth usage.
+/// extended key usage extension ("any purpose"); docs/security.md promises the clientAuth usage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_must_name_the_client_auth_usage() {
     use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};

@@ -401,8 +401,8 @@ async fn a_resolver_ref_is_its_revision_and_an_unpinned_pattern_warns() {
 }
 
 /// Every policy the project ships: `kind: Policy` documents (and ConfigMap values holding one)
-/// in `src/`, `manifests/`, `bench/` and `examples/`, and every `yaml` block of the README that
-/// is one — with where it came from.
+/// in `src/`, `manifests/`, `bench/` and `examples/`, and every `yaml` block of the README and
+/// of `docs/*.md` that is one — with where it came from.
 fn shipped_policies() -> Vec<(String, String)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let is_policy = |text: &str| {
@@ -442,16 +442,25 @@ fn shipped_policies() -> Vec<(String, String)> {
             }
         }
     }
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
-    let mut lines = readme.lines();
-    let mut n = 0;
-    while let Some(l) = lines.next() {
-        if l.trim() == "```yaml" {
-            let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
-            let block = block.join("\n");
-            if is_policy(&block) {
-                n += 1;
-                found.push((format!("README.md yaml block {n}"), block));
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).expect("read docs").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "md") {
+            pages.push(entry.path());
+        }
+    }
+    for page in pages {
+        let text = std::fs::read_to_string(&page).expect("read page");
+        let at = page.strip_prefix(root).unwrap_or(&page).display().to_string();
+        let mut lines = text.lines();
+        let mut n = 0;
+        while let Some(l) = lines.next() {
+            if l.trim() == "```yaml" {
+                let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+                let block = block.join("\n");
+                if is_policy(&block) {
+                    n += 1;
+                    found.push((format!("{at} yaml block {n}"), block));
+                }
             }
         }
     }
@@ -467,7 +476,7 @@ async fn every_shipped_policy_runs_the_argo_and_tekton_lifecycles_it_is_written_
         "src/policy/example.yaml",
         "manifests/base/policy.yaml",
         "bench/admission-policy.yaml",
-        "README.md yaml block",
+        "docs/policy.md yaml block",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(want)),

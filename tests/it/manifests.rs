@@ -18,7 +18,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A copy of manifests/ with certificates made by `scimgate certs`, as the README says; returns
+/// A copy of manifests/ with certificates made by `scimgate certs`, as docs/deployment.md says; returns
 /// the copy and the printed caBundle.
 pub(crate) fn prepared() -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,11 +7,9 @@ use crate::support::TestServer;
 use std::process::Command;
 
 fn tour_blocks(readme: &str) -> (Vec<String>, Vec<String>) {
+    // The tour ends where the next section starts.
     let start = readme.find("## Try it in five minutes").expect("the tour section");
-    let end = readme[start..]
-        .find("\n## What works today")
-        .map(|e| start + e)
-        .unwrap_or(readme.len());
+    let end = readme[start..].find("\n## ").map(|e| start + e).unwrap_or(readme.len());
     let (mut sh, mut text) = (Vec::new(), Vec::new());
     let mut lines = readme[start..end].lines();
     while let Some(l) = lines.next() {

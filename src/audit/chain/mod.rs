@@ -29,7 +29,7 @@
 //!   prefix recomputed up to a signed checkpoint ([`prune`]). The seal is the one exception: it
 //!   vouches for what was there at the upgrade, which nothing could check.
 //!
-//! What remains possible without the key, by construction (the README says the same): a
+//! What remains possible without the key, by construction (docs/security.md says the same): a
 //! stopped or crashed chain's newest records — after its last checkpoint, or after the last one
 //! left when its final checkpoints are dropped too, at most [`CHECKPOINT_RECORDS`] unsigned —
 //! can be cut or rewritten unnoticed when no later chain's mark and no anchor saw those
