@@ -6,6 +6,7 @@
 use crate::admission::{self, AdmissionState, Decider};
 use crate::audit::recorder::Recorder;
 use crate::cluster::argo_defaults::{ArgoDefaults, Defaults};
+use crate::cluster::owners::Owners;
 use crate::config::Config;
 use crate::directory::Snapshot;
 use crate::freshness::Freshness;
@@ -102,25 +103,110 @@ impl Server {
 
 pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> {
     let started = std::time::Instant::now();
-    let store = crate::store::open(&cfg.store)
-        .await
-        .with_context(|| format!("opening {}", cfg.store.describe()))?;
-    let loaded = store.load().await.context("loading identity state")?;
-    let snapshot = Snapshot::from_loaded(loaded);
-    let metrics = Metrics::new();
-    metrics.directory(&snapshot);
-    tracing::info!(
-        users = snapshot.user_count(),
-        groups = snapshot.group_count(),
-        millis = started.elapsed().as_millis() as u64,
-        "directory loaded"
-    );
-    let directory = Arc::new(ArcSwap::from_pointee(snapshot));
-    let shared = matches!(cfg.store, crate::store::Location::Postgres(_));
-    let freshness = Arc::new(Freshness::new(shared, &cfg.replication));
-    let writer =
-        Writer::<crate::scim::Error>::start(store.clone(), directory.clone(), metrics.clone(), freshness.clone());
+    let state = State::load(&cfg).await?;
+    let dev_token = dev_token(&cfg, &state).await?;
+    let tls = Serving::open(&cfg, &state.metrics)?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    background(&cfg, &state, &tls, &mut tasks, &shutdown_rx);
+    let cluster = Cluster::read(&cfg, &mut tasks, &shutdown_rx).await?;
+    let apps = Apps::build(&cfg, state, cluster, &mut tasks, &shutdown_rx).await?;
+    let dev_ca = tls.dev_ca.clone();
+    let addrs = serve_listeners(&cfg, listeners, tls, apps.routers, &mut tasks, shutdown_rx)?;
+    apps.ready.store(true, Ordering::Release);
 
+    let (admission_addr, scim_addr, ops_addr) = addrs;
+    tracing::info!(%admission_addr, %scim_addr, %ops_addr, millis = started.elapsed().as_millis() as u64, "scimgate serving");
+    if cfg.dev {
+        print_dev_banner(
+            admission_addr,
+            scim_addr,
+            dev_token.as_deref(),
+            dev_ca.as_deref(),
+            &cfg.data_dir,
+        );
+    }
+    Ok(Server {
+        recorder: apps.recorder,
+        admission_addr,
+        scim_addr,
+        ops_addr,
+        dev_token,
+        dev_ca,
+        shutdown,
+        tasks,
+    })
+}
+
+/// What the listeners serve from: the store, the directory loaded from it, the policy, the keys
+/// and the tokens.
+struct State {
+    store: Arc<dyn Store>,
+    directory: Arc<ArcSwap<Snapshot>>,
+    metrics: Metrics,
+    freshness: Arc<Freshness>,
+    writer: Writer<crate::scim::Error>,
+    policy: Arc<ArcSwap<Policy>>,
+    signer: Arc<Signer>,
+    /// The signing key and those retired by a rotation (keys/retired/), which still verify the
+    /// stamps they made.
+    verifier: Verifier,
+    tokens: Tokens,
+}
+
+impl State {
+    async fn load(cfg: &Config) -> anyhow::Result<State> {
+        let started = std::time::Instant::now();
+        let store = crate::store::open(&cfg.store)
+            .await
+            .with_context(|| format!("opening {}", cfg.store.describe()))?;
+        let loaded = store.load().await.context("loading identity state")?;
+        let snapshot = Snapshot::from_loaded(loaded);
+        let metrics = Metrics::new();
+        metrics.directory(&snapshot);
+        tracing::info!(
+            users = snapshot.user_count(),
+            groups = snapshot.group_count(),
+            millis = started.elapsed().as_millis() as u64,
+            "directory loaded"
+        );
+        let directory = Arc::new(ArcSwap::from_pointee(snapshot));
+        let freshness = Arc::new(Freshness::new(shared_store(cfg), &cfg.replication));
+        let writer = Writer::start(store.clone(), directory.clone(), metrics.clone(), freshness.clone());
+        let policy = Arc::new(ArcSwap::from_pointee(load_policy(cfg)?));
+        let signer = Arc::new(Signer::load_or_create(&cfg.signing_key)?);
+        if shared_store(cfg) && cfg.signing_key.starts_with(&cfg.data_dir) {
+            // The API server may send one request's /mutate and /validate to different replicas.
+            tracing::warn!(
+                kid = %signer.kid,
+                "the signing key is in this replica's data dir: replicas sharing a store must share one key \
+                 (set signingKey to a file they all mount), or their stamps fail each other's checks"
+            );
+        }
+        let retired = cfg.signing_key.parent().map(|d| d.join("retired")).unwrap_or_default();
+        let verifier = Verifier::with_retired(&signer, &retired)?;
+        let tokens = Tokens::default();
+        tokens.set(store.tokens().await.context("reading tokens")?);
+        Ok(State {
+            store,
+            directory,
+            metrics,
+            freshness,
+            writer,
+            policy,
+            signer,
+            verifier,
+            tokens,
+        })
+    }
+}
+
+fn shared_store(cfg: &Config) -> bool {
+    matches!(cfg.store, crate::store::Location::Postgres(_))
+}
+
+/// The policy file, or with `--dev` and none the built-in example; its warnings logged.
+fn load_policy(cfg: &Config) -> anyhow::Result<Policy> {
     let policy = match &cfg.policy {
         Some(path) => Policy::load(path)?,
         None => Policy::parse(policy::EXAMPLE, "the built-in example policy")?,
@@ -133,197 +219,251 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         digest = &policy.digest[..12],
         "policy loaded"
     );
-    let policy = Arc::new(ArcSwap::from_pointee(policy));
-    let signer = Arc::new(Signer::load_or_create(&cfg.signing_key)?);
-    if shared && cfg.signing_key.starts_with(&cfg.data_dir) {
-        // The API server may send one request's /mutate and /validate to different replicas.
-        tracing::warn!(
-            kid = %signer.kid,
-            "the signing key is in this replica's data dir: replicas sharing a store must share one key \
-             (set signingKey to a file they all mount), or their stamps fail each other's checks"
-        );
+    Ok(policy)
+}
+
+/// With `--dev`, a fresh SCIM token each start: the previous one's secret isn't stored anywhere
+/// to print. (Earlier dev tokens are revoked — not with a shared store, where the other dev
+/// tokens are other replicas' own.)
+async fn dev_token(cfg: &Config, state: &State) -> anyhow::Result<Option<String>> {
+    if !cfg.dev {
+        return Ok(None);
     }
-
-    let tokens = Tokens::default();
-    tokens.set(store.tokens().await.context("reading tokens")?);
-    let mut dev_token = None;
-    if cfg.dev {
-        // A fresh token each start: the previous one's secret isn't stored anywhere to print.
-        // (Not with a shared store, where the other dev tokens are other replicas' own.)
-        for t in store
-            .tokens()
-            .await?
-            .iter()
-            .filter(|t| !shared && t.name.starts_with("dev-") && t.revoked_at.is_none())
-        {
-            store.revoke_token(&t.id, &crate::model::clock::now()).await?;
-        }
-        let name = format!(
-            "dev-{}-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
-            &uuid::Uuid::new_v4().simple().to_string()[..6]
-        );
-        let (_, secret) = token::create(&*store, &name, Scope::Scim).await?;
-        tokens.set(store.tokens().await?);
-        dev_token = Some(secret);
+    let store = &state.store;
+    for t in store
+        .tokens()
+        .await?
+        .iter()
+        .filter(|t| !shared_store(cfg) && t.name.starts_with("dev-") && t.revoked_at.is_none())
+    {
+        store.revoke_token(&t.id, &crate::model::clock::now()).await?;
     }
-
-    let tls_dir = cfg.data_dir.join("tls");
-    let (cert_files, dev_ca) = match &cfg.tls {
-        Some(files) => (files.clone(), None),
-        None => (tls::dev_certs(&tls_dir, &[])?, Some(tls_dir.join("ca.crt"))),
-    };
-    let certs = tls::Reloading::open(cert_files).context("loading the serving certificate")?;
-    let clients = match &cfg.admission_client_ca {
-        Some(ca) => Some(
-            tls::ClientAuth::open(ca.clone(), cfg.admission_client_names.clone())
-                .context("loading the admission client CA")?,
-        ),
-        None => {
-            // Said once at start, so an operator reading the logs of a production install knows
-            // which guarantee they run without.
-            if !cfg.dev {
-                tracing::warn!(
-                    "caller authentication is off (no --admission-client-ca): anyone who reaches the admission port can ask for a decision and get a stamp; every stamp and decision record says so. The shipped overlays turn it on; see docs/deployment.md, \"Only the API server may ask\""
-                );
-            }
-            None
-        }
-    };
-    let admission_tls = listener::Tls {
-        config: certs.server_config(clients.clone()),
-        name: "admission",
-        metrics: metrics.clone(),
-    };
-    let scim_tls = listener::Tls {
-        config: certs.server_config(None),
-        name: "scim",
-        metrics: metrics.clone(),
-    };
-
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    tasks.spawn(
-        tokens
-            .clone()
-            .refresh(store.clone(), metrics.clone(), shutdown_rx.clone()),
+    let name = format!(
+        "dev-{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
-    tasks.spawn(certs.clone().watch(cfg.cert_reload, shutdown_rx.clone()));
-    if let Some(c) = clients {
-        tasks.spawn(c.watch(cfg.cert_reload, shutdown_rx.clone()));
+    let (_, secret) = token::create(&**store, &name, Scope::Scim).await?;
+    state.tokens.set(store.tokens().await?);
+    Ok(Some(secret))
+}
+
+/// The serving certificate (generated into the data dir with `--dev`) and, when configured, the
+/// CA an admission caller's certificate must chain to; both reloaded while serving.
+struct Serving {
+    certs: Arc<tls::Reloading>,
+    clients: Option<Arc<tls::ClientAuth>>,
+    admission: listener::Tls,
+    scim: listener::Tls,
+    dev_ca: Option<PathBuf>,
+}
+
+impl Serving {
+    fn open(cfg: &Config, metrics: &Metrics) -> anyhow::Result<Serving> {
+        let tls_dir = cfg.data_dir.join("tls");
+        let (cert_files, dev_ca) = match &cfg.tls {
+            Some(files) => (files.clone(), None),
+            None => (tls::dev_certs(&tls_dir, &[])?, Some(tls_dir.join("ca.crt"))),
+        };
+        let certs = tls::Reloading::open(cert_files).context("loading the serving certificate")?;
+        let clients = match &cfg.admission_client_ca {
+            Some(ca) => Some(
+                tls::ClientAuth::open(ca.clone(), cfg.admission_client_names.clone())
+                    .context("loading the admission client CA")?,
+            ),
+            None => {
+                // Said once at start, so an operator reading the logs of a production install
+                // knows which guarantee they run without.
+                if !cfg.dev {
+                    tracing::warn!(
+                        "caller authentication is off (no --admission-client-ca): anyone who reaches the admission port can ask for a decision and get a stamp; every stamp and decision record says so. The shipped overlays turn it on; see docs/deployment.md, \"Only the API server may ask\""
+                    );
+                }
+                None
+            }
+        };
+        let tls = |name, clients| listener::Tls {
+            config: certs.server_config(clients),
+            name,
+            metrics: metrics.clone(),
+        };
+        Ok(Serving {
+            admission: tls("admission", clients.clone()),
+            scim: tls("scim", None),
+            certs,
+            clients,
+            dev_ca,
+        })
+    }
+}
+
+/// The background tasks that keep the state current: token refresh, certificate and policy
+/// reload, following other replicas' writes.
+fn background(cfg: &Config, state: &State, tls: &Serving, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
+    tasks.spawn(
+        state
+            .tokens
+            .clone()
+            .refresh(state.store.clone(), state.metrics.clone(), shutdown.clone()),
+    );
+    tasks.spawn(tls.certs.clone().watch(cfg.cert_reload, shutdown.clone()));
+    if let Some(c) = tls.clients.clone() {
+        tasks.spawn(c.watch(cfg.cert_reload, shutdown.clone()));
     }
     tasks.spawn(crate::follower::follow(
-        store.clone(),
-        writer.clone(),
+        state.store.clone(),
+        state.writer.clone(),
         cfg.replication.clone(),
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
     if let Some(path) = cfg.policy.clone() {
         tasks.spawn(watch_policy(
             path,
-            policy.clone(),
+            state.policy.clone(),
             cfg.policy_reload,
-            metrics.clone(),
-            shutdown_rx.clone(),
+            state.metrics.clone(),
+            shutdown.clone(),
         ));
     }
+}
 
-    // The owners of controller-created runs (CronWorkflows, PipelineRuns), read through the
-    // Kubernetes API into a watch cache.
-    // And Argo's workflowDefaults, which the controller merges under every Workflow.
-    let client = crate::cluster::client(cfg.kubeconfig.as_deref())
-        .await
-        .context("the Kubernetes client")?;
-    let argo_defaults = match (&client, &cfg.argo_controller_config_map) {
-        (Some(client), Some((ns, name))) => {
-            let (defaults, watch) = ArgoDefaults::watch(client.clone(), ns, name, shutdown_rx.clone());
-            tasks.spawn(watch);
-            defaults
-        }
-        _ => ArgoDefaults::fixed(Defaults::NotRead),
-    };
-    let owners = match client {
-        Some(client) => {
-            let (owners, watch) = crate::cluster::owners::Owners::watch(client, shutdown_rx.clone());
-            tasks.spawn(watch);
-            owners
-        }
-        None => {
-            tracing::warn!(
-                "no Kubernetes API access (no in-cluster service account, KUBECONFIG or --kubeconfig): runs a controller \
-                 creates for an owner (a CronWorkflow's Workflows, a PipelineRun's TaskRuns) will be denied, because their \
-                 owner cannot be read"
+/// What scimgate reads from the Kubernetes API, each through a watch: the owners of
+/// controller-created runs (CronWorkflows, PipelineRuns) and Argo's `workflowDefaults`.
+struct Cluster {
+    owners: Owners,
+    argo_defaults: ArgoDefaults,
+}
+
+impl Cluster {
+    async fn read(cfg: &Config, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) -> anyhow::Result<Cluster> {
+        let client = crate::cluster::client(cfg.kubeconfig.as_deref())
+            .await
+            .context("the Kubernetes client")?;
+        let argo_defaults = match (&client, &cfg.argo_controller_config_map) {
+            (Some(client), Some((ns, name))) => {
+                let (defaults, watch) = ArgoDefaults::watch(client.clone(), ns, name, shutdown.clone());
+                tasks.spawn(watch);
+                defaults
+            }
+            _ => ArgoDefaults::fixed(Defaults::NotRead),
+        };
+        let owners = match client {
+            Some(client) => {
+                let (owners, watch) = Owners::watch(client, shutdown.clone());
+                tasks.spawn(watch);
+                owners
+            }
+            None => {
+                tracing::warn!(
+                    "no Kubernetes API access (no in-cluster service account, KUBECONFIG or --kubeconfig): runs a controller \
+                     creates for an owner (a CronWorkflow's Workflows, a PipelineRun's TaskRuns) will be denied, because their \
+                     owner cannot be read"
+                );
+                Owners::unavailable()
+            }
+        };
+        Ok(Cluster { owners, argo_defaults })
+    }
+}
+
+/// The three routers, and what they leave running: the decision recorder (with its chain) and
+/// retention.
+struct Apps {
+    routers: (Router, Router, Router),
+    recorder: tokio::task::JoinHandle<()>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Apps {
+    async fn build(
+        cfg: &Config,
+        state: State,
+        cluster: Cluster,
+        tasks: &mut JoinSet<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Apps> {
+        let jwks = state.verifier.jwks();
+        let audit_api = crate::audit::api::router(crate::audit::api::AuditState {
+            store: state.store.clone(),
+            tokens: state.tokens.clone(),
+        });
+        let scim_state = ScimState {
+            service: Service {
+                writer: state.writer,
+                quirks: cfg.quirks,
+            },
+            tokens: state.tokens,
+            metrics: state.metrics.clone(),
+            public_url: cfg.public_url.clone(),
+            body_limit: cfg.body_limit,
+        };
+        let scim_app = Router::new()
+            .nest(BASE_PATH, routes::router(scim_state))
+            .nest("/api/v1", audit_api)
+            .route(
+                "/.well-known/jwks.json",
+                axum::routing::get(move || async move { axum::Json(jwks) }),
             );
-            crate::cluster::owners::Owners::unavailable()
-        }
-    };
+        let (chain, first_marks) =
+            crate::audit::chain::Chain::start(state.signer.clone(), state.verifier.clone(), &*state.store)
+                .await
+                .context("starting the decision log's chain")?;
+        let (recorder, recorder_task) = Recorder::start(state.store.clone(), state.metrics.clone(), chain, first_marks);
+        tasks.spawn(prune(
+            state.store,
+            Retention {
+                signer: state.signer.clone(),
+                verifier: state.verifier.clone(),
+                metrics: state.metrics.clone(),
+                days: cfg.audit_retention_days,
+            },
+            shutdown.clone(),
+        ));
+        let admission_app = admission::routes::router(AdmissionState {
+            recorder,
+            owners: cluster.owners,
+            decider: Decider {
+                directory: state.directory,
+                policy: state.policy,
+                verifier: state.verifier,
+                signer: state.signer,
+                freshness: state.freshness.clone(),
+                stamp_max_age: cfg.stamp_max_age_seconds,
+                argo_defaults: cluster.argo_defaults,
+            },
+            metrics: state.metrics.clone(),
+        });
+        let ready = Arc::new(AtomicBool::new(false));
+        let ops_app = ops::router(OpsState {
+            freshness: state.freshness,
+            metrics: state.metrics,
+            ready: ready.clone(),
+        });
+        Ok(Apps {
+            routers: (admission_app, scim_app, ops_app),
+            recorder: recorder_task,
+            ready,
+        })
+    }
+}
 
-    let scim_state = ScimState {
-        service: Service {
-            writer,
-            quirks: cfg.quirks,
-        },
-        tokens,
-        metrics: metrics.clone(),
-        public_url: cfg.public_url.clone(),
-        body_limit: cfg.body_limit,
-    };
-    // Keys retired by a rotation (moved to keys/retired/) still verify stamps they made.
-    let retired = cfg.signing_key.parent().map(|d| d.join("retired")).unwrap_or_default();
-    let verifier = Verifier::with_retired(&signer, &retired)?;
-    let jwks = verifier.jwks();
-    let audit_api = crate::audit::api::router(crate::audit::api::AuditState {
-        store: store.clone(),
-        tokens: scim_state.tokens.clone(),
-    });
-    let scim_app = Router::new()
-        .nest(BASE_PATH, routes::router(scim_state))
-        .nest("/api/v1", audit_api)
-        .route(
-            "/.well-known/jwks.json",
-            axum::routing::get(move || async move { axum::Json(jwks) }),
-        );
-    let (chain, first_marks) = crate::audit::chain::Chain::start(signer.clone(), verifier.clone(), &*store)
-        .await
-        .context("starting the decision log's chain")?;
-    let (recorder, recorder_task) = Recorder::start(store.clone(), metrics.clone(), chain, first_marks);
-    tasks.spawn(prune(
-        store.clone(),
-        Retention {
-            signer: signer.clone(),
-            verifier: verifier.clone(),
-            metrics: metrics.clone(),
-            days: cfg.audit_retention_days,
-        },
-        shutdown_rx.clone(),
-    ));
-    let admission_app = admission::routes::router(AdmissionState {
-        recorder,
-        owners,
-        decider: Decider {
-            directory,
-            policy,
-            verifier,
-            signer,
-            freshness: freshness.clone(),
-            stamp_max_age: cfg.stamp_max_age_seconds,
-            argo_defaults,
-        },
-        metrics: metrics.clone(),
-    });
-    let ready = Arc::new(AtomicBool::new(false));
-    let ops_app = ops::router(OpsState {
-        freshness,
-        metrics,
-        ready: ready.clone(),
-    });
-
-    let admission_addr = listeners.admission.local_addr()?;
-    let scim_addr = listeners.scim.local_addr()?;
-    let ops_addr = listeners.ops.local_addr()?;
+/// Serve the routers on the bound listeners, each with its connection cap (the operations
+/// listener's smaller: probes and scrapes need few, and a flood of them must not eat the
+/// descriptors the webhooks need). Returns the addresses served.
+fn serve_listeners(
+    cfg: &Config,
+    listeners: Listeners,
+    tls: Serving,
+    (admission_app, scim_app, ops_app): (Router, Router, Router),
+    tasks: &mut JoinSet<()>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, SocketAddr, SocketAddr)> {
+    let addrs = (
+        listeners.admission.local_addr()?,
+        listeners.scim.local_addr()?,
+        listeners.ops.local_addr()?,
+    );
     let limits = cfg.connections;
-    // Probes and scrapes need few connections; the cap keeps a flood of them from eating the
-    // descriptors the webhooks need.
     let ops_limits = listener::Limits {
         max_connections: limits.max_connections.min(OPS_MAX_CONNECTIONS),
         ..limits
@@ -339,49 +479,11 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
             );
         }
     }
-    tasks.spawn(listener::serve_with(
-        listeners.admission,
-        Some(admission_tls),
-        admission_app,
-        limits,
-        shutdown_rx.clone(),
-    ));
-    tasks.spawn(listener::serve_with(
-        listeners.scim,
-        Some(scim_tls),
-        scim_app,
-        limits,
-        shutdown_rx.clone(),
-    ));
-    tasks.spawn(listener::serve_with(
-        listeners.ops,
-        None,
-        ops_app,
-        ops_limits,
-        shutdown_rx,
-    ));
-    ready.store(true, Ordering::Release);
-
-    tracing::info!(%admission_addr, %scim_addr, %ops_addr, millis = started.elapsed().as_millis() as u64, "scimgate serving");
-    if cfg.dev {
-        print_dev_banner(
-            admission_addr,
-            scim_addr,
-            dev_token.as_deref(),
-            dev_ca.as_deref(),
-            &cfg.data_dir,
-        );
-    }
-    Ok(Server {
-        recorder: recorder_task,
-        admission_addr,
-        scim_addr,
-        ops_addr,
-        dev_token,
-        dev_ca,
-        shutdown,
-        tasks,
-    })
+    let serve = |l, tls, app, limits| listener::serve_with(l, tls, app, limits, shutdown.clone());
+    tasks.spawn(serve(listeners.admission, Some(tls.admission), admission_app, limits));
+    tasks.spawn(serve(listeners.scim, Some(tls.scim), scim_app, limits));
+    tasks.spawn(serve(listeners.ops, None, ops_app, ops_limits));
+    Ok(addrs)
 }
 
 fn print_dev_banner(admission: SocketAddr, scim: SocketAddr, token: Option<&str>, ca: Option<&Path>, data_dir: &Path) {
