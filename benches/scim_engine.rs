@@ -98,9 +98,9 @@ fn stamps(c: &mut Criterion) {
         "action": "submit", "kind": "Workflow", "namespace": "ml-team", "objectName": "train-", "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
         "policy": "9f2c", "stamp": {"scimgate.io/submitted-by": "alice@example.com", "scimgate.io/submitted-at": "2026-11-22T23:00:00.000Z"}});
     c.bench_function("stamp: sign attestation (Ed25519 JWS)", |b| {
-        b.iter(|| signer.sign(black_box(&claims)))
+        b.iter(|| signer.sign(black_box(claims.clone())))
     });
-    let jws = signer.sign(&claims);
+    let jws = signer.sign(claims.clone());
     let verifier = scimgate::stamp::Verifier::from_signer(&signer);
     c.bench_function("stamp: verify attestation", |b| {
         b.iter(|| verifier.verify(black_box(&jws)))

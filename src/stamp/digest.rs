@@ -20,7 +20,26 @@ pub fn of(parts: &[(Option<&Value>, &[&str])]) -> String {
             None => h.update(b"-"),
         }
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in h.finalize() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// The hasher as a byte sink, so serde_json writes scalars and keys straight into it.
+struct Sink<'a>(&'a mut Sha256);
+
+impl std::io::Write for Sink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn canonical(v: &Value, skip: &[&str], h: &mut Sha256) {
@@ -33,7 +52,8 @@ fn canonical(v: &Value, skip: &[&str], h: &mut Sha256) {
                 if i > 0 {
                     h.update(b",");
                 }
-                scalar(&Value::String(k.clone()), h);
+                // The key as a JSON string, as `scalar` would write it, without a copy.
+                let _ = serde_json::to_writer(Sink(h), k.as_str());
                 h.update(b":");
                 if let Some(x) = m.get(k) {
                     canonical(x, &[], h);
@@ -56,10 +76,8 @@ fn canonical(v: &Value, skip: &[&str], h: &mut Sha256) {
 }
 
 fn scalar(v: &Value, h: &mut Sha256) {
-    // serde_json writes a scalar infallibly into a Vec; the hasher takes the bytes.
-    if let Ok(bytes) = serde_json::to_vec(v) {
-        h.update(&bytes);
-    }
+    // serde_json writes a scalar infallibly; the sink never fails.
+    let _ = serde_json::to_writer(Sink(h), v);
 }
 
 #[cfg(test)]
@@ -73,6 +91,12 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"a": null, "b": [1, {"x": "é", "y": 2}]}"#).expect("json");
         let one = |v: &Value| of(&[(Some(v), &[])]);
         assert_eq!(one(&a), one(&b));
+        // The canonical form is serde_json's compact text of sorted keys, behind `+`: stamps
+        // already in clusters carry digests of it (sha256 of `+{"a":null,"b":[1,{"x":"é","y":2}]}`).
+        assert_eq!(
+            one(&a),
+            "2e0f619370af77dbdaf6a4e23f856a644a4f3171c47600c92d9dfe49080c2eca"
+        );
         assert_ne!(one(&a), one(&json!({"a": null, "b": [1, {"x": "e", "y": 2}]})));
         assert_ne!(one(&json!([1, 2])), one(&json!([2, 1])));
         assert_ne!(of(&[(Some(&a), &[]), (None, &[])]), of(&[(None, &[]), (Some(&a), &[])]));

@@ -137,14 +137,14 @@ impl Signer {
         self.key.verifying_key().as_bytes().to_vec()
     }
 
-    /// Compact JWS over `claims`.
-    pub fn sign(&self, claims: &Value) -> String {
+    /// Compact JWS over `claims` (kept, not copied, for the recent-stamp cache).
+    pub fn sign(&self, claims: Value) -> String {
         use ed25519_dalek::Signer as _;
         let input = format!("{}.{}", self.header, B64.encode(claims.to_string()));
         let sig = B64.encode(self.key.sign(input.as_bytes()).to_bytes());
         let jws = format!("{input}.{sig}");
         if let Ok(mut r) = self.recent.lock() {
-            r.remember(input, sig, claims.clone());
+            r.remember(input, sig, claims);
         }
         jws
     }
@@ -319,7 +319,7 @@ mod tests {
     fn sign_verify_and_tamper() {
         let (s, _) = Signer::generate().expect("key");
         let v = Verifier::from_signer(&s);
-        let jws = s.sign(&json!({"sub": "u1", "uid": "req-1"}));
+        let jws = s.sign(json!({"sub": "u1", "uid": "req-1"}));
         assert_eq!(v.verify(&jws).expect("verify")["sub"], "u1");
         // Verified for real, not from the signer's memory of what it signed.
         let fresh = Verifier {
@@ -355,7 +355,7 @@ mod tests {
             "also without the signer's memory"
         );
         let (other, _) = Signer::generate().expect("key");
-        assert!(v.verify(&other.sign(&json!({}))).is_err(), "unknown key fails");
+        assert!(v.verify(&other.sign(json!({}))).is_err(), "unknown key fails");
         assert_eq!(s.jwks()["keys"][0]["kid"], s.kid.as_str());
     }
 
@@ -378,7 +378,7 @@ mod rotation_tests {
         let dir = tempfile::tempdir().expect("dir");
         let key = dir.path().join("signing.key");
         let old = Signer::load_or_create(&key).expect("old");
-        let old_stamp = old.sign(&json!({"sub": "u1"}));
+        let old_stamp = old.sign(json!({"sub": "u1"}));
         // Rotate: retire the key file, start with a fresh one.
         std::fs::create_dir_all(dir.path().join("retired")).expect("mkdir");
         std::fs::rename(&key, dir.path().join("retired").join(format!("{}.key", old.kid))).expect("retire");

@@ -85,13 +85,13 @@ pub fn make(signer: &Signer, obj: &Value, old: Option<&Value>, stamps: &[NewStam
     let mut sids = Vec::new();
     for s in stamps {
         let Some(entry) = Entry::of(s.action) else { continue };
-        let (c, labels) = claims(entry, s);
+        let (mut c, labels) = claims(entry, s);
+        let claims_json = serde_json::to_value(&c).unwrap_or(Value::Null);
         // An earlier stamp of the same action is replaced whole: none of its keys outlives it.
         want_ann.retain(|k, _| !entry.owns(k));
-        want_ann.extend(c.stamp.clone());
+        want_ann.extend(std::mem::take(&mut c.stamp));
         want_labels.extend(labels);
-        let claims_json = serde_json::to_value(&c).unwrap_or(Value::Null);
-        want_ann.insert(entry.attestation_key(), json!(signer.sign(&claims_json)));
+        want_ann.insert(entry.attestation_key(), json!(signer.sign(claims_json)));
         sids.push((s.action, c.sid));
     }
     let mut ops = patch::patch_map(obj, "annotations", &want_ann);

@@ -698,7 +698,7 @@ fn first_version_mark(signer: &Signer, replica: &str, seq: i64, kind: &str, hash
         kind: kind.into(),
         hash: hash.into(),
         at: at.into(),
-        signature: signer.sign(&serde_json::json!({
+        signature: signer.sign(serde_json::json!({
             "log": "scimgate-decision-log", "replica": replica, "seq": seq, "kind": kind, "hash": hash, "at": at,
         })),
     }

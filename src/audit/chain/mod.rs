@@ -162,7 +162,7 @@ pub struct MarkDetail {
 /// A mark signed with the stamp key, over its place, its time and `detail`.
 fn mark(signer: &Signer, replica: &str, seq: i64, kind: &str, hash: &str, detail: &MarkDetail) -> ChainMark {
     let at = crate::model::clock::now();
-    let signature = signer.sign(&json!({
+    let signature = signer.sign(json!({
         "log": LOG,
         "replica": replica,
         "seq": seq,
