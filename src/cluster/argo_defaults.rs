@@ -51,6 +51,10 @@ impl ArgoDefaults {
     /// Wait (at most `limit`) for the first answer after start, so the first runs are not
     /// judged before the defaults could be read.
     pub async fn settled(&self, limit: std::time::Duration) {
+        // Every Workflow asks: once settled (from then on), no timer and no receiver to clone.
+        if *self.settled.borrow() {
+            return;
+        }
         let mut rx = self.settled.clone();
         let _ = tokio::time::timeout(limit, rx.wait_for(|s| *s)).await;
     }
