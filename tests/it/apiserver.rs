@@ -254,11 +254,11 @@ pub struct ApiServer {
     resources: Vec<Resource>,
     storage: Arc<Mutex<Storage>>,
     /// Every AdmissionReview sent, by webhook name, when `record` is set.
-    record: bool,
+    pub record: bool,
     pub sent: Mutex<Vec<(String, Value)>>,
 }
 
-fn corpus() -> std::path::PathBuf {
+pub fn corpus() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
 }
 

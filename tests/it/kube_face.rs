@@ -38,7 +38,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -62,6 +62,9 @@ struct Counters {
     /// The highest resource version a LIST or a watch stream has sent (a reflector may get an
     /// object from its initial LIST or from the watch after it, whichever comes first).
     watched: AtomicU64,
+    /// Watches deliver nothing more (a watch cache lagging behind the store, for as long as a
+    /// benchmark needs); GET and LIST still serve the store.
+    held: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -97,6 +100,11 @@ impl KubeFace {
     /// The highest resource version sent by a LIST or on a watch.
     pub fn watched(&self) -> u64 {
         self.counters.watched.load(Ordering::SeqCst)
+    }
+
+    /// From now on, open and new watches send no further events.
+    pub fn hold_watches(&self) {
+        self.counters.held.store(true, Ordering::SeqCst);
     }
 
     /// A kubeconfig pointing at this face, as `scimgate serve --kubeconfig` reads it.
@@ -424,7 +432,7 @@ fn watch(
             }
             // Mark what is seen before reading, so a change made after the read wakes us.
             w.changed.borrow_and_update();
-            {
+            if !w.counters.held.load(Ordering::SeqCst) {
                 let s = w.storage.lock().expect("storage");
                 let start = s.history.partition_point(|c| c.resource_version <= w.after);
                 for c in &s.history[start..] {

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Admission of a run a controller creates (issue 18 §3): the Argo controller's spawn of alice's
+# CronWorkflow, whose submitter scimgate finds through the owner reference — from its watch cache
+# of CronWorkflows (a hit), or with one GET to the API server when the cache has not seen that
+# owner yet (a miss). The API server and its HTTP face are the test suite's emulator
+# (tests/it/owner_bench.rs, run by this script in a debug build: a miss's GET is served by it, so
+# the miss figure includes the emulator's answer, as on a cluster it includes kube-apiserver's).
+# Same setup as bench/admission.sh otherwise: 10k users and 1k groups, alice in ml-engineers
+# through a nested group, HTTP/2 over TLS, ratios from ../shared/bench/compare.sh in one run.
+# Not a test: prints figures.
+#
+#   bash bench/owner_lookup.sh            # HOOKS="mutate validate" MODES="hit miss" by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=$(cd ../shared && pwd)
+HOOKS=${HOOKS:-mutate validate}
+MODES=${MODES:-hit miss}
+command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
+cargo build --quiet --release --bin scimgate --example scim_load
+cargo test --quiet --no-run --test it 2>/dev/null
+work=$(mktemp -d)
+pid= face=
+trap '[[ -n $pid ]] && kill $pid 2>/dev/null; [[ -n $face ]] && touch "$work/stop"; sleep 1; rm -rf "$work"' EXIT
+# The emulator binds its face and writes the kubeconfig scimgate reads owners through.
+SCIMGATE_BENCH_OUT="$work" cargo test --quiet --test it -- --ignored --exact owner_bench::owner_lookup_bodies \
+  >"$work/face.log" 2>&1 &
+face=$!
+for _ in $(seq 600); do [[ -s $work/kubeconfig ]] && break; sleep 0.1; done
+echo "stampMaxAgeSeconds: 86400" >"$work/config.yaml"
+./target/release/scimgate serve --dev --data-dir "$work/d" --policy bench/admission-policy.yaml \
+  --config "$work/config.yaml" --kubeconfig "$work/kubeconfig" \
+  --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 600); do grep -q '^sgt_' "$work/out" 2>/dev/null && break; sleep 0.05; done
+scim=$(sed -n 's/^ *SCIM URL: *//p' "$work/out" | sed 's/127.0.0.1/localhost/')
+adm=$(sed -n 's/^ *admission: *\(https:[^ ]*\)\/validate.*/\1/p' "$work/out")
+token=$(grep '^sgt_' "$work/out" | tail -1)
+ca="$work/d/tls/ca.crt"
+./target/release/examples/scim_load "$scim" "$token" "$ca" seed-users 0 10000 8
+./target/release/examples/scim_load "$scim" "$token" "$ca" seed-groups 1000 20 10000 8
+auth=(-H "Authorization: Bearer $token" -H 'content-type: application/scim+json' --cacert "$ca" -s)
+alice=$(curl "${auth[@]}" "$scim/Users" -d '{"userName":"alice@example.com"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+team=$(curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-team-a\",\"members\":[{\"value\":\"$alice\"}]}" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-engineers\",\"members\":[{\"value\":\"$team\"}]}" >/dev/null
+cp "$ca" "$work/ca"
+echo "${adm/127.0.0.1/localhost}" >"$work/admission"
+for _ in $(seq 1200); do [[ -e $work/ready ]] && break; kill -0 $face 2>/dev/null || break; sleep 0.1; done
+[[ -e $work/ready ]] || { cat "$work/face.log" >&2; echo "the emulator did not get the bodies" >&2; exit 1; }
+for mode in $MODES; do
+  for hook in $HOOKS; do
+    curl -sk -X POST --data @"$work/$mode-$hook.json" "$adm/$hook" | grep -q '"allowed":true' \
+      || { echo "the $mode $hook request is not allowed: check the setup" >&2; exit 1; }
+    before=$(cat "$work/gets")
+    floor=patch; [[ $hook == mutate ]] && floor=sign
+    echo "== /$hook, owner cache $mode, vs the $floor floor"
+    FLOOR=$floor bash "$shared/bench/compare.sh" "$adm/$hook" "$work/$mode-$hook.json"
+    sleep 0.5
+    echo "GETs of owners during the run: $(( $(cat "$work/gets") - before ))"
+  done
+done
