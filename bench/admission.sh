@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD
 shared=$(cd ../shared && pwd)
+source bench/seed.sh
 SOAK_SECONDS=${SOAK_SECONDS:-300}
 COMPARE=${COMPARE:-1}
 command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
@@ -34,12 +35,7 @@ start() {
 }
 start
 ca="$work/d/tls/ca.crt"
-./target/release/examples/scim_load "$scim" "$token" "$ca" seed-users 0 10000 8
-./target/release/examples/scim_load "$scim" "$token" "$ca" seed-groups 1000 20 10000 8
-auth=(-H "Authorization: Bearer $token" -H 'content-type: application/scim+json' --cacert "$ca" -s)
-alice=$(curl "${auth[@]}" "$scim/Users" -d '{"userName":"alice@example.com"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
-team=$(curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-team-a\",\"members\":[{\"value\":\"$alice\"}]}" | sed 's/.*"id":"\([^"]*\)".*/\1/')
-curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-engineers\",\"members\":[{\"value\":\"$team\"}]}" >/dev/null
+seed_directory "$scim" "$token" "$ca"
 SCIMGATE_BENCH_ADMISSION=${adm/127.0.0.1/localhost} SCIMGATE_BENCH_CA="$ca" SCIMGATE_BENCH_OUT="$work" \
   cargo test --quiet --test it -- --ignored --exact apiserver::bench_bodies >/dev/null
 kill "$pid"; wait "$pid" 2>/dev/null || true

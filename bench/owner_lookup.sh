@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=$(cd ../shared && pwd)
+source bench/seed.sh
 HOOKS=${HOOKS:-mutate validate}
 MODES=${MODES:-hit miss}
 command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
@@ -36,12 +37,7 @@ scim=$(sed -n 's/^ *SCIM URL: *//p' "$work/out" | sed 's/127.0.0.1/localhost/')
 adm=$(sed -n 's/^ *admission: *\(https:[^ ]*\)\/validate.*/\1/p' "$work/out")
 token=$(grep '^sgt_' "$work/out" | tail -1)
 ca="$work/d/tls/ca.crt"
-./target/release/examples/scim_load "$scim" "$token" "$ca" seed-users 0 10000 8
-./target/release/examples/scim_load "$scim" "$token" "$ca" seed-groups 1000 20 10000 8
-auth=(-H "Authorization: Bearer $token" -H 'content-type: application/scim+json' --cacert "$ca" -s)
-alice=$(curl "${auth[@]}" "$scim/Users" -d '{"userName":"alice@example.com"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
-team=$(curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-team-a\",\"members\":[{\"value\":\"$alice\"}]}" | sed 's/.*"id":"\([^"]*\)".*/\1/')
-curl "${auth[@]}" "$scim/Groups" -d "{\"displayName\":\"ml-engineers\",\"members\":[{\"value\":\"$team\"}]}" >/dev/null
+seed_directory "$scim" "$token" "$ca"
 cp "$ca" "$work/ca"
 echo "${adm/127.0.0.1/localhost}" >"$work/admission"
 for _ in $(seq 1200); do [[ -e $work/ready ]] && break; kill -0 $face 2>/dev/null || break; sleep 0.1; done
