@@ -332,6 +332,8 @@ fn background(cfg: &Config, state: &State, tls: &Serving, tasks: &mut JoinSet<()
 struct Cluster {
     owners: Owners,
     argo_defaults: ArgoDefaults,
+    /// For the offboarding sweep; `None` without API access.
+    client: Option<kube::Client>,
 }
 
 impl Cluster {
@@ -347,7 +349,7 @@ impl Cluster {
             }
             _ => ArgoDefaults::fixed(Defaults::NotRead),
         };
-        let owners = match client {
+        let owners = match client.clone() {
             Some(client) => {
                 let (owners, watch) = Owners::watch(client, shutdown.clone());
                 tasks.spawn(watch);
@@ -362,7 +364,11 @@ impl Cluster {
                 Owners::unavailable()
             }
         };
-        Ok(Cluster { owners, argo_defaults })
+        Ok(Cluster {
+            owners,
+            argo_defaults,
+            client,
+        })
     }
 }
 
@@ -409,6 +415,15 @@ impl Apps {
                 .await
                 .context("starting the decision log's chain")?;
         let (recorder, recorder_task) = Recorder::start(state.store.clone(), state.metrics.clone(), chain, first_marks);
+        let sweeper = |client| crate::offboarding::sweep::Sweeper {
+            client,
+            verifier: state.verifier.clone(),
+            directory: state.directory.clone(),
+            store: state.store.clone(),
+            recorder: recorder.clone(),
+            options: cfg.offboarding,
+        };
+        offboard(cfg, cluster.client.clone().map(sweeper), tasks, shutdown);
         tasks.spawn(prune(
             state.store,
             Retention {
@@ -445,6 +460,28 @@ impl Apps {
             ready,
         })
     }
+}
+
+/// The offboarding sweep, unless it is off or there is no Kubernetes API to sweep (said once).
+fn offboard(
+    cfg: &Config,
+    sweeper: Option<crate::offboarding::sweep::Sweeper>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let mode = cfg.offboarding.mode;
+    if mode == crate::offboarding::Mode::Off {
+        return;
+    }
+    let Some(sweeper) = sweeper else {
+        tracing::warn!(
+            "offboarding.mode is {} but there is no Kubernetes API access: what departed people left running is not swept",
+            mode.as_str()
+        );
+        return;
+    };
+    tracing::info!(mode = mode.as_str(), "offboarding: sweeping what departed people left");
+    tasks.spawn(sweeper.run(shutdown.clone()));
 }
 
 /// Serve the routers on the bound listeners, each with its connection cap (the operations

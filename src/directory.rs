@@ -385,6 +385,16 @@ impl Snapshot {
 
     // ------------------------------------------------------------ reads
 
+    /// Every user, by id.
+    pub fn users(&self) -> impl Iterator<Item = (&Id, &Arc<User>)> {
+        self.users.iter()
+    }
+
+    /// Every deleted user whose userName no one has taken since.
+    pub fn tombstones(&self) -> impl Iterator<Item = &Arc<Tombstone>> {
+        self.tombstones.values()
+    }
+
     pub fn user(&self, id: &str) -> Option<&Arc<User>> {
         self.users.get(id)
     }

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod listener;
 pub mod metrics;
 pub mod model;
+pub mod offboarding;
 pub mod ops;
 pub mod policy;
 pub mod scim;

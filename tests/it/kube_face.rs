@@ -23,7 +23,11 @@
 //!   stream ends after `timeoutSeconds` (handleWatch), and the client watches again from the last
 //!   resource version it saw — what kube-rs's `watcher` does (kube-runtime `watcher.rs`).
 //!
-//! Left out: label and field selectors (refused with 400 rather than ignored), pagination (the
+//! Label selectors of equality and existence terms (apimachinery pkg/labels/selector.go), on LIST
+//! and WATCH; an object whose labels stop matching is not reported as DELETED to a watch, as
+//! upstream's filtered watch does. POST of Events, kept apart from the store.
+//!
+//! Left out: other label and field selectors (refused with 400 rather than ignored), pagination (the
 //! stores here are far smaller than a page; a list longer than `limit` is refused rather than cut
 //! without a `continue`), periodic bookmarks (optional upstream), version conversion (objects are
 //! served as stored, with the requested `apiVersion`), authentication and RBAC.
@@ -62,6 +66,9 @@ struct Counters {
     /// The highest resource version a LIST or a watch stream has sent (a reflector may get an
     /// object from its initial LIST or from the watch after it, whichever comes first).
     watched: AtomicU64,
+    /// Events posted (`core/v1`), in order: the face keeps them apart from the emulator's store,
+    /// as no webhook of ours sees them.
+    events: Mutex<Vec<Value>>,
     /// Watches deliver nothing more (a watch cache lagging behind the store, for as long as a
     /// benchmark needs); GET and LIST still serve the store.
     held: AtomicBool,
@@ -102,6 +109,11 @@ impl KubeFace {
         self.counters.watched.load(Ordering::SeqCst)
     }
 
+    /// The Events posted so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.counters.events.lock().expect("events").clone()
+    }
+
     /// From now on, open and new watches send no further events.
     pub fn hold_watches(&self) {
         self.counters.held.store(true, Ordering::SeqCst);
@@ -132,7 +144,7 @@ impl KubeFace {
             .route("/api/{version}/{plural}", get(core_collection))
             .route(
                 "/api/{version}/namespaces/{ns}/{plural}",
-                get(core_namespaced_collection),
+                get(core_namespaced_collection).post(post_event),
             )
             .route("/api/{version}/namespaces/{ns}/{plural}/{name}", get(core_one))
             .route("/apis/{group}/{version}/{plural}/{name}", get(cluster_one))
@@ -144,6 +156,47 @@ impl KubeFace {
             let _ = axum::serve(listener, app).await;
         }));
     }
+}
+
+/// `POST /api/v1/namespaces/{ns}/events`: kept, named as posted; a second Event of the same
+/// name is refused with `AlreadyExists` (409), as the API server refuses any create of an
+/// existing name (apiserver pkg/registry/generic/registry/store.go `Create`).
+async fn post_event(
+    State(Face { counters, .. }): State<Face>,
+    Path((_version, ns, plural)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    if plural != "events" {
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("the emulator's face creates only events, not {plural}"),
+        );
+    }
+    let Ok(mut event) = serde_json::from_slice::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+    };
+    let name = event["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let mut events = counters.events.lock().expect("events");
+    if name.is_empty()
+        || events
+            .iter()
+            .any(|e| e["metadata"]["name"] == name.as_str() && e["metadata"]["namespace"] == ns.as_str())
+    {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("events \"{name}\" already exists"),
+        );
+    }
+    event["metadata"]["namespace"] = json!(ns);
+    events.push(event.clone());
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        event.to_string(),
+    )
+        .into_response()
 }
 
 /// A `metav1.Status` failure.
@@ -246,6 +299,24 @@ struct Scope {
     namespace: Option<String>,
     /// `fieldSelector=metadata.name=…`.
     name: Option<String>,
+    /// `labelSelector` terms: a key and the value it must have, or `None` for "has the key".
+    labels: Vec<(String, Option<String>)>,
+}
+
+/// The equality and existence terms of a label selector (apimachinery pkg/labels/selector.go
+/// `Parse`: comma-separated; `k=v` and `k==v` equality, a bare `k` existence). `!=`, `!k` and set
+/// terms (`in`, `notin`) are left out: the term is returned, and refused.
+fn label_selector(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    let mut terms = Vec::new();
+    for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let valid = |k: &str| !k.is_empty() && !k.contains(['!', ' ', '(', ')']);
+        match term.split_once("==").or_else(|| term.split_once('=')) {
+            Some((k, v)) if valid(k) => terms.push((k.to_string(), Some(v.to_string()))),
+            None if valid(term) => terms.push((term.to_string(), None)),
+            _ => return Err(term.to_string()),
+        }
+    }
+    Ok(terms)
 }
 
 impl Scope {
@@ -256,10 +327,25 @@ impl Scope {
             && self.name.as_ref().is_none_or(|n| *n == k.3)
     }
 
+    /// Whether `obj`'s labels satisfy the selector.
+    fn selects(&self, obj: &Value) -> bool {
+        let labels = &obj["metadata"]["labels"];
+        self.labels.iter().all(|(k, v)| match (labels.get(k), v) {
+            (Some(have), Some(want)) => have.as_str() == Some(want.as_str()),
+            (have, None) => have.is_some(),
+            (None, Some(_)) => false,
+        })
+    }
+
     /// The current objects in scope, ordered by namespace and name, and the store's resource
     /// version.
     fn current(&self, s: &Storage) -> (Vec<Value>, u64) {
-        let mut keys: Vec<&Key> = s.objects.keys().filter(|k| self.holds(k)).collect();
+        let mut keys: Vec<&Key> = s
+            .objects
+            .iter()
+            .filter(|(k, o)| self.holds(k) && self.selects(o))
+            .map(|(k, _)| k)
+            .collect();
         keys.sort();
         let items = keys
             .into_iter()
@@ -292,13 +378,16 @@ fn list_or_watch(
             format!("{plural}.{group} is not namespaced"),
         );
     }
-    if q.get("labelSelector").is_some_and(|v| !v.is_empty()) {
-        return status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "the emulator does not evaluate labelSelector".into(),
-        );
-    }
+    let labels = match q.get("labelSelector").map(|v| label_selector(v)).transpose() {
+        Ok(l) => l.unwrap_or_default(),
+        Err(term) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the emulator does not evaluate the label selector term {term:?}"),
+            )
+        }
+    };
     // Every resource's field selectors include `metadata.name` and `metadata.namespace`
     // (apiserver pkg/registry/generic/matcher.go `ObjectMetaFieldsSet`); `=` and `==` are
     // equality (apimachinery pkg/fields/selector.go). Inequality is left out, refused.
@@ -331,6 +420,7 @@ fn list_or_watch(
         plural,
         namespace,
         name,
+        labels,
     };
     let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
     if flag("watch") {
@@ -436,7 +526,7 @@ fn watch(
                 let s = w.storage.lock().expect("storage");
                 let start = s.history.partition_point(|c| c.resource_version <= w.after);
                 for c in &s.history[start..] {
-                    if w.scope.holds(&c.key) {
+                    if w.scope.holds(&c.key) && w.scope.selects(&c.object) {
                         let object = served_as(c.object.clone(), &w.scope.group, &w.scope.version);
                         w.pending.push_back(json!({"type": c.kind, "object": object}));
                     }

@@ -26,6 +26,7 @@ mod labels;
 mod lifecycle;
 mod lookalike;
 mod manifests;
+mod offboarding;
 mod owner_bench;
 mod production;
 mod readme;

@@ -353,7 +353,7 @@ pub struct World {
     pub bob: String,
     pub api: ApiServer,
     /// Serves the API server's objects to the scimgate under test; kept alive with the World.
-    _kube: KubeFace,
+    pub kube: KubeFace,
 }
 
 impl World {
@@ -395,7 +395,7 @@ impl World {
             alice,
             bob,
             api,
-            _kube: kube,
+            kube,
         }
     }
 

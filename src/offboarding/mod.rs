@@ -1,0 +1,125 @@
+//! Offboarding: what a person left behind when SCIM deactivates or deletes them. Admission
+//! already refuses their next request; this finds the live objects their verified submit stamp
+//! names (label `scimgate.io/submitted-by-id`, one LIST per kind, every namespace), decides per
+//! object what the configuration asks for (`plan`), and says so: a decision record per object
+//! (hook `offboarding`, action `offboard`, in the same chained log as admission's, so
+//! `audit query --user` and `audit offboarding` read it) and a Kubernetes Event on the object
+//! (reason `Offboarded`).
+//!
+//! Built so far: the `report` mode (nothing in the cluster is changed). `act` is accepted by the
+//! configuration and refused at start until the webhooks recognise scimgate's own attested
+//! writes.
+//!
+//! Must not: act on an object whose stamp does not verify (a label is only a hint anyone who can
+//! write the object could have set), or on a person the directory does not know as departed (an
+//! id it has never seen is not a leaver: a fresh or restored directory must not sweep the
+//! cluster).
+
+pub mod plan;
+pub mod sweep;
+
+use crate::directory::Snapshot;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `offboarding:` in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Options {
+    pub mode: Mode,
+    pub cron_workflows: CronWorkflows,
+    pub pending_runs: PendingRuns,
+    pub running_runs: RunningRuns,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            mode: Mode::Report,
+            cron_workflows: CronWorkflows::Suspend,
+            pending_runs: PendingRuns::Cancel,
+            running_runs: RunningRuns::Keep,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// No sweep.
+    Off,
+    /// Find, record and announce what would be done; change nothing.
+    Report,
+    /// Do it.
+    Act,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Report => "report",
+            Mode::Act => "act",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CronWorkflows {
+    Suspend,
+    Keep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PendingRuns {
+    Cancel,
+    Keep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunningRuns {
+    Keep,
+    Cancel,
+}
+
+/// Why a person counts as gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub user_name: String,
+    /// `deactivated` or `deleted`.
+    pub cause: &'static str,
+    /// When it was deleted (RFC 3339); a deactivation's time is the SCIM record's
+    /// `meta.lastModified`, when it has one.
+    pub at: Option<String>,
+}
+
+/// Everyone the directory knows as departed, by SCIM id: users with `active: false`, and deleted
+/// users (their tombstones) whose userName no one has taken since.
+pub fn departed(snapshot: &Snapshot) -> BTreeMap<String, Departure> {
+    let mut out = BTreeMap::new();
+    for (id, user) in snapshot.users() {
+        if !user.active {
+            let body: serde_json::Value = serde_json::from_str(&user.record.body).unwrap_or_default();
+            let at = body["meta"]["lastModified"].as_str().map(str::to_string);
+            out.insert(
+                id.to_string(),
+                Departure {
+                    user_name: user.user_name.to_string(),
+                    cause: "deactivated",
+                    at,
+                },
+            );
+        }
+    }
+    for t in snapshot.tombstones() {
+        out.entry(t.id.to_string()).or_insert_with(|| Departure {
+            user_name: t.unique_key.to_string(),
+            cause: "deleted",
+            at: Some(t.deleted_at.clone()),
+        });
+    }
+    out
+}

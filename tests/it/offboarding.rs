@@ -1,0 +1,135 @@
+//! Offboarding through the emulator (issue 19): when SCIM deactivates a person, scimgate lists
+//! what their verified stamp names through the API server's HTTP face, and records and announces
+//! what it would do. Only the `report` mode is built: nothing in the cluster changes.
+
+use crate::actors::{argo_controller, kubectl, tekton_controller};
+use crate::support::{allowed, ops, World};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn cron(name: &str) -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": name, "namespace": "team-a"},
+        "spec": {"schedule": "0 1 * * *", "workflowSpec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}}})
+}
+
+fn workflow(name: &str) -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name, "namespace": "team-a"},
+        "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}})
+}
+
+fn pending_pipeline_run(name: &str) -> Value {
+    json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": name, "namespace": "team-a"},
+        "spec": {"pipelineRef": {"name": "deploy"}, "status": "PipelineRunPending"}})
+}
+
+async fn deactivate(w: &World, id: &str) {
+    let r =
+        w.s.patch(
+            &format!("/Users/{id}"),
+            ops(json!([{"op": "replace", "value": {"active": false}}])),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+}
+
+/// The Events the face holds for the object named `name`.
+fn events_of(w: &World, name: &str) -> Vec<Value> {
+    w.kube
+        .events()
+        .into_iter()
+        .filter(|e| e["involvedObject"]["name"] == name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deactivated_persons_schedule_waiting_and_running_runs_are_reported_and_left_unchanged() {
+    let w = World::new().await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let argo = argo_controller(&w.api);
+    let tekton = tekton_controller(&w.api);
+    let nightly = allowed(alice.create(&cron("nightly")).await).object;
+    let pr = allowed(alice.create(&pending_pipeline_run("deploy-1")).await).object;
+    allowed(
+        tekton
+            .set_status(
+                &pr,
+                json!({"conditions": [{"type": "Succeeded", "status": "Unknown", "reason": "PipelineRunPending"}]}),
+            )
+            .await,
+    );
+    let gated = allowed(alice.create(&workflow("gated")).await).object;
+    allowed(argo.operate(&gated, "Running", Some("approve")).await);
+    let running = allowed(alice.create(&workflow("running")).await).object;
+    allowed(argo.operate(&running, "Running", None).await);
+    let finished = allowed(alice.create(&workflow("finished")).await).object;
+    allowed(argo.operate(&finished, "Succeeded", None).await);
+    // Bob's run, and a run carrying alice's label without her stamp (anyone who can write an
+    // object can set a label): neither is hers to sweep.
+    let bobs = allowed(kubectl(&w.api, "bob@example.com").create(&workflow("bobs")).await).object;
+    let mut forged = workflow("forged");
+    forged["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    forged["metadata"]["labels"] = json!({"scimgate.io/submitted-by-id": w.alice});
+    w.api.put(forged);
+    let before: Vec<Value> = [&nightly, &pr, &gated, &running, &finished, &bobs]
+        .iter()
+        .map(|o| w.api.stored(o).expect("stored"))
+        .collect();
+
+    deactivate(&w, &w.alice).await;
+    // Four live objects and the finished one each get their Event.
+    let all = crate::support::until(Duration::from_secs(20), async || w.kube.events().len() >= 5).await;
+    assert!(all.is_some(), "events: {:#?}", w.kube.events());
+    let said = |name: &str| {
+        let e = events_of(&w, name);
+        assert_eq!(e.len(), 1, "{name}: {e:#?}");
+        assert_eq!(e[0]["reason"], "Offboarded");
+        e[0]["message"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(said("nightly").contains("alice@example.com was deactivated through SCIM"));
+    assert!(said("nightly").contains("CronWorkflow is scheduled: it would be suspended (offboarding.mode is report)"));
+    assert!(said("deploy-1").contains("PipelineRun is pending: it would be cancelled"));
+    assert!(said("gated").contains("Workflow is pending: it would be cancelled"));
+    assert!(said("running").contains("Workflow is running: left as it is"));
+    assert!(said("finished").contains("Workflow is done: left as it is"));
+    assert!(events_of(&w, "bobs").is_empty() && events_of(&w, "forged").is_empty());
+    // Nothing changed in the cluster.
+    for (b, o) in before.iter().zip([&nightly, &pr, &gated, &running, &finished, &bobs]) {
+        assert_eq!(b, &w.api.stored(o).expect("stored"), "{}", o["metadata"]["name"]);
+    }
+    // One decision record per object, in the log, under alice.
+    let records = crate::support::until(Duration::from_secs(10), async || offboard_records(&w).await.len() >= 5).await;
+    assert!(records.is_some());
+    let mut outcomes: Vec<(String, String)> = offboard_records(&w)
+        .await
+        .into_iter()
+        .map(|r| (r.name, r.outcome))
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("deploy-1", "would-cancel"),
+            ("finished", "kept"),
+            ("gated", "would-cancel"),
+            ("nightly", "would-suspend"),
+            ("running", "kept"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    // Bob leaving later sweeps his run only: alice's are not reported twice.
+    deactivate(&w, &w.bob).await;
+    let bob = crate::support::until(Duration::from_secs(20), async || !events_of(&w, "bobs").is_empty()).await;
+    assert!(bob.is_some());
+    assert_eq!(offboard_records(&w).await.len(), 5);
+    assert_eq!(w.kube.events().len(), 6);
+}
+
+/// Alice's offboarding records, read through the audit API (once it reads any: the admission
+/// decisions before them are there).
+async fn offboard_records(w: &World) -> Vec<scimgate::audit::DecisionRecord> {
+    w.s.decisions(1)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "offboard" && r.user_id.as_deref() == Some(w.alice.as_str()))
+        .collect()
+}
