@@ -6,7 +6,7 @@
 //! offboarded is the policy's.
 
 use crate::actors::{argo_controller, argo_server, claims, kubectl, tekton_controller, Claims};
-use crate::support::{allowed, ann, ops, refused, verified_by, World, POLICY};
+use crate::support::{allowed, ann, refused, verified_by, World, POLICY};
 use serde_json::{json, Value};
 
 fn suspending_workflow() -> Value {
@@ -385,16 +385,6 @@ async fn two_pipeline_runs_from_one_generate_name_each_child_to_its_own_submitte
     assert_eq!(verified_by(&w.verifier().await, &c), vec!["submit by bob@example.com"]);
 }
 
-async fn deactivate(w: &World, id: &str) {
-    let r =
-        w.s.patch(
-            &format!("/Users/{id}"),
-            ops(json!([{"op": "replace", "value": {"active": false}}])),
-        )
-        .await;
-    assert!(r.status.is_success(), "{}", r.body);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offboarded_mid_run_a_pipeline_run_finishes_a_schedule_stops() {
     let w = World::new().await;
@@ -405,7 +395,7 @@ async fn offboarded_mid_run_a_pipeline_run_finishes_a_schedule_stops() {
     let cron = allowed(alice.create(&cron("nightly")).await).object;
     let tekton = tekton_controller(&w.api);
     allowed(tekton.create_task_run(&pr, "compile", json!({"name": "compile"})).await);
-    deactivate(&w, &w.alice).await;
+    w.deactivate(&w.alice).await;
     // Her PipelineRun was admitted: its next TaskRun still is, for her, and the record says why.
     let next = allowed(tekton.create_task_run(&pr, "test", json!({"name": "test"})).await).object;
     assert_eq!(ann(&next, "scimgate.io/submitted-by"), "alice@example.com");
@@ -454,7 +444,7 @@ async fn offboarded_mid_run_the_other_way_round_when_the_policy_says_so() {
     let cron = allowed(alice.create(&cron("nightly")).await).object;
     let tekton = tekton_controller(&w.api);
     allowed(tekton.create_task_run(&pr, "compile", json!({"name": "compile"})).await);
-    deactivate(&w, &w.alice).await;
+    w.deactivate(&w.alice).await;
     let r = refused(tekton.create_task_run(&pr, "test", json!({"name": "test"})).await);
     assert!(
         r.message.contains("is deactivated") && r.message.contains("whenOwnerOffboarded is stop"),

@@ -3,7 +3,7 @@
 //! what it would do. Only the `report` mode is built: nothing in the cluster changes.
 
 use crate::actors::{argo_controller, kubectl, tekton_controller};
-use crate::support::{allowed, ops, World};
+use crate::support::{allowed, World};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -20,16 +20,6 @@ fn workflow(name: &str) -> Value {
 fn pending_pipeline_run(name: &str) -> Value {
     json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": name, "namespace": "team-a"},
         "spec": {"pipelineRef": {"name": "deploy"}, "status": "PipelineRunPending"}})
-}
-
-async fn deactivate(w: &World, id: &str) {
-    let r =
-        w.s.patch(
-            &format!("/Users/{id}"),
-            ops(json!([{"op": "replace", "value": {"active": false}}])),
-        )
-        .await;
-    assert!(r.status.is_success(), "{}", r.body);
 }
 
 /// The Events the face holds for the object named `name`.
@@ -75,7 +65,7 @@ async fn a_deactivated_persons_schedule_waiting_and_running_runs_are_reported_an
         .map(|o| w.api.stored(o).expect("stored"))
         .collect();
 
-    deactivate(&w, &w.alice).await;
+    w.deactivate(&w.alice).await;
     // Four live objects and the finished one each get their Event.
     let all = crate::support::until(Duration::from_secs(20), async || w.kube.events().len() >= 5).await;
     assert!(all.is_some(), "events: {:#?}", w.kube.events());
@@ -117,7 +107,7 @@ async fn a_deactivated_persons_schedule_waiting_and_running_runs_are_reported_an
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     // Bob leaving later sweeps his run only: alice's are not reported twice.
-    deactivate(&w, &w.bob).await;
+    w.deactivate(&w.bob).await;
     let bob = crate::support::until(Duration::from_secs(20), async || !events_of(&w, "bobs").is_empty()).await;
     assert!(bob.is_some());
     assert_eq!(offboard_records(&w).await.len(), 5);

@@ -418,6 +418,18 @@ impl World {
             .expect("json")
     }
 
+    /// Deactivate the user `id` through SCIM, as Entra and Okta do (PATCH `active: false`).
+    pub async fn deactivate(&self, id: &str) {
+        let r = self
+            .s
+            .patch(
+                &format!("/Users/{id}"),
+                ops(json!([{"op": "replace", "value": {"active": false}}])),
+            )
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+    }
+
     /// The decision records, oldest first, once `n` have been written (`TestServer::decisions`).
     pub async fn decisions(&self, n: usize) -> Vec<scimgate::audit::DecisionRecord> {
         self.s.decisions(n).await
