@@ -295,6 +295,36 @@ pub enum AuditCommand {
     /// Who submitted, approved and cancelled a live run: its stamps, verified, and the matching
     /// decision records. Exit code 1 when a stamp is forged.
     Who(AuditWhoArgs),
+    /// What the offboarding sweep found behind a departed person, and what it did or would do
+    /// to each object (from the decision log, locally or through --url).
+    Offboarding(AuditOffboardingArgs),
+}
+
+/// Where a command reads the decision log: a store, or a server's audit API.
+#[derive(Debug, Args)]
+pub struct AuditLogArgs {
+    /// The store to read (ignored with --url).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// A server's SCIM listener, e.g. https://scimgate.example.com:9443, to query remotely.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A token with scope `audit`, for --url.
+    #[arg(long, env = "SCIMGATE_AUDIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA of the server's certificate, for --url.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditOffboardingArgs {
+    /// The person: userName or SCIM id.
+    pub user: String,
+    #[command(flatten)]
+    pub log: AuditLogArgs,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -359,18 +389,8 @@ pub struct AuditVerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditQueryArgs {
-    /// The store to read (ignored with --url).
     #[command(flatten)]
-    pub store: StoreArgs,
-    /// A server's SCIM listener, e.g. https://scimgate.example.com:9443, to query remotely.
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    /// A token with scope `audit`, for --url.
-    #[arg(long, env = "SCIMGATE_AUDIT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// CA of the server's certificate, for --url.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
+    pub log: AuditLogArgs,
     #[command(flatten)]
     pub filters: crate::audit::query::Filters,
     #[arg(short = 'o', long, value_enum, default_value = "table")]

@@ -7,6 +7,31 @@ pub use crate::model::decision::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::policy::{Action, Kind, Outcome};
 use serde::{Deserialize, Serialize};
 
+/// What a record is of: an admission action, or the offboarding sweep's finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordAction {
+    Submit,
+    Approve,
+    Cancel,
+    Update,
+    Delete,
+    Offboard,
+}
+
+impl RecordAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordAction::Submit => Action::Submit.as_str(),
+            RecordAction::Approve => Action::Approve.as_str(),
+            RecordAction::Cancel => Action::Cancel.as_str(),
+            RecordAction::Update => Action::Update.as_str(),
+            RecordAction::Delete => Action::Delete.as_str(),
+            RecordAction::Offboard => crate::offboarding::sweep::ACTION,
+        }
+    }
+}
+
 /// The filters of `scimgate audit query` and of `GET /api/v1/decisions`, by the names both take:
 /// one type for the flags, the query string, and the client between them.
 #[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize)]
@@ -31,10 +56,10 @@ pub struct Filters {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// submit, approve, cancel, update, delete.
+    /// submit, approve, cancel, update, delete; offboard (what the offboarding sweep found).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<Action>,
+    pub action: Option<RecordAction>,
     /// allowed, denied, dry-run-deny.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

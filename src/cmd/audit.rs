@@ -8,15 +8,28 @@ use anyhow::{bail, Context};
 use std::path::Path;
 
 pub async fn query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
+    let (records, next) = records(&a.log, a.filters).await?;
+    print!("{}", crate::audit::query::render(&records, a.output));
+    if let Some(n) = next {
+        eprintln!("more: --after {n}");
+    }
+    Ok(())
+}
+
+/// The records `params` select, newest first, from a server's audit API (`url`) or the store;
+/// and the `--after` of the next page when there may be more.
+async fn records(
+    log: &crate::cli::AuditLogArgs,
+    params: crate::audit::query::Filters,
+) -> anyhow::Result<(Vec<crate::audit::DecisionRecord>, Option<String>)> {
     use crate::audit::{api, query};
-    let params = a.filters;
-    let (records, next) = match &a.url {
+    match &log.url {
         Some(url) => {
-            let token = a
+            let token = log
                 .token
                 .as_deref()
                 .context("--url needs --token (or SCIMGATE_AUDIT_TOKEN) with scope audit")?;
-            let client = cli_client(a.ca.as_deref())?;
+            let client = cli_client(log.ca.as_deref())?;
             let r = client
                 .get(format!("{}/api/v1/decisions", url.trim_end_matches('/')))
                 .bearer_auth(token)
@@ -34,21 +47,40 @@ pub async fn query(a: crate::cli::AuditQueryArgs) -> anyhow::Result<()> {
                 .flatten()
                 .filter_map(query::from_json)
                 .collect::<Vec<_>>();
-            (records, body["next"].as_str().map(String::from))
+            Ok((records, body["next"].as_str().map(String::from)))
         }
         None => {
-            let store = open_store(&a.store).await?;
+            let store = open_store(&log.store).await?;
             let q = api::to_query(&*store, params).await?;
             let records = store.query_decisions(&q).await?;
             let next = (records.len() as u32 == q.limit.min(query::MAX_LIMIT))
                 .then(|| records.last().map(|r| r.id.clone()))
                 .flatten();
-            (records, next)
+            Ok((records, next))
         }
+    }
+}
+
+/// `scimgate audit offboarding USER`: the sweep's records for one person, oldest first.
+pub async fn offboarding(a: crate::cli::AuditOffboardingArgs) -> anyhow::Result<()> {
+    use crate::audit::query::{Filters, RecordAction, MAX_LIMIT};
+    let filters = Filters {
+        user: Some(a.user.clone()),
+        action: Some(RecordAction::Offboard),
+        limit: Some(MAX_LIMIT),
+        ..Filters::default()
     };
-    print!("{}", query::render(&records, a.output));
-    if let Some(n) = next {
-        eprintln!("more: --after {n}");
+    let (mut records, next) = records(&a.log, filters).await?;
+    records.reverse();
+    match a.output {
+        crate::cli::Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::offboarding::report::json(&records))?
+        ),
+        crate::cli::Output::Text => print!("{}", crate::offboarding::report::text(&a.user, &records)),
+    }
+    if next.is_some() {
+        eprintln!("only the first {MAX_LIMIT} objects are shown");
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Query(a)) => audit::query(*a).await,
         Command::Audit(AuditCommand::Verify(a)) => audit::verify(a).await,
         Command::Audit(AuditCommand::Who(a)) => audit::who(a).await,
+        Command::Audit(AuditCommand::Offboarding(a)) => audit::offboarding(a).await,
         Command::Review(a) => review::command(a).await,
         Command::Policy(cmd) => policy::run(cmd).await,
         Command::Doctor(a) => doctor::run(a).await,

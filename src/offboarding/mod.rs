@@ -16,6 +16,7 @@
 //! cluster).
 
 pub mod plan;
+pub mod report;
 pub mod sweep;
 
 use crate::directory::Snapshot;

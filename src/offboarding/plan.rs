@@ -158,6 +158,19 @@ pub fn step(state: State, options: &Options) -> Step {
     }
 }
 
+/// The option that decided the step for an object in `state`, as the record's rule names it
+/// (`offboarding.runningRuns: keep`); `None` where no option applies.
+pub fn rule(state: State, options: &Options) -> Option<String> {
+    let option = match state {
+        State::Scheduled => "cronWorkflows",
+        State::Pending => "pendingRuns",
+        State::Running => "runningRuns",
+        State::Suspended | State::Done | State::Template => return None,
+    };
+    // The step is the option's value: suspend or keep, cancel or keep.
+    Some(format!("offboarding.{option}: {}", step(state, options).as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

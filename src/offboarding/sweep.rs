@@ -62,6 +62,7 @@ struct Finding {
     object: Value,
     state: State,
     step: Step,
+    rule: Option<String>,
     stamp_id: String,
 }
 
@@ -152,6 +153,7 @@ impl Sweeper {
             object,
             state,
             step,
+            rule: plan::rule(state, &self.options),
             stamp_id: claims.sid,
         };
         Some((claims.sub, finding))
@@ -199,6 +201,7 @@ impl Sweeper {
                 action: ACTION.into(),
                 requester: "scimgate".into(),
                 user_id: Some(id.to_string()),
+                rule: f.rule.clone(),
                 outcome: outcome.into(),
                 mode: self.options.mode.as_str().into(),
                 reason: message.clone(),

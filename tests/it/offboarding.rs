@@ -106,6 +106,45 @@ async fn a_deactivated_persons_schedule_waiting_and_running_runs_are_reported_an
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
+    // `audit offboarding` through the audit API: the departure, each object, what is left running.
+    let token = w.s.audit_token();
+    let known = crate::support::until(Duration::from_secs(10), async || {
+        let url = w.s.base.replace("/scim/v2", "/api/v1/decisions?limit=1");
+        w.s.client
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(known.is_some(), "the server never learnt the audit token");
+    let text = audit_offboarding(&w, &token, "alice@example.com", "text");
+    assert!(
+        text.starts_with("alice@example.com was deactivated through SCIM"),
+        "{text}"
+    );
+    assert!(text.contains("(offboarding.mode report), 5 object(s)"), "{text}");
+    for line in [
+        "CronWorkflow            team-a/nightly                           would-suspend  offboarding.cronWorkflows: suspend",
+        "PipelineRun             team-a/deploy-1                          would-cancel   offboarding.pendingRuns: cancel",
+        "Workflow                team-a/running                           kept           offboarding.runningRuns: keep",
+        "Workflow                team-a/finished                          kept           -",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+    assert!(
+        text.contains("running when swept, left to finish: Workflow team-a/running"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&audit_offboarding(&w, &token, "alice@example.com", "json")).expect("json");
+    assert_eq!(json["objects"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        json["leftRunning"],
+        json!([{"kind": "Workflow", "namespace": "team-a", "name": "running"}])
+    );
+    assert!(audit_offboarding(&w, &token, "mallory@example.com", "text")
+        .starts_with("no offboarding records for mallory@example.com"));
     // Bob leaving later sweeps his run only: alice's are not reported twice.
     w.deactivate(&w.bob).await;
     let bob = crate::support::until(Duration::from_secs(20), async || !events_of(&w, "bobs").is_empty()).await;
@@ -122,4 +161,23 @@ async fn offboard_records(w: &World) -> Vec<scimgate::audit::DecisionRecord> {
         .into_iter()
         .filter(|r| r.action == "offboard" && r.user_id.as_deref() == Some(w.alice.as_str()))
         .collect()
+}
+
+/// `scimgate audit offboarding USER --url … -o OUTPUT` against the World's server.
+fn audit_offboarding(w: &World, token: &str, user: &str, output: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args([
+            "audit",
+            "offboarding",
+            user,
+            "--url",
+            &format!("https://localhost:{}", w.s.scim_port()),
+        ])
+        .args(["--token", token, "--ca"])
+        .arg(w.s.dir.path().join("tls/ca.crt"))
+        .args(["-o", output])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
