@@ -91,7 +91,11 @@ impl Sweeper {
                 if let Some(selector) = selector {
                     match self.sweep(&selector, &new).await {
                         Ok(()) => swept.extend(new.into_keys()),
-                        Err(e) => tracing::warn!(error = %e, "offboarding sweep failed; retrying"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "offboarding sweep failed; retrying");
+                            // Look again at the next poll, changed or not.
+                            generation = None;
+                        }
                     }
                 }
                 // Someone re-activated leaves the set: a later departure sweeps again.
@@ -189,6 +193,11 @@ impl Sweeper {
             f.state.as_str(),
             describe(outcome),
         );
+        // The Event first: a crash before the record is written repeats both at the next start,
+        // and the repeated Event is refused as existing — each is written once.
+        if let Err(e) = self.event(id, f, outcome, &message).await {
+            tracing::warn!(error = %e, "offboarding: the Event could not be written");
+        }
         self.recorder
             .record(DecisionRecord {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -204,15 +213,12 @@ impl Sweeper {
                 rule: f.rule.clone(),
                 outcome: outcome.into(),
                 mode: self.options.mode.as_str().into(),
-                reason: message.clone(),
+                reason: message,
                 submitter_id: Some(id.to_string()),
                 stamp_id: Some(f.stamp_id.clone()),
                 ..DecisionRecord::default()
             })
             .await;
-        if let Err(e) = self.event(id, f, outcome, &message).await {
-            tracing::warn!(error = %e, "offboarding: the Event could not be written");
-        }
     }
 
     /// A `core/v1` Event on the object (cluster-scoped objects' Events go to `default`, as

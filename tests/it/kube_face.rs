@@ -66,6 +66,8 @@ struct Counters {
     /// The highest resource version a LIST or a watch stream has sent (a reflector may get an
     /// object from its initial LIST or from the watch after it, whichever comes first).
     watched: AtomicU64,
+    /// LISTs with a label selector.
+    selected_lists: AtomicUsize,
     /// Events posted (`core/v1`), in order: the face keeps them apart from the emulator's store,
     /// as no webhook of ours sees them.
     events: Mutex<Vec<Value>>,
@@ -107,6 +109,11 @@ impl KubeFace {
     /// The highest resource version sent by a LIST or on a watch.
     pub fn watched(&self) -> u64 {
         self.counters.watched.load(Ordering::SeqCst)
+    }
+
+    /// How many LISTs (not watches) came with a label selector.
+    pub fn selected_lists(&self) -> usize {
+        self.counters.selected_lists.load(Ordering::SeqCst)
     }
 
     /// The Events posted so far.
@@ -425,6 +432,9 @@ fn list_or_watch(
     let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
     if flag("watch") {
         return watch(storage, counters, scope, &q, flag("sendInitialEvents"));
+    }
+    if !scope.labels.is_empty() {
+        counters.selected_lists.fetch_add(1, Ordering::SeqCst);
     }
     let (items, rv) = scope.current(&storage.lock().expect("storage"));
     if let Some(limit) = q.get("limit").and_then(|l| l.parse::<usize>().ok()) {

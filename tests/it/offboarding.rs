@@ -181,3 +181,67 @@ fn audit_offboarding(w: &World, token: &str, user: &str, output: &str) -> String
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A crash between an object's Event and its record (the sweep writes them in that order) leaves
+/// the Event without the record: the next sweep writes the record, and its Event is refused as
+/// existing. A restart after a complete sweep lists again and repeats nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_cut_short_is_finished_once_and_a_restart_repeats_nothing() {
+    use sha2::Digest;
+    let w = World::new().await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let nightly = allowed(alice.create(&cron("nightly")).await).object;
+    allowed(alice.create(&pending_pipeline_run("deploy-1")).await);
+    // What a sweep that stopped after nightly's Event left behind: the Event, named as the sweep
+    // names it (object, person, outcome), and no record.
+    let uid = nightly["metadata"]["uid"].as_str().unwrap_or_default();
+    let digest = sha2::Sha256::digest(format!("{uid}/{}/would-suspend", w.alice));
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let left = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("nightly.{hex}"), "namespace": "team-a"},
+        "involvedObject": {"kind": "CronWorkflow", "name": "nightly", "namespace": "team-a", "uid": uid},
+        "reason": "Offboarded", "message": "from the sweep that was cut short"});
+    let posted = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/namespaces/team-a/events", w.kube.addr))
+        .json(&left)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), reqwest::StatusCode::CREATED);
+
+    w.deactivate(&w.alice).await;
+    let both = crate::support::until(Duration::from_secs(20), async || offboard_records(&w).await.len() >= 2).await;
+    assert!(both.is_some(), "records: {:#?}", offboard_records(&w).await);
+    let nightly_events = events_of(&w, "nightly");
+    assert_eq!(nightly_events.len(), 1, "{nightly_events:#?}");
+    assert_eq!(nightly_events[0]["message"], "from the sweep that was cut short");
+    assert_eq!(events_of(&w, "deploy-1").len(), 1);
+    assert_eq!(w.kube.events().len(), 2);
+
+    // Restarted: the sweep at start lists every kind again, and finds it all done.
+    let World {
+        s,
+        kube,
+        alice: alice_id,
+        ..
+    } = w;
+    let dir = s.stop().await;
+    let (policy, kubeconfig) = (dir.path().join("policy.yaml"), dir.path().join("kubeconfig"));
+    let lists = kube.selected_lists();
+    let s = crate::support::TestServer::start_in(dir, |a| {
+        a.policy = Some(policy);
+        a.kubeconfig = Some(kubeconfig);
+    })
+    .await;
+    let listed = crate::support::until(Duration::from_secs(20), async || kube.selected_lists() >= lists + 6).await;
+    assert!(listed.is_some(), "the restarted server never swept");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(kube.events().len(), 2);
+    let records: Vec<_> = s
+        .decisions(1)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "offboard" && r.user_id.as_deref() == Some(alice_id.as_str()))
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+}
