@@ -138,6 +138,13 @@ fn check_common(docs: &[Value], overlay: &str) {
             "resourceNames": ["workflow-controller-configmap"], "verbs": ["get", "list", "watch"]}]),
         "{overlay}"
     );
+    // The offboarding sweep's report: Events, created, nothing else.
+    let reporter = find(docs, "ClusterRole", "scimgate-offboarding-reporter");
+    assert_eq!(
+        reporter["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]),
+        "{overlay}"
+    );
     let binding = find(docs, "ClusterRoleBinding", "scimgate-owner-reader");
     assert_eq!(binding["roleRef"]["name"], "scimgate-owner-reader", "{overlay}");
     assert_eq!(
