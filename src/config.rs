@@ -348,6 +348,44 @@ fn replication(f: &ReplicationFile) -> Result<Replication> {
 mod tests {
     use super::*;
 
+    /// The configuration file example in docs/operations.md names only fields that exist, with
+    /// values they take: the page cannot drift from the program.
+    #[test]
+    fn the_documented_config_file_parses() {
+        let page = include_str!("../docs/operations.md");
+        let section = page.split("## Configuration").nth(1).expect("the section");
+        let yaml = section
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a yaml block");
+        let file: File = serde_yaml_ng::from_str(yaml).expect("the documented file parses");
+        assert_eq!(file.offboarding, crate::offboarding::Options::default());
+        assert_eq!(
+            file.argo.controller_config_map.as_deref(),
+            Some(ARGO_CONTROLLER_CONFIG_MAP)
+        );
+    }
+
+    #[test]
+    fn offboarding_act_is_refused_until_it_is_built() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, "offboarding:\n  mode: act\n").expect("write");
+        let args = ServeArgs {
+            dev: true,
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        let e = Config::from_args(&args).expect_err("act is refused");
+        assert!(e.to_string().contains("offboarding.mode: act is not built yet"), "{e}");
+        std::fs::write(&cfg, "offboarding:\n  mode: report\n  runningRuns: cancel\n").expect("write");
+        let c = Config::from_args(&args).expect("report");
+        assert_eq!(c.offboarding.running_runs, crate::offboarding::RunningRuns::Cancel);
+        std::fs::write(&cfg, "offboarding:\n  mode: sweep\n").expect("write");
+        assert!(Config::from_args(&args).is_err(), "an unknown mode is refused");
+    }
+
     #[test]
     fn dev_needs_no_certificate_but_serve_does() {
         let dev = ServeArgs {
