@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD
 shared=$(cd ../shared && pwd)
-source bench/seed.sh
+source bench/lib.sh
 SOAK_SECONDS=${SOAK_SECONDS:-300}
 COMPARE=${COMPARE:-1}
 command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
@@ -24,22 +24,13 @@ work=$(mktemp -d)
 pid=
 trap '[[ -n $pid ]] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 echo "stampMaxAgeSeconds: 86400" >"$work/config.yaml"
-start() {
-  ./target/release/scimgate serve --dev --data-dir "$work/d" --policy bench/admission-policy.yaml ${STORE:+--store "$STORE"} \
-    --config "$work/config.yaml" --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
-  pid=$!
-  for _ in $(seq 600); do grep -q '^sgt_' "$work/out" 2>/dev/null && break; sleep 0.05; done
-  scim=$(sed -n 's/^ *SCIM URL: *//p' "$work/out" | sed 's/127.0.0.1/localhost/')
-  adm=$(sed -n 's/^ *admission: *\(https:[^ ]*\)\/validate.*/\1/p' "$work/out")
-  token=$(grep '^sgt_' "$work/out" | tail -1)
-}
-start
+start_server "$work" ${STORE:+--store "$STORE"} --config "$work/config.yaml"
 ca="$work/d/tls/ca.crt"
 seed_directory "$scim" "$token" "$ca"
 SCIMGATE_BENCH_ADMISSION=${adm/127.0.0.1/localhost} SCIMGATE_BENCH_CA="$ca" SCIMGATE_BENCH_OUT="$work" \
   cargo test --quiet --test it -- --ignored --exact apiserver::bench_bodies >/dev/null
 kill "$pid"; wait "$pid" 2>/dev/null || true
-start
+start_server "$work" ${STORE:+--store "$STORE"} --config "$work/config.yaml"
 for hook in mutate validate; do
   curl -sk -X POST --data @"$work/$hook.json" "$adm/$hook" | grep -q '"allowed":true' \
     || { echo "the benchmark's $hook request is not allowed: check the setup" >&2; exit 1; }

@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=$(cd ../shared && pwd)
-source bench/seed.sh
+source bench/lib.sh
 HOOKS=${HOOKS:-mutate validate}
 MODES=${MODES:-hit miss}
 command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
@@ -23,19 +23,9 @@ work=$(mktemp -d)
 pid= face=
 trap '[[ -n $pid ]] && kill $pid 2>/dev/null; [[ -n $face ]] && touch "$work/stop"; sleep 1; rm -rf "$work"' EXIT
 # The emulator binds its face and writes the kubeconfig scimgate reads owners through.
-SCIMGATE_BENCH_OUT="$work" cargo test --quiet --test it -- --ignored --exact owner_bench::owner_lookup_bodies \
-  >"$work/face.log" 2>&1 &
-face=$!
-for _ in $(seq 600); do [[ -s $work/kubeconfig ]] && break; sleep 0.1; done
+start_emulator "$work" owner_bench::owner_lookup_bodies
 echo "stampMaxAgeSeconds: 86400" >"$work/config.yaml"
-./target/release/scimgate serve --dev --data-dir "$work/d" --policy bench/admission-policy.yaml \
-  --config "$work/config.yaml" --kubeconfig "$work/kubeconfig" \
-  --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 600); do grep -q '^sgt_' "$work/out" 2>/dev/null && break; sleep 0.05; done
-scim=$(sed -n 's/^ *SCIM URL: *//p' "$work/out" | sed 's/127.0.0.1/localhost/')
-adm=$(sed -n 's/^ *admission: *\(https:[^ ]*\)\/validate.*/\1/p' "$work/out")
-token=$(grep '^sgt_' "$work/out" | tail -1)
+start_server "$work" --config "$work/config.yaml" --kubeconfig "$work/kubeconfig"
 ca="$work/d/tls/ca.crt"
 seed_directory "$scim" "$token" "$ca"
 cp "$ca" "$work/ca"

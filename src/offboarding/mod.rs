@@ -95,6 +95,9 @@ pub struct Departure {
     /// When it was deleted (RFC 3339); a deactivation's time is the SCIM record's
     /// `meta.lastModified`, when it has one.
     pub at: Option<String>,
+    /// Tells this departure from the person's earlier ones (deactivated, re-activated,
+    /// deactivated again), the same on every replica: the user record's version, or `deleted`.
+    pub key: String,
 }
 
 /// Everyone the directory knows as departed, by SCIM id: users with `active: false`, and deleted
@@ -111,6 +114,7 @@ pub fn departed(snapshot: &Snapshot) -> BTreeMap<String, Departure> {
                     user_name: user.user_name.to_string(),
                     cause: "deactivated",
                     at,
+                    key: format!("deactivated@{}", user.record.version),
                 },
             );
         }
@@ -120,6 +124,8 @@ pub fn departed(snapshot: &Snapshot) -> BTreeMap<String, Departure> {
             user_name: t.unique_key.to_string(),
             cause: "deleted",
             at: Some(t.deleted_at.clone()),
+            // A SCIM id is deleted once.
+            key: "deleted".into(),
         });
     }
     out

@@ -13,7 +13,7 @@ use crate::model::{DecisionQuery, DecisionRecord};
 use crate::policy::Kind;
 use crate::stamp::vocabulary::{Entry, LABEL_BY_ID};
 use crate::stamp::Verifier;
-use crate::store::Store;
+use crate::store::{Claim, OffboardingClaim, Store};
 use arc_swap::ArcSwap;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
@@ -25,6 +25,13 @@ use std::time::Duration;
 
 /// How often the task looks at the directory for new departures.
 const POLL: Duration = Duration::from_secs(1);
+/// How long a claimed sweep is this replica's; past it, another replica may take it over (a
+/// sweep a crash cut short is finished this long after).
+const LEASE: Duration = Duration::from_secs(60);
+/// A sweep renews its claim every this many objects.
+const RENEW_EVERY: usize = 500;
+/// How often departures another replica holds, or whose sweep failed, are looked at again.
+const RETRY: Duration = Duration::from_secs(30);
 
 /// Where each kind is served (the versions the controllers write).
 fn resource(kind: Kind) -> ApiResource {
@@ -67,39 +74,51 @@ struct Finding {
 }
 
 impl Sweeper {
-    /// Until `shutdown`: everyone departed once, then each new departure as the directory shows it.
+    /// Until `shutdown`: everyone departed once, then each new departure as the directory shows
+    /// it. A departure is swept by the replica that claims it in the store; one another replica
+    /// holds is looked at again every [`RETRY`] (its holder may have died: its claim runs out
+    /// after [`LEASE`]).
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut swept: BTreeSet<String> = BTreeSet::new();
-        let mut generation = None;
+        let replica = uuid::Uuid::new_v4().to_string();
+        // Departures (person, key) swept by anyone: never looked at again.
+        let mut settled: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut first = true;
+        let (mut generation, mut retry_at) = (None, tokio::time::Instant::now());
         loop {
             let snapshot = self.directory.load_full();
-            if generation != Some(snapshot.generation) {
+            let due = tokio::time::Instant::now() >= retry_at;
+            if generation != Some(snapshot.generation) || due {
                 generation = Some(snapshot.generation);
+                retry_at = tokio::time::Instant::now() + RETRY;
                 let gone = departed(&snapshot);
-                let new: BTreeMap<String, Departure> = gone
+                let open: Vec<(&String, &Departure)> = gone
                     .iter()
-                    .filter(|(id, _)| !swept.contains(*id))
-                    .map(|(id, d)| (id.clone(), d.clone()))
+                    .filter(|(id, d)| !settled.contains(&(id.to_string(), d.key.clone())))
                     .collect();
-                // At start one LIST per kind finds every departed person's objects; after, one
-                // LIST per kind and person.
-                let selector = match (swept.is_empty(), new.keys().next()) {
-                    (_, None) => None,
-                    (false, Some(id)) if new.len() == 1 => Some(format!("{LABEL_BY_ID}={id}")),
+                let mine = self.claim(&replica, &open, &mut settled).await;
+                // At start one LIST per kind by the label's presence finds every departed
+                // person's objects; after, one LIST per kind and person.
+                let selector = match (first, mine.len()) {
+                    (_, 0) => None,
+                    (false, 1) => mine.keys().next().map(|id| format!("{LABEL_BY_ID}={id}")),
                     _ => Some(LABEL_BY_ID.to_string()),
                 };
+                first = false;
                 if let Some(selector) = selector {
-                    match self.sweep(&selector, &new).await {
-                        Ok(()) => swept.extend(new.into_keys()),
+                    match self.sweep(&selector, &mine, &replica).await {
+                        Ok(lost) => {
+                            let swept: BTreeMap<String, Departure> =
+                                mine.into_iter().filter(|(id, _)| !lost.contains(id)).collect();
+                            self.finish(&swept, &mut settled).await;
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "offboarding sweep failed; retrying");
-                            // Look again at the next poll, changed or not.
                             generation = None;
                         }
                     }
                 }
-                // Someone re-activated leaves the set: a later departure sweeps again.
-                swept.retain(|id| gone.contains_key(id));
+                // Someone re-activated: a later departure has a key of its own.
+                settled.retain(|(id, _)| gone.contains_key(id));
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
@@ -108,32 +127,113 @@ impl Sweeper {
         }
     }
 
+    /// The departures among `open` this replica claims now; those swept already go to `settled`.
+    async fn claim(
+        &self,
+        replica: &str,
+        open: &[(&String, &Departure)],
+        settled: &mut BTreeSet<(String, String)>,
+    ) -> BTreeMap<String, Departure> {
+        let mut mine = BTreeMap::new();
+        for (id, d) in open {
+            match self.claim_one(id, d, replica).await {
+                Ok(Claim::Mine) => {
+                    mine.insert(id.to_string(), (*d).clone());
+                }
+                Ok(Claim::Done) => {
+                    settled.insert((id.to_string(), d.key.clone()));
+                }
+                Ok(Claim::Held) => {}
+                Err(e) => tracing::warn!(error = %e, "offboarding: claiming a sweep"),
+            }
+        }
+        mine
+    }
+
+    /// Mark the departures in `mine` swept, in the store and here.
+    async fn finish(&self, mine: &BTreeMap<String, Departure>, settled: &mut BTreeSet<(String, String)>) {
+        let (now, until) = lease();
+        for (id, d) in mine {
+            let claim = OffboardingClaim {
+                user_id: id,
+                departure: &d.key,
+                replica: "",
+                now: &now,
+                until: &until,
+            };
+            match self.store.finish_offboarding(&claim).await {
+                Ok(()) => {
+                    settled.insert((id.clone(), d.key.clone()));
+                }
+                Err(e) => tracing::warn!(error = %e, "offboarding: marking a sweep done"),
+            }
+        }
+    }
+
     /// List every kind by `selector`, and handle the objects of the people in `gone`.
-    async fn sweep(&self, selector: &str, gone: &BTreeMap<String, Departure>) -> Result<(), kube::Error> {
+    /// Returns the people whose claim this replica lost on the way (another replica finishes
+    /// them).
+    async fn sweep(
+        &self,
+        selector: &str,
+        gone: &BTreeMap<String, Departure>,
+        replica: &str,
+    ) -> Result<BTreeSet<String>, kube::Error> {
         let mut found: BTreeMap<&str, Vec<Finding>> = BTreeMap::new();
         for kind in Kind::ALL {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource(kind));
             let list = api.list(&ListParams::default().labels(selector)).await?;
             for o in list.items {
-                let object = serde_json::to_value(&o).unwrap_or_default();
-                let Some((id, finding)) = self.finding(kind, object) else {
+                // The label picks the candidates (so the stamps of people still here are not
+                // checked); the verified stamp must name the same person.
+                let labelled = o.metadata.labels.as_ref().and_then(|l| l.get(LABEL_BY_ID));
+                let Some((id, _)) = labelled.and_then(|l| gone.get_key_value(l.as_str())) else {
                     continue;
                 };
-                if let Some((id, _)) = gone.get_key_value(id.as_str()) {
-                    found.entry(id.as_str()).or_default().push(finding);
+                let object = serde_json::to_value(&o).unwrap_or_default();
+                match self.finding(kind, object) {
+                    Some((sub, finding)) if sub == *id => found.entry(id.as_str()).or_default().push(finding),
+                    _ => {}
                 }
             }
         }
+        let mut lost = BTreeSet::new();
         for (id, findings) in found {
             let Some(departure) = gone.get(id) else { continue };
             let done = self.recorded(id).await;
-            for f in findings.iter().filter(|f| !done.contains(&uid_of(&f.object))) {
+            let todo: Vec<&Finding> = findings.iter().filter(|f| !done.contains(&uid_of(&f.object))).collect();
+            for (n, f) in todo.iter().enumerate() {
+                // A long sweep renews its claim as it goes; one that lapsed is another's now.
+                if n % RENEW_EVERY == RENEW_EVERY - 1 && !self.renew(id, departure, replica).await {
+                    tracing::warn!(user = %crate::telemetry::field(&departure.user_name),
+                        "offboarding: another replica took this sweep over");
+                    lost.insert(id.to_string());
+                    break;
+                }
                 self.report(id, departure, f).await;
             }
             tracing::info!(user = %crate::telemetry::field(&departure.user_name), objects = findings.len(),
                 mode = self.options.mode.as_str(), "offboarding: swept what a departed person left");
         }
-        Ok(())
+        Ok(lost)
+    }
+
+    /// Whether this replica still holds the sweep of `id`'s departure, for another [`LEASE`].
+    async fn renew(&self, id: &str, d: &Departure, replica: &str) -> bool {
+        matches!(self.claim_one(id, d, replica).await, Ok(Claim::Mine))
+    }
+
+    /// Take or renew the sweep of `id`'s departure `d` for `replica`, for a [`LEASE`] from now.
+    async fn claim_one(&self, id: &str, d: &Departure, replica: &str) -> Result<Claim, crate::store::Error> {
+        let (now, until) = lease();
+        let claim = OffboardingClaim {
+            user_id: id,
+            departure: &d.key,
+            replica,
+            now: &now,
+            until: &until,
+        };
+        self.store.claim_offboarding(&claim).await
     }
 
     /// The person `object`'s verified submit stamp names, and what to do with it; `None` when
@@ -282,6 +382,14 @@ fn describe(outcome: &str) -> &'static str {
         "would-cancel" => "it would be cancelled (offboarding.mode is report)",
         _ => "",
     }
+}
+
+/// Now, and the end of a [`LEASE`] taken now (RFC 3339, milliseconds: they order as text).
+fn lease() -> (String, String) {
+    let now = chrono::Utc::now();
+    let until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+    let text = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    (text(now), text(until))
 }
 
 fn text(v: &Value, key: &str) -> String {

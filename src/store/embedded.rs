@@ -331,6 +331,26 @@ impl Store for Embedded {
         rows.iter().map(sql::mark_from_row).collect()
     }
 
+    async fn claim_offboarding(&self, c: &super::OffboardingClaim<'_>) -> Result<super::Claim> {
+        let taken = sql::claim_offboarding(c)
+            .build()
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1;
+        let done = taken
+            || sql::offboarding_done(c, false)
+                .build_query_scalar()
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(super::Claim::of(taken, done))
+    }
+
+    async fn finish_offboarding(&self, c: &super::OffboardingClaim<'_>) -> Result<()> {
+        sql::offboarding_done(c, true).build().execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn user_id_for(&self, user_name: &str) -> Result<Option<String>> {
         let key = crate::model::name::fold(user_name);
         let live: Option<String> =

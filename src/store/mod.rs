@@ -283,10 +283,50 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_checkpoints(&self) -> Result<Vec<crate::model::ChainMark>>;
     /// The SCIM id a userName has or had (tombstones count), for audit queries by name.
     async fn user_id_for(&self, user_name: &str) -> Result<Option<String>>;
+    /// Take or renew a departure's sweep for a replica ([`OffboardingClaim`]):
+    /// [`Claim::Mine`] when it was free, that replica's already, or its holder's time ran out
+    /// before `now`, and it is not done.
+    async fn claim_offboarding(&self, claim: &OffboardingClaim<'_>) -> Result<Claim>;
+    /// Mark `claim`'s departure swept: nobody takes it again.
+    async fn finish_offboarding(&self, claim: &OffboardingClaim<'_>) -> Result<()>;
     /// Wake-ups when another process commits identity state, for stores several replicas share;
     /// `None` when this process is the only writer (its directory is then always current).
     async fn feed(&self) -> Result<Option<Box<dyn Feed>>> {
         Ok(None)
+    }
+}
+
+/// A replica asking to sweep what person `user_id` left at `departure` (the offboarding
+/// module's key for it) until `until`; times are RFC 3339 UTC with milliseconds, so they order as
+/// text.
+#[derive(Debug, Clone, Copy)]
+pub struct OffboardingClaim<'a> {
+    pub user_id: &'a str,
+    pub departure: &'a str,
+    pub replica: &'a str,
+    pub now: &'a str,
+    pub until: &'a str,
+}
+
+/// Who sweeps a departure ([`Store::claim_offboarding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This replica, now.
+    Mine,
+    /// Another replica, whose time has not run out.
+    Held,
+    /// Nobody: it was swept.
+    Done,
+}
+
+impl Claim {
+    /// From whether the claim took the row, and else whether the row is done.
+    pub fn of(taken: bool, done: bool) -> Claim {
+        match (taken, done) {
+            (true, _) => Claim::Mine,
+            (false, true) => Claim::Done,
+            (false, false) => Claim::Held,
+        }
     }
 }
 

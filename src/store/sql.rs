@@ -2,7 +2,7 @@
 //! audit-query filters and the mapping of every row type. Only placeholders and a few statements
 //! differ between SQLite and PostgreSQL, and `QueryBuilder` writes the placeholders.
 
-use super::{Delta, Error, MarkFilter, Record, Result, Scope, TokenRecord, Tombstone};
+use super::{Delta, Error, MarkFilter, OffboardingClaim, Record, Result, Scope, TokenRecord, Tombstone};
 use crate::model::decision::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::model::ResourceType;
 use crate::model::{ChainMark, DecisionRecord, Link};
@@ -407,4 +407,49 @@ where
         }
     }
     Ok(())
+}
+
+/// Take or renew `c`: affects one row exactly when the claim is the replica's now.
+pub fn claim_offboarding<'a, DB: Database>(c: &OffboardingClaim<'a>) -> QueryBuilder<'a, DB>
+where
+    &'a str: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new("INSERT INTO offboarding_claims (user_id, departure, replica, until, done) VALUES (");
+    q.separated(", ")
+        .push_bind(c.user_id)
+        .push_bind(c.departure)
+        .push_bind(c.replica)
+        .push_bind(c.until)
+        .push_bind(false);
+    q.push(
+        ") ON CONFLICT (user_id, departure) DO UPDATE SET replica = excluded.replica, until = excluded.until \
+         WHERE offboarding_claims.done = ",
+    );
+    q.push_bind(false);
+    q.push(" AND (offboarding_claims.replica = excluded.replica OR offboarding_claims.until < ");
+    q.push_bind(c.now);
+    q.push(")");
+    q
+}
+
+/// `SELECT done` (`true`) or, with `finish`, `UPDATE … SET done` of `c`'s departure.
+pub fn offboarding_done<'a, DB: Database>(c: &OffboardingClaim<'a>, finish: bool) -> QueryBuilder<'a, DB>
+where
+    &'a str: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new(if finish {
+        "UPDATE offboarding_claims SET done = "
+    } else {
+        "SELECT done FROM offboarding_claims"
+    });
+    if finish {
+        q.push_bind(true);
+    }
+    q.push(" WHERE user_id = ");
+    q.push_bind(c.user_id);
+    q.push(" AND departure = ");
+    q.push_bind(c.departure);
+    q
 }

@@ -58,6 +58,13 @@ pub struct KubeFace {
     counters: Arc<Counters>,
 }
 
+/// Events posted, in order, and their `(namespace, name)`s.
+#[derive(Default)]
+struct Events {
+    posted: Vec<Value>,
+    names: std::collections::HashSet<(String, String)>,
+}
+
 /// What the face served, for tests that show a client reads from its cache.
 #[derive(Default)]
 struct Counters {
@@ -68,9 +75,12 @@ struct Counters {
     watched: AtomicU64,
     /// LISTs with a label selector.
     selected_lists: AtomicUsize,
+    /// Milliseconds each LIST with a label selector waits before it is answered (a large
+    /// cluster's LIST takes its time).
+    list_delay_ms: AtomicU64,
     /// Events posted (`core/v1`), in order: the face keeps them apart from the emulator's store,
     /// as no webhook of ours sees them.
-    events: Mutex<Vec<Value>>,
+    events: Mutex<Events>,
     /// Watches deliver nothing more (a watch cache lagging behind the store, for as long as a
     /// benchmark needs); GET and LIST still serve the store.
     held: AtomicBool,
@@ -111,14 +121,26 @@ impl KubeFace {
         self.counters.watched.load(Ordering::SeqCst)
     }
 
+    /// From now on, answer each LIST with a label selector after `delay`.
+    pub fn slow_lists(&self, delay: Duration) {
+        self.counters
+            .list_delay_ms
+            .store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
     /// How many LISTs (not watches) came with a label selector.
     pub fn selected_lists(&self) -> usize {
         self.counters.selected_lists.load(Ordering::SeqCst)
     }
 
+    /// How many Events were posted.
+    pub fn event_count(&self) -> usize {
+        self.counters.events.lock().expect("events").posted.len()
+    }
+
     /// The Events posted so far.
     pub fn events(&self) -> Vec<Value> {
-        self.counters.events.lock().expect("events").clone()
+        self.counters.events.lock().expect("events").posted.clone()
     }
 
     /// From now on, open and new watches send no further events.
@@ -185,11 +207,7 @@ async fn post_event(
     };
     let name = event["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let mut events = counters.events.lock().expect("events");
-    if name.is_empty()
-        || events
-            .iter()
-            .any(|e| e["metadata"]["name"] == name.as_str() && e["metadata"]["namespace"] == ns.as_str())
-    {
+    if name.is_empty() || !events.names.insert((ns.clone(), name.clone())) {
         return status(
             StatusCode::CONFLICT,
             "AlreadyExists",
@@ -197,7 +215,7 @@ async fn post_event(
         );
     }
     event["metadata"]["namespace"] = json!(ns);
-    events.push(event.clone());
+    events.posted.push(event.clone());
     (
         StatusCode::CREATED,
         [(header::CONTENT_TYPE, "application/json")],
@@ -270,7 +288,7 @@ async fn core_collection(
     Path((version, plural)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list_or_watch(face, String::new(), version, None, plural, q)
+    list_or_watch(face, String::new(), version, None, plural, q).await
 }
 
 async fn core_namespaced_collection(
@@ -278,7 +296,7 @@ async fn core_namespaced_collection(
     Path((version, ns, plural)): Path<(String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list_or_watch(face, String::new(), version, Some(ns), plural, q)
+    list_or_watch(face, String::new(), version, Some(ns), plural, q).await
 }
 
 async fn collection(
@@ -286,7 +304,7 @@ async fn collection(
     Path((group, version, plural)): Path<(String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list_or_watch(face, group, version, None, plural, q)
+    list_or_watch(face, group, version, None, plural, q).await
 }
 
 async fn namespaced_collection(
@@ -294,7 +312,7 @@ async fn namespaced_collection(
     Path((group, version, ns, plural)): Path<(String, String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list_or_watch(face, group, version, Some(ns), plural, q)
+    list_or_watch(face, group, version, Some(ns), plural, q).await
 }
 
 /// Which stored objects a request is about.
@@ -363,7 +381,7 @@ impl Scope {
     }
 }
 
-fn list_or_watch(
+async fn list_or_watch(
     Face { storage, counters }: Face,
     group: String,
     version: String,
@@ -435,6 +453,7 @@ fn list_or_watch(
     }
     if !scope.labels.is_empty() {
         counters.selected_lists.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(counters.list_delay_ms.load(Ordering::SeqCst))).await;
     }
     let (items, rv) = scope.current(&storage.lock().expect("storage"));
     if let Some(limit) = q.get("limit").and_then(|l| l.parse::<usize>().ok()) {

@@ -35,4 +35,5 @@ mod review2;
 mod scim_api;
 mod store;
 mod support;
+mod sweep_bench;
 mod tokens_and_certs;

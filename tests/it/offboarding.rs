@@ -218,7 +218,9 @@ async fn a_sweep_cut_short_is_finished_once_and_a_restart_repeats_nothing() {
     assert_eq!(events_of(&w, "deploy-1").len(), 1);
     assert_eq!(w.kube.events().len(), 2);
 
-    // Restarted: the sweep at start lists every kind again, and finds it all done.
+    // A crash after the sweep wrote everything but before it marked its claim done: the claim
+    // left open, its holder gone for longer than the lease. The restarted server (another
+    // replica, as far as claims go) takes it over, lists every kind again, and repeats nothing.
     let World {
         s,
         kube,
@@ -226,6 +228,16 @@ async fn a_sweep_cut_short_is_finished_once_and_a_restart_repeats_nothing() {
         ..
     } = w;
     let dir = s.stop().await;
+    let db = dir.path().join(scimgate::store::embedded::FILE);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the stopped server's store");
+    let reopened = sqlx::query("UPDATE offboarding_claims SET done = 0, until = '2000-01-01T00:00:00.000Z'")
+        .execute(&pool)
+        .await
+        .expect("update");
+    assert_eq!(reopened.rows_affected(), 1, "one claim: alice's departure");
+    pool.close().await;
     let (policy, kubeconfig) = (dir.path().join("policy.yaml"), dir.path().join("kubeconfig"));
     let lists = kube.selected_lists();
     let s = crate::support::TestServer::start_in(dir, |a| {
@@ -244,4 +256,63 @@ async fn a_sweep_cut_short_is_finished_once_and_a_restart_repeats_nothing() {
         .filter(|r| r.action == "offboard" && r.user_id.as_deref() == Some(alice_id.as_str()))
         .collect();
     assert_eq!(records.len(), 2, "{records:#?}");
+}
+
+/// Two replicas on one PostgreSQL database both see alice leave; one sweeps (one LIST per kind,
+/// one record and one Event per object), whichever claims her departure first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sweep_a_departure_once() {
+    let Some(url) = crate::support::postgres_db("two_replicas_sweep_a_departure_once").await else {
+        return;
+    };
+    let mut kube = crate::kube_face::KubeFace::bind().await;
+    let shared = tempfile::tempdir().expect("tempdir");
+    let (policy, kubeconfig) = (shared.path().join("policy.yaml"), shared.path().join("kubeconfig"));
+    std::fs::write(&policy, crate::support::POLICY).expect("policy");
+    kube.write_kubeconfig(&kubeconfig);
+    let replica = async || {
+        let (policy, kubeconfig, url) = (policy.clone(), kubeconfig.clone(), url.clone());
+        crate::support::TestServer::start_in(tempfile::tempdir().expect("tempdir"), move |a| {
+            a.policy = Some(policy);
+            a.kubeconfig = Some(kubeconfig);
+            a.store = Some(url);
+        })
+        .await
+    };
+    let (a, b) = (replica().await, replica().await);
+    let alice = a.create_user("alice@example.com").await;
+    a.create_group("pipeline-users", &[&alice]).await;
+    let api = crate::apiserver::ApiServer::new(&a);
+    kube.serve(api.storage());
+    let as_alice = kubectl(&api, "alice@example.com");
+    allowed(as_alice.create(&cron("nightly")).await);
+    allowed(as_alice.create(&pending_pipeline_run("deploy-1")).await);
+
+    // A sweep of six LISTs takes three seconds: both replicas see the departure while it runs.
+    kube.slow_lists(Duration::from_millis(500));
+    let r = b
+        .patch(
+            &format!("/Users/{alice}"),
+            crate::support::ops(json!([{"op": "replace", "value": {"active": false}}])),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let swept = crate::support::until(Duration::from_secs(20), async || kube.event_count() >= 2).await;
+    assert!(swept.is_some(), "events: {:#?}", kube.events());
+    // Give the other replica the time to have swept too, if it were going to.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(kube.event_count(), 2);
+    assert_eq!(kube.selected_lists(), 6, "one replica listed the six kinds, once");
+    // Read from the shared database, as `audit query --store postgres://…` does.
+    let store = scimgate::store::open(&scimgate::store::Location::Postgres(url.clone()))
+        .await
+        .expect("store");
+    let q = scimgate::model::DecisionQuery {
+        action: Some("offboard".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let records = store.query_decisions(&q).await.expect("query");
+    assert_eq!(records.len(), 2, "{records:#?}");
+    drop((a, b));
 }

@@ -49,7 +49,7 @@ async fn owner_lookup_bodies() {
 }
 
 /// The bench workflow's spec, scheduled nightly in `ml-team` (alice's team may submit there).
-fn cron_workflow() -> Value {
+pub fn cron_workflow() -> Value {
     let sample: Value = serde_json::from_slice(
         &std::fs::read(crate::apiserver::corpus().join("../bench/admission-workflow.json")).expect("bench body"),
     )
@@ -59,7 +59,7 @@ fn cron_workflow() -> Value {
         "spec": {"schedule": "0 1 * * *", "workflowSpec": sample["request"]["object"]["spec"]}})
 }
 
-fn created(o: crate::apiserver::Outcome) -> Value {
+pub fn created(o: crate::apiserver::Outcome) -> Value {
     match o {
         Ok(w) => w.object,
         Err(e) => panic!("refused: {e:?}"),
@@ -99,11 +99,11 @@ async fn until_cached(face: &KubeFace, obj: &Value) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-async fn wait_for(path: &Path) -> String {
+pub async fn wait_for(path: &Path) -> String {
     std::fs::read_to_string(wait_for_path(path).await).expect("read")
 }
 
-async fn wait_for_path(path: &Path) -> PathBuf {
+pub async fn wait_for_path(path: &Path) -> PathBuf {
     crate::support::until(Duration::from_secs(600), async || path.exists())
         .await
         .unwrap_or_else(|| panic!("{} never appeared", path.display()));

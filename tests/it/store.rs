@@ -325,6 +325,63 @@ async fn conformance(s: Arc<dyn Store>) {
     chains(&*s, &cutoff).await;
     assert_eq!(s.user_id_for("ALICE").await.expect("live"), Some("u1".into()));
     assert_eq!(s.user_id_for("nobody").await.expect("unknown"), None);
+    offboarding_claims(&*s).await;
+}
+
+/// One replica sweeps a departure: the first to claim it, for as long as it renews; another once
+/// its time ran out; nobody once it is done. Another departure of the same person is new.
+async fn offboarding_claims(s: &dyn Store) {
+    use scimgate::store::{Claim, OffboardingClaim};
+    let claim = |replica: &'static str, now: &'static str, until: &'static str| async move {
+        let c = OffboardingClaim {
+            user_id: "u1",
+            departure: "deactivated@3",
+            replica,
+            now,
+            until,
+        };
+        s.claim_offboarding(&c).await.expect("claim")
+    };
+    let (t0, t1, t2, t3) = (
+        "2026-12-03T10:00:00.000Z",
+        "2026-12-03T10:01:00.000Z",
+        "2026-12-03T10:02:00.000Z",
+        "2026-12-03T10:03:00.000Z",
+    );
+    assert_eq!(claim("a", t0, t1).await, Claim::Mine);
+    assert_eq!(claim("b", t0, t1).await, Claim::Held);
+    assert_eq!(claim("a", t0, t2).await, Claim::Mine, "renewed");
+    assert_eq!(claim("b", t1, t2).await, Claim::Held, "not run out yet");
+    assert_eq!(
+        claim("b", t2, t3).await,
+        Claim::Held,
+        "runs out after its time, not at it"
+    );
+    assert_eq!(
+        claim("b", "2026-12-03T10:02:00.001Z", t3).await,
+        Claim::Mine,
+        "taken over"
+    );
+    assert_eq!(claim("a", t2, t3).await, Claim::Held, "lost");
+    let done = OffboardingClaim {
+        user_id: "u1",
+        departure: "deactivated@3",
+        replica: "a",
+        now: t2,
+        until: t3,
+    };
+    s.finish_offboarding(&done).await.expect("finish");
+    assert_eq!(claim("b", t2, t3).await, Claim::Done);
+    assert_eq!(claim("a", "2026-12-04T00:00:00.000Z", t3).await, Claim::Done);
+    let later = OffboardingClaim {
+        departure: "deactivated@5",
+        ..done
+    };
+    assert_eq!(
+        s.claim_offboarding(&later).await.expect("claim"),
+        Claim::Mine,
+        "a later departure"
+    );
 }
 
 #[tokio::test]
