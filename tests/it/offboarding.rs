@@ -316,3 +316,52 @@ async fn two_replicas_sweep_a_departure_once() {
     assert_eq!(records.len(), 2, "{records:#?}");
     drop((a, b));
 }
+
+/// Every option's alternative: schedules and waiting runs kept, running runs cancelled — and
+/// with `mode: off`, no sweep at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_option_takes_its_alternative_and_off_sweeps_nothing() {
+    let config = "offboarding:\n  cronWorkflows: keep\n  pendingRuns: keep\n  runningRuns: cancel\n";
+    let w = World::with_config(config).await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    allowed(alice.create(&cron("nightly")).await);
+    allowed(alice.create(&pending_pipeline_run("deploy-1")).await);
+    let running = allowed(alice.create(&workflow("running")).await).object;
+    allowed(argo_controller(&w.api).operate(&running, "Running", None).await);
+    w.deactivate(&w.alice).await;
+    let all = crate::support::until(Duration::from_secs(20), async || w.kube.event_count() >= 3).await;
+    assert!(all.is_some(), "events: {:#?}", w.kube.events());
+    let said = |name: &str| {
+        events_of(&w, name)[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        said("nightly").ends_with("this CronWorkflow is scheduled: left as it is"),
+        "{}",
+        said("nightly")
+    );
+    assert!(said("deploy-1").ends_with("this PipelineRun is pending: left as it is"));
+    assert!(said("running").ends_with("this Workflow is running: it would be cancelled (offboarding.mode is report)"));
+    let rules: Vec<Option<String>> = {
+        let mut r = offboard_records(&w).await;
+        r.sort_by(|a, b| a.name.cmp(&b.name));
+        r.into_iter().map(|r| r.rule).collect()
+    };
+    assert_eq!(
+        rules,
+        [
+            Some("offboarding.pendingRuns: keep".to_string()),
+            Some("offboarding.cronWorkflows: keep".to_string()),
+            Some("offboarding.runningRuns: cancel".to_string()),
+        ]
+    );
+
+    let off = World::with_config("offboarding:\n  mode: off\n").await;
+    allowed(kubectl(&off.api, "alice@example.com").create(&cron("nightly")).await);
+    off.deactivate(&off.alice).await;
+    // Long enough for a sweep that would run (one poll a second) to have listed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!((off.kube.selected_lists(), off.kube.event_count()), (0, 0));
+}
