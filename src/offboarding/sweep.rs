@@ -28,6 +28,8 @@ const POLL: Duration = Duration::from_secs(1);
 /// How long a claimed sweep is this replica's; past it, another replica may take it over (a
 /// sweep a crash cut short is finished this long after).
 const LEASE: Duration = Duration::from_secs(60);
+/// Objects per LIST page.
+const PAGE: u32 = 500;
 /// A sweep renews its claim every this many objects.
 const RENEW_EVERY: usize = 500;
 /// How often departures another replica holds, or whose sweep failed, are looked at again.
@@ -62,11 +64,16 @@ pub struct Sweeper {
     pub options: Options,
 }
 
-/// One object found behind a departed person, and what is done about it.
+/// One object found behind a departed person, and what is done about it: what names the object,
+/// not the object (a sweep holds every finding of a person at once).
 #[derive(Debug, Clone)]
 struct Finding {
     kind: Kind,
-    object: Value,
+    api_version: String,
+    /// Empty for a cluster-scoped object.
+    namespace: String,
+    name: String,
+    uid: String,
     state: State,
     step: Step,
     rule: Option<String>,
@@ -182,18 +189,26 @@ impl Sweeper {
         let mut found: BTreeMap<&str, Vec<Finding>> = BTreeMap::new();
         for kind in Kind::ALL {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource(kind));
-            let list = api.list(&ListParams::default().labels(selector)).await?;
-            for o in list.items {
-                // The label picks the candidates (so the stamps of people still here are not
-                // checked); the verified stamp must name the same person.
-                let labelled = o.metadata.labels.as_ref().and_then(|l| l.get(LABEL_BY_ID));
-                let Some((id, _)) = labelled.and_then(|l| gone.get_key_value(l.as_str())) else {
-                    continue;
-                };
-                let object = serde_json::to_value(&o).unwrap_or_default();
-                match self.finding(kind, object) {
-                    Some((sub, finding)) if sub == *id => found.entry(id.as_str()).or_default().push(finding),
-                    _ => {}
+            // In pages, so a large cluster's objects are never all held at once.
+            let mut params = ListParams::default().labels(selector).limit(PAGE);
+            loop {
+                let list = api.list(&params).await?;
+                for o in list.items {
+                    // The label picks the candidates (so the stamps of people still here are not
+                    // checked); the verified stamp must name the same person.
+                    let labelled = o.metadata.labels.as_ref().and_then(|l| l.get(LABEL_BY_ID));
+                    let Some((id, _)) = labelled.and_then(|l| gone.get_key_value(l.as_str())) else {
+                        continue;
+                    };
+                    let object = serde_json::to_value(&o).unwrap_or_default();
+                    match self.finding(kind, &object) {
+                        Some((sub, finding)) if sub == *id => found.entry(id.as_str()).or_default().push(finding),
+                        _ => {}
+                    }
+                }
+                match list.metadata.continue_ {
+                    Some(next) if !next.is_empty() => params = params.continue_token(&next),
+                    _ => break,
                 }
             }
         }
@@ -201,7 +216,7 @@ impl Sweeper {
         for (id, findings) in found {
             let Some(departure) = gone.get(id) else { continue };
             let done = self.recorded(id).await;
-            let todo: Vec<&Finding> = findings.iter().filter(|f| !done.contains(&uid_of(&f.object))).collect();
+            let todo: Vec<&Finding> = findings.iter().filter(|f| !done.contains(&f.uid)).collect();
             for (n, f) in todo.iter().enumerate() {
                 // A long sweep renews its claim as it goes; one that lapsed is another's now.
                 if n % RENEW_EVERY == RENEW_EVERY - 1 && !self.renew(id, departure, replica).await {
@@ -238,11 +253,11 @@ impl Sweeper {
 
     /// The person `object`'s verified submit stamp names, and what to do with it; `None` when
     /// its stamp does not verify (never acted on) or names nobody.
-    fn finding(&self, kind: Kind, object: Value) -> Option<(String, Finding)> {
-        let claims = match crate::stamp::object::verified(&self.verifier, &object, Entry::SUBMIT)? {
+    fn finding(&self, kind: Kind, object: &Value) -> Option<(String, Finding)> {
+        let claims = match crate::stamp::object::verified(&self.verifier, object, Entry::SUBMIT)? {
             Ok(c) => c,
             Err(why) => {
-                tracing::warn!(kind = kind.as_str(), uid = %crate::telemetry::field(uid_of(&object).as_str()),
+                tracing::warn!(kind = kind.as_str(), uid = %crate::telemetry::field(uid_of(object).as_str()),
                     why = %why, "offboarding: a stamp that does not verify is left alone");
                 return None;
             }
@@ -250,11 +265,14 @@ impl Sweeper {
         if claims.sub.is_empty() {
             return None;
         }
-        let state = plan::state(kind, &object);
+        let state = plan::state(kind, object);
         let step = plan::step(state, &self.options);
         let finding = Finding {
             kind,
-            object,
+            api_version: text(object, "apiVersion"),
+            namespace: text(&object["metadata"], "namespace"),
+            name: text(&object["metadata"], "name"),
+            uid: uid_of(object),
             state,
             step,
             rule: plan::rule(state, &self.options),
@@ -283,7 +301,6 @@ impl Sweeper {
     /// Record `f` and announce it on the object.
     async fn report(&self, id: &str, d: &Departure, f: &Finding) {
         let outcome = outcome(self.options.mode, f.step);
-        let meta = &f.object["metadata"];
         let message = format!(
             "{} was {} through SCIM{}; this {} is {}: {}",
             d.user_name,
@@ -302,11 +319,11 @@ impl Sweeper {
             .record(DecisionRecord {
                 id: uuid::Uuid::now_v7().to_string(),
                 at: crate::model::clock::now(),
-                request_uid: uid_of(&f.object),
+                request_uid: f.uid.clone(),
                 hook: HOOK.into(),
                 kind: f.kind.as_str().into(),
-                namespace: text(meta, "namespace"),
-                name: text(meta, "name"),
+                namespace: f.namespace.clone(),
+                name: f.name.clone(),
                 action: ACTION.into(),
                 requester: "scimgate".into(),
                 user_id: Some(id.to_string()),
@@ -324,12 +341,10 @@ impl Sweeper {
     /// A `core/v1` Event on the object (cluster-scoped objects' Events go to `default`, as
     /// client-go's recorder puts them). Named after object, person and outcome: written once.
     async fn event(&self, id: &str, f: &Finding, outcome: &str, message: &str) -> Result<(), kube::Error> {
-        let meta = &f.object["metadata"];
-        let namespace = Some(text(meta, "namespace")).filter(|n| !n.is_empty());
-        let ns = namespace.clone().unwrap_or_else(|| "default".into());
-        let uid = uid_of(&f.object);
-        let digest = sha2::Sha256::digest(format!("{uid}/{id}/{outcome}"));
-        let name: String = text(meta, "name").chars().take(200).collect();
+        let namespace = Some(f.namespace.as_str()).filter(|n| !n.is_empty());
+        let ns = namespace.unwrap_or("default");
+        let digest = sha2::Sha256::digest(format!("{}/{id}/{outcome}", f.uid));
+        let name: String = f.name.chars().take(200).collect();
         let now = crate::model::clock::now();
         let ar = ApiResource {
             group: String::new(),
@@ -338,10 +353,10 @@ impl Sweeper {
             kind: "Event".into(),
             plural: "events".into(),
         };
-        let mut event = DynamicObject::new(&format!("{name}.{}", hex16(&digest)), &ar).within(&ns);
+        let mut event = DynamicObject::new(&format!("{name}.{}", hex16(&digest)), &ar).within(ns);
         event.data = json!({
-            "involvedObject": {"apiVersion": f.object["apiVersion"], "kind": f.kind.as_str(),
-                "name": meta["name"], "namespace": namespace, "uid": uid},
+            "involvedObject": {"apiVersion": f.api_version, "kind": f.kind.as_str(),
+                "name": f.name, "namespace": namespace, "uid": f.uid},
             "reason": "Offboarded",
             "message": message,
             "type": if f.step == Step::Keep { "Normal" } else { "Warning" },
@@ -350,7 +365,7 @@ impl Sweeper {
             "reportingInstance": "scimgate",
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         });
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
         match api.create(&PostParams::default(), &event).await {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
             r => r.map(|_| ()),
