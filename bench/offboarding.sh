@@ -47,4 +47,4 @@ done
 t2=$(date +%s.%N)
 awk -v n="$n" -v a="$t0" -v b="$t1" -v c="$t2" -v e="$events" -v r="$records" -v l="$((lists - lists_before))" 'BEGIN {
   printf "objects: %d; Events: %d in %.2f s after the deactivation (%.0f/s); records: %d within %.2f s\n", n, e, b-a, e/(b-a), r, c-a
-  printf "API calls: %d LISTs (label scimgate.io/submitted-by-id=<id>, one per kind), %d Event POSTs\n", l, e }'
+  printf "API calls: %d LISTs (label scimgate.io/submitted-by-id=<id>, pages of 500, six kinds), %d Event POSTs\n", l, e }'

@@ -367,19 +367,39 @@ impl Scope {
     /// The current objects in scope, ordered by namespace and name, and the store's resource
     /// version.
     fn current(&self, s: &Storage) -> (Vec<Value>, u64) {
+        let (items, rv, _) = self.page(s, None, None);
+        (items, rv)
+    }
+
+    /// The objects in scope after `(namespace, name)` `after`, at most `limit` of them, ordered
+    /// by namespace and name; the store's resource version; and the place the page ended when
+    /// more follow. Only the page's objects are copied.
+    fn page(
+        &self,
+        s: &Storage,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+    ) -> (Vec<Value>, u64, Option<String>) {
         let mut keys: Vec<&Key> = s
             .objects
             .iter()
-            .filter(|(k, o)| self.holds(k) && self.selects(o))
+            .filter(|(k, o)| self.holds(k) && after.is_none_or(|a| (k.2.as_str(), k.3.as_str()) > a) && self.selects(o))
             .map(|(k, _)| k)
             .collect();
         keys.sort();
+        let next = match limit {
+            Some(l) if keys.len() > l => {
+                keys.truncate(l);
+                keys.last().map(|k| format!("{}/{}", k.2, k.3))
+            }
+            _ => None,
+        };
         let items = keys
             .into_iter()
             .filter_map(|k| s.objects.get(k))
             .map(|o| served_as(o.clone(), &self.group, &self.version))
             .collect();
-        (items, s.resource_version)
+        (items, s.resource_version, next)
     }
 }
 
@@ -457,33 +477,15 @@ async fn list_or_watch(
         counters.selected_lists.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(counters.list_delay_ms.load(Ordering::SeqCst))).await;
     }
-    let (items, rv) = scope.current(&storage.lock().expect("storage"));
     // Pages (apiserver pkg/storage/etcd3/store.go `GetList`: `limit`, and `continue` from where
     // the last page ended, in key order — namespace, then name). The token is opaque to clients;
     // here it is the last item's `namespace/name`.
-    let place = |o: &Value| {
-        let m = &o["metadata"];
-        (
-            m["namespace"].as_str().unwrap_or_default().to_string(),
-            m["name"].as_str().unwrap_or_default().to_string(),
-        )
-    };
-    let mut items = items;
-    if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
-        let (ns, name) = token.split_once('/').unwrap_or(("", token));
-        let after = (ns.to_string(), name.to_string());
-        items.retain(|o| place(o) > after);
-    }
-    let mut next = None;
-    if let Some(limit) = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0) {
-        if items.len() > limit {
-            items.truncate(limit);
-            next = items.last().map(|o| {
-                let (ns, name) = place(o);
-                format!("{ns}/{name}")
-            });
-        }
-    }
+    let after = q
+        .get("continue")
+        .filter(|c| !c.is_empty())
+        .map(|t| t.split_once('/').unwrap_or(("", t)));
+    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let (items, rv, next) = scope.page(&storage.lock().expect("storage"), after, limit);
     counters.watched.fetch_max(rv, Ordering::SeqCst);
     let list = json!({"apiVersion": served_as(json!({}), &scope.group, &scope.version)["apiVersion"], "kind": format!("{kind}List"),
         "metadata": {"resourceVersion": rv.to_string(), "continue": next}, "items": items});
@@ -593,13 +595,10 @@ fn watch(
     ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(events)).into_response()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scimgate_reads_owners_through_the_face_from_its_watch_cache() {
-    use crate::apiserver::ApiServer;
-    use scimgate::cluster::owners::{Error, Owners};
-    use scimgate::policy::Kind;
-    // Objects only put into the store: no webhook is called.
-    let api = ApiServer::at("https://127.0.0.1:9", reqwest::Client::new());
+/// An emulator store that objects are only put into (no webhook is called), its face, a kube
+/// client of scimgate's reading through it, and the directory its kubeconfig is in.
+async fn store_face_and_client() -> (crate::apiserver::ApiServer, KubeFace, kube::Client, tempfile::TempDir) {
+    let api = crate::apiserver::ApiServer::at("https://127.0.0.1:9", reqwest::Client::new());
     let mut face = KubeFace::bind().await;
     face.serve(api.storage());
     let dir = tempfile::tempdir().expect("tempdir");
@@ -608,6 +607,14 @@ async fn scimgate_reads_owners_through_the_face_from_its_watch_cache() {
         .await
         .expect("kubeconfig")
         .expect("a client");
+    (api, face, client, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scimgate_reads_owners_through_the_face_from_its_watch_cache() {
+    use scimgate::cluster::owners::{Error, Owners};
+    use scimgate::policy::Kind;
+    let (api, face, client, dir) = store_face_and_client().await;
     let (_stop, stop) = tokio::sync::watch::channel(false);
     let (owners, task) = Owners::watch(client, stop);
     tokio::spawn(task);
@@ -690,17 +697,8 @@ async fn scimgate_reads_owners_through_the_face_from_its_watch_cache() {
 /// key order: namespace, then name — every object once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_in_pages_returns_every_object_once() {
-    use crate::apiserver::ApiServer;
     use kube::api::{Api, DynamicObject, ListParams};
-    let api = ApiServer::at("https://127.0.0.1:9", reqwest::Client::new());
-    let mut face = KubeFace::bind().await;
-    face.serve(api.storage());
-    let dir = tempfile::tempdir().expect("tempdir");
-    face.write_kubeconfig(&dir.path().join("kubeconfig"));
-    let client = scimgate::cluster::client(Some(&dir.path().join("kubeconfig")))
-        .await
-        .expect("kubeconfig")
-        .expect("a client");
+    let (api, _face, client, _dir) = store_face_and_client().await;
     // Namespaces whose text order differs from their order as keys ("team-a/x" > "team/x" as
     // text, but "team" < "team-a").
     let mut want = Vec::new();
