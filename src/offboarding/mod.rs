@@ -92,8 +92,8 @@ pub struct Departure {
     pub user_name: String,
     /// `deactivated` or `deleted`.
     pub cause: &'static str,
-    /// When it was deleted (RFC 3339); a deactivation's time is the SCIM record's
-    /// `meta.lastModified`, when it has one.
+    /// When it was deleted (RFC 3339); a deactivation's time is read only for the departures a
+    /// replica sweeps ([`deactivated_at`]).
     pub at: Option<String>,
     /// Tells this departure from the person's earlier ones (deactivated, re-activated,
     /// deactivated again), the same on every replica: the user record's version, or `deleted`.
@@ -106,14 +106,12 @@ pub fn departed(snapshot: &Snapshot) -> BTreeMap<String, Departure> {
     let mut out = BTreeMap::new();
     for (id, user) in snapshot.users() {
         if !user.active {
-            let body: serde_json::Value = serde_json::from_str(&user.record.body).unwrap_or_default();
-            let at = body["meta"]["lastModified"].as_str().map(str::to_string);
             out.insert(
                 id.to_string(),
                 Departure {
                     user_name: user.user_name.to_string(),
                     cause: "deactivated",
-                    at,
+                    at: None,
                     key: format!("deactivated@{}", user.record.version),
                 },
             );
@@ -129,4 +127,13 @@ pub fn departed(snapshot: &Snapshot) -> BTreeMap<String, Departure> {
         });
     }
     out
+}
+
+/// When user `id` was last changed — for a deactivated user, when they were deactivated (or
+/// changed since): the SCIM record's `meta.lastModified`. Parses the stored record, so it is read
+/// for the departures being swept, not for every departed person each time the directory changes.
+pub fn deactivated_at(snapshot: &Snapshot, id: &str) -> Option<String> {
+    let user = snapshot.user(id)?;
+    let body: serde_json::Value = serde_json::from_str(&user.record.body).ok()?;
+    body["meta"]["lastModified"].as_str().map(str::to_string)
 }

@@ -102,7 +102,10 @@ impl Sweeper {
                     .iter()
                     .filter(|(id, d)| !settled.contains(&(id.to_string(), d.key.clone())))
                     .collect();
-                let mine = self.claim(&replica, &open, &mut settled).await;
+                let mut mine = self.claim(&replica, &open, &mut settled).await;
+                for (id, d) in mine.iter_mut().filter(|(_, d)| d.at.is_none()) {
+                    d.at = super::deactivated_at(&snapshot, id);
+                }
                 // At start one LIST per kind by the label's presence finds every departed
                 // person's objects; after, one LIST per kind and person.
                 let selector = match (first, mine.len()) {

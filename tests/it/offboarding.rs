@@ -75,7 +75,12 @@ async fn a_deactivated_persons_schedule_waiting_and_running_runs_are_reported_an
         assert_eq!(e[0]["reason"], "Offboarded");
         e[0]["message"].as_str().unwrap_or_default().to_string()
     };
-    assert!(said("nightly").contains("alice@example.com was deactivated through SCIM"));
+    // When: the SCIM record's lastModified, the deactivation.
+    assert!(
+        said("nightly").starts_with("alice@example.com was deactivated through SCIM at 20"),
+        "{}",
+        said("nightly")
+    );
     assert!(said("nightly").contains("CronWorkflow is scheduled: it would be suspended (offboarding.mode is report)"));
     assert!(said("deploy-1").contains("PipelineRun is pending: it would be cancelled"));
     assert!(said("gated").contains("Workflow is pending: it would be cancelled"));
