@@ -181,8 +181,8 @@ impl Sweeper {
     }
 
     /// List every kind by `selector`, and handle the objects of the people in `gone`.
-    /// Returns the people whose claim this replica lost on the way (another replica finishes
-    /// them).
+    /// Returns the people not finished: whose claim this replica lost on the way (another replica
+    /// finishes them), or whose records could not be read (retried).
     async fn sweep(
         &self,
         selector: &str,
@@ -218,7 +218,15 @@ impl Sweeper {
         let mut lost = BTreeSet::new();
         for (id, findings) in found {
             let Some(departure) = gone.get(id) else { continue };
-            let done = self.recorded(id).await;
+            // Without knowing what is recorded, recording would repeat it: left for the retry.
+            let done = match self.recorded(id).await {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::warn!(error = %e, "offboarding: reading what was recorded before; retrying");
+                    lost.insert(id.to_string());
+                    continue;
+                }
+            };
             let todo: Vec<&Finding> = findings.iter().filter(|f| !done.contains(&f.uid)).collect();
             for (n, f) in todo.iter().enumerate() {
                 // A long sweep renews its claim as it goes; one that lapsed is another's now.
@@ -285,18 +293,22 @@ impl Sweeper {
     }
 
     /// The objects (by uid) the log already has an offboarding record of for person `id`.
-    async fn recorded(&self, id: &str) -> BTreeSet<String> {
-        let q = DecisionQuery {
+    async fn recorded(&self, id: &str) -> Result<BTreeSet<String>, crate::store::Error> {
+        let mut q = DecisionQuery {
             user_id: Some(id.to_string()),
             action: Some(ACTION.into()),
             limit: crate::model::decision::MAX_LIMIT,
             ..DecisionQuery::default()
         };
-        match self.store.query_decisions(&q).await {
-            Ok(records) => records.into_iter().map(|r| r.request_uid).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "offboarding: reading what was recorded before");
-                BTreeSet::new()
+        let mut seen = BTreeSet::new();
+        // Page by page (newest first): a person may have left more objects than one page holds.
+        loop {
+            let page = self.store.query_decisions(&q).await?;
+            let full = page.len() == q.limit as usize;
+            q.after = page.last().map(|r| r.id.clone());
+            seen.extend(page.into_iter().map(|r| r.request_uid));
+            if !full {
+                return Ok(seen);
             }
         }
     }
