@@ -47,11 +47,6 @@ impl State {
             State::Template => "template",
         }
     }
-
-    /// Whether the object still runs or will run something.
-    pub fn live(self) -> bool {
-        matches!(self, State::Scheduled | State::Pending | State::Running)
-    }
 }
 
 /// What offboarding does to an object.
