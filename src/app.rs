@@ -417,6 +417,7 @@ impl Apps {
         let (recorder, recorder_task) = Recorder::start(state.store.clone(), state.metrics.clone(), chain, first_marks);
         let sweeper = |client| crate::offboarding::sweep::Sweeper {
             client,
+            signer: state.signer.clone(),
             verifier: state.verifier.clone(),
             directory: state.directory.clone(),
             store: state.store.clone(),

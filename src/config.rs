@@ -272,16 +272,7 @@ impl Config {
             },
             kubeconfig: args.kubeconfig.clone().or(file.kubeconfig),
             argo_controller_config_map: argo_config_map(&file.argo)?,
-            offboarding: match file.offboarding {
-                o if o.mode == crate::offboarding::Mode::Act => {
-                    return Err(Error::Invalid(
-                        "offboarding.mode: act is not built yet (scimgate's webhooks do not yet admit its own \
-                         attested changes); use report to see what it would do"
-                            .into(),
-                    ))
-                }
-                o => o,
-            },
+            offboarding: file.offboarding,
         })
     }
 }
@@ -368,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn offboarding_act_is_refused_until_it_is_built() {
+    fn offboarding_modes_and_options_are_read_and_an_unknown_one_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, "offboarding:\n  mode: act\n").expect("write");
@@ -377,8 +368,8 @@ mod tests {
             config: Some(cfg.clone()),
             ..Default::default()
         };
-        let e = Config::from_args(&args).expect_err("act is refused");
-        assert!(e.to_string().contains("offboarding.mode: act is not built yet"), "{e}");
+        let c = Config::from_args(&args).expect("act");
+        assert_eq!(c.offboarding.mode, crate::offboarding::Mode::Act);
         std::fs::write(&cfg, "offboarding:\n  mode: report\n  runningRuns: cancel\n").expect("write");
         let c = Config::from_args(&args).expect("report");
         assert_eq!(c.offboarding.running_runs, crate::offboarding::RunningRuns::Cancel);

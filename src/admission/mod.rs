@@ -14,6 +14,7 @@ mod attestations;
 pub mod codec;
 mod delete;
 pub mod go_json;
+mod own_write;
 pub mod pipeline_run;
 pub mod pod_spec_patch;
 pub mod routes;
@@ -68,6 +69,8 @@ pub enum Hook {
 #[derive(Debug, Clone, Default)]
 pub struct DecisionDraft {
     pub action: Option<Action>,
+    /// An action of scimgate's own, no person's (`offboard`): recorded in place of `action`.
+    pub own_action: Option<&'static str>,
     pub kind: String,
     pub namespace: String,
     pub name: String,
@@ -311,6 +314,7 @@ fn decide_in_stages(
         _ => {}
     }
     let d = Deciding::begin(st, req, lookups, hook, kind, t)?;
+    d.own_write(t)?;
     let who = d.who_asked(t)?;
     let brought = d.stamps_brought(&who, t)?;
     if who.does_nothing_to_decide() {

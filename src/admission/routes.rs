@@ -311,14 +311,18 @@ async fn handle(
         None if answer.allowed => "allowed",
         None => "denied",
     };
-    let action = trace.action.map(|a| a.as_str()).unwrap_or("none");
+    let action = trace.own_action.or(trace.action.map(|a| a.as_str())).unwrap_or("none");
     let hook_name = if hook == Hook::Mutate { "mutate" } else { "validate" };
     st.metrics
         .admission(hook_name, kind, action, outcome, started.elapsed());
     // One record per request: the validating answer is final, and a mutating denial ends the
     // request before validation. `kubectl --dry-run=server` leaves no durable trace.
     let final_answer = hook == Hook::Validate || !answer.allowed;
-    if let (Ok(req), Some(action), true) = (&review.request, trace.action, final_answer) {
+    if let (Ok(req), Some(action), true) = (
+        &review.request,
+        trace.own_action.or(trace.action.map(|a| a.as_str())),
+        final_answer,
+    ) {
         if !req.dry_run {
             // One record per action the request contains (an approval that also changes the
             // spec is both): the further ones with their own decision id, rule and stamp.
@@ -329,7 +333,14 @@ async fn handle(
                 t.rule = a.rule.clone();
                 t.stamp_id = a.stamp_id.clone();
                 st.recorder
-                    .record(record(req, hook, a.action, t, started.elapsed(), authenticated))
+                    .record(record(
+                        req,
+                        hook,
+                        a.action.as_str(),
+                        t,
+                        started.elapsed(),
+                        authenticated,
+                    ))
                     .await;
             }
             st.recorder
@@ -351,7 +362,8 @@ async fn handle(
 }
 
 /// The decision whose stamp for `action` the stored object carried before this write.
-fn prior_decision(req: &codec::Request, action: crate::policy::Action) -> Option<String> {
+fn prior_decision(req: &codec::Request, action: &str) -> Option<String> {
+    let action = crate::policy::Action::ALL.into_iter().find(|a| a.as_str() == action)?;
     let entry = crate::stamp::vocabulary::Entry::of(action)?;
     let old = req.old_object.as_ref()?;
     crate::stamp::object::metadata_map(old, "annotations")?
@@ -363,7 +375,7 @@ fn prior_decision(req: &codec::Request, action: crate::policy::Action) -> Option
 fn record(
     req: &codec::Request,
     hook: Hook,
-    action: crate::policy::Action,
+    action: &str,
     t: DecisionDraft,
     elapsed: std::time::Duration,
     authenticated: bool,
@@ -376,7 +388,7 @@ fn record(
         kind: t.kind,
         namespace: t.namespace,
         name: t.name,
-        action: action.as_str().into(),
+        action: action.into(),
         requester: req.user.username.clone(),
         user_id: t.user_id,
         groups: t.groups.join(","),

@@ -7,6 +7,7 @@
 use super::asker::{self, Asker};
 use super::attestations::{self, Fresh};
 use super::codec::{Answer, Operation, Request};
+use super::own_write;
 use super::verdict::{self, Verdict};
 use super::{
     audit_annotations, deny_unjudged, note_also, note_stamps, patched, pipeline_run, refuse, short_warning,
@@ -90,6 +91,34 @@ impl<'a> Deciding<'a> {
             snap: st.directory.load(),
             now: chrono::Utc::now(),
         })
+    }
+
+    /// scimgate's own offboarding write (`own_write`): admitted as the stamp it brings says,
+    /// with no patch — or, in `/validate`, refused with why the stamp does not hold. A request
+    /// with no new offboarding stamp goes on to be judged as anyone's.
+    pub fn own_write(&self, t: &mut DecisionDraft) -> Stage<()> {
+        if !own_write::brings_stamp(self.req) {
+            return Ok(());
+        }
+        let max_age = self.st.stamp_max_age;
+        match own_write::check(&self.st.verifier, self.req, self.kind, max_age, self.now.timestamp()) {
+            Ok(c) => {
+                t.own_action = Some(crate::stamp::offboard::ACTION);
+                t.outcome = Some(Outcome::Allowed);
+                t.rule = Some(format!("offboarding: {}", c.step));
+                t.reason = format!("scimgate's offboarding of {} ({}): {}", c.name, c.cause, c.step);
+                t.submitter_id = Some(c.sub);
+                t.stamp_id = Some(c.sid);
+                Err(Box::new(Answer::allow()))
+            }
+            Err(why) if self.hook == Hook::Validate => {
+                t.own_action = Some(crate::stamp::offboard::ACTION);
+                let message = format!("scimgate: {why}; decision {}", t.decision_id);
+                Err(Box::new(deny_unjudged(t, why, message)))
+            }
+            // `/mutate` leaves it to the judgement below, which puts our keys back as stored.
+            Err(_) => Ok(()),
+        }
     }
 
     /// Who asked; Argo's identity labels are nobody else's to edit. An owner added that is gone

@@ -2,9 +2,9 @@
 //! them (single objects or Lists), offline, against the published JWKS. Each stamp is valid (and
 //! by whom), missing, or forged/altered — naming the field that no longer matches.
 
-use crate::stamp::object;
-use crate::stamp::vocabulary::is_ours;
+use crate::stamp::vocabulary::{is_ours, OFFBOARD_ATTESTATION};
 use crate::stamp::Verifier;
+use crate::stamp::{object, offboard};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,17 @@ pub enum Status {
     Inherited {
         action: String,
         owner: String,
+    },
+    /// scimgate's offboarding stamp (`stamp::offboard`): its own account suspended or cancelled
+    /// the object because the person behind it departed.
+    Offboarded {
+        /// The account that wrote it.
+        by: String,
+        /// The departed person's userName and SCIM id, and how they departed.
+        person: String,
+        person_id: String,
+        cause: String,
+        step: String,
     },
     Forged(String),
 }
@@ -133,6 +144,22 @@ pub fn verify_object(v: &Verifier, obj: &Value) -> Finding {
             authenticated: claims.authenticated,
         });
     }
+    if let Some(verified) = offboard::verified(v, obj) {
+        covered.push(("annotations", OFFBOARD_ATTESTATION.to_string()));
+        match verified {
+            Ok(c) => {
+                covered.extend(c.stamp.keys().map(|k| ("annotations", k.clone())));
+                stamps.push(Status::Offboarded {
+                    by: c.requester,
+                    person: c.name,
+                    person_id: c.sub,
+                    cause: c.cause,
+                    step: c.step,
+                });
+            }
+            Err(e) => stamps.push(Status::Forged(e.to_string())),
+        }
+    }
     for (field, k) in ours {
         if is_ours(&k) && !covered.iter().any(|(f, c)| *f == field && *c == k) {
             let what = if field == "labels" { "label " } else { "" };
@@ -159,6 +186,14 @@ pub fn to_json(f: &Finding) -> Value {
             }
             Status::Missing => json!({"status": "missing"}),
             Status::Inherited { action, owner } => json!({"status": "inherited", "action": action, "owner": owner}),
+            Status::Offboarded {
+                by,
+                person,
+                person_id,
+                cause,
+                step,
+            } => json!({"status": "valid", "action": offboard::ACTION, "by": by, "for": person, "forId": person_id,
+                "cause": cause, "step": step}),
             Status::Forged(why) => json!({"status": "forged", "why": why}),
         })
         .collect();
@@ -190,6 +225,13 @@ pub fn line(f: &Finding) -> String {
             Status::Inherited { action, owner } => {
                 format!("no stamp of its own: carries its owner {owner}'s {action} stamp")
             }
+            Status::Offboarded {
+                by,
+                person,
+                cause,
+                step,
+                ..
+            } => format!("valid: {step} by {by} offboarding {person} ({cause})"),
             Status::Forged(why) => format!("FORGED: {why}"),
         })
         .collect();

@@ -5,7 +5,8 @@
 use super::query::DecisionQuery;
 use super::verify;
 use super::DecisionRecord;
-use crate::stamp::{object, vocabulary::TABLE, Verifier};
+use crate::stamp::vocabulary::{OFFBOARDED, OFFBOARDED_AT, TABLE};
+use crate::stamp::{object, offboard, Verifier};
 use crate::store::Store;
 use anyhow::{bail, Context};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -137,17 +138,28 @@ pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> an
             events.push(json!({"event": e.event, "by": a(e.by_key()), "byId": a(e.by_id_key()), "at": a(e.at_key())}));
         }
     }
+    // Offboarding's step, by scimgate's own account, names the departed person it was for.
+    let offboarded = offboard::verified(v, obj).and_then(Result::ok);
+    if let Some(c) = &offboarded {
+        events.push(
+            json!({"event": "offboarded", "by": c.requester, "byId": "", "at": a(OFFBOARDED_AT.into()),
+            "for": a(OFFBOARDED.into()), "step": c.step}),
+        );
+    }
     let mut decisions = Vec::new();
     if let Some(store) = store {
         let mut records = Vec::new();
         // Each stamp names its id; the decision that let it through carries the same id.
-        for (_, verified) in object::all(v, obj) {
-            let Ok(claims) = verified else { continue };
-            if claims.sid.is_empty() {
+        let sids = object::all(v, obj)
+            .into_iter()
+            .filter_map(|(_, verified)| verified.ok().map(|c| c.sid))
+            .chain(offboarded.map(|c| c.sid));
+        for sid in sids {
+            if sid.is_empty() {
                 continue;
             }
             let q = DecisionQuery {
-                stamp_id: Some(claims.sid.clone()),
+                stamp_id: Some(sid),
                 limit: 10,
                 ..Default::default()
             };
@@ -231,12 +243,24 @@ fn one_per_write(records: Vec<DecisionRecord>) -> Vec<(DecisionRecord, Vec<Strin
 pub fn text(report: &Value) -> String {
     let mut out = format!("{}\n", report["object"].as_str().unwrap_or_default());
     for e in report["events"].as_array().into_iter().flatten() {
+        let text = |k: &str| e[k].as_str().unwrap_or_default();
+        if let Some(person) = e["for"].as_str() {
+            // scimgate's own step has no person behind it but the one it was for.
+            out.push_str(&format!(
+                "  {:<10} by {} at {}: {} for {person}\n",
+                text("event"),
+                text("by"),
+                text("at"),
+                text("step")
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "  {:<10} by {} ({}) at {}\n",
-            e["event"].as_str().unwrap_or_default(),
-            e["by"].as_str().unwrap_or_default(),
+            text("event"),
+            text("by"),
             e["byId"].as_str().unwrap_or("-"),
-            e["at"].as_str().unwrap_or_default()
+            text("at")
         ));
     }
     for s in report["stamps"].as_array().into_iter().flatten() {

@@ -70,6 +70,13 @@ impl Step {
         }
     }
 
+    /// The step `name`s ([`Step::as_str`]).
+    pub fn named(name: &str) -> Option<Step> {
+        [Step::Suspend, Step::Cancel, Step::Keep]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
     /// The JSON merge patch (RFC 7386) that takes this step on a `kind`; `None` for [`Step::Keep`].
     pub fn patch(self, kind: Kind) -> Option<Value> {
         match (self, kind) {

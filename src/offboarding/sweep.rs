@@ -4,6 +4,14 @@
 //! gives it. What the log already holds for a person is not recorded again, so a restart or a
 //! second replica repeats no record; the Events have names derived from the object, the person
 //! and the step, so a repeated one is refused by the API server as existing.
+//!
+//! Acting (`mode: act`), each step is a JSON merge PATCH through the API server — so through
+//! scimgate's own webhooks, which admit it by the offboarding stamp it carries
+//! (`stamp::offboard`, `admission::own_write`) — made on the object as listed (its
+//! `resourceVersion` a precondition: an object that changed since is read again and planned
+//! anew). An object that already carries our stamp for this departure was acted on before a
+//! crash: it is recorded as done, not patched again. A step the API server refuses is recorded
+//! as `failed` (once) and the departure is tried again later.
 
 use super::plan::{self, State, Step};
 use super::{departed, Departure, Mode, Options};
@@ -11,11 +19,12 @@ use crate::audit::recorder::Recorder;
 use crate::directory::Snapshot;
 use crate::model::{DecisionQuery, DecisionRecord};
 use crate::policy::Kind;
+use crate::stamp::offboard::{self, NewOffboard};
 use crate::stamp::vocabulary::{Entry, LABEL_BY_ID};
-use crate::stamp::Verifier;
+use crate::stamp::{Signer, Verifier};
 use crate::store::{Claim, OffboardingClaim, Store};
 use arc_swap::ArcSwap;
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -34,6 +43,8 @@ const PAGE: u32 = 500;
 const RENEW_EVERY: usize = 500;
 /// How often departures another replica holds, or whose sweep failed, are looked at again.
 const RETRY: Duration = Duration::from_secs(30);
+/// How often a step is tried on an object that keeps changing under it (each time read again).
+const ATTEMPTS: usize = 3;
 
 /// Where each kind is served (the versions the controllers write).
 fn resource(kind: Kind) -> ApiResource {
@@ -57,6 +68,8 @@ fn resource(kind: Kind) -> ApiResource {
 /// What the sweep reads and writes through.
 pub struct Sweeper {
     pub client: kube::Client,
+    /// Signs the offboarding stamp of each step taken (`mode: act`).
+    pub signer: Arc<Signer>,
     pub verifier: Verifier,
     pub directory: Arc<ArcSwap<Snapshot>>,
     pub store: Arc<dyn Store>,
@@ -74,11 +87,19 @@ struct Finding {
     namespace: String,
     name: String,
     uid: String,
+    /// As listed: the precondition of a step's PATCH.
+    resource_version: String,
     state: State,
     step: Step,
     rule: Option<String>,
     stamp_id: String,
+    /// Our offboarding stamp on the object, if it has one: (person, departure, step).
+    stamped: Option<(String, String, Step)>,
 }
+
+/// What became of an object: the state it was found in and the step taken (or, reporting,
+/// that would be), or why the step could not be taken.
+type Done = Result<(State, Step), String>;
 
 impl Sweeper {
     /// Until `shutdown`: everyone departed once, then each new departure as the directory shows
@@ -90,6 +111,8 @@ impl Sweeper {
         // Departures (person, key) swept by anyone: never looked at again.
         let mut settled: BTreeSet<(String, String)> = BTreeSet::new();
         let mut first = true;
+        // Who scimgate is to the API server, learnt before the first step is taken.
+        let mut me: Option<String> = None;
         let (mut generation, mut retry_at) = (None, tokio::time::Instant::now());
         loop {
             let snapshot = self.directory.load_full();
@@ -115,7 +138,11 @@ impl Sweeper {
                 };
                 first = false;
                 if let Some(selector) = selector {
-                    match self.sweep(&selector, &mine, &replica).await {
+                    let swept = match self.identify(&mut me).await {
+                        Ok(()) => self.sweep(&selector, &mine, &replica, me.as_deref()).await,
+                        Err(e) => Err(e),
+                    };
+                    match swept {
                         Ok(lost) => {
                             let swept: BTreeMap<String, Departure> =
                                 mine.into_iter().filter(|(id, _)| !lost.contains(id)).collect();
@@ -188,6 +215,7 @@ impl Sweeper {
         selector: &str,
         gone: &BTreeMap<String, Departure>,
         replica: &str,
+        me: Option<&str>,
     ) -> Result<BTreeSet<String>, kube::Error> {
         let mut found: BTreeMap<&str, Vec<Finding>> = BTreeMap::new();
         for kind in Kind::ALL {
@@ -227,7 +255,11 @@ impl Sweeper {
                     continue;
                 }
             };
-            let todo: Vec<&Finding> = findings.iter().filter(|f| !done.contains(&f.uid)).collect();
+            // A step that failed before is tried again; anything else recorded is done.
+            let todo: Vec<&Finding> = findings
+                .iter()
+                .filter(|f| done.get(&f.uid).is_none_or(|o| o == FAILED))
+                .collect();
             for (n, f) in todo.iter().enumerate() {
                 // A long sweep renews its claim as it goes; one that lapsed is another's now.
                 if n % RENEW_EVERY == RENEW_EVERY - 1 && !self.renew(id, departure, replica).await {
@@ -236,12 +268,43 @@ impl Sweeper {
                     lost.insert(id.to_string());
                     break;
                 }
-                self.report(id, departure, f).await;
+                let outcome = self.take(id, departure, f, me).await;
+                let failed_before = done.get(&f.uid).map(String::as_str) == Some(FAILED);
+                if outcome.is_err() {
+                    // Tried again with the departure's next look; said once.
+                    lost.insert(id.to_string());
+                    if failed_before {
+                        continue;
+                    }
+                }
+                self.report(id, departure, f, outcome).await;
             }
             tracing::info!(user = %crate::telemetry::field(&departure.user_name), objects = findings.len(),
                 mode = self.options.mode.as_str(), "offboarding: swept what a departed person left");
         }
         Ok(lost)
+    }
+
+    /// Learn who scimgate is to the API server (a `SelfSubjectReview`, authentication.k8s.io/v1,
+    /// GA since Kubernetes 1.28) when it is to act and does not know yet: each step's stamp names
+    /// the account that sends it, and the webhooks admit the step from that account only.
+    async fn identify(&self, me: &mut Option<String>) -> Result<(), kube::Error> {
+        if self.options.mode != Mode::Act || me.is_some() {
+            return Ok(());
+        }
+        use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
+        let review = api
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await?;
+        let name = review
+            .status
+            .and_then(|s| s.user_info)
+            .and_then(|u| u.username)
+            .filter(|u| !u.is_empty());
+        tracing::info!(account = name.as_deref().unwrap_or("(none)"), "offboarding: acting as");
+        *me = name;
+        Ok(())
     }
 
     /// Whether this replica still holds the sweep of `id`'s departure, for another [`LEASE`].
@@ -278,53 +341,135 @@ impl Sweeper {
         }
         let state = plan::state(kind, object);
         let step = plan::step(state, &self.options);
+        let stamped = offboard::verified(&self.verifier, object)
+            .and_then(Result::ok)
+            .and_then(|c| Some((c.sub, c.departure, Step::named(&c.step)?)));
         let finding = Finding {
             kind,
             api_version: text(object, "apiVersion"),
             namespace: text(&object["metadata"], "namespace"),
             name: text(&object["metadata"], "name"),
             uid: uid_of(object),
+            resource_version: text(&object["metadata"], "resourceVersion"),
             state,
             step,
             rule: plan::rule(state, &self.options),
             stamp_id: claims.sid,
+            stamped,
         };
         Some((claims.sub, finding))
     }
 
-    /// The objects (by uid) the log already has an offboarding record of for person `id`.
-    async fn recorded(&self, id: &str) -> Result<BTreeSet<String>, crate::store::Error> {
+    /// The objects (by uid) the log already has an offboarding record of for person `id`, and
+    /// the latest record's outcome.
+    async fn recorded(&self, id: &str) -> Result<BTreeMap<String, String>, crate::store::Error> {
         let mut q = DecisionQuery {
             user_id: Some(id.to_string()),
             action: Some(ACTION.into()),
             limit: crate::model::decision::MAX_LIMIT,
             ..DecisionQuery::default()
         };
-        let mut seen = BTreeSet::new();
+        let mut seen = BTreeMap::new();
         // Page by page (newest first): a person may have left more objects than one page holds.
         loop {
             let page = self.store.query_decisions(&q).await?;
             let full = page.len() == q.limit as usize;
             q.after = page.last().map(|r| r.id.clone());
-            seen.extend(page.into_iter().map(|r| r.request_uid));
+            for r in page.into_iter().filter(|r| r.hook == HOOK) {
+                seen.entry(r.request_uid).or_insert(r.outcome);
+            }
             if !full {
                 return Ok(seen);
             }
         }
     }
 
-    /// Record `f` and announce it on the object.
-    async fn report(&self, id: &str, d: &Departure, f: &Finding) {
-        let outcome = outcome(self.options.mode, f.step);
+    /// Take the step planned for `f` when acting; what became of it.
+    async fn take(&self, id: &str, d: &Departure, f: &Finding, me: Option<&str>) -> Done {
+        if self.options.mode != Mode::Act || f.step == Step::Keep {
+            return Ok((f.state, f.step));
+        }
+        // Taken before a crash cut the sweep short: done, not taken twice.
+        if let Some((sub, departure, step)) = &f.stamped {
+            if sub == id && *departure == d.key {
+                return Ok((f.state, *step));
+            }
+        }
+        let me = me.ok_or("the API server did not say who scimgate is (SelfSubjectReview)")?;
+        let resource = resource(f.kind);
+        let api: Api<DynamicObject> = match f.namespace.as_str() {
+            "" => Api::all_with(self.client.clone(), &resource),
+            ns => Api::namespaced_with(self.client.clone(), ns, &resource),
+        };
+        let (mut state, mut step, mut version) = (f.state, f.step, f.resource_version.clone());
+        for _ in 0..ATTEMPTS {
+            let Some(mut patch) = step.patch(f.kind) else {
+                return Ok((state, step));
+            };
+            let (stamp, _) = offboard::make(
+                &self.signer,
+                &NewOffboard {
+                    requester: me,
+                    kind: f.kind,
+                    namespace: &f.namespace,
+                    name: &f.name,
+                    uid: &f.uid,
+                    sub: id,
+                    user_name: &d.user_name,
+                    cause: d.cause,
+                    departure: &d.key,
+                    step: step.as_str(),
+                    now: chrono::Utc::now(),
+                },
+            );
+            patch["metadata"] = json!({"resourceVersion": version, "annotations": stamp});
+            match api.patch(&f.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => return Ok((state, step)),
+                // Changed since it was listed: as it is now, planned anew.
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let now = api.get(&f.name).await.map_err(|e| refused(&e))?;
+                    let object = serde_json::to_value(&now).unwrap_or_default();
+                    if uid_of(&object) != f.uid {
+                        return Err("it was deleted and another object of its name made since".into());
+                    }
+                    state = plan::state(f.kind, &object);
+                    step = plan::step(state, &self.options);
+                    version = text(&object["metadata"], "resourceVersion");
+                }
+                Err(e) => return Err(refused(&e)),
+            }
+        }
+        Err(format!("it changed under each of {ATTEMPTS} tries"))
+    }
+
+    /// Record what became of `f` and announce it on the object.
+    async fn report(&self, id: &str, d: &Departure, f: &Finding, done: Done) {
+        let (state, outcome, what) = match &done {
+            Ok((state, step)) => {
+                let o = outcome(self.options.mode, *step);
+                (*state, o, describe(o).to_string())
+            }
+            Err(why) => {
+                let step = if f.step == Step::Suspend {
+                    "suspended"
+                } else {
+                    "cancelled"
+                };
+                (f.state, FAILED, format!("it could not be {step}: {why}"))
+            }
+        };
         let message = format!(
-            "{} was {} through SCIM{}; this {} is {}: {}",
+            "{} was {} through SCIM{}; this {} is {}: {what}",
             d.user_name,
             d.cause,
             d.at.as_deref().map(|t| format!(" at {t}")).unwrap_or_default(),
             f.kind.as_str(),
-            f.state.as_str(),
-            describe(outcome),
+            state.as_str(),
         );
+        let rule = match &done {
+            Ok((state, _)) if *state != f.state => plan::rule(*state, &self.options),
+            _ => f.rule.clone(),
+        };
         // The Event first: a crash before the record is written repeats both at the next start,
         // and the repeated Event is refused as existing — each is written once.
         if let Err(e) = self.event(id, f, outcome, &message).await {
@@ -342,7 +487,7 @@ impl Sweeper {
                 action: ACTION.into(),
                 requester: "scimgate".into(),
                 user_id: Some(id.to_string()),
-                rule: f.rule.clone(),
+                rule,
                 outcome: outcome.into(),
                 mode: self.options.mode.as_str().into(),
                 reason: message,
@@ -374,7 +519,7 @@ impl Sweeper {
                 "name": f.name, "namespace": namespace, "uid": f.uid},
             "reason": "Offboarded",
             "message": message,
-            "type": if f.step == Step::Keep { "Normal" } else { "Warning" },
+            "type": if outcome == "kept" { "Normal" } else { "Warning" },
             "source": {"component": "scimgate"},
             "reportingComponent": "scimgate.io/offboarding",
             "reportingInstance": "scimgate",
@@ -391,6 +536,17 @@ impl Sweeper {
 /// The hook and action of offboarding's decision records.
 pub const HOOK: &str = "offboarding";
 pub const ACTION: &str = "offboard";
+
+/// The outcome of a step the API server refused.
+const FAILED: &str = "failed";
+
+/// Why the API server refused: its message (a webhook's refusal says why), or the error.
+fn refused(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        e => e.to_string(),
+    }
+}
 
 /// A record's outcome: what was (or, reporting, would be) done.
 fn outcome(mode: Mode, step: Step) -> &'static str {

@@ -8,6 +8,7 @@
 //!   `request.uid`: kube-apiserver makes a new one for every webhook call);
 //! - [`keys`]: signing and verification keys, JWKS;
 //! - [`object`]: reading and verifying the stamps on an object;
+//! - [`offboard`]: offboarding's stamp, scimgate's own (no person's action);
 //! - [`patch`]: the JSON Patch operations;
 //! - [`make`] (here): a new stamp for one decision.
 //!
@@ -17,6 +18,7 @@ pub mod claims;
 pub mod digest;
 pub mod keys;
 pub mod object;
+pub mod offboard;
 pub mod patch;
 pub mod vocabulary;
 

@@ -62,6 +62,13 @@ pub const OWNER_SUBMITTED_BY: &str = "scimgate.io/owner-submitted-by";
 pub const LABEL_BY: &str = "scimgate.io/submitted-by";
 pub const LABEL_BY_ID: &str = "scimgate.io/submitted-by-id";
 
+/// Offboarding's stamp (`stamp::offboard`), no action of a person: scimgate's own service
+/// account suspended or cancelled the object because the person behind it departed. The
+/// attestation, and the two annotations people read beside it (who departed and how; when).
+pub const OFFBOARD_ATTESTATION: &str = "scimgate.io/offboard-attestation";
+pub const OFFBOARDED: &str = "scimgate.io/offboarded";
+pub const OFFBOARDED_AT: &str = "scimgate.io/offboarded-at";
+
 impl Entry {
     /// The submit stamp's entry, the one every run has.
     pub const SUBMIT: &'static Entry = &TABLE[0];
@@ -136,6 +143,15 @@ mod tests {
                 assert!(keys.insert(k.clone()), "{k} spelled twice");
             }
         }
-        assert!(!keys.contains(SUBMITTED_GROUPS) && !keys.contains(OWNER_SUBMITTED_BY));
+        for k in [
+            SUBMITTED_GROUPS,
+            OWNER_SUBMITTED_BY,
+            OFFBOARD_ATTESTATION,
+            OFFBOARDED,
+            OFFBOARDED_AT,
+        ] {
+            assert!(is_ours(k) && !keys.contains(k), "{k}");
+            assert!(TABLE.iter().all(|e| !e.owns(k) || e.action == Action::Submit), "{k}");
+        }
     }
 }

@@ -514,6 +514,20 @@ impl ApiServer {
         storage.store(ApiServer::key(&res, &ns, &name), obj);
     }
 
+    /// Another handle on this API server: the same store and the webhooks registered so far,
+    /// for the HTTP face's writes (`kube_face`).
+    pub fn handle(&self) -> ApiServer {
+        ApiServer {
+            client: self.client.clone(),
+            mutating: self.mutating.clone(),
+            validating: self.validating.clone(),
+            resources: self.resources.clone(),
+            storage: self.storage.clone(),
+            record: false,
+            sent: Mutex::new(Vec::new()),
+        }
+    }
+
     /// The store, shared with the HTTP face (`kube_face`).
     pub fn storage(&self) -> Arc<Mutex<Storage>> {
         self.storage.clone()
@@ -1377,6 +1391,7 @@ fn attrs_clone<'a>(a: &Attrs<'a>) -> Attrs<'a> {
 }
 
 /// A patch as `kubectl patch --type merge|json` sends it.
+#[derive(Clone)]
 pub enum Patch {
     Merge(Value),
     Json(Vec<Value>),

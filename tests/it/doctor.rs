@@ -22,7 +22,7 @@ impl Cluster {
         // Nothing is admitted here: objects are only stored, as `kubectl apply` left them.
         let api = ApiServer::at("https://127.0.0.1:9", reqwest::Client::new());
         let mut face = KubeFace::bind().await;
-        face.serve(api.storage());
+        face.serve(&api);
         let dir = tempfile::tempdir().expect("tempdir");
         face.write_kubeconfig(&dir.path().join("kubeconfig"));
         for o in objects {

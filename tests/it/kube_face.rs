@@ -27,6 +27,15 @@
 //! and WATCH; an object whose labels stop matching is not reported as DELETED to a watch, as
 //! upstream's filtered watch does. POST of Events, kept apart from the store.
 //!
+//! Writes of scimgate's: PATCH of a custom resource (`application/merge-patch+json` or
+//! `application/json-patch+json`; pkg/endpoints/handlers/patch.go), played by `ApiServer::patch`
+//! — so through the admission chain, scimgate's own webhooks included, like anyone's write; a
+//! refusal is the `metav1.Status` the API server answers (its code, the webhook's message). And
+//! `SelfSubjectReview` (authentication.k8s.io/v1; kubernetes pkg/registry/authentication/
+//! selfsubjectreview/rest.go `Create`: the caller's user info, 201). The face plays the
+//! authenticator: whoever holds its kubeconfig is scimgate's service account
+//! (`system:serviceaccount:scimgate:scimgate`, as `manifests/base` deploys it).
+//!
 //! LIST in pages (`limit`, then `continue` from where the last page ended, in key order).
 //!
 //! Left out: other label and field selectors (refused with 400 rather than ignored), a paged
@@ -37,9 +46,10 @@
 use crate::apiserver::{served, Key, Storage};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
@@ -50,6 +60,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 type Shared = Arc<Mutex<Storage>>;
+
+/// Who the face's client is to the API server it plays.
+pub fn scimgate_account() -> crate::apiserver::User {
+    crate::apiserver::service_account("scimgate", "scimgate")
+}
 
 /// The face of one emulator: bound before the server under test starts (its kubeconfig names the
 /// address), serving once the emulator's store exists.
@@ -86,12 +101,16 @@ struct Counters {
     /// Watches deliver nothing more (a watch cache lagging behind the store, for as long as a
     /// benchmark needs); GET and LIST still serve the store.
     held: AtomicBool,
+    /// PATCHes received, whatever became of them.
+    patches: AtomicUsize,
 }
 
 #[derive(Clone)]
 struct Face {
     storage: Shared,
     counters: Arc<Counters>,
+    /// Writes go through the emulator's admission chain.
+    api: Arc<crate::apiserver::ApiServer>,
 }
 
 impl Drop for KubeFace {
@@ -145,6 +164,11 @@ impl KubeFace {
         self.counters.events.lock().expect("events").posted.clone()
     }
 
+    /// How many PATCHes came.
+    pub fn patches(&self) -> usize {
+        self.counters.patches.load(Ordering::SeqCst)
+    }
+
     /// From now on, open and new watches send no further events.
     pub fn hold_watches(&self) {
         self.counters.held.store(true, Ordering::SeqCst);
@@ -161,16 +185,24 @@ impl KubeFace {
         std::fs::write(path, text).expect("kubeconfig");
     }
 
-    /// Serve `storage` (the emulator's, `ApiServer::storage`).
-    pub fn serve(&mut self, storage: Shared) {
+    /// Serve `api`'s store, and write through its admission chain (as its webhooks are
+    /// registered now).
+    pub fn serve(&mut self, api: &crate::apiserver::ApiServer) {
         let listener = self.listener.take().expect("served once");
         let app = Router::new()
+            .route(
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                post(self_subject_review),
+            )
             .route("/apis/{group}/{version}/{plural}", get(collection))
             .route(
                 "/apis/{group}/{version}/namespaces/{ns}/{plural}",
                 get(namespaced_collection),
             )
-            .route("/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", get(one))
+            .route(
+                "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}",
+                get(one).patch(patch_one),
+            )
             // The core group lives under `/api/v1` (installer.go: the legacy prefix).
             .route("/api/{version}/{plural}", get(core_collection))
             .route(
@@ -178,10 +210,14 @@ impl KubeFace {
                 get(core_namespaced_collection).post(post_event),
             )
             .route("/api/{version}/namespaces/{ns}/{plural}/{name}", get(core_one))
-            .route("/apis/{group}/{version}/{plural}/{name}", get(cluster_one))
+            .route(
+                "/apis/{group}/{version}/{plural}/{name}",
+                get(cluster_one).patch(patch_cluster_one),
+            )
             .with_state(Face {
-                storage,
+                storage: api.storage(),
                 counters: self.counters.clone(),
+                api: Arc::new(api.handle()),
             });
         self.task = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -226,6 +262,94 @@ async fn post_event(
         .into_response()
 }
 
+/// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the caller is.
+async fn self_subject_review() -> Response {
+    let me = scimgate_account();
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+        "metadata": {"creationTimestamp": null},
+        "status": {"userInfo": {"username": me.username, "groups": me.groups}}});
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `PATCH` of one namespaced custom resource, through the admission chain.
+async fn patch_one(
+    State(face): State<Face>,
+    Path((group, version, ns, plural, name)): Path<(String, String, String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    patch_object(face, (group, version, ns, plural, name), &headers, &body).await
+}
+
+async fn patch_cluster_one(
+    State(face): State<Face>,
+    Path((group, version, plural, name)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    patch_object(face, (group, version, String::new(), plural, name), &headers, &body).await
+}
+
+async fn patch_object(
+    face: Face,
+    (group, version, ns, plural, name): (String, String, String, String, String),
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    face.counters.patches.fetch_add(1, Ordering::SeqCst);
+    let Some((kind, _)) = served(&group, &plural) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
+    };
+    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "the patch is not JSON".into());
+    };
+    // handlers/patch.go: the patch type is the content type; others are 415.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let patch = match (content_type.split(';').next().unwrap_or_default().trim(), doc) {
+        ("application/merge-patch+json", doc) => crate::apiserver::Patch::Merge(doc),
+        ("application/json-patch+json", Value::Array(ops)) => crate::apiserver::Patch::Json(ops),
+        (other, _) => {
+            return status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (not {other})"),
+            )
+        }
+    };
+    let target = json!({"apiVersion": format!("{group}/{version}"), "kind": kind,
+        "metadata": {"name": name, "namespace": ns}});
+    match face.api.patch(&scimgate_account(), &target, patch).await {
+        Ok(written) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            served_as(written.object, &group, &version).to_string(),
+        )
+            .into_response(),
+        Err(e) => {
+            let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let reason = match e.code {
+                403 => "Forbidden",
+                404 => "NotFound",
+                409 => "Conflict",
+                422 => "Invalid",
+                _ => "BadRequest",
+            };
+            status(code, reason, e.message)
+        }
+    }
+}
+
 /// A `metav1.Status` failure.
 fn status(code: StatusCode, reason: &str, message: String) -> Response {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -244,7 +368,7 @@ fn served_as(mut obj: Value, group: &str, version: &str) -> Value {
 }
 
 async fn one(
-    State(Face { storage, counters }): State<Face>,
+    State(Face { storage, counters, .. }): State<Face>,
     Path((group, version, ns, plural, name)): Path<(String, String, String, String, String)>,
 ) -> Response {
     counters.gets.fetch_add(1, Ordering::SeqCst);
@@ -404,7 +528,7 @@ impl Scope {
 }
 
 async fn list_or_watch(
-    Face { storage, counters }: Face,
+    Face { storage, counters, .. }: Face,
     group: String,
     version: String,
     namespace: Option<String>,
@@ -600,7 +724,7 @@ fn watch(
 async fn store_face_and_client() -> (crate::apiserver::ApiServer, KubeFace, kube::Client, tempfile::TempDir) {
     let api = crate::apiserver::ApiServer::at("https://127.0.0.1:9", reqwest::Client::new());
     let mut face = KubeFace::bind().await;
-    face.serve(api.storage());
+    face.serve(&api);
     let dir = tempfile::tempdir().expect("tempdir");
     face.write_kubeconfig(&dir.path().join("kubeconfig"));
     let client = scimgate::cluster::client(Some(&dir.path().join("kubeconfig")))

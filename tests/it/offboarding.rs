@@ -1,6 +1,7 @@
 //! Offboarding through the emulator (issue 19): when SCIM deactivates a person, scimgate lists
 //! what their verified stamp names through the API server's HTTP face, and records and announces
-//! what it would do. Only the `report` mode is built: nothing in the cluster changes.
+//! what it would do (`report`) or does (`act`: PATCHes through the face, so through the
+//! emulator's admission chain and scimgate's own webhooks, like anyone's write).
 
 use crate::actors::{argo_controller, kubectl, tekton_controller};
 use crate::support::{allowed, World};
@@ -94,14 +95,8 @@ async fn a_deactivated_persons_schedule_waiting_and_running_runs_are_reported_an
     // One decision record per object, in the log, under alice.
     let records = crate::support::until(Duration::from_secs(10), async || offboard_records(&w).await.len() >= 5).await;
     assert!(records.is_some());
-    let mut outcomes: Vec<(String, String)> = offboard_records(&w)
-        .await
-        .into_iter()
-        .map(|r| (r.name, r.outcome))
-        .collect();
-    outcomes.sort();
     assert_eq!(
-        outcomes,
+        outcomes(&w).await,
         [
             ("deploy-1", "would-cancel"),
             ("finished", "kept"),
@@ -156,6 +151,25 @@ async fn a_deactivated_persons_schedule_waiting_and_running_runs_are_reported_an
     assert!(bob.is_some());
     assert_eq!(offboard_records(&w).await.len(), 5);
     assert_eq!(w.kube.events().len(), 6);
+}
+
+/// (object name, outcome) of alice's offboarding records, by name.
+async fn outcomes(w: &World) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = offboard_records(w)
+        .await
+        .into_iter()
+        .map(|r| (r.name, r.outcome))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The message of the first Event on the object named `name`.
+fn message(w: &World, name: &str) -> String {
+    events_of(w, name)[0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Alice's offboarding records, read through the audit API (once it reads any: the admission
@@ -288,7 +302,7 @@ async fn two_replicas_sweep_a_departure_once() {
     let alice = a.create_user("alice@example.com").await;
     a.create_group("pipeline-users", &[&alice]).await;
     let api = crate::apiserver::ApiServer::new(&a);
-    kube.serve(api.storage());
+    kube.serve(&api);
     let as_alice = kubectl(&api, "alice@example.com");
     allowed(as_alice.create(&cron("nightly")).await);
     allowed(as_alice.create(&pending_pipeline_run("deploy-1")).await);
@@ -336,12 +350,7 @@ async fn each_option_takes_its_alternative_and_off_sweeps_nothing() {
     w.deactivate(&w.alice).await;
     let all = crate::support::until(Duration::from_secs(20), async || w.kube.event_count() >= 3).await;
     assert!(all.is_some(), "events: {:#?}", w.kube.events());
-    let said = |name: &str| {
-        events_of(&w, name)[0]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
+    let said = |name: &str| message(&w, name);
     assert!(
         said("nightly").ends_with("this CronWorkflow is scheduled: left as it is"),
         "{}",
@@ -369,4 +378,210 @@ async fn each_option_takes_its_alternative_and_off_sweeps_nothing() {
     // Long enough for a sweep that would run (one poll a second) to have listed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!((off.kube.selected_lists(), off.kube.event_count()), (0, 0));
+}
+
+/// Alice's CronWorkflow, pending PipelineRun, Workflow at a Suspend node and running Workflow,
+/// with `mode: act`: the first three are suspended or cancelled — PATCHes through the API
+/// server that scimgate's own webhooks admit by the offboarding stamp they carry — each with
+/// its Event and records; the running one is untouched. `audit verify` and `audit who` read
+/// the stamp; the submit stamps still verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acting_suspends_the_schedule_cancels_waiting_runs_through_the_webhooks_and_leaves_the_running_one() {
+    let w = World::with_config("offboarding:\n  mode: act\n").await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let argo = argo_controller(&w.api);
+    let nightly = allowed(alice.create(&cron("nightly")).await).object;
+    let pr = allowed(alice.create(&pending_pipeline_run("deploy-1")).await).object;
+    let gated = allowed(alice.create(&workflow("gated")).await).object;
+    allowed(argo.operate(&gated, "Running", Some("approve")).await);
+    let running = allowed(alice.create(&workflow("running")).await).object;
+    allowed(argo.operate(&running, "Running", None).await);
+    let running_before = w.api.stored(&running).expect("stored");
+
+    w.deactivate(&w.alice).await;
+    let all = crate::support::until(Duration::from_secs(20), async || offboard_records(&w).await.len() >= 4).await;
+    assert!(
+        all.is_some(),
+        "records: {:#?}; events: {:#?}",
+        offboard_records(&w).await,
+        w.kube.events()
+    );
+    let stored = |o: &Value| w.api.stored(o).expect("stored");
+    assert_eq!(stored(&nightly)["spec"]["suspend"], true);
+    assert_eq!(stored(&pr)["spec"]["status"], "Cancelled");
+    assert_eq!(stored(&gated)["spec"]["shutdown"], "Stop");
+    assert_eq!(stored(&running), running_before, "the running run is left to finish");
+    assert_eq!(w.kube.patches(), 3, "one PATCH per step, none for the running run");
+
+    assert_eq!(
+        outcomes(&w).await,
+        [
+            ("deploy-1", "cancelled"),
+            ("gated", "cancelled"),
+            ("nightly", "suspended"),
+            ("running", "kept"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    let said = |name: &str| message(&w, name);
+    assert!(
+        said("nightly").ends_with("this CronWorkflow is scheduled: suspended"),
+        "{}",
+        said("nightly")
+    );
+    assert!(
+        said("gated").ends_with("this Workflow is pending: cancelled"),
+        "{}",
+        said("gated")
+    );
+    assert!(said("running").ends_with("this Workflow is running: left as it is"));
+    assert_eq!(events_of(&w, "deploy-1")[0]["type"], "Warning");
+
+    // Each PATCH went through the webhooks: admitted as scimgate's account offboarding alice.
+    let admitted: Vec<scimgate::audit::DecisionRecord> = w
+        .decisions(1)
+        .await
+        .into_iter()
+        .filter(|r| r.hook == "validate" && r.action == "offboard")
+        .collect();
+    assert_eq!(admitted.len(), 3, "{admitted:#?}");
+    for r in &admitted {
+        assert_eq!(
+            (r.outcome.as_str(), r.requester.as_str()),
+            ("allowed", "system:serviceaccount:scimgate:scimgate")
+        );
+        assert_eq!(r.submitter_id.as_deref(), Some(w.alice.as_str()));
+        assert!(
+            r.reason
+                .starts_with("scimgate's offboarding of alice@example.com (deactivated)"),
+            "{}",
+            r.reason
+        );
+    }
+
+    // The stamp is read as scimgate's, for alice; her submit stamps still verify.
+    let v = w.verifier().await;
+    assert_eq!(
+        crate::support::verified_by(&v, &stored(&nightly)),
+        [
+            "submit by alice@example.com",
+            "suspend by system:serviceaccount:scimgate:scimgate offboarding alice@example.com"
+        ]
+    );
+    assert_eq!(
+        crate::support::verified_by(&v, &stored(&gated))[1],
+        "cancel by system:serviceaccount:scimgate:scimgate offboarding alice@example.com"
+    );
+    let who = crate::support::audit_who(w.s.dir.path(), "team-a/cronworkflow/nightly");
+    assert!(
+        who.contains("offboarded by system:serviceaccount:scimgate:scimgate at 20")
+            && who.contains(": suspend for alice@example.com (deactivated)"),
+        "{who}"
+    );
+    assert!(
+        who.contains("decision   offboard allowed system:serviceaccount:scimgate:scimgate rule offboarding: suspend"),
+        "{who}"
+    );
+
+    // The Argo controller winds the stopped run down as it would anyone's stop.
+    allowed(argo.operate(&stored(&gated), "Failed", None).await);
+}
+
+/// Only what a fresh offboarding stamp signs is admitted from scimgate's account: the step's
+/// field and the stamp. The same stamp with more changed, sent by a person, put on another
+/// object, or too old, is refused by `/validate` with why — shown on a cluster where only the
+/// validating webhook stands (the mutating one judges such a write as anyone's, and refuses it
+/// by the policy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_step_a_fresh_offboarding_stamp_signs_is_admitted() {
+    use crate::apiserver::{ApiServer, Patch};
+    use scimgate::stamp::offboard::{make, NewOffboard};
+    let w = World::new().await;
+    let signer = scimgate::stamp::Signer::load_or_create(&w.s.dir.path().join("keys/signing.key")).expect("key");
+    let alice = kubectl(&w.api, "alice@example.com");
+    let nightly = allowed(alice.create(&cron("nightly")).await).object;
+    let other = allowed(alice.create(&cron("other")).await).object;
+    let validating_only = ApiServer::validating_only(&w.s);
+    for o in [&nightly, &other] {
+        validating_only.put(w.api.stored(o).expect("stored"));
+    }
+    let me = crate::kube_face::scimgate_account();
+    let stamp_for = |obj: &Value, ago: i64| {
+        make(
+            &signer,
+            &NewOffboard {
+                requester: &me.username,
+                kind: scimgate::policy::Kind::CronWorkflow,
+                namespace: "team-a",
+                name: obj["metadata"]["name"].as_str().unwrap_or_default(),
+                uid: obj["metadata"]["uid"].as_str().unwrap_or_default(),
+                sub: &w.alice,
+                user_name: "alice@example.com",
+                cause: "deactivated",
+                departure: "deactivated@2",
+                step: "suspend",
+                now: chrono::Utc::now() - chrono::Duration::seconds(ago),
+            },
+        )
+        .0
+    };
+    let suspend = |stamp, extra: Value| {
+        let mut p = json!({"metadata": {"annotations": stamp}, "spec": {"suspend": true}});
+        json_patch::merge(&mut p, &extra);
+        Patch::Merge(p)
+    };
+    let mallory = crate::apiserver::person("mallory@example.com");
+    let cases = [
+        (
+            &me,
+            &nightly,
+            suspend(stamp_for(&nightly, 0), json!({"spec": {"schedule": "* * * * *"}})),
+            "it changes the spec beyond the suspend step",
+        ),
+        (
+            &mallory,
+            &nightly,
+            suspend(stamp_for(&nightly, 0), json!({})),
+            "the offboarding stamp was made for system:serviceaccount:scimgate:scimgate, not oidc:mallory@example.com",
+        ),
+        (
+            &me,
+            &other,
+            suspend(stamp_for(&nightly, 0), json!({})),
+            "it was made for another object (name 'nightly', not 'other')",
+        ),
+        (
+            &me,
+            &nightly,
+            suspend(stamp_for(&nightly, 600), json!({})),
+            "s old, older than the 60 s a stamp is good for",
+        ),
+    ];
+    for (who, target, patch, why) in cases {
+        let on_full = crate::support::refused(w.api.patch(who, target, patch.clone()).await).message;
+        assert!(on_full.contains("may not update CronWorkflow in team-a"), "{on_full}");
+        let on_validating = crate::support::refused(validating_only.patch(who, target, patch).await).message;
+        assert!(on_validating.contains(why), "{why}: {on_validating}");
+    }
+    // Without a stamp, scimgate's account is judged as anyone: it may not suspend alice's schedule.
+    let bare = crate::support::refused(
+        w.api
+            .patch(&me, &nightly, Patch::Merge(json!({"spec": {"suspend": true}})))
+            .await,
+    );
+    assert!(
+        bare.message
+            .contains("system:serviceaccount:scimgate:scimgate may not update"),
+        "{}",
+        bare.message
+    );
+    assert_eq!(w.api.stored(&nightly).expect("stored")["spec"].get("suspend"), None);
+    // What it signs is admitted.
+    let done = allowed(
+        w.api
+            .patch(&me, &nightly, suspend(stamp_for(&nightly, 0), json!({})))
+            .await,
+    )
+    .object;
+    assert_eq!(done["spec"]["suspend"], true);
 }

@@ -23,7 +23,7 @@ async fn owner_lookup_bodies() {
     let admission = wait_for(&out.join("admission")).await;
     let ca = std::fs::read(wait_for_path(&out.join("ca")).await).expect("CA");
     let mut api = ApiServer::at(admission.trim(), crate::support::client_for(&ca));
-    face.serve(api.storage());
+    face.serve(&api);
     api.record = true;
 
     let alice = kubectl(&api, "alice@example.com");

@@ -389,7 +389,7 @@ impl World {
         s.create_group("pipeline-users", &[&ml, &bob]).await;
         s.create_group("release-approvers", &[&bob, &alice]).await;
         let api = ApiServer::new(&s);
-        kube.serve(api.storage());
+        kube.serve(&api);
         World {
             s,
             alice,
@@ -446,6 +446,7 @@ pub fn verified_by(v: &scimgate::stamp::Verifier, obj: &Value) -> Vec<String> {
             S::Valid { action, by, .. } => format!("{action} by {by}"),
             S::Missing => "missing".into(),
             S::Inherited { action, owner } => format!("{owner}'s {action}"),
+            S::Offboarded { step, by, person, .. } => format!("{step} by {by} offboarding {person}"),
             S::Forged(why) => format!("FORGED: {why}"),
         })
         .collect()

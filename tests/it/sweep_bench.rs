@@ -27,7 +27,7 @@ async fn ten_thousand_objects_of_one_person() {
     let admission = wait_for(&out.join("admission")).await;
     let ca = std::fs::read(wait_for_path(&out.join("ca")).await).expect("CA");
     let api = ApiServer::at(admission.trim(), crate::support::client_for(&ca));
-    face.serve(api.storage());
+    face.serve(&api);
 
     let alice = kubectl(&api, "alice@example.com");
     let spec: Value = cron_workflow()["spec"]["workflowSpec"].clone();
