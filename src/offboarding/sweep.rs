@@ -138,9 +138,16 @@ impl Sweeper {
                 };
                 first = false;
                 if let Some(selector) = selector {
-                    let swept = match self.identify(&mut me).await {
-                        Ok(()) => self.sweep(&selector, &mine, &replica, me.as_deref()).await,
-                        Err(e) => Err(e),
+                    let sweep = async {
+                        self.identify(&mut me).await?;
+                        self.sweep(&selector, &mine, &replica, me.as_deref()).await
+                    };
+                    // A sweep cut short by a shutdown is finished by the next start, or by
+                    // another replica once this one's claim runs out: nothing is lost by
+                    // stopping mid-way, and a long sweep must not hold a shutdown up.
+                    let swept = tokio::select! {
+                        swept = sweep => swept,
+                        _ = shutdown.wait_for(|stop| *stop) => return,
                     };
                     match swept {
                         Ok(lost) => {
@@ -231,7 +238,10 @@ impl Sweeper {
                     let Some((id, _)) = labelled.and_then(|l| gone.get_key_value(l.as_str())) else {
                         continue;
                     };
-                    let object = serde_json::to_value(&o).unwrap_or_default();
+                    let mut object = serde_json::to_value(&o).unwrap_or_default();
+                    // A list's items may come without their kind (as `audit who` also finds).
+                    object["apiVersion"] = json!(resource(kind).api_version);
+                    object["kind"] = json!(kind.as_str());
                     match self.finding(kind, &object) {
                         Some((sub, finding)) if sub == *id => found.entry(id.as_str()).or_default().push(finding),
                         _ => {}
@@ -386,7 +396,7 @@ impl Sweeper {
 
     /// Take the step planned for `f` when acting; what became of it.
     async fn take(&self, id: &str, d: &Departure, f: &Finding, me: Option<&str>) -> Done {
-        if self.options.mode != Mode::Act || f.step == Step::Keep {
+        if self.options.mode != Mode::Act {
             return Ok((f.state, f.step));
         }
         // Taken before a crash cut the sweep short: done, not taken twice.
@@ -394,6 +404,9 @@ impl Sweeper {
             if sub == id && *departure == d.key {
                 return Ok((f.state, *step));
             }
+        }
+        if f.step == Step::Keep {
+            return Ok((f.state, f.step));
         }
         let me = me.ok_or("the API server did not say who scimgate is (SelfSubjectReview)")?;
         let resource = resource(f.kind);

@@ -528,6 +528,14 @@ impl ApiServer {
         }
     }
 
+    /// This API server's store, with the webhooks of `ApiServer::new` pointed at `s` (a
+    /// scimgate restarted on other ports).
+    pub fn calling(&self, s: &TestServer) -> ApiServer {
+        let mut api = ApiServer::new(s);
+        api.storage = self.storage.clone();
+        api
+    }
+
     /// The store, shared with the HTTP face (`kube_face`).
     pub fn storage(&self) -> Arc<Mutex<Storage>> {
         self.storage.clone()

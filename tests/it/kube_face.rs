@@ -73,6 +73,7 @@ pub struct KubeFace {
     listener: Option<TcpListener>,
     task: Option<tokio::task::JoinHandle<()>>,
     counters: Arc<Counters>,
+    writer: Option<Writer>,
 }
 
 /// Events posted, in order, and their `(namespace, name)`s.
@@ -103,6 +104,11 @@ struct Counters {
     held: AtomicBool,
     /// PATCHes received, whatever became of them.
     patches: AtomicUsize,
+    /// PATCHes are refused as RBAC refuses a verb the role lacks.
+    forbid_patches: AtomicBool,
+    /// PATCHes past this many are applied and never answered (a client that crashes while its
+    /// write is in flight).
+    answered_patches: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -110,8 +116,12 @@ struct Face {
     storage: Shared,
     counters: Arc<Counters>,
     /// Writes go through the emulator's admission chain.
-    api: Arc<crate::apiserver::ApiServer>,
+    api: Writer,
 }
+
+/// The API server the face writes through; replaced when the webhooks move (a restarted
+/// scimgate listens elsewhere).
+type Writer = Arc<std::sync::RwLock<Arc<crate::apiserver::ApiServer>>>;
 
 impl Drop for KubeFace {
     fn drop(&mut self) {
@@ -128,8 +138,18 @@ impl KubeFace {
             addr: listener.local_addr().expect("addr"),
             listener: Some(listener),
             task: None,
-            counters: Arc::default(),
+            counters: Arc::new(Counters {
+                answered_patches: AtomicUsize::new(usize::MAX),
+                ..Counters::default()
+            }),
+            writer: None,
         }
+    }
+
+    /// From now on, write through `api` (the same store, its webhooks elsewhere).
+    pub fn write_through(&self, api: &crate::apiserver::ApiServer) {
+        let writer = self.writer.as_ref().expect("served");
+        *writer.write().expect("writer") = Arc::new(api.handle());
     }
 
     /// How many single objects were read with GET.
@@ -164,6 +184,18 @@ impl KubeFace {
         self.counters.events.lock().expect("events").posted.clone()
     }
 
+    /// From now on, PATCHes past the `n`th are applied and never answered; `usize::MAX`
+    /// answers them all again.
+    pub fn answer_patches_up_to(&self, n: usize) {
+        self.counters.answered_patches.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on, refuse (or, `false`, admit again) every PATCH as RBAC does when the
+    /// account's roles lack `patch`.
+    pub fn forbid_patches(&self, forbid: bool) {
+        self.counters.forbid_patches.store(forbid, Ordering::SeqCst);
+    }
+
     /// How many PATCHes came.
     pub fn patches(&self) -> usize {
         self.counters.patches.load(Ordering::SeqCst)
@@ -189,6 +221,8 @@ impl KubeFace {
     /// registered now).
     pub fn serve(&mut self, api: &crate::apiserver::ApiServer) {
         let listener = self.listener.take().expect("served once");
+        let writer: Writer = Arc::new(std::sync::RwLock::new(Arc::new(api.handle())));
+        self.writer = Some(writer.clone());
         let app = Router::new()
             .route(
                 "/apis/authentication.k8s.io/v1/selfsubjectreviews",
@@ -217,7 +251,7 @@ impl KubeFace {
             .with_state(Face {
                 storage: api.storage(),
                 counters: self.counters.clone(),
-                api: Arc::new(api.handle()),
+                api: writer,
             });
         self.task = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -301,7 +335,7 @@ async fn patch_object(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    face.counters.patches.fetch_add(1, Ordering::SeqCst);
+    let nth = face.counters.patches.fetch_add(1, Ordering::SeqCst) + 1;
     let Some((kind, _)) = served(&group, &plural) else {
         return status(
             StatusCode::NOT_FOUND,
@@ -328,9 +362,29 @@ async fn patch_object(
             )
         }
     };
+    if face.counters.forbid_patches.load(Ordering::SeqCst) {
+        // The authorizer's refusal (apiserver pkg/endpoints/handlers/responsewriters/errors.go
+        // `forbiddenMessage`).
+        let me = scimgate_account().username;
+        let place = if ns.is_empty() {
+            String::new()
+        } else {
+            format!(" in the namespace \"{ns}\"")
+        };
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("{plural}.{group} \"{name}\" is forbidden: User \"{me}\" cannot patch resource \"{plural}\" in API group \"{group}\"{place}"),
+        );
+    }
     let target = json!({"apiVersion": format!("{group}/{version}"), "kind": kind,
         "metadata": {"name": name, "namespace": ns}});
-    match face.api.patch(&scimgate_account(), &target, patch).await {
+    let api = face.api.read().expect("writer").clone();
+    let written = api.patch(&scimgate_account(), &target, patch).await;
+    if nth > face.counters.answered_patches.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    match written {
         Ok(written) => (
             [(header::CONTENT_TYPE, "application/json")],
             served_as(written.object, &group, &version).to_string(),

@@ -166,7 +166,12 @@ async fn outcomes(w: &World) -> Vec<(String, String)> {
 
 /// The message of the first Event on the object named `name`.
 fn message(w: &World, name: &str) -> String {
-    events_of(w, name)[0]["message"]
+    message_of(w, name, 0)
+}
+
+/// The message of the `n`th Event on the object named `name`.
+fn message_of(w: &World, name: &str, n: usize) -> String {
+    events_of(w, name)[n]["message"]
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -277,8 +282,9 @@ async fn a_sweep_cut_short_is_finished_once_and_a_restart_repeats_nothing() {
     assert_eq!(records.len(), 2, "{records:#?}");
 }
 
-/// Two replicas on one PostgreSQL database both see alice leave; one sweeps (one LIST per kind,
-/// one record and one Event per object), whichever claims her departure first.
+/// Two replicas on one PostgreSQL database, acting, both see alice leave; one sweeps (one LIST
+/// per kind, one PATCH, one record and one Event per object), whichever claims her departure
+/// first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_sweep_a_departure_once() {
     let Some(url) = crate::support::postgres_db("two_replicas_sweep_a_departure_once").await else {
@@ -287,14 +293,17 @@ async fn two_replicas_sweep_a_departure_once() {
     let mut kube = crate::kube_face::KubeFace::bind().await;
     let shared = tempfile::tempdir().expect("tempdir");
     let (policy, kubeconfig) = (shared.path().join("policy.yaml"), shared.path().join("kubeconfig"));
+    let config = shared.path().join("config.yaml");
     std::fs::write(&policy, crate::support::POLICY).expect("policy");
+    std::fs::write(&config, "offboarding:\n  mode: act\n").expect("config");
     kube.write_kubeconfig(&kubeconfig);
     let replica = async || {
-        let (policy, kubeconfig, url) = (policy.clone(), kubeconfig.clone(), url.clone());
+        let (policy, kubeconfig, url, config) = (policy.clone(), kubeconfig.clone(), url.clone(), config.clone());
         crate::support::TestServer::start_in(tempfile::tempdir().expect("tempdir"), move |a| {
             a.policy = Some(policy);
             a.kubeconfig = Some(kubeconfig);
             a.store = Some(url);
+            a.config = Some(config);
         })
         .await
     };
@@ -322,6 +331,7 @@ async fn two_replicas_sweep_a_departure_once() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(kube.event_count(), 2);
     assert_eq!(kube.selected_lists(), 6, "one replica listed the six kinds, once");
+    assert_eq!(kube.patches(), 2, "one replica took each step, once");
     // Read from the shared database, as `audit query --store postgres://…` does.
     let store = scimgate::store::open(&scimgate::store::Location::Postgres(url.clone()))
         .await
@@ -332,24 +342,41 @@ async fn two_replicas_sweep_a_departure_once() {
         ..Default::default()
     };
     let records = store.query_decisions(&q).await.expect("query");
-    assert_eq!(records.len(), 2, "{records:#?}");
+    let mut swept: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r.hook == "offboarding")
+        .map(|r| (r.name.as_str(), r.outcome.as_str()))
+        .collect();
+    swept.sort();
+    assert_eq!(
+        swept,
+        [("deploy-1", "cancelled"), ("nightly", "suspended")],
+        "{records:#?}"
+    );
     drop((a, b));
 }
 
-/// Every option's alternative: schedules and waiting runs kept, running runs cancelled — and
-/// with `mode: off`, no sweep at all.
+/// Every option's alternative, acting: schedules and waiting runs kept, the running run
+/// cancelled (`spec.shutdown: Stop`) — and with `mode: off`, no sweep at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_option_takes_its_alternative_and_off_sweeps_nothing() {
-    let config = "offboarding:\n  cronWorkflows: keep\n  pendingRuns: keep\n  runningRuns: cancel\n";
+    let config = "offboarding:\n  mode: act\n  cronWorkflows: keep\n  pendingRuns: keep\n  runningRuns: cancel\n";
     let w = World::with_config(config).await;
     let alice = kubectl(&w.api, "alice@example.com");
-    allowed(alice.create(&cron("nightly")).await);
-    allowed(alice.create(&pending_pipeline_run("deploy-1")).await);
+    let nightly = allowed(alice.create(&cron("nightly")).await).object;
+    let pr = allowed(alice.create(&pending_pipeline_run("deploy-1")).await).object;
     let running = allowed(alice.create(&workflow("running")).await).object;
-    allowed(argo_controller(&w.api).operate(&running, "Running", None).await);
+    let running = allowed(argo_controller(&w.api).operate(&running, "Running", None).await).object;
+    let kept: Vec<Value> = [&nightly, &pr]
+        .iter()
+        .map(|o| w.api.stored(o).expect("stored"))
+        .collect();
     w.deactivate(&w.alice).await;
     let all = crate::support::until(Duration::from_secs(20), async || w.kube.event_count() >= 3).await;
     assert!(all.is_some(), "events: {:#?}", w.kube.events());
+    assert_eq!(w.api.stored(&running).expect("stored")["spec"]["shutdown"], "Stop");
+    assert_eq!(kept, [&nightly, &pr].map(|o| w.api.stored(o).expect("stored")));
+    assert_eq!(w.kube.patches(), 1);
     let said = |name: &str| message(&w, name);
     assert!(
         said("nightly").ends_with("this CronWorkflow is scheduled: left as it is"),
@@ -357,7 +384,11 @@ async fn each_option_takes_its_alternative_and_off_sweeps_nothing() {
         said("nightly")
     );
     assert!(said("deploy-1").ends_with("this PipelineRun is pending: left as it is"));
-    assert!(said("running").ends_with("this Workflow is running: it would be cancelled (offboarding.mode is report)"));
+    assert!(
+        said("running").ends_with("this Workflow is running: cancelled"),
+        "{}",
+        said("running")
+    );
     let rules: Vec<Option<String>> = {
         let mut r = offboard_records(&w).await;
         r.sort_by(|a, b| a.name.cmp(&b.name));
@@ -584,4 +615,140 @@ async fn only_the_step_a_fresh_offboarding_stamp_signs_is_admitted() {
     )
     .object;
     assert_eq!(done["spec"]["suspend"], true);
+}
+
+/// Acting, a crash while a step's PATCH is in flight — applied by the API server, never
+/// answered — then a restart: the step already taken (the object carries scimgate's stamp for
+/// this departure) is recorded, not taken again; the rest is done; each object has one PATCH,
+/// one Event and one record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acting_a_crash_mid_step_then_a_restart_takes_each_step_once() {
+    let w = World::with_config("offboarding:\n  mode: act\n").await;
+    let alice = kubectl(&w.api, "alice@example.com");
+    let gated = allowed(alice.create(&workflow("gated")).await).object;
+    allowed(
+        argo_controller(&w.api)
+            .operate(&gated, "Running", Some("approve"))
+            .await,
+    );
+    let nightly = allowed(alice.create(&cron("nightly")).await).object;
+    allowed(alice.create(&pending_pipeline_run("deploy-1")).await);
+    // Kinds are swept Workflows, then CronWorkflows, then PipelineRuns: gated's step is
+    // answered, nightly's applied and left hanging.
+    w.kube.answer_patches_up_to(1);
+    w.deactivate(&w.alice).await;
+    let applied = crate::support::until(Duration::from_secs(20), async || {
+        w.api.stored(&nightly).expect("stored")["spec"]["suspend"] == true
+    })
+    .await;
+    assert!(applied.is_some(), "patches: {}", w.kube.patches());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outcomes(&w).await, [("gated".to_string(), "cancelled".to_string())]);
+
+    // The crash: the server stops mid-sweep, its claim left open; the restart takes it over
+    // (its holder gone for longer than the lease).
+    let World {
+        s,
+        kube,
+        alice: id,
+        api,
+        ..
+    } = w;
+    let dir = s.stop().await;
+    let db = dir.path().join(scimgate::store::embedded::FILE);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the stopped server's store");
+    let reopened = sqlx::query("UPDATE offboarding_claims SET until = '2000-01-01T00:00:00.000Z'")
+        .execute(&pool)
+        .await
+        .expect("update");
+    assert_eq!(reopened.rows_affected(), 1);
+    pool.close().await;
+    kube.answer_patches_up_to(usize::MAX);
+    let (policy, kubeconfig, config) = (
+        dir.path().join("policy.yaml"),
+        dir.path().join("kubeconfig"),
+        dir.path().join("config.yaml"),
+    );
+    let s = crate::support::TestServer::start_in(dir, |a| {
+        a.policy = Some(policy);
+        a.kubeconfig = Some(kubeconfig);
+        a.config = Some(config);
+    })
+    .await;
+    // The cluster's webhooks reach the restarted server.
+    kube.write_through(&api.calling(&s));
+    let records = async || -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = s
+            .decisions(1)
+            .await
+            .into_iter()
+            .filter(|r| r.hook == "offboarding" && r.user_id.as_deref() == Some(id.as_str()))
+            .map(|r| (r.name, r.outcome))
+            .collect();
+        out.sort();
+        out
+    };
+    let done = crate::support::until(Duration::from_secs(20), async || records().await.len() >= 3).await;
+    assert!(done.is_some(), "records: {:?}", records().await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        records().await,
+        [
+            ("deploy-1", "cancelled"),
+            ("gated", "cancelled"),
+            ("nightly", "suspended")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(
+        kube.patches(),
+        3,
+        "nightly's step was taken before the crash, not again"
+    );
+    let each: Vec<usize> = ["gated", "nightly", "deploy-1"]
+        .iter()
+        .map(|n| {
+            kube.events()
+                .iter()
+                .filter(|e| e["involvedObject"]["name"] == *n)
+                .count()
+        })
+        .collect();
+    assert_eq!(each, [1, 1, 1]);
+    assert_eq!(kube.event_count(), 3);
+}
+
+/// A step the API server refuses (here RBAC: the role lacks `patch`) is recorded as failed,
+/// with the API server's reason, once; it is tried again as the directory changes (and every
+/// 30 s), and taken once it is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acting_a_refused_step_is_said_once_and_taken_when_allowed() {
+    let w = World::with_config("offboarding:\n  mode: act\n").await;
+    let nightly = allowed(kubectl(&w.api, "alice@example.com").create(&cron("nightly")).await).object;
+    w.kube.forbid_patches(true);
+    w.deactivate(&w.alice).await;
+    let failed = crate::support::until(Duration::from_secs(20), async || !outcomes(&w).await.is_empty()).await;
+    assert!(failed.is_some());
+    assert_eq!(outcomes(&w).await, [("nightly".to_string(), "failed".to_string())]);
+    let said = message(&w, "nightly");
+    assert!(
+        said.ends_with("this CronWorkflow is scheduled: it could not be suspended: cronworkflows.argoproj.io \"nightly\" is forbidden: User \"system:serviceaccount:scimgate:scimgate\" cannot patch resource \"cronworkflows\" in API group \"argoproj.io\" in the namespace \"team-a\" (403)"),
+        "{said}"
+    );
+    // Tried again when the directory changes: refused again, not said again.
+    let patches = w.kube.patches();
+    w.s.create_user("carol@example.com").await;
+    let again = crate::support::until(Duration::from_secs(10), async || w.kube.patches() > patches).await;
+    assert!(again.is_some(), "not tried again");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((outcomes(&w).await.len(), w.kube.event_count()), (1, 1));
+    // Allowed, it is taken.
+    w.kube.forbid_patches(false);
+    w.s.create_user("dave@example.com").await;
+    let taken = crate::support::until(Duration::from_secs(10), async || outcomes(&w).await.len() == 2).await;
+    assert!(taken.is_some(), "{:?}", outcomes(&w).await);
+    assert_eq!(w.api.stored(&nightly).expect("stored")["spec"]["suspend"], true);
+    assert!(message_of(&w, "nightly", 1).ends_with("this CronWorkflow is scheduled: suspended"));
 }
