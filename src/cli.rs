@@ -231,6 +231,11 @@ pub struct ServeArgs {
     /// PipelineRuns). Default: the in-cluster service account, else `KUBECONFIG` / ~/.kube/config.
     #[arg(long, env = "SCIMGATE_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// What is done with what a departed person left running (`offboarding.mode` in the config
+    /// file; default report): `off`, `report` (Events and records, nothing changed) or `act`
+    /// (suspend and cancel; needs manifests/components/offboarding).
+    #[arg(long, env = "SCIMGATE_OFFBOARDING_MODE", value_enum, value_name = "MODE")]
+    pub offboarding_mode: Option<crate::offboarding::Mode>,
 }
 
 #[derive(Debug, Subcommand)]

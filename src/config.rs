@@ -272,7 +272,10 @@ impl Config {
             },
             kubeconfig: args.kubeconfig.clone().or(file.kubeconfig),
             argo_controller_config_map: argo_config_map(&file.argo)?,
-            offboarding: file.offboarding,
+            offboarding: crate::offboarding::Options {
+                mode: args.offboarding_mode.unwrap_or(file.offboarding.mode),
+                ..file.offboarding
+            },
         })
     }
 }
@@ -370,6 +373,15 @@ mod tests {
         };
         let c = Config::from_args(&args).expect("act");
         assert_eq!(c.offboarding.mode, crate::offboarding::Mode::Act);
+        // The flag (or SCIMGATE_OFFBOARDING_MODE, as components/offboarding sets it) wins.
+        let flagged = ServeArgs {
+            offboarding_mode: Some(crate::offboarding::Mode::Off),
+            ..args.clone()
+        };
+        assert_eq!(
+            Config::from_args(&flagged).expect("off").offboarding.mode,
+            crate::offboarding::Mode::Off
+        );
         std::fs::write(&cfg, "offboarding:\n  mode: report\n  runningRuns: cancel\n").expect("write");
         let c = Config::from_args(&args).expect("report");
         assert_eq!(c.offboarding.running_runs, crate::offboarding::RunningRuns::Cancel);

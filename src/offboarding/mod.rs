@@ -6,15 +6,16 @@
 //! `audit query --user` and `audit offboarding` read it) and a Kubernetes Event on the object
 //! (reason `Offboarded`).
 //!
-//! Built so far: the `report` mode (nothing in the cluster is changed). `act` is accepted by the
-//! configuration and refused at start until the webhooks recognise scimgate's own attested
-//! writes.
+//! `report` (the default) changes nothing in the cluster; `act` takes each step as a PATCH that
+//! carries scimgate's offboarding stamp (`stamp::offboard`), which its own webhooks admit
+//! (`admission::own_write`).
 //!
 //! Must not: act on an object whose stamp does not verify (a label is only a hint anyone who can
 //! write the object could have set), or on a person the directory does not know as departed (an
 //! id it has never seen is not a leaver: a fresh or restored directory must not sweep the
 //! cluster).
 
+pub mod access;
 pub mod plan;
 pub mod report;
 pub mod sweep;
@@ -44,7 +45,7 @@ impl Default for Options {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// No sweep.

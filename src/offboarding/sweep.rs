@@ -107,6 +107,7 @@ impl Sweeper {
     /// holds is looked at again every [`RETRY`] (its holder may have died: its claim runs out
     /// after [`LEASE`]).
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        super::access::say_what_is_missing(&self.client, self.options.mode).await;
         let replica = uuid::Uuid::new_v4().to_string();
         // Departures (person, key) swept by anyone: never looked at again.
         let mut settled: BTreeSet<(String, String)> = BTreeSet::new();

@@ -34,7 +34,8 @@
 //! `SelfSubjectReview` (authentication.k8s.io/v1; kubernetes pkg/registry/authentication/
 //! selfsubjectreview/rest.go `Create`: the caller's user info, 201). The face plays the
 //! authenticator: whoever holds its kubeconfig is scimgate's service account
-//! (`system:serviceaccount:scimgate:scimgate`, as `manifests/base` deploys it).
+//! (`system:serviceaccount:scimgate:scimgate`, as `manifests/base` deploys it); and RBAC, as far
+//! as `SelfSubjectAccessReview` asks it: everything is allowed but what a test forbids.
 //!
 //! LIST in pages (`limit`, then `continue` from where the last page ended, in key order).
 //!
@@ -228,6 +229,10 @@ impl KubeFace {
                 "/apis/authentication.k8s.io/v1/selfsubjectreviews",
                 post(self_subject_review),
             )
+            .route(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                post(self_subject_access_review),
+            )
             .route("/apis/{group}/{version}/{plural}", get(collection))
             .route(
                 "/apis/{group}/{version}/namespaces/{ns}/{plural}",
@@ -306,6 +311,27 @@ async fn self_subject_review() -> Response {
         StatusCode::CREATED,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
+    )
+        .into_response()
+}
+
+/// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: whether the caller may — as
+/// the face plays RBAC, everything but a `patch` while PATCHes are forbidden (kubernetes
+/// pkg/registry/authorization/selfsubjectaccessreview/rest.go `Create`: the review with its
+/// status, 201).
+async fn self_subject_access_review(State(face): State<Face>, body: Bytes) -> Response {
+    let Ok(mut review) = serde_json::from_slice::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+    };
+    let verb = review["spec"]["resourceAttributes"]["verb"]
+        .as_str()
+        .unwrap_or_default();
+    let allowed = !(verb == "patch" && face.counters.forbid_patches.load(Ordering::SeqCst));
+    review["status"] = json!({"allowed": allowed});
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        review.to_string(),
     )
         .into_response()
 }

@@ -406,7 +406,14 @@ fn run_as_deployed(dir: &Path, m: &Path, overlay: &str, env: &[(&str, &str)]) ->
             "--ops-addr",
             "127.0.0.1:0",
         ])
-        .env("SCIMGATE_PUBLIC_URL", "https://scim.example.com/scim/v2")
+        // The container's env as written (values from Secrets come in `env`).
+        .envs(
+            c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string()))),
+        )
         .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -488,4 +495,72 @@ async fn the_ha_overlay_starts_on_postgres_with_the_shared_key() {
         .await
         .expect("open");
     assert_eq!(store.head().await.expect("migrated"), 0);
+}
+
+/// `components/offboarding` on an overlay: patch on the kinds a step changes (and nothing on
+/// templates), bound to scimgate's account, and the mode the binary then starts in.
+#[test]
+fn the_offboarding_component_grants_patch_and_sets_act() {
+    let (dir, m, _) = prepared();
+    let overlay = m.join("overlays/offboarding-act");
+    std::fs::create_dir_all(&overlay).expect("mkdir");
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../embedded\ncomponents:\n  - ../../components/offboarding\n",
+    )
+    .expect("kustomization");
+    let docs = render(&overlay);
+    check_common(&docs, "offboarding-act");
+    let rules: Vec<(String, String, Value)> = find(&docs, "ClusterRole", "scimgate-offboarding")["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| {
+            let group = r["apiGroups"][0].as_str().unwrap_or_default().to_string();
+            r["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |res| {
+                    (
+                        group.clone(),
+                        res.as_str().unwrap_or_default().to_string(),
+                        r["verbs"].clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let patch = serde_json::json!(["patch"]);
+    assert_eq!(
+        rules,
+        [
+            ("argoproj.io", "workflows"),
+            ("argoproj.io", "cronworkflows"),
+            ("tekton.dev", "pipelineruns"),
+            ("tekton.dev", "taskruns")
+        ]
+        .map(|(g, r)| (g.to_string(), r.to_string(), patch.clone()))
+    );
+    let binding = find(&docs, "ClusterRoleBinding", "scimgate-offboarding");
+    assert_eq!(
+        (&binding["subjects"][0]["name"], &binding["subjects"][0]["namespace"]),
+        (&Value::from("scimgate"), &Value::from("scimgate"))
+    );
+    let env = &find(&docs, "Deployment", "scimgate")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["name"] == "SCIMGATE_OFFBOARDING_MODE" && e["value"] == "act"),
+        "{env}"
+    );
+    // Started as deployed (no API server here), it says what it would act on and cannot.
+    let (_, lines) = run_as_deployed(dir.path(), &m, "offboarding-act", &[]);
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("offboarding.mode is act but there is no Kubernetes API access"))),
+        "{lines:?}"
+    );
 }

@@ -252,16 +252,7 @@ async fn a_sweep_cut_short_is_finished_once_and_a_restart_repeats_nothing() {
         ..
     } = w;
     let dir = s.stop().await;
-    let db = dir.path().join(scimgate::store::embedded::FILE);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("open the stopped server's store");
-    let reopened = sqlx::query("UPDATE offboarding_claims SET done = 0, until = '2000-01-01T00:00:00.000Z'")
-        .execute(&pool)
-        .await
-        .expect("update");
-    assert_eq!(reopened.rows_affected(), 1, "one claim: alice's departure");
-    pool.close().await;
+    reopen_claim(dir.path(), "done = 0, ").await;
     let (policy, kubeconfig) = (dir.path().join("policy.yaml"), dir.path().join("kubeconfig"));
     let lists = kube.selected_lists();
     let s = crate::support::TestServer::start_in(dir, |a| {
@@ -280,6 +271,19 @@ async fn a_sweep_cut_short_is_finished_once_and_a_restart_repeats_nothing() {
         .filter(|r| r.action == "offboard" && r.user_id.as_deref() == Some(alice_id.as_str()))
         .collect();
     assert_eq!(records.len(), 2, "{records:#?}");
+}
+
+/// The one claim in the stopped server's store (`dir`) let go: its lease over, and `also` set
+/// (SQL, e.g. `done = 0, `).
+async fn reopen_claim(dir: &std::path::Path, also: &str) {
+    let db = dir.join(scimgate::store::embedded::FILE);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the stopped server's store");
+    let sql = format!("UPDATE offboarding_claims SET {also}until = '2000-01-01T00:00:00.000Z'");
+    let reopened = sqlx::query(&sql).execute(&pool).await.expect("update");
+    assert_eq!(reopened.rows_affected(), 1, "one claim: alice's departure");
+    pool.close().await;
 }
 
 /// Two replicas on one PostgreSQL database, acting, both see alice leave; one sweeps (one LIST
@@ -655,16 +659,7 @@ async fn acting_a_crash_mid_step_then_a_restart_takes_each_step_once() {
         ..
     } = w;
     let dir = s.stop().await;
-    let db = dir.path().join(scimgate::store::embedded::FILE);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("open the stopped server's store");
-    let reopened = sqlx::query("UPDATE offboarding_claims SET until = '2000-01-01T00:00:00.000Z'")
-        .execute(&pool)
-        .await
-        .expect("update");
-    assert_eq!(reopened.rows_affected(), 1);
-    pool.close().await;
+    reopen_claim(dir.path(), "").await;
     kube.answer_patches_up_to(usize::MAX);
     let (policy, kubeconfig, config) = (
         dir.path().join("policy.yaml"),
@@ -751,4 +746,36 @@ async fn acting_a_refused_step_is_said_once_and_taken_when_allowed() {
     assert!(taken.is_some(), "{:?}", outcomes(&w).await);
     assert_eq!(w.api.stored(&nightly).expect("stored")["spec"]["suspend"], true);
     assert!(message_of(&w, "nightly", 1).ends_with("this CronWorkflow is scheduled: suspended"));
+}
+
+/// What the sweep asks the API server at start (`SelfSubjectAccessReview`): acting without the
+/// offboarding component's `patch`, the four kinds a step changes are missing, each named with
+/// the manifest that grants it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acting_without_patch_is_found_missing_at_start() {
+    use scimgate::offboarding::{access, Mode};
+    let w = World::new().await;
+    let client = scimgate::cluster::client(Some(&w.s.dir.path().join("kubeconfig")))
+        .await
+        .expect("kubeconfig")
+        .expect("a client");
+    assert_eq!(access::missing(&client, Mode::Act).await.expect("asked"), []);
+    w.kube.forbid_patches(true);
+    let missing: Vec<String> = access::missing(&client, Mode::Act)
+        .await
+        .expect("asked")
+        .into_iter()
+        .map(|g| format!("{g} ({})", g.granted_by))
+        .collect();
+    assert_eq!(
+        missing,
+        [
+            "workflows.argoproj.io",
+            "cronworkflows.argoproj.io",
+            "pipelineruns.tekton.dev",
+            "taskruns.tekton.dev"
+        ]
+        .map(|r| format!("patch {r} (manifests/components/offboarding)"))
+    );
+    assert_eq!(access::missing(&client, Mode::Report).await.expect("asked"), []);
 }
