@@ -54,6 +54,8 @@ resources: [../manifests/overlays/embedded]
 components:
   - ../manifests/components/control-plane-only
   - ../manifests/components/enforce-deletes
+  - ../manifests/components/offboarding
+  - ../manifests/components/identity-reports
 EOF
 kubectl kustomize "$m/hardened" >"$m/hardened.yaml"
 .venv/bin/kubernetes-validate --strict --quiet --no-warn -k 1.32.0 "$m/hardened.yaml"

@@ -425,6 +425,14 @@ impl Apps {
             options: cfg.offboarding,
         };
         offboard(cfg, cluster.client.clone().map(sweeper), tasks, shutdown);
+        let reporter = |client| crate::reports::Reporter {
+            client,
+            verifier: state.verifier.clone(),
+            directory: state.directory.clone(),
+            policy: state.policy.clone(),
+            options: cfg.reports,
+        };
+        report(cfg, cluster.client.clone().map(reporter), tasks, shutdown);
         tasks.spawn(prune(
             state.store,
             Retention {
@@ -483,6 +491,24 @@ fn offboard(
     };
     tracing::info!(mode = mode.as_str(), "offboarding: sweeping what departed people left");
     tasks.spawn(sweeper.run(shutdown.clone()));
+}
+
+/// The identity reports, when enabled and there is a Kubernetes API to write them to (said once).
+fn report(
+    cfg: &Config,
+    reporter: Option<crate::reports::Reporter>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    match (cfg.reports.enabled, reporter) {
+        (false, _) => {}
+        (true, None) => {
+            tracing::warn!("reports.enabled but there is no Kubernetes API access: no identity reports are written")
+        }
+        (true, Some(r)) => {
+            tasks.spawn(r.run(shutdown.clone()));
+        }
+    }
 }
 
 /// Serve the routers on the bound listeners, each with its connection cap (the operations

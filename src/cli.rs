@@ -236,6 +236,11 @@ pub struct ServeArgs {
     /// (suspend and cancel; needs manifests/components/offboarding).
     #[arg(long, env = "SCIMGATE_OFFBOARDING_MODE", value_enum, value_name = "MODE")]
     pub offboarding_mode: Option<crate::offboarding::Mode>,
+    /// Write identity reports (OpenReports or PolicyReports) for policy dashboards
+    /// (`reports.enabled` in the config file; default false; needs
+    /// manifests/components/identity-reports).
+    #[arg(long, env = "SCIMGATE_IDENTITY_REPORTS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub identity_reports: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]

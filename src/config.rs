@@ -74,6 +74,8 @@ pub struct Config {
     pub connections: Limits,
     /// What is done with the objects a departed person left (`offboarding:`).
     pub offboarding: crate::offboarding::Options,
+    /// Identity reports for policy dashboards (`reports:`).
+    pub reports: crate::reports::Options,
 }
 
 /// The YAML config file. Same names as the flags, in camelCase.
@@ -102,6 +104,7 @@ struct File {
     replication: ReplicationFile,
     argo: ArgoFile,
     offboarding: crate::offboarding::Options,
+    reports: crate::reports::Options,
 }
 
 /// `argo:` how this install runs Argo Workflows.
@@ -275,6 +278,10 @@ impl Config {
             offboarding: crate::offboarding::Options {
                 mode: args.offboarding_mode.unwrap_or(file.offboarding.mode),
                 ..file.offboarding
+            },
+            reports: crate::reports::Options {
+                enabled: args.identity_reports.unwrap_or(file.reports.enabled),
+                ..file.reports
             },
         })
     }

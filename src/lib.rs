@@ -20,6 +20,7 @@ pub mod model;
 pub mod offboarding;
 pub mod ops;
 pub mod policy;
+pub mod reports;
 pub mod scim;
 pub mod stamp;
 pub mod store;

@@ -47,7 +47,7 @@ const RETRY: Duration = Duration::from_secs(30);
 const ATTEMPTS: usize = 3;
 
 /// Where each kind is served (the versions the controllers write).
-fn resource(kind: Kind) -> ApiResource {
+pub fn resource(kind: Kind) -> ApiResource {
     let (group, version, plural) = match kind {
         Kind::Workflow => ("argoproj.io", "v1alpha1", "workflows"),
         Kind::CronWorkflow => ("argoproj.io", "v1alpha1", "cronworkflows"),

@@ -526,6 +526,18 @@ impl Policy {
         self.mode == Mode::DryRun || self.dry_run_namespaces.iter().any(|g| g.matches(namespace))
     }
 
+    /// Whether a rule that lets a `kind` in `namespace` be approved asks for an approver other
+    /// than its submitter (`distinctApprover`).
+    pub fn asks_distinct_approver(&self, kind: Kind, namespace: &str) -> bool {
+        self.rules.iter().any(|r| {
+            r.distinct_approver
+                && r.kinds.as_ref().is_none_or(|k| k.contains(&kind))
+                && r.namespaces
+                    .as_ref()
+                    .is_none_or(|n| n.iter().any(|g| g.matches(namespace)))
+        })
+    }
+
     /// The delegate a Kubernetes username (`system:serviceaccount:<ns>:<name>`) is, if any.
     pub fn delegate_for(&self, username: &str) -> Option<&Delegate> {
         let (ns, name) = username.strip_prefix("system:serviceaccount:")?.split_once(':')?;

@@ -107,6 +107,8 @@ struct Counters {
     patches: AtomicUsize,
     /// PATCHes are refused as RBAC refuses a verb the role lacks.
     forbid_patches: AtomicBool,
+    /// The report kinds (`reports_face`).
+    reports: crate::reports_face::Reports,
     /// PATCHes past this many are applied and never answered (a client that crashes while its
     /// write is in flight).
     answered_patches: AtomicUsize,
@@ -197,6 +199,11 @@ impl KubeFace {
         self.counters.forbid_patches.store(forbid, Ordering::SeqCst);
     }
 
+    /// The report kinds the face serves and holds.
+    pub fn reports(&self) -> &crate::reports_face::Reports {
+        &self.counters.reports
+    }
+
     /// How many PATCHes came.
     pub fn patches(&self) -> usize {
         self.counters.patches.load(Ordering::SeqCst)
@@ -233,14 +240,18 @@ impl KubeFace {
                 "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
                 post(self_subject_access_review),
             )
-            .route("/apis/{group}/{version}/{plural}", get(collection))
+            .route("/apis/{group}/{version}", get(group_version))
+            .route(
+                "/apis/{group}/{version}/{plural}",
+                get(collection).post(create_cluster_report),
+            )
             .route(
                 "/apis/{group}/{version}/namespaces/{ns}/{plural}",
-                get(namespaced_collection),
+                get(namespaced_collection).post(create_report),
             )
             .route(
                 "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}",
-                get(one).patch(patch_one),
+                get(one).patch(patch_one).put(replace_report),
             )
             // The core group lives under `/api/v1` (installer.go: the legacy prefix).
             .route("/api/{version}/{plural}", get(core_collection))
@@ -251,7 +262,7 @@ impl KubeFace {
             .route("/api/{version}/namespaces/{ns}/{plural}/{name}", get(core_one))
             .route(
                 "/apis/{group}/{version}/{plural}/{name}",
-                get(cluster_one).patch(patch_cluster_one),
+                get(cluster_one).patch(patch_cluster_one).put(replace_cluster_report),
             )
             .with_state(Face {
                 storage: api.storage(),
@@ -299,6 +310,77 @@ async fn post_event(
         event.to_string(),
     )
         .into_response()
+}
+
+/// A report kind's answer: the object, or the `metav1.Status` of its failure.
+fn report_answer(r: Result<Value, crate::reports_face::Failure>, created: bool) -> Response {
+    match r {
+        Ok(v) => (
+            if created { StatusCode::CREATED } else { StatusCode::OK },
+            [(header::CONTENT_TYPE, "application/json")],
+            v.to_string(),
+        )
+            .into_response(),
+        Err((code, reason, message)) => status(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            reason,
+            message,
+        ),
+    }
+}
+
+/// `GET /apis/<group>/<version>`: discovery of the report groups a test installed.
+async fn group_version(State(face): State<Face>, Path((group, version)): Path<(String, String)>) -> Response {
+    match face.counters.reports.discovery(&group, &version) {
+        Some(list) => report_answer(Ok(list), false),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        ),
+    }
+}
+
+async fn create_report(
+    State(face): State<Face>,
+    Path((group, version, ns, plural)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> Response {
+    write_report(&face, (&group, &version, &plural), &ns, None, &body)
+}
+
+async fn create_cluster_report(
+    State(face): State<Face>,
+    Path((group, version, plural)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    write_report(&face, (&group, &version, &plural), "", None, &body)
+}
+
+async fn replace_report(
+    State(face): State<Face>,
+    Path((group, version, ns, plural, name)): Path<(String, String, String, String, String)>,
+    body: Bytes,
+) -> Response {
+    write_report(&face, (&group, &version, &plural), &ns, Some(&name), &body)
+}
+
+async fn replace_cluster_report(
+    State(face): State<Face>,
+    Path((group, version, plural, name)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> Response {
+    write_report(&face, (&group, &version, &plural), "", Some(&name), &body)
+}
+
+fn write_report(face: &Face, gvp: (&str, &str, &str), ns: &str, name: Option<&str>, body: &[u8]) -> Response {
+    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+    };
+    report_answer(
+        face.counters.reports.write(gvp, ns, name, doc, name.is_some()),
+        name.is_none(),
+    )
 }
 
 /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the caller is.
@@ -452,6 +534,9 @@ async fn one(
     Path((group, version, ns, plural, name)): Path<(String, String, String, String, String)>,
 ) -> Response {
     counters.gets.fetch_add(1, Ordering::SeqCst);
+    if crate::reports_face::kind(&group, &plural).is_some() {
+        return report_answer(counters.reports.get(&group, &version, &plural, &ns, &name), false);
+    }
     let Some((_kind, _)) = served(&group, &plural) else {
         return status(
             StatusCode::NOT_FOUND,
@@ -615,6 +700,16 @@ async fn list_or_watch(
     plural: String,
     q: HashMap<String, String>,
 ) -> Response {
+    if crate::reports_face::kind(&group, &plural).is_some() {
+        let labels = q
+            .get("labelSelector")
+            .map(|v| label_selector(v))
+            .transpose()
+            .unwrap_or_default()
+            .unwrap_or_default();
+        let gvp = (group.as_str(), version.as_str(), plural.as_str());
+        return report_answer(counters.reports.list(gvp, namespace.as_deref(), &labels), false);
+    }
     let Some((kind, namespaced)) = served(&group, &plural) else {
         return status(
             StatusCode::NOT_FOUND,

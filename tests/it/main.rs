@@ -30,6 +30,8 @@ mod offboarding;
 mod owner_bench;
 mod production;
 mod readme;
+mod reports;
+mod reports_face;
 mod review;
 mod review2;
 mod scim_api;

@@ -497,20 +497,27 @@ async fn the_ha_overlay_starts_on_postgres_with_the_shared_key() {
     assert_eq!(store.head().await.expect("migrated"), 0);
 }
 
+/// The embedded overlay with `components/<component>`, as the overlay `overlays/<name>`,
+/// rendered and checked like every overlay.
+fn with_component(m: &Path, name: &str, component: &str) -> Vec<Value> {
+    let overlay = m.join("overlays").join(name);
+    std::fs::create_dir_all(&overlay).expect("mkdir");
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../embedded\ncomponents:\n  - ../../components/{component}\n"),
+    )
+    .expect("kustomization");
+    let docs = render(&overlay);
+    check_common(&docs, name);
+    docs
+}
+
 /// `components/offboarding` on an overlay: patch on the kinds a step changes (and nothing on
 /// templates), bound to scimgate's account, and the mode the binary then starts in.
 #[test]
 fn the_offboarding_component_grants_patch_and_sets_act() {
     let (dir, m, _) = prepared();
-    let overlay = m.join("overlays/offboarding-act");
-    std::fs::create_dir_all(&overlay).expect("mkdir");
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../embedded\ncomponents:\n  - ../../components/offboarding\n",
-    )
-    .expect("kustomization");
-    let docs = render(&overlay);
-    check_common(&docs, "offboarding-act");
+    let docs = with_component(&m, "offboarding-act", "offboarding");
     let rules: Vec<(String, String, Value)> = find(&docs, "ClusterRole", "scimgate-offboarding")["rules"]
         .as_array()
         .into_iter()
@@ -563,4 +570,29 @@ fn the_offboarding_component_grants_patch_and_sets_act() {
             .is_some_and(|t| t.contains("offboarding.mode is act but there is no Kubernetes API access"))),
         "{lines:?}"
     );
+}
+
+/// `components/identity-reports`: write access to both APIs' report kinds, and the switch.
+#[test]
+fn the_identity_reports_component_grants_the_report_kinds_and_turns_them_on() {
+    let (_dir, m, _) = prepared();
+    let docs = with_component(&m, "reports", "identity-reports");
+    let rules = &find(&docs, "ClusterRole", "scimgate-identity-reports")["rules"];
+    assert_eq!(
+        rules,
+        &serde_json::json!([
+            {"apiGroups": ["openreports.io"], "resources": ["reports", "clusterreports"], "verbs": ["get", "list", "create", "update"]},
+            {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports", "clusterpolicyreports"], "verbs": ["get", "list", "create", "update"]}
+        ])
+    );
+    assert_eq!(
+        find(&docs, "ClusterRoleBinding", "scimgate-identity-reports")["subjects"][0]["name"],
+        "scimgate"
+    );
+    let env = &find(&docs, "Deployment", "scimgate")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(env
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["name"] == "SCIMGATE_IDENTITY_REPORTS" && e["value"] == "true"));
 }
