@@ -362,6 +362,7 @@ mod tests {
             .expect("a yaml block");
         let file: File = serde_yaml_ng::from_str(yaml).expect("the documented file parses");
         assert_eq!(file.offboarding, crate::offboarding::Options::default());
+        assert_eq!(file.reports, crate::reports::Options::default());
         assert_eq!(
             file.argo.controller_config_map.as_deref(),
             Some(ARGO_CONTROLLER_CONFIG_MAP)
