@@ -350,6 +350,13 @@ impl Sweeper {
         if claims.sub.is_empty() {
             return None;
         }
+        // A stamp made for another object (copied here) names nobody behind this one.
+        let meta = |k: &str| object["metadata"][k].as_str().unwrap_or_default();
+        if let Err(m) = claims.places(kind.as_str(), meta("namespace"), meta("name"), meta("generateName")) {
+            tracing::warn!(kind = kind.as_str(), uid = %crate::telemetry::field(uid_of(object).as_str()),
+                why = %m, "offboarding: a stamp made for another object is left alone");
+            return None;
+        }
         let state = plan::state(kind, object);
         let step = plan::step(state, &self.options);
         let stamped = offboard::verified(&self.verifier, object)

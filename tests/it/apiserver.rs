@@ -536,6 +536,14 @@ impl ApiServer {
         api
     }
 
+    /// This API server's store, with only the webhooks of `manifests/base` pointed at
+    /// `admission` (`ApiServer::at`).
+    pub fn calling_at(&self, admission: &str, client: reqwest::Client) -> ApiServer {
+        let mut api = ApiServer::at(admission, client);
+        api.storage = self.storage.clone();
+        api
+    }
+
     /// The store, shared with the HTTP face (`kube_face`).
     pub fn storage(&self) -> Arc<Mutex<Storage>> {
         self.storage.clone()

@@ -61,6 +61,12 @@ async fn a_deactivated_persons_schedule_waiting_and_running_runs_are_reported_an
     forged["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
     forged["metadata"]["labels"] = json!({"scimgate.io/submitted-by-id": w.alice});
     w.api.put(forged);
+    // Alice's schedule copied whole, stamp and label, under another name: the stamp was made for
+    // another object.
+    let mut copied = w.api.stored(&nightly).expect("stored");
+    copied["metadata"]["name"] = json!("copied");
+    copied["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    w.api.put(copied);
     let before: Vec<Value> = [&nightly, &pr, &gated, &running, &finished, &bobs]
         .iter()
         .map(|o| w.api.stored(o).expect("stored"))
@@ -88,6 +94,7 @@ async fn a_deactivated_persons_schedule_waiting_and_running_runs_are_reported_an
     assert!(said("running").contains("Workflow is running: left as it is"));
     assert!(said("finished").contains("Workflow is done: left as it is"));
     assert!(events_of(&w, "bobs").is_empty() && events_of(&w, "forged").is_empty());
+    assert!(events_of(&w, "copied").is_empty());
     // Nothing changed in the cluster.
     for (b, o) in before.iter().zip([&nightly, &pr, &gated, &running, &finished, &bobs]) {
         assert_eq!(b, &w.api.stored(o).expect("stored"), "{}", o["metadata"]["name"]);
