@@ -113,11 +113,16 @@ impl<'a> Deciding<'a> {
             }
             Err(why) if self.hook == Hook::Validate => {
                 t.own_action = Some(crate::stamp::offboard::ACTION);
+                let why = why.to_string();
                 let message = format!("scimgate: {why}; decision {}", t.decision_id);
                 Err(Box::new(deny_unjudged(t, why, message)))
             }
-            // `/mutate` leaves it to the judgement below, which puts our keys back as stored.
-            Err(_) => Ok(()),
+            // Taken on a version that is gone: the API server's precondition refuses it as the
+            // conflict it is, which the sweep reads again and retries.
+            Err(own_write::NotSigned::Stale { .. }) => Err(Box::new(Answer::allow())),
+            // Anything else `/mutate` leaves to the judgement below, which puts our keys back as
+            // stored.
+            Err(own_write::NotSigned::Other(_)) => Ok(()),
         }
     }
 

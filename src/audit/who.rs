@@ -21,7 +21,8 @@ pub fn owner_to_follow(report: &Value, obj: &Value) -> Option<(String, String, S
         .as_array()
         .into_iter()
         .flatten()
-        .any(|s| s["status"] == "valid");
+        // Offboarding's stamp is scimgate's step, not the object's own submission.
+        .any(|s| s["status"] == "valid" && s["action"] != crate::stamp::offboard::ACTION);
     if own {
         return None;
     }

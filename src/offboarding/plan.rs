@@ -80,7 +80,7 @@ impl Step {
     /// The JSON merge patch (RFC 7386) that takes this step on a `kind`; `None` for [`Step::Keep`].
     pub fn patch(self, kind: Kind) -> Option<Value> {
         match (self, kind) {
-            (Step::Suspend, _) => Some(json!({"spec": {"suspend": true}})),
+            (Step::Suspend, Kind::CronWorkflow) => Some(json!({"spec": {"suspend": true}})),
             (Step::Cancel, Kind::Workflow) => Some(json!({"spec": {"shutdown": "Stop"}})),
             (Step::Cancel, Kind::PipelineRun) => Some(json!({"spec": {"status": "Cancelled"}})),
             (Step::Cancel, Kind::TaskRun) => Some(json!({"spec": {"status": "TaskRunCancelled"}})),
@@ -268,5 +268,7 @@ mod tests {
             Some(json!({"spec": {"status": "TaskRunCancelled"}}))
         );
         assert_eq!(Step::Keep.patch(Kind::Workflow), None);
+        // Only a schedule is suspended: a template suspended would hold every run started from it.
+        assert_eq!(Step::Suspend.patch(Kind::WorkflowTemplate), None);
     }
 }

@@ -199,9 +199,10 @@ impl Sweeper {
     async fn finish(&self, mine: &BTreeMap<String, Departure>, settled: &mut BTreeSet<(String, String)>) {
         let (now, until) = lease();
         for (id, d) in mine {
+            let key = self.claim_key(d);
             let claim = OffboardingClaim {
                 user_id: id,
-                departure: &d.key,
+                departure: &key,
                 replica: "",
                 now: &now,
                 until: &until,
@@ -258,7 +259,7 @@ impl Sweeper {
         for (id, findings) in found {
             let Some(departure) = gone.get(id) else { continue };
             // Without knowing what is recorded, recording would repeat it: left for the retry.
-            let done = match self.recorded(id).await {
+            let done = match self.recorded(id, departure.at.as_deref()).await {
                 Ok(done) => done,
                 Err(e) => {
                     tracing::warn!(error = %e, "offboarding: reading what was recorded before; retrying");
@@ -266,10 +267,14 @@ impl Sweeper {
                     continue;
                 }
             };
-            // A step that failed before is tried again; anything else recorded is done.
+            // Done: recorded in this mode since this departure, unless the step failed (tried
+            // again). A record of an earlier departure, or a report of what acting now does, is
+            // not.
+            let mode = self.options.mode.as_str();
+            let failed = |f: &Finding| done.get(&f.uid).is_some_and(|(o, m)| o == FAILED && m == mode);
             let todo: Vec<&Finding> = findings
                 .iter()
-                .filter(|f| done.get(&f.uid).is_none_or(|o| o == FAILED))
+                .filter(|f| failed(f) || done.get(&f.uid).is_none_or(|(_, m)| m != mode))
                 .collect();
             for (n, f) in todo.iter().enumerate() {
                 // A long sweep renews its claim as it goes; one that lapsed is another's now.
@@ -280,7 +285,7 @@ impl Sweeper {
                     break;
                 }
                 let outcome = self.take(id, departure, f, me).await;
-                let failed_before = done.get(&f.uid).map(String::as_str) == Some(FAILED);
+                let failed_before = failed(f);
                 if outcome.is_err() {
                     // Tried again with the departure's next look; said once.
                     lost.insert(id.to_string());
@@ -318,6 +323,12 @@ impl Sweeper {
         Ok(())
     }
 
+    /// What a claim is on: a departure, in this mode — a departure reported and then, the mode
+    /// turned to `act`, acted on is swept once in each.
+    fn claim_key(&self, d: &Departure) -> String {
+        format!("{}/{}", d.key, self.options.mode.as_str())
+    }
+
     /// Whether this replica still holds the sweep of `id`'s departure, for another [`LEASE`].
     async fn renew(&self, id: &str, d: &Departure, replica: &str) -> bool {
         matches!(self.claim_one(id, d, replica).await, Ok(Claim::Mine))
@@ -326,9 +337,10 @@ impl Sweeper {
     /// Take or renew the sweep of `id`'s departure `d` for `replica`, for a [`LEASE`] from now.
     async fn claim_one(&self, id: &str, d: &Departure, replica: &str) -> Result<Claim, crate::store::Error> {
         let (now, until) = lease();
+        let key = self.claim_key(d);
         let claim = OffboardingClaim {
             user_id: id,
-            departure: &d.key,
+            departure: &key,
             replica,
             now: &now,
             until: &until,
@@ -378,12 +390,17 @@ impl Sweeper {
         Some((claims.sub, finding))
     }
 
-    /// The objects (by uid) the log already has an offboarding record of for person `id`, and
-    /// the latest record's outcome.
-    async fn recorded(&self, id: &str) -> Result<BTreeMap<String, String>, crate::store::Error> {
+    /// The objects (by uid) the log has an offboarding record of for person `id` since `since`
+    /// (their departure), and the latest record's outcome and mode.
+    async fn recorded(
+        &self,
+        id: &str,
+        since: Option<&str>,
+    ) -> Result<BTreeMap<String, (String, String)>, crate::store::Error> {
         let mut q = DecisionQuery {
             user_id: Some(id.to_string()),
             action: Some(ACTION.into()),
+            from: since.map(str::to_string),
             limit: crate::model::decision::MAX_LIMIT,
             ..DecisionQuery::default()
         };
@@ -394,7 +411,7 @@ impl Sweeper {
             let full = page.len() == q.limit as usize;
             q.after = page.last().map(|r| r.id.clone());
             for r in page.into_iter().filter(|r| r.hook == HOOK) {
-                seen.entry(r.request_uid).or_insert(r.outcome);
+                seen.entry(r.request_uid).or_insert((r.outcome, r.mode));
             }
             if !full {
                 return Ok(seen);
@@ -435,6 +452,7 @@ impl Sweeper {
                     namespace: &f.namespace,
                     name: &f.name,
                     uid: &f.uid,
+                    resource_version: &version,
                     sub: id,
                     user_name: &d.user_name,
                     cause: d.cause,

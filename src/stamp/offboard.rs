@@ -1,7 +1,7 @@
 //! Offboarding's stamp: scimgate's own service account suspended or cancelled an object because
 //! the person behind it departed. No person's action (no policy rule grants it): a compact JWS,
-//! signed with the stamp key, over what was done (`step`), to which object — its uid, so it is
-//! good on that object only —, for whom (`sub`, `name`) and why (`cause`, `departure`), by which
+//! signed with the stamp key, over what was done (`step`), to which object — its uid and the
+//! resource version the step is taken on, so it is good for one write on that object —, for whom (`sub`, `name`) and why (`cause`, `departure`), by which
 //! account (`requester`), beside two annotations people read (`vocabulary::OFFBOARDED`,
 //! `OFFBOARDED_AT`), which it signs too. Made by the sweep (`offboarding::sweep`), checked by
 //! the webhooks before they admit the write (`admission::own_write`), read by `audit verify` and
@@ -37,6 +37,9 @@ pub struct Offboard {
     pub object_name: String,
     /// The object's `metadata.uid`: the stamp is good for this object and no other of its name.
     pub uid: String,
+    /// The `metadata.resourceVersion` the step is taken on: the stamp is good for one write, on
+    /// the object as it was then (a stamp seen in a write that failed is useless after).
+    pub resource_version: String,
     /// The departed person's SCIM id and userName.
     pub sub: String,
     pub name: String,
@@ -57,6 +60,7 @@ pub struct NewOffboard<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub uid: &'a str,
+    pub resource_version: &'a str,
     pub sub: &'a str,
     pub user_name: &'a str,
     pub cause: &'a str,
@@ -83,6 +87,7 @@ pub fn make(signer: &Signer, n: &NewOffboard<'_>) -> (Map<String, Value>, String
         namespace: n.namespace.into(),
         object_name: n.name.into(),
         uid: n.uid.into(),
+        resource_version: n.resource_version.into(),
         sub: n.sub.into(),
         name: n.user_name.into(),
         cause: n.cause.into(),
@@ -163,6 +168,7 @@ mod tests {
                 namespace: "team-a",
                 name: "nightly",
                 uid: "u-1",
+                resource_version: "7",
                 sub: "id-alice",
                 user_name: "alice@example.com",
                 cause: "deactivated",

@@ -527,6 +527,26 @@ async fn acting_suspends_the_schedule_cancels_waiting_runs_through_the_webhooks_
 
     // The Argo controller winds the stopped run down as it would anyone's stop.
     allowed(argo.operate(&stored(&gated), "Failed", None).await);
+
+    // Re-activated, alice resumes her schedule herself; deactivated again, it is suspended again:
+    // a departure is swept on its own, whatever was done at an earlier one.
+    let r = w
+        .s
+        .patch(
+            &format!("/Users/{}", w.alice),
+            crate::support::ops(json!([{"op": "replace", "value": {"active": true}}])),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let resumed = crate::apiserver::Patch::Merge(json!({"spec": {"suspend": false}}));
+    allowed(w.api.patch(&crate::apiserver::person("alice@example.com"), &stored(&nightly), resumed).await);
+    w.deactivate(&w.alice).await;
+    let again = crate::support::until(Duration::from_secs(20), async || {
+        stored(&nightly)["spec"]["suspend"] == true
+    })
+    .await;
+    assert!(again.is_some(), "not suspended again; patches: {}", w.kube.patches());
+    assert_eq!(w.kube.patches(), 4, "only the schedule had anything left to do");
 }
 
 /// Only what a fresh offboarding stamp signs is admitted from scimgate's account: the step's
@@ -557,6 +577,7 @@ async fn only_the_step_a_fresh_offboarding_stamp_signs_is_admitted() {
                 namespace: "team-a",
                 name: obj["metadata"]["name"].as_str().unwrap_or_default(),
                 uid: obj["metadata"]["uid"].as_str().unwrap_or_default(),
+                resource_version: obj["metadata"]["resourceVersion"].as_str().unwrap_or_default(),
                 sub: &w.alice,
                 user_name: "alice@example.com",
                 cause: "deactivated",
@@ -605,6 +626,25 @@ async fn only_the_step_a_fresh_offboarding_stamp_signs_is_admitted() {
         let on_validating = crate::support::refused(validating_only.patch(who, target, patch).await).message;
         assert!(on_validating.contains(why), "{why}: {on_validating}");
     }
+    // Nobody else's label may ride along either (Argo's creator label among them).
+    let relabel = suspend(
+        stamp_for(&nightly, 0),
+        json!({"metadata": {"labels": {"workflows.argoproj.io/creator": "bob"}}}),
+    );
+    let on_validating = crate::support::refused(validating_only.patch(&me, &nightly, relabel).await).message;
+    assert!(
+        on_validating.contains("it changes metadata.labels[workflows.argoproj.io/creator] besides the suspend step"),
+        "{on_validating}"
+    );
+    // A stamp is good for one write: made on an earlier version, it is refused — by `/validate`
+    // (the mutating call lets the API server's own precondition answer a sweep's conflict).
+    let mut earlier = nightly.clone();
+    earlier["metadata"]["resourceVersion"] = json!("1");
+    let stale = crate::support::refused(w.api.patch(&me, &nightly, suspend(stamp_for(&earlier, 0), json!({}))).await).message;
+    assert!(
+        stale.contains("the offboarding stamp was made for resourceVersion 1, and the object is at"),
+        "{stale}"
+    );
     // Without a stamp, scimgate's account is judged as anyone: it may not suspend alice's schedule.
     let bare = crate::support::refused(
         w.api
