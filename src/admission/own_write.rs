@@ -54,7 +54,10 @@ pub fn check(v: &Verifier, req: &Request, kind: Kind, max_age: i64, now: i64) ->
         None => return Err(other("the request carries no offboarding stamp".into())),
     };
     if !req.sub_resource.is_empty() {
-        return Err(other(format!("an offboarding stamp on the {} subresource", req.sub_resource)));
+        return Err(other(format!(
+            "an offboarding stamp on the {} subresource",
+            req.sub_resource
+        )));
     }
     // The stored object's uid, not only the one the request sends.
     if old["metadata"]["uid"].as_str() != Some(claims.uid.as_str()) {

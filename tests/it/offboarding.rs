@@ -530,16 +530,23 @@ async fn acting_suspends_the_schedule_cancels_waiting_runs_through_the_webhooks_
 
     // Re-activated, alice resumes her schedule herself; deactivated again, it is suspended again:
     // a departure is swept on its own, whatever was done at an earlier one.
-    let r = w
-        .s
-        .patch(
+    let r =
+        w.s.patch(
             &format!("/Users/{}", w.alice),
             crate::support::ops(json!([{"op": "replace", "value": {"active": true}}])),
         )
         .await;
     assert!(r.status.is_success(), "{}", r.body);
     let resumed = crate::apiserver::Patch::Merge(json!({"spec": {"suspend": false}}));
-    allowed(w.api.patch(&crate::apiserver::person("alice@example.com"), &stored(&nightly), resumed).await);
+    allowed(
+        w.api
+            .patch(
+                &crate::apiserver::person("alice@example.com"),
+                &stored(&nightly),
+                resumed,
+            )
+            .await,
+    );
     w.deactivate(&w.alice).await;
     let again = crate::support::until(Duration::from_secs(20), async || {
         stored(&nightly)["spec"]["suspend"] == true
@@ -599,7 +606,7 @@ async fn only_the_step_a_fresh_offboarding_stamp_signs_is_admitted() {
             &me,
             &nightly,
             suspend(stamp_for(&nightly, 0), json!({"spec": {"schedule": "* * * * *"}})),
-            "it changes the spec beyond the suspend step",
+            "it changes spec besides the suspend step",
         ),
         (
             &mallory,
@@ -639,10 +646,15 @@ async fn only_the_step_a_fresh_offboarding_stamp_signs_is_admitted() {
     // A stamp is good for one write: made on an earlier version, it is refused — by `/validate`
     // (the mutating call lets the API server's own precondition answer a sweep's conflict).
     let mut earlier = nightly.clone();
-    earlier["metadata"]["resourceVersion"] = json!("1");
-    let stale = crate::support::refused(w.api.patch(&me, &nightly, suspend(stamp_for(&earlier, 0), json!({}))).await).message;
+    earlier["metadata"]["resourceVersion"] = json!("0");
+    let stale = crate::support::refused(
+        w.api
+            .patch(&me, &nightly, suspend(stamp_for(&earlier, 0), json!({})))
+            .await,
+    )
+    .message;
     assert!(
-        stale.contains("the offboarding stamp was made for resourceVersion 1, and the object is at"),
+        stale.contains("the offboarding stamp was made for resourceVersion 0, and the object is at"),
         "{stale}"
     );
     // Without a stamp, scimgate's account is judged as anyone: it may not suspend alice's schedule.
