@@ -24,6 +24,7 @@ use crate::stamp::vocabulary::{Entry, LABEL_BY_ID};
 use crate::stamp::{Signer, Verifier};
 use crate::store::{Claim, OffboardingClaim, Store};
 use arc_swap::ArcSwap;
+use futures_util::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
@@ -45,6 +46,9 @@ const RENEW_EVERY: usize = 500;
 const RETRY: Duration = Duration::from_secs(30);
 /// How often a step is tried on an object that keeps changing under it (each time read again).
 const ATTEMPTS: usize = 3;
+/// Objects handled at once (each a PATCH, an Event and a record): a handful of requests in
+/// flight, far below what the API server's priority and fairness gives one client.
+const IN_FLIGHT: usize = 8;
 
 /// Where each kind is served (the versions the controllers write).
 pub fn resource(kind: Kind) -> ApiResource {
@@ -276,24 +280,28 @@ impl Sweeper {
                 .iter()
                 .filter(|f| failed(f) || done.get(&f.uid).is_none_or(|(_, m)| m != mode))
                 .collect();
-            for (n, f) in todo.iter().enumerate() {
+            for (n, chunk) in todo.chunks(RENEW_EVERY).enumerate() {
                 // A long sweep renews its claim as it goes; one that lapsed is another's now.
-                if n % RENEW_EVERY == RENEW_EVERY - 1 && !self.renew(id, departure, replica).await {
+                if n > 0 && !self.renew(id, departure, replica).await {
                     tracing::warn!(user = %crate::telemetry::field(&departure.user_name),
                         "offboarding: another replica took this sweep over");
                     lost.insert(id.to_string());
                     break;
                 }
-                let outcome = self.take(id, departure, f, me).await;
-                let failed_before = failed(f);
-                if outcome.is_err() {
-                    // Tried again with the departure's next look; said once.
+                // A few objects at a time: each step is a round trip through the API server and
+                // its webhooks, and one at a time a large sweep would take minutes.
+                let steps: Vec<_> = chunk
+                    .iter()
+                    .map(|f| self.handle(id, departure, f, me, failed(f)))
+                    .collect();
+                let taken: Vec<bool> = futures_util::stream::iter(steps)
+                    .buffer_unordered(IN_FLIGHT)
+                    .collect()
+                    .await;
+                if taken.contains(&false) {
+                    // Tried again with the departure's next look.
                     lost.insert(id.to_string());
-                    if failed_before {
-                        continue;
-                    }
                 }
-                self.report(id, departure, f, outcome).await;
             }
             tracing::info!(user = %crate::telemetry::field(&departure.user_name), objects = findings.len(),
                 mode = self.options.mode.as_str(), "offboarding: swept what a departed person left");
@@ -417,6 +425,17 @@ impl Sweeper {
                 return Ok(seen);
             }
         }
+    }
+
+    /// Take the step planned for `f` and say what became of it — a step that failed before and
+    /// fails again is not said again. Whether it was taken (or nothing was to be taken).
+    async fn handle(&self, id: &str, d: &Departure, f: &Finding, me: Option<&str>, failed_before: bool) -> bool {
+        let outcome = self.take(id, d, f, me).await;
+        let ok = outcome.is_ok();
+        if ok || !failed_before {
+            self.report(id, d, f, outcome).await;
+        }
+        ok
     }
 
     /// Take the step planned for `f` when acting; what became of it.

@@ -680,10 +680,10 @@ async fn only_the_step_a_fresh_offboarding_stamp_signs_is_admitted() {
     assert_eq!(done["spec"]["suspend"], true);
 }
 
-/// Acting, a crash while a step's PATCH is in flight — applied by the API server, never
-/// answered — then a restart: the step already taken (the object carries scimgate's stamp for
-/// this departure) is recorded, not taken again; the rest is done; each object has one PATCH,
-/// one Event and one record.
+/// Acting, a crash while steps' PATCHes are in flight — applied by the API server, never
+/// answered — then a restart: the steps already taken (each object carries scimgate's stamp for
+/// this departure) are recorded, not taken again; each object has one PATCH, one Event and one
+/// record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acting_a_crash_mid_step_then_a_restart_takes_each_step_once() {
     let w = World::with_config("offboarding:\n  mode: act\n").await;
@@ -695,18 +695,25 @@ async fn acting_a_crash_mid_step_then_a_restart_takes_each_step_once() {
             .await,
     );
     let nightly = allowed(alice.create(&cron("nightly")).await).object;
-    allowed(alice.create(&pending_pipeline_run("deploy-1")).await);
-    // Kinds are swept Workflows, then CronWorkflows, then PipelineRuns: gated's step is
-    // answered, nightly's applied and left hanging.
+    let pr = allowed(alice.create(&pending_pipeline_run("deploy-1")).await).object;
+    // The three steps go out together: the first PATCH to arrive is answered, the other two
+    // applied and left hanging.
     w.kube.answer_patches_up_to(1);
     w.deactivate(&w.alice).await;
     let applied = crate::support::until(Duration::from_secs(20), async || {
-        w.api.stored(&nightly).expect("stored")["spec"]["suspend"] == true
+        let suspended = w.api.stored(&nightly).expect("stored")["spec"]["suspend"] == true;
+        let cancelled = w.api.stored(&pr).expect("stored")["spec"]["status"] == "Cancelled";
+        let stopped = w.api.stored(&gated).expect("stored")["spec"]["shutdown"] == "Stop";
+        suspended && cancelled && stopped
     })
     .await;
     assert!(applied.is_some(), "patches: {}", w.kube.patches());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(outcomes(&w).await, [("gated".to_string(), "cancelled".to_string())]);
+    assert_eq!(
+        (w.kube.patches(), outcomes(&w).await.len()),
+        (3, 1),
+        "one step answered and recorded"
+    );
 
     // The crash: the server stops mid-sweep, its claim left open; the restart takes it over
     // (its holder gone for longer than the lease).
