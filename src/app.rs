@@ -427,6 +427,7 @@ impl Apps {
         offboard(cfg, cluster.client.clone().map(sweeper), tasks, shutdown);
         let reporter = |client| crate::reports::Reporter {
             client,
+            recorder: recorder.clone(),
             verifier: state.verifier.clone(),
             directory: state.directory.clone(),
             policy: state.policy.clone(),

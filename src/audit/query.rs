@@ -7,7 +7,8 @@ pub use crate::model::decision::{DecisionQuery, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::policy::{Action, Kind, Outcome};
 use serde::{Deserialize, Serialize};
 
-/// What a record is of: an admission action, or the offboarding sweep's finding.
+/// What a record is of: an admission action, the offboarding sweep's finding (and scimgate's
+/// own offboarding write), or an identity report written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordAction {
@@ -17,6 +18,7 @@ pub enum RecordAction {
     Update,
     Delete,
     Offboard,
+    Report,
 }
 
 impl RecordAction {
@@ -28,6 +30,7 @@ impl RecordAction {
             RecordAction::Update => Action::Update.as_str(),
             RecordAction::Delete => Action::Delete.as_str(),
             RecordAction::Offboard => crate::offboarding::sweep::ACTION,
+            RecordAction::Report => crate::reports::ACTION,
         }
     }
 }

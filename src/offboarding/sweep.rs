@@ -593,7 +593,7 @@ impl Sweeper {
 
 /// The hook and action of offboarding's decision records.
 pub const HOOK: &str = "offboarding";
-pub const ACTION: &str = "offboard";
+pub const ACTION: &str = crate::stamp::offboard::ACTION;
 
 /// The outcome of a step the API server refused.
 const FAILED: &str = "failed";

@@ -5,8 +5,9 @@
 //! Written every `reports.intervalSeconds` and soon after the directory changes (a departure
 //! turns a submitter's result to fail). Off by default.
 //!
-//! Must not: hold a report past the size an object may have (`document::MAX_RESULTS`), or write a
-//! report that says what the one stored says already.
+//! Must not: hold a report past the size an object may have (`document::MAX_RESULTS`), write a
+//! report that says what the one stored says already, or write one without a decision record
+//! (hook `reports`, action `report`).
 
 pub mod checks;
 pub mod document;
@@ -116,9 +117,15 @@ pub async fn choose(client: &kube::Client, choice: Choice) -> Result<Api, String
     ))
 }
 
+/// The hook and action of the decision record each report write leaves.
+pub const HOOK: &str = "reports";
+pub const ACTION: &str = "report";
+
 /// What the reports are written from.
 pub struct Reporter {
     pub client: kube::Client,
+    /// Each report written leaves a decision record.
+    pub recorder: crate::audit::recorder::Recorder,
     pub verifier: Verifier,
     pub directory: Arc<ArcSwap<Snapshot>>,
     pub policy: Arc<ArcSwap<Policy>>,
@@ -236,19 +243,47 @@ impl Reporter {
             ns => KubeApi::namespaced_with(self.client.clone(), ns, &resource),
         };
         let mut obj: DynamicObject = serde_json::from_value(doc.clone()).map_err(kube::Error::SerdeError)?;
-        match store.get_opt(document::NAME).await? {
-            None => store.create(&PostParams::default(), &obj).await.map(|_| ()),
+        let written = match store.get_opt(document::NAME).await? {
+            None => store.create(&PostParams::default(), &obj).await?,
             Some(stored) => {
                 let stored_value = serde_json::to_value(&stored).unwrap_or_default();
                 if document::same(&stored_value, &doc) {
                     return Ok(());
                 }
                 obj.metadata.resource_version = stored.metadata.resource_version;
-                store
-                    .replace(document::NAME, &PostParams::default(), &obj)
-                    .await
-                    .map(|_| ())
+                store.replace(document::NAME, &PostParams::default(), &obj).await?
             }
-        }
+        };
+        self.record(api, ns, &doc, written.metadata.uid.unwrap_or_default())
+            .await;
+        Ok(())
+    }
+
+    /// The decision record of a report written: which, and what it now says.
+    async fn record(&self, api: Api, ns: &str, doc: &Value, uid: String) {
+        let count = |k: &str| doc["summary"][k].as_u64().unwrap_or_default();
+        self.recorder
+            .record(crate::model::DecisionRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                at: crate::model::clock::now(),
+                request_uid: uid,
+                hook: HOOK.into(),
+                kind: doc["kind"].as_str().unwrap_or_default().into(),
+                namespace: ns.into(),
+                name: document::NAME.into(),
+                action: ACTION.into(),
+                requester: "scimgate".into(),
+                outcome: "written".into(),
+                mode: api.api_version().into(),
+                reason: format!(
+                    "identity checks: {} pass, {} fail, {} warn, {} skip",
+                    count("pass"),
+                    count("fail"),
+                    count("warn"),
+                    count("skip")
+                ),
+                ..crate::model::DecisionRecord::default()
+            })
+            .await;
     }
 }

@@ -179,6 +179,20 @@ async fn discovery_picks_openreports_and_a_scim_change_refreshes_at_once() {
         "one API only"
     );
     assert_eq!(crate::reports_face::validate(&doc), Ok(()));
+    // Each report written left its decision record.
+    let records: Vec<_> = w
+        .decisions(1)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "report")
+        .collect();
+    assert!(
+        records.iter().any(|r| r.hook == "reports"
+            && r.kind == "Report"
+            && r.namespace == "team-a"
+            && r.reason.starts_with("identity checks: ")),
+        "{records:#?}"
+    );
 }
 
 /// The face's validation is the CRDs': a result outside the enum, a field no schema knows, a
