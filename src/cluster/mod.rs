@@ -1,9 +1,10 @@
 //! The Kubernetes API as scimgate reads it: the kube client (an explicit kubeconfig, else the
 //! client's standard configuration — the in-cluster service account, then `KUBECONFIG` or
 //! `~/.kube/config`) and, in `owners`, the watch cache of the kinds that own controller-created
-//! runs. Only the owner cache is on the admission path.
+//! runs; `lease`, the one writer among replicas. Only the owner cache is on the admission path.
 
 pub mod argo_defaults;
+pub mod lease;
 pub mod owners;
 
 use std::path::{Path, PathBuf};
@@ -47,4 +48,28 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Option<kube::Client>> {
         },
     };
     Ok(Some(kube::Client::try_from(config)?))
+}
+
+/// Who the client is to the API server (a `SelfSubjectReview`, authentication.k8s.io/v1, GA
+/// since Kubernetes 1.28): `system:serviceaccount:<ns>:<name>` in a pod. `None` when it will not
+/// say.
+pub async fn whoami(client: &kube::Client) -> Result<Option<String>, kube::Error> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: kube::Api<SelfSubjectReview> = kube::Api::all(client.clone());
+    let review = api
+        .create(&kube::api::PostParams::default(), &SelfSubjectReview::default())
+        .await?;
+    Ok(review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .filter(|u| !u.is_empty()))
+}
+
+/// The namespace of a service account's username (`system:serviceaccount:<ns>:<name>`).
+pub fn namespace_of(username: &str) -> Option<&str> {
+    username
+        .strip_prefix("system:serviceaccount:")?
+        .split_once(':')
+        .map(|(ns, _)| ns)
 }

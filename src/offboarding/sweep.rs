@@ -316,16 +316,7 @@ impl Sweeper {
         if self.options.mode != Mode::Act || me.is_some() {
             return Ok(());
         }
-        use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
-        let review = api
-            .create(&PostParams::default(), &SelfSubjectReview::default())
-            .await?;
-        let name = review
-            .status
-            .and_then(|s| s.user_info)
-            .and_then(|u| u.username)
-            .filter(|u| !u.is_empty());
+        let name = crate::cluster::whoami(&self.client).await?;
         tracing::info!(account = name.as_deref().unwrap_or("(none)"), "offboarding: acting as");
         *me = name;
         Ok(())

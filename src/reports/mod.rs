@@ -3,7 +3,8 @@
 //! (`checks`), gathered into one report per namespace and one cluster-scoped report (`document`),
 //! in the API the cluster serves — OpenReports or the policy working group's PolicyReports.
 //! Written every `reports.intervalSeconds` and soon after the directory changes (a departure
-//! turns a submitter's result to fail). Off by default.
+//! turns a submitter's result to fail), by one replica: the holder of a Lease
+//! (`cluster::lease`). Off by default.
 //!
 //! Must not: hold a report past the size an object may have (`document::MAX_RESULTS`), write a
 //! report that says what the one stored says already, or write one without a decision record
@@ -132,24 +133,42 @@ pub struct Reporter {
     pub options: Options,
 }
 
-/// How soon after a directory change the reports follow it (changes come in bursts).
+/// How soon after a directory change the reports follow it (changes come in bursts), and how
+/// often the Lease is renewed (client-go's `RetryPeriod`).
 const SETTLE: Duration = Duration::from_secs(2);
+/// The Lease whose holder writes the reports.
+pub const LEASE: &str = "scimgate-identity-reports";
 /// Objects per LIST page.
 const PAGE: u32 = 500;
 
 impl Reporter {
-    /// Until `shutdown`: choose the API (said once, retried while there is none), then write the
-    /// reports every interval and after each directory change.
+    /// Until `shutdown`: choose the API (said once, retried while there is none), then — while
+    /// this replica holds the reports' Lease — write the reports every interval and after each
+    /// directory change.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let interval = Duration::from_secs(self.options.interval_seconds.max(1));
         let mut api = None;
         let mut said = None;
         let mut generation = None;
         let mut next = tokio::time::Instant::now();
+        let mut lease = None;
+        let mut held = false;
         loop {
+            let holds = self.hold(&mut lease).await;
+            if holds != held {
+                let who = if holds {
+                    "this replica holds the Lease"
+                } else {
+                    "another replica holds the Lease"
+                };
+                tracing::info!(lease = LEASE, "identity reports: {who}");
+                // Taking over, write at once: the last writer may have stopped mid-way.
+                next = tokio::time::Instant::now();
+                held = holds;
+            }
             let snapshot_generation = self.directory.load().generation;
             let now = tokio::time::Instant::now();
-            if now >= next || generation.is_some_and(|g| g != snapshot_generation) {
+            if held && (now >= next || generation.is_some_and(|g| g != snapshot_generation)) {
                 generation = Some(snapshot_generation);
                 next = now + interval;
                 if api.is_none() {
@@ -173,6 +192,39 @@ impl Reporter {
                 _ = tokio::time::sleep(SETTLE) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
+        }
+    }
+
+    /// Take or renew the reports' Lease (named after this process, in scimgate's namespace);
+    /// whether this replica writes.
+    async fn hold(&self, lease: &mut Option<crate::cluster::lease::Lease>) -> bool {
+        if lease.is_none() {
+            let me = match crate::cluster::whoami(&self.client).await {
+                Ok(me) => me.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "identity reports: the API server did not say who scimgate is");
+                    return false;
+                }
+            };
+            let namespace = crate::cluster::namespace_of(&me).unwrap_or("default");
+            let holder = format!(
+                "{}_{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "scimgate".into()),
+                uuid::Uuid::new_v4()
+            );
+            *lease = Some(crate::cluster::lease::Lease::new(
+                self.client.clone(),
+                namespace,
+                LEASE,
+                &holder,
+            ));
+        }
+        match lease.as_ref().map(|l| l.hold()) {
+            Some(hold) => hold.await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "identity reports: the Lease could not be renewed");
+                false
+            }),
+            None => false,
         }
     }
 

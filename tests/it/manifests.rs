@@ -589,6 +589,14 @@ fn the_identity_reports_component_grants_the_report_kinds_and_turns_them_on() {
         find(&docs, "ClusterRoleBinding", "scimgate-identity-reports")["subjects"][0]["name"],
         "scimgate"
     );
+    let lease = find(&docs, "Role", "scimgate-identity-reports-lease");
+    assert_eq!(
+        (&lease["metadata"]["namespace"], &lease["rules"]),
+        (
+            &Value::from("scimgate"),
+            &serde_json::json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}])
+        )
+    );
     let env = &find(&docs, "Deployment", "scimgate")["spec"]["template"]["spec"]["containers"][0]["env"];
     assert!(env
         .as_array()

@@ -302,23 +302,8 @@ async fn two_replicas_sweep_a_departure_once() {
         return;
     };
     let mut kube = crate::kube_face::KubeFace::bind().await;
-    let shared = tempfile::tempdir().expect("tempdir");
-    let (policy, kubeconfig) = (shared.path().join("policy.yaml"), shared.path().join("kubeconfig"));
-    let config = shared.path().join("config.yaml");
-    std::fs::write(&policy, crate::support::POLICY).expect("policy");
-    std::fs::write(&config, "offboarding:\n  mode: act\n").expect("config");
-    kube.write_kubeconfig(&kubeconfig);
-    let replica = async || {
-        let (policy, kubeconfig, url, config) = (policy.clone(), kubeconfig.clone(), url.clone(), config.clone());
-        crate::support::TestServer::start_in(tempfile::tempdir().expect("tempdir"), move |a| {
-            a.policy = Some(policy);
-            a.kubeconfig = Some(kubeconfig);
-            a.store = Some(url);
-            a.config = Some(config);
-        })
-        .await
-    };
-    let (a, b) = (replica().await, replica().await);
+    let deployment = crate::support::Deployment::new(&url, "offboarding:\n  mode: act\n", &kube);
+    let (a, b) = (deployment.replica().await, deployment.replica().await);
     let alice = a.create_user("alice@example.com").await;
     a.create_group("pipeline-users", &[&alice]).await;
     let api = crate::apiserver::ApiServer::new(&a);

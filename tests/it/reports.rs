@@ -217,3 +217,77 @@ fn the_crds_refuse_what_they_do_not_describe() {
         assert!(crate::reports_face::validate(&bad).is_err(), "{bad:#}");
     }
 }
+
+/// Two replicas on one PostgreSQL database: the first holds the reports' Lease and writes; when
+/// it stops, the second takes the Lease over once it runs out (15 s), and the reports follow the
+/// next SCIM change through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_writes_the_reports_and_another_takes_over_when_it_stops() {
+    let Some(url) = crate::support::postgres_db("one_replica_writes_the_reports").await else {
+        return;
+    };
+    let mut kube = crate::kube_face::KubeFace::bind().await;
+    let deployment =
+        crate::support::Deployment::new(&url, "reports:\n  enabled: true\n  intervalSeconds: 3600\n", &kube);
+    kube.reports().install("openreports.io/v1alpha1");
+    // The first replica takes the Lease before the second starts: the second must wait.
+    let a = deployment.replica().await;
+    let api = crate::apiserver::ApiServer::new(&a);
+    kube.serve(&api);
+    let lease = |k: &crate::kube_face::KubeFace| k.reports().lease("scimgate", "scimgate-identity-reports");
+    let taken = crate::support::until(Duration::from_secs(10), async || lease(&kube).is_some()).await;
+    assert!(taken.is_some(), "the first replica never took the Lease");
+    let b = deployment.replica().await;
+    let alice = a.create_user("alice@example.com").await;
+    let bob = a.create_user("bob@example.com").await;
+    a.create_group("pipeline-users", &[&alice, &bob]).await;
+    allowed(kubectl(&api, "alice@example.com").create(&workflow("valid")).await);
+    allowed(kubectl(&api, "bob@example.com").create(&workflow("bobs")).await);
+    // A SCIM change brings the first report (the interval is an hour).
+    a.create_user("carol@example.com").await;
+    let first = crate::support::until(Duration::from_secs(15), async || {
+        report_in(&kube, "team-a").is_some_and(|d| results_for(&d, "bobs").contains_key("stamp"))
+    })
+    .await;
+    assert!(first.is_some(), "reports: {:#?}", kube.reports().all());
+    let holder = lease(&kube).expect("the Lease")["spec"]["holderIdentity"].clone();
+    assert_eq!(lease(&kube).expect("the Lease")["spec"]["leaseTransitions"], 0);
+
+    // The holder stops. Its Lease runs out after 15 s; the other replica takes it and writes
+    // what the next SCIM change says.
+    let (survivor, stopped) = (b, a);
+    drop(stopped.stop().await);
+    let r = survivor
+        .patch(
+            &format!("/Users/{bob}"),
+            crate::support::ops(json!([{"op": "replace", "value": {"active": false}}])),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let followed = crate::support::until(Duration::from_secs(30), async || {
+        report_in(&kube, "team-a").is_some_and(|d| {
+            results_for(&d, "bobs")
+                .get("submitter-active")
+                .is_some_and(|(r, _)| r == "fail")
+        })
+    })
+    .await;
+    assert!(
+        followed.is_some(),
+        "reports: {:#?}; lease: {:?}",
+        kube.reports().all(),
+        lease(&kube)
+    );
+    let now = lease(&kube).expect("the Lease");
+    assert_ne!(now["spec"]["holderIdentity"], holder, "{now}");
+    assert_eq!(now["spec"]["leaseTransitions"], 1, "{now}");
+    drop(survivor);
+}
+
+/// The report in `namespace` the face holds, of either API.
+fn report_in(kube: &crate::kube_face::KubeFace, namespace: &str) -> Option<Value> {
+    kube.reports()
+        .all()
+        .into_iter()
+        .find(|d| d["metadata"]["namespace"] == namespace)
+}

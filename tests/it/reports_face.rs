@@ -1,7 +1,8 @@
 //! The report kinds on the emulator's HTTP face (`kube_face`): OpenReports (`openreports.io/
 //! v1alpha1` `reports`, `clusterreports`) and PolicyReports (`wgpolicyk8s.io/v1alpha2`
 //! `policyreports`, `clusterpolicyreports`), each served only once a test installs its CRDs
-//! (`Reports::install`), as on a cluster without them — API discovery (`GET /apis/<group>/
+//! (`Reports::install`), as on a cluster without them — and the Lease whose holder writes them
+//! (`coordination.k8s.io/v1` `leases`, always served) — API discovery (`GET /apis/<group>/
 //! <version>`, an `APIResourceList`; apiserver pkg/endpoints/discovery/version.go) says which.
 //! GET, LIST (label selector equality), POST (409 on an existing name) and PUT (409 on a stale
 //! `resourceVersion`; registry/store.go `Create`, `Update`) of documents kept apart from the
@@ -23,6 +24,8 @@ pub fn kind(group: &str, plural: &str) -> Option<(&'static str, bool)> {
         ("openreports.io", "clusterreports") => Some(("ClusterReport", false)),
         ("wgpolicyk8s.io", "policyreports") => Some(("PolicyReport", true)),
         ("wgpolicyk8s.io", "clusterpolicyreports") => Some(("ClusterPolicyReport", false)),
+        // The writer's Lease (built in: served on every cluster, no CRD to validate against).
+        ("coordination.k8s.io", "leases") => Some(("Lease", true)),
         _ => None,
     }
 }
@@ -48,16 +51,30 @@ impl Reports {
         self.served.lock().expect("served").insert(api_version.to_string());
     }
 
-    /// Every stored document.
+    /// Every stored report (not the Leases).
     pub fn all(&self) -> Vec<Value> {
-        self.stored.lock().expect("stored").values().cloned().collect()
+        let stored = self.stored.lock().expect("stored");
+        stored.values().filter(|d| d["kind"] != "Lease").cloned().collect()
+    }
+
+    /// The Lease `namespace/name`, if any.
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+        let key = (
+            "coordination.k8s.io".into(),
+            "leases".into(),
+            namespace.into(),
+            name.into(),
+        );
+        self.stored.lock().expect("stored").get(&key).cloned()
     }
 
     fn serves(&self, group: &str, version: &str) -> bool {
-        self.served
-            .lock()
-            .expect("served")
-            .contains(&format!("{group}/{version}"))
+        (group, version) == ("coordination.k8s.io", "v1")
+            || self
+                .served
+                .lock()
+                .expect("served")
+                .contains(&format!("{group}/{version}"))
     }
 
     /// `GET /apis/<group>/<version>`: the resources of a served report group/version.
@@ -154,7 +171,7 @@ impl Reports {
                 format!("the object is not a {group}/{version} {kind}"),
             ));
         }
-        if let Err(why) = crate::reports_face::validate(&doc) {
+        if let Err(why) = if kind == "Lease" { Ok(()) } else { validate(&doc) } {
             return Err((422, "Invalid", format!("{kind}.{group} \"{name}\" is invalid: {why}")));
         }
         let key = (group.to_string(), plural.to_string(), ns.to_string(), name.clone());

@@ -539,3 +539,39 @@ pub async fn until(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Opt
     }
     None
 }
+
+/// Replicas of one deployment on the PostgreSQL database at `url`: the test policy, a config file
+/// (`config` plus one signing key for all, as the HA overlay mounts it, so each verifies the
+/// others' stamps) and a kubeconfig naming `kube`, in a directory they share.
+pub struct Deployment {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Deployment {
+    pub fn new(url: &str, config: &str, kube: &KubeFace) -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+        let key = dir.path().join("signing.key");
+        let text = format!("{config}signingKey: {}\n", key.display());
+        std::fs::write(dir.path().join("config.yaml"), text).expect("config");
+        kube.write_kubeconfig(&dir.path().join("kubeconfig"));
+        Deployment {
+            dir,
+            url: url.to_string(),
+        }
+    }
+
+    /// One more replica, with a data directory of its own.
+    pub async fn replica(&self) -> TestServer {
+        let shared = self.dir.path().to_path_buf();
+        let url = self.url.clone();
+        TestServer::start_in(tempfile::tempdir().expect("tempdir"), move |a| {
+            a.policy = Some(shared.join("policy.yaml"));
+            a.kubeconfig = Some(shared.join("kubeconfig"));
+            a.config = Some(shared.join("config.yaml"));
+            a.store = Some(url);
+        })
+        .await
+    }
+}

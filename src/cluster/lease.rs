@@ -1,0 +1,86 @@
+//! One writer among the replicas, by a `coordination.k8s.io/v1` Lease, as client-go's leader
+//! election holds one (k8s.io/client-go `tools/leaderelection/leaderelection.go`
+//! `tryAcquireOrRenew`, `resourcelock/leaselock.go`): a replica holds the Lease while it renews
+//! it; another takes it over once `renewTime + leaseDurationSeconds` has passed; every change is
+//! an update at the Lease's resourceVersion, so of two replicas racing for it one wins and the
+//! other sees a conflict. Used for the cluster writes only one replica may make (the identity
+//! reports). Must not: decide anything but who writes.
+
+use k8s_openapi::api::coordination::v1::{Lease as KubeLease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use std::time::Duration;
+
+/// How long a Lease is held without a renewal (client-go's default `LeaseDuration`).
+pub const DURATION: Duration = Duration::from_secs(15);
+
+/// One Lease, as this replica holds it or not.
+pub struct Lease {
+    api: Api<KubeLease>,
+    name: String,
+    /// This replica, as `holderIdentity` names it.
+    me: String,
+}
+
+impl Lease {
+    /// The Lease `name` in `namespace`, for the replica `me`.
+    pub fn new(client: kube::Client, namespace: &str, name: &str, me: &str) -> Lease {
+        Lease {
+            api: Api::namespaced(client, namespace),
+            name: name.into(),
+            me: me.into(),
+        }
+    }
+
+    /// Take or renew the Lease; whether this replica holds it now. A conflict (another replica
+    /// changed it first) is not holding it.
+    pub async fn hold(&self) -> Result<bool, kube::Error> {
+        let now = Timestamp::now();
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            let lease = KubeLease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(self.spec(now, 0, now)),
+            };
+            return conflict_is_not_holding(self.api.create(&PostParams::default(), &lease).await);
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let mine = spec.holder_identity.as_deref() == Some(self.me.as_str());
+        let seconds = spec.lease_duration_seconds.map_or(DURATION.as_secs() as i64, i64::from);
+        let expired = spec
+            .renew_time
+            .as_ref()
+            .is_none_or(|t| t.0.as_second().saturating_add(seconds) < now.as_second());
+        if !mine && !expired {
+            return Ok(false);
+        }
+        let (acquired, transitions) = match (mine, spec.acquire_time) {
+            (true, Some(t)) => (t.0, spec.lease_transitions.unwrap_or(0)),
+            _ => (now, spec.lease_transitions.unwrap_or(0) + 1),
+        };
+        lease.spec = Some(self.spec(acquired, transitions, now));
+        conflict_is_not_holding(self.api.replace(&self.name, &PostParams::default(), &lease).await)
+    }
+
+    fn spec(&self, acquired: Timestamp, transitions: i32, now: Timestamp) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(self.me.clone()),
+            lease_duration_seconds: Some(DURATION.as_secs() as i32),
+            acquire_time: Some(MicroTime(acquired)),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+}
+
+fn conflict_is_not_holding<T>(r: Result<T, kube::Error>) -> Result<bool, kube::Error> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
