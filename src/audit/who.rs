@@ -32,33 +32,21 @@ pub fn owner_to_follow(report: &Value, obj: &Value) -> Option<(String, String, S
     Some((kind.to_string(), ns.to_string(), name.to_string()))
 }
 
-/// Our kinds by the names people type (`workflow`, `workflows`, `wf`, `pipelinerun`, `pr`, …).
+/// Our kinds by the names people type (`workflow`, `workflows`, `wf`, `pipelinerun`, `pr`, …),
+/// where each is served (`cluster::served_at`), and whether it is namespaced.
 fn resource(kind: &str) -> Option<(ApiResource, bool)> {
-    let (group, version, kind, plural, namespaced) = match kind.to_ascii_lowercase().as_str() {
-        "workflow" | "workflows" | "wf" => ("argoproj.io", "v1alpha1", "Workflow", "workflows", true),
-        "cronworkflow" | "cronworkflows" | "cwf" => ("argoproj.io", "v1alpha1", "CronWorkflow", "cronworkflows", true),
-        "workflowtemplate" | "workflowtemplates" | "wftmpl" => {
-            ("argoproj.io", "v1alpha1", "WorkflowTemplate", "workflowtemplates", true)
-        }
-        "clusterworkflowtemplate" | "clusterworkflowtemplates" | "cwftmpl" => (
-            "argoproj.io",
-            "v1alpha1",
-            "ClusterWorkflowTemplate",
-            "clusterworkflowtemplates",
-            false,
-        ),
-        "pipelinerun" | "pipelineruns" | "pr" => ("tekton.dev", "v1", "PipelineRun", "pipelineruns", true),
-        "taskrun" | "taskruns" | "tr" => ("tekton.dev", "v1", "TaskRun", "taskruns", true),
+    use crate::policy::Kind;
+    let kind = match kind.to_ascii_lowercase().as_str() {
+        "workflow" | "workflows" | "wf" => Kind::Workflow,
+        "cronworkflow" | "cronworkflows" | "cwf" => Kind::CronWorkflow,
+        "workflowtemplate" | "workflowtemplates" | "wftmpl" => Kind::WorkflowTemplate,
+        "clusterworkflowtemplate" | "clusterworkflowtemplates" | "cwftmpl" => Kind::ClusterWorkflowTemplate,
+        "pipelinerun" | "pipelineruns" | "pr" => Kind::PipelineRun,
+        "taskrun" | "taskruns" | "tr" => Kind::TaskRun,
         _ => return None,
     };
-    let ar = ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: format!("{group}/{version}"),
-        kind: kind.into(),
-        plural: plural.into(),
-    };
-    Some((ar, namespaced))
+    let (_, _, _, namespaced) = crate::cluster::served_at(kind);
+    Some((crate::cluster::api_resource(kind), namespaced))
 }
 
 /// `NAMESPACE/KIND/NAME`, `KIND/NAME` for cluster-scoped kinds; with a selector, the name is left out.

@@ -73,3 +73,29 @@ pub fn namespace_of(username: &str) -> Option<&str> {
         .split_once(':')
         .map(|(ns, _)| ns)
 }
+
+/// Where each of our kinds is served — the group, the version the controllers write, the plural —
+/// and whether it is namespaced.
+pub fn served_at(kind: crate::policy::Kind) -> (&'static str, &'static str, &'static str, bool) {
+    use crate::policy::Kind;
+    match kind {
+        Kind::Workflow => ("argoproj.io", "v1alpha1", "workflows", true),
+        Kind::CronWorkflow => ("argoproj.io", "v1alpha1", "cronworkflows", true),
+        Kind::WorkflowTemplate => ("argoproj.io", "v1alpha1", "workflowtemplates", true),
+        Kind::ClusterWorkflowTemplate => ("argoproj.io", "v1alpha1", "clusterworkflowtemplates", false),
+        Kind::PipelineRun => ("tekton.dev", "v1", "pipelineruns", true),
+        Kind::TaskRun => ("tekton.dev", "v1", "taskruns", true),
+    }
+}
+
+/// The kube client's description of `kind` where it is served ([`served_at`]).
+pub fn api_resource(kind: crate::policy::Kind) -> kube::discovery::ApiResource {
+    let (group, version, plural, _) = served_at(kind);
+    kube::discovery::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: kind.as_str().into(),
+        plural: plural.into(),
+    }
+}

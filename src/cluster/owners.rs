@@ -8,7 +8,7 @@
 
 use crate::policy::Kind;
 use futures_util::{FutureExt, StreamExt};
-use kube::api::{Api, DynamicObject, GroupVersionKind};
+use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -16,13 +16,17 @@ use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
 
-/// A child kind, the kind of owner a controller creates it for, and where that owner is served.
+/// A child kind, and the kind of owner a controller creates it for (served where
+/// `super::served_at` says).
 struct Ownership {
     child: Kind,
     owner: Kind,
-    group: &'static str,
-    version: &'static str,
-    plural: &'static str,
+}
+
+impl Ownership {
+    fn group(&self) -> &'static str {
+        super::served_at(self.owner).0
+    }
 }
 
 /// argo-workflows `workflow/cron/operator.go` (the Workflow's controller reference is the
@@ -33,23 +37,14 @@ const OWNERSHIPS: [Ownership; 3] = [
     Ownership {
         child: Kind::Workflow,
         owner: Kind::CronWorkflow,
-        group: "argoproj.io",
-        version: "v1alpha1",
-        plural: "cronworkflows",
     },
     Ownership {
         child: Kind::TaskRun,
         owner: Kind::PipelineRun,
-        group: "tekton.dev",
-        version: "v1",
-        plural: "pipelineruns",
     },
     Ownership {
         child: Kind::PipelineRun,
         owner: Kind::PipelineRun,
-        group: "tekton.dev",
-        version: "v1",
-        plural: "pipelineruns",
     },
 ];
 
@@ -120,7 +115,7 @@ struct Inner {
 pub struct Owners(Option<Arc<Inner>>);
 
 fn resource(o: &Ownership) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(o.group, o.version, o.owner.as_str()), o.plural)
+    super::api_resource(o.owner)
 }
 
 /// The controller reference of `obj` (k8s.io/apimachinery `pkg/apis/meta/v1/controller_ref.go`
@@ -203,7 +198,7 @@ impl Owners {
         let group = api_version.split_once('/').map_or("", |(g, _)| g);
         let Some(ownership) = OWNERSHIPS
             .iter()
-            .find(|o| o.child == child && o.owner.as_str() == kind && o.group == group)
+            .find(|o| o.child == child && o.owner.as_str() == kind && o.group() == group)
         else {
             let expected = OWNERSHIPS
                 .iter()
@@ -226,7 +221,7 @@ impl Owners {
         let group = api_version.split_once('/').map_or("", |(g, _)| g);
         OWNERSHIPS
             .iter()
-            .find(|o| o.owner.as_str() == kind && o.group == group)
+            .find(|o| o.owner.as_str() == kind && o.group() == group)
             .map(|o| o.owner)
     }
 

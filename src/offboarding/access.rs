@@ -3,7 +3,9 @@
 //! rather than found object by object. Reports only: the sweep still tries, and records what is
 //! refused.
 
+use super::plan::Step;
 use super::Mode;
+use crate::policy::Kind;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use kube::api::{Api, PostParams};
 
@@ -41,34 +43,24 @@ pub fn needed(mode: Mode) -> Vec<Grant> {
     if mode == Mode::Off {
         return out;
     }
-    for (group, resource) in KINDS {
+    for kind in Kind::ALL {
+        let (group, _, resource, _) = crate::cluster::served_at(kind);
         out.push(grant("list", group, resource, BASE));
     }
     out.push(grant("create", "", "events", BASE));
     if mode == Mode::Act {
-        for (group, resource) in STEPPED {
+        // The kinds a step changes (templates run nothing, and are never changed).
+        for kind in Kind::ALL.into_iter().filter(|k| changed_by_a_step(*k)) {
+            let (group, _, resource, _) = crate::cluster::served_at(kind);
             out.push(grant("patch", group, resource, ACT));
         }
     }
     out
 }
 
-const KINDS: [(&str, &str); 6] = [
-    ("argoproj.io", "workflows"),
-    ("argoproj.io", "cronworkflows"),
-    ("argoproj.io", "workflowtemplates"),
-    ("argoproj.io", "clusterworkflowtemplates"),
-    ("tekton.dev", "pipelineruns"),
-    ("tekton.dev", "taskruns"),
-];
-
-/// The kinds a step changes (templates run nothing, and are never changed).
-const STEPPED: [(&str, &str); 4] = [
-    ("argoproj.io", "workflows"),
-    ("argoproj.io", "cronworkflows"),
-    ("tekton.dev", "pipelineruns"),
-    ("tekton.dev", "taskruns"),
-];
+fn changed_by_a_step(kind: Kind) -> bool {
+    [Step::Suspend, Step::Cancel].iter().any(|s| s.patch(kind).is_some())
+}
 
 /// The grants `mode` needs that the API server says scimgate lacks (in every namespace).
 pub async fn missing(client: &kube::Client, mode: Mode) -> Result<Vec<Grant>, kube::Error> {

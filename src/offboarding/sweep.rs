@@ -50,25 +50,6 @@ const ATTEMPTS: usize = 3;
 /// flight, far below what the API server's priority and fairness gives one client.
 const IN_FLIGHT: usize = 8;
 
-/// Where each kind is served (the versions the controllers write).
-pub fn resource(kind: Kind) -> ApiResource {
-    let (group, version, plural) = match kind {
-        Kind::Workflow => ("argoproj.io", "v1alpha1", "workflows"),
-        Kind::CronWorkflow => ("argoproj.io", "v1alpha1", "cronworkflows"),
-        Kind::WorkflowTemplate => ("argoproj.io", "v1alpha1", "workflowtemplates"),
-        Kind::ClusterWorkflowTemplate => ("argoproj.io", "v1alpha1", "clusterworkflowtemplates"),
-        Kind::PipelineRun => ("tekton.dev", "v1", "pipelineruns"),
-        Kind::TaskRun => ("tekton.dev", "v1", "taskruns"),
-    };
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: format!("{group}/{version}"),
-        kind: kind.as_str().into(),
-        plural: plural.into(),
-    }
-}
-
 /// What the sweep reads and writes through.
 pub struct Sweeper {
     pub client: kube::Client,
@@ -232,7 +213,7 @@ impl Sweeper {
     ) -> Result<BTreeSet<String>, kube::Error> {
         let mut found: BTreeMap<&str, Vec<Finding>> = BTreeMap::new();
         for kind in Kind::ALL {
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource(kind));
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &crate::cluster::api_resource(kind));
             // In pages, so a large cluster's objects are never all held at once.
             let mut params = ListParams::default().labels(selector).limit(PAGE);
             loop {
@@ -246,7 +227,7 @@ impl Sweeper {
                     };
                     let mut object = serde_json::to_value(&o).unwrap_or_default();
                     // A list's items may come without their kind (as `audit who` also finds).
-                    object["apiVersion"] = json!(resource(kind).api_version);
+                    object["apiVersion"] = json!(crate::cluster::api_resource(kind).api_version);
                     object["kind"] = json!(kind.as_str());
                     match self.finding(kind, &object) {
                         Some((sub, finding)) if sub == *id => found.entry(id.as_str()).or_default().push(finding),
@@ -444,7 +425,7 @@ impl Sweeper {
             return Ok((f.state, f.step));
         }
         let me = me.ok_or("the API server did not say who scimgate is (SelfSubjectReview)")?;
-        let resource = resource(f.kind);
+        let resource = crate::cluster::api_resource(f.kind);
         let api: Api<DynamicObject> = match f.namespace.as_str() {
             "" => Api::all_with(self.client.clone(), &resource),
             ns => Api::namespaced_with(self.client.clone(), ns, &resource),

@@ -254,7 +254,7 @@ impl Reporter {
         let (snap, policy) = (self.directory.load(), self.policy.load());
         let mut out: BTreeMap<String, Vec<(Subject, checks::Finding)>> = BTreeMap::new();
         for kind in Kind::ALL {
-            let resource = crate::offboarding::sweep::resource(kind);
+            let resource = crate::cluster::api_resource(kind);
             let api: KubeApi<DynamicObject> = KubeApi::all_with(self.client.clone(), &resource);
             let mut params = ListParams::default().limit(PAGE);
             loop {
