@@ -44,6 +44,33 @@ const PAGE: u32 = 500;
 const RENEW_EVERY: usize = 500;
 /// How often departures another replica holds, or whose sweep failed, are looked at again.
 const RETRY: Duration = Duration::from_secs(30);
+/// How long a departure whose sweep failed waits before it is tried again, the first time…
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+/// …doubling each time, up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// When departures (person, key) whose sweep failed are looked at again: [`FIRST_BACKOFF`] after
+/// the first failure, twice as long after each further one, at most [`MAX_BACKOFF`].
+#[derive(Default)]
+struct Backoff(BTreeMap<(String, String), (tokio::time::Instant, Duration)>);
+
+impl Backoff {
+    /// Whether a departure's wait is over (it is tried at the next look).
+    fn due(&self, now: tokio::time::Instant) -> bool {
+        self.0.values().any(|(at, _)| *at <= now)
+    }
+
+    fn waiting(&self, key: &(String, String), now: tokio::time::Instant) -> bool {
+        self.0.get(key).is_some_and(|(at, _)| now < *at)
+    }
+
+    fn failed(&mut self, key: (String, String), now: tokio::time::Instant) {
+        let (at, wait) = self.0.entry(key).or_insert((now, FIRST_BACKOFF / 2));
+        *wait = (*wait * 2).min(MAX_BACKOFF);
+        *at = now + *wait;
+    }
+}
+
 /// How often a step is tried on an object that keeps changing under it (each time read again).
 const ATTEMPTS: usize = 3;
 /// Objects handled at once (each a PATCH, an Event and a record): a handful of requests in
@@ -90,7 +117,7 @@ impl Sweeper {
     /// Until `shutdown`: everyone departed once, then each new departure as the directory shows
     /// it. A departure is swept by the replica that claims it in the store; one another replica
     /// holds is looked at again every [`RETRY`] (its holder may have died: its claim runs out
-    /// after [`LEASE`]).
+    /// after [`LEASE`]); one whose sweep failed waits its [`Backoff`].
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         super::access::say_what_is_missing(&self.client, self.options.mode).await;
         let replica = uuid::Uuid::new_v4().to_string();
@@ -99,19 +126,27 @@ impl Sweeper {
         let mut first = true;
         // Who scimgate is to the API server, learnt before the first step is taken.
         let mut me: Option<String> = None;
+        let mut backoff = Backoff::default();
         let (mut generation, mut retry_at) = (None, tokio::time::Instant::now());
         loop {
             let snapshot = self.directory.load_full();
-            let due = tokio::time::Instant::now() >= retry_at;
+            let now = tokio::time::Instant::now();
+            let due = now >= retry_at || backoff.due(now);
             if generation != Some(snapshot.generation) || due {
                 generation = Some(snapshot.generation);
                 retry_at = tokio::time::Instant::now() + RETRY;
                 let gone = departed(&snapshot);
                 let open: Vec<(&String, &Departure)> = gone
                     .iter()
-                    .filter(|(id, d)| !settled.contains(&(id.to_string(), d.key.clone())))
+                    .map(|(id, d)| ((id.to_string(), d.key.clone()), (id, d)))
+                    .filter(|(key, _)| !settled.contains(key) && !backoff.waiting(key, now))
+                    .map(|(_, open)| open)
                     .collect();
                 let mut mine = self.claim(&replica, &open, &mut settled).await;
+                // What another replica holds or has swept is its to retry.
+                for (id, d) in open.iter().filter(|(id, _)| !mine.contains_key(*id)) {
+                    backoff.0.remove(&(id.to_string(), d.key.clone()));
+                }
                 for (id, d) in mine.iter_mut().filter(|(_, d)| d.at.is_none()) {
                     d.at = super::deactivated_at(&snapshot, id);
                 }
@@ -135,26 +170,43 @@ impl Sweeper {
                         swept = sweep => swept,
                         _ = shutdown.wait_for(|stop| *stop) => return,
                     };
-                    match swept {
-                        Ok(lost) => {
-                            let swept: BTreeMap<String, Departure> =
-                                mine.into_iter().filter(|(id, _)| !lost.contains(id)).collect();
-                            self.finish(&swept, &mut settled).await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "offboarding sweep failed; retrying");
-                            generation = None;
-                        }
-                    }
+                    self.settle(swept, mine, &mut settled, &mut backoff).await;
                 }
                 // Someone re-activated: a later departure has a key of its own.
                 settled.retain(|(id, _)| gone.contains_key(id));
+                backoff.0.retain(|(id, _), _| gone.contains_key(id));
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }
+    }
+
+    /// After a sweep of `mine`: the departures it finished are settled; those it could not
+    /// (the sweep failed, a step was refused, another replica took one over) wait their
+    /// [`Backoff`] — not the next directory change, which on a busy IdP comes every second.
+    async fn settle(
+        &self,
+        swept: Result<BTreeSet<String>, kube::Error>,
+        mine: BTreeMap<String, Departure>,
+        settled: &mut BTreeSet<(String, String)>,
+        backoff: &mut Backoff,
+    ) {
+        let lost = swept.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "offboarding sweep failed; trying again later");
+            mine.keys().cloned().collect()
+        });
+        let (again, done): (BTreeMap<String, Departure>, BTreeMap<String, Departure>) =
+            mine.into_iter().partition(|(id, _)| lost.contains(id));
+        let now = tokio::time::Instant::now();
+        for (id, d) in &again {
+            backoff.failed((id.clone(), d.key.clone()), now);
+        }
+        for (id, d) in &done {
+            backoff.0.remove(&(id.clone(), d.key.clone()));
+        }
+        self.finish(&done, settled).await;
     }
 
     /// The departures among `open` this replica claims now; those swept already go to `settled`.
@@ -618,4 +670,29 @@ fn uid_of(obj: &Value) -> String {
 
 fn hex16(digest: &[u8]) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A departure whose sweep failed is left out of every look (a directory change included)
+    /// until its wait is over: 5 s, then twice as long after each failure, at most 10 minutes.
+    #[test]
+    fn a_failed_departure_waits_longer_after_each_failure() {
+        let key = ("id".to_string(), "deactivated@2".to_string());
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs;
+        let mut b = Backoff::default();
+        assert!(!b.waiting(&key, t0) && !b.due(t0));
+        b.failed(key.clone(), t0);
+        assert!(b.waiting(&key, t0 + s(4)) && !b.due(t0 + s(4)));
+        assert!(!b.waiting(&key, t0 + s(5)) && b.due(t0 + s(5)));
+        b.failed(key.clone(), t0 + s(5));
+        assert!(b.waiting(&key, t0 + s(14)) && !b.waiting(&key, t0 + s(15)));
+        for _ in 0..20 {
+            b.failed(key.clone(), t0);
+        }
+        assert!(b.waiting(&key, t0 + s(599)) && !b.waiting(&key, t0 + s(600)));
+    }
 }
