@@ -59,7 +59,8 @@ pub struct Filters {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// submit, approve, cancel, update, delete; offboard (what the offboarding sweep found).
+    /// submit, approve, cancel, update, delete; offboard (the offboarding sweep and scimgate's
+    /// own offboarding writes); report (identity reports written).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<RecordAction>,
