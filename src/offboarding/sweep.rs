@@ -265,7 +265,8 @@ impl Sweeper {
     ) -> Result<BTreeSet<String>, kube::Error> {
         let mut found: BTreeMap<&str, Vec<Finding>> = BTreeMap::new();
         for kind in Kind::ALL {
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &crate::cluster::api_resource(kind));
+            let resource = crate::cluster::api_resource(kind);
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
             // In pages, so a large cluster's objects are never all held at once.
             let mut params = ListParams::default().labels(selector).limit(PAGE);
             loop {
@@ -279,7 +280,7 @@ impl Sweeper {
                     };
                     let mut object = serde_json::to_value(&o).unwrap_or_default();
                     // A list's items may come without their kind (as `audit who` also finds).
-                    object["apiVersion"] = json!(crate::cluster::api_resource(kind).api_version);
+                    object["apiVersion"] = json!(resource.api_version);
                     object["kind"] = json!(kind.as_str());
                     match self.finding(kind, &object) {
                         Some((sub, finding)) if sub == *id => found.entry(id.as_str()).or_default().push(finding),
