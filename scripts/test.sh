@@ -56,6 +56,7 @@ components:
   - ../manifests/components/enforce-deletes
   - ../manifests/components/offboarding
   - ../manifests/components/identity-reports
+  - ../manifests/components/access
 EOF
 kubectl kustomize "$m/hardened" >"$m/hardened.yaml"
 .venv/bin/kubernetes-validate --strict --quiet --no-warn -k 1.32.0 "$m/hardened.yaml"

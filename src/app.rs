@@ -434,6 +434,17 @@ impl Apps {
             options: cfg.reports,
         };
         report(cfg, cluster.client.clone().map(reporter), tasks, shutdown);
+        // Idle until the policy has an `access:` section.
+        if let Some(client) = cluster.client.clone() {
+            let reconciler = crate::access::reconcile::Reconciler {
+                client,
+                recorder: recorder.clone(),
+                directory: state.directory.clone(),
+                policy: state.policy.clone(),
+                metrics: state.metrics.clone(),
+            };
+            tasks.spawn(reconciler.run(shutdown.clone()));
+        }
         tasks.spawn(prune(
             state.store,
             Retention {

@@ -58,6 +58,52 @@ pub enum Command {
     /// or `remove` (the account as that target writes it). Exit code 2 when the cluster or the
     /// policy cannot be read.
     Doctor(DoctorArgs),
+    /// The Kubernetes access the policy's `access:` section gives SCIM groups: what the
+    /// reconciler would change, and what people can do through scimgate's bindings, and why.
+    #[command(subcommand)]
+    Access(AccessCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// What the access reconciler would create, change and delete, from the policy, the
+    /// directory and the cluster; writes nothing. Exit code 1 when anything would change.
+    Plan(AccessArgs),
+    /// Who can do VERB on KIND in a namespace through scimgate's bindings, through which group
+    /// and binding. KIND is a resource as `kubectl auth can-i` takes it (`workflows`,
+    /// `pipelineruns.tekton.dev`, `pods/log`) or a kind scimgate admits (`Workflow`).
+    WhoCan {
+        verb: String,
+        kind: String,
+        /// The namespace (without: cluster-wide bindings only).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        args: AccessArgs,
+    },
+    /// What USER (a userName in the directory, or a Kubernetes username) can do through
+    /// scimgate's bindings: each binding, the group it comes through, and its role's rules.
+    Of {
+        user: String,
+        #[command(flatten)]
+        args: AccessArgs,
+    },
+}
+
+/// What the access commands read: the policy, the directory, the cluster.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// The policy scimgate runs with.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// The store holding the directory scimgate serves from.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

@@ -112,6 +112,9 @@ pub struct Snapshot {
     pub generation: u64,
     /// The store commit this snapshot reflects.
     pub seq: Seq,
+    /// When this replica published it (`None` until published): what the access reconciler
+    /// measures its lag from.
+    pub published: Option<std::time::Instant>,
 }
 
 fn text(v: &Value, key: &str) -> Option<Arc<str>> {

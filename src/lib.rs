@@ -2,6 +2,7 @@
 //! server asks us about Argo Workflows and Tekton runs; we answer from the IdP's current truth.
 //! See DESIGN.md in the shared folder for the architecture and the interface contract.
 
+pub mod access;
 pub mod admission;
 pub mod app;
 pub mod audit;

@@ -209,6 +209,69 @@ struct Inner {
     /// The labels of `checkpoint`'s live series, removed when the next checkpoint replaces it.
     checkpoint_live: std::sync::Mutex<Option<CheckpointLabels>>,
     prune_refused: Family<ReasonLabels, Counter>,
+    access: AccessMetrics,
+}
+
+/// `verb` is create, apply or delete; `outcome` ok, taken (the name is another's binding) or
+/// failed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccessWriteLabels {
+    pub verb: &'static str,
+    pub outcome: &'static str,
+}
+
+/// The access reconciler's (`crate::access::reconcile`).
+struct AccessMetrics {
+    bindings: Gauge,
+    pending: Gauge,
+    holder: Gauge,
+    lag: Histogram,
+    drift: Counter,
+    writes: Family<AccessWriteLabels, Counter>,
+}
+
+impl AccessMetrics {
+    fn register(registry: &mut Registry) -> AccessMetrics {
+        let m = AccessMetrics {
+            bindings: Gauge::default(),
+            pending: Gauge::default(),
+            holder: Gauge::default(),
+            lag: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            drift: Counter::default(),
+            writes: Family::default(),
+        };
+        registry.register(
+            "access_bindings",
+            "RoleBindings and ClusterRoleBindings scimgate manages, as this replica last saw them",
+            m.bindings.clone(),
+        );
+        registry.register(
+            "access_pending_changes",
+            "Bindings the access policy asks to create, change or delete that are not written (dry-run, or failing)",
+            m.pending.clone(),
+        );
+        registry.register(
+            "access_writer",
+            "1 while this replica holds the access Lease and writes the bindings",
+            m.holder.clone(),
+        );
+        registry.register(
+            "access_reconcile_lag_seconds",
+            "From a directory change published on this replica to the binding writes it caused",
+            m.lag.clone(),
+        );
+        registry.register(
+            "access_drift_repaired",
+            "Managed bindings someone else changed or deleted, put back",
+            m.drift.clone(),
+        );
+        registry.register(
+            "access_writes",
+            "Binding writes by verb (create, apply, delete) and outcome (ok, taken, failed)",
+            m.writes.clone(),
+        );
+        m
+    }
 }
 
 #[derive(Clone)]
@@ -351,7 +414,9 @@ impl Metrics {
              checkpoint vouches for them (unvouched); audit verify --log names them",
             prune_refused.clone(),
         );
+        let access = AccessMetrics::register(&mut registry);
         Metrics(Arc::new(Inner {
+            access,
             checkpoint,
             checkpoint_live: std::sync::Mutex::new(None),
             prune_refused,
@@ -376,6 +441,30 @@ impl Metrics {
             generation,
             last_change,
         }))
+    }
+
+    /// The access reconciler's view: bindings it manages, changes not written, whether it writes.
+    pub fn access_state(&self, bindings: usize, pending: usize, holder: bool) {
+        let a = &self.0.access;
+        a.bindings.set(bindings as i64);
+        a.pending.set(pending as i64);
+        a.holder.set(i64::from(holder));
+    }
+
+    pub fn access_write(&self, verb: &'static str, outcome: &'static str) {
+        self.0
+            .access
+            .writes
+            .get_or_create(&AccessWriteLabels { verb, outcome })
+            .inc();
+    }
+
+    pub fn access_lag(&self, lag: Duration) {
+        self.0.access.lag.observe(lag.as_secs_f64());
+    }
+
+    pub fn access_drift_repaired(&self) {
+        self.0.access.drift.inc();
     }
 
     pub fn encode(&self) -> String {

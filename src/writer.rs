@@ -189,7 +189,8 @@ impl<E: From<Error> + Clone + Send + 'static> Task<E> {
         }
     }
 
-    fn publish(&self, snapshot: Snapshot) {
+    fn publish(&self, mut snapshot: Snapshot) {
+        snapshot.published = Some(std::time::Instant::now());
         self.directory.store(Arc::new(snapshot));
         self.metrics.directory(&self.directory.load());
         self.freshness.synced();

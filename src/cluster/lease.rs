@@ -4,7 +4,7 @@
 //! it; another takes it over once `renewTime + leaseDurationSeconds` has passed; every change is
 //! an update at the Lease's resourceVersion, so of two replicas racing for it one wins and the
 //! other sees a conflict. Used for the cluster writes only one replica may make (the identity
-//! reports). Must not: decide anything but who writes.
+//! reports, the access bindings). Must not: decide anything but who writes.
 
 use k8s_openapi::api::coordination::v1::{Lease as KubeLease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -31,6 +31,20 @@ impl Lease {
             name: name.into(),
             me: me.into(),
         }
+    }
+
+    /// The Lease `name` in scimgate's namespace (its service account's, as the API server names
+    /// it; `default` outside a pod), for this process: `$HOSTNAME` (the pod) and a random part,
+    /// so a restarted pod is a new holder.
+    pub async fn for_this_replica(client: &kube::Client, name: &str) -> Result<Lease, kube::Error> {
+        let me = super::whoami(client).await?.unwrap_or_default();
+        let namespace = super::namespace_of(&me).unwrap_or("default");
+        let holder = format!(
+            "{}_{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "scimgate".into()),
+            uuid::Uuid::new_v4()
+        );
+        Ok(Lease::new(client.clone(), namespace, name, &holder))
     }
 
     /// Take or renew the Lease; whether this replica holds it now. A conflict (another replica

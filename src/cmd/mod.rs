@@ -2,6 +2,7 @@
 //! its arguments from `cli`, does its work through the library's modules, and prints; `Denied`
 //! turns a denial into exit code 1.
 
+pub mod access;
 pub mod audit;
 pub mod certs;
 pub mod doctor;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Review(a) => review::command(a).await,
         Command::Policy(cmd) => policy::run(cmd).await,
         Command::Doctor(a) => doctor::run(a).await,
+        Command::Access(cmd) => access::run(cmd).await,
     }
 }
 

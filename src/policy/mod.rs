@@ -2,6 +2,7 @@
 //! approve, cancel or update which pipeline runs, where. The YAML model, its validation with
 //! precise errors, the compiled form, and `evaluate`. Pure: no I/O, no axum, no tokio.
 
+pub mod access;
 pub mod evaluate;
 pub mod glob;
 
@@ -234,6 +235,10 @@ struct PolicyFile {
     identity: IdentityFile,
     #[serde(default)]
     rules: Vec<RuleFile>,
+    /// Absent: scimgate manages no access (and touches no binding). Present, even with no
+    /// bindings: it owns the bindings it labelled, and removes those the section no longer asks for.
+    #[serde(default)]
+    access: Option<access::AccessFile>,
 }
 
 fn enforce() -> Mode {
@@ -298,6 +303,8 @@ pub struct Policy {
     pub digest: String,
     /// What is valid but should change (deprecated names); `policy check` prints them.
     pub warnings: Vec<String>,
+    /// Which groups get which roles where (`access:`); `None` when the file has no such section.
+    pub access: Option<access::Access>,
 }
 
 /// Resolvers whose refs name a version (`git` revision, `bundles` tag or digest, `hub` version):
@@ -498,6 +505,7 @@ impl Policy {
                     .into(),
             );
         }
+        let access = file.access.map(|a| a.compile(file.mode, &mut problems, &mut warnings));
         if !problems.is_empty() {
             return Err(Error::Invalid {
                 path: path.to_string(),
@@ -518,6 +526,7 @@ impl Policy {
             enforce_deletes: file.enforce_deletes,
             digest: digest(text.as_bytes()),
             warnings,
+            access,
         })
     }
 

@@ -199,25 +199,13 @@ impl Reporter {
     /// whether this replica writes.
     async fn hold(&self, lease: &mut Option<crate::cluster::lease::Lease>) -> bool {
         if lease.is_none() {
-            let me = match crate::cluster::whoami(&self.client).await {
-                Ok(me) => me.unwrap_or_default(),
+            match crate::cluster::lease::Lease::for_this_replica(&self.client, LEASE).await {
+                Ok(l) => *lease = Some(l),
                 Err(e) => {
                     tracing::warn!(error = %e, "identity reports: the API server did not say who scimgate is");
                     return false;
                 }
-            };
-            let namespace = crate::cluster::namespace_of(&me).unwrap_or("default");
-            let holder = format!(
-                "{}_{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "scimgate".into()),
-                uuid::Uuid::new_v4()
-            );
-            *lease = Some(crate::cluster::lease::Lease::new(
-                self.client.clone(),
-                namespace,
-                LEASE,
-                &holder,
-            ));
+            }
         }
         match lease.as_ref().map(|l| l.hold()) {
             Some(hold) => hold.await.unwrap_or_else(|e| {

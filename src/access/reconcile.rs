@@ -1,0 +1,657 @@
+//! Keeps the cluster's bindings as the policy's `access:` section and the directory ask
+//! (`plan`). Every replica watches Namespaces and scimgate's own RoleBindings and
+//! ClusterRoleBindings (kube-runtime reflectors, by [`super::LABEL`]) and follows its directory;
+//! the one holding the access Lease (`cluster::lease`) writes: creates with a POST (never
+//! adopting a binding someone else named the same), changes by server-side apply with field
+//! manager `scimgate`, forced (a controller owns its fields; a hand edit is put back), deletes
+//! what the policy no longer asks for. It plans within 50 ms of a directory change, a policy
+//! reload or a watch event, on the whole state (level-triggered: a missed event costs nothing but
+//! the next one). Each person whose access a write changed gets a decision record (hook and
+//! action `access`, outcome `granted` or `revoked`, the cause in the reason); a binding put back
+//! gets one too (outcome `repaired`, naming who changed it).
+//!
+//! Must not: write before every watch has listed (a partial view would delete what it has not
+//! seen yet), write without the Lease, or write anything under `mode: dry-run`.
+
+use super::object::{self, selector};
+use super::plan::{self, Binding, Change, Key, Observed, Plan, Why};
+use super::subjects::{self, State};
+use super::{ACTION, FIELD_MANAGER, HOOK, LEASE};
+use crate::audit::recorder::Recorder;
+use crate::directory::Snapshot;
+use crate::metrics::Metrics;
+use crate::model::DecisionRecord;
+use crate::policy::{Mode, Policy};
+use arc_swap::ArcSwap;
+use futures_util::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often the loop looks for a change (directory, policy, watches).
+const TICK: Duration = Duration::from_millis(50);
+/// How often the Lease is renewed or tried (client-go's `RetryPeriod`).
+const RENEW: Duration = Duration::from_secs(2);
+/// Writes in flight at once.
+const IN_FLIGHT: usize = 16;
+/// How long a write this replica made stands in for what the watch shows, until the watch shows
+/// it; and how long a name another binding holds is left before trying again.
+const OVERLAY: Duration = Duration::from_secs(30);
+
+pub struct Reconciler {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub directory: Arc<ArcSwap<Snapshot>>,
+    pub policy: Arc<ArcSwap<Policy>>,
+    pub metrics: Metrics,
+}
+
+/// The reflectors' caches, and a count of the events they have seen.
+struct Watches {
+    namespaces: Store<Namespace>,
+    role_bindings: Store<RoleBinding>,
+    cluster_role_bindings: Store<ClusterRoleBinding>,
+    events: Arc<AtomicU64>,
+}
+
+/// A write this replica made that the watch may not show yet: the resourceVersion the binding had
+/// before it (`None`: absent), and what it is after (`None`: deleted).
+struct Written {
+    before: Option<String>,
+    after: Option<Binding>,
+    at: Instant,
+}
+
+/// What one pass of the loop keeps for the next.
+#[derive(Default)]
+struct Memory {
+    /// What this replica last wrote or found as it should be: a binding that differs from it was
+    /// changed by someone else.
+    last: HashMap<Key, Binding>,
+    written: HashMap<Key, Written>,
+    /// Names another binding holds, and since when.
+    taken: HashMap<Key, Instant>,
+    /// The dry-run plan last reported, so it is said once.
+    said: Option<String>,
+}
+
+impl Reconciler {
+    /// Until `shutdown`: once the policy has an `access:` section, watch, and while this replica
+    /// holds the Lease, reconcile.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        while self.policy.load().access.is_none() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+        let (watches, task) = Watches::start(&self.client);
+        let watching = tokio::spawn(task);
+        tokio::select! {
+            _ = watches.ready() => {}
+            _ = shutdown.wait_for(|stop| *stop) => { watching.abort(); return }
+        }
+        tracing::info!("access: watching namespaces and scimgate's bindings");
+        self.reconcile(&watches, shutdown).await;
+        watching.abort();
+    }
+
+    async fn reconcile(&self, watches: &Watches, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut lease = None;
+        let (mut held, mut renew_at) = (false, Instant::now());
+        let mut seen = None;
+        let mut memory = Memory::default();
+        let mut retry = Retry::default();
+        loop {
+            if Instant::now() >= renew_at {
+                renew_at = Instant::now() + RENEW;
+                let holds = hold(&self.client, &mut lease).await;
+                if holds != held {
+                    tracing::info!(lease = LEASE, holds, "access: the Lease changed hands");
+                    // Taking over: what the last writer wrote is not this replica's memory.
+                    memory = Memory::default();
+                    seen = None;
+                    held = holds;
+                }
+            }
+            let snapshot = self.directory.load_full();
+            let policy = self.policy.load_full();
+            let now = (
+                snapshot.generation,
+                Arc::as_ptr(&policy) as usize,
+                watches.events.load(Ordering::SeqCst),
+            );
+            let changed_directory = seen.is_some_and(|(g, _, _)| g != now.0);
+            if held && (seen != Some(now) || retry.due()) {
+                seen = Some(now);
+                let failed = self.pass(watches, &snapshot, &policy, &mut memory).await;
+                retry.after(failed);
+                if changed_directory && !failed {
+                    if let Some(published) = snapshot.published {
+                        self.metrics.access_lag(published.elapsed());
+                    }
+                }
+            }
+            if !held {
+                self.metrics.access_state(watches.count(), 0, false);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// Plan and, unless in dry-run, write. Whether anything failed.
+    async fn pass(&self, watches: &Watches, snapshot: &Snapshot, policy: &Policy, memory: &mut Memory) -> bool {
+        let Some(access) = &policy.access else { return false };
+        let observed = watches.observed(&mut memory.written);
+        let (desired, notes) = plan::desired(policy, access, snapshot, &watches.live_namespaces());
+        let mut plan = plan::diff(desired, &observed, &memory.last);
+        let pending = plan.create.len() + plan.update.len() + plan.delete.len();
+        self.metrics.access_state(observed.len(), pending, true);
+        if access.mode == Mode::DryRun {
+            say_dry_run(&plan, &notes, &mut memory.said);
+            return false;
+        }
+        memory.said = None;
+        for b in plan.unchanged.drain(..) {
+            memory.last.insert(b.key(), b);
+        }
+        memory.taken.retain(|_, since| since.elapsed() < OVERLAY);
+        plan.create.retain(|c| !memory.taken.contains_key(&c.to.key()));
+        if plan.is_empty() {
+            return false;
+        }
+        for n in &notes {
+            tracing::warn!(note = %n, "access");
+        }
+        self.write(plan, &observed, snapshot, policy, memory).await
+    }
+
+    /// Make the plan's writes, `IN_FLIGHT` at a time, and record what they changed. Whether any
+    /// failed.
+    async fn write(
+        &self,
+        plan: Plan,
+        observed: &BTreeMap<Key, Observed>,
+        snapshot: &Snapshot,
+        policy: &Policy,
+        memory: &mut Memory,
+    ) -> bool {
+        let ops = plan
+            .create
+            .into_iter()
+            .map(Op::Create)
+            .chain(plan.update.into_iter().map(Op::Update))
+            .chain(plan.delete.into_iter().map(Op::Delete));
+        let results: Vec<(Op, Outcome)> = futures_util::stream::iter(ops)
+            .map(|op| async move {
+                let outcome = self.apply(&op).await;
+                (op, outcome)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        let mut failed = false;
+        for (op, outcome) in results {
+            let key = op.binding().key();
+            match outcome {
+                Outcome::Done => {
+                    let after = op.after().cloned();
+                    match &after {
+                        Some(b) => memory.last.insert(key.clone(), b.clone()),
+                        None => memory.last.remove(&key),
+                    };
+                    // What the watch showed before this replica's first write it has not shown yet.
+                    let before = match memory.written.get(&key) {
+                        Some(w) => w.before.clone(),
+                        None => observed.get(&key).map(|o| o.resource_version.clone()),
+                    };
+                    let at = Instant::now();
+                    memory.written.insert(key, Written { before, after, at });
+                    self.record(&op, snapshot, policy).await;
+                }
+                // Deleted by someone else first, or its namespace is gone: the watch will say so.
+                Outcome::Gone => {
+                    memory.last.remove(&key);
+                }
+                Outcome::Taken => {
+                    tracing::warn!(binding = %op.binding().display(), kind = op.binding().kind(),
+                        "access: a binding scimgate does not own has this name, and is left alone (rename or delete it)");
+                    memory.taken.insert(key, Instant::now());
+                }
+                Outcome::Failed(e) => {
+                    tracing::warn!(binding = %op.binding().display(), error = %e, "access: a binding write failed; retrying");
+                    failed = true;
+                }
+            }
+        }
+        failed
+    }
+
+    /// One write. A ClusterRoleBinding or RoleBinding whose role changed is deleted and created
+    /// again: `roleRef` cannot change (pkg/apis/rbac/validation `ValidateRoleBindingUpdate`).
+    async fn apply(&self, op: &Op) -> Outcome {
+        match op {
+            Op::Create(c) => self.create(&c.to).await,
+            Op::Update(c) if c.was.as_ref().is_some_and(|w| w.role != c.to.role) => match self.delete(&c.to).await {
+                Outcome::Done | Outcome::Gone => self.create(&c.to).await,
+                other => other,
+            },
+            Op::Update(c) => {
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                let r = if c.to.namespace.is_empty() {
+                    let api: Api<ClusterRoleBinding> = Api::all(self.client.clone());
+                    api.patch(&c.to.name, &params, &Patch::Apply(object::cluster_role_binding(&c.to)))
+                        .await
+                        .map(drop)
+                } else {
+                    let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &c.to.namespace);
+                    api.patch(&c.to.name, &params, &Patch::Apply(object::role_binding(&c.to)))
+                        .await
+                        .map(drop)
+                };
+                self.outcome("apply", r)
+            }
+            Op::Delete(b) => self.delete(b).await,
+        }
+    }
+
+    async fn create(&self, b: &Binding) -> Outcome {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        let r = if b.namespace.is_empty() {
+            let api: Api<ClusterRoleBinding> = Api::all(self.client.clone());
+            api.create(&params, &object::cluster_role_binding(b)).await.map(drop)
+        } else {
+            let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &b.namespace);
+            api.create(&params, &object::role_binding(b)).await.map(drop)
+        };
+        match self.outcome("create", r) {
+            Outcome::Taken if self.is_ours(b).await => {
+                Outcome::Failed("it exists and is scimgate's: the watch is behind".into())
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the binding of `b`'s name is labelled as scimgate's (a create refused as existing
+    /// may only have raced the watch).
+    async fn is_ours(&self, b: &Binding) -> bool {
+        let labels = if b.namespace.is_empty() {
+            let api: Api<ClusterRoleBinding> = Api::all(self.client.clone());
+            api.get_opt(&b.name).await.ok().flatten().map(|o| o.metadata.labels)
+        } else {
+            let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &b.namespace);
+            api.get_opt(&b.name).await.ok().flatten().map(|o| o.metadata.labels)
+        };
+        labels.flatten().and_then(|l| l.get(super::LABEL).cloned()).as_deref() == Some(super::LABEL_VALUE)
+    }
+
+    async fn delete(&self, b: &Binding) -> Outcome {
+        let params = DeleteParams::default();
+        let r = if b.namespace.is_empty() {
+            let api: Api<ClusterRoleBinding> = Api::all(self.client.clone());
+            api.delete(&b.name, &params).await.map(drop)
+        } else {
+            let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &b.namespace);
+            api.delete(&b.name, &params).await.map(drop)
+        };
+        self.outcome("delete", r)
+    }
+
+    /// A write's result: a name already taken on create, or an object (or its namespace) already
+    /// gone, are outcomes of their own.
+    fn outcome(&self, verb: &'static str, r: Result<(), kube::Error>) -> Outcome {
+        let outcome = match r {
+            Ok(()) => Outcome::Done,
+            Err(kube::Error::Api(s)) if s.code == 409 && verb == "create" => Outcome::Taken,
+            Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Gone,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        let label = match &outcome {
+            Outcome::Done | Outcome::Gone => "ok",
+            Outcome::Taken => "taken",
+            Outcome::Failed(_) => "failed",
+        };
+        self.metrics.access_write(verb, label);
+        outcome
+    }
+
+    /// The decision records of a write: one per person it gave or took the role from, with the
+    /// cause, and one for a binding put back after someone else's change.
+    async fn record(&self, op: &Op, snapshot: &Snapshot, policy: &Policy) {
+        let b = op.binding();
+        let (granted, revoked, why) = match op {
+            Op::Create(c) | Op::Update(c) => {
+                let (g, r) = c.people();
+                (g, r, Some(&c.why))
+            }
+            Op::Delete(b) => (
+                Vec::new(),
+                b.subjects
+                    .iter()
+                    .filter(|s| s.kind == "User")
+                    .map(|s| s.name.as_str())
+                    .collect(),
+                None,
+            ),
+        };
+        if let Some(Why::Drift { by }) = why {
+            self.metrics.access_drift_repaired();
+            let by = if by.is_empty() {
+                "someone (deleted, or changed before this replica wrote it)".to_string()
+            } else {
+                by.join(", ")
+            };
+            tracing::warn!(binding = %b.display(), by = %by, "access: a managed binding was changed by hand; put back");
+            self.recorder
+                .record(draft(
+                    b,
+                    None,
+                    "repaired",
+                    format!("changed by {by}; put back as the policy grants it"),
+                ))
+                .await;
+        }
+        for (names, outcome) in [(granted, "granted"), (revoked, "revoked")] {
+            for name in names {
+                let person = subjects::person_named(snapshot, policy, name);
+                let reason = cause(snapshot, op, name, person.as_ref(), outcome);
+                self.recorder
+                    .record(draft(b, person.map(|p| p.id), outcome, reason))
+                    .await;
+            }
+        }
+    }
+}
+
+/// One write of a plan.
+enum Op {
+    Create(Change),
+    Update(Change),
+    Delete(Binding),
+}
+
+impl Op {
+    fn binding(&self) -> &Binding {
+        match self {
+            Op::Create(c) | Op::Update(c) => &c.to,
+            Op::Delete(b) => b,
+        }
+    }
+
+    /// What the binding is after the write (`None`: deleted).
+    fn after(&self) -> Option<&Binding> {
+        match self {
+            Op::Create(c) | Op::Update(c) => Some(&c.to),
+            Op::Delete(_) => None,
+        }
+    }
+}
+
+enum Outcome {
+    Done,
+    /// Create: another binding has the name.
+    Taken,
+    /// Already gone (a delete), or its namespace is.
+    Gone,
+    Failed(String),
+}
+
+/// Why `name` gained or lost the role of a binding, in words, with the SCIM change behind it.
+fn cause(s: &Snapshot, op: &Op, name: &str, person: Option<&subjects::Person>, outcome: &str) -> String {
+    let b = op.binding();
+    let grant = &b.grant;
+    let Some(p) = person else {
+        return format!("{name} names no user in the directory any more; {outcome} ({grant})");
+    };
+    let changed = |id: &str, group: bool| {
+        let record = if group {
+            s.group(id).map(|g| &g.record)
+        } else {
+            s.user(id).map(|u| &u.record)
+        };
+        record
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .and_then(|v| v["meta"]["lastModified"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    match (outcome, p.state, op) {
+        ("granted", _, _) => format!("{} is an active member of {} ({grant})", p.user_name, b.group),
+        (_, State::Deactivated, _) => format!(
+            "{} was deactivated in the identity provider (SCIM User {}, changed {}) ({grant})",
+            p.user_name,
+            p.id,
+            changed(&p.id, false)
+        ),
+        (_, State::Deleted, _) => format!("{} was deleted from the identity provider ({grant})", p.user_name),
+        (_, State::Active, Op::Delete(_)) => format!("the policy no longer grants this binding ({grant})"),
+        (_, State::Active, _) => {
+            let group = s.by_unique_key(crate::model::ResourceType::Group, &crate::model::name::fold(&b.group));
+            let at = group.map(|g| changed(g, true)).unwrap_or_default();
+            format!(
+                "{} is no longer a member of {} (SCIM Group changed {at}) ({grant})",
+                p.user_name, b.group
+            )
+        }
+    }
+}
+
+/// A decision record of the access reconciler's about binding `b`.
+fn draft(b: &Binding, user_id: Option<String>, outcome: &str, reason: String) -> DecisionRecord {
+    DecisionRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: crate::model::clock::now(),
+        hook: HOOK.into(),
+        kind: b.kind().into(),
+        namespace: b.namespace.clone(),
+        name: b.name.clone(),
+        action: ACTION.into(),
+        requester: "scimgate".into(),
+        user_id,
+        groups: crate::model::name::fold(&b.group),
+        rule: Some(b.grant.clone()),
+        outcome: outcome.into(),
+        mode: "enforce".into(),
+        reason,
+        ..DecisionRecord::default()
+    }
+}
+
+/// Say a dry-run plan once (until it changes).
+fn say_dry_run(plan: &Plan, notes: &[String], said: &mut Option<String>) {
+    let mut lines: Vec<String> = notes.to_vec();
+    for (verb, changes) in [("create", &plan.create), ("update", &plan.update)] {
+        for c in changes {
+            let (g, r) = c.people();
+            lines.push(format!(
+                "would {verb} {} {} (+{} -{})",
+                c.to.kind(),
+                c.to.display(),
+                g.len(),
+                r.len()
+            ));
+        }
+    }
+    for b in &plan.delete {
+        lines.push(format!("would delete {} {}", b.kind(), b.display()));
+    }
+    let text = lines.join("\n");
+    if said.as_deref() != Some(text.as_str()) {
+        for l in &lines {
+            tracing::info!(change = %l, "access (dry-run)");
+        }
+        *said = Some(text);
+    }
+}
+
+/// Take or renew the access Lease; whether this replica holds it.
+async fn hold(client: &kube::Client, lease: &mut Option<crate::cluster::lease::Lease>) -> bool {
+    if lease.is_none() {
+        match crate::cluster::lease::Lease::for_this_replica(client, LEASE).await {
+            Ok(l) => *lease = Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "access: the API server did not say who scimgate is");
+                return false;
+            }
+        }
+    }
+    match lease.as_ref().map(|l| l.hold()) {
+        Some(hold) => hold.await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "access: the Lease could not be renewed");
+            false
+        }),
+        None => false,
+    }
+}
+
+/// When a failed pass is tried again: after 1 s, doubling to a minute.
+#[derive(Default)]
+struct Retry {
+    at: Option<Instant>,
+    wait: Duration,
+}
+
+impl Retry {
+    fn due(&self) -> bool {
+        self.at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    fn after(&mut self, failed: bool) {
+        if failed {
+            self.wait = (self.wait * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            self.at = Some(Instant::now() + self.wait);
+        } else {
+            *self = Retry::default();
+        }
+    }
+}
+
+impl Watches {
+    /// The three reflectors, and the task that drives them.
+    fn start(client: &kube::Client) -> (Watches, impl std::future::Future<Output = ()> + Send + 'static) {
+        let events = Arc::new(AtomicU64::new(0));
+        let ours = watcher::Config::default().labels(&selector());
+        let (namespaces, a) = reflect(Api::all(client.clone()), watcher::Config::default(), &events);
+        let (role_bindings, b) = reflect(Api::all(client.clone()), ours.clone(), &events);
+        let (cluster_role_bindings, c) = reflect(Api::all(client.clone()), ours, &events);
+        let task = async move {
+            futures_util::future::join3(a, b, c).await;
+        };
+        let watches = Watches {
+            namespaces,
+            role_bindings,
+            cluster_role_bindings,
+            events,
+        };
+        (watches, task)
+    }
+
+    async fn ready(&self) {
+        let _ = futures_util::future::join3(
+            self.namespaces.wait_until_ready(),
+            self.role_bindings.wait_until_ready(),
+            self.cluster_role_bindings.wait_until_ready(),
+        )
+        .await;
+    }
+
+    fn count(&self) -> usize {
+        self.role_bindings.len() + self.cluster_role_bindings.len()
+    }
+
+    /// Namespaces that exist and are not being deleted (the API server refuses new objects in
+    /// one that is terminating).
+    fn live_namespaces(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .namespaces
+            .state()
+            .iter()
+            .filter(|n| n.metadata.deletion_timestamp.is_none())
+            .filter(|n| n.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating"))
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// scimgate's bindings as watched — with this replica's own writes in place of what the watch
+    /// has not shown yet (a binding still at the resourceVersion it had before the write).
+    fn observed(&self, written: &mut HashMap<Key, Written>) -> BTreeMap<Key, Observed> {
+        let mut out: BTreeMap<Key, Observed> = self
+            .role_bindings
+            .state()
+            .iter()
+            .filter_map(|o| object::observed_role_binding(o))
+            .chain(
+                self.cluster_role_bindings
+                    .state()
+                    .iter()
+                    .filter_map(|o| object::observed_cluster_role_binding(o)),
+            )
+            .map(|o| (o.binding.key(), o))
+            .collect();
+        written.retain(|key, w| {
+            let current = out.get(key).map(|o| o.resource_version.clone());
+            if current != w.before || w.at.elapsed() > OVERLAY {
+                return false;
+            }
+            match &w.after {
+                Some(b) => {
+                    let resource_version = w.before.clone().unwrap_or_default();
+                    out.insert(
+                        key.clone(),
+                        Observed {
+                            binding: b.clone(),
+                            others: Vec::new(),
+                            resource_version,
+                        },
+                    );
+                }
+                None => {
+                    out.remove(key);
+                }
+            }
+            true
+        });
+        out
+    }
+}
+
+/// A reflector of `api` under `config`, and its task (re-listing after errors, with backoff),
+/// counting each event into `events`.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    events: &Arc<AtomicU64>,
+) -> (Store<K>, futures_util::future::BoxFuture<'static, ()>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let events = events.clone();
+    let kind = K::kind(&()).to_string();
+    let task = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .for_each(move |event| {
+            if let Err(e) = event {
+                tracing::warn!(kind = %kind, error = %e, "access: watching");
+            }
+            events.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(())
+        })
+        .boxed();
+    (reader, task)
+}
