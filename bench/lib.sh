@@ -6,7 +6,7 @@
 start_server() {
   local work=$1
   shift
-  ./target/release/scimgate serve --dev --data-dir "$work/d" --policy bench/admission-policy.yaml "$@" \
+  ./target/release/scimgate serve --dev --data-dir "$work/d" --policy "${POLICY:-bench/admission-policy.yaml}" "$@" \
     --admission-addr 127.0.0.1:0 --scim-addr 127.0.0.1:0 --ops-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
   pid=$!
   for _ in $(seq 600); do grep -q '^sgt_' "$work/out" 2>/dev/null && break; sleep 0.05; done

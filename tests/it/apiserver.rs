@@ -12,11 +12,16 @@
 //! `request.uid` for every call; an in-memory store with resource versions. Custom resource kinds
 //! (scope, plural, status subresource) come from the CRDs in `../shared/corpus/schemas`.
 //!
-//! What it leaves out, because nothing here depends on it: authentication and RBAC (the user is
-//! given), `matchPolicy: Equivalent` conversion between versions (our rules list every version we
-//! send), schema defaulting and pruning, managedFields. Reads over HTTP (GET, LIST, WATCH), for
-//! the kube client scimgate reads owners with, are `kube_face`'s; the store keeps the history of
-//! changes they watch.
+//! Namespaces are stored objects (`Namespace`, labelled `kubernetes.io/metadata.name`), read by
+//! NamespaceLifecycle and the webhooks' namespace selectors; `create_namespace`, `delete_namespace`.
+//! The RBAC kinds are stored too, written through `rbac` (RBAC's validation, server-side apply's
+//! managedFields, the aggregation controller) and authorized by its RBAC authorizer (`can`).
+//!
+//! What it leaves out, because nothing here depends on it: authentication (the user is given) and
+//! authorizing the writes made here, `matchPolicy: Equivalent` conversion between versions (our
+//! rules list every version we send), schema defaulting and pruning, managedFields of kinds but
+//! RBAC's. Reads over HTTP (GET, LIST, WATCH), for the kube client scimgate reads owners with, are
+//! `kube_face`'s; the store keeps the history of changes they watch.
 
 use crate::support::TestServer;
 use base64::Engine;
@@ -113,7 +118,7 @@ struct Rule {
 /// A label selector (`matchLabels`, `matchExpressions`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Selector {
+pub struct Selector {
     #[serde(default)]
     match_labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -206,9 +211,6 @@ pub struct Storage {
     pub history: Vec<Change>,
     /// The latest resource version written, for watches waiting on the next change.
     pub changed: tokio::sync::watch::Sender<u64>,
-    /// Namespace name → labels. The API server labels every namespace with
-    /// `kubernetes.io/metadata.name` (pkg/registry/core/namespace/strategy.go, `PrepareForCreate`).
-    namespaces: HashMap<String, BTreeMap<String, String>>,
     pub resource_version: u64,
 }
 
@@ -231,6 +233,46 @@ impl Storage {
         self.changed.send_replace(self.resource_version);
     }
 
+    /// Store `obj` at `key` at a new resource version (set on it), noted as a change; what is
+    /// stored.
+    pub fn commit(&mut self, key: Key, mut obj: Value) -> Value {
+        self.resource_version += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.store(key, obj.clone());
+        obj
+    }
+
+    /// The labels of the namespace `name`, when it exists. Namespaces are stored objects
+    /// (`Namespace`, key `("", "namespaces", "", name)`), read by NamespaceLifecycle and the
+    /// webhooks' namespace selectors.
+    pub fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let ns = self.objects.get(&namespace_key(name))?;
+        Some(
+            ns["metadata"]["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect(),
+        )
+    }
+
+    /// Create the namespace `name` as the API server does, unless it exists: labelled
+    /// `kubernetes.io/metadata.name` (kubernetes pkg/apis/core/v1/defaults.go
+    /// `SetDefaults_Namespace`), finalizer `kubernetes` and phase `Active`
+    /// (pkg/registry/core/namespace/strategy.go `PrepareForCreate`).
+    fn add_namespace(&mut self, name: &str) {
+        if self.objects.contains_key(&namespace_key(name)) {
+            return;
+        }
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "labels": {"kubernetes.io/metadata.name": name}},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        self.commit(namespace_key(name), ns);
+    }
+
     /// Remove the object at `key`: a new resource version, noted as its deletion.
     pub fn remove(&mut self, key: &Key) -> Option<Value> {
         let mut obj = self.objects.remove(key)?;
@@ -245,6 +287,11 @@ impl Storage {
         self.changed.send_replace(self.resource_version);
         Some(obj)
     }
+}
+
+/// Where the Namespace `name` is stored.
+pub fn namespace_key(name: &str) -> Key {
+    (String::new(), "namespaces".into(), String::new(), name.into())
 }
 
 pub struct ApiServer {
@@ -262,7 +309,7 @@ pub fn corpus() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
 }
 
-fn yaml_docs(path: &Path) -> Vec<Value> {
+pub fn yaml_docs(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml_ng::Deserializer::from_str(&text)
         .filter_map(|d| Value::deserialize(d).ok())
@@ -322,9 +369,20 @@ fn read_crds() -> Vec<Resource> {
     }
     assert!(out.iter().any(|r| r.kind == "Workflow") && out.iter().any(|r| r.kind == "PipelineRun"));
     // The built-in kinds scimgate reads (the controllers' ConfigMaps and Deployments, service
-    // accounts, the webhook configurations), stored as they are: no admission calls for them
-    // (the webhooks' rules name only Argo and Tekton).
+    // accounts, the webhook configurations, namespaces) and the RBAC kinds it writes, stored as
+    // they are: no admission calls for them (the webhooks' rules name only Argo and Tekton). RBAC
+    // writes go through `rbac`, with RBAC's own validation.
     for (group, plural, kind, namespaced) in [
+        ("", "namespaces", "Namespace", false),
+        ("rbac.authorization.k8s.io", "roles", "Role", true),
+        ("rbac.authorization.k8s.io", "rolebindings", "RoleBinding", true),
+        ("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", false),
+        (
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+        ),
         ("", "configmaps", "ConfigMap", true),
         ("", "serviceaccounts", "ServiceAccount", true),
         ("apps", "deployments", "Deployment", true),
@@ -450,10 +508,7 @@ impl ApiServer {
             "ml-team",
             "ci",
         ] {
-            storage.namespaces.insert(
-                ns.to_string(),
-                BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())]),
-            );
+            storage.add_namespace(ns);
         }
         let mut api = ApiServer {
             client,
@@ -549,6 +604,25 @@ impl ApiServer {
         self.storage.clone()
     }
 
+    /// Create the namespace `name` (nothing changes when it exists): a stored `Namespace`, ADDED
+    /// for watches, that NamespaceLifecycle and namespace selectors see from now on.
+    pub fn create_namespace(&self, name: &str) {
+        self.storage.lock().expect("storage").add_namespace(name);
+    }
+
+    /// Delete the namespace `name`: each of its objects, then the namespace, each a DELETED change.
+    /// Upstream the namespace first turns `Terminating` and the namespace controller deletes its
+    /// content kind by kind before the finalizer goes (kubernetes pkg/controller/namespace,
+    /// `deletion/namespaced_resources_deleter.go`); the emulator collapses that into one step.
+    pub fn delete_namespace(&self, name: &str) {
+        let mut storage = self.storage.lock().expect("storage");
+        let mut keys: Vec<Key> = storage.objects.keys().filter(|k| k.2 == name).cloned().collect();
+        keys.sort();
+        for key in keys.iter().chain([&namespace_key(name)]) {
+            storage.remove(key);
+        }
+    }
+
     /// Webhooks run in the order of their configurations' names, then in list order
     /// (pkg/admission/configuration/mutating_webhook_manager.go: sorted by name).
     fn add_mutating(&mut self, w: Webhook) {
@@ -568,6 +642,11 @@ impl ApiServer {
                 code: 404,
                 message: format!("the server could not find the requested resource ({kind} {api})"),
             })
+    }
+
+    /// Whether `obj` is of a kind this API server stores.
+    pub fn stores(&self, obj: &Value) -> bool {
+        self.resource(obj).is_ok()
     }
 
     fn key(res: &Resource, namespace: &str, name: &str) -> Key {
@@ -598,7 +677,7 @@ impl ApiServer {
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
         // The NamespaceLifecycle admission plugin refuses writes into a namespace that does not
         // exist (plugin/pkg/admission/namespace/lifecycle/admission.go in kubernetes).
-        if !self.storage.lock().expect("storage").namespaces.contains_key(&ns) {
+        if self.storage.lock().expect("storage").namespace_labels(&ns).is_none() {
             return Err(Status {
                 code: 404,
                 message: format!("namespaces \"{ns}\" not found"),
@@ -1064,9 +1143,7 @@ impl ApiServer {
                 .storage
                 .lock()
                 .expect("storage")
-                .namespaces
-                .get(&attrs.namespace)
-                .cloned()
+                .namespace_labels(&attrs.namespace)
                 .ok_or_else(|| Status {
                     code: 404,
                     message: format!("namespaces \"{}\" not found", attrs.namespace),
@@ -1376,7 +1453,7 @@ impl ApiServer {
 }
 
 /// A merge or JSON patch applied to `obj` (handlers/patch.go `applyPatch`).
-fn apply_patch(mut obj: Value, patch: &Patch) -> Result<Value, Status> {
+pub fn apply_patch(mut obj: Value, patch: &Patch) -> Result<Value, Status> {
     match patch {
         Patch::Merge(p) => json_patch::merge(&mut obj, p),
         Patch::Json(ops) => {
@@ -1434,7 +1511,7 @@ fn rule_matches(r: &Rule, attrs: &Attrs<'_>) -> bool {
 }
 
 /// k8s.io/apimachinery `pkg/apis/meta/v1/helpers.go` `LabelSelectorAsSelector`.
-fn selector_matches(s: &Selector, labels: &BTreeMap<String, String>) -> bool {
+pub fn selector_matches(s: &Selector, labels: &BTreeMap<String, String>) -> bool {
     s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
         && s.match_expressions.iter().all(|e| {
             let v = labels.get(&e.key);

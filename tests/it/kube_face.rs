@@ -1,17 +1,18 @@
 //! The emulator's HTTP face: GET, LIST and WATCH of its stored objects, over plain HTTP on
 //! 127.0.0.1, the way kube-apiserver serves them to a client — here, the kube client scimgate
 //! reads the owners of controller-created runs with (its reflectors LIST then WATCH, and a cache
-//! miss GETs), and the one `scimgate doctor` LISTs Deployments and webhook configurations and GETs
-//! ServiceAccounts and the policy ConfigMap with. Read-only: writes go through `ApiServer` and its
-//! admission chain.
+//! miss GETs), the one `scimgate doctor` LISTs Deployments and webhook configurations and GETs
+//! ServiceAccounts and the policy ConfigMap with, and the one scimgate's access reconciler
+//! watches Namespaces, RoleBindings and ClusterRoleBindings and writes the bindings with.
 //!
 //! What it follows (k8s.io/apiserver at 24a394e5, k8s.io/apimachinery at eed236ce):
-//! - Paths `/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>]`
-//!   (pkg/endpoints/installer.go); a missing object is a `metav1.Status` with reason `NotFound`
-//!   and code 404 (apimachinery pkg/api/errors/errors.go `NewNotFound`).
+//! - Paths `/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>]`, the core group's under
+//!   `/api/v1` (pkg/endpoints/installer.go); a missing object is a `metav1.Status` with reason
+//!   `NotFound` and code 404 (apimachinery pkg/api/errors/errors.go `NewNotFound`).
 //! - LIST (pkg/endpoints/handlers/get.go `ListResource`): a `<Kind>List` whose
 //!   `metadata.resourceVersion` is the store's at the time of the list, from which a watch
-//!   continues without a gap.
+//!   continues without a gap; in pages (`limit`, then `continue` from where the last page ended,
+//!   in key order).
 //! - WATCH (`?watch=true`; get.go `handleWatch`, pkg/endpoints/handlers/watch.go): one JSON
 //!   object per line, `{"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK", "object": …}`
 //!   (apimachinery pkg/apis/meta/v1/watch.go `WatchEvent`, pkg/watch/watch.go); a DELETED event
@@ -22,27 +23,35 @@
 //!   `k8s.io/initial-events-end` (watcher.go, `isInitialEventsEndBookmarkRequired`). The
 //!   stream ends after `timeoutSeconds` (handleWatch), and the client watches again from the last
 //!   resource version it saw — what kube-rs's `watcher` does (kube-runtime `watcher.rs`).
+//! - Label selectors of equality and existence terms (apimachinery pkg/labels/selector.go), on
+//!   LIST and WATCH; an object whose labels stop matching is not reported as DELETED to a watch,
+//!   as upstream's filtered watch does.
 //!
-//! Label selectors of equality and existence terms (apimachinery pkg/labels/selector.go), on LIST
-//! and WATCH; an object whose labels stop matching is not reported as DELETED to a watch, as
-//! upstream's filtered watch does. POST of Events, kept apart from the store.
-//!
-//! Writes of scimgate's: PATCH of a custom resource (`application/merge-patch+json` or
+//! Writes: PATCH of a custom resource (`application/merge-patch+json` or
 //! `application/json-patch+json`; pkg/endpoints/handlers/patch.go), played by `ApiServer::patch`
 //! — so through the admission chain, scimgate's own webhooks included, like anyone's write; a
-//! refusal is the `metav1.Status` the API server answers (its code, the webhook's message). And
-//! `SelfSubjectReview` (authentication.k8s.io/v1; kubernetes pkg/registry/authentication/
-//! selfsubjectreview/rest.go `Create`: the caller's user info, 201). The face plays the
-//! authenticator: whoever holds its kubeconfig is scimgate's service account
-//! (`system:serviceaccount:scimgate:scimgate`, as `manifests/base` deploys it); and RBAC, as far
-//! as `SelfSubjectAccessReview` asks it: everything is allowed but what a test forbids.
+//! refusal is the `metav1.Status` the API server answers (its code, the webhook's message). POST,
+//! PUT, PATCH (merge, JSON, and server-side apply, `application/apply-patch+yaml` with
+//! `fieldManager` and `force`) and DELETE of the RBAC kinds, played by `rbac::write`: RBAC's
+//! validation and field ownership, no admission webhook (none names them). POST of Events, kept
+//! apart from the store; the report kinds' writes (`reports_face`).
 //!
-//! LIST in pages (`limit`, then `continue` from where the last page ended, in key order).
+//! Who asks: the face plays the authenticator — whoever holds its kubeconfig is scimgate's
+//! service account (`system:serviceaccount:scimgate:scimgate`, as `manifests/base` deploys it):
+//! `SelfSubjectReview` (authentication.k8s.io/v1; kubernetes pkg/registry/authentication/
+//! selfsubjectreview/rest.go `Create`: the caller's user info, 201). It lets that account do every
+//! request, and answers its `SelfSubjectAccessReview` accordingly (everything is allowed but what
+//! a test forbids). `SubjectAccessReview` (authorization.k8s.io/v1) asks the RBAC authorizer
+//! (`rbac::authorize`) about anyone, from the stored roles and bindings.
+//!
+//! Counted, for tests and benchmarks: every request, GETs of one object, LISTs with a selector,
+//! PATCHes, RBAC writes, the highest resource version sent.
 //!
 //! Left out: other label and field selectors (refused with 400 rather than ignored), a paged
 //! LIST's consistent snapshot (a later page shows the store as it is then), periodic bookmarks
-//! (optional upstream), version conversion (objects are
-//! served as stored, with the requested `apiVersion`), authentication and RBAC.
+//! (optional upstream), version conversion (objects are served as stored, with the requested
+//! `apiVersion`), authenticating anyone but scimgate's account, authorizing its own requests
+//! (RBAC's escalation checks on its RBAC writes included), dry run, and writes of other kinds.
 
 use crate::apiserver::{served, Key, Storage};
 use axum::body::{Body, Bytes};
@@ -112,6 +121,10 @@ struct Counters {
     /// PATCHes past this many are applied and never answered (a client that crashes while its
     /// write is in flight).
     answered_patches: AtomicUsize,
+    /// Every HTTP request served.
+    requests: AtomicUsize,
+    /// POSTs, PUTs, PATCHes and DELETEs of the RBAC kinds, whatever became of them.
+    rbac_writes: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -204,6 +217,16 @@ impl KubeFace {
         &self.counters.reports
     }
 
+    /// How many HTTP requests the face served, of any kind.
+    pub fn requests(&self) -> usize {
+        self.counters.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many writes (POST, PUT, PATCH, DELETE) of the RBAC kinds came.
+    pub fn rbac_writes(&self) -> usize {
+        self.counters.rbac_writes.load(Ordering::SeqCst)
+    }
+
     /// How many PATCHes came.
     pub fn patches(&self) -> usize {
         self.counters.patches.load(Ordering::SeqCst)
@@ -240,21 +263,26 @@ impl KubeFace {
                 "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
                 post(self_subject_access_review),
             )
-            .route("/apis/{group}/{version}", get(group_version))
             .route(
-                "/apis/{group}/{version}/{plural}",
-                get(collection).post(create_cluster_report),
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                post(subject_access_review),
             )
+            .route("/apis/{group}/{version}", get(group_version))
+            .route("/apis/{group}/{version}/{plural}", get(collection).post(create_cluster))
             .route(
                 "/apis/{group}/{version}/namespaces/{ns}/{plural}",
-                get(namespaced_collection).post(create_report),
+                get(namespaced_collection).post(create_namespaced),
             )
             .route(
                 "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}",
-                get(one).patch(patch_one).put(replace_report),
+                get(one)
+                    .patch(patch_one)
+                    .put(replace_namespaced)
+                    .delete(delete_namespaced),
             )
             // The core group lives under `/api/v1` (installer.go: the legacy prefix).
             .route("/api/{version}/{plural}", get(core_collection))
+            .route("/api/{version}/namespaces/{name}", get(core_namespace))
             .route(
                 "/api/{version}/namespaces/{ns}/{plural}",
                 get(core_namespaced_collection).post(post_event),
@@ -262,13 +290,23 @@ impl KubeFace {
             .route("/api/{version}/namespaces/{ns}/{plural}/{name}", get(core_one))
             .route(
                 "/apis/{group}/{version}/{plural}/{name}",
-                get(cluster_one).patch(patch_cluster_one).put(replace_cluster_report),
+                get(cluster_one)
+                    .patch(patch_cluster_one)
+                    .put(replace_cluster)
+                    .delete(delete_cluster),
             )
             .with_state(Face {
                 storage: api.storage(),
                 counters: self.counters.clone(),
                 api: writer,
             });
+        let counters = self.counters.clone();
+        let app = app.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                counters.requests.fetch_add(1, Ordering::SeqCst);
+                next.run(req)
+            },
+        ));
         self.task = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         }));
@@ -341,36 +379,171 @@ async fn group_version(State(face): State<Face>, Path((group, version)): Path<(S
     }
 }
 
-async fn create_report(
+/// A POST, PUT, PATCH or DELETE: which object, and how the client asked.
+struct Request<'a> {
+    group: &'a str,
+    version: &'a str,
+    namespace: &'a str,
+    plural: &'a str,
+    /// Empty for a POST.
+    name: &'a str,
+    q: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+}
+
+impl<'a> Request<'a> {
+    /// From the path's group, version, namespace, plural and name.
+    fn new(path: [&'a str; 5], q: &'a HashMap<String, String>, headers: &'a HeaderMap) -> Request<'a> {
+        let [group, version, namespace, plural, name] = path;
+        Request {
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            q,
+            headers,
+        }
+    }
+
+    /// `?fieldManager=`, else the User-Agent up to its first `/`, printable, at most 128
+    /// characters (handlers/rest.go `managerOrUserAgent`, `prefixFromUserAgent`).
+    fn field_manager(&self) -> String {
+        if let Some(m) = self.q.get("fieldManager").filter(|m| !m.is_empty()) {
+            return m.clone();
+        }
+        let agent = self.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        let prefix = agent.unwrap_or_default().split('/').next().unwrap_or_default();
+        prefix.chars().filter(|c| !c.is_control()).take(128).collect()
+    }
+}
+
+/// `POST` to a collection: an RBAC object, or a report kind's.
+async fn create_namespaced(
     State(face): State<Face>,
     Path((group, version, ns, plural)): Path<(String, String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    write_report(&face, (&group, &version, &plural), &ns, None, &body)
+    let r = Request::new([&group, &version, &ns, &plural, ""], &q, &headers);
+    match crate::rbac::kind(&group, &plural) {
+        Some(_) => rbac_write(&face, &r, decode(&body).map(crate::rbac::Op::Create)),
+        None => write_report(&face, (&group, &version, &plural), &ns, None, &body),
+    }
 }
 
-async fn create_cluster_report(
-    State(face): State<Face>,
+async fn create_cluster(
+    face: State<Face>,
     Path((group, version, plural)): Path<(String, String, String)>,
+    q: Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    write_report(&face, (&group, &version, &plural), "", None, &body)
+    create_namespaced(face, Path((group, version, String::new(), plural)), q, headers, body).await
 }
 
-async fn replace_report(
+/// `PUT` of one object: an RBAC object, or a report kind's.
+async fn replace_namespaced(
     State(face): State<Face>,
     Path((group, version, ns, plural, name)): Path<(String, String, String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    write_report(&face, (&group, &version, &plural), &ns, Some(&name), &body)
+    let r = Request::new([&group, &version, &ns, &plural, &name], &q, &headers);
+    match crate::rbac::kind(&group, &plural) {
+        Some(_) => rbac_write(&face, &r, decode(&body).map(crate::rbac::Op::Replace)),
+        None => write_report(&face, (&group, &version, &plural), &ns, Some(&name), &body),
+    }
 }
 
-async fn replace_cluster_report(
-    State(face): State<Face>,
+async fn replace_cluster(
+    face: State<Face>,
     Path((group, version, plural, name)): Path<(String, String, String, String)>,
+    q: Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    write_report(&face, (&group, &version, &plural), "", Some(&name), &body)
+    replace_namespaced(
+        face,
+        Path((group, version, String::new(), plural, name)),
+        q,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// `DELETE` of one object: the RBAC kinds only.
+async fn delete_namespaced(
+    State(face): State<Face>,
+    Path((group, version, ns, plural, name)): Path<(String, String, String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let r = Request::new([&group, &version, &ns, &plural, &name], &q, &headers);
+    match crate::rbac::kind(&group, &plural) {
+        Some(_) => rbac_write(&face, &r, Ok(crate::rbac::Op::Delete)),
+        None => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("the emulator's face deletes only the RBAC kinds, not {plural}"),
+        ),
+    }
+}
+
+async fn delete_cluster(
+    face: State<Face>,
+    Path((group, version, plural, name)): Path<(String, String, String, String)>,
+    q: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    delete_namespaced(face, Path((group, version, String::new(), plural, name)), q, headers).await
+}
+
+type Failure = crate::reports_face::Failure;
+
+fn decode(body: &[u8]) -> Result<Value, Failure> {
+    serde_json::from_slice(body).map_err(|_| (400, "BadRequest", "the body is not JSON".into()))
+}
+
+/// A write of an RBAC kind (`rbac::write`) by scimgate's account, RBAC's escalation checks left
+/// out.
+fn rbac_write(face: &Face, r: &Request<'_>, op: Result<crate::rbac::Op, Failure>) -> Response {
+    face.counters.rbac_writes.fetch_add(1, Ordering::SeqCst);
+    let op = match op {
+        Ok(op) => op,
+        Err(refused) => return report_answer(Err(refused), false),
+    };
+    if r.version != "v1" {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
+    }
+    let manager = r.field_manager();
+    let target = crate::rbac::Target {
+        plural: r.plural,
+        namespace: r.namespace,
+        name: r.name,
+    };
+    let written = crate::rbac::write(&mut face.storage.lock().expect("storage"), &target, op, &manager);
+    match written {
+        Ok((code, v)) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+            [(header::CONTENT_TYPE, "application/json")],
+            if v["kind"] == "Status" {
+                v
+            } else {
+                served_as(v, r.group, r.version)
+            }
+            .to_string(),
+        )
+            .into_response(),
+        Err(failure) => report_answer(Err(failure), false),
+    }
 }
 
 fn write_report(face: &Face, gvp: (&str, &str, &str), ns: &str, name: Option<&str>, body: &[u8]) -> Response {
@@ -418,33 +591,164 @@ async fn self_subject_access_review(State(face): State<Face>, body: Bytes) -> Re
         .into_response()
 }
 
-/// `PATCH` of one namespaced custom resource, through the admission chain.
+/// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`: whether `spec.user` with
+/// `spec.groups` (as given: no group is added) may do what `spec.resourceAttributes` says, as the
+/// RBAC authorizer (`rbac::authorize`) decides from the stored roles and bindings (kubernetes
+/// pkg/registry/authorization/subjectaccessreview/rest.go `Create`: validated by
+/// pkg/apis/authorization/validation/validation.go, then the review with `status.allowed` and
+/// `status.reason`, 201). Non-resource URLs are left out: such a review is not allowed.
+async fn subject_access_review(State(face): State<Face>, body: Bytes) -> Response {
+    let Ok(mut review) = serde_json::from_slice::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+    };
+    let spec = &review["spec"];
+    let user = spec["user"].as_str().unwrap_or_default();
+    let groups: Vec<String> = spec["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str().map(str::to_string))
+        .collect();
+    let ra = &spec["resourceAttributes"];
+    let invalid = match (ra.is_object(), spec["nonResourceAttributes"].is_object()) {
+        (false, false) => Some("spec.resourceAttributes: Invalid value: null: exactly one of nonResourceAttributes or resourceAttributes must be specified"),
+        (true, true) => Some("spec.nonResourceAttributes: Invalid value: cannot be specified in combination with resourceAttributes"),
+        _ if user.is_empty() && groups.is_empty() => Some("spec.user: Invalid value: \"\": at least one of user or group must be specified"),
+        _ => None,
+    };
+    if let Some(e) = invalid {
+        let message = format!("SubjectAccessReview.authorization.k8s.io \"\" is invalid: {e}");
+        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message);
+    }
+    let field = |f: &str| ra[f].as_str().unwrap_or_default().to_string();
+    let a = crate::rbac::Attributes {
+        verb: field("verb"),
+        namespace: field("namespace"),
+        group: field("group"),
+        resource: field("resource"),
+        subresource: field("subresource"),
+        name: field("name"),
+    };
+    let (allowed, reason) = if ra.is_object() {
+        crate::rbac::authorize(&face.storage.lock().expect("storage"), user, &groups, &a)
+    } else {
+        (false, "the emulator's RBAC does not evaluate non-resource URLs".into())
+    };
+    review["status"] = json!({"allowed": allowed});
+    if !reason.is_empty() {
+        review["status"]["reason"] = json!(reason);
+    }
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        review.to_string(),
+    )
+        .into_response()
+}
+
+/// `PATCH` of one namespaced object: a custom resource through the admission chain, or an RBAC
+/// object.
 async fn patch_one(
     State(face): State<Face>,
     Path((group, version, ns, plural, name)): Path<(String, String, String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    patch_object(face, (group, version, ns, plural, name), &headers, &body).await
+    let r = Request::new([&group, &version, &ns, &plural, &name], &q, &headers);
+    patch_object(face, &r, &body).await
 }
 
 async fn patch_cluster_one(
-    State(face): State<Face>,
+    face: State<Face>,
     Path((group, version, plural, name)): Path<(String, String, String, String)>,
+    q: Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    patch_object(face, (group, version, String::new(), plural, name), &headers, &body).await
+    patch_one(
+        face,
+        Path((group, version, String::new(), plural, name)),
+        q,
+        headers,
+        body,
+    )
+    .await
 }
 
-async fn patch_object(
-    face: Face,
-    (group, version, ns, plural, name): (String, String, String, String, String),
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
+/// A PATCH of an RBAC object as handlers/patch.go takes it: the patch type is the content type
+/// (415 for others; RBAC's types declare no patch strategies, so a strategic merge patch is a
+/// merge patch); `fieldManager` is required for apply and `force` only allowed there
+/// (apimachinery pkg/apis/meta/v1/validation/validation.go `ValidatePatchOptions`, a 422).
+fn rbac_patch(q: &HashMap<String, String>, headers: &HeaderMap, body: &[u8]) -> Result<crate::rbac::Op, Failure> {
+    use crate::apiserver::Patch;
+    use crate::rbac::Op;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .trim();
+    let apply = content_type == "application/apply-patch+yaml";
+    let known =
+        ["merge-patch+json", "strategic-merge-patch+json", "json-patch+json"].map(|t| format!("application/{t}"));
+    if !apply && !known.iter().any(|k| k == content_type) {
+        let message = format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (not {content_type})");
+        return Err((415, "UnsupportedMediaType", message));
+    }
+    let invalid = |m: &str| (422, "Invalid", format!("PatchOptions.meta.k8s.io \"\" is invalid: {m}"));
+    let force = match q.get("force").map(String::as_str) {
+        None => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(other) => return Err((400, "BadRequest", format!("force: invalid value {other:?}"))),
+    };
+    if apply {
+        if q.get("fieldManager").is_none_or(|m| m.is_empty()) {
+            return Err(invalid("fieldManager: Required value: is required for apply patch"));
+        }
+        // YAML is a superset of the JSON kube-rs sends.
+        let config: Value =
+            serde_yaml_ng::from_slice(body).map_err(|e| (400, "BadRequest", format!("error decoding patch: {e}")))?;
+        let force = force.unwrap_or(false);
+        return Ok(Op::Apply { config, force });
+    }
+    if force.is_some() {
+        return Err(invalid("force: Forbidden: may not be specified for non-apply patch"));
+    }
+    match (content_type, decode(body)?) {
+        ("application/json-patch+json", Value::Array(ops)) => Ok(Op::Patch(Patch::Json(ops))),
+        ("application/json-patch+json", _) => Err((400, "BadRequest", "a JSON patch is a list of operations".into())),
+        (_, doc) => Ok(Op::Patch(Patch::Merge(doc))),
+    }
+}
+
+async fn patch_object(face: Face, r: &Request<'_>, body: &[u8]) -> Response {
+    let (group, version, ns, plural, name) = (r.group, r.version, r.namespace, r.plural, r.name);
     let nth = face.counters.patches.fetch_add(1, Ordering::SeqCst) + 1;
-    let Some((kind, _)) = served(&group, &plural) else {
+    if face.counters.forbid_patches.load(Ordering::SeqCst) {
+        // The authorizer's refusal, before any handler reads the request (apiserver
+        // pkg/endpoints/handlers/responsewriters/errors.go `forbiddenMessage`).
+        let me = scimgate_account().username;
+        let place = if ns.is_empty() {
+            String::new()
+        } else {
+            format!(" in the namespace \"{ns}\"")
+        };
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("{plural}.{group} \"{name}\" is forbidden: User \"{me}\" cannot patch resource \"{plural}\" in API group \"{group}\"{place}"),
+        );
+    }
+    if crate::rbac::kind(group, plural).is_some() {
+        let answer = rbac_write(&face, r, rbac_patch(r.q, r.headers, body));
+        if nth > face.counters.answered_patches.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        return answer;
+    }
+    let Some((kind, _)) = served(group, plural) else {
         return status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -455,7 +759,8 @@ async fn patch_object(
         return status(StatusCode::BAD_REQUEST, "BadRequest", "the patch is not JSON".into());
     };
     // handlers/patch.go: the patch type is the content type; others are 415.
-    let content_type = headers
+    let content_type = r
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
@@ -470,21 +775,6 @@ async fn patch_object(
             )
         }
     };
-    if face.counters.forbid_patches.load(Ordering::SeqCst) {
-        // The authorizer's refusal (apiserver pkg/endpoints/handlers/responsewriters/errors.go
-        // `forbiddenMessage`).
-        let me = scimgate_account().username;
-        let place = if ns.is_empty() {
-            String::new()
-        } else {
-            format!(" in the namespace \"{ns}\"")
-        };
-        return status(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!("{plural}.{group} \"{name}\" is forbidden: User \"{me}\" cannot patch resource \"{plural}\" in API group \"{group}\"{place}"),
-        );
-    }
     let target = json!({"apiVersion": format!("{group}/{version}"), "kind": kind,
         "metadata": {"name": name, "namespace": ns}});
     let api = face.api.read().expect("writer").clone();
@@ -495,7 +785,7 @@ async fn patch_object(
     match written {
         Ok(written) => (
             [(header::CONTENT_TYPE, "application/json")],
-            served_as(written.object, &group, &version).to_string(),
+            served_as(written.object, group, version).to_string(),
         )
             .into_response(),
         Err(e) => {
@@ -565,6 +855,15 @@ async fn core_one(
     Path((version, ns, plural, name)): Path<(String, String, String, String)>,
 ) -> Response {
     one(face, Path((String::new(), version, ns, plural, name))).await
+}
+
+/// `GET /api/v1/namespaces/<name>`: one Namespace.
+async fn core_namespace(face: State<Face>, Path((version, name)): Path<(String, String)>) -> Response {
+    one(
+        face,
+        Path((String::new(), version, String::new(), "namespaces".into(), name)),
+    )
+    .await
 }
 
 async fn cluster_one(
@@ -896,7 +1195,7 @@ fn watch(
 
 /// An emulator store that objects are only put into (no webhook is called), its face, a kube
 /// client of scimgate's reading through it, and the directory its kubeconfig is in.
-async fn store_face_and_client() -> (crate::apiserver::ApiServer, KubeFace, kube::Client, tempfile::TempDir) {
+pub async fn store_face_and_client() -> (crate::apiserver::ApiServer, KubeFace, kube::Client, tempfile::TempDir) {
     let api = crate::apiserver::ApiServer::at("https://127.0.0.1:9", reqwest::Client::new());
     let mut face = KubeFace::bind().await;
     face.serve(&api);

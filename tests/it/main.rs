@@ -6,7 +6,9 @@
     reason = "test, benchmark and example code: a failed assumption is a failed run"
 )]
 
+mod access;
 mod actors;
+mod access_bench;
 mod admission;
 mod apiserver;
 mod audit;
@@ -29,6 +31,7 @@ mod manifests;
 mod offboarding;
 mod owner_bench;
 mod production;
+mod rbac;
 mod readme;
 mod reports;
 mod reports_face;

@@ -550,8 +550,13 @@ pub struct Deployment {
 
 impl Deployment {
     pub fn new(url: &str, config: &str, kube: &KubeFace) -> Deployment {
+        Deployment::with_policy(url, POLICY, config, kube)
+    }
+
+    /// With a policy of its own.
+    pub fn with_policy(url: &str, policy: &str, config: &str, kube: &KubeFace) -> Deployment {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+        std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
         let key = dir.path().join("signing.key");
         let text = format!("{config}signingKey: {}\n", key.display());
         std::fs::write(dir.path().join("config.yaml"), text).expect("config");
