@@ -103,7 +103,7 @@ pub fn who_can<'a>(r: &Request, bound: &'a [Bound]) -> BTreeMap<&'a Subject, Vec
             .as_ref()
             .is_some_and(|rules| rules.iter().any(|rule| allows(rule, r)));
         if here && allowed {
-            for s in &b.binding.subjects {
+            for s in b.binding.subjects.iter() {
                 out.entry(s).or_default().push(b);
             }
         }

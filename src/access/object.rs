@@ -110,7 +110,7 @@ fn observed(m: &ObjectMeta, r: &KubeRoleRef, s: Option<&Vec<KubeSubject>>) -> Op
             role,
             group: annotation(GROUP),
             grant: annotation(GRANT),
-            subjects,
+            subjects: subjects.into(),
         },
         others,
         resource_version: m.resource_version.clone().unwrap_or_default(),

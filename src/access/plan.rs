@@ -8,6 +8,7 @@ use crate::directory::Snapshot;
 use crate::policy::access::{Access, RoleRef};
 use crate::policy::Policy;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// `(namespace, name)`; the namespace is empty for a ClusterRoleBinding.
 pub type Key = (String, String);
@@ -43,8 +44,8 @@ pub struct Binding {
     pub group: String,
     /// The grant (annotation [`super::GRANT`]).
     pub grant: String,
-    /// Sorted.
-    pub subjects: Vec<Subject>,
+    /// Sorted. Shared: a grant's subjects are the same in every namespace it names.
+    pub subjects: Arc<[Subject]>,
 }
 
 impl Binding {
@@ -107,7 +108,7 @@ pub fn desired(
 ) -> (BTreeMap<Key, Binding>, Vec<String>) {
     let mut out = BTreeMap::new();
     let mut notes = Vec::new();
-    let mut members: HashMap<String, Vec<Subject>> = HashMap::new();
+    let mut members: HashMap<String, Arc<[Subject]>> = HashMap::new();
     let mut names: HashMap<std::sync::Arc<str>, Vec<String>> = HashMap::new();
     for grant in &access.grants {
         let folded = crate::model::name::fold(&grant.group);
@@ -132,9 +133,10 @@ pub fn desired(
                 .collect();
             list.sort();
             list.dedup();
-            members.insert(folded.clone(), list);
+            members.insert(folded.clone(), list.into());
         }
-        let subjects = members.get(&folded).cloned().unwrap_or_default();
+        let subjects = members.get(&folded).cloned().unwrap_or_else(|| Arc::from([]));
+        let described = grant.describe();
         let name = binding_name(&folded, &grant.role);
         let scopes: Vec<String> = match &grant.namespaces {
             None => vec![String::new()],
@@ -150,7 +152,7 @@ pub fn desired(
                 name: name.clone(),
                 role: grant.role.clone(),
                 group: grant.group.clone(),
-                grant: grant.describe(),
+                grant: described.clone(),
                 subjects: subjects.clone(),
             };
             out.entry(b.key()).or_insert(b);
@@ -180,7 +182,7 @@ pub struct Change {
 impl Change {
     /// Usernames the change gives the role, and those it takes it from.
     pub fn people(&self) -> (Vec<&str>, Vec<&str>) {
-        let before: &[Subject] = self.was.as_ref().map_or(&[], |b| &b.subjects);
+        let before: &[Subject] = self.was.as_ref().map_or(&[], |b| &*b.subjects);
         people_between(before, &self.to.subjects)
     }
 }
@@ -369,7 +371,7 @@ mod tests {
             resource_version: "1".into(),
         };
         let mut fewer = ml.clone();
-        fewer.subjects.truncate(1);
+        fewer.subjects = fewer.subjects[..1].into();
         let mut stale = ml.clone();
         stale.name = "scimgate:old:view".into();
         let observed = BTreeMap::from([(ml.key(), observe(&fewer, &[])), (stale.key(), observe(&stale, &[]))]);

@@ -5,7 +5,11 @@
 pub struct Glob {
     source: String,
     /// Literal pieces between `*`s; `?` is kept as a one-character wildcard inside them.
-    parts: Vec<String>,
+    parts: Vec<Vec<char>>,
+    /// The same pieces as bytes, when the pattern is ASCII: an ASCII text is then matched without
+    /// decoding or allocating (the access reconciler matches every grant against every
+    /// namespace at each change).
+    ascii: Option<Vec<Vec<u8>>>,
     anchored_start: bool,
     anchored_end: bool,
 }
@@ -18,12 +22,15 @@ impl Glob {
         if pattern.chars().any(|c| matches!(c, '[' | ']' | '{' | '}' | '\\')) {
             return Err(format!("'{pattern}': only '*' and '?' are wildcards here"));
         }
-        let parts: Vec<String> = pattern.split('*').map(String::from).collect();
+        let pieces: Vec<&str> = pattern.split('*').filter(|p| !p.is_empty()).collect();
         Ok(Glob {
             source: pattern.to_string(),
             anchored_start: !pattern.starts_with('*'),
             anchored_end: !pattern.ends_with('*'),
-            parts: parts.into_iter().filter(|p| !p.is_empty()).collect(),
+            parts: pieces.iter().map(|p| p.chars().collect()).collect(),
+            ascii: pattern
+                .is_ascii()
+                .then(|| pieces.iter().map(|p| p.as_bytes().to_vec()).collect()),
         })
     }
 
@@ -32,17 +39,26 @@ impl Glob {
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().collect();
-        let parts: Vec<Vec<char>> = self.parts.iter().map(|p| p.chars().collect()).collect();
+        match &self.ascii {
+            Some(parts) if text.is_ascii() => self.matches_in(parts, text.as_bytes(), b'?'),
+            _ => {
+                let text: Vec<char> = text.chars().collect();
+                self.matches_in(&self.parts, &text, '?')
+            }
+        }
+    }
+
+    /// `text` against the pieces, `any` standing for one element.
+    fn matches_in<T: PartialEq + Copy>(&self, parts: &[Vec<T>], text: &[T], any: T) -> bool {
         if parts.is_empty() {
             // "*" (or "**"): anything; a pattern of only literals is covered below.
             return !self.anchored_start || text.is_empty();
         }
-        let eq = |piece: &[char], at: usize| {
+        let eq = |piece: &[T], at: usize| {
             piece
                 .iter()
                 .enumerate()
-                .all(|(i, c)| *c == '?' || text.get(at + i) == Some(c))
+                .all(|(i, c)| *c == any || text.get(at + i) == Some(c))
         };
         let mut pos = 0;
         for (i, piece) in parts.iter().enumerate() {
@@ -106,6 +122,10 @@ mod tests {
             ("team-?", "team-ab", false),
             ("*mid*", "has-mid-dle", true),
             ("ab*ab", "ab", false),
+            // Not ASCII: matched by character, `?` one character whatever its bytes.
+            ("team-?", "team-é", true),
+            ("é*", "école", true),
+            ("é*", "ecole", false),
         ];
         for (p, t, want) in cases {
             assert_eq!(Glob::new(p).map(|g| g.matches(t)), Ok(*want), "{p} ~ {t}");

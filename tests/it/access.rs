@@ -29,7 +29,11 @@ fn install_roles(api: &ApiServer) {
 }
 
 fn binding(api: &ApiServer, namespace: &str, name: &str) -> Option<Value> {
-    let kind = if namespace.is_empty() { "ClusterRoleBinding" } else { "RoleBinding" };
+    let kind = if namespace.is_empty() {
+        "ClusterRoleBinding"
+    } else {
+        "RoleBinding"
+    };
     api.get(RBAC, kind, namespace, name)
 }
 
@@ -98,18 +102,31 @@ async fn a_group_grants_runs_and_logs_where_the_policy_says_and_a_leaver_loses_t
         subjects(&binding(&w.api, "ml-team", ML_BINDING)) == [ALICE]
     })
     .await;
-    assert!(granted.is_some(), "no binding: {:?}", binding(&w.api, "ml-team", ML_BINDING));
+    assert!(
+        granted.is_some(),
+        "no binding: {:?}",
+        binding(&w.api, "ml-team", ML_BINDING)
+    );
     let b = binding(&w.api, "ml-team", ML_BINDING).unwrap();
-    assert_eq!(b["metadata"]["labels"]["scimgate.io/managed-by"], "scimgate-access", "{b}");
+    assert_eq!(
+        b["metadata"]["labels"]["scimgate.io/managed-by"], "scimgate-access",
+        "{b}"
+    );
     assert_eq!(b["roleRef"]["name"], "scimgate-runs-submit");
     assert!(can(&w.api, ALICE, "list", "workflows", "ml-team"));
     assert!(can(&w.api, ALICE, "get", "pods/log", "ml-team"));
     assert!(can(&w.api, ALICE, "create", "pipelineruns", "ml-team"));
     assert!(!can(&w.api, ALICE, "list", "workflows", "prod"), "prod is not ml-*");
     assert!(!can(&w.api, ALICE, "get", "pods/log", "prod"));
-    assert!(!can(&w.api, BOB, "list", "workflows", "ml-team"), "bob is not in ml-engineers");
+    assert!(
+        !can(&w.api, BOB, "list", "workflows", "ml-team"),
+        "bob is not in ml-engineers"
+    );
     // platform is not in the directory: its ClusterRoleBinding binds nobody.
-    assert_eq!(subjects(&binding(&w.api, "", "scimgate:platform:scimgate-runs-view")), Vec::<String>::new());
+    assert_eq!(
+        subjects(&binding(&w.api, "", "scimgate:platform:scimgate-runs-view")),
+        Vec::<String>::new()
+    );
 
     // A namespace created later gets its binding.
     w.api.create_namespace("ml-late");
@@ -120,15 +137,17 @@ async fn a_group_grants_runs_and_logs_where_the_policy_says_and_a_leaver_loses_t
     assert!(late.is_some(), "the new namespace got no binding");
 
     // bob joins the group in the IdP: he gains it.
-    let r = w
-        .s
-        .patch(
+    let r =
+        w.s.patch(
             &format!("/Groups/{ml}"),
             ops(json!([{"op": "add", "path": "members", "value": [{"value": w.bob}]}])),
         )
         .await;
     assert!(r.status.is_success(), "{}", r.body);
-    let joined = until(Duration::from_secs(5), async || can(&w.api, BOB, "list", "workflows", "ml-team")).await;
+    let joined = until(Duration::from_secs(5), async || {
+        can(&w.api, BOB, "list", "workflows", "ml-team")
+    })
+    .await;
     assert!(joined.is_some(), "{:?}", binding(&w.api, "ml-team", ML_BINDING));
 
     // A hand edit (mallory added, bob taken out) is put back.
@@ -149,9 +168,11 @@ async fn a_group_grants_runs_and_logs_where_the_policy_says_and_a_leaver_loses_t
     assert!(!can(&w.api, "oidc:mallory@example.com", "list", "workflows", "ml-team"));
 
     // alice leaves: the IdP deactivates her. Measured from the SCIM response to the write.
-    let r = w
-        .s
-        .patch(&format!("/Users/{}", w.alice), ops(json!([{"op": "replace", "value": {"active": false}}])))
+    let r =
+        w.s.patch(
+            &format!("/Users/{}", w.alice),
+            ops(json!([{"op": "replace", "value": {"active": false}}])),
+        )
         .await;
     let answered = Instant::now();
     assert!(r.status.is_success(), "{}", r.body);
@@ -164,7 +185,10 @@ async fn a_group_grants_runs_and_logs_where_the_policy_says_and_a_leaver_loses_t
     .await;
     let lag = answered.elapsed();
     assert!(gone.is_some(), "{:?}", binding(&w.api, "ml-team", ML_BINDING));
-    eprintln!("alice out of every binding {} ms after the SCIM response", lag.as_millis());
+    eprintln!(
+        "alice out of every binding {} ms after the SCIM response",
+        lag.as_millis()
+    );
     assert!(!can(&w.api, ALICE, "list", "workflows", "ml-team"));
     assert!(!can(&w.api, ALICE, "get", "pods/log", "ml-team"));
     assert!(can(&w.api, BOB, "get", "pods/log", "ml-team"));
@@ -177,14 +201,24 @@ async fn a_group_grants_runs_and_logs_where_the_policy_says_and_a_leaver_loses_t
         .filter(|r| r.outcome == "revoked" && r.user_id.as_deref() == Some(w.alice.as_str()))
         .collect();
     assert_eq!(revoked.len(), 2, "ml-team and ml-late: {access:#?}");
-    assert!(revoked.iter().all(|r| r.reason.contains("deactivated in the identity provider")), "{revoked:#?}");
-    assert!(access.iter().any(|r| r.outcome == "granted" && r.user_id.as_deref() == Some(w.bob.as_str())));
+    assert!(
+        revoked
+            .iter()
+            .all(|r| r.reason.contains("deactivated in the identity provider")),
+        "{revoked:#?}"
+    );
+    assert!(access
+        .iter()
+        .any(|r| r.outcome == "granted" && r.user_id.as_deref() == Some(w.bob.as_str())));
     let repaired: Vec<_> = access.iter().filter(|r| r.outcome == "repaired").collect();
     assert_eq!(repaired.len(), 1, "{access:#?}");
     assert!(repaired[0].reason.contains("kubectl-edit"), "{repaired:?}");
 
     // Nobody else's binding was touched.
-    assert_eq!(binding(&w.api, "ml-team", "oncall-view").unwrap()["subjects"], theirs["subjects"]);
+    assert_eq!(
+        binding(&w.api, "ml-team", "oncall-view").unwrap()["subjects"],
+        theirs["subjects"]
+    );
     let kept = binding(&w.api, "ml-squatted", ML_BINDING).unwrap();
     assert_eq!(kept["subjects"], squatter["subjects"], "{kept}");
     assert!(kept["metadata"]["labels"].is_null(), "{kept}");
@@ -198,7 +232,10 @@ async fn a_group_grants_runs_and_logs_where_the_policy_says_and_a_leaver_loses_t
     ] {
         assert!(metrics.contains(series), "{series} in {metrics}");
     }
-    assert!(metrics.contains("scimgate_access_reconcile_lag_seconds_count"), "{metrics}");
+    assert!(
+        metrics.contains("scimgate_access_reconcile_lag_seconds_count"),
+        "{metrics}"
+    );
 }
 
 /// `scimgate access …` against the face and the server's data dir.
@@ -224,9 +261,14 @@ async fn access_plan_says_what_dry_run_would_write_and_access_of_says_what_a_per
     // Fresh: two bindings to create, alice in the one for ml-team.
     let (code, out, err) = access_command(&w, &["plan"]);
     assert_eq!(code, 1, "something would change: {out}{err}");
-    assert!(out.starts_with("access plan (mode dry-run): 2 to create, 0 to change, 0 to delete"), "{out}");
     assert!(
-        out.lines().any(|l| l.trim_start().starts_with("create  RoleBinding") && l.contains(&format!(" ml-team/{ML_BINDING} "))),
+        out.starts_with("access plan (mode dry-run): 2 to create, 0 to change, 0 to delete"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(
+            |l| l.trim_start().starts_with("create  RoleBinding") && l.contains(&format!(" ml-team/{ML_BINDING} "))
+        ),
         "{out}"
     );
     assert!(out.contains(&format!("+ {ALICE}")), "{out}");
@@ -237,9 +279,8 @@ async fn access_plan_says_what_dry_run_would_write_and_access_of_says_what_a_per
     assert!(w.s.metrics().await.contains("scimgate_access_pending_changes 2"));
 
     // After a change in the IdP, the plan follows it.
-    let r = w
-        .s
-        .patch(
+    let r =
+        w.s.patch(
             &format!("/Groups/{ml}"),
             ops(json!([{"op": "add", "path": "members", "value": [{"value": w.bob}]}])),
         )
@@ -247,7 +288,13 @@ async fn access_plan_says_what_dry_run_would_write_and_access_of_says_what_a_per
     assert!(r.status.is_success());
     let (_, out, _) = access_command(&w, &["plan", "-o", "json"]);
     let plan: Value = serde_json::from_str(&out).expect(&out);
-    let ml_team = plan["create"].as_array().unwrap().iter().find(|c| c["namespace"] == "ml-team").cloned().unwrap();
+    let ml_team = plan["create"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["namespace"] == "ml-team")
+        .cloned()
+        .unwrap();
     assert_eq!(ml_team["add"], json!([ALICE, BOB]), "{plan}");
 
     // Enforced (the policy file changes; the server reloads it): written, and nothing left to do.
@@ -259,19 +306,38 @@ async fn access_plan_says_what_dry_run_would_write_and_access_of_says_what_a_per
     assert!(written.is_some());
     let (code, out, err) = access_command(&w, &["plan"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.starts_with("access plan (mode enforce): 0 to create, 0 to change, 0 to delete, 2 as they should be"), "{out}");
+    assert!(
+        out.starts_with("access plan (mode enforce): 0 to create, 0 to change, 0 to delete, 2 as they should be"),
+        "{out}"
+    );
 
     // What alice can do, and why; who can read logs in ml-team.
     let (code, out, err) = access_command(&w, &["of", "alice@example.com"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with(&format!("alice@example.com ({ALICE}) through scimgate's bindings: 1 binding(s)")), "{out}");
-    assert!(out.contains(&format!("RoleBinding ml-team/{ML_BINDING}  via group ml-engineers  → ClusterRole scimgate-runs-submit")), "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "alice@example.com ({ALICE}) through scimgate's bindings: 1 binding(s)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "RoleBinding ml-team/{ML_BINDING}  via group ml-engineers  → ClusterRole scimgate-runs-submit"
+        )),
+        "{out}"
+    );
     assert!(out.contains("pods, pods/log, events"), "the aggregated rules: {out}");
     let (_, out, _) = access_command(&w, &["who-can", "get", "pods/log", "-n", "ml-team"]);
-    assert!(out.starts_with("who can get pods/log in ml-team through scimgate's bindings: 2"), "{out}");
+    assert!(
+        out.starts_with("who can get pods/log in ml-team through scimgate's bindings: 2"),
+        "{out}"
+    );
     assert!(out.contains("alice@example.com (oidc:alice@example.com)"), "{out}");
     let (_, out, _) = access_command(&w, &["who-can", "get", "pods/log", "-n", "prod"]);
-    assert!(out.starts_with("who can get pods/log in prod through scimgate's bindings: 0"), "{out}");
+    assert!(
+        out.starts_with("who can get pods/log in prod through scimgate's bindings: 0"),
+        "{out}"
+    );
 
     // After she leaves: nothing.
     w.deactivate(&w.alice).await;
@@ -281,7 +347,12 @@ async fn access_plan_says_what_dry_run_would_write_and_access_of_says_what_a_per
     .await;
     assert!(out_of_it.is_some());
     let (_, out, _) = access_command(&w, &["of", "oidc:alice@example.com"]);
-    assert!(out.starts_with(&format!("oidc:alice@example.com ({ALICE}) through scimgate's bindings: nothing")), "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "oidc:alice@example.com ({ALICE}) through scimgate's bindings: nothing"
+        )),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,13 +387,21 @@ async fn two_replicas_write_each_binding_once_and_the_lease_moves_when_the_write
 
     // The writer stops; its Lease runs out after 15 s; the other takes it and writes.
     drop(a.stop().await);
-    b.patch(&format!("/Users/{alice}"), ops(json!([{"op": "replace", "value": {"active": false}}])))
-        .await;
+    b.patch(
+        &format!("/Users/{alice}"),
+        ops(json!([{"op": "replace", "value": {"active": false}}])),
+    )
+    .await;
     let followed = until(Duration::from_secs(30), async || {
         subjects(&binding(&api, "ml-team", ML_BINDING)) == [BOB]
     })
     .await;
-    assert!(followed.is_some(), "{:?}; lease {:?}", binding(&api, "ml-team", ML_BINDING), lease(&kube));
+    assert!(
+        followed.is_some(),
+        "{:?}; lease {:?}",
+        binding(&api, "ml-team", ML_BINDING),
+        lease(&kube)
+    );
     let now = lease(&kube).expect("the Lease");
     assert_ne!(now["spec"]["holderIdentity"], holder, "{now}");
     assert_eq!(kube.rbac_writes(), writes + 1, "one apply by the new writer");

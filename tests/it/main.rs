@@ -7,8 +7,8 @@
 )]
 
 mod access;
-mod actors;
 mod access_bench;
+mod actors;
 mod admission;
 mod apiserver;
 mod audit;
