@@ -136,7 +136,7 @@ pub fn rule_lines(rules: &[PolicyRule]) -> Vec<String> {
                 Some(n) if !n.is_empty() => format!(" (only {})", n.join(", ")),
                 _ => String::new(),
             };
-            format!("{:<28} {}{only}", r.verbs.join(", "), resources.join(", "))
+            format!("{:<30} {}{only}", r.verbs.join(", "), resources.join(", "))
         })
         .collect()
 }

@@ -213,18 +213,34 @@ async fn who_can(verb: &str, kind: &str, namespace: String, a: AccessArgs) -> an
     Ok(())
 }
 
+/// A userName, and whether the IdP has them active.
+fn state_of(user_name: &str, active: bool) -> String {
+    if active {
+        user_name.to_string()
+    } else {
+        format!("{user_name} (not active in the identity provider)")
+    }
+}
+
 async fn of(user: &str, a: AccessArgs) -> anyhow::Result<()> {
     let (policy, snapshot, client) = inputs(&a).await?;
-    let (shown, usernames) =
-        match crate::identity::find_person(&snapshot, crate::policy::MatchAttribute::UserName, user)
-            .ok()
-            .and_then(|_| snapshot.by_unique_key(crate::model::ResourceType::User, &crate::model::name::fold(user)))
-            .and_then(|id| snapshot.user(id))
-        {
-            Some(u) => (u.user_name.to_string(), subjects::usernames(&snapshot, &policy, u)),
-            // Not an active userName: a Kubernetes username as the API server names someone.
+    // A userName (active or not), else a Kubernetes username as the API server names someone.
+    let user_named = snapshot
+        .by_unique_key(crate::model::ResourceType::User, &crate::model::name::fold(user))
+        .and_then(|id| snapshot.user(id));
+    let (shown, usernames) = match user_named {
+        Some(u) => (
+            state_of(&u.user_name, u.active),
+            subjects::usernames(&snapshot, &policy, u),
+        ),
+        None => match subjects::person_named(&snapshot, &policy, user) {
+            Some(p) => (
+                state_of(&p.user_name, p.state == subjects::State::Active),
+                vec![user.to_string()],
+            ),
             None => (user.to_string(), vec![user.to_string()]),
-        };
+        },
+    };
     let bound = bound(&client).await?;
     let mine = explain::of(&usernames, &bound);
     match a.output {

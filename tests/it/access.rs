@@ -260,6 +260,7 @@ async fn access_plan_says_what_dry_run_would_write_and_access_of_says_what_a_per
     let (w, ml) = world("dry-run").await;
     // Fresh: two bindings to create, alice in the one for ml-team.
     let (code, out, err) = access_command(&w, &["plan"]);
+    let mut shown = out.clone();
     assert_eq!(code, 1, "something would change: {out}{err}");
     assert!(
         out.starts_with("access plan (mode dry-run): 2 to create, 0 to change, 0 to delete"),
@@ -313,6 +314,7 @@ async fn access_plan_says_what_dry_run_would_write_and_access_of_says_what_a_per
 
     // What alice can do, and why; who can read logs in ml-team.
     let (code, out, err) = access_command(&w, &["of", "alice@example.com"]);
+    shown.push_str(&out);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.starts_with(&format!(
@@ -346,13 +348,48 @@ async fn access_plan_says_what_dry_run_would_write_and_access_of_says_what_a_per
     })
     .await;
     assert!(out_of_it.is_some());
-    let (_, out, _) = access_command(&w, &["of", "oidc:alice@example.com"]);
+    let (_, out, _) = access_command(&w, &["of", "alice@example.com"]);
     assert!(
         out.starts_with(&format!(
-            "oidc:alice@example.com ({ALICE}) through scimgate's bindings: nothing"
+            "alice@example.com (not active in the identity provider) ({ALICE}) through scimgate's bindings: nothing"
         )),
         "{out}"
     );
+    shown.push_str(&out);
+    let (_, out, _) = access_command(&w, &["of", "oidc:alice@example.com"]);
+    assert!(
+        out.contains("(not active in the identity provider)") && out.contains(": nothing"),
+        "{out}"
+    );
+    readme_example_holds(&shown);
+}
+
+/// The README's worked example (the `text` blocks of its Access section): every line is among
+/// what the commands printed, whitespace runs aside.
+fn readme_example_holds(printed: &str) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let start = readme.find("## Access").expect("the README's Access section");
+    let end = readme[start + 1..]
+        .find("\n## ")
+        .map_or(readme.len(), |e| start + 1 + e);
+    let squeeze = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let printed: Vec<String> = printed.lines().map(squeeze).collect();
+    let mut lines = readme[start..end].lines();
+    let mut checked = 0;
+    while let Some(l) = lines.next() {
+        if l.trim() != "```text" {
+            continue;
+        }
+        for line in lines.by_ref().take_while(|l| l.trim() != "```") {
+            assert!(
+                printed.contains(&squeeze(line)),
+                "the README shows\n{line}\nbut the commands printed\n{}",
+                printed.join("\n")
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "{checked} lines checked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
