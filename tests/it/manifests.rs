@@ -604,3 +604,57 @@ fn the_identity_reports_component_grants_the_report_kinds_and_turns_them_on() {
         .flatten()
         .any(|e| e["name"] == "SCIMGATE_IDENTITY_REPORTS" && e["value"] == "true"));
 }
+
+/// `components/access`: what the reconciler needs and nothing more — watch namespaces, manage
+/// bindings, `bind` only the roles it ships (and `view`), its own Lease — and the roles it ships,
+/// each aggregated from rule holders labelled for it.
+#[test]
+fn the_access_component_grants_binding_management_and_ships_aggregated_roles() {
+    let (_dir, m, _) = prepared();
+    let docs = with_component(&m, "access", "access");
+    let rules = &find(&docs, "ClusterRole", "scimgate-access")["rules"];
+    assert_eq!(
+        rules,
+        &serde_json::json!([
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings", "clusterrolebindings"],
+             "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
+             "resourceNames": ["scimgate-runs-view", "scimgate-runs-submit", "scimgate-runs-approve", "view"]}
+        ])
+    );
+    assert_eq!(
+        find(&docs, "ClusterRoleBinding", "scimgate-access")["subjects"][0]["name"],
+        "scimgate"
+    );
+    assert_eq!(
+        find(&docs, "Role", "scimgate-access-lease")["metadata"]["namespace"],
+        "scimgate"
+    );
+    for role in ["scimgate-runs-view", "scimgate-runs-submit", "scimgate-runs-approve"] {
+        let selectors = &find(&docs, "ClusterRole", role)["aggregationRule"]["clusterRoleSelectors"];
+        let labels: Vec<&str> = selectors
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| {
+                s["matchLabels"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.keys().map(String::as_str))
+            })
+            .collect();
+        assert!(
+            labels.contains(&"scimgate.io/aggregate-to-runs-view"),
+            "{role}: {labels:?}"
+        );
+        // Each label some shipped rule holder carries.
+        for label in labels {
+            assert!(
+                docs.iter()
+                    .any(|d| d["kind"] == "ClusterRole" && d["metadata"]["labels"][label] == "true"),
+                "{role}: nothing carries {label}"
+            );
+        }
+    }
+}
