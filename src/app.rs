@@ -442,6 +442,7 @@ impl Apps {
                 directory: state.directory.clone(),
                 policy: state.policy.clone(),
                 metrics: state.metrics.clone(),
+                freshness: state.freshness.clone(),
             };
             tasks.spawn(reconciler.run(shutdown.clone()));
         }

@@ -22,31 +22,29 @@ pub struct Request {
 }
 
 /// Parse `resource[.group][/subresource]` as `kubectl auth can-i` takes it, or a kind scimgate
-/// admits (`Workflow`, …). A bare plural is looked up among the Argo and Tekton ones, else it is
-/// in the core group.
-pub fn resource(text: &str) -> (String, String, String) {
+/// admits (`Workflow`, …). A bare plural must be one of the Argo, Tekton or core ones it knows;
+/// another names its group (`jobs.batch`), since a guess would answer for the wrong resource.
+pub fn resource(text: &str) -> Result<(String, String, String), String> {
     if let Ok(kind) = text.parse::<crate::policy::Kind>() {
         let (group, _, plural, _) = crate::cluster::served_at(kind);
-        return (group.into(), plural.into(), String::new());
+        return Ok((group.into(), plural.into(), String::new()));
     }
     let (main, sub) = text.split_once('/').unwrap_or((text, ""));
     let (plural, group) = match main.split_once('.') {
-        Some((p, g)) => (p.to_string(), g.to_string()),
+        Some((p, g)) => (p, g),
         None => {
             let group = match main {
-                "workflows"
-                | "cronworkflows"
-                | "workflowtemplates"
-                | "clusterworkflowtemplates"
-                | "workfloweventbindings"
-                | "workflowtaskresults" => "argoproj.io",
+                "workflows" | "cronworkflows" | "workflowtemplates" | "clusterworkflowtemplates"
+                | "workfloweventbindings" | "workflowtaskresults" => "argoproj.io",
                 "pipelineruns" | "taskruns" | "pipelines" | "tasks" | "customruns" | "stepactions" => "tekton.dev",
-                _ => "",
+                "pods" | "events" | "configmaps" | "secrets" | "services" | "serviceaccounts"
+                | "persistentvolumeclaims" | "namespaces" | "nodes" | "endpoints" => "",
+                _ => return Err(format!("'{main}': name its API group as well ({main}.<group>, e.g. jobs.batch), or use a kind scimgate admits")),
             };
-            (main.to_string(), group.to_string())
+            (main, group)
         }
     };
-    (group, plural, sub.to_string())
+    Ok((group.to_string(), plural.to_string(), sub.to_string()))
 }
 
 fn names(list: &[String], wanted: &str) -> bool {
@@ -156,7 +154,7 @@ mod tests {
     }
 
     fn request(verb: &str, res: &str, ns: &str) -> Request {
-        let (group, resource, subresource) = resource(res);
+        let (group, resource, subresource) = resource(res).unwrap();
         Request {
             verb: verb.into(),
             group,
@@ -196,5 +194,13 @@ mod tests {
             ..runs
         };
         assert!(!allows(&named, &request("list", "workflows", "a")));
+        assert!(
+            resource("jobs").is_err(),
+            "a bare plural it does not know is not guessed"
+        );
+        assert_eq!(
+            resource("jobs.batch").unwrap(),
+            ("batch".into(), "jobs".into(), String::new())
+        );
     }
 }

@@ -114,6 +114,7 @@ fn observed(m: &ObjectMeta, r: &KubeRoleRef, s: Option<&Vec<KubeSubject>>) -> Op
         },
         others,
         resource_version: m.resource_version.clone().unwrap_or_default(),
+        uid: m.uid.clone().unwrap_or_default(),
     })
 }
 

@@ -73,8 +73,10 @@ impl Binding {
 
 /// The name of the binding for `group` and `role`: `scimgate:<group>:<role>` (a Role's with
 /// `role:` before its name, so a Role and a ClusterRole of one name do not meet), lower-cased,
-/// every character a DNS label would not take as `-`. When that changed anything, or the name
-/// would pass 200 characters, a digest of the exact pair follows, so two groups never share one.
+/// every character a DNS label would not take as `-`. When that changed anything, when a part
+/// has a `:` of its own (group `a:b` with role `c` would read as group `a` with role `b:c`), or
+/// when the name would pass 200 characters, a digest of the exact pair follows, so two grants
+/// never share one.
 pub fn binding_name(group: &str, role: &RoleRef) -> String {
     let marker = match role {
         RoleRef::ClusterRole(_) => "",
@@ -88,10 +90,12 @@ pub fn binding_name(group: &str, role: &RoleRef) -> String {
             _ => '-',
         })
         .collect();
-    if clean == exact && clean.len() <= 200 {
+    let colons = group.contains(':') || role.name().contains(':');
+    if clean == exact && !colons && clean.len() <= 200 {
         return clean;
     }
-    let digest = crate::policy::digest(exact.as_bytes());
+    // Of the parts, not the name: `a:b` + `c` and `a` + `b:c` read the same joined.
+    let digest = crate::policy::digest(format!("{group}\0{marker}\0{}", role.name()).as_bytes());
     let head: String = clean.chars().take(180).collect();
     format!("{head}-{}", &digest[..10])
 }
@@ -142,7 +146,7 @@ pub fn desired(
             None => vec![String::new()],
             Some(globs) => namespaces
                 .iter()
-                .filter(|ns| globs.iter().any(|g| g.matches(ns)))
+                .filter(|ns| crate::policy::access::reaches(globs, ns))
                 .cloned()
                 .collect(),
         };
@@ -202,7 +206,9 @@ pub fn people_between<'a>(before: &'a [Subject], after: &'a [Subject]) -> (Vec<&
 pub struct Observed {
     pub binding: Binding,
     pub others: Vec<String>,
+    /// What a write of it is conditional on.
     pub resource_version: String,
+    pub uid: String,
 }
 
 /// What to do.
@@ -369,6 +375,7 @@ mod tests {
             binding: b.clone(),
             others: others.iter().map(|o| o.to_string()).collect(),
             resource_version: "1".into(),
+            uid: "u".into(),
         };
         let mut fewer = ml.clone();
         fewer.subjects = fewer.subjects[..1].into();
@@ -413,6 +420,11 @@ mod tests {
         let a = binding_name("ml engineers", &RoleRef::ClusterRole("view".into()));
         let b = binding_name("ml_engineers", &RoleRef::ClusterRole("view".into()));
         assert!(a.starts_with("scimgate:ml-engineers:view-") && a != b, "{a} {b}");
+        let (c, d) = (
+            binding_name("ci:tekton", &RoleRef::ClusterRole("view".into())),
+            binding_name("ci", &RoleRef::ClusterRole("tekton:view".into())),
+        );
+        assert!(c != d && c.starts_with("scimgate:ci:tekton:view-"), "{c} {d}");
         let long = binding_name(&"x".repeat(300), &RoleRef::ClusterRole("view".into()));
         assert!(long.len() <= 200, "{}", long.len());
     }

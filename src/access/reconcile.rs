@@ -44,6 +44,8 @@ const IN_FLIGHT: usize = 16;
 /// How long a write this replica made stands in for what the watch shows, until the watch shows
 /// it; and how long a name another binding holds is left before trying again.
 const OVERLAY: Duration = Duration::from_secs(30);
+/// How long before the Lease would run out unrenewed this replica stops writing.
+const WRITE_MARGIN: Duration = Duration::from_secs(3);
 
 pub struct Reconciler {
     pub client: kube::Client,
@@ -51,6 +53,9 @@ pub struct Reconciler {
     pub directory: Arc<ArcSwap<Snapshot>>,
     pub policy: Arc<ArcSwap<Policy>>,
     pub metrics: Metrics,
+    /// Whether the directory still follows the store: past `maxStalenessSeconds` this replica
+    /// writes nothing (a lagging replica would grant a leaver again).
+    pub freshness: Arc<crate::freshness::Freshness>,
 }
 
 /// The reflectors' caches, and a count of the events they have seen.
@@ -65,7 +70,8 @@ struct Watches {
 /// before it (`None`: absent), and what it is after (`None`: deleted).
 struct Written {
     before: Option<String>,
-    after: Option<Binding>,
+    /// What it is after, at the resourceVersion the write answered with (`None`: deleted).
+    after: Option<(Binding, String)>,
     at: Instant,
 }
 
@@ -115,13 +121,21 @@ impl Reconciler {
     async fn reconcile(&self, watches: &Watches, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut lease = None;
         let (mut held, mut renew_at) = (false, Instant::now());
+        // Until when this replica may write: its last renewal, plus the Lease's duration, less
+        // a margin for the writes in flight.
+        let mut until = Instant::now();
+        let mut was_stale = false;
         let mut seen = None;
         let mut memory = Memory::default();
         let mut retry = Retry::default();
         loop {
             if Instant::now() >= renew_at {
                 renew_at = Instant::now() + RENEW;
+                let asked = Instant::now();
                 let holds = hold(&self.client, &mut lease).await;
+                if holds {
+                    until = asked + crate::cluster::lease::DURATION - WRITE_MARGIN;
+                }
                 if holds != held {
                     tracing::info!(lease = LEASE, holds, "access: the Lease changed hands");
                     // Taking over: what the last writer wrote is not this replica's memory.
@@ -139,9 +153,18 @@ impl Reconciler {
                 watches.events.load(Ordering::SeqCst),
             );
             let changed_directory = seen.as_ref().is_some_and(|(g, _, _)| *g != now.0);
-            if held && (seen.as_ref() != Some(&now) || retry.due()) {
+            let stale = self.freshness.stale_age();
+            if stale.is_some() != was_stale {
+                was_stale = stale.is_some();
+                match stale {
+                    Some(age) => tracing::warn!(why = %self.freshness.describe_stale(age),
+                        "access: no binding written until the directory catches up"),
+                    None => tracing::info!("access: the directory caught up; writing again"),
+                }
+            }
+            if held && stale.is_none() && (seen.as_ref() != Some(&now) || retry.due()) {
                 seen = Some(now);
-                let failed = self.pass(watches, &snapshot, &policy, &mut memory).await;
+                let failed = self.pass(watches, &snapshot, &policy, &mut memory, until).await;
                 retry.after(failed);
                 if changed_directory && !failed {
                     if let Some(published) = snapshot.published {
@@ -160,7 +183,14 @@ impl Reconciler {
     }
 
     /// Plan and, unless in dry-run, write. Whether anything failed.
-    async fn pass(&self, watches: &Watches, snapshot: &Snapshot, policy: &Policy, memory: &mut Memory) -> bool {
+    async fn pass(
+        &self,
+        watches: &Watches,
+        snapshot: &Snapshot,
+        policy: &Policy,
+        memory: &mut Memory,
+        until: Instant,
+    ) -> bool {
         let Some(access) = &policy.access else { return false };
         let started = Instant::now();
         let observed = watches.observed(&mut memory.written, &mut memory.read);
@@ -183,6 +213,10 @@ impl Reconciler {
         }
         memory.taken.retain(|_, since| since.elapsed() < OVERLAY);
         plan.create.retain(|c| !memory.taken.contains_key(&c.to.key()));
+        // A namespace being deleted takes its bindings with it (the namespace controller): no
+        // delete of ours, and no record saying the policy withdrew them.
+        let terminating = watches.terminating_namespaces();
+        plan.delete.retain(|b| !terminating.contains(&b.namespace));
         if plan.is_empty() {
             return false;
         }
@@ -191,7 +225,7 @@ impl Reconciler {
         }
         let planned = started.elapsed();
         let (create, update, delete) = (plan.create.len(), plan.update.len(), plan.delete.len());
-        let failed = self.write(plan, &observed, snapshot, policy, memory).await;
+        let failed = self.write(plan, &observed, snapshot, policy, memory, until).await;
         tracing::info!(
             create,
             update,
@@ -213,6 +247,7 @@ impl Reconciler {
         snapshot: &Snapshot,
         policy: &Policy,
         memory: &mut Memory,
+        until: Instant,
     ) -> bool {
         let ops = plan
             .create
@@ -222,20 +257,28 @@ impl Reconciler {
             .chain(plan.delete.into_iter().map(Op::Delete));
         let results: Vec<(Op, Outcome)> = futures_util::stream::iter(ops)
             .map(|op| async move {
-                let outcome = self.apply(&op).await;
+                // The Lease may pass to another replica once it has run out unrenewed: a long
+                // pass stops writing before that, and the next pass (after a renewal) goes on.
+                let outcome = if Instant::now() < until {
+                    let read = observed.get(&op.binding().key());
+                    self.apply(&op, read).await
+                } else {
+                    Outcome::Failed("the Lease was not renewed during this pass".into())
+                };
                 (op, outcome)
             })
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
         let mut failed = false;
+        let mut changed_at = HashMap::new();
         for (op, outcome) in results {
             let key = op.binding().key();
             match outcome {
-                Outcome::Done => {
-                    let after = op.after().cloned();
+                Outcome::Done(version) => {
+                    let after = op.after().cloned().map(|b| (b, version));
                     match &after {
-                        Some(b) => memory.last.insert(key.clone(), b.clone()),
+                        Some((b, _)) => memory.last.insert(key.clone(), b.clone()),
                         None => memory.last.remove(&key),
                     };
                     // What the watch showed before this replica's first write it has not shown yet.
@@ -245,7 +288,7 @@ impl Reconciler {
                     };
                     let at = Instant::now();
                     memory.written.insert(key, Written { before, after, at });
-                    self.record(&op, snapshot, policy).await;
+                    self.record(&op, snapshot, policy, &mut changed_at).await;
                 }
                 // Deleted by someone else first, or its namespace is gone: the watch will say so.
                 Outcome::Gone => {
@@ -265,31 +308,41 @@ impl Reconciler {
         failed
     }
 
-    /// One write. A ClusterRoleBinding or RoleBinding whose role changed is deleted and created
-    /// again: `roleRef` cannot change (pkg/apis/rbac/validation `ValidateRoleBindingUpdate`).
-    async fn apply(&self, op: &Op) -> Outcome {
+    /// One write, conditional on the binding being as it was `read` (its resourceVersion on an
+    /// apply, uid and resourceVersion on a delete: one someone changed or re-created since is
+    /// not overwritten, and comes back by the watch). A binding whose role changed is deleted and
+    /// created again: `roleRef` cannot change (pkg/apis/rbac/validation
+    /// `ValidateRoleBindingUpdate`).
+    async fn apply(&self, op: &Op, read: Option<&Observed>) -> Outcome {
         match op {
             Op::Create(c) => self.create(&c.to).await,
-            Op::Update(c) if c.was.as_ref().is_some_and(|w| w.role != c.to.role) => match self.delete(&c.to).await {
-                Outcome::Done | Outcome::Gone => self.create(&c.to).await,
-                other => other,
-            },
+            Op::Update(c) if c.was.as_ref().is_some_and(|w| w.role != c.to.role) => {
+                match self.delete(&c.to, read).await {
+                    Outcome::Done(_) | Outcome::Gone => self.create(&c.to).await,
+                    other => other,
+                }
+            }
             Op::Update(c) => {
                 let params = PatchParams::apply(FIELD_MANAGER).force();
+                let version = read.map(|o| o.resource_version.clone()).filter(|v| !v.is_empty());
                 let r = if c.to.namespace.is_empty() {
+                    let mut o = object::cluster_role_binding(&c.to);
+                    o.metadata.resource_version = version;
                     let api: Api<ClusterRoleBinding> = Api::all(self.client.clone());
-                    api.patch(&c.to.name, &params, &Patch::Apply(object::cluster_role_binding(&c.to)))
+                    api.patch(&c.to.name, &params, &Patch::Apply(o))
                         .await
-                        .map(drop)
+                        .map(|o| o.metadata.resource_version)
                 } else {
+                    let mut o = object::role_binding(&c.to);
+                    o.metadata.resource_version = version;
                     let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &c.to.namespace);
-                    api.patch(&c.to.name, &params, &Patch::Apply(object::role_binding(&c.to)))
+                    api.patch(&c.to.name, &params, &Patch::Apply(o))
                         .await
-                        .map(drop)
+                        .map(|o| o.metadata.resource_version)
                 };
                 self.outcome("apply", r)
             }
-            Op::Delete(b) => self.delete(b).await,
+            Op::Delete(b) => self.delete(b, read).await,
         }
     }
 
@@ -300,10 +353,14 @@ impl Reconciler {
         };
         let r = if b.namespace.is_empty() {
             let api: Api<ClusterRoleBinding> = Api::all(self.client.clone());
-            api.create(&params, &object::cluster_role_binding(b)).await.map(drop)
+            api.create(&params, &object::cluster_role_binding(b))
+                .await
+                .map(|o| o.metadata.resource_version)
         } else {
             let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &b.namespace);
-            api.create(&params, &object::role_binding(b)).await.map(drop)
+            api.create(&params, &object::role_binding(b))
+                .await
+                .map(|o| o.metadata.resource_version)
         };
         match self.outcome("create", r) {
             Outcome::Taken if self.is_ours(b).await => {
@@ -326,29 +383,44 @@ impl Reconciler {
         labels.flatten().and_then(|l| l.get(super::LABEL).cloned()).as_deref() == Some(super::LABEL_VALUE)
     }
 
-    async fn delete(&self, b: &Binding) -> Outcome {
-        let params = DeleteParams::default();
+    async fn delete(&self, b: &Binding, read: Option<&Observed>) -> Outcome {
+        let some = |v: &str| Some(v.to_string()).filter(|v| !v.is_empty());
+        let params = DeleteParams {
+            preconditions: read.map(|o| kube::api::Preconditions {
+                uid: some(&o.uid),
+                resource_version: some(&o.resource_version),
+            }),
+            ..DeleteParams::default()
+        };
         let r = if b.namespace.is_empty() {
             let api: Api<ClusterRoleBinding> = Api::all(self.client.clone());
-            api.delete(&b.name, &params).await.map(drop)
+            api.delete(&b.name, &params).await.map(|_| None)
         } else {
             let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &b.namespace);
-            api.delete(&b.name, &params).await.map(drop)
+            api.delete(&b.name, &params).await.map(|_| None)
         };
         self.outcome("delete", r)
     }
 
-    /// A write's result: a name already taken on create, or an object (or its namespace) already
-    /// gone, are outcomes of their own.
-    fn outcome(&self, verb: &'static str, r: Result<(), kube::Error>) -> Outcome {
+    /// A write's result. A create refused for an existing name, and a 404 for the binding or its
+    /// namespace (gone already), are outcomes of their own; a 404 for anything else (the role,
+    /// when scimgate may not `bind` it and it does not exist) is a failure, retried.
+    fn outcome(&self, verb: &'static str, r: Result<Option<String>, kube::Error>) -> Outcome {
         let outcome = match r {
-            Ok(()) => Outcome::Done,
+            Ok(version) => Outcome::Done(version.unwrap_or_default()),
             Err(kube::Error::Api(s)) if s.code == 409 && verb == "create" => Outcome::Taken,
-            Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Gone,
+            Err(kube::Error::Api(s))
+                if s.code == 404
+                    && ["namespaces ", "rolebindings.", "clusterrolebindings."]
+                        .iter()
+                        .any(|p| s.message.starts_with(p)) =>
+            {
+                Outcome::Gone
+            }
             Err(e) => Outcome::Failed(e.to_string()),
         };
         let label = match &outcome {
-            Outcome::Done | Outcome::Gone => "ok",
+            Outcome::Done(_) | Outcome::Gone => "ok",
             Outcome::Taken => "taken",
             Outcome::Failed(_) => "failed",
         };
@@ -358,7 +430,9 @@ impl Reconciler {
 
     /// The decision records of a write: one per person it gave or took the role from, with the
     /// cause, and one for a binding put back after someone else's change.
-    async fn record(&self, op: &Op, snapshot: &Snapshot, policy: &Policy) {
+    /// `changed_at` keeps each record's (a user's or group's) `meta.lastModified` for the pass,
+    /// so a group losing many members is read once, not once per member.
+    async fn record(&self, op: &Op, snapshot: &Snapshot, policy: &Policy, changed_at: &mut HashMap<Arc<str>, String>) {
         let b = op.binding();
         let (granted, revoked, why) = match op {
             Op::Create(c) | Op::Update(c) => {
@@ -382,9 +456,10 @@ impl Reconciler {
             } else {
                 by.join(", ")
             };
-            tracing::warn!(binding = %b.display(), by = %by, "access: a managed binding was changed by hand; put back");
+            tracing::warn!(binding = %b.display(), by = %crate::telemetry::field(&by),
+                "access: a managed binding was changed by hand; put back");
             self.recorder
-                .record(draft(
+                .record_beside_admission(draft(
                     b,
                     None,
                     "repaired",
@@ -395,9 +470,9 @@ impl Reconciler {
         for (names, outcome) in [(granted, "granted"), (revoked, "revoked")] {
             for name in names {
                 let person = subjects::person_named(snapshot, policy, name);
-                let reason = cause(snapshot, op, name, person.as_ref(), outcome);
+                let reason = cause(snapshot, op, name, person.as_ref(), outcome, changed_at);
                 self.recorder
-                    .record(draft(b, person.map(|p| p.id), outcome, reason))
+                    .record_beside_admission(draft(b, person.map(|p| p.id), outcome, reason))
                     .await;
             }
         }
@@ -429,7 +504,8 @@ impl Op {
 }
 
 enum Outcome {
-    Done,
+    /// Written; the resourceVersion it answered with (none for a delete).
+    Done(String),
     /// Create: another binding has the name.
     Taken,
     /// Already gone (a delete), or its namespace is.
@@ -438,22 +514,35 @@ enum Outcome {
 }
 
 /// Why `name` gained or lost the role of a binding, in words, with the SCIM change behind it.
-fn cause(s: &Snapshot, op: &Op, name: &str, person: Option<&subjects::Person>, outcome: &str) -> String {
+fn cause(
+    s: &Snapshot,
+    op: &Op,
+    name: &str,
+    person: Option<&subjects::Person>,
+    outcome: &str,
+    changed_at: &mut HashMap<Arc<str>, String>,
+) -> String {
     let b = op.binding();
     let grant = &b.grant;
     let Some(p) = person else {
         return format!("{name} names no user in the directory any more; {outcome} ({grant})");
     };
-    let changed = |id: &str, group: bool| {
+    let mut changed = |id: &str, group: bool| {
         let record = if group {
             s.group(id).map(|g| &g.record)
         } else {
             s.user(id).map(|u| &u.record)
         };
-        record
-            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
-            .and_then(|v| v["meta"]["lastModified"].as_str().map(str::to_string))
-            .unwrap_or_default()
+        let Some(r) = record else { return String::new() };
+        changed_at
+            .entry(r.id.clone())
+            .or_insert_with(|| {
+                serde_json::from_str::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v["meta"]["lastModified"].as_str().map(str::to_string))
+                    .unwrap_or_default()
+            })
+            .clone()
     };
     match (outcome, p.state, op) {
         ("granted", _, _) => format!("{} is an active member of {} ({grant})", p.user_name, b.group),
@@ -599,6 +688,19 @@ impl Watches {
         self.role_bindings.len() + self.cluster_role_bindings.len()
     }
 
+    /// Namespaces being deleted.
+    fn terminating_namespaces(&self) -> std::collections::HashSet<String> {
+        self.namespaces
+            .state()
+            .iter()
+            .filter(|n| {
+                n.metadata.deletion_timestamp.is_some()
+                    || n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+            })
+            .filter_map(|n| n.metadata.name.clone())
+            .collect()
+    }
+
     /// Namespaces that exist and are not being deleted (the API server refuses new objects in
     /// one that is terminating).
     fn live_namespaces(&self) -> Vec<String> {
@@ -651,14 +753,15 @@ impl Watches {
                 return false;
             }
             match &w.after {
-                Some(b) => {
-                    let resource_version = w.before.clone().unwrap_or_default();
+                Some((b, version)) => {
+                    let stood = out.get(key).map(|o| o.uid.clone()).unwrap_or_default();
                     out.insert(
                         key.clone(),
                         Observed {
                             binding: b.clone(),
                             others: Vec::new(),
-                            resource_version,
+                            resource_version: version.clone(),
+                            uid: stood,
                         },
                     );
                 }

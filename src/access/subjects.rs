@@ -4,7 +4,9 @@
 //! the policy's `identity.usernamePrefix`, then the attribute `identity.matchAttribute` names —
 //! the userName; each email (the values as SCIM holds them); the externalId; or the SCIM id.
 //! A value the directory holds for more than one user names nobody: admission refuses it as
-//! ambiguous, so it is bound for nobody either. Pure: reads one directory snapshot.
+//! ambiguous, so it is bound for nobody either. Nor is a name the API server keeps for its own
+//! identities (`system:` — service accounts, nodes, `system:anonymous`; without a username prefix
+//! a SCIM userName could be one), or an empty one. Pure: reads one directory snapshot.
 
 use crate::directory::{Snapshot, User};
 use crate::model::ResourceType;
@@ -54,10 +56,22 @@ pub fn usernames(s: &Snapshot, policy: &Policy, u: &User) -> Vec<String> {
             .filter(|e| s.users_by_email(e).len() == 1)
             .collect(),
     };
-    let mut names: Vec<String> = values.into_iter().map(|v| format!("{prefix}{v}")).collect();
+    let mut names: Vec<String> = values
+        .into_iter()
+        .map(|v| format!("{prefix}{v}"))
+        .filter(|n| bindable(n))
+        .collect();
     names.sort();
     names.dedup();
     names
+}
+
+/// Whether a username may be a subject: not empty, and not in the `system:` namespace of names
+/// the API server gives its own identities (kubernetes `pkg/apis/rbac/validation` reserves
+/// nothing, so scimgate must: a user named `system:serviceaccount:ns:sa` would bind that account,
+/// and `system:anonymous` every unauthenticated request).
+pub fn bindable(name: &str) -> bool {
+    !name.trim().is_empty() && !name.starts_with("system:")
 }
 
 /// The email values of a user as SCIM holds them (the directory's index keeps them folded; an
@@ -120,5 +134,24 @@ pub fn person_named(s: &Snapshot, policy: &Policy, username: &str) -> Option<Per
         // A deleted user's tombstone is kept by userName, not id: found only by a scan, which a
         // bulk deletion would make quadratic. The record names the subject instead.
         MatchAttribute::Id => s.user(value).map(|u| of(u)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_api_servers_own_names_and_empty_ones_are_never_subjects() {
+        for name in [
+            "system:anonymous",
+            "system:serviceaccount:kube-system:default",
+            "system:masters",
+            "",
+            " ",
+        ] {
+            assert!(!super::bindable(name), "{name:?}");
+        }
+        for name in ["alice@example.com", "oidc:system:anonymous", "oidc:alice"] {
+            assert!(super::bindable(name), "{name:?}");
+        }
     }
 }

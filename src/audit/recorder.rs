@@ -49,6 +49,16 @@ impl Recorder {
 
     /// Queue one record, its fields bounded first ([`DecisionRecord::bounded`]: before the chain
     /// hashes it, so the hash covers what is stored); waits only when the queue is full.
+    /// Queue a record of scimgate's own bulk work (the access reconciler's): first wait, while
+    /// the queue is more than half full, so a burst of them never fills it and keeps admission's
+    /// records — whose webhooks wait on them — waiting.
+    pub async fn record_beside_admission(&self, r: DecisionRecord) {
+        while self.tx.capacity() < QUEUE / 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.record(r).await;
+    }
+
     pub async fn record(&self, r: DecisionRecord) {
         match self.tx.try_send(r.bounded()) {
             Ok(()) => {}

@@ -1,7 +1,9 @@
 //! One writer among the replicas, by a `coordination.k8s.io/v1` Lease, as client-go's leader
 //! election holds one (k8s.io/client-go `tools/leaderelection/leaderelection.go`
 //! `tryAcquireOrRenew`, `resourcelock/leaselock.go`): a replica holds the Lease while it renews
-//! it; another takes it over once `renewTime + leaseDurationSeconds` has passed; every change is
+//! it; another takes it over once it has seen no renewal for `leaseDurationSeconds` — by its own
+//! clock, from when it saw the Lease change (client-go's `observedTime`: the holder's
+//! `renewTime` is another node's clock, which may be off); every change is
 //! an update at the Lease's resourceVersion, so of two replicas racing for it one wins and the
 //! other sees a conflict. Used for the cluster writes only one replica may make (the identity
 //! reports, the access bindings). Must not: decide anything but who writes.
@@ -21,6 +23,8 @@ pub struct Lease {
     name: String,
     /// This replica, as `holderIdentity` names it.
     me: String,
+    /// The Lease's resourceVersion as last read, and when this replica first saw it.
+    seen: std::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl Lease {
@@ -30,6 +34,7 @@ impl Lease {
             api: Api::namespaced(client, namespace),
             name: name.into(),
             me: me.into(),
+            seen: std::sync::Mutex::new(None),
         }
     }
 
@@ -63,12 +68,13 @@ impl Lease {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let mine = spec.holder_identity.as_deref() == Some(self.me.as_str());
-        let seconds = spec.lease_duration_seconds.map_or(DURATION.as_secs() as i64, i64::from);
-        let expired = spec
-            .renew_time
-            .as_ref()
-            .is_none_or(|t| t.0.as_second().saturating_add(seconds) < now.as_second());
-        if !mine && !expired {
+        let seconds = spec
+            .lease_duration_seconds
+            .map_or(DURATION.as_secs(), |s| s.max(0) as u64);
+        let expired = self.unchanged_for(lease.metadata.resource_version.as_deref().unwrap_or_default())
+            > Duration::from_secs(seconds);
+        let vacant = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+        if !mine && !expired && !vacant {
             return Ok(false);
         }
         let (acquired, transitions) = match (mine, spec.acquire_time) {
@@ -77,6 +83,18 @@ impl Lease {
         };
         lease.spec = Some(self.spec(acquired, transitions, now));
         conflict_is_not_holding(self.api.replace(&self.name, &PostParams::default(), &lease).await)
+    }
+
+    /// How long the Lease has stood at `version`, by this replica's clock since it first read it.
+    fn unchanged_for(&self, version: &str) -> Duration {
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match seen.as_ref() {
+            Some((v, at)) if v == version => at.elapsed(),
+            _ => {
+                *seen = Some((version.to_string(), std::time::Instant::now()));
+                Duration::ZERO
+            }
+        }
     }
 
     fn spec(&self, acquired: Timestamp, transitions: i32, now: Timestamp) -> LeaseSpec {

@@ -13,6 +13,21 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
+/// What the cluster or the directory holds, as a terminal shows it: control characters escaped
+/// (a binding's annotations, a subject's name, a role's rules are anyone's text who may write
+/// them).
+fn field(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 pub async fn run(cmd: AccessCommand) -> anyhow::Result<()> {
     match cmd {
         AccessCommand::Plan(a) => plan_command(a).await,
@@ -29,6 +44,14 @@ pub async fn run(cmd: AccessCommand) -> anyhow::Result<()> {
 /// The policy (with an `access:` section), the directory and a client.
 async fn inputs(a: &AccessArgs) -> anyhow::Result<(Policy, Snapshot, kube::Client)> {
     let policy = Policy::load(&a.policy)?;
+    // Opening creates an embedded store that is not there: a mistyped --data-dir would read as
+    // an empty directory (and plan to take everyone out).
+    if a.store.store.is_none() && !a.store.data_dir.is_dir() {
+        anyhow::bail!(
+            "{} is not a data directory: point --data-dir at the server's, or --store at its database",
+            a.store.data_dir.display()
+        );
+    }
     let store = super::open_store(&a.store).await?;
     let snapshot = Snapshot::from_loaded(store.load().await.context("reading the directory")?);
     let client = crate::cluster::client(a.kubeconfig.as_deref())
@@ -70,15 +93,15 @@ fn change_line(verb: &str, c: &Change) -> String {
     let mut line = format!(
         "  {verb:<7} {:<18} {:<60} {} {}",
         c.to.kind(),
-        c.to.display(),
+        field(&c.to.display()),
         c.to.role.kind(),
-        c.to.role.name()
+        field(c.to.role.name())
     );
     if !granted.is_empty() {
-        let _ = write!(line, "\n          + {}", granted.join(", "));
+        let _ = write!(line, "\n          + {}", field(&granted.join(", ")));
     }
     if !revoked.is_empty() {
-        let _ = write!(line, "\n          - {}", revoked.join(", "));
+        let _ = write!(line, "\n          - {}", field(&revoked.join(", ")));
     }
     if let plan::Why::Drift { by } = &c.why {
         let _ = write!(
@@ -111,8 +134,8 @@ fn plan_text(p: &Plan, notes: &[String], mode: crate::policy::Mode) -> String {
             out,
             "  delete  {:<18} {:<60} - {}",
             b.kind(),
-            b.display(),
-            users.join(", ")
+            field(&b.display()),
+            field(&users.join(", "))
         );
     }
     for n in notes {
@@ -147,7 +170,7 @@ async fn bound(client: &kube::Client) -> anyhow::Result<Vec<Bound>> {
 
 async fn who_can(verb: &str, kind: &str, namespace: String, a: AccessArgs) -> anyhow::Result<()> {
     let (policy, snapshot, client) = inputs(&a).await?;
-    let (group, resource, subresource) = explain::resource(kind);
+    let (group, resource, subresource) = explain::resource(kind).map_err(anyhow::Error::msg)?;
     let r = Request {
         verb: verb.into(),
         group,
@@ -197,14 +220,15 @@ async fn who_can(verb: &str, kind: &str, namespace: String, a: AccessArgs) -> an
             println!("who can {what} {place} through scimgate's bindings: {}", who.len());
             for (s, via) in &who {
                 let name = person(&s.name).map_or(s.name.clone(), |u| format!("{u} ({})", s.name));
+                let name = field(&name);
                 for b in via {
                     println!(
                         "  {name:<40} group {:<20} {} {} → {} {}",
-                        b.binding.group,
+                        field(&b.binding.group),
                         b.binding.kind(),
-                        b.binding.display(),
+                        field(&b.binding.display()),
                         b.binding.role.kind(),
-                        b.binding.role.name()
+                        field(b.binding.role.name())
                     );
                 }
             }
@@ -273,13 +297,15 @@ async fn of(user: &str, a: AccessArgs) -> anyhow::Result<()> {
                 println!(
                     "  {} {}  via group {}  → {} {}",
                     b.binding.kind(),
-                    b.binding.display(),
-                    b.binding.group,
+                    field(&b.binding.display()),
+                    field(&b.binding.group),
                     b.binding.role.kind(),
-                    b.binding.role.name()
+                    field(b.binding.role.name())
                 );
                 match &b.rules {
-                    Some(rules) => explain::rule_lines(rules).iter().for_each(|l| println!("      {l}")),
+                    Some(rules) => explain::rule_lines(rules)
+                        .iter()
+                        .for_each(|l| println!("      {}", field(l))),
                     None => println!(
                         "      (the {} does not exist: it grants nothing)",
                         b.binding.role.kind()

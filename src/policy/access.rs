@@ -77,7 +77,8 @@ impl Grant {
 /// The compiled `access:` section.
 #[derive(Debug, Clone)]
 pub struct Access {
-    /// `dry-run`: the reconciler says what it would change and writes nothing.
+    /// `dry-run`: the reconciler says what it would change and writes nothing. Default: enforce,
+    /// whatever the policy's own `mode`.
     pub mode: Mode,
     pub grants: Vec<Grant>,
 }
@@ -86,9 +87,31 @@ pub struct Access {
 /// error (a platform team may mean it).
 const SWEEPING: [&str; 2] = ["cluster-admin", "admin"];
 
+/// The ClusterRole `components/access` gives scimgate itself: granting it would hand a group the
+/// power to rewrite every binding.
+const OWN_ROLE: &str = "scimgate-access";
+
+/// Namespaces a glob does not reach; only a grant naming one exactly does: the control plane's.
+pub const RESERVED_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// Whether a grant's `namespaces` reach `namespace`.
+pub fn reaches(globs: &[Glob], namespace: &str) -> bool {
+    let literal = |g: &Glob| !g.as_str().contains(['*', '?']);
+    globs
+        .iter()
+        .any(|g| g.matches(namespace) && (literal(g) || !RESERVED_NAMESPACES.contains(&namespace)))
+}
+
+/// `access:` when the key is there — even empty (`access:` with everything under it commented
+/// out reads as null): the section is then present with no grants, and scimgate withdraws what
+/// it granted, rather than freezing the bindings as they are.
+pub(super) fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<AccessFile>, D::Error> {
+    Option::<AccessFile>::deserialize(d).map(|a| Some(a.unwrap_or_default()))
+}
+
 impl AccessFile {
     /// Compile, adding what is wrong to `problems` and what is risky to `warnings`.
-    pub(super) fn compile(self, default_mode: Mode, problems: &mut Vec<String>, warnings: &mut Vec<String>) -> Access {
+    pub(super) fn compile(self, problems: &mut Vec<String>, warnings: &mut Vec<String>) -> Access {
         let mut grants = Vec::new();
         for (i, g) in self.bindings.into_iter().enumerate() {
             let at = format!("access.bindings[{i}]");
@@ -135,6 +158,12 @@ impl AccessFile {
                 ),
                 None => None,
             };
+            if role.name() == OWN_ROLE || role.name().starts_with("system:") {
+                problems.push(format!(
+                    "{at}: {} is not a role to grant a group (scimgate's own, or the API server's)",
+                    role.name()
+                ));
+            }
             if namespaces.is_none() && matches!(role, RoleRef::Role(_)) {
                 problems.push(format!(
                     "{at}: a Role lives in a namespace; say which (namespaces), or grant a clusterRole"
@@ -154,7 +183,8 @@ impl AccessFile {
             });
         }
         Access {
-            mode: self.mode.unwrap_or(default_mode),
+            // Not the policy's own mode: putting admission in dry-run must not stop revocations.
+            mode: self.mode.unwrap_or(Mode::Enforce),
             grants,
         }
     }
@@ -172,7 +202,7 @@ mod tests {
     }
 
     #[test]
-    fn grants_compile_with_their_scope_and_the_policy_mode() {
+    fn grants_compile_with_their_scope_and_enforce_by_default() {
         let p = with_access(
             "access:\n  bindings:\n    - group: ml-engineers\n      clusterRole: scimgate-runs-submit\n      namespaces: [\"ml-*\"]\n    - group: platform\n      clusterRole: view\n",
         )
@@ -191,12 +221,16 @@ mod tests {
         let a = with_access("access:\n  mode: dry-run\n").unwrap().access.unwrap();
         assert!(a.grants.is_empty());
         assert_eq!(a.mode, Mode::DryRun);
+        // Everything under it commented out: present, with nothing granted.
+        let a = with_access("access:\n#  bindings:\n").unwrap().access.unwrap();
+        assert!(a.grants.is_empty());
+        assert_eq!(a.mode, Mode::Enforce);
     }
 
     #[test]
     fn mistakes_are_named() {
         let e = with_access(
-            "access:\n  bindings:\n    - group: a\n      role: r\n    - group: b\n    - group: c\n      clusterRole: x\n      role: y\n    - group: d\n      clusterRole: v\n      namespaces: []\n    - group: e/f\n      clusterRole: v\n",
+            "access:\n  bindings:\n    - group: a\n      role: r\n    - group: b\n    - group: c\n      clusterRole: x\n      role: y\n    - group: d\n      clusterRole: v\n      namespaces: []\n    - group: e/f\n      clusterRole: v\n    - group: g\n      clusterRole: scimgate-access\n",
         )
         .unwrap_err();
         for part in [
@@ -205,6 +239,7 @@ mod tests {
             "bindings[2]: names both",
             "bindings[3]: namespaces is an empty list",
             "bindings[4]: 'e/f' has '/'",
+            "bindings[5]: scimgate-access is not a role to grant",
         ] {
             assert!(e.contains(part), "{part} in {e}");
         }

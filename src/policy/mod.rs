@@ -237,7 +237,7 @@ struct PolicyFile {
     rules: Vec<RuleFile>,
     /// Absent: scimgate manages no access (and touches no binding). Present, even with no
     /// bindings: it owns the bindings it labelled, and removes those the section no longer asks for.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "access::present")]
     access: Option<access::AccessFile>,
 }
 
@@ -505,7 +505,7 @@ impl Policy {
                     .into(),
             );
         }
-        let access = file.access.map(|a| a.compile(file.mode, &mut problems, &mut warnings));
+        let access = file.access.map(|a| a.compile(&mut problems, &mut warnings));
         if !problems.is_empty() {
             return Err(Error::Invalid {
                 path: path.to_string(),

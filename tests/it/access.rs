@@ -223,9 +223,43 @@ async fn a_group_grants_runs_and_logs_where_the_policy_says_and_a_leaver_loses_t
     assert_eq!(kept["subjects"], squatter["subjects"], "{kept}");
     assert!(kept["metadata"]["labels"].is_null(), "{kept}");
 
+    // Someone strips scimgate's label from its binding in ml-late: it is theirs now. scimgate's
+    // watch no longer selects it (a DELETED event, as upstream's filtered watch reports it); the
+    // create it then tries fails on the name, and the binding is left as they keep it, even when
+    // the group changes.
+    let stripped = w
+        .api
+        .hand_edit(
+            "kubectl-label",
+            "rolebindings",
+            "ml-late",
+            ML_BINDING,
+            json!({"metadata": {"labels": {"scimgate.io/managed-by": null}}}),
+        )
+        .expect("label removed");
+    let r =
+        w.s.patch(
+            &format!("/Groups/{ml}"),
+            ops(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", w.bob)}])),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let bob_out = until(Duration::from_secs(5), async || {
+        subjects(&binding(&w.api, "ml-team", ML_BINDING)).is_empty()
+    })
+    .await;
+    assert!(bob_out.is_some(), "{:?}", binding(&w.api, "ml-team", ML_BINDING));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let theirs_now = binding(&w.api, "ml-late", ML_BINDING).expect("still there");
+    assert_eq!(theirs_now["subjects"], stripped["subjects"], "{theirs_now}");
+    assert!(
+        theirs_now["metadata"]["labels"].get("scimgate.io/managed-by").is_none(),
+        "{theirs_now}"
+    );
+
     let metrics = w.s.metrics().await;
     for series in [
-        "scimgate_access_bindings 3",
+        "scimgate_access_bindings 2",
         "scimgate_access_writer 1",
         "scimgate_access_drift_repaired_total 1",
         "scimgate_access_writes_total{verb=\"create\",outcome=\"taken\"}",

@@ -201,6 +201,9 @@ pub struct Change {
     /// (pkg/storage/etcd3/watcher.go `prepareObjs`: the previous value decoded at the event's
     /// revision).
     pub object: Value,
+    /// A MODIFIED change's state before it: a watch with a label selector that the object
+    /// stops (or starts) matching sees it DELETED (or ADDED).
+    pub previous: Option<Value>,
 }
 
 #[derive(Default)]
@@ -218,16 +221,14 @@ impl Storage {
     /// Store `obj` (its resource version already set) and note the change at the current
     /// resource version.
     fn store(&mut self, key: Key, obj: Value) {
-        let kind = if self.objects.contains_key(&key) {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
+        let previous = self.objects.get(&key).cloned();
+        let kind = if previous.is_some() { "MODIFIED" } else { "ADDED" };
         self.history.push(Change {
             resource_version: self.resource_version,
             kind,
             key: key.clone(),
             object: obj.clone(),
+            previous,
         });
         self.objects.insert(key, obj);
         self.changed.send_replace(self.resource_version);
@@ -283,6 +284,7 @@ impl Storage {
             kind: "DELETED",
             key: key.clone(),
             object: obj.clone(),
+            previous: None,
         });
         self.changed.send_replace(self.resource_version);
         Some(obj)

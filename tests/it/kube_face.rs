@@ -24,8 +24,9 @@
 //!   stream ends after `timeoutSeconds` (handleWatch), and the client watches again from the last
 //!   resource version it saw — what kube-rs's `watcher` does (kube-runtime `watcher.rs`).
 //! - Label selectors of equality and existence terms (apimachinery pkg/labels/selector.go), on
-//!   LIST and WATCH; an object whose labels stop matching is not reported as DELETED to a watch,
-//!   as upstream's filtered watch does.
+//!   LIST and WATCH; to a watch, an object whose labels start matching is ADDED and one whose
+//!   labels stop matching is DELETED, as upstream's filtered watch reports them
+//!   (pkg/storage/cacher/cache_watcher.go `convertToWatchEvent`).
 //!
 //! Writes: PATCH of a custom resource (`application/merge-patch+json` or
 //! `application/json-patch+json`; pkg/endpoints/handlers/patch.go), played by `ApiServer::patch`
@@ -481,10 +482,14 @@ async fn delete_namespaced(
     Path((group, version, ns, plural, name)): Path<(String, String, String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let r = Request::new([&group, &version, &ns, &plural, &name], &q, &headers);
+    // The DeleteOptions body (kube-rs always sends one), with its preconditions.
+    let options = if body.is_empty() { Ok(json!({})) } else { decode(&body) };
+    let op = options.map(|o| crate::rbac::Op::Delete(o["preconditions"].clone()));
     match crate::rbac::kind(&group, &plural) {
-        Some(_) => rbac_write(&face, &r, Ok(crate::rbac::Op::Delete)),
+        Some(_) => rbac_write(&face, &r, op),
         None => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -498,8 +503,16 @@ async fn delete_cluster(
     Path((group, version, plural, name)): Path<(String, String, String, String)>,
     q: Query<HashMap<String, String>>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
-    delete_namespaced(face, Path((group, version, String::new(), plural, name)), q, headers).await
+    delete_namespaced(
+        face,
+        Path((group, version, String::new(), plural, name)),
+        q,
+        headers,
+        body,
+    )
+    .await
 }
 
 type Failure = crate::reports_face::Failure;
@@ -1174,10 +1187,25 @@ fn watch(
                 let s = w.storage.lock().expect("storage");
                 let start = s.history.partition_point(|c| c.resource_version <= w.after);
                 for c in &s.history[start..] {
-                    if w.scope.holds(&c.key) && w.scope.selects(&c.object) {
-                        let object = served_as(c.object.clone(), &w.scope.group, &w.scope.version);
-                        w.pending.push_back(json!({"type": c.kind, "object": object}));
+                    if !w.scope.holds(&c.key) {
+                        continue;
                     }
+                    // A filtered watch (apiserver pkg/storage/cacher/cache_watcher.go
+                    // `convertToWatchEvent`): an object that starts matching is ADDED; one that
+                    // stops, DELETED — its previous state at this change's resource version.
+                    let was = c.previous.as_ref().is_some_and(|p| w.scope.selects(p));
+                    let (kind, object) = match (w.scope.selects(&c.object), was) {
+                        (true, false) if c.kind == "MODIFIED" => ("ADDED", c.object.clone()),
+                        (true, _) => (c.kind, c.object.clone()),
+                        (false, true) => {
+                            let mut last = c.previous.clone().unwrap_or_default();
+                            last["metadata"]["resourceVersion"] = c.object["metadata"]["resourceVersion"].clone();
+                            ("DELETED", last)
+                        }
+                        (false, false) => continue,
+                    };
+                    let object = served_as(object, &w.scope.group, &w.scope.version);
+                    w.pending.push_back(json!({"type": kind, "object": object}));
                 }
                 w.after = w.after.max(s.resource_version);
             }

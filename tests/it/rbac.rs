@@ -943,7 +943,8 @@ pub enum Op {
     /// `PATCH` with `application/apply-patch+yaml`: server-side apply (`applyPatcher`).
     Apply { config: Value, force: bool },
     /// `DELETE` of one object.
-    Delete,
+    /// With the DeleteOptions' `preconditions` (`uid`, `resourceVersion`), if any.
+    Delete(Value),
 }
 
 /// The object a write is about; `name` is the URL's (empty for a create).
@@ -979,7 +980,7 @@ pub fn write(storage: &mut Storage, t: &Target<'_>, op: Op, manager: &str) -> Re
         Op::Replace(obj) => replace(storage, kind, t, obj, manager),
         Op::Patch(p) => patch(storage, kind, t, &p, manager),
         Op::Apply { config, force } => apply(storage, kind, t, config, manager, force),
-        Op::Delete => delete(storage, t),
+        Op::Delete(preconditions) => delete(storage, t, &preconditions),
     }?;
     if t.plural == "clusterroles" {
         aggregate(storage);
@@ -1235,10 +1236,28 @@ fn stale(t: &Target<'_>, new: &Value, old: &Value) -> Result<(), Failure> {
 
 /// registry/store.go `Delete`: gone at once (no finalizers on RBAC objects), answered with a
 /// `Status` naming it (`finalizeDelete`: RBAC's stores do not return the deleted object).
-fn delete(storage: &mut Storage, t: &Target<'_>) -> Result<(u16, Value), Failure> {
-    let Some(gone) = storage.remove(&key(t.plural, t.namespace, t.name)) else {
+fn delete(storage: &mut Storage, t: &Target<'_>, preconditions: &Value) -> Result<(u16, Value), Failure> {
+    let k = key(t.plural, t.namespace, t.name);
+    let Some(stored) = storage.objects.get(&k) else {
         return Err((404, "NotFound", format!("{}.{GROUP} {:?} not found", t.plural, t.name)));
     };
+    // DeleteOptions.preconditions, checked against the stored object (apimachinery
+    // pkg/apis/meta/v1 `Preconditions`; storage/etcd3 store.go `Delete` → `checkPreconditions`,
+    // a mismatch answered as a Conflict).
+    for (field, what) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+        let (want, have) = (
+            preconditions[field].as_str(),
+            stored["metadata"][field].as_str().unwrap_or_default(),
+        );
+        if let Some(want) = want.filter(|w| *w != have) {
+            let message = format!(
+                "Operation cannot be fulfilled on {}.{GROUP} {:?}: Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}",
+                t.plural, t.name
+            );
+            return Err((409, "Conflict", message));
+        }
+    }
+    let gone = storage.remove(&k).unwrap_or_default();
     Ok((
         200,
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
