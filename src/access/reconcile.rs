@@ -44,6 +44,10 @@ const IN_FLIGHT: usize = 16;
 /// How long a write this replica made stands in for what the watch shows, until the watch shows
 /// it; and how long a name another binding holds is left before trying again.
 const OVERLAY: Duration = Duration::from_secs(30);
+/// After this many failed writes in a row of a change that takes someone's access away, the
+/// binding is deleted instead: a binding that cannot be written (too large, refused) must not
+/// go on granting what the identity provider withdrew.
+const FAIL_CLOSED_AFTER: u32 = 3;
 /// How long before the Lease would run out unrenewed this replica stops writing.
 const WRITE_MARGIN: Duration = Duration::from_secs(3);
 
@@ -92,6 +96,8 @@ struct Memory {
     /// What was desired, and from what (directory generation, policy, namespaces): a pass that a
     /// watch event alone started (the echo of this replica's own writes, mostly) reuses it.
     desired: Option<(Inputs, Desired)>,
+    /// Writes that failed in a row, by binding.
+    failures: HashMap<Key, u32>,
 }
 
 type Inputs = (u64, String, Vec<String>);
@@ -263,7 +269,7 @@ impl Reconciler {
                     let read = observed.get(&op.binding().key());
                     self.apply(&op, read).await
                 } else {
-                    Outcome::Failed("the Lease was not renewed during this pass".into())
+                    Outcome::Deferred
                 };
                 (op, outcome)
             })
@@ -272,10 +278,12 @@ impl Reconciler {
             .await;
         let mut failed = false;
         let mut changed_at = HashMap::new();
+        let mut withdraw = Vec::new();
         for (op, outcome) in results {
             let key = op.binding().key();
             match outcome {
                 Outcome::Done(version) => {
+                    memory.failures.remove(&key);
                     let after = op.after().cloned().map(|b| (b, version));
                     match &after {
                         Some((b, _)) => memory.last.insert(key.clone(), b.clone()),
@@ -299,10 +307,33 @@ impl Reconciler {
                         "access: a binding scimgate does not own has this name, and is left alone (rename or delete it)");
                     memory.taken.insert(key, Instant::now());
                 }
+                // Not written before the Lease could lapse: the next pass, after a renewal.
+                Outcome::Deferred => failed = true,
                 Outcome::Failed(e) => {
                     tracing::warn!(binding = %op.binding().display(), error = %e, "access: a binding write failed; retrying");
                     failed = true;
+                    let count = memory.failures.entry(key).or_default();
+                    *count += 1;
+                    if let Op::Update(Change { was: Some(was), .. }) = &op {
+                        if *count >= FAIL_CLOSED_AFTER && !op.revoked().is_empty() {
+                            withdraw.push(Op::Withdraw {
+                                was: was.clone(),
+                                why: e,
+                            });
+                        }
+                    }
                 }
+            }
+        }
+        for op in withdraw.into_iter().filter(|_| Instant::now() < until) {
+            let key = op.binding().key();
+            let read = observed.get(&key);
+            if let Outcome::Done(_) = self.delete(op.binding(), read).await {
+                tracing::error!(binding = %op.binding().display(),
+                    "access: a binding that could not be written was deleted, so nobody keeps access the identity provider withdrew");
+                memory.last.remove(&key);
+                memory.failures.remove(&key);
+                self.record(&op, snapshot, policy, &mut changed_at).await;
             }
         }
         failed
@@ -342,7 +373,7 @@ impl Reconciler {
                 };
                 self.outcome("apply", r)
             }
-            Op::Delete(b) => self.delete(b, read).await,
+            Op::Delete(b) | Op::Withdraw { was: b, .. } => self.delete(b, read).await,
         }
     }
 
@@ -420,7 +451,7 @@ impl Reconciler {
             Err(e) => Outcome::Failed(e.to_string()),
         };
         let label = match &outcome {
-            Outcome::Done(_) | Outcome::Gone => "ok",
+            Outcome::Done(_) | Outcome::Gone | Outcome::Deferred => "ok",
             Outcome::Taken => "taken",
             Outcome::Failed(_) => "failed",
         };
@@ -435,19 +466,8 @@ impl Reconciler {
     async fn record(&self, op: &Op, snapshot: &Snapshot, policy: &Policy, changed_at: &mut HashMap<Arc<str>, String>) {
         let b = op.binding();
         let (granted, revoked, why) = match op {
-            Op::Create(c) | Op::Update(c) => {
-                let (g, r) = c.people();
-                (g, r, Some(&c.why))
-            }
-            Op::Delete(b) => (
-                Vec::new(),
-                b.subjects
-                    .iter()
-                    .filter(|s| s.kind == "User")
-                    .map(|s| s.name.as_str())
-                    .collect(),
-                None,
-            ),
+            Op::Create(c) | Op::Update(c) => (c.people().0, op.revoked(), Some(&c.why)),
+            Op::Delete(_) | Op::Withdraw { .. } => (Vec::new(), op.revoked(), None),
         };
         if let Some(Why::Drift { by }) = why {
             self.metrics.access_drift_repaired();
@@ -484,13 +504,18 @@ enum Op {
     Create(Change),
     Update(Change),
     Delete(Binding),
+    /// A binding deleted because the change it needed could not be written (`why`).
+    Withdraw {
+        was: Binding,
+        why: String,
+    },
 }
 
 impl Op {
     fn binding(&self) -> &Binding {
         match self {
             Op::Create(c) | Op::Update(c) => &c.to,
-            Op::Delete(b) => b,
+            Op::Delete(b) | Op::Withdraw { was: b, .. } => b,
         }
     }
 
@@ -498,7 +523,20 @@ impl Op {
     fn after(&self) -> Option<&Binding> {
         match self {
             Op::Create(c) | Op::Update(c) => Some(&c.to),
-            Op::Delete(_) => None,
+            Op::Delete(_) | Op::Withdraw { .. } => None,
+        }
+    }
+
+    /// The usernames the write takes the role from.
+    fn revoked(&self) -> Vec<&str> {
+        match self {
+            Op::Create(c) | Op::Update(c) => c.people().1,
+            Op::Delete(b) | Op::Withdraw { was: b, .. } => b
+                .subjects
+                .iter()
+                .filter(|s| s.kind == "User")
+                .map(|s| s.name.as_str())
+                .collect(),
         }
     }
 }
@@ -510,6 +548,8 @@ enum Outcome {
     Taken,
     /// Already gone (a delete), or its namespace is.
     Gone,
+    /// Not tried: the Lease could lapse before it is answered.
+    Deferred,
     Failed(String),
 }
 
@@ -524,6 +564,12 @@ fn cause(
 ) -> String {
     let b = op.binding();
     let grant = &b.grant;
+    if let Op::Withdraw { why, .. } = op {
+        return format!(
+            "the binding could not be written ({}), so it was deleted rather than left granting what the identity provider withdrew ({grant})",
+            crate::model::decision::prefix(why, 200)
+        );
+    }
     let Some(p) = person else {
         return format!("{name} names no user in the directory any more; {outcome} ({grant})");
     };

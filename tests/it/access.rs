@@ -478,3 +478,49 @@ async fn two_replicas_write_each_binding_once_and_the_lease_moves_when_the_write
     assert_eq!(kube.rbac_writes(), writes + 1, "one apply by the new writer");
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_that_cannot_be_changed_is_deleted_rather_than_left_granting_a_leaver() {
+    let (w, ml) = world("enforce").await;
+    let r =
+        w.s.patch(
+            &format!("/Groups/{ml}"),
+            ops(json!([{"op": "add", "path": "members", "value": [{"value": w.bob}]}])),
+        )
+        .await;
+    assert!(r.status.is_success());
+    let both = until(Duration::from_secs(10), async || {
+        subjects(&binding(&w.api, "ml-team", ML_BINDING)) == [ALICE, BOB]
+    })
+    .await;
+    assert!(both.is_some(), "{:?}", binding(&w.api, "ml-team", ML_BINDING));
+    // From now on the API server refuses scimgate's PATCHes (a role edited, an admission policy
+    // of someone else's): the apply that would take alice out keeps failing.
+    w.kube.forbid_patches(true);
+    let uid = binding(&w.api, "ml-team", ML_BINDING).unwrap()["metadata"]["uid"].clone();
+    w.deactivate(&w.alice).await;
+    // After three failures it deletes the binding (a DELETE, still allowed) and creates what the
+    // policy asks for afresh (a POST): alice out, bob back, through a new object.
+    let out = until(Duration::from_secs(20), async || {
+        binding(&w.api, "ml-team", ML_BINDING).is_some_and(|b| b["metadata"]["uid"] != uid)
+    })
+    .await;
+    assert!(out.is_some(), "{:?}", binding(&w.api, "ml-team", ML_BINDING));
+    assert!(!can(&w.api, ALICE, "list", "workflows", "ml-team"));
+    let back = until(Duration::from_secs(5), async || {
+        can(&w.api, BOB, "list", "workflows", "ml-team")
+    })
+    .await;
+    assert!(back.is_some(), "{:?}", binding(&w.api, "ml-team", ML_BINDING));
+    let records = w.decisions(1).await;
+    let withdrawn: Vec<_> = records
+        .iter()
+        .filter(|r| r.hook == "access" && r.outcome == "revoked" && r.reason.contains("could not be written"))
+        .collect();
+    assert_eq!(withdrawn.len(), 2, "alice and bob, each once: {records:#?}");
+    assert!(
+        withdrawn.iter().all(|r| r.reason.contains("is forbidden")),
+        "{withdrawn:#?}"
+    );
+    w.kube.forbid_patches(false);
+}
