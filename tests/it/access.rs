@@ -76,6 +76,17 @@ async fn hand_edit(kube: &KubeFace, namespace: &str, name: &str, patch: Value) -
         .status()
 }
 
+/// bob joins the group `ml` in the IdP (a SCIM PATCH adding him).
+async fn add_bob(w: &World, ml: &str) {
+    let r =
+        w.s.patch(
+            &format!("/Groups/{ml}"),
+            ops(json!([{"op": "add", "path": "members", "value": [{"value": w.bob}]}])),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+}
+
 async fn world(mode: &str) -> (World, String) {
     let w = World::with(&policy(mode), "policyReloadSeconds: 1\n").await;
     install_roles(&w.api);
@@ -137,13 +148,7 @@ async fn a_group_grants_runs_and_logs_where_the_policy_says_and_a_leaver_loses_t
     assert!(late.is_some(), "the new namespace got no binding");
 
     // bob joins the group in the IdP: he gains it.
-    let r =
-        w.s.patch(
-            &format!("/Groups/{ml}"),
-            ops(json!([{"op": "add", "path": "members", "value": [{"value": w.bob}]}])),
-        )
-        .await;
-    assert!(r.status.is_success(), "{}", r.body);
+    add_bob(&w, &ml).await;
     let joined = until(Duration::from_secs(5), async || {
         can(&w.api, BOB, "list", "workflows", "ml-team")
     })
@@ -314,13 +319,7 @@ async fn access_plan_says_what_dry_run_would_write_and_access_of_says_what_a_per
     assert!(w.s.metrics().await.contains("scimgate_access_pending_changes 2"));
 
     // After a change in the IdP, the plan follows it.
-    let r =
-        w.s.patch(
-            &format!("/Groups/{ml}"),
-            ops(json!([{"op": "add", "path": "members", "value": [{"value": w.bob}]}])),
-        )
-        .await;
-    assert!(r.status.is_success());
+    add_bob(&w, &ml).await;
     let (_, out, _) = access_command(&w, &["plan", "-o", "json"]);
     let plan: Value = serde_json::from_str(&out).expect(&out);
     let ml_team = plan["create"]
@@ -482,13 +481,7 @@ async fn two_replicas_write_each_binding_once_and_the_lease_moves_when_the_write
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binding_that_cannot_be_changed_is_deleted_rather_than_left_granting_a_leaver() {
     let (w, ml) = world("enforce").await;
-    let r =
-        w.s.patch(
-            &format!("/Groups/{ml}"),
-            ops(json!([{"op": "add", "path": "members", "value": [{"value": w.bob}]}])),
-        )
-        .await;
-    assert!(r.status.is_success());
+    add_bob(&w, &ml).await;
     let both = until(Duration::from_secs(10), async || {
         subjects(&binding(&w.api, "ml-team", ML_BINDING)) == [ALICE, BOB]
     })
