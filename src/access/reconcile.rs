@@ -138,7 +138,7 @@ impl Reconciler {
             if Instant::now() >= renew_at {
                 renew_at = Instant::now() + RENEW;
                 let asked = Instant::now();
-                let holds = hold(&self.client, &mut lease).await;
+                let holds = crate::cluster::lease::Lease::hold_lazily(&self.client, &mut lease, LEASE, "access").await;
                 if holds {
                     until = asked + crate::cluster::lease::DURATION - WRITE_MARGIN;
                 }
@@ -656,26 +656,6 @@ fn say_dry_run(plan: &Plan, notes: &[String], said: &mut Option<String>) {
             tracing::info!(change = %l, "access (dry-run)");
         }
         *said = Some(text);
-    }
-}
-
-/// Take or renew the access Lease; whether this replica holds it.
-async fn hold(client: &kube::Client, lease: &mut Option<crate::cluster::lease::Lease>) -> bool {
-    if lease.is_none() {
-        match crate::cluster::lease::Lease::for_this_replica(client, LEASE).await {
-            Ok(l) => *lease = Some(l),
-            Err(e) => {
-                tracing::warn!(error = %e, "access: the API server did not say who scimgate is");
-                return false;
-            }
-        }
-    }
-    match lease.as_ref().map(|l| l.hold()) {
-        Some(hold) => hold.await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "access: the Lease could not be renewed");
-            false
-        }),
-        None => false,
     }
 }
 

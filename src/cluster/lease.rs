@@ -52,6 +52,26 @@ impl Lease {
         Ok(Lease::new(client.clone(), namespace, name, &holder))
     }
 
+    /// Take or renew the Lease `name` in `slot`, made for this replica at the first call that can
+    /// (`for_this_replica`); whether this replica holds it. A failure is logged for `task` and is
+    /// not holding it.
+    pub async fn hold_lazily(client: &kube::Client, slot: &mut Option<Lease>, name: &str, task: &'static str) -> bool {
+        if slot.is_none() {
+            match Lease::for_this_replica(client, name).await {
+                Ok(l) => *slot = Some(l),
+                Err(e) => {
+                    tracing::warn!(task, error = %e, "the API server did not say who scimgate is");
+                    return false;
+                }
+            }
+        }
+        let Some(lease) = slot.as_ref() else { return false };
+        lease.hold().await.unwrap_or_else(|e| {
+            tracing::warn!(task, lease = name, error = %e, "the Lease could not be renewed");
+            false
+        })
+    }
+
     /// Take or renew the Lease; whether this replica holds it now. A conflict (another replica
     /// changed it first) is not holding it.
     pub async fn hold(&self) -> Result<bool, kube::Error> {

@@ -81,13 +81,6 @@ async fn plan_command(a: AccessArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mode_name(mode: crate::policy::Mode) -> &'static str {
-    match mode {
-        crate::policy::Mode::Enforce => "enforce",
-        crate::policy::Mode::DryRun => "dry-run",
-    }
-}
-
 fn change_line(verb: &str, c: &Change) -> String {
     let (granted, revoked) = c.people();
     let mut line = format!(
@@ -116,7 +109,7 @@ fn change_line(verb: &str, c: &Change) -> String {
 fn plan_text(p: &Plan, notes: &[String], mode: crate::policy::Mode) -> String {
     let mut out = format!(
         "access plan (mode {}): {} to create, {} to change, {} to delete, {} as they should be\n",
-        mode_name(mode),
+        mode.as_str(),
         p.create.len(),
         p.update.len(),
         p.delete.len(),
@@ -153,7 +146,7 @@ fn plan_json(p: &Plan, notes: &[String], mode: crate::policy::Mode) -> Value {
             "drift": matches!(c.why, plan::Why::Drift { .. })})
     };
     json!({
-        "mode": mode_name(mode),
+        "mode": mode.as_str(),
         "create": p.create.iter().map(change).collect::<Vec<_>>(),
         "change": p.update.iter().map(change).collect::<Vec<_>>(),
         "delete": p.delete.iter().map(|b| json!({"kind": b.kind(), "namespace": b.namespace, "name": b.name})).collect::<Vec<_>>(),

@@ -154,7 +154,8 @@ impl Reporter {
         let mut lease = None;
         let mut held = false;
         loop {
-            let holds = self.hold(&mut lease).await;
+            let holds =
+                crate::cluster::lease::Lease::hold_lazily(&self.client, &mut lease, LEASE, "identity reports").await;
             if holds != held {
                 let who = if holds {
                     "this replica holds the Lease"
@@ -192,27 +193,6 @@ impl Reporter {
                 _ = tokio::time::sleep(SETTLE) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-        }
-    }
-
-    /// Take or renew the reports' Lease (named after this process, in scimgate's namespace);
-    /// whether this replica writes.
-    async fn hold(&self, lease: &mut Option<crate::cluster::lease::Lease>) -> bool {
-        if lease.is_none() {
-            match crate::cluster::lease::Lease::for_this_replica(&self.client, LEASE).await {
-                Ok(l) => *lease = Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, "identity reports: the API server did not say who scimgate is");
-                    return false;
-                }
-            }
-        }
-        match lease.as_ref().map(|l| l.hold()) {
-            Some(hold) => hold.await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "identity reports: the Lease could not be renewed");
-                false
-            }),
-            None => false,
         }
     }
 

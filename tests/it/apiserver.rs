@@ -186,6 +186,20 @@ struct Attrs<'a> {
     dry_run: bool,
 }
 
+/// What a client says of these metadata fields on a create is not kept (k8s.io/apiserver
+/// pkg/endpoints/handlers/create.go → `rest.WipeObjectMetaSystemFields`).
+pub fn wipe_system_fields(meta: &mut serde_json::Map<String, Value>) {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
+        meta.remove(k);
+    }
+}
+
 /// Stored objects by (group, plural, namespace, name); the version is not part of the key (one
 /// storage version per resource).
 pub type Key = (String, String, String, String);
@@ -713,16 +727,7 @@ impl ApiServer {
         } else {
             meta.remove("namespace");
         }
-        // create.go → rest.WipeObjectMetaSystemFields: what a client says of these is not kept.
-        for k in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "selfLink",
-        ] {
-            meta.remove(k);
-        }
+        wipe_system_fields(meta);
         if meta
             .get("resourceVersion")
             .and_then(Value::as_str)

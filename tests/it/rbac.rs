@@ -1064,15 +1064,7 @@ fn create(
         ));
     }
     if let Some(meta) = obj["metadata"].as_object_mut() {
-        for k in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "selfLink",
-        ] {
-            meta.remove(k);
-        }
+        crate::apiserver::wipe_system_fields(meta);
     }
     default_object(kind, &mut obj);
     validate(kind, &obj, None)?;
