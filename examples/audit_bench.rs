@@ -123,6 +123,7 @@ async fn record(
             stamp_id: None,
             authenticated: false,
             prior_decision: None,
+            on_behalf_of: None,
             link: None,
         });
         if batch.len() == 2000 || i + 1 == n {

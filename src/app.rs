@@ -167,6 +167,7 @@ impl State {
         tracing::info!(
             users = snapshot.user_count(),
             groups = snapshot.group_count(),
+            agents = snapshot.count(crate::model::ResourceType::Agent),
             millis = started.elapsed().as_millis() as u64,
             "directory loaded"
         );
@@ -423,6 +424,7 @@ impl Apps {
             store: state.store.clone(),
             recorder: recorder.clone(),
             options: cfg.offboarding,
+            policy: state.policy.clone(),
         };
         offboard(cfg, cluster.client.clone().map(sweeper), tasks, shutdown);
         let reporter = |client| crate::reports::Reporter {

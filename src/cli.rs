@@ -176,6 +176,10 @@ pub enum PolicyCommand {
         /// userInfo.username for manifests.
         #[arg(long, default_value = "oidc:alice@example.com")]
         user: String,
+        /// Ask as this agent (its `name` in /Agents): the username is the agent's `subject`, or
+        /// `identity.agents.usernamePrefix` + name when it has none. Overrides --user.
+        #[arg(long, value_name = "NAME")]
+        agent: Option<String>,
         /// Namespace for objects that name none.
         #[arg(short = 'n', long)]
         namespace: Option<String>,

@@ -1,8 +1,10 @@
 //! Who a request is from, in SCIM terms: strip the OIDC username prefix, find the user by the
 //! configured attribute, and for the named delegate service accounts find the person they act
-//! for. Never trusts `userInfo.groups`. No I/O: reads one directory snapshot.
+//! for. An agent — an `/Agents` resource whose `subject` the username is, or a User the policy
+//! marks as one — comes with the active people among its owners, whose rights bound its own.
+//! Never trusts `userInfo.groups`. No I/O: reads one directory snapshot.
 
-use crate::directory::{ArgoClaim, Lookup, Snapshot, User};
+use crate::directory::{Agent, ArgoClaim, Lookup, Snapshot, User};
 use crate::policy::{Claim, Kind, MatchAttribute, Policy, Requester, Via};
 use std::sync::Arc;
 
@@ -71,6 +73,14 @@ pub enum Error {
     NoPrefix { username: String, prefix: String },
     #[error("the request carries no username")]
     NoUsername,
+    #[error(
+        "agent {agent} has no active owner to act for ({why}); an agent acts only within what an active owner may do"
+    )]
+    NoSponsor { agent: String, why: String },
+    #[error("{0} is not an agent provisioned from the identity provider")]
+    UnknownAgent(String),
+    #[error("{username} is both agent {agent}'s subject and a user's name; it must name one")]
+    AgentOrPerson { username: String, agent: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -87,16 +97,19 @@ pub enum Resolved {
     OwnerStamp { namespace: String, name: String },
 }
 
-fn person(s: &Snapshot, u: &User) -> Requester {
-    let groups = s
-        .groups_of(&u.record.id)
+/// The folded displayNames of every group `id` is in, nested ones included.
+fn groups_of(s: &Snapshot, id: &str) -> Vec<String> {
+    s.groups_of(id)
         .into_iter()
         .map(|(g, _)| crate::model::name::fold(&g.display_name))
-        .collect();
+        .collect()
+}
+
+fn person(s: &Snapshot, u: &User) -> Requester {
     Requester::Person {
         id: u.record.id.to_string(),
         user_name: u.user_name.to_string(),
-        groups,
+        groups: groups_of(s, &u.record.id),
     }
 }
 
@@ -105,6 +118,211 @@ fn active(s: &Snapshot, u: &Arc<User>, said: &str) -> Result<Requester> {
         Ok(person(s, u))
     } else {
         Err(Error::Deactivated(said.to_string()))
+    }
+}
+
+/// How many owners a refusal names, each with why they cannot sponsor; the rest are counted.
+const OWNERS_NAMED: usize = 3;
+
+/// The active people among `owners` (Users, and the active user members of Groups, nested ones
+/// included), in owner order, each once; and why each owner that gives nobody does not. Users
+/// that are agents themselves (`is_agent`) sponsor nobody: an agent acts for a person, never for
+/// another agent. Each group is walked once whatever the owners: linear in the memberships.
+fn sponsors_of(s: &Snapshot, owners: &[Arc<str>], is_agent: &dyn Fn(&User) -> bool) -> (Vec<Requester>, Vec<String>) {
+    let mut sponsors = Vec::new();
+    let mut seen: std::collections::HashSet<Arc<str>> = std::collections::HashSet::new();
+    let mut walked: std::collections::HashSet<Arc<str>> = std::collections::HashSet::new();
+    let mut gone = Vec::new();
+    let mut take = |u: &Arc<User>, sponsors: &mut Vec<Requester>| {
+        if u.active && !is_agent(u) && seen.insert(u.record.id.clone()) {
+            sponsors.push(person(s, u));
+        }
+    };
+    for o in owners {
+        if let Some(u) = s.user(o) {
+            if !u.active {
+                gone.push(format!("{} is deactivated", u.user_name));
+            } else if is_agent(u) {
+                gone.push(format!("{} is an agent, not a person", u.user_name));
+            }
+            take(u, &mut sponsors);
+        } else if let Some(g) = s.group(o) {
+            let before = sponsors.len();
+            let mut frontier = vec![g.record.id.clone()];
+            while let Some(gid) = frontier.pop() {
+                if !walked.insert(gid.clone()) {
+                    continue;
+                }
+                for m in s.group(&gid).map(|g| g.members.as_slice()).unwrap_or_default() {
+                    match s.user(m) {
+                        Some(u) => take(u, &mut sponsors),
+                        None if s.group(m).is_some() => frontier.push(m.clone()),
+                        None => {}
+                    }
+                }
+            }
+            if sponsors.len() == before {
+                gone.push(format!("group {} has no active member", g.display_name));
+            }
+        } else {
+            gone.push(format!("owner {o} was deleted from the identity provider"));
+        }
+    }
+    if owners.is_empty() {
+        gone.push("it lists no owners".into());
+    }
+    (sponsors, gone)
+}
+
+/// Whether `u` is a User the policy marks as an agent.
+fn marked_agent(policy: &Policy) -> impl Fn(&User) -> bool + '_ {
+    move |u| policy.identity.agents.users.is_some() && agent_user_owners(policy, u).is_some()
+}
+
+fn describe_gone(mut gone: Vec<String>) -> String {
+    let more = gone.len().saturating_sub(OWNERS_NAMED);
+    gone.truncate(OWNERS_NAMED);
+    if more > 0 {
+        gone.push(format!("{more} more"));
+    }
+    gone.join("; ")
+}
+
+/// An agent with nobody to act for, for a run its owner started before: no sponsors, so the
+/// policy judges it alone (`policy::evaluate`).
+fn lone_agent(s: &Snapshot, id: &str, name: &str, agent_type: Option<&str>) -> Requester {
+    Requester::Agent {
+        id: id.to_string(),
+        name: name.to_string(),
+        agent_type: agent_type.map(crate::model::name::fold),
+        groups: groups_of(s, id),
+        sponsors: Vec::new(),
+        owners: Vec::new(),
+    }
+}
+
+/// An agent as the policy judges it: active, with at least one active person to act for.
+fn agent_requester(
+    s: &Snapshot,
+    policy: &Policy,
+    id: &str,
+    name: &str,
+    active: bool,
+    agent_type: Option<&str>,
+    owners: &[Arc<str>],
+) -> Result<Requester> {
+    if !active {
+        return Err(Error::Deactivated(format!("agent {name}")));
+    }
+    let (sponsors, gone) = sponsors_of(s, owners, &marked_agent(policy));
+    if sponsors.is_empty() {
+        return Err(Error::NoSponsor {
+            agent: name.to_string(),
+            why: describe_gone(gone),
+        });
+    }
+    let mut owner_ids: Vec<String> = owners
+        .iter()
+        .filter(|o| s.user(o).is_some())
+        .map(|o| o.to_string())
+        .collect();
+    owner_ids.extend(sponsors.iter().filter_map(|p| p.scim_id()).map(str::to_string));
+    owner_ids.sort();
+    owner_ids.dedup();
+    Ok(Requester::Agent {
+        id: id.to_string(),
+        name: name.to_string(),
+        agent_type: agent_type.map(crate::model::name::fold),
+        groups: groups_of(s, id),
+        sponsors,
+        owners: owner_ids,
+    })
+}
+
+/// Why nobody among `owners` can sponsor an agent (every owner deactivated, deleted, an agent
+/// itself (`is_agent`), or a group without an active member), or `None` while someone can:
+/// offboarding treats such an agent as departed.
+pub fn owners_gone(s: &Snapshot, owners: &[Arc<str>], is_agent: &dyn Fn(&User) -> bool) -> Option<String> {
+    let (sponsors, gone) = sponsors_of(s, owners, is_agent);
+    sponsors.is_empty().then(|| describe_gone(gone))
+}
+
+fn from_agent(s: &Snapshot, policy: &Policy, a: &Agent) -> Result<Requester> {
+    agent_requester(
+        s,
+        policy,
+        &a.record.id,
+        &a.name,
+        a.active,
+        a.agent_type.as_deref(),
+        &a.owners,
+    )
+}
+
+/// Whether the policy marks user `u` an agent (`identity.agents.users`), and if so its owners:
+/// the enterprise extension's `manager`. Reads the stored record only when the policy asks.
+pub fn agent_user_owners(policy: &Policy, u: &User) -> Option<Vec<Arc<str>>> {
+    let rule = policy.identity.agents.users.as_ref()?;
+    let doc: serde_json::Value = serde_json::from_str(&u.record.body).ok()?;
+    let value = attribute(&doc, &rule.attribute)?;
+    if !rule.equals.contains(&crate::model::name::fold(value)) {
+        return None;
+    }
+    let manager = doc
+        .get(crate::scim::schema::ENTERPRISE_USER)
+        .and_then(|e| e.get("manager"))
+        .and_then(|m| m.get("value"))
+        .and_then(serde_json::Value::as_str)
+        .filter(|m| !m.is_empty());
+    Some(manager.map(Arc::from).into_iter().collect())
+}
+
+/// A string attribute of a stored User by SCIM path: `userType`, `name.givenName`, or a
+/// URN-qualified one (`urn:…:User:employeeType`). Stored names are as the schema spells them;
+/// the path is matched case-insensitively.
+fn attribute<'a>(doc: &'a serde_json::Value, path: &str) -> Option<&'a str> {
+    let (scope, rest) = match path.rfind(':') {
+        Some(i) => (
+            doc.as_object()?
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&path[..i]))?
+                .1,
+            &path[i + 1..],
+        ),
+        None => (doc, path),
+    };
+    rest.split('.')
+        .try_fold(scope, |v, part| {
+            v.as_object()?
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(part))
+                .map(|(_, v)| v)
+        })?
+        .as_str()
+}
+
+/// A resolved person who may be an agent user: as the agent, with its manager as owner.
+fn maybe_agent_user(s: &Snapshot, policy: &Policy, who: Requester) -> Result<Requester> {
+    let Some(u) = who.scim_id().and_then(|id| s.user(id)) else {
+        return Ok(who);
+    };
+    match agent_user_owners(policy, u) {
+        Some(owners) => agent_requester(s, policy, &u.record.id, &u.user_name, u.active, None, &owners),
+        None => Ok(who),
+    }
+}
+
+/// The one agent whose `subject` is `username`, if any.
+fn agent_by_subject<'a>(s: &'a Snapshot, username: &str) -> Result<Option<&'a Arc<Agent>>> {
+    let ids = s.agents_by_subject(username);
+    let agents: Vec<&Arc<Agent>> = ids.iter().filter_map(|id| s.agent(id)).collect();
+    match agents.as_slice() {
+        [] => Ok(None),
+        [a] => Ok(Some(*a)),
+        _ => Err(Error::Ambiguous {
+            who: username.to_string(),
+            n: agents.len(),
+        }),
     }
 }
 
@@ -141,9 +359,21 @@ pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Re
 /// The person a verified stamp names (`sub`, a SCIM id), with whether the identity provider still
 /// has them active: the submitter of an owner whose runs a controller creates (what becomes of a
 /// run of someone deactivated since is the policy's `whenOwnerOffboarded`).
-pub fn stamped_person(s: &Snapshot, id: &str) -> Result<(Requester, bool)> {
+pub fn stamped_person(s: &Snapshot, policy: &Policy, id: &str) -> Result<(Requester, bool)> {
+    if let Some(a) = s.agent(id) {
+        // Without an owner to act for, an agent is as good as deactivated: judged as itself
+        // alone, as a deactivated person's run is judged as them (`whenOwnerOffboarded`).
+        return Ok(match from_agent(s, policy, a) {
+            Ok(r) => (r, true),
+            Err(_) => (lone_agent(s, &a.record.id, &a.name, a.agent_type.as_deref()), false),
+        });
+    }
     match s.user(id) {
-        Some(u) => Ok((person(s, u), u.active)),
+        Some(u) if u.active => Ok(match maybe_agent_user(s, policy, person(s, u)) {
+            Ok(r) => (r, true),
+            Err(_) => (lone_agent(s, &u.record.id, &u.user_name, None), false),
+        }),
+        Some(u) => Ok((person(s, u), false)),
         None => Err(Error::Unknown(format!("SCIM id {id}"))),
     }
 }
@@ -334,11 +564,34 @@ pub fn resolve(
                 namespace: namespace.into(),
                 name: name.into(),
             }),
-            None => Ok(Resolved::ServiceAccount(Requester::ServiceAccount {
-                namespace: namespace.into(),
-                name: name.into(),
-            })),
+            None => match agent_by_subject(s, username)? {
+                // A service account an agent is bound to (its `subject`): the agent.
+                Some(a) => Ok(Resolved::Person {
+                    requester: from_agent(s, policy, a)?,
+                    via: None,
+                }),
+                None => Ok(Resolved::ServiceAccount(Requester::ServiceAccount {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                })),
+            },
         };
+    }
+    if let Some(agent) = policy
+        .identity
+        .agents
+        .username_prefix
+        .as_deref()
+        .and_then(|p| username.strip_prefix(p))
+    {
+        let a = s
+            .by_unique_key(crate::model::ResourceType::Agent, &crate::model::name::fold(agent))
+            .and_then(|id| s.agent(id))
+            .ok_or_else(|| Error::UnknownAgent(agent.to_string()))?;
+        return Ok(Resolved::Person {
+            requester: from_agent(s, policy, a)?,
+            via: None,
+        });
     }
     let name = match &policy.identity.username_prefix {
         Some(prefix) => username.strip_prefix(prefix.as_str()).ok_or_else(|| Error::NoPrefix {
@@ -350,5 +603,179 @@ pub fn resolve(
     if name.is_empty() {
         return Err(Error::NoUsername);
     }
-    find_person(s, policy.identity.match_attribute, name).map(|requester| Resolved::Person { requester, via: None })
+    let person = find_person(s, policy.identity.match_attribute, name);
+    if let Some(a) = agent_by_subject(s, name)? {
+        // A username that is an agent's subject and also finds a user names neither.
+        if matches!(person, Ok(_) | Err(Error::Deactivated(_))) {
+            return Err(Error::AgentOrPerson {
+                username: name.to_string(),
+                agent: a.name.to_string(),
+            });
+        }
+        return Ok(Resolved::Person {
+            requester: from_agent(s, policy, a)?,
+            via: None,
+        });
+    }
+    maybe_agent_user(s, policy, person?).map(|requester| Resolved::Person { requester, via: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ResourceType;
+    use crate::store::{Change, Record};
+    use serde_json::json;
+
+    fn put(rt: ResourceType, id: &str, key: &str, body: serde_json::Value) -> Change {
+        Change::Put {
+            record: Record {
+                rt,
+                id: id.into(),
+                unique_key: crate::model::name::fold(key).into(),
+                version: 1,
+                body: body.to_string().into(),
+            },
+            previous: None,
+        }
+    }
+
+    fn user(id: &str, name: &str, active: bool) -> Change {
+        put(
+            ResourceType::User,
+            id,
+            name,
+            json!({"userName": name, "active": active}),
+        )
+    }
+
+    fn directory(alice_active: bool) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.apply(&[
+            user("u1", "alice", alice_active),
+            user("u2", "bob", true),
+            user("u3", "carol", false),
+            put(ResourceType::Group, "g1", "ml", json!({"displayName": "ml", "members": [{"value": "u1"}, {"value": "a1"}]})),
+            put(ResourceType::Group, "g2", "leavers", json!({"displayName": "leavers", "members": [{"value": "u3"}]})),
+            put(
+                ResourceType::Agent,
+                "a1",
+                "pr-bot",
+                json!({"name": "pr-bot", "agentType": "Assistant", "subject": "bot-sub-1", "owners": [{"value": "u1"}]}),
+            ),
+            put(
+                ResourceType::Agent,
+                "a2",
+                "team-bot",
+                json!({"name": "team-bot", "subject": "system:serviceaccount:ci:team-bot", "owners": [{"value": "g2"}, {"value": "g1"}]}),
+            ),
+        ]);
+        s
+    }
+
+    fn policy(extra: &str) -> Policy {
+        let text = format!(
+            "apiVersion: scimgate.io/v1\nkind: Policy\nidentity:\n  usernamePrefix: \"oidc:\"\n{extra}rules:\n  - name: a\n    allow: [submit]\n    groups: [ml]\n"
+        );
+        Policy::parse(&text, "p").expect("policy")
+    }
+
+    fn resolve_requester(s: &Snapshot, p: &Policy, username: &str) -> Result<Requester> {
+        match resolve(s, p, username, (None, ArgoTrace::Actor), None, None)? {
+            Resolved::Person { requester, .. } | Resolved::ServiceAccount(requester) => Ok(requester),
+            Resolved::OwnerStamp { .. } => Err(Error::NoUsername),
+        }
+    }
+
+    #[test]
+    fn an_agent_is_found_by_its_subject_with_its_sponsors() {
+        let s = directory(true);
+        let p = policy("");
+        let Requester::Agent {
+            id,
+            agent_type,
+            groups,
+            sponsors,
+            ..
+        } = resolve_requester(&s, &p, "oidc:bot-sub-1").expect("agent")
+        else {
+            panic!("not an agent")
+        };
+        assert_eq!((id.as_str(), agent_type.as_deref()), ("a1", Some("assistant")));
+        assert_eq!(groups, vec!["ml".to_string()]);
+        assert_eq!(
+            sponsors.iter().map(Requester::display).collect::<Vec<_>>(),
+            vec!["alice"]
+        );
+        // A service account the agent is bound to is the agent; its group owners' active
+        // members sponsor it (carol in `leavers` is deactivated, alice in `ml` is not).
+        let Requester::Agent { sponsors, .. } =
+            resolve_requester(&s, &p, "system:serviceaccount:ci:team-bot").expect("agent")
+        else {
+            panic!("not an agent")
+        };
+        assert_eq!(
+            sponsors.iter().map(Requester::display).collect::<Vec<_>>(),
+            vec!["alice"]
+        );
+    }
+
+    #[test]
+    fn an_agent_whose_owners_are_gone_is_refused_naming_why() {
+        let s = directory(false);
+        let p = policy("");
+        let e = resolve_requester(&s, &p, "oidc:bot-sub-1").expect_err("no sponsor");
+        assert_eq!(
+            e.to_string(),
+            "agent pr-bot has no active owner to act for (alice is deactivated); an agent acts only within what an active owner may do"
+        );
+        let e = resolve_requester(&s, &p, "system:serviceaccount:ci:team-bot").expect_err("no sponsor");
+        assert!(
+            e.to_string()
+                .contains("(group leavers has no active member; group ml has no active member)"),
+            "{e}"
+        );
+        let none = |_: &User| false;
+        assert!(owners_gone(&s, &s.agent("a1").expect("a1").owners, &none).is_some());
+        let d = directory(true);
+        assert!(owners_gone(&d, &d.agent("a1").expect("a1").owners, &none).is_none());
+    }
+
+    #[test]
+    fn agents_by_name_prefix_and_agent_users_by_attribute() {
+        let mut s = directory(true);
+        s.apply(&[put(
+            ResourceType::User,
+            "u9",
+            "deploy-agent",
+            json!({"userName": "deploy-agent", "userType": "Agent",
+                   crate::scim::schema::ENTERPRISE_USER: {"manager": {"value": "u2"}}}),
+        )]);
+        let p = policy(
+            "  agents:\n    usernamePrefix: \"agent:\"\n    users:\n      attribute: userType\n      equals: [agent]\n",
+        );
+        assert!(matches!(resolve_requester(&s, &p, "agent:PR-BOT"), Ok(Requester::Agent { id, .. }) if id == "a1"));
+        assert_eq!(
+            resolve_requester(&s, &p, "agent:nobody")
+                .expect_err("unknown")
+                .to_string(),
+            "nobody is not an agent provisioned from the identity provider"
+        );
+        let Requester::Agent { sponsors, .. } = resolve_requester(&s, &p, "oidc:deploy-agent").expect("agent user")
+        else {
+            panic!("not an agent")
+        };
+        assert_eq!(sponsors.iter().map(Requester::display).collect::<Vec<_>>(), vec!["bob"]);
+        // Without the marker it is an ordinary person.
+        assert!(matches!(
+            resolve_requester(&s, &policy(""), "oidc:deploy-agent"),
+            Ok(Requester::Person { .. })
+        ));
+        // A subject that is also a userName names neither.
+        s.apply(&[user("u8", "bot-sub-1", true)]);
+        assert!(matches!(
+            resolve_requester(&s, &p, "oidc:bot-sub-1"),
+            Err(Error::AgentOrPerson { .. })
+        ));
+    }
 }

@@ -80,6 +80,7 @@ closed_set! {
     ScimResource {
         Users => "Users",
         Groups => "Groups",
+        Agents => "Agents",
         Search => ".search",
         Bulk => "Bulk",
         Me => "Me",
@@ -199,6 +200,7 @@ struct Inner {
     commit_batch: Histogram,
     users: Gauge,
     groups: Gauge,
+    agents: Gauge,
     generation: Gauge<u64, AtomicU64>,
     last_change: Gauge<f64, AtomicU64>,
     last_sync: Gauge<f64, AtomicU64>,
@@ -362,6 +364,8 @@ impl Metrics {
         registry.register("directory_users", "Users in the identity directory", users.clone());
         let groups = Gauge::default();
         registry.register("directory_groups", "Groups in the identity directory", groups.clone());
+        let agents = Gauge::default();
+        registry.register("directory_agents", "Agents in the identity directory", agents.clone());
         let generation = Gauge::<u64, AtomicU64>::default();
         registry.register(
             "directory_generation",
@@ -438,6 +442,7 @@ impl Metrics {
             commit_batch,
             users,
             groups,
+            agents,
             generation,
             last_change,
         }))
@@ -558,6 +563,9 @@ impl Metrics {
     pub fn directory(&self, s: &Snapshot) {
         self.0.users.set(i64::try_from(s.user_count()).unwrap_or(i64::MAX));
         self.0.groups.set(i64::try_from(s.group_count()).unwrap_or(i64::MAX));
+        self.0
+            .agents
+            .set(i64::try_from(s.count(crate::model::ResourceType::Agent)).unwrap_or(i64::MAX));
         self.0.generation.set(s.generation);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

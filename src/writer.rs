@@ -230,6 +230,7 @@ impl<E: From<Error> + Clone + Send + 'static> Task<E> {
         tracing::info!(
             users = next.user_count(),
             groups = next.group_count(),
+            agents = next.count(crate::model::ResourceType::Agent),
             seq = next.seq,
             millis = started.elapsed().as_millis() as u64,
             "directory resynchronised from the store"

@@ -67,7 +67,7 @@ pub fn identify(
         Err(why) => Err(why.to_string()),
     };
     let sub = match &person {
-        Ok(Requester::Person { id, .. }) => id.clone(),
+        Ok(who) => who.scim_id().unwrap_or_default().to_string(),
         _ => String::new(),
     };
     Asker {
@@ -216,8 +216,8 @@ fn owner_person(
     } else {
         ("submitted", "the submitter of")
     };
-    let (who, active) =
-        identity::stamped_person(snap, author).map_err(|e| format!("{noun} its owner {kind} {ns}/{name}: {e}"))?;
+    let (who, active) = identity::stamped_person(snap, policy, author)
+        .map_err(|e| format!("{noun} its owner {kind} {ns}/{name}: {e}"))?;
     if active {
         return Ok(OwnerPerson {
             who,

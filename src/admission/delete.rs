@@ -54,6 +54,10 @@ pub(super) fn decide(st: &Decider, req: &Request, kind: Kind, t: &mut DecisionDr
         .and_then(|o| object::verified(&st.verifier, o, Entry::SUBMIT))
         .and_then(Result::ok);
     t.submitter_id = submitted.as_ref().map(|c| c.sub.clone()).filter(|s| !s.is_empty());
+    let submitted_for = submitted
+        .as_ref()
+        .map(|c| c.on_behalf_of.clone())
+        .filter(|s| !s.is_empty());
     t.stamp_id = submitted.map(|c| c.sid).filter(|s| !s.is_empty());
 
     let allow = |t: &mut DecisionDraft, reason: String| {
@@ -95,9 +99,12 @@ pub(super) fn decide(st: &Decider, req: &Request, kind: Kind, t: &mut DecisionDr
             Err(e) => Err(e.to_string()),
         },
     };
-    if let Ok(Requester::Person { id, groups, .. }) = &who {
-        t.user_id = Some(id.clone());
-        t.groups = groups.clone();
+    if let Some(id) = who.as_ref().ok().and_then(Requester::scim_id) {
+        t.user_id = Some(id.to_string());
+        t.groups = who.as_ref().map(|w| w.groups().to_vec()).unwrap_or_default();
+    }
+    if let Ok(Requester::Agent { sponsors, .. }) = &who {
+        t.acting_for = sponsors.first().and_then(Requester::scim_id).map(str::to_string);
     }
     if !policy.enforce_deletes {
         let why = match t.reason.as_str() {
@@ -114,12 +121,14 @@ pub(super) fn decide(st: &Decider, req: &Request, kind: Kind, t: &mut DecisionDr
             run_as: t.run_as.clone(),
             templates: t.templates.clone(),
             submitter_id: t.submitter_id.clone(),
+            submitted_for,
         };
         policy::evaluate(&policy, &run, &requester)
     });
     match verdict {
         Ok(d) if d.outcome == Outcome::Allowed => {
             t.rule = d.rule;
+            t.on_behalf_of = d.on_behalf_of;
             allow(t, String::new())
         }
         refused => {

@@ -84,6 +84,11 @@ pub struct DecisionDraft {
     pub run_as: Vec<String>,
     pub templates: Vec<String>,
     pub submitter_id: Option<String>,
+    /// An agent's request: the person whose rights carried it.
+    pub on_behalf_of: Option<crate::policy::OnBehalfOf>,
+    /// An agent's request that no one's rights carried: the first active owner it would have
+    /// acted for (the record's on-behalf-of, so a denial shows in their audit too).
+    pub acting_for: Option<String>,
     pub policy: String,
     /// The id of the stamp this request carries for its action (the validating call's view).
     pub stamp_id: Option<String>,

@@ -404,6 +404,7 @@ fn record(
         stamp_id: t.stamp_id,
         authenticated,
         prior_decision: prior_decision(req, action),
+        on_behalf_of: t.on_behalf_of.map(|o| o.id).or(t.acting_for),
         link: None,
     }
 }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::cluster::argo_defaults::Defaults;
 use crate::directory::Snapshot;
-use crate::policy::{Action, Kind, Outcome, Policy, Requester};
+use crate::policy::{Action, Kind, Outcome, Policy};
 use crate::stamp::{self, object, Entry};
 use arc_swap::Guard;
 use std::sync::Arc;
@@ -235,14 +235,18 @@ impl<'a> Deciding<'a> {
             t.user_id = Some(id.to_string());
             t.groups = groups.to_vec();
         }
-        t.submitter_id = self
+        t.acting_for = verdict::first_sponsor(&who.asker);
+        let submitted = self
             .req
             .old_object
             .as_ref()
             .and_then(|old| object::verified(&self.st.verifier, old, Entry::SUBMIT))
-            .and_then(Result::ok)
-            .map(|c| c.sub)
+            .and_then(Result::ok);
+        let submitted_for = submitted
+            .as_ref()
+            .map(|c| c.on_behalf_of.clone())
             .filter(|s| !s.is_empty());
+        t.submitter_id = submitted.map(|c| c.sub).filter(|s| !s.is_empty());
         let freshness = &self.st.freshness;
         let stale_age = freshness.stale_age();
         let fail_closed = stale_age
@@ -254,6 +258,7 @@ impl<'a> Deciding<'a> {
             run_as: &t.run_as,
             templates: &t.templates,
             submitter_id: t.submitter_id.clone(),
+            submitted_for,
         };
         Judged {
             verdict: verdict::judge(&self.policy, &who.asker, &who.actions, &run, fail_closed),
@@ -267,9 +272,14 @@ impl<'a> Deciding<'a> {
     /// Returns the decision per action for the stamps.
     pub fn answer(&self, who: &Who, judged: Judged, t: &mut DecisionDraft) -> Stage<(Answer, Vec<(Action, String)>)> {
         let (answer, decisions) = match judged.verdict {
-            Verdict::Allowed { decisions, rule } => {
+            Verdict::Allowed {
+                decisions,
+                rule,
+                on_behalf_of,
+            } => {
                 t.outcome = Some(Outcome::Allowed);
                 t.rule = Some(rule);
+                t.on_behalf_of = on_behalf_of;
                 if let Some(note) = &who.asker.offboarded_note {
                     t.reason = note.clone();
                 }
@@ -343,10 +353,13 @@ impl<'a> Deciding<'a> {
         }
         answer.patch = self.made_stamps(who, decisions, &digest, t);
         if who.action() == Action::Submit && self.policy.identity.rewrite_argo_creator_labels && self.kind.is_argo() {
-            if let Ok(Requester::Person { id, user_name, .. }) = &who.asker.person {
-                answer
-                    .patch
-                    .extend(attestations::argo_creator_labels(self.subject.obj, id, user_name));
+            if let Ok(p) = &who.asker.person {
+                if let Some(id) = p.scim_id() {
+                    let name = p.display();
+                    answer
+                        .patch
+                        .extend(attestations::argo_creator_labels(self.subject.obj, id, &name));
+                }
             }
         }
         answer
@@ -377,6 +390,7 @@ impl<'a> Deciding<'a> {
                         generate_name: subject.generate_name,
                         requester: &who.asker.requester,
                         who: person,
+                        on_behalf_of: t.on_behalf_of.as_ref(),
                         author: author.as_ref().map(|(id, name)| (id.as_str(), name.as_str())),
                         owner_submitter: who.asker.owner_submitter.as_deref(),
                         decision: decision.clone(),

@@ -4,7 +4,7 @@
 //! trust refuses (or warns, as the operator chose). No I/O.
 
 use super::asker::Asker;
-use crate::policy::{self, Action, Kind, Outcome, Policy, Requester, RunRequest};
+use crate::policy::{self, Action, Kind, OnBehalfOf, Outcome, Policy, RunRequest};
 
 /// What the policy said of one request.
 pub enum Verdict {
@@ -12,6 +12,9 @@ pub enum Verdict {
     Allowed {
         decisions: Vec<(Action, String)>,
         rule: String,
+        /// An agent's request: the person whose rights carried its first action (every action
+        /// was carried by one; the stamps name the first's).
+        on_behalf_of: Option<OnBehalfOf>,
     },
     /// The first action refused, why, and under which rule if one came close.
     Refused {
@@ -33,6 +36,8 @@ pub struct Run<'a> {
     pub run_as: &'a [String],
     pub templates: &'a [String],
     pub submitter_id: Option<String>,
+    /// The person an agent submitted it for (the verified submit stamp's `onBehalfOf`).
+    pub submitted_for: Option<String>,
 }
 
 /// Judge `actions` (at least one). `stale` is the directory's staleness as a refusal (fail closed)
@@ -55,6 +60,7 @@ pub fn judge(policy: &Policy, asker: &Asker, actions: &[Action], run: &Run<'_>, 
     let mut decisions = Vec::new();
     let mut refusal: Option<(Action, String, Option<String>)> = None;
     let mut first_rule = String::new();
+    let mut on_behalf_of = None;
     for (i, action) in actions.iter().enumerate() {
         // A delete is judged only where the policy enforces deletes; elsewhere it is recorded.
         if *action == Action::Delete && !policy.enforce_deletes {
@@ -65,6 +71,7 @@ pub fn judge(policy: &Policy, asker: &Asker, actions: &[Action], run: &Run<'_>, 
         let rule = d.rule.clone().unwrap_or_default();
         if i == 0 {
             first_rule = rule.clone();
+            on_behalf_of = d.on_behalf_of.clone();
         }
         if d.outcome == Outcome::Allowed {
             decisions.push((*action, format!("allow:{rule}")));
@@ -82,6 +89,7 @@ pub fn judge(policy: &Policy, asker: &Asker, actions: &[Action], run: &Run<'_>, 
         None => Verdict::Allowed {
             decisions,
             rule: first_rule,
+            on_behalf_of,
         },
         Some((action, why, rule)) => Verdict::Refused {
             action,
@@ -100,13 +108,22 @@ fn request(run: &Run<'_>, action: Action) -> RunRequest {
         run_as: run.run_as.to_vec(),
         templates: run.templates.to_vec(),
         submitter_id: run.submitter_id.clone(),
+        submitted_for: run.submitted_for.clone(),
     }
 }
 
-/// The person's id and groups, for the record.
-pub fn person_of(asker: &Asker) -> Option<(&str, &[String])> {
+/// An agent's first active owner: whom it acts for, when no one's rights carried the request.
+pub fn first_sponsor(asker: &Asker) -> Option<String> {
     match &asker.person {
-        Ok(Requester::Person { id, groups, .. }) => Some((id.as_str(), groups.as_slice())),
+        Ok(crate::policy::Requester::Agent { sponsors, .. }) => {
+            sponsors.first().and_then(|p| p.scim_id()).map(str::to_string)
+        }
         _ => None,
     }
+}
+
+/// The person's (or agent's) id and groups, for the record.
+pub fn person_of(asker: &Asker) -> Option<(&str, &[String])> {
+    let who = asker.person.as_ref().ok()?;
+    Some((who.scim_id()?, who.groups()))
 }

@@ -40,7 +40,8 @@ impl RecordAction {
 #[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Filters {
-    /// userName, SCIM id, or the requester as Kubernetes named it (oidc:…, system:serviceaccount:…).
+    /// userName, SCIM id, or the requester as Kubernetes named it (oidc:…, system:serviceaccount:…);
+    /// a person's decisions include what their agents did on their behalf.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -122,7 +123,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-const COLUMNS: [&str; 23] = [
+const COLUMNS: [&str; 24] = [
     "id",
     "at",
     "request_uid",
@@ -146,9 +147,10 @@ const COLUMNS: [&str; 23] = [
     "stamp_id",
     "authenticated",
     "prior_decision",
+    "on_behalf_of",
 ];
 
-fn fields(r: &DecisionRecord) -> [String; 23] {
+fn fields(r: &DecisionRecord) -> [String; 24] {
     [
         r.id.clone(),
         r.at.clone(),
@@ -173,6 +175,7 @@ fn fields(r: &DecisionRecord) -> [String; 23] {
         r.stamp_id.clone().unwrap_or_default(),
         r.authenticated.to_string(),
         r.prior_decision.clone().unwrap_or_default(),
+        r.on_behalf_of.clone().unwrap_or_default(),
     ]
 }
 
@@ -183,7 +186,7 @@ pub fn to_json(r: &DecisionRecord) -> serde_json::Value {
         let v = match *k {
             "latency_us" => serde_json::json!(r.latency_us),
             "authenticated" => serde_json::json!(r.authenticated),
-            "user_id" | "rule" | "submitter_id" | "stamp_id" | "prior_decision" if v.is_empty() => {
+            "user_id" | "rule" | "submitter_id" | "stamp_id" | "prior_decision" | "on_behalf_of" if v.is_empty() => {
                 serde_json::Value::Null
             }
             _ => serde_json::json!(v),
@@ -219,6 +222,7 @@ pub fn from_json(v: &serde_json::Value) -> Option<DecisionRecord> {
         stamp_id: s("stamp_id"),
         authenticated: v.get("authenticated").and_then(|x| x.as_bool()).unwrap_or(false),
         prior_decision: s("prior_decision"),
+        on_behalf_of: s("on_behalf_of"),
         link: None,
     })
 }
@@ -267,7 +271,12 @@ pub fn render(records: &[DecisionRecord], format: Format) -> String {
                     cut(&format!("{}/{}", r.namespace, r.name), 32),
                     cut(&r.requester, 28),
                     cut(r.rule.as_deref().unwrap_or("-"), 14),
-                    cut(&r.reason, 100)
+                    // An agent's decision names the person whose rights carried it.
+                    match r.on_behalf_of.as_deref() {
+                        Some(p) if r.reason.is_empty() => format!("on behalf of {p}"),
+                        Some(p) => format!("on behalf of {p}: {}", cut(&r.reason, 100)),
+                        None => cut(&r.reason, 100),
+                    }
                 ));
             }
             out
@@ -292,5 +301,51 @@ mod tests {
         );
         assert!(parse_time("7w", now).is_err() && parse_time("soon", now).is_err());
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+
+    fn agents() -> DecisionRecord {
+        DecisionRecord {
+            id: "d-1".into(),
+            at: "2026-12-03T07:00:00.000Z".into(),
+            action: "submit".into(),
+            requester: "oidc:pipeline-bot".into(),
+            user_id: Some("a-bot".into()),
+            outcome: "allowed".into(),
+            rule: Some("ml-submit".into()),
+            on_behalf_of: Some("u-alice".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_format_shows_the_person_an_agent_acted_for() {
+        let r = agents();
+        let j = to_json(&r);
+        assert_eq!(j["on_behalf_of"], "u-alice");
+        assert_eq!(from_json(&j), Some(r.clone()), "the audit API's client reads it back");
+        let person = DecisionRecord {
+            on_behalf_of: None,
+            ..r.clone()
+        };
+        assert_eq!(to_json(&person)["on_behalf_of"], serde_json::Value::Null);
+        assert_eq!(from_json(&to_json(&person)), Some(person.clone()));
+        let csv = render(std::slice::from_ref(&r), Format::Csv);
+        assert!(
+            csv.starts_with("id,at,") && csv.lines().next().is_some_and(|h| h.ends_with(",on_behalf_of")),
+            "{csv}"
+        );
+        assert!(csv.lines().nth(1).is_some_and(|l| l.ends_with(",u-alice")), "{csv}");
+        let table = render(&[r, person], Format::Table);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].ends_with("on behalf of u-alice"), "{table}");
+        assert!(!lines[2].contains("on behalf of"), "{table}");
+        let denied = DecisionRecord {
+            reason: "alice may not submit in prod".into(),
+            ..agents()
+        };
+        assert!(
+            render(&[denied], Format::Table).ends_with("on behalf of u-alice: alice may not submit in prod\n"),
+            "the reason follows"
+        );
     }
 }

@@ -2,6 +2,10 @@
 //! flips — newly denied, newly allowed — with counts by rule, namespace and group, and examples.
 //! Uses what each record kept from decision time (groups, run-as, templates, submitter), so the
 //! answer is about the policy change alone, not about later directory changes.
+//!
+//! An agent's decision (`on_behalf_of` set) is replayed for the agent's own rights, as recorded;
+//! its sponsor's groups are not in the record, so a denial the agent alone would now pass is
+//! counted apart ([`Report::sponsor_unknown`]), never as newly allowed.
 
 use super::DecisionRecord;
 use crate::policy::{self, Action, Kind, Outcome, Policy, Requester, RunRequest};
@@ -42,6 +46,10 @@ pub struct Report {
     pub skipped: usize,
     pub newly_denied: Vec<(DecisionRecord, String)>,
     pub newly_allowed: Vec<(DecisionRecord, String)>,
+    /// Replayed decisions an agent made on a person's behalf (among `replayed`).
+    pub on_behalf: usize,
+    /// Of those, denied then and allowed for the agent now: whether its sponsor may is unknown.
+    pub sponsor_unknown: usize,
 }
 
 fn denied(outcome: &str) -> bool {
@@ -66,9 +74,12 @@ pub fn replay(records: &[DecisionRecord], p: &Policy) -> Report {
             run_as: list(&r.run_as),
             templates: list(&r.templates),
             submitter_id: r.submitter_id.clone(),
+            submitted_for: None,
         };
         let d = policy::evaluate(p, &req, &who);
         report.replayed += 1;
+        let agent = r.on_behalf_of.is_some();
+        report.on_behalf += usize::from(agent);
         let now_denied = d.outcome != Outcome::Allowed;
         let why = if now_denied {
             d.reason.clone()
@@ -77,6 +88,7 @@ pub fn replay(records: &[DecisionRecord], p: &Policy) -> Report {
         };
         match (denied(&r.outcome), now_denied) {
             (false, true) => report.newly_denied.push((r.clone(), why)),
+            (true, false) if agent => report.sponsor_unknown += 1,
             (true, false) => report.newly_allowed.push((r.clone(), why)),
             _ => {}
         }
@@ -104,8 +116,8 @@ pub fn to_json(rep: &Report, examples: usize) -> Value {
             .iter()
             .take(examples)
             .map(|(r, why)| {
-                json!({"id": r.id, "at": r.at, "requester": r.requester, "action": r.action, "kind": r.kind,
-                                   "namespace": r.namespace, "name": r.name, "was": r.outcome, "now": why})
+                json!({"id": r.id, "at": r.at, "requester": r.requester, "onBehalfOf": r.on_behalf_of, "action": r.action,
+                    "kind": r.kind, "namespace": r.namespace, "name": r.name, "was": r.outcome, "now": why})
             })
             .collect()
     };
@@ -113,6 +125,7 @@ pub fn to_json(rep: &Report, examples: usize) -> Value {
         "replayed": rep.replayed, "skipped": rep.skipped,
         "newlyDenied": {"count": rep.newly_denied.len(), "counts": counts(&rep.newly_denied), "examples": ex(&rep.newly_denied)},
         "newlyAllowed": {"count": rep.newly_allowed.len(), "counts": counts(&rep.newly_allowed), "examples": ex(&rep.newly_allowed)},
+        "onBehalf": {"count": rep.on_behalf, "sponsorUnknown": rep.sponsor_unknown},
     })
 }
 
@@ -124,6 +137,13 @@ pub fn to_text(rep: &Report, examples: usize) -> String {
         rep.newly_denied.len(),
         rep.newly_allowed.len()
     );
+    if rep.on_behalf > 0 {
+        out.push_str(&format!(
+            "{} of them were agents' decisions on a person's behalf, replayed for the agent's own rights (the record \
+             keeps no sponsor's groups); {} denied then would pass for the agent now, not counted as newly allowed\n",
+            rep.on_behalf, rep.sponsor_unknown
+        ));
+    }
     for (title, flips) in [
         ("newly denied", &rep.newly_denied),
         ("newly allowed", &rep.newly_allowed),
@@ -150,10 +170,80 @@ pub fn to_text(rep: &Report, examples: usize) -> String {
         }
         for (r, why) in flips.iter().take(examples) {
             out.push_str(&format!(
-                "  e.g. {} {} {} {}/{} ({}): {why}\n",
-                r.at, r.requester, r.action, r.namespace, r.name, r.kind
+                "  e.g. {} {}{} {} {}/{} ({}): {why}\n",
+                r.at,
+                r.requester,
+                r.on_behalf_of
+                    .as_deref()
+                    .map(|p| format!(" on behalf of {p}"))
+                    .unwrap_or_default(),
+                r.action,
+                r.namespace,
+                r.name,
+                r.kind
             ));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "apiVersion: scimgate.io/v1\nkind: Policy\nidentity:\n  usernamePrefix: \"oidc:\"\nrules:\n  - name: ml-submit\n    allow: [submit]\n    groups: [ml]\n    namespaces: [\"ml-*\"]\n";
+
+    fn decision(id: &str, outcome: &str, namespace: &str, on_behalf_of: Option<&str>) -> DecisionRecord {
+        DecisionRecord {
+            id: id.into(),
+            at: "2026-12-03T07:00:00.000Z".into(),
+            kind: "Workflow".into(),
+            namespace: namespace.into(),
+            name: "train-".into(),
+            action: "submit".into(),
+            requester: "oidc:pipeline-bot".into(),
+            user_id: Some("a-bot".into()),
+            groups: "ml".into(),
+            outcome: outcome.into(),
+            run_as: "default".into(),
+            on_behalf_of: on_behalf_of.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_agents_decision_is_replayed_for_the_agent_and_never_called_newly_allowed() {
+        let p = Policy::parse(POLICY, "new.yaml").expect("policy");
+        let rep = replay(
+            &[
+                // Denied then (perhaps alice lacked the right): the agent alone passes now, but
+                // whether alice does the record cannot say.
+                decision("d-1", "denied", "ml-team", Some("u-alice")),
+                // Allowed then; the agent's own rights fail now: newly denied.
+                decision("d-2", "allowed", "prod", Some("u-alice")),
+                // A person's denial that passes now is newly allowed, as before.
+                decision("d-3", "denied", "ml-team", None),
+            ],
+            &p,
+        );
+        assert_eq!(rep.replayed, 3);
+        assert_eq!((rep.on_behalf, rep.sponsor_unknown), (2, 1));
+        assert_eq!(
+            rep.newly_denied.iter().map(|(r, _)| r.id.as_str()).collect::<Vec<_>>(),
+            ["d-2"]
+        );
+        assert_eq!(
+            rep.newly_allowed.iter().map(|(r, _)| r.id.as_str()).collect::<Vec<_>>(),
+            ["d-3"]
+        );
+        let j = to_json(&rep, 5);
+        assert_eq!(j["newlyDenied"]["examples"][0]["onBehalfOf"], "u-alice");
+        assert_eq!(j["onBehalf"]["sponsorUnknown"], 1);
+        let t = to_text(&rep, 5);
+        assert!(
+            t.contains("oidc:pipeline-bot on behalf of u-alice submit prod/train-"),
+            "{t}"
+        );
+        assert!(t.contains("2 of them were agents' decisions"), "{t}");
+    }
 }

@@ -16,6 +16,10 @@ pub enum Status {
         /// Whether the caller of the webhook that stamped it proved to be the API server
         /// (`None`: a stamp from before that was signed).
         authenticated: Option<bool>,
+        /// On an agent's stamp, the person whose rights carried it: userName and SCIM id (both
+        /// empty otherwise).
+        on_behalf_of: String,
+        on_behalf_of_id: String,
     },
     Missing,
     /// A stamp made for the object's controller owner (kind, name), copied onto it by the
@@ -142,6 +146,8 @@ pub fn verify_object(v: &Verifier, obj: &Value) -> Finding {
             by: claims.name,
             by_id: claims.sub,
             authenticated: claims.authenticated,
+            on_behalf_of: claims.on_behalf_of_name,
+            on_behalf_of_id: claims.on_behalf_of,
         });
     }
     if let Some(verified) = offboard::verified(v, obj) {
@@ -181,8 +187,15 @@ pub fn to_json(f: &Finding) -> Value {
                 by,
                 by_id,
                 authenticated,
+                on_behalf_of,
+                on_behalf_of_id,
             } => {
-                json!({"status": "valid", "action": action, "by": by, "byId": by_id, "authenticated": authenticated})
+                let mut v = json!({"status": "valid", "action": action, "by": by, "byId": by_id, "authenticated": authenticated});
+                if !on_behalf_of.is_empty() || !on_behalf_of_id.is_empty() {
+                    v["onBehalfOf"] = json!(on_behalf_of);
+                    v["onBehalfOfId"] = json!(on_behalf_of_id);
+                }
+                v
             }
             Status::Missing => json!({"status": "missing"}),
             Status::Inherited { action, owner } => json!({"status": "inherited", "action": action, "owner": owner}),
@@ -198,6 +211,15 @@ pub fn to_json(f: &Finding) -> Value {
         })
         .collect();
     json!({"object": f.object, "stamps": stamps})
+}
+
+/// What a line says of the person an agent's stamp was made on behalf of (nothing for others).
+fn sponsor(name: &str, id: &str) -> String {
+    match (name, id) {
+        ("", "") => String::new(),
+        ("", only) | (only, "") => format!(" on behalf of {only}"),
+        (name, _) => format!(" on behalf of {name}"),
+    }
 }
 
 /// What a line says of a stamp minted for a caller that did not prove to be the API server.
@@ -219,8 +241,14 @@ pub fn line(f: &Finding) -> String {
                 action,
                 by,
                 authenticated,
+                on_behalf_of,
+                on_behalf_of_id,
                 ..
-            } => format!("valid: {action} by {by}{}", unauthenticated_note(*authenticated)),
+            } => format!(
+                "valid: {action} by {by}{}{}",
+                sponsor(on_behalf_of, on_behalf_of_id),
+                unauthenticated_note(*authenticated)
+            ),
             Status::Missing => "missing: no scimgate stamp".to_string(),
             Status::Inherited { action, owner } => {
                 format!("no stamp of its own: carries its owner {owner}'s {action} stamp")

@@ -121,10 +121,23 @@ pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> an
             .unwrap_or_default()
             .to_string()
     };
+    // An agent's stamp names, in its verified claims, the person whose rights carried it.
+    let verified = object::all(v, obj);
     let mut events = Vec::new();
     for e in &TABLE {
         if !a(e.by_key()).is_empty() {
-            events.push(json!({"event": e.event, "by": a(e.by_key()), "byId": a(e.by_id_key()), "at": a(e.at_key())}));
+            let mut event =
+                json!({"event": e.event, "by": a(e.by_key()), "byId": a(e.by_id_key()), "at": a(e.at_key())});
+            let sponsor = verified
+                .iter()
+                .find(|(entry, _)| entry.event == e.event)
+                .and_then(|(_, c)| c.as_ref().ok())
+                .filter(|c| !c.on_behalf_of.is_empty() || !c.on_behalf_of_name.is_empty());
+            if let Some(c) = sponsor {
+                event["onBehalfOf"] = json!(c.on_behalf_of_name);
+                event["onBehalfOfId"] = json!(c.on_behalf_of);
+            }
+            events.push(event);
         }
     }
     // Offboarding's step, by scimgate's own account, names the departed person it was for.
@@ -139,7 +152,7 @@ pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> an
     if let Some(store) = store {
         let mut records = Vec::new();
         // Each stamp names its id; the decision that let it through carries the same id.
-        let sids = object::all(v, obj)
+        let sids = verified
             .into_iter()
             .filter_map(|(_, verified)| verified.ok().map(|c| c.sid))
             .chain(offboarded.map(|c| c.sid));
@@ -177,7 +190,7 @@ pub async fn explain(v: &Verifier, store: Option<&dyn Store>, obj: &Value) -> an
         records.retain(|r| seen.insert(r.id.clone()));
         records.sort_by(|a, b| a.at.cmp(&b.at));
         for (r, retried) in one_per_write(records) {
-            decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "requestUid": r.request_uid, "stampId": r.stamp_id, "authenticated": r.authenticated, "reason": r.reason, "alsoAdmitted": retried}));
+            decisions.push(json!({"id": r.id, "at": r.at, "action": r.action, "outcome": r.outcome, "rule": r.rule, "requester": r.requester, "onBehalfOf": r.on_behalf_of, "requestUid": r.request_uid, "stampId": r.stamp_id, "authenticated": r.authenticated, "reason": r.reason, "alsoAdmitted": retried}));
         }
     }
     let forged = finding.forged();
@@ -244,8 +257,14 @@ pub fn text(report: &Value) -> String {
             ));
             continue;
         }
+        // An agent's step: the agent, and the person whose rights carried it.
+        let sponsor = match (text("onBehalfOf"), text("onBehalfOfId")) {
+            ("", "") => String::new(),
+            (name, "") | ("", name) => format!(" on behalf of {name}"),
+            (name, id) => format!(" on behalf of {name} ({id})"),
+        };
         out.push_str(&format!(
-            "  {:<10} by {} ({}) at {}\n",
+            "  {:<10} by {} ({}){sponsor} at {}\n",
             text("event"),
             text("by"),
             e["byId"].as_str().unwrap_or("-"),
@@ -255,9 +274,14 @@ pub fn text(report: &Value) -> String {
     for s in report["stamps"].as_array().into_iter().flatten() {
         match s["status"].as_str() {
             Some("valid") => out.push_str(&format!(
-                "  stamp      {} by {}: valid{}\n",
+                "  stamp      {} by {}{}: valid{}\n",
                 s["action"].as_str().unwrap_or_default(),
                 s["by"].as_str().unwrap_or_default(),
+                s["onBehalfOf"]
+                    .as_str()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| format!(" on behalf of {p}"))
+                    .unwrap_or_default(),
                 verify::unauthenticated_note(s["authenticated"].as_bool())
             )),
             Some("missing") => {
@@ -282,10 +306,14 @@ pub fn text(report: &Value) -> String {
     }
     for d in report["decisions"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "  decision   {} {} {} rule {} at {} (id {}){}{}\n",
+            "  decision   {} {} {}{} rule {} at {} (id {}){}{}\n",
             d["action"].as_str().unwrap_or_default(),
             d["outcome"].as_str().unwrap_or_default(),
             d["requester"].as_str().unwrap_or_default(),
+            d["onBehalfOf"]
+                .as_str()
+                .map(|p| format!(" on behalf of {p}"))
+                .unwrap_or_default(),
             d["rule"].as_str().unwrap_or("-"),
             d["at"].as_str().unwrap_or_default(),
             d["id"].as_str().unwrap_or_default(),
@@ -340,6 +368,116 @@ mod tests {
         ]);
         let ids: Vec<(&str, Vec<String>)> = kept.iter().map(|(r, also)| (r.id.as_str(), also.clone())).collect();
         assert_eq!(ids, vec![("b", vec!["a".to_string()]), ("c", vec![]), ("d", vec![])]);
+    }
+
+    /// A Workflow an agent submitted on alice's behalf, its submit stamp signed by `signer`.
+    fn agent_run(signer: &crate::stamp::Signer) -> Value {
+        use crate::stamp::Entry;
+        let e = Entry::SUBMIT;
+        let stamp: serde_json::Map<String, Value> = [
+            (e.by_key(), json!("pipeline-bot")),
+            (e.by_id_key(), json!("a-bot")),
+            (e.at_key(), json!("2026-12-03T07:00:00Z")),
+            (
+                format!("{}{}", crate::stamp::vocabulary::PREFIX, e.on_behalf_of),
+                json!("alice@example.com"),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let claims = crate::stamp::Claims {
+            iss: "scimgate".into(),
+            sid: "sid-bot-1".into(),
+            iat: 1_790_000_000,
+            sub: "a-bot".into(),
+            name: "pipeline-bot".into(),
+            requester: "a-bot".into(),
+            action: "submit".into(),
+            kind: "Workflow".into(),
+            namespace: "ml-team".into(),
+            object_name: Some("train-1".into()),
+            generate_name: None,
+            policy: "p".into(),
+            stamp: stamp.clone(),
+            labels: serde_json::Map::new(),
+            digest: String::new(),
+            author: String::new(),
+            author_name: String::new(),
+            authenticated: Some(true),
+            on_behalf_of: "u-alice".into(),
+            on_behalf_of_name: "alice@example.com".into(),
+        };
+        let jws = signer.sign(serde_json::to_value(&claims).unwrap_or_default());
+        let mut annotations = stamp;
+        annotations.insert(e.attestation_key(), json!(jws));
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": "train-1", "namespace": "ml-team", "annotations": annotations}})
+    }
+
+    #[tokio::test]
+    async fn an_agents_stamp_names_the_agent_and_the_person_behind_it() {
+        let (signer, _) = crate::stamp::Signer::generate().expect("key");
+        let v = Verifier::from_signer(&signer);
+        let obj = agent_run(&signer);
+        let (report, forged) = explain(&v, None, &obj).await.expect("explain");
+        assert!(!forged, "{report:#}");
+        let e = &report["events"][0];
+        assert_eq!(e["by"], "pipeline-bot");
+        assert_eq!(e["onBehalfOf"], "alice@example.com");
+        assert_eq!(e["onBehalfOfId"], "u-alice");
+        assert_eq!(report["stamps"][0]["onBehalfOf"], "alice@example.com");
+        assert_eq!(report["stamps"][0]["onBehalfOfId"], "u-alice");
+        let out = text(&report);
+        assert!(
+            out.contains(
+                "submitted  by pipeline-bot (a-bot) on behalf of alice@example.com (u-alice) at 2026-12-03T07:00:00Z"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("stamp      submit by pipeline-bot on behalf of alice@example.com: valid"),
+            "{out}"
+        );
+        assert!(
+            verify::line(&verify::verify_object(&v, &obj))
+                .ends_with("valid: submit by pipeline-bot on behalf of alice@example.com"),
+            "{}",
+            verify::line(&verify::verify_object(&v, &obj))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sponsor_is_shown_only_from_a_stamp_that_verifies() {
+        let (signer, _) = crate::stamp::Signer::generate().expect("key");
+        let (other, _) = crate::stamp::Signer::generate().expect("key");
+        // Signed by a key the verifier does not trust: no sponsor is read from it.
+        let obj = agent_run(&other);
+        let (report, forged) = explain(&Verifier::from_signer(&signer), None, &obj)
+            .await
+            .expect("explain");
+        assert!(forged);
+        assert!(report["events"][0].get("onBehalfOf").is_none(), "{report:#}");
+        assert!(!text(&report).contains("on behalf of"), "{}", text(&report));
+        // A person's own stamp (no sponsor) reads as before.
+        let person = json!({"object": "ml-team/Workflow/x", "events": [{"event": "submitted", "by": "alice@example.com",
+            "byId": "u-alice", "at": "t"}], "stamps": [], "decisions": [{"action": "submit", "outcome": "allowed",
+            "requester": "oidc:alice@example.com", "onBehalfOf": null, "rule": "r", "at": "t", "id": "d1"}]});
+        let out = text(&person);
+        assert!(
+            out.contains("  submitted  by alice@example.com (u-alice) at t\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("decision   submit allowed oidc:alice@example.com rule r at t"),
+            "{out}"
+        );
+        let agent = json!({"object": "o", "events": [], "stamps": [], "decisions": [{"action": "submit",
+            "outcome": "allowed", "requester": "oidc:bot", "onBehalfOf": "u-alice", "rule": "r", "at": "t", "id": "d2"}]});
+        assert!(
+            text(&agent).contains("decision   submit allowed oidc:bot on behalf of u-alice rule r"),
+            "{}",
+            text(&agent)
+        );
     }
 
     #[test]

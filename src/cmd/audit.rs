@@ -137,9 +137,13 @@ pub async fn who(a: crate::cli::AuditWhoArgs) -> anyhow::Result<()> {
                     println!("{e}; the decision log has its deletion:");
                     for d in &deletes {
                         println!(
-                            "  deleted    by {} ({}) at {}: {} (decision {})",
+                            "  deleted    by {} ({}){} at {}: {} (decision {})",
                             d.requester,
                             d.user_id.as_deref().unwrap_or("-"),
+                            d.on_behalf_of
+                                .as_deref()
+                                .map(|p| format!(" on behalf of {p}"))
+                                .unwrap_or_default(),
                             d.at,
                             d.outcome,
                             d.id

@@ -12,6 +12,29 @@ use crate::stamp::{Signer, Verifier};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
+/// The username an agent asks as: its `subject`, or the policy's agent username prefix + name.
+fn agent_username(s: &Snapshot, p: &Policy, name: &str) -> anyhow::Result<String> {
+    let agent = s
+        .by_unique_key(crate::model::ResourceType::Agent, &crate::model::name::fold(name))
+        .and_then(|id| s.agent(id))
+        .ok_or_else(|| anyhow::anyhow!("no agent named '{name}' in the directory (SCIM /Agents)"))?;
+    if let Some(sub) = &agent.subject {
+        // A service account is its username as it is; an OIDC subject comes with the prefix.
+        return Ok(
+            match (&p.identity.username_prefix, sub.starts_with("system:serviceaccount:")) {
+                (Some(prefix), false) => format!("{prefix}{sub}"),
+                _ => sub.to_string(),
+            },
+        );
+    }
+    match &p.identity.agents.username_prefix {
+        Some(prefix) => Ok(format!("{prefix}{}", agent.name)),
+        None => anyhow::bail!(
+            "agent '{name}' has no subject and the policy sets no identity.agents.usernamePrefix, so no Kubernetes username names it"
+        ),
+    }
+}
+
 pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Test {
@@ -19,11 +42,16 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
             policy: policy_file,
             store,
             user,
+            agent,
             namespace,
         } => {
             let p = Policy::load(&policy_file)?;
             let store = open_store(&store).await?;
             let snapshot = Snapshot::from_loaded(store.load().await?);
+            let user = match agent {
+                Some(name) => agent_username(&snapshot, &p, &name)?,
+                None => user,
+            };
             let (signer, _) = Signer::generate()?;
             let decider = Decider {
                 directory: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -51,7 +79,14 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
                 let review = crate::admission::codec::decode(body.to_string().as_bytes())?;
                 let req = review.request.map_err(anyhow::Error::msg)?;
-                let answer = admission::decide(&decider, &req, admission::Hook::Validate);
+                let mut trace = admission::DecisionDraft::default();
+                let answer = admission::decide_traced(
+                    &decider,
+                    &req,
+                    &admission::Lookups::default(),
+                    admission::Hook::Validate,
+                    &mut trace,
+                );
                 all_allowed &= answer.allowed;
                 let title = req.object.as_ref().map(super::review::title).unwrap_or_default();
                 println!(
@@ -61,6 +96,9 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 );
                 if let Some(m) = &answer.message {
                     println!("  {m}");
+                }
+                if let Some(by) = trace.on_behalf_of.as_ref().filter(|_| answer.allowed) {
+                    println!("  on behalf of {} (rule {})", by.user_name, by.rule);
                 }
                 for w in &answer.warnings {
                     println!("  warning: {w}");

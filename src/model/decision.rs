@@ -41,6 +41,10 @@ pub struct DecisionRecord {
     /// twice for one write (`GuaranteedUpdate` retrying on a stale cache): both attempts start
     /// from the same prior, while a second write starts from the first one's decision.
     pub prior_decision: Option<String>,
+    /// On an agent's request, the SCIM id of the person (an active owner) whose rights carried
+    /// the decision: the stamp's `scimgate.io/on-behalf-of`. `None` for people and service
+    /// accounts acting for themselves, and on records written before agents existed.
+    pub on_behalf_of: Option<String>,
     /// Its place in the hash chain of the replica that wrote it (set by the recorder; `None` on
     /// records written before the chain existed).
     pub link: Option<Link>,
@@ -85,6 +89,7 @@ impl DecisionRecord {
             (&mut self.submitter_id, ID_MAX),
             (&mut self.prior_decision, ID_MAX),
             (&mut self.stamp_id, ID_MAX),
+            (&mut self.on_behalf_of, ID_MAX),
         ] {
             if let Some(f) = field {
                 bound(f, max);
@@ -174,6 +179,10 @@ pub struct DecisionQuery {
     pub request_uid: Option<String>,
     /// The stamp a decision is behind (its attestation's `sid`).
     pub stamp_id: Option<String>,
+    /// A person's SCIM id: also the records an agent made on their behalf. The `user_id` and
+    /// `requester` filters then read "(… or `on_behalf_of` is this person)"; alone, it selects
+    /// only those records. `audit query --user` sets it for people.
+    pub or_on_behalf_of: Option<String>,
 }
 
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -197,6 +206,7 @@ mod tests {
             kind: huge.clone(),
             namespace: huge.clone(),
             user_id: Some(huge.clone()),
+            on_behalf_of: Some(huge.clone()),
             rule: Some("team-submit".into()),
             ..Default::default()
         }
@@ -215,6 +225,20 @@ mod tests {
         }
         assert!(r.user_id.as_deref().is_some_and(|u| u.len() < ID_MAX + 64));
         assert_eq!(r.rule.as_deref(), Some("team-submit"));
+        let obo = r.on_behalf_of.as_deref().unwrap_or_default();
+        assert!(obo.len() < ID_MAX + 64, "{}", obo.len());
+        assert!(obo.ends_with("…[truncated, 6291456 bytes]"), "{obo}");
+        let kept = DecisionRecord {
+            on_behalf_of: Some("2819c223-7f76-453a-919d-413861904646".into()),
+            ..Default::default()
+        }
+        .bounded();
+        assert_eq!(
+            kept.on_behalf_of.as_deref(),
+            Some("2819c223-7f76-453a-919d-413861904646"),
+            "an id within the bound is kept as it is"
+        );
+        assert_eq!(DecisionRecord::default().bounded().on_behalf_of, None);
         let mut short = "kate".to_string();
         bound(&mut short, 4);
         assert_eq!(short, "kate");

@@ -87,6 +87,8 @@ pub struct Sweeper {
     pub store: Arc<dyn Store>,
     pub recorder: Recorder,
     pub options: Options,
+    /// For the Users it marks as agents (`identity.agents.users`).
+    pub policy: Arc<ArcSwap<crate::policy::Policy>>,
 }
 
 /// One object found behind a departed person, and what is done about it: what names the object,
@@ -127,6 +129,7 @@ impl Sweeper {
         // Who scimgate is to the API server, learnt before the first step is taken.
         let mut me: Option<String> = None;
         let mut backoff = Backoff::default();
+        let mut agent_users = super::AgentUsers::default();
         let (mut generation, mut retry_at) = (None, tokio::time::Instant::now());
         loop {
             let snapshot = self.directory.load_full();
@@ -135,7 +138,8 @@ impl Sweeper {
             if generation != Some(snapshot.generation) || due {
                 generation = Some(snapshot.generation);
                 retry_at = tokio::time::Instant::now() + RETRY;
-                let gone = departed(&snapshot);
+                let marked = agent_users.refresh(&snapshot, &self.policy.load());
+                let gone = departed(&snapshot, &marked);
                 let open: Vec<(&String, &Departure)> = gone
                     .iter()
                     .map(|(id, d)| ((id.to_string(), d.key.clone()), (id, d)))

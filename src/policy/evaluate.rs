@@ -17,6 +17,22 @@ pub enum Requester {
         namespace: String,
         name: String,
     },
+    /// An agent: judged as itself, and allowed only where one of `sponsors` may do the same.
+    Agent {
+        /// Its SCIM id (an `/Agents` resource, or an agent user's User).
+        id: String,
+        name: String,
+        /// Lower-cased `agentType`, if it has one.
+        agent_type: Option<String>,
+        /// Lower-cased displayNames of every group the agent itself is in.
+        groups: Vec<String>,
+        /// The active people among its owners (owner users, and the active members of owner
+        /// groups), each a [`Requester::Person`]; never empty (`identity` refuses an agent
+        /// without one).
+        sponsors: Vec<Requester>,
+        /// SCIM ids of every owner user and sponsor: whose runs it may never approve.
+        owners: Vec<String>,
+    },
 }
 
 impl Requester {
@@ -24,8 +40,34 @@ impl Requester {
         match self {
             Requester::Person { user_name, .. } => user_name.clone(),
             Requester::ServiceAccount { namespace, name } => format!("system:serviceaccount:{namespace}:{name}"),
+            Requester::Agent { name, .. } => name.clone(),
         }
     }
+
+    /// The SCIM id of a person or agent; `None` for a service account.
+    pub fn scim_id(&self) -> Option<&str> {
+        match self {
+            Requester::Person { id, .. } | Requester::Agent { id, .. } => Some(id),
+            Requester::ServiceAccount { .. } => None,
+        }
+    }
+
+    /// The SCIM groups of a person or agent (lower-cased), empty for a service account.
+    pub fn groups(&self) -> &[String] {
+        match self {
+            Requester::Person { groups, .. } | Requester::Agent { groups, .. } => groups,
+            Requester::ServiceAccount { .. } => &[],
+        }
+    }
+}
+
+/// The person whose rights carried an agent's request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnBehalfOf {
+    pub id: String,
+    pub user_name: String,
+    /// The rule that lets the person do it.
+    pub rule: String,
 }
 
 /// What the request would do.
@@ -40,6 +82,9 @@ pub struct RunRequest {
     pub templates: Vec<String>,
     /// SCIM id of the verified submitter, for `distinctApprover`.
     pub submitter_id: Option<String>,
+    /// When an agent submitted it: the SCIM id of the person it submitted for, who counts as a
+    /// submitter too (they may not approve what their agent submitted).
+    pub submitted_for: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,6 +125,8 @@ pub struct Decision {
     pub rule: Option<String>,
     /// Why not, for a person to act on; empty when allowed.
     pub reason: String,
+    /// An agent's request: the person whose rights carried it.
+    pub on_behalf_of: Option<OnBehalfOf>,
 }
 
 impl Decision {
@@ -131,6 +178,28 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
             rule.service_accounts
                 .as_ref()
                 .is_some_and(|allowed| allowed.iter().any(|g| g.matches(&full)))
+        }
+        Requester::Agent {
+            name,
+            agent_type,
+            groups,
+            ..
+        } => {
+            let by_type = rule
+                .agent_types
+                .as_ref()
+                .zip(agent_type.as_ref())
+                .is_some_and(|(allowed, t)| allowed.contains(t));
+            let by_group = rule
+                .groups
+                .as_ref()
+                .is_some_and(|allowed| groups.iter().any(|g| allowed.contains(g)));
+            let by_name = rule
+                .agents
+                .as_ref()
+                .is_some_and(|allowed| allowed.contains(&crate::model::name::fold(name)));
+            // Four eyes needs a person: an agent approves only where a rule names its type.
+            by_type || (req.action != Action::Approve && (by_group || by_name))
         }
     };
     if !who_ok {
@@ -184,10 +253,15 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
         }
     }
     if rule.distinct_approver && req.action == Action::Approve {
-        let me = match who {
-            Requester::Person { id, .. } => Some(id.as_str()),
-            Requester::ServiceAccount { .. } => None,
-        };
+        let me = who.scim_id();
+        if let (Some(me), Some(f)) = (me, &req.submitted_for) {
+            if me == f {
+                return Err((
+                    Stage::DistinctApprover,
+                    "the approver's agent submitted it on their behalf; another person must approve (four eyes)".into(),
+                ));
+            }
+        }
         match (&req.submitter_id, me) {
             (None, _) => {
                 return Err((
@@ -223,8 +297,101 @@ pub fn template_matches(pattern: &super::glob::Glob, identity: &str) -> bool {
     pattern.matches(identity.split_once('@').map_or(identity, |(base, _)| base))
 }
 
-/// Evaluate in rule order; the first rule that matches every constraint it names allows.
+/// Evaluate in rule order; the first rule that matches every constraint it names allows. An
+/// agent is judged as itself and then, for what it was allowed, as each of its sponsors until
+/// one may do the same: the agent never does more than an active owner may. An agent without
+/// sponsors (`identity` refuses those; only a run its owner started before they all left,
+/// under `whenOwnerOffboarded: continue`, gets here) is judged as itself alone, as a deactivated
+/// person's is.
 pub fn evaluate(policy: &Policy, req: &RunRequest, who: &Requester) -> Decision {
+    match who {
+        Requester::Agent { .. } => evaluate_agent(policy, req, who),
+        _ => evaluate_one(policy, req, who),
+    }
+}
+
+/// How many sponsors a denial names, each with why not; the rest are counted.
+const SPONSORS_NAMED: usize = 3;
+
+fn evaluate_agent(policy: &Policy, req: &RunRequest, agent: &Requester) -> Decision {
+    let Requester::Agent {
+        name, sponsors, owners, ..
+    } = agent
+    else {
+        return evaluate_one(policy, req, agent);
+    };
+    let deny = |rule: Option<String>, reason: String| Decision {
+        outcome: if policy.dry_run_in(&req.namespace) {
+            Outcome::DryRunDenied
+        } else {
+            Outcome::Denied
+        },
+        rule,
+        reason,
+        on_behalf_of: None,
+    };
+    if req.action == Action::Approve {
+        let own = [&req.submitter_id, &req.submitted_for]
+            .into_iter()
+            .flatten()
+            .find(|s| owners.contains(s) || *s == agent.scim_id().unwrap_or_default());
+        if let Some(s) = own {
+            let who = sponsors
+                .iter()
+                .find(|p| p.scim_id() == Some(s.as_str()))
+                .map_or_else(|| format!("SCIM id {s}"), Requester::display);
+            return deny(
+                None,
+                format!("agent {name} may not approve a run its owner or itself submitted ({who}); another person must approve"),
+            );
+        }
+    }
+    let mut d = evaluate_one(policy, req, agent);
+    if d.outcome != Outcome::Allowed {
+        d.reason = format!("agent {name}: {}", d.reason);
+        return d;
+    }
+    if sponsors.is_empty() {
+        return d;
+    }
+    // People in the same groups get the same answer, unless a rule names people or the action
+    // compares who (an approval): a large owner group costs one evaluation per group set.
+    let per_person = req.action == Action::Approve || policy.rules.iter().any(|r| r.users.is_some());
+    let mut tried: std::collections::HashSet<&[String]> = std::collections::HashSet::new();
+    let mut why = Vec::new();
+    for s in sponsors {
+        if !per_person && !tried.insert(s.groups()) {
+            continue;
+        }
+        let e = evaluate_one(policy, req, s);
+        if e.outcome == Outcome::Allowed {
+            d.on_behalf_of = s.scim_id().map(|id| OnBehalfOf {
+                id: id.to_string(),
+                user_name: s.display(),
+                rule: e.rule.unwrap_or_default(),
+            });
+            return d;
+        }
+        if why.len() < SPONSORS_NAMED {
+            why.push(format!("{} may not ({})", s.display(), e.reason));
+        }
+    }
+    if sponsors.len() > SPONSORS_NAMED {
+        why.push(format!("and {} more may not", sponsors.len() - SPONSORS_NAMED));
+    }
+    deny(
+        d.rule,
+        format!(
+            "agent {name} acts only within what an active owner may do, and none may {} {} in {}: {}",
+            req.action.as_str(),
+            req.kind.as_str(),
+            req.namespace,
+            why.join("; ")
+        ),
+    )
+}
+
+fn evaluate_one(policy: &Policy, req: &RunRequest, who: &Requester) -> Decision {
     let mut best: Option<(Stage, &Rule, String)> = None;
     for rule in &policy.rules {
         match check(rule, req, who) {
@@ -233,6 +400,7 @@ pub fn evaluate(policy: &Policy, req: &RunRequest, who: &Requester) -> Decision 
                     outcome: Outcome::Allowed,
                     rule: Some(rule.name.clone()),
                     reason: String::new(),
+                    on_behalf_of: None,
                 }
             }
             Err((stage, why)) => {
@@ -261,7 +429,12 @@ pub fn evaluate(policy: &Policy, req: &RunRequest, who: &Requester) -> Decision 
     } else {
         Outcome::Denied
     };
-    Decision { outcome, rule, reason }
+    Decision {
+        outcome,
+        rule,
+        reason,
+        on_behalf_of: None,
+    }
 }
 
 /// "not in a group allowed there (allowed: a, b)": every group, user or service account that a
@@ -270,6 +443,8 @@ fn not_allowed_there(policy: &Policy, req: &RunRequest, who: &Requester) -> Stri
     let mut groups: Vec<&str> = Vec::new();
     let mut users: Vec<&str> = Vec::new();
     let mut accounts: Vec<&str> = Vec::new();
+    let mut agents: Vec<&str> = Vec::new();
+    let mut types: Vec<&str> = Vec::new();
     for r in &policy.rules {
         let covers = r.allow.contains(&req.action)
             && r.kinds.as_ref().is_none_or(|k| k.contains(&req.kind))
@@ -280,9 +455,15 @@ fn not_allowed_there(policy: &Policy, req: &RunRequest, who: &Requester) -> Stri
             groups.extend(r.groups.iter().flatten().map(String::as_str));
             users.extend(r.users.iter().flatten().map(String::as_str));
             accounts.extend(r.service_accounts.iter().flatten().map(|g| g.as_str()));
+            types.extend(r.agent_types.iter().flatten().map(String::as_str));
+            if req.action != Action::Approve {
+                agents.extend(r.agents.iter().flatten().map(String::as_str));
+                // The groups a rule names admit the agents in them too.
+                agents.extend(r.groups.iter().flatten().map(String::as_str));
+            }
         }
     }
-    for l in [&mut groups, &mut users, &mut accounts] {
+    for l in [&mut groups, &mut users, &mut accounts, &mut agents, &mut types] {
         l.sort();
         l.dedup();
     }
@@ -300,6 +481,24 @@ fn not_allowed_there(policy: &Policy, req: &RunRequest, who: &Requester) -> Stri
             }
             format!(
                 "not in a group allowed there (allowed {}); ask your identity provider admin for access",
+                parts.join("; ")
+            )
+        }
+        Requester::Agent { .. } if agents.is_empty() && types.is_empty() && req.action == Action::Approve => {
+            "agents never approve there (four eyes needs a person; a rule must name the agent's agentType to let it)"
+                .into()
+        }
+        Requester::Agent { .. } if agents.is_empty() && types.is_empty() => "no rule lets agents do this there".into(),
+        Requester::Agent { .. } => {
+            let mut parts = Vec::new();
+            if !agents.is_empty() {
+                parts.push(format!("agents and groups: {}", agents.join(", ")));
+            }
+            if !types.is_empty() {
+                parts.push(format!("agent types: {}", types.join(", ")));
+            }
+            format!(
+                "this agent is not allowed there (allowed {}); ask your identity provider admin",
                 parts.join("; ")
             )
         }
@@ -336,7 +535,167 @@ mod tests {
             run_as: vec!["ml-runner".into()],
             templates: vec!["ml-train".into()],
             submitter_id: Some("u0".into()),
+            submitted_for: None,
         }
+    }
+
+    const AGENT_POLICY: &str = r#"
+apiVersion: scimgate.io/v1
+kind: Policy
+rules:
+  - name: ml-submit
+    allow: [submit, cancel]
+    groups: [ml-engineers]
+    namespaces: ["ml-*"]
+  - name: prod-submit
+    allow: [submit]
+    groups: [prod-deployers]
+    namespaces: ["prod"]
+  - name: bots
+    allow: [submit, approve]
+    agents: [pr-bot]
+    namespaces: ["ml-*", "prod"]
+  - name: release-agents-approve
+    allow: [approve]
+    agentTypes: [release]
+    namespaces: ["ml-*"]
+  - name: ml-approve
+    allow: [approve]
+    groups: [ml-engineers]
+    namespaces: ["ml-*"]
+    distinctApprover: true
+"#;
+
+    fn agent(agent_type: Option<&str>, sponsors: Vec<Requester>) -> Requester {
+        let owners = sponsors.iter().filter_map(|s| s.scim_id()).map(String::from).collect();
+        Requester::Agent {
+            id: "a1".into(),
+            name: "pr-bot".into(),
+            agent_type: agent_type.map(String::from),
+            groups: vec![],
+            sponsors,
+            owners,
+        }
+    }
+
+    #[test]
+    fn an_agent_does_what_it_may_only_where_a_sponsor_may_too() {
+        let p = Policy::parse(AGENT_POLICY, "p").expect("policy");
+        let bot = agent(None, vec![person(&["ml-engineers"])]);
+        let d = evaluate(&p, &req(Kind::Workflow, "ml-team", Action::Submit), &bot);
+        assert_eq!((d.outcome, d.rule.as_deref()), (Outcome::Allowed, Some("bots")));
+        let by = d.on_behalf_of.expect("sponsor");
+        assert_eq!((by.id.as_str(), by.rule.as_str()), ("u1", "ml-submit"));
+        // The agent may submit in prod; alice may not, so neither may it — and it says why.
+        let d = evaluate(&p, &req(Kind::Workflow, "prod", Action::Submit), &bot);
+        assert_eq!(d.outcome, Outcome::Denied);
+        assert!(d.reason.contains("none may submit Workflow in prod"), "{}", d.reason);
+        assert!(
+            d.reason
+                .contains("alice@example.com may not (not in a group allowed there (allowed groups: prod-deployers)"),
+            "{}",
+            d.reason
+        );
+        assert!(d.on_behalf_of.is_none());
+        // The second sponsor carries it where the first cannot.
+        let deployer = Requester::Person {
+            id: "u2".into(),
+            user_name: "dan".into(),
+            groups: vec!["prod-deployers".into()],
+        };
+        let bot2 = agent(None, vec![person(&["ml-engineers"]), deployer]);
+        let d = evaluate(&p, &req(Kind::Workflow, "prod", Action::Submit), &bot2);
+        assert_eq!(d.on_behalf_of.map(|b| b.user_name), Some("dan".to_string()));
+        // What the agent itself may not do, no sponsor makes allowed.
+        let d = evaluate(&p, &req(Kind::Workflow, "legacy", Action::Submit), &bot);
+        assert_eq!(d.outcome, Outcome::Denied);
+        assert!(d.reason.starts_with("agent pr-bot: "), "{}", d.reason);
+    }
+
+    #[test]
+    fn an_agent_approves_only_by_type_and_never_its_owners_run() {
+        let p = Policy::parse(AGENT_POLICY, "p").expect("policy");
+        // Named in an approve rule, but not by type: four eyes needs a person.
+        let bot = agent(None, vec![person(&["ml-engineers"])]);
+        let d = evaluate(&p, &req(Kind::Workflow, "ml-team", Action::Approve), &bot);
+        assert_eq!(d.outcome, Outcome::Denied);
+        assert!(
+            d.reason
+                .contains("this agent is not allowed there (allowed agent types: release)"),
+            "{}",
+            d.reason
+        );
+        // By type, for someone else's run: allowed, carried by a sponsor who may approve.
+        let release = agent(Some("release"), vec![person(&["ml-engineers"])]);
+        let d = evaluate(&p, &req(Kind::Workflow, "ml-team", Action::Approve), &release);
+        assert_eq!(d.outcome, Outcome::Allowed, "{}", d.reason);
+        // Its owner's run, or one submitted on its owner's behalf: never.
+        for r in [
+            RunRequest {
+                submitter_id: Some("u1".into()),
+                ..req(Kind::Workflow, "ml-team", Action::Approve)
+            },
+            RunRequest {
+                submitter_id: Some("a9".into()),
+                submitted_for: Some("u1".into()),
+                ..req(Kind::Workflow, "ml-team", Action::Approve)
+            },
+        ] {
+            let d = evaluate(&p, &r, &release);
+            assert_eq!(d.outcome, Outcome::Denied);
+            assert!(
+                d.reason
+                    .contains("may not approve a run its owner or itself submitted (alice@example.com)"),
+                "{}",
+                d.reason
+            );
+        }
+        // A person may not approve what their agent submitted for them.
+        let r = RunRequest {
+            submitter_id: Some("a1".into()),
+            submitted_for: Some("u1".into()),
+            ..req(Kind::Workflow, "ml-team", Action::Approve)
+        };
+        let d = evaluate(&p, &r, &person(&["ml-engineers"]));
+        assert_eq!(d.outcome, Outcome::Denied);
+        assert!(d.reason.contains("agent submitted it on their behalf"), "{}", d.reason);
+    }
+
+    #[test]
+    fn rules_name_agents_by_name_type_or_group_never_people() {
+        let p = Policy::parse(AGENT_POLICY, "p").expect("policy");
+        // A person named like the agent is not the agent.
+        let alice = Requester::Person {
+            id: "u1".into(),
+            user_name: "pr-bot".into(),
+            groups: vec![],
+        };
+        assert_eq!(
+            evaluate(&p, &req(Kind::Workflow, "ml-team", Action::Submit), &alice).outcome,
+            Outcome::Denied
+        );
+        // An agent in a group a rule names is allowed as that group (within its sponsor).
+        let Requester::Agent { sponsors, owners, .. } = agent(None, vec![person(&["ml-engineers"])]) else {
+            unreachable!()
+        };
+        let grouped = Requester::Agent {
+            id: "a2".into(),
+            name: "other".into(),
+            agent_type: None,
+            groups: vec!["ml-engineers".into()],
+            sponsors,
+            owners,
+        };
+        let d = evaluate(&p, &req(Kind::Workflow, "ml-team", Action::Submit), &grouped);
+        assert_eq!(d.rule.as_deref(), Some("ml-submit"));
+        let bad = Policy::parse(
+            "apiVersion: scimgate.io/v1\nkind: Policy\nrules:\n  - name: a\n    allow: [submit]\n    agentTypes: []\n  - name: b\n    allow: [submit]\n    agents: [x]\n    serviceAccounts: [\"ci:x\"]\n",
+            "p",
+        )
+        .expect_err("invalid");
+        let text = bad.to_string();
+        assert!(text.contains("agentTypes is an empty list"), "{text}");
+        assert!(text.contains("mixes identities from the identity provider"), "{text}");
     }
 
     #[test]
@@ -469,6 +828,7 @@ mod tests {
                 "approver is the submitter",
                 RunRequest {
                     submitter_id: Some("u1".into()),
+                    submitted_for: None,
                     ..req(Kind::Workflow, "prod-pay", Action::Approve)
                 },
                 person(&["release-approvers"]),
@@ -480,6 +840,7 @@ mod tests {
                 "submitter unknown",
                 RunRequest {
                     submitter_id: None,
+                    submitted_for: None,
                     ..req(Kind::Workflow, "prod-pay", Action::Approve)
                 },
                 person(&["release-approvers"]),

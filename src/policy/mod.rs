@@ -6,7 +6,7 @@ pub mod access;
 pub mod evaluate;
 pub mod glob;
 
-pub use evaluate::{evaluate, Decision, Outcome, Requester, RunRequest};
+pub use evaluate::{evaluate, Decision, OnBehalfOf, Outcome, Requester, RunRequest};
 
 use glob::Glob;
 use serde::Deserialize;
@@ -212,6 +212,40 @@ struct IdentityFile {
     delegates: Vec<DelegateFile>,
     rewrite_argo_creator_labels: bool,
     when_owner_offboarded: Option<WhenOwnerOffboarded>,
+    agents: AgentsFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct AgentsFile {
+    username_prefix: Option<String>,
+    users: Option<AgentUsersFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AgentUsersFile {
+    attribute: String,
+    equals: Vec<String>,
+}
+
+/// How Kubernetes usernames name agents, beyond an `/Agents` resource's `subject` (always
+/// matched: the drafts' `subject` is what the agent signs in as).
+#[derive(Debug, Clone, Default)]
+pub struct AgentIdentity {
+    /// A username `<prefix><name>` (as the API server gives it) is the agent named `<name>`.
+    pub username_prefix: Option<String>,
+    /// Users the IdP provisions as agents (Entra's agent users): their owner is the enterprise
+    /// extension's `manager`.
+    pub users: Option<AgentUsers>,
+}
+
+/// Which Users are agents: those whose `attribute` (a SCIM attribute path, e.g. `userType`)
+/// equals one of `equals`, compared ASCII-case-insensitively.
+#[derive(Debug, Clone)]
+pub struct AgentUsers {
+    pub attribute: String,
+    pub equals: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +255,8 @@ struct RuleFile {
     allow: Vec<Action>,
     groups: Option<Vec<String>>,
     users: Option<Vec<String>>,
+    agents: Option<Vec<String>>,
+    agent_types: Option<Vec<String>>,
     service_accounts: Option<Vec<String>>,
     kinds: Option<Vec<Kind>>,
     namespaces: Option<Vec<String>>,
@@ -249,6 +285,31 @@ struct PolicyFile {
     /// bindings: it owns the bindings it labelled, and removes those the section no longer asks for.
     #[serde(default, deserialize_with = "access::present")]
     access: Option<access::AccessFile>,
+}
+
+/// `identity.agents`, validated.
+fn compile_agents(file: AgentsFile, problems: &mut Vec<String>) -> AgentIdentity {
+    let username_prefix = file.username_prefix.filter(|p| !p.is_empty());
+    if username_prefix.as_deref().is_some_and(|p| p.starts_with("system:")) {
+        problems.push(
+            "identity.agents.usernamePrefix must not start with 'system:': Kubernetes reserves those usernames".into(),
+        );
+    }
+    let users = file.users.and_then(|u| {
+        if u.attribute.trim().is_empty() {
+            problems.push("identity.agents.users.attribute is required (e.g. userType)".into());
+            return None;
+        }
+        if u.equals.is_empty() {
+            problems.push("identity.agents.users.equals is empty, so no user is an agent; name the values".into());
+            return None;
+        }
+        Some(AgentUsers {
+            attribute: u.attribute,
+            equals: u.equals.iter().map(|v| crate::model::name::fold(v)).collect(),
+        })
+    });
+    AgentIdentity { username_prefix, users }
 }
 
 fn enforce() -> Mode {
@@ -281,6 +342,7 @@ pub struct Identity {
     /// For every `ownerStamp` delegate without its own choice; `None`: by owner kind
     /// (`WhenOwnerOffboarded::default_for`).
     pub when_owner_offboarded: Option<WhenOwnerOffboarded>,
+    pub agents: AgentIdentity,
 }
 
 /// One compiled rule. `None` means "not constrained".
@@ -292,6 +354,10 @@ pub struct Rule {
     pub groups: Option<Vec<String>>,
     /// Lower-cased userNames.
     pub users: Option<Vec<String>>,
+    /// Lower-cased agent names (`/Agents` `name`, or an agent user's userName).
+    pub agents: Option<Vec<String>>,
+    /// Lower-cased `agentType`s: the only way a rule lets agents approve.
+    pub agent_types: Option<Vec<String>>,
     pub service_accounts: Option<Vec<Glob>>,
     pub kinds: Option<Vec<Kind>>,
     pub namespaces: Option<Vec<Glob>>,
@@ -431,19 +497,26 @@ impl Policy {
             if r.allow.is_empty() {
                 problems.push(format!("{at}: allow is empty, so the rule allows nothing"));
             }
-            let people = r.groups.is_some() || r.users.is_some();
+            let people = r.groups.is_some() || r.users.is_some() || r.agents.is_some() || r.agent_types.is_some();
             match (people, r.service_accounts.is_some()) {
                 (false, false) => problems.push(format!(
-                    "{at}: names no groups, users or serviceAccounts, so it would allow anyone; say who"
+                    "{at}: names no groups, users, agents, agentTypes or serviceAccounts, so it would allow anyone; say who"
                 )),
                 (true, true) => problems.push(format!(
-                    "{at}: mixes people (groups/users) with serviceAccounts; a requester is one or the other, so split it into two rules"
+                    "{at}: mixes identities from the identity provider (groups/users/agents/agentTypes) with serviceAccounts; a requester is one or the other, so split it into two rules"
                 )),
                 _ => {}
+            }
+            if r.allow.contains(&Action::Approve) && r.agents.is_some() && r.agent_types.is_none() {
+                warnings.push(format!(
+                    "{at}: agents never approve by name (four eyes needs a person); to let agents approve, name their agentTypes"
+                ));
             }
             for (what, list) in [
                 ("groups", &r.groups),
                 ("users", &r.users),
+                ("agents", &r.agents),
+                ("agentTypes", &r.agent_types),
                 ("serviceAccounts", &r.service_accounts),
             ] {
                 if list.as_ref().is_some_and(Vec::is_empty) {
@@ -492,6 +565,14 @@ impl Policy {
                     .users
                     .as_ref()
                     .map(|u| u.iter().map(|x| crate::model::name::fold(x)).collect()),
+                agents: r
+                    .agents
+                    .as_ref()
+                    .map(|u| u.iter().map(|x| crate::model::name::fold(x)).collect()),
+                agent_types: r
+                    .agent_types
+                    .as_ref()
+                    .map(|u| u.iter().map(|x| crate::model::name::fold(x)).collect()),
                 service_accounts: sa,
                 kinds: r.kinds.clone(),
                 namespaces: r
@@ -516,6 +597,7 @@ impl Policy {
             );
         }
         let access = file.access.map(|a| a.compile(&mut problems, &mut warnings));
+        let agents = compile_agents(file.identity.agents, &mut problems);
         if !problems.is_empty() {
             return Err(Error::Invalid {
                 path: path.to_string(),
@@ -531,6 +613,7 @@ impl Policy {
                 delegates,
                 rewrite_argo_creator_labels: file.identity.rewrite_argo_creator_labels,
                 when_owner_offboarded: file.identity.when_owner_offboarded,
+                agents,
             },
             rules,
             enforce_deletes: file.enforce_deletes,
@@ -726,8 +809,8 @@ rules:
             "delegates[0].serviceAccount must be namespace:name",
             "rule 'a': allow is empty",
             "rule 'a': the name is used twice",
-            "rule 'a': names no groups, users or serviceAccounts",
-            "rule 'mixed': mixes people",
+            "rule 'a': names no groups, users, agents, agentTypes or serviceAccounts",
+            "rule 'mixed': mixes identities from the identity provider",
             "serviceAccounts entry 'ci' must be namespace:name",
             "rule 'mixed': namespaces: 'prod-[a]'",
             "rule 'da': distinctApprover only applies",

@@ -116,8 +116,22 @@ fn stamp(v: &Verifier, obj: &Value) -> Finding {
     }
 }
 
-/// Whether the person with SCIM id `id` (stamped as `name`) is still active.
+/// Whether the person or agent with SCIM id `id` (stamped as `name`) is still active — an
+/// agent with an active owner to act for.
 fn submitter(snap: &Snapshot, id: &str, name: &str) -> Finding {
+    if let Some(a) = snap.agent(id) {
+        let why = (!a.active)
+            .then(|| "it is deactivated".to_string())
+            .or_else(|| crate::identity::owners_gone(snap, &a.owners, &|_| false));
+        return match why {
+            None => found(SUBMITTER_ACTIVE, Outcome::Pass, format!("agent {name} is active")),
+            Some(why) => found(
+                SUBMITTER_ACTIVE,
+                Outcome::Fail,
+                format!("agent {name} may no longer act: {why}"),
+            ),
+        };
+    }
     match snap.user(id) {
         Some(u) if u.active => found(SUBMITTER_ACTIVE, Outcome::Pass, format!("{name} is active")),
         Some(_) => found(

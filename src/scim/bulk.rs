@@ -98,7 +98,7 @@ fn target(path: &str) -> Result<(ResourceType, Option<String>)> {
     let rt = parts
         .next()
         .and_then(ResourceType::from_name)
-        .ok_or_else(|| Error::invalid_path(format!("'{path}' is not /Users or /Groups")))?;
+        .ok_or_else(|| Error::invalid_path(format!("'{path}' is not /Users, /Groups or /Agents")))?;
     Ok((rt, parts.next().filter(|s| !s.is_empty()).map(String::from)))
 }
 

@@ -5,9 +5,16 @@
 //! value paths, URN-qualified names, operators in any case — plus Entra ID's
 //! `emails[type eq "work"].value eq "…"`, which is rewritten to the equivalent
 //! `emails[type eq "work" and value eq "…"]`. Case exactness follows each attribute's schema.
+//!
+//! Single-quoted strings (`name eq 'Helpdesk bot'`), as every filter example of
+//! draft-abbey-scim-agent-extension-00 §5.1.2 and §5.2.2 writes them, are accepted when the
+//! `singleQuotedStrings` quirk is on (the default): RFC 7644 §3.4.2.2 allows only JSON strings,
+//! but `'` has no other meaning in the grammar, so no RFC filter reads differently, and an IdP that
+//! copies the draft is served rather than refused. With the quirk off they are `invalidFilter`.
 
 use super::error::{Error, Result};
 use super::path::{resolve, RawPath, Resolved, Scope};
+use super::quirks::Quirks;
 use super::schema::{Attribute, ResourceType, Type};
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
@@ -83,7 +90,22 @@ enum Tok {
     Str(String),
 }
 
-fn lex(input: &str) -> Result<Vec<(usize, Tok)>> {
+/// The index of the quote closing the string that opens at `start` (with the quote character
+/// found there), skipping quotes escaped by `\`.
+fn closing(bytes: &[u8], start: usize) -> Result<usize> {
+    let quote = bytes.get(start).copied();
+    let mut escaped = false;
+    for (i, b) in bytes.iter().enumerate().skip(start + 1) {
+        match *b {
+            b'\\' if !escaped => escaped = true,
+            b if Some(b) == quote && !escaped => return Ok(i),
+            _ => escaped = false,
+        }
+    }
+    Err(Error::invalid_filter(format!("unterminated string at {start}")))
+}
+
+fn lex(input: &str, single_quotes: bool) -> Result<Vec<(usize, Tok)>> {
     let bytes = input.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -109,19 +131,20 @@ fn lex(input: &str) -> Result<Vec<(usize, Tok)>> {
             }
             b'"' => {
                 let start = i;
-                i += 1;
-                let mut escaped = false;
-                loop {
-                    match bytes.get(i) {
-                        None => return Err(Error::invalid_filter(format!("unterminated string at {start}"))),
-                        Some(b'\\') if !escaped => escaped = true,
-                        Some(b'"') if !escaped => break,
-                        Some(_) => escaped = false,
-                    }
-                    i += 1;
-                }
+                i = closing(bytes, start)?;
                 let lit = &input[start..=i];
                 let s: String = serde_json::from_str(lit)
+                    .map_err(|e| Error::invalid_filter(format!("bad string at {start}: {e}")))?;
+                out.push((start, Tok::Str(s)));
+                i += 1;
+            }
+            b'\'' if single_quotes => {
+                // Up to the next `'` not escaped by `\`; inside, `\'` is a quote and the rest reads
+                // as a JSON string would.
+                let start = i;
+                i = closing(bytes, start)?;
+                let inner = input[start + 1..i].replace("\\'", "'").replace('"', "\\\"");
+                let s: String = serde_json::from_str(&format!("\"{inner}\""))
                     .map_err(|e| Error::invalid_filter(format!("bad string at {start}: {e}")))?;
                 out.push((start, Tok::Str(s)));
                 i += 1;
@@ -312,12 +335,17 @@ impl Parser {
 }
 
 impl Filter {
-    /// Parse a filter without resolving attribute names.
+    /// Parse a filter without resolving attribute names: RFC 7644 only.
     pub fn parse(input: &str) -> Result<Filter> {
+        Filter::parse_with(input, false)
+    }
+
+    /// Parse, with single-quoted strings accepted when `single_quotes` (the quirk).
+    pub fn parse_with(input: &str, single_quotes: bool) -> Result<Filter> {
         if input.len() > MAX_LEN {
             return Err(Error::invalid_filter(format!("filter longer than {MAX_LEN} bytes")));
         }
-        let toks = lex(input)?;
+        let toks = lex(input, single_quotes)?;
         let mut p = Parser {
             toks,
             pos: 0,
@@ -333,9 +361,14 @@ impl Filter {
         Ok(f)
     }
 
-    /// Parse and resolve for one resource type.
+    /// Parse and resolve for one resource type: RFC 7644 only.
     pub fn compile(input: &str, rt: ResourceType) -> Result<Filter> {
-        let mut f = Filter::parse(input)?;
+        Filter::compile_with(input, rt, &Quirks::strict())
+    }
+
+    /// Parse and resolve for one resource type, with the quirks that touch filters.
+    pub fn compile_with(input: &str, rt: ResourceType, q: &Quirks) -> Result<Filter> {
+        let mut f = Filter::parse_with(input, q.single_quoted_strings)?;
         f.resolve(Scope::Resource(rt))?;
         Ok(f)
     }
@@ -771,6 +804,33 @@ mod tests {
         assert!(Filter::compile(&ok, ResourceType::User).is_ok());
         let long = format!(r#"userName eq "{}""#, "a".repeat(MAX_LEN));
         assert!(Filter::compile(&long, ResourceType::User).is_err());
+    }
+
+    #[test]
+    fn single_quoted_strings_are_a_quirk() {
+        // draft-abbey-scim-agent-extension-00 §5.1.2 writes its filters this way.
+        let q = Quirks::default();
+        let f = Filter::compile_with("name eq 'Helpdesk bot'", ResourceType::Agent, &q).expect("abbey filter");
+        assert_eq!(f.index_hint(), Some(("name".to_string(), "Helpdesk bot")));
+        let agent = |name: &str| -> Map<String, Value> {
+            match serde_json::json!({"name": name}) {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            }
+        };
+        assert!(f.matches(&agent("HELPDESK BOT")));
+        let f = Filter::compile_with(r#"name eq 'it\'s "q"'"#, ResourceType::Agent, &q).expect("escapes");
+        assert!(f.matches(&agent(r#"it's "q""#)));
+        for strict in [
+            Filter::compile("name eq 'Helpdesk bot'", ResourceType::Agent),
+            Filter::compile_with("name eq 'x'", ResourceType::Agent, &Quirks::strict()),
+            Filter::compile_with("name eq 'open", ResourceType::Agent, &q),
+        ] {
+            assert_eq!(
+                strict.err().and_then(|e| e.scim_type),
+                Some(super::super::error::ScimType::InvalidFilter)
+            );
+        }
     }
 
     #[test]

@@ -104,7 +104,7 @@ enum Target {
     },
 }
 
-fn parse_path(rt: ResourceType, path: &str) -> Result<Target> {
+fn parse_path(rt: ResourceType, path: &str, q: &Quirks) -> Result<Target> {
     let path = path.trim();
     if let Some(ext) = rt.extensions().iter().find(|s| s.id.eq_ignore_ascii_case(path)) {
         return Ok(Target::Extension(ext));
@@ -141,7 +141,8 @@ fn parse_path(rt: ResourceType, path: &str) -> Result<Target> {
             "'{path}': a value filter needs a complex attribute"
         )));
     }
-    let mut f = Filter::parse(filter).map_err(|e| Error::invalid_path(format!("'{path}': {}", e.detail)))?;
+    let mut f = Filter::parse_with(filter, q.single_quoted_strings)
+        .map_err(|e| Error::invalid_path(format!("'{path}': {}", e.detail)))?;
     f.resolve(Scope::Complex(at.attr))
         .map_err(|e| Error::invalid_path(format!("'{path}': {}", e.detail)))?;
     let sub = match tail {
@@ -176,7 +177,7 @@ pub fn apply(rt: ResourceType, attrs: &mut Map<String, Value>, ops: &[Operation]
                 }
             }
             (Some(path), kind) => {
-                let target = parse_path(rt, path)?;
+                let target = parse_path(rt, path, q)?;
                 apply_one(attrs, kind, target, op.value.clone(), q)?;
             }
         }
@@ -207,7 +208,7 @@ fn pathless(
     if dotted && !q.dotted_keys {
         return Err(Error::invalid_path(format!("'{key}' is a path; send it as 'path'")));
     }
-    let target = parse_path(rt, key)?;
+    let target = parse_path(rt, key, q)?;
     apply_one(attrs, kind, target, Some(value), q)
 }
 

@@ -6,7 +6,9 @@
 //! - `resource::normalize_value`: `string_booleans`
 //! - `resource::normalize`: `ignore_unknown_schemas`
 //! - `patch`: `case_insensitive_ops`, `members_remove_by_value`, `dotted_keys`,
-//!   `ignore_read_only_in_patch`, `create_filtered_element`
+//!   `ignore_read_only_in_patch`, `create_filtered_element`, `single_quoted_strings` (value filters
+//!   in paths)
+//! - `filter::Filter::compile_with`: `single_quoted_strings`
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +33,9 @@ pub struct Quirks {
     /// Entra ID: `replace emails[type eq "work"].value` on a user without a work email adds
     /// `{"type":"work","value":…}` instead of failing with `noTarget`.
     pub create_filtered_element: bool,
+    /// draft-abbey-scim-agent-extension-00 (§5.1.2, §5.2.2): filter strings in single quotes,
+    /// `name eq 'Helpdesk bot'`, read as the JSON string RFC 7644 §3.4.2.2 asks for.
+    pub single_quoted_strings: bool,
 }
 
 impl Default for Quirks {
@@ -43,6 +48,7 @@ impl Default for Quirks {
             ignore_unknown_schemas: true,
             ignore_read_only_in_patch: true,
             create_filtered_element: true,
+            single_quoted_strings: true,
         }
     }
 }
@@ -58,6 +64,7 @@ impl Quirks {
             ignore_unknown_schemas: false,
             ignore_read_only_in_patch: false,
             create_filtered_element: false,
+            single_quoted_strings: false,
         }
     }
 }

@@ -99,11 +99,53 @@ fn base64_ok(s: &str) -> bool {
             .is_ok()
 }
 
+/// An Agent body in either draft's words, turned into the one form we store and return
+/// (draft-abbey-scim-agent-extension-00 §5.1.4): draft-wzdk-scim-agent-resource-00's
+/// `agentUserName` becomes `name` (both present and different: 400 `invalidValue`), and abbey-00
+/// §6.1's misspelt `protocols[].specifiationUrl` becomes §5.1.4's `specificationUrl`.
+pub fn agent_aliases(body: &mut Map<String, Value>) -> Result<()> {
+    if let Some(key) = schema::find_key(body, schema::AGENT_USER_NAME).cloned() {
+        let alias = body.remove(&key).unwrap_or(Value::Null);
+        match schema::find_key(body, "name").and_then(|k| body.get(k)) {
+            Some(name) if !alias.is_null() && !name.is_null() && *name != alias => {
+                return Err(Error::invalid_value(format!(
+                    "'name' and '{}' name the same attribute and differ; send one",
+                    schema::AGENT_USER_NAME
+                )));
+            }
+            Some(name) if !name.is_null() => {}
+            _ => {
+                if let Some(k) = schema::find_key(body, "name").cloned() {
+                    body.remove(&k);
+                }
+                body.insert("name".into(), alias);
+            }
+        }
+    }
+    if let Some(Value::Array(items)) = schema::find_key(body, "protocols")
+        .cloned()
+        .and_then(|k| body.get_mut(&k))
+    {
+        for o in items.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(typo) = schema::find_key(o, "specifiationUrl").cloned() {
+                let v = o.remove(&typo).unwrap_or(Value::Null);
+                if schema::find_key(o, "specificationUrl").is_none() {
+                    o.insert("specificationUrl".into(), v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A client's POST/PUT body → the attributes we store (without `id`, `meta`, `schemas`).
 pub fn normalize(rt: ResourceType, body: Value, q: &Quirks) -> Result<Map<String, Value>> {
-    let Value::Object(body) = body else {
+    let Value::Object(mut body) = body else {
         return Err(Error::invalid_syntax("the request body must be a JSON object"));
     };
+    if rt == ResourceType::Agent {
+        agent_aliases(&mut body)?;
+    }
     if let Some(schemas) = body
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
@@ -453,6 +495,42 @@ mod tests {
             &Quirks::strict(),
         );
         assert!(strict.is_err());
+    }
+
+    #[test]
+    fn agent_bodies_of_both_drafts_normalise_to_one_form() {
+        let q = Quirks::default();
+        // draft-wzdk-scim-agent-resource-00's words (as secondary sources quote them).
+        let wzdk = json!({"schemas": [schema::AGENT], "externalId": "agent-7", "agentUserName": "analysis-agent-7",
+            "displayName": "Analysis agent", "active": false});
+        assert_eq!(
+            Value::Object(normalize(ResourceType::Agent, wzdk, &q).expect("wzdk")),
+            json!({"externalId": "agent-7", "name": "analysis-agent-7", "displayName": "Analysis agent", "active": false})
+        );
+        // abbey-00 §6.1's misspelt sub-attribute, and read-only `groups` dropped.
+        let abbey = json!({"name": "Clippy", "protocols": [{"type": "A2A", "specifiationUrl": "https://x/card.json"}],
+            "groups": [{"value": "g"}], "owners": [{"value": "u1", "$ref": "../Users/u1", "display": "Alice"}]});
+        assert_eq!(
+            Value::Object(normalize(ResourceType::Agent, abbey, &q).expect("abbey")),
+            json!({"name": "Clippy", "owners": [{"value": "u1", "$ref": "../Users/u1", "display": "Alice"}],
+                "protocols": [{"type": "A2A", "specificationUrl": "https://x/card.json"}]})
+        );
+        for bad in [
+            json!({"agentType": "Assistant"}),
+            json!({"name": "a", "agentUserName": "b"}),
+            json!({"name": "a", "owners": "u1"}),
+            json!({"name": "a", "active": "maybe"}),
+            json!({"name": 7}),
+        ] {
+            let err = normalize(ResourceType::Agent, bad.clone(), &q).err();
+            assert_eq!(
+                err.and_then(|e| e.scim_type),
+                Some(super::super::error::ScimType::InvalidValue),
+                "{bad}"
+            );
+        }
+        let same = json!({"name": "a", "agentUserName": "a"});
+        assert!(normalize(ResourceType::Agent, same, &q).is_ok());
     }
 
     #[test]

@@ -77,8 +77,10 @@ pub fn router(state: ScimState) -> Router {
     let resources = Router::new()
         .route("/Users", get(list_users).post(create_user))
         .route("/Groups", get(list_groups).post(create_group))
+        .route("/Agents", get(list_agents).post(create_agent))
         .route("/Users/.search", post(search_users))
         .route("/Groups/.search", post(search_groups))
+        .route("/Agents/.search", post(search_agents))
         .route("/.search", post(search_root))
         .route(
             "/Users/{id}",
@@ -87,6 +89,10 @@ pub fn router(state: ScimState) -> Router {
         .route(
             "/Groups/{id}",
             get(get_group).put(put_group).patch(patch_group).delete(delete_group),
+        )
+        .route(
+            "/Agents/{id}",
+            get(get_agent).put(put_agent).patch(patch_agent).delete(delete_agent),
         )
         .route("/Bulk", post(bulk_handler))
         .route("/Me", any(me))
@@ -127,6 +133,7 @@ fn resource(matched: Option<&MatchedPath>) -> ScimResource {
     match route.trim_start_matches('/').split('/').next() {
         Some("Users") => ScimResource::Users,
         Some("Groups") => ScimResource::Groups,
+        Some("Agents") => ScimResource::Agents,
         Some(".search") => ScimResource::Search,
         Some("Bulk") => ScimResource::Bulk,
         Some("Me") => ScimResource::Me,
@@ -272,6 +279,9 @@ async fn service_provider_config(
         "changePassword": {"supported": false},
         "sort": {"supported": true},
         "etag": {"supported": true},
+        // draft-abbey-scim-agent-extension-00 §4.1: servers supporting agents MUST say so here.
+        // No /AgenticApplications: nothing here would use them, and §4.1 lets us say so.
+        "agentExtension": {"supported": true, "agentsSupported": true, "agenticApplicationsSupported": false},
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
             "name": "Bearer token",
@@ -311,7 +321,7 @@ async fn schema_by_id(Base(base): Base, Path(id): Path<String>) -> Result<Respon
 
 async fn resource_types(Base(base): Base, q: Query<Vec<(String, String)>>) -> Result<Response> {
     reject_filter(&q)?;
-    let items = [ResourceType::User, ResourceType::Group]
+    let items = ResourceType::ALL
         .iter()
         .map(|rt| rt.resource_type_json(&base))
         .collect();
@@ -319,11 +329,10 @@ async fn resource_types(Base(base): Base, q: Query<Vec<(String, String)>>) -> Re
 }
 
 async fn resource_type_by_id(Base(base): Base, Path(id): Path<String>) -> Result<Response> {
-    let rt = match id.as_str() {
-        "User" => ResourceType::User,
-        "Group" => ResourceType::Group,
-        _ => return Err(Error::not_found(format!("no resource type '{id}'"))),
-    };
+    let rt = ResourceType::ALL
+        .into_iter()
+        .find(|rt| rt.name() == id)
+        .ok_or_else(|| Error::not_found(format!("no resource type '{id}'")))?;
     Ok(scim_json(StatusCode::OK, &rt.resource_type_json(&base)))
 }
 
@@ -454,6 +463,18 @@ async fn search_groups(State(st): State<ScimState>, Base(base): Base, ScimBody(b
     search(st, base, Some(ResourceType::Group), body).await
 }
 
+async fn list_agents(
+    State(st): State<ScimState>,
+    Base(base): Base,
+    q: std::result::Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    list(st, base, ResourceType::Agent, query_params(q)?).await
+}
+
+async fn search_agents(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {
+    search(st, base, Some(ResourceType::Agent), body).await
+}
+
 async fn search_root(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {
     search(st, base, None, body).await
 }
@@ -554,6 +575,15 @@ resource_handlers!(
     put_group,
     patch_group,
     delete_group
+);
+
+resource_handlers!(
+    ResourceType::Agent,
+    get_agent,
+    create_agent,
+    put_agent,
+    patch_agent,
+    delete_agent
 );
 
 async fn bulk_handler(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {

@@ -11,6 +11,8 @@ use std::sync::LazyLock;
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// draft-abbey-scim-agent-extension-00 §5.1.4; draft-wzdk-scim-agent-resource-00 uses the same URN.
+pub const AGENT: &str = "urn:ietf:params:scim:schemas:core:2.0:Agent";
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -215,19 +217,28 @@ impl ResourceType {
         match self {
             ResourceType::User => &USER_SCHEMA,
             ResourceType::Group => &GROUP_SCHEMA,
+            ResourceType::Agent => &AGENT_SCHEMA,
         }
     }
     pub fn extensions(self) -> &'static [&'static Schema] {
         static USER_EXT: LazyLock<[&'static Schema; 1]> = LazyLock::new(|| [&*ENTERPRISE_SCHEMA]);
         match self {
             ResourceType::User => &*USER_EXT,
-            ResourceType::Group => &[],
+            ResourceType::Group | ResourceType::Agent => &[],
         }
     }
 
     /// Resolve an attribute name, optionally URN-qualified, to its schema and definition.
     /// Returns `None` for `urn` naming a schema this type doesn't have.
+    ///
+    /// An Agent's `agentUserName` (draft-wzdk-scim-agent-resource-00's name for it) resolves to
+    /// `name` (draft-abbey-scim-agent-extension-00 §5.1.4), the one we store and return, so
+    /// bodies, filters, PATCH paths and `attributes=` in either draft's words reach it.
     pub fn resolve(self, urn: Option<&str>, name: &str) -> Option<(Option<&'static Schema>, &'static Attribute)> {
+        let name = match self {
+            ResourceType::Agent if name.eq_ignore_ascii_case(AGENT_USER_NAME) => "name",
+            _ => name,
+        };
         let schemas = std::iter::once(self.core()).chain(self.extensions().iter().copied());
         match urn {
             Some(urn) => {
@@ -261,7 +272,12 @@ impl ResourceType {
             "id": self.name(),
             "name": self.name(),
             "endpoint": format!("/{}", self.endpoint()),
-            "description": match self { ResourceType::User => "User Account", ResourceType::Group => "Group" },
+            "description": match self {
+                ResourceType::User => "User Account",
+                ResourceType::Group => "Group",
+                // draft-abbey-scim-agent-extension-00 §5.1.1.
+                ResourceType::Agent => "Agent identities",
+            },
             "schema": self.core().id,
             "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/{}", self.name())},
         });
@@ -276,14 +292,15 @@ impl ResourceType {
 
 /// Find a schema we publish by id.
 pub fn by_id(id: &str) -> Option<&'static Schema> {
-    [&*USER_SCHEMA, &*ENTERPRISE_SCHEMA, &*GROUP_SCHEMA]
-        .into_iter()
-        .find(|s| s.id == id)
+    all().into_iter().find(|s| s.id == id)
 }
 
-pub fn all() -> [&'static Schema; 3] {
-    [&*USER_SCHEMA, &*ENTERPRISE_SCHEMA, &*GROUP_SCHEMA]
+pub fn all() -> [&'static Schema; 4] {
+    [&*USER_SCHEMA, &*ENTERPRISE_SCHEMA, &*GROUP_SCHEMA, &*AGENT_SCHEMA]
 }
+
+/// draft-wzdk-scim-agent-resource-00's required unique name of an Agent; accepted as `name`.
+pub const AGENT_USER_NAME: &str = "agentUserName";
 
 /// `id`, `externalId` and `meta`: on every resource, defined by RFC 7643 §3.1 outside any schema.
 pub static COMMON: LazyLock<Schema> = LazyLock::new(|| Schema {
@@ -479,21 +496,170 @@ pub static GROUP_SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
         )
         .required()
         .unique(),
-        Attribute::new("members", Type::Complex, "Users and groups in this group; groups nest.")
-            .multi()
-            .sub(vec![
-                Attribute::new("value", Type::String, "id of the member resource.")
-                    .case_exact()
-                    .mutability(Mutability::Immutable),
-                Attribute::new("$ref", Type::Reference, "URI of the member resource.")
-                    .refs(&["User", "Group"])
-                    .mutability(Mutability::Immutable),
-                Attribute::new("display", Type::String, "Name of the member, as the client sent it."),
-                Attribute::new("type", Type::String, "'User' or 'Group'.")
-                    .canonical(&["User", "Group"])
-                    .mutability(Mutability::Immutable),
-            ]),
+        Attribute::new(
+            "members",
+            Type::Complex,
+            "Users, agents and groups in this group; groups nest.",
+        )
+        .multi()
+        .sub(vec![
+            Attribute::new("value", Type::String, "id of the member resource.")
+                .case_exact()
+                .mutability(Mutability::Immutable),
+            Attribute::new("$ref", Type::Reference, "URI of the member resource.")
+                .refs(&["User", "Group", "Agent"])
+                .mutability(Mutability::Immutable),
+            Attribute::new("display", Type::String, "Name of the member, as the client sent it."),
+            Attribute::new("type", Type::String, "'User', 'Group' or 'Agent'; set by the server.")
+                .canonical(&["User", "Group", "Agent"])
+                .mutability(Mutability::Immutable),
+        ]),
     ],
+});
+
+/// The Agent resource (`/Agents`) of draft-abbey-scim-agent-extension-00 §5.1.4 (prose) and §6.1
+/// (schema JSON), which draft-wzdk-scim-agent-resource-00 shares the URN and endpoint of.
+///
+/// Where the two drafts differ, both shapes are accepted on input and one is stored and returned
+/// (see [`crate::scim::resource::agent_aliases`]): abbey's `name` (wzdk's `agentUserName` is taken
+/// as it), abbey's `protocols[].specificationUrl` (its §6.1 typo `specifiationUrl` is taken as it).
+/// wzdk's `displayName` and `description` (in abbey's prose, missing from its §6.1) are here;
+/// wzdk makes `displayName` and `active` required, abbey does not: optional, so abbey's minimal
+/// agent (§5.1.4.1.1) is valid.
+///
+/// Departures from abbey-00 §6.1, each where its prose (§5.1.4) says otherwise:
+/// - `owners`, `subject`, `parent`, `protocols` and `applications` are readWrite: §6.1 marks them
+///   readOnly, but §5.1.4 has the client set them (`subject`: "clients may specify when
+///   provisioning an agent"; `owners` "defines the User or Group objects that are owners"; `parent`
+///   "defines the parent Agent"; `protocols` "informs service providers"), and §5.1.4.1.2's full
+///   agent sends them. An IdP must be able to provision who answers for an agent.
+/// - `owners` gains the `type` sub-attribute ('User' or 'Group', set by the server), as Group
+///   `members` have it; §6.1 has none, though its `$ref` names both types.
+/// - `subject` is caseExact: it is matched against a token's `sub` (OIDC Core §2: case-sensitive)
+///   and a Kubernetes username, both compared exactly; §6.1 says caseExact false.
+/// - `applications` gains `type`, which §5.1.4.1.2 sends ("Web"), and its `$ref` is an `external`
+///   reference (§6.1: "AgenticApplication", a type this server does not host); `groups.$ref` refers to Groups
+///   only (§6.1 copied "User" from RFC 7643). `protocols[].type` carries the prose's canonical
+///   values; `specificationUrl` is a reference.
+pub static AGENT_SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
+    Schema {
+    id: AGENT,
+    name: "Agent",
+    description: "An automation or AI agent, accountable to its owners",
+    attributes: vec![
+        Attribute::new(
+            "name",
+            Type::String,
+            "Unique name of the agent, compared case-insensitively (draft-wzdk-scim-agent-resource-00's \
+             'agentUserName' is accepted as this attribute). REQUIRED.",
+        )
+        .required()
+        .unique(),
+        Attribute::new("displayName", Type::String, "Name suitable for display; 'name' when unassigned."),
+        Attribute::new("description", Type::String, "What the agent is for."),
+        Attribute::new(
+            "agentType",
+            Type::String,
+            "Classifies like agents, e.g. 'Assistant', 'Researcher', 'Chat bot', 'Unknown'; any value may be used.",
+        ),
+        Attribute::new(
+            "active",
+            Type::Boolean,
+            "Whether the agent may act; false (or every owner gone or deactivated) denies admission. Absent means true.",
+        ),
+        Attribute::new(
+            "subject",
+            Type::String,
+            "What the agent signs in as: the 'sub' of its inbound tokens, or the Kubernetes username it is \
+             bound to; compared exactly. Set by the client when provisioning (abbey-00 §5.1.4).",
+        )
+        .case_exact(),
+        Attribute::new(
+            "owners",
+            Type::Complex,
+            "The Users or Groups accountable for the agent; it acts only within what an active owner may do.",
+        )
+        .multi()
+        .sub(vec![
+            Attribute::new("value", Type::String, "id of the owning User or Group.")
+                .case_exact()
+                .mutability(Mutability::Immutable),
+            Attribute::new("$ref", Type::Reference, "URI of the owning User or Group; computed by the server.")
+                .refs(&["User", "Group"])
+                .mutability(Mutability::Immutable),
+            Attribute::new("display", Type::String, "Name of the owner, as the client sent it."),
+            Attribute::new("type", Type::String, "'User' or 'Group'; set by the server.")
+                .canonical(&["User", "Group"])
+                .mutability(Mutability::Immutable),
+        ]),
+        Attribute::new(
+            "parent",
+            Type::Complex,
+            "The parent Agent in a hierarchy of agents.",
+        )
+        .sub(vec![
+            Attribute::new("value", Type::String, "id of the parent Agent.").case_exact(),
+            Attribute::new("$ref", Type::Reference, "URI of the parent Agent; computed by the server.")
+                .refs(&["Agent"]),
+            Attribute::new("display", Type::String, "Name of the parent Agent, as the client sent it."),
+        ]),
+        Attribute::new(
+            "groups",
+            Type::Complex,
+            "Groups the agent belongs to, directly or through nested groups; maintained by the server.",
+        )
+        .multi()
+        .mutability(Mutability::ReadOnly)
+        .sub(vec![
+            Attribute::new("value", Type::String, "Group id.").mutability(Mutability::ReadOnly),
+            Attribute::new("$ref", Type::Reference, "URI of the group.")
+                .refs(&["Group"])
+                .mutability(Mutability::ReadOnly),
+            Attribute::new("display", Type::String, "Group displayName.").mutability(Mutability::ReadOnly),
+            Attribute::new("type", Type::String, "'direct' or 'indirect'.")
+                .canonical(&["direct", "indirect"])
+                .mutability(Mutability::ReadOnly),
+        ]),
+        multi_complex("entitlements", "Entitlements of the agent.", Type::String, &[]),
+        multi_complex("roles", "Roles the agent assumes.", Type::String, &[]),
+        multi_complex(
+            "x509Certificates",
+            "Certificates of the agent (DER, base64).",
+            Type::Binary,
+            &[],
+        ),
+        Attribute::new(
+            "applications",
+            Type::Complex,
+            "Agentic applications the agent shares a trust boundary with, as the client listed them \
+             (this server hosts no /AgenticApplications).",
+        )
+        .multi()
+        .sub(vec![
+            Attribute::new("value", Type::String, "id of the agentic application."),
+            // §6.1 says ["AgenticApplication"]; we host no such type, so from here it is external.
+            Attribute::new("$ref", Type::Reference, "URI of the agentic application.").refs(&["external"]),
+            Attribute::new("display", Type::String, "Name of the application."),
+            Attribute::new("type", Type::String, "Kind of application, e.g. 'Web'."),
+        ]),
+        Attribute::new(
+            "protocols",
+            Type::Complex,
+            "Protocols the agent can be reached by; none means only through its application.",
+        )
+        .multi()
+        .sub(vec![
+            Attribute::new("type", Type::String, "The protocol.").canonical(&["A2A", "OpenAPI", "MCP-Server"]),
+            Attribute::new(
+                "specificationUrl",
+                Type::Reference,
+                "URL of the agent's document for that protocol (e.g. an A2A agent card).",
+            )
+            .case_exact()
+            .refs(&["external"]),
+        ]),
+    ],
+}
 });
 
 /// Attribute lookup used by filters and PATCH paths: schema-qualified or plain, case-insensitive.
@@ -527,6 +693,24 @@ mod tests {
             .resolve(Some(ENTERPRISE_USER), "department")
             .is_none());
         assert!(ResourceType::Group.resolve(None, "userName").is_none());
+    }
+
+    #[test]
+    fn agent_schema_takes_both_drafts_names() {
+        let (s, a) = ResourceType::Agent.resolve(None, "agentUserName").expect("alias");
+        assert_eq!((s.map(|s| s.id), a.name), (Some(AGENT), "name"));
+        let (_, a) = ResourceType::Agent.resolve(Some(AGENT), "OWNERS").expect("owners");
+        assert_eq!(a.sub_attr("type").map(|t| t.canonical), Some(&["User", "Group"][..]));
+        assert!(ResourceType::User.resolve(None, "agentUserName").is_none());
+        assert_eq!(by_id(AGENT).map(|s| s.name), Some("Agent"));
+        let rt = ResourceType::Agent.resource_type_json("https://x/scim/v2");
+        assert_eq!(
+            (rt["endpoint"].as_str(), rt["schema"].as_str()),
+            (Some("/Agents"), Some(AGENT))
+        );
+        // Members may be agents.
+        let members = GROUP_SCHEMA.attr("members").expect("members");
+        assert!(members.sub_attr("type").is_some_and(|t| t.canonical.contains(&"Agent")));
     }
 
     #[test]

@@ -89,30 +89,44 @@ fn attributes_of(record: &Record) -> (Map<String, Value>, String) {
     (doc, created)
 }
 
-/// The uniqueness key: userName / displayName folded as every lookup folds it
-/// ([`fold`]).
-fn unique_key(rt: ResourceType, attrs: &Map<String, Value>) -> Arc<str> {
-    let field = match rt {
+/// The attribute that names a resource uniquely.
+fn unique_attr(rt: ResourceType) -> &'static str {
+    match rt {
         ResourceType::User => "userName",
         ResourceType::Group => "displayName",
-    };
-    Arc::from(fold(attrs.get(field).and_then(Value::as_str).unwrap_or_default()))
+        ResourceType::Agent => "name",
+    }
+}
+
+/// The uniqueness key: userName / displayName / an agent's name folded as every lookup folds it
+/// ([`fold`]).
+fn unique_key(rt: ResourceType, attrs: &Map<String, Value>) -> Arc<str> {
+    Arc::from(fold(
+        attrs.get(unique_attr(rt)).and_then(Value::as_str).unwrap_or_default(),
+    ))
 }
 
 /// A User's userName must not carry surrounding whitespace or control characters (400
 /// `invalidValue`). Checked only when the write sets it (`old` is the stored one): a userName
 /// stored before this rule must not stop an identity provider from deactivating its owner.
+/// An Agent's `name` (what identity rules match by pattern) follows the same rule.
 fn check_user_name(rt: ResourceType, attrs: &Map<String, Value>, old: Option<&Map<String, Value>>) -> Result<()> {
-    if rt != ResourceType::User {
+    if rt == ResourceType::Group {
         return Ok(());
     }
-    let name = attrs.get("userName");
-    if old.is_some_and(|o| o.get("userName") == name) {
+    let field = unique_attr(rt);
+    let name = attrs.get(field);
+    if old.is_some_and(|o| o.get(field) == name) {
         return Ok(());
     }
-    match name.and_then(Value::as_str).and_then(user_name_problem) {
-        Some(problem) => Err(Error::invalid_value(problem)),
-        None => Ok(()),
+    let problem = name.and_then(Value::as_str).and_then(user_name_problem);
+    match (problem, rt) {
+        (Some(problem), ResourceType::Agent) => Err(Error::invalid_value(format!(
+            "agent {}",
+            problem.replacen("userName", "name", 2)
+        ))),
+        (Some(problem), _) => Err(Error::invalid_value(problem)),
+        (None, _) => Ok(()),
     }
 }
 
@@ -140,17 +154,12 @@ fn build(rt: ResourceType, id: &str, attrs: Map<String, Value>, created: &str, v
 /// unique index is the final word; this gives the precise message.
 fn check_unique(s: &Snapshot, rt: ResourceType, key: &str, own_id: Option<&str>) -> Result<()> {
     match s.by_unique_key(rt, key) {
-        Some(other) if Some(&**other) != own_id => {
-            let what = if rt == ResourceType::User {
-                "userName"
-            } else {
-                "displayName"
-            };
-            Err(Error::uniqueness(format!(
-                "a {} with {what} '{key}' already exists",
-                rt.name()
-            )))
-        }
+        Some(other) if Some(&**other) != own_id => Err(Error::uniqueness(format!(
+            "a{} {} with {} '{key}' already exists",
+            if rt == ResourceType::Agent { "n" } else { "" },
+            rt.name(),
+            unique_attr(rt)
+        ))),
         _ => Ok(()),
     }
 }
@@ -173,12 +182,140 @@ fn check_members(s: &Snapshot, group_id: &str, attrs: &mut Map<String, Value>) -
             "User"
         } else if s.group(&id).is_some() {
             "Group"
+        } else if s.agent(&id).is_some() {
+            "Agent"
         } else {
             return Err(Error::invalid_value(format!(
-                "member '{id}' is neither a User nor a Group here"
+                "member '{id}' is not a User, Group or Agent here"
             )));
         };
         obj.insert("type".into(), Value::String(kind.into()));
+    }
+    Ok(())
+}
+
+/// An Agent's references. Each owner must be a User or Group that exists (400 `invalidValue`
+/// naming it), gets its `type` from what it is, and is listed once; `$ref` is computed when
+/// rendering, never stored. `parent` must be another Agent, and not one below this one.
+///
+/// Only references the write adds are checked: an owner deleted since it was listed stays
+/// listed (admission treats it as gone), and must not stop an IdP from deactivating the agent.
+fn check_agent(
+    s: &Snapshot,
+    agent_id: &str,
+    attrs: &mut Map<String, Value>,
+    old: Option<&Map<String, Value>>,
+) -> Result<()> {
+    let listed = |attr: &str| -> Vec<String> {
+        old.and_then(|o| o.get(attr))
+            .map(|v| match v {
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(|e| e.get("value")?.as_str())
+                    .map(String::from)
+                    .collect(),
+                other => other
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .into_iter()
+                    .collect(),
+            })
+            .unwrap_or_default()
+    };
+    let known_owners = listed("owners");
+    if let Some(Value::Array(owners)) = attrs.get_mut("owners") {
+        let mut seen: Vec<String> = Vec::new();
+        let mut out = Vec::with_capacity(owners.len());
+        for mut owner in std::mem::take(owners) {
+            let Some(obj) = owner.as_object_mut() else { continue };
+            let id = obj.get("value").and_then(Value::as_str).unwrap_or_default().to_string();
+            if id.is_empty() {
+                return Err(Error::invalid_value(
+                    "every owner needs a 'value' (the owning User's or Group's id)",
+                ));
+            }
+            if seen.contains(&id) {
+                continue;
+            }
+            obj.remove("$ref");
+            let kind = if s.user(&id).is_some() {
+                Some("User")
+            } else if s.group(&id).is_some() {
+                Some("Group")
+            } else {
+                None
+            };
+            match kind {
+                Some(kind) => {
+                    obj.insert("type".into(), Value::String(kind.into()));
+                }
+                None if known_owners.contains(&id) => {
+                    // Gone since it was listed: keep what was stored about it.
+                    let stored = old
+                        .and_then(|o| o.get("owners"))
+                        .and_then(Value::as_array)
+                        .and_then(|a| a.iter().find(|e| e.get("value").and_then(Value::as_str) == Some(&id)))
+                        .and_then(|e| e.get("type"))
+                        .cloned();
+                    match stored {
+                        Some(t) => obj.insert("type".into(), t),
+                        None => obj.remove("type"),
+                    };
+                }
+                None => {
+                    let what = if s.agent(&id).is_some() {
+                        "an Agent; owners are Users or Groups"
+                    } else {
+                        "neither a User nor a Group here"
+                    };
+                    return Err(Error::invalid_value(format!("owner '{id}' is {what}")));
+                }
+            }
+            seen.push(id);
+            out.push(owner);
+        }
+        *owners = out;
+        if owners.is_empty() {
+            attrs.remove("owners");
+        }
+    }
+    let known_parent = listed("parent");
+    if let Some(parent) = attrs.get_mut("parent") {
+        let Some(obj) = parent.as_object_mut() else {
+            return Err(Error::invalid_value("'parent' must be an object"));
+        };
+        obj.remove("$ref");
+        let id = obj.get("value").and_then(Value::as_str).unwrap_or_default().to_string();
+        if id.is_empty() {
+            return Err(Error::invalid_value("'parent' needs a 'value' (the parent Agent's id)"));
+        }
+        if !known_parent.contains(&id) {
+            if id == agent_id {
+                return Err(Error::invalid_value("an agent cannot be its own parent"));
+            }
+            if s.agent(&id).is_none() {
+                return Err(Error::invalid_value(format!("parent '{id}' is not an Agent here")));
+            }
+            // Walk up from the new parent: reaching this agent would make a cycle. At most one
+            // step per agent, so linear however the stored parents point.
+            let mut at = id.clone();
+            for _ in 0..=s.count(ResourceType::Agent) {
+                let Some(next) = s
+                    .record(ResourceType::Agent, &at)
+                    .map(parse_body)
+                    .and_then(|d| d.get("parent")?.get("value")?.as_str().map(String::from))
+                else {
+                    break;
+                };
+                if next == agent_id {
+                    return Err(Error::invalid_value(format!(
+                        "parent '{id}' is below this agent; agent hierarchies cannot loop"
+                    )));
+                }
+                at = next;
+            }
+        }
     }
     Ok(())
 }
@@ -239,8 +376,10 @@ impl Service {
             let mut attrs = attrs.clone();
             check_user_name(rt, &attrs, None)?;
             check_unique(s, rt, &unique_key(rt, &attrs), None)?;
-            if rt == ResourceType::Group {
-                check_members(s, &pid, &mut attrs)?;
+            match rt {
+                ResourceType::Group => check_members(s, &pid, &mut attrs)?,
+                ResourceType::Agent => check_agent(s, &pid, &mut attrs, None)?,
+                ResourceType::User => {}
             }
             Ok(vec![Change::Put {
                 record: build(rt, &pid, attrs, &crate::model::clock::now(), 1),
@@ -287,8 +426,10 @@ impl Service {
             let mut attrs = edit(&old_attrs)?;
             check_user_name(rt, &attrs, Some(&old_attrs))?;
             check_unique(s, rt, &unique_key(rt, &attrs), Some(&pid))?;
-            if rt == ResourceType::Group {
-                check_members(s, &pid, &mut attrs)?;
+            match rt {
+                ResourceType::Group => check_members(s, &pid, &mut attrs)?,
+                ResourceType::Agent => check_agent(s, &pid, &mut attrs, Some(&old_attrs))?,
+                ResourceType::User => {}
             }
             if attrs == old_attrs {
                 return Ok(Vec::new());
@@ -318,12 +459,12 @@ impl Service {
         self.writer.write(plan).await.map(|_| ())
     }
 
-    /// A ListResponse for one resource type, or for both (`rt: None`, root-level `.search`).
+    /// A ListResponse for one resource type, or for all of them (`rt: None`, root-level `.search`).
     pub async fn list(&self, rt: Option<ResourceType>, q: &ListQuery, base: &str) -> Result<Value> {
         let s = self.writer.current().await?;
         let types: Vec<ResourceType> = match rt {
             Some(rt) => vec![rt],
-            None => vec![ResourceType::User, ResourceType::Group],
+            None => ResourceType::ALL.to_vec(),
         };
         let count = q.count.unwrap_or(DEFAULT_COUNT).min(MAX_RESULTS);
         let start = q.start_index.max(1);
@@ -333,7 +474,7 @@ impl Service {
         for rt in types.iter().copied() {
             let projection = Projection::parse(rt, q.attributes.as_deref(), q.excluded_attributes.as_deref())?;
             let filter = match &q.filter {
-                Some(f) => match Filter::compile(f, rt) {
+                Some(f) => match Filter::compile_with(f, rt, &self.quirks) {
                     Ok(f) => Some(f),
                     Err(e) if types.len() > 1 => {
                         errors.push(e);
@@ -457,9 +598,12 @@ fn candidates<'a>(s: &'a Snapshot, rt: ResourceType, filter: Option<&Filter>) ->
     let hint = filter.and_then(Filter::index_hint);
     let ids: Option<Vec<Arc<str>>> = match (rt, hint.as_ref().map(|(a, v)| (a.as_str(), *v))) {
         (_, Some(("id", v))) => Some(vec![Arc::from(v)]),
-        (ResourceType::User, Some(("userName", v))) | (ResourceType::Group, Some(("displayName", v))) => {
+        (ResourceType::User, Some(("userName", v)))
+        | (ResourceType::Group, Some(("displayName", v)))
+        | (ResourceType::Agent, Some(("name", v))) => {
             Some(s.by_unique_key(rt, &fold(v)).cloned().into_iter().collect())
         }
+        (ResourceType::Agent, Some(("subject", v))) => Some(s.agents_by_subject(v)),
         (_, Some(("externalId", v))) => Some(s.by_external_id(rt, v)),
         (ResourceType::User, Some(("emails", v) | ("emails.value", v))) => Some(s.users_by_email(v)),
         (ResourceType::Group, Some(("members", v) | ("members.value", v))) => Some(s.direct_groups(v)),
@@ -474,9 +618,9 @@ fn candidates<'a>(s: &'a Snapshot, rt: ResourceType, filter: Option<&Filter>) ->
     }
 }
 
-/// The stored document plus what the server computes: `meta.location`, a user's `groups`,
-/// members' `$ref` and `display`.
-/// `with_groups: false` skips computing a user's `groups` (when the response excludes them).
+/// The stored document plus what the server computes: `meta.location`, a user's or agent's
+/// `groups`, the `$ref` of group members and of an agent's owners and parent.
+/// `with_groups: false` skips computing `groups` (when the response excludes them).
 fn with_computed(s: &Snapshot, r: &Record, base: &str, with_groups: bool) -> Map<String, Value> {
     let mut doc = parse_body(r);
     let location = format!("{base}/{}/{}", r.rt.endpoint(), r.id);
@@ -484,16 +628,37 @@ fn with_computed(s: &Snapshot, r: &Record, base: &str, with_groups: bool) -> Map
         meta.insert("location".into(), Value::String(location));
     }
     match r.rt {
-        ResourceType::User if !with_groups => {}
-        ResourceType::User => {
-            let groups: Vec<Value> = s
-                .groups_of(&r.id)
-                .into_iter()
-                .map(|(g, direct)| {
-                    json!({"value": &*g.record.id, "$ref": format!("{base}/Groups/{}", g.record.id),
-                           "display": &*g.display_name, "type": if direct { "direct" } else { "indirect" }})
-                })
-                .collect();
+        ResourceType::User | ResourceType::Agent => {
+            if r.rt == ResourceType::Agent {
+                // Owners may have been deleted since: their stored `type` still says where they were.
+                if let Some(Value::Array(owners)) = doc.get_mut("owners") {
+                    for o in owners.iter_mut().filter_map(Value::as_object_mut) {
+                        let Some(id) = o.get("value").and_then(Value::as_str).map(String::from) else {
+                            continue;
+                        };
+                        let group = s.group(&id).is_some()
+                            || (s.user(&id).is_none() && o.get("type").and_then(Value::as_str) == Some("Group"));
+                        let endpoint = if group { "Groups" } else { "Users" };
+                        put_ref(o, format!("{base}/{endpoint}/{id}"));
+                    }
+                }
+                if let Some(Value::Object(p)) = doc.get_mut("parent") {
+                    if let Some(id) = p.get("value").and_then(Value::as_str).map(String::from) {
+                        put_ref(p, format!("{base}/Agents/{id}"));
+                    }
+                }
+            }
+            let groups: Vec<Value> = if with_groups {
+                s.groups_of(&r.id)
+                    .into_iter()
+                    .map(|(g, direct)| {
+                        json!({"value": &*g.record.id, "$ref": format!("{base}/Groups/{}", g.record.id),
+                               "display": &*g.display_name, "type": if direct { "direct" } else { "indirect" }})
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             if !groups.is_empty() {
                 let meta = doc.remove("meta");
                 doc.insert("groups".into(), Value::Array(groups));
@@ -508,20 +673,35 @@ fn with_computed(s: &Snapshot, r: &Record, base: &str, with_groups: bool) -> Map
                     let Some(id) = m.get("value").and_then(Value::as_str).map(String::from) else {
                         continue;
                     };
-                    let endpoint = if s.group(&id).is_some() { "Groups" } else { "Users" };
-                    // `$ref` follows `value`, before `display` and `type`, as in RFC 7643's examples.
-                    let rest: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
-                    for (k, v) in rest {
-                        m.insert(k.clone(), v);
-                        if k == "value" {
-                            m.insert("$ref".into(), Value::String(format!("{base}/{endpoint}/{id}")));
-                        }
-                    }
+                    let endpoint = if s.group(&id).is_some() {
+                        "Groups"
+                    } else if s.agent(&id).is_some() {
+                        "Agents"
+                    } else {
+                        "Users"
+                    };
+                    put_ref(m, format!("{base}/{endpoint}/{id}"));
                 }
             }
         }
     }
     doc
+}
+
+/// `$ref` right after `value`, before `display` and `type`, as in RFC 7643's examples; one sent
+/// by the client and stored is replaced.
+fn put_ref(m: &mut Map<String, Value>, url: String) {
+    let rest: Vec<(String, Value)> = std::mem::take(m).into_iter().filter(|(k, _)| k != "$ref").collect();
+    let mut url = Some(url);
+    for (k, v) in rest {
+        let after = k == "value";
+        m.insert(k, v);
+        if after {
+            if let Some(u) = url.take() {
+                m.insert("$ref".into(), Value::String(u));
+            }
+        }
+    }
 }
 
 /// A stored record as the client sees it.

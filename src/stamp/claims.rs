@@ -70,6 +70,14 @@ pub struct Claims {
     /// stamped; `None` in stamps made before it was signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authenticated: Option<bool>,
+    /// On an agent's request, the SCIM id of the person (an active owner of the agent) whose
+    /// rights carried the decision (`scimgate.io/on-behalf-of`); empty for people, service
+    /// accounts, and stamps made before agents existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub on_behalf_of: String,
+    /// …and that person's userName.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub on_behalf_of_name: String,
 }
 
 /// What one request says about itself, the same in every webhook call it causes.
@@ -223,6 +231,8 @@ mod tests {
             author: String::new(),
             author_name: String::new(),
             authenticated: None,
+            on_behalf_of: String::new(),
+            on_behalf_of_name: String::new(),
         }
     }
 

@@ -26,7 +26,7 @@ pub use claims::{Binding, Claims, Mismatch};
 pub use keys::{Error, Result, Signer, Verifier};
 pub use vocabulary::{Entry, PREFIX};
 
-use crate::policy::{Action, Kind, Requester};
+use crate::policy::{Action, Kind, OnBehalfOf, Requester};
 use serde_json::{json, Map, Value};
 
 /// Everything a new stamp says.
@@ -39,8 +39,10 @@ pub struct NewStamp<'a> {
     pub generate_name: &'a str,
     /// Who asked: the person's SCIM id, or the service account's username.
     pub requester: &'a str,
-    /// The person (or service account) the stamp names.
+    /// The person, agent or service account the stamp names.
     pub who: &'a Requester,
+    /// An agent's action: the person whose rights carried it.
+    pub on_behalf_of: Option<&'a OnBehalfOf>,
     /// Who last changed what the run executes, as (SCIM id, name), when not `who`.
     pub author: Option<(&'a str, &'a str)>,
     /// A run a controller started for an owner: the owner's submitter's name, when the run is
@@ -67,6 +69,7 @@ pub struct Made {
 fn named(r: &Requester) -> (String, String) {
     match r {
         Requester::Person { id, user_name, .. } => (id.clone(), user_name.clone()),
+        Requester::Agent { id, name, .. } => (id.clone(), name.clone()),
         sa @ Requester::ServiceAccount { .. } => (String::new(), sa.display()),
     }
 }
@@ -117,10 +120,7 @@ pub fn make(signer: &Signer, obj: &Value, old: Option<&Value>, stamps: &[NewStam
 /// The claims of one new stamp (its annotations in `stamp`), and the labels it sets.
 fn claims(entry: &Entry, s: &NewStamp<'_>) -> (Claims, Map<String, Value>) {
     let (user_id, user_name) = named(s.who);
-    let groups = match s.who {
-        Requester::Person { groups, .. } => groups.join(","),
-        Requester::ServiceAccount { .. } => String::new(),
-    };
+    let groups = s.who.groups().join(",");
     let (author, author_name) = s
         .author
         .map(|(id, name)| (id.to_string(), name.to_string()))
@@ -129,6 +129,9 @@ fn claims(entry: &Entry, s: &NewStamp<'_>) -> (Claims, Map<String, Value>) {
     stamp_ann.insert(entry.by_key(), json!(user_name));
     if !user_id.is_empty() {
         stamp_ann.insert(entry.by_id_key(), json!(user_id));
+    }
+    if let Some(p) = s.on_behalf_of {
+        stamp_ann.insert(entry.on_behalf_of_key(), json!(p.user_name));
     }
     if s.action == Action::Submit {
         stamp_ann.insert(vocabulary::SUBMITTED_GROUPS.into(), json!(groups));
@@ -168,6 +171,8 @@ fn claims(entry: &Entry, s: &NewStamp<'_>) -> (Claims, Map<String, Value>) {
         author,
         author_name,
         authenticated: Some(s.authenticated),
+        on_behalf_of: s.on_behalf_of.map(|p| p.id.clone()).unwrap_or_default(),
+        on_behalf_of_name: s.on_behalf_of.map(|p| p.user_name.clone()).unwrap_or_default(),
     };
     (c, labels)
 }

@@ -19,6 +19,9 @@ pub struct Entry {
     pub decision: &'static str,
     /// What people call the event (`audit who`).
     pub event: &'static str,
+    /// The annotation (without [`PREFIX`]) naming the person whose rights carried an agent's
+    /// action (their userName; the attestation has their SCIM id too).
+    pub on_behalf_of: &'static str,
 }
 
 /// Submit first: later stamps add to it and leave it as it was.
@@ -26,6 +29,7 @@ pub const TABLE: [Entry; 4] = [
     Entry {
         action: Action::Submit,
         prefix: "submitted",
+        on_behalf_of: "on-behalf-of",
         attestation: "attestation",
         decision: "decision",
         event: "submitted",
@@ -33,6 +37,7 @@ pub const TABLE: [Entry; 4] = [
     Entry {
         action: Action::Approve,
         prefix: "approved",
+        on_behalf_of: "approved-on-behalf-of",
         attestation: "approval-attestation",
         decision: "approved-decision",
         event: "approved",
@@ -40,6 +45,7 @@ pub const TABLE: [Entry; 4] = [
     Entry {
         action: Action::Cancel,
         prefix: "cancelled",
+        on_behalf_of: "cancelled-on-behalf-of",
         attestation: "cancel-attestation",
         decision: "cancelled-decision",
         event: "cancelled",
@@ -47,6 +53,7 @@ pub const TABLE: [Entry; 4] = [
     Entry {
         action: Action::Update,
         prefix: "updated",
+        on_behalf_of: "updated-on-behalf-of",
         attestation: "update-attestation",
         decision: "updated-decision",
         event: "updated",
@@ -100,6 +107,9 @@ impl Entry {
     pub fn at_key(&self) -> String {
         format!("{PREFIX}{}-at", self.prefix)
     }
+    pub fn on_behalf_of_key(&self) -> String {
+        format!("{PREFIX}{}", self.on_behalf_of)
+    }
 }
 
 impl Entry {
@@ -111,6 +121,7 @@ impl Entry {
             self.by_key(),
             self.by_id_key(),
             self.at_key(),
+            self.on_behalf_of_key(),
         ]
         .iter()
         .any(|k| k == key)
@@ -138,6 +149,7 @@ mod tests {
                 e.by_key(),
                 e.by_id_key(),
                 e.at_key(),
+                e.on_behalf_of_key(),
             ] {
                 assert!(is_ours(&k));
                 assert!(keys.insert(k.clone()), "{k} spelled twice");

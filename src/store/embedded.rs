@@ -244,7 +244,7 @@ impl Store for Embedded {
         marks: &[crate::model::ChainMark],
     ) -> Result<()> {
         // Multi-row INSERTs: at admission rates the per-statement overhead dominated.
-        const ROWS: usize = 400; // 26 columns each, within SQLite's bound-parameter limit
+        const ROWS: usize = 400; // 28 columns each, within SQLite's bound-parameter limit
         let mut tx = self.pool.begin().await?;
         for chunk in records.chunks(ROWS) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(

@@ -253,7 +253,7 @@ impl Store for Postgres {
         records: &[crate::model::DecisionRecord],
         marks: &[crate::model::ChainMark],
     ) -> Result<()> {
-        // 26 parameters a row, within PostgreSQL's 65,535 per statement.
+        // 28 parameters a row, within PostgreSQL's 65,535 per statement.
         const ROWS: usize = 1_000;
         let mut tx = self.pool.begin().await?;
         for chunk in records.chunks(ROWS) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub const DECISION_COLUMNS: &str = "id, at, request_uid, hook, kind, namespace, name, action, requester, user_id, \
      groups, rule, outcome, mode, reason, latency_us, policy, run_as, templates, submitter_id, stamp_id, \
-     authenticated, replica, seq, prev_hash, hash, prior_decision";
+     authenticated, replica, seq, prev_hash, hash, prior_decision, on_behalf_of";
 
 pub const MARK_COLUMNS: &str = "replica, seq, kind, hash, at, signature";
 
@@ -53,7 +53,8 @@ where
             .push_bind(link.map(|l| l.seq))
             .push_bind(link.map(|l| l.prev_hash.as_str()))
             .push_bind(link.map(|l| l.hash.as_str()))
-            .push_bind(&r.prior_decision);
+            .push_bind(&r.prior_decision)
+            .push_bind(&r.on_behalf_of);
     });
 }
 
@@ -234,9 +235,30 @@ where
     i64: Encode<'a, DB> + Type<DB>,
 {
     let mut b = QueryBuilder::<DB>::new(format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE 1 = 1"));
+    // Who: the requester filters, and for a person also what agents did on their behalf.
+    let who: Vec<(&str, &String)> = [("user_id", &q.user_id), ("requester", &q.requester)]
+        .into_iter()
+        .filter_map(|(col, v)| v.as_ref().map(|v| (col, v)))
+        .collect();
+    match &q.or_on_behalf_of {
+        None => {
+            for (col, v) in who {
+                b.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        Some(person) if who.is_empty() => {
+            b.push(" AND on_behalf_of = ").push_bind(person.clone());
+        }
+        Some(person) => {
+            b.push(" AND ((");
+            for (i, (col, v)) in who.into_iter().enumerate() {
+                b.push(format!("{}{col} = ", if i == 0 { "" } else { " AND " }))
+                    .push_bind(v.clone());
+            }
+            b.push(") OR on_behalf_of = ").push_bind(person.clone()).push(")");
+        }
+    }
     for (col, v) in [
-        ("user_id", &q.user_id),
-        ("requester", &q.requester),
         ("namespace", &q.namespace),
         ("name", &q.name),
         ("kind", &q.kind),
@@ -314,6 +336,7 @@ where
         stamp_id: r.try_get(20)?,
         authenticated: r.try_get(21)?,
         prior_decision: r.try_get(26)?,
+        on_behalf_of: r.try_get(27)?,
         link,
     })
 }

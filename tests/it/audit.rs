@@ -62,6 +62,7 @@ pub fn seed(alice: &str, bob: &str) -> Vec<DecisionRecord> {
                 // An approval names the decision before it: the field is stored, chained and
                 // read back by both stores.
                 prior_decision: (i % 4 == 1).then(|| format!("d-{:04}", i - 1)),
+                on_behalf_of: None,
                 link: None,
             }
         })
@@ -311,6 +312,101 @@ async fn the_audit_api_needs_an_audit_token() {
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(ids(&String::from_utf8_lossy(&out.stdout)).len(), 6);
+}
+
+/// Issue 21: a person's query shows what their agents did on their behalf, on the CLI (by
+/// userName, id or requester) and through the audit API, with the person named in every format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_query_shows_what_their_agents_did_for_them() {
+    let s = TestServer::start().await;
+    let alice = s.create_user("alice@example.com").await;
+    let bob = s.create_user("bob@example.com").await;
+    let mut all = seed(&alice, &bob);
+    // The service account's decisions become an agent's, on alice's and bob's behalf in turn.
+    for (n, r) in all.iter_mut().filter(|r| r.user_id.is_none()).enumerate() {
+        r.requester = "oidc:pipeline-bot".into();
+        r.user_id = Some("a-pipeline-bot".into());
+        r.on_behalf_of = Some(if n % 2 == 0 { alice.clone() } else { bob.clone() });
+    }
+    let s = with_decisions(s, &all).await;
+    let expect = |person: &str| -> Vec<String> {
+        let mut v: Vec<String> = all
+            .iter()
+            .filter(|r| r.user_id.as_deref() == Some(person) || r.on_behalf_of.as_deref() == Some(person))
+            .map(|r| r.id.clone())
+            .collect();
+        v.sort();
+        v.reverse();
+        v
+    };
+    let for_alice = expect(&alice);
+    assert!(for_alice
+        .iter()
+        .any(|id| all.iter().any(|r| r.id == *id && r.on_behalf_of.is_some())));
+    for user in ["alice@example.com", alice.as_str(), "oidc:alice@example.com"] {
+        let (ok, out, err) = query(&s, &["--user", user, "-o", "json", "--limit", "1000"]);
+        assert!(ok, "{user}: {err}");
+        assert_eq!(ids(&out), for_alice, "{user}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert!(v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|r| r["on_behalf_of"].is_null() || r["on_behalf_of"] == alice.as_str()));
+    }
+    let (_, bobs, _) = query(&s, &["--user", "bob@example.com", "-o", "json", "--limit", "1000"]);
+    assert_eq!(ids(&bobs), expect(&bob));
+    // The agent itself: everything it did, for whomever.
+    let (_, agent, _) = query(&s, &["--user", "oidc:pipeline-bot", "-o", "json", "--limit", "1000"]);
+    assert_eq!(ids(&agent).len(), 10);
+    let (_, table, _) = query(&s, &["--user", "alice@example.com", "--limit", "1000"]);
+    assert!(table.contains(&format!("on behalf of {alice}")), "{table}");
+    let (_, csv, _) = query(&s, &["--user", "alice@example.com", "-o", "csv"]);
+    assert!(
+        csv.lines().next().is_some_and(|h| h.ends_with(",on_behalf_of")),
+        "{csv}"
+    );
+
+    // The audit API answers the same, and its client reads the person back.
+    let dir = s.stop().await;
+    let audit_token = {
+        let store = Embedded::open(dir.path()).await.expect("store");
+        scimgate::token::create(&store, "auditor", scimgate::store::Scope::Audit)
+            .await
+            .expect("token")
+            .1
+    };
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let port = s.scim_port();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+            .args([
+                "audit",
+                "query",
+                "--url",
+                &format!("https://localhost:{port}"),
+                "--token",
+                &audit_token,
+                "--ca",
+            ])
+            .arg(s.dir.path().join("tls/ca.crt"))
+            .args(["--user", "alice@example.com", "-o", "json", "--limit", "1000"])
+            .output()
+            .expect("run");
+        if out.status.success() {
+            got = ids(&String::from_utf8_lossy(&out.stdout));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            assert!(v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["on_behalf_of"] == alice.as_str()));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, for_alice);
 }
 
 fn verify(jwks: &std::path::Path, objects: &serde_json::Value) -> (i32, serde_json::Value) {

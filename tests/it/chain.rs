@@ -1047,3 +1047,116 @@ async fn two_replicas_at_once(db: Db) {
     assert_eq!(r.records, 3_000);
 }
 on_both_backends!(two_replicas_at_once);
+
+/// Agents' decisions (issue 21): the person whose rights carried each is read back by both stores,
+/// found by that person's query, and under the hash, so rewriting, removing or adding it is named;
+/// records from before the column existed verify as they always did.
+async fn an_agents_sponsor(mut db: Db) {
+    let signer = key();
+    let now = chrono::Utc::now();
+    // A chain written before agents existed, and the database as it was then: no column.
+    let old = process(&db, &signer, "old", &times(now - chrono::Duration::hours(2), 50), true).await;
+    db.run("DROP INDEX decisions_on_behalf_of").await;
+    db.run("ALTER TABLE decisions DROP COLUMN on_behalf_of").await;
+    let version = match db.sql {
+        Sql::Lite(_) => 11,
+        Sql::Pg(_) => 8,
+    };
+    db.run(&format!("DELETE FROM _sqlx_migrations WHERE version = {version}"))
+        .await;
+    db.reopen().await;
+    holds(&db, &signer).await;
+
+    // Now an agent acts for alice and for bob, alice for herself.
+    let (mut c, mut marks) = Chain::start(signer.clone(), Verifier::from_signer(&signer), &*db.store)
+        .await
+        .expect("start");
+    let at = times(now - chrono::Duration::hours(1), 6);
+    let mut recs: Vec<DecisionRecord> = (0..6)
+        .map(|i| {
+            let r = record(i, at[i]);
+            let (requester, user_id, on_behalf_of) = match i % 3 {
+                0 => ("oidc:alice@example.com", "u-alice", None),
+                1 => ("oidc:pipeline-bot", "a-bot", Some("u-alice")),
+                _ => ("oidc:pipeline-bot", "a-bot", Some("u-bob")),
+            };
+            DecisionRecord {
+                id: format!("agents-{i}"),
+                requester: requester.into(),
+                user_id: Some(user_id.into()),
+                on_behalf_of: on_behalf_of.map(String::from),
+                ..r
+            }
+        })
+        .collect();
+    c.link(&mut recs);
+    marks.extend(c.checkpoint(&*db.store).await);
+    db.store.record_decisions(&recs, &marks).await.expect("record");
+    let report = holds(&db, &signer).await;
+    assert_eq!(report.records, 56);
+
+    let query = |q: scimgate::model::DecisionQuery| {
+        let store = db.store.clone();
+        async move { store.query_decisions(&q).await.expect("query") }
+    };
+    let mut back = query(scimgate::model::DecisionQuery {
+        user_id: Some("a-bot".into()),
+        ..Default::default()
+    })
+    .await;
+    back.reverse();
+    let written: Vec<_> = recs.iter().filter(|r| r.user_id.as_deref() == Some("a-bot")).collect();
+    assert_eq!(
+        back.iter().collect::<Vec<_>>(),
+        written,
+        "read back as written, link and all"
+    );
+    // alice's query: her own and what the agent did for her.
+    let alices: Vec<String> = query(scimgate::model::DecisionQuery {
+        user_id: Some("u-alice".into()),
+        or_on_behalf_of: Some("u-alice".into()),
+        ..Default::default()
+    })
+    .await
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    assert_eq!(alices, ["agents-4", "agents-3", "agents-1", "agents-0"]);
+    let old_ones = query(scimgate::model::DecisionQuery {
+        user_id: old[0].user_id.clone(),
+        limit: 1000,
+        ..Default::default()
+    })
+    .await;
+    assert!(!old_ones.is_empty() && old_ones.iter().all(|r| r.on_behalf_of.is_none()));
+
+    // A writer without the key rewrites whom the agent acted for, removes it, adds it.
+    db.run("UPDATE decisions SET on_behalf_of = 'u-mallory' WHERE id = 'agents-1'")
+        .await;
+    db.run("UPDATE decisions SET on_behalf_of = NULL WHERE id = 'agents-2'")
+        .await;
+    db.run("UPDATE decisions SET on_behalf_of = 'u-bob' WHERE id = 'agents-3'")
+        .await;
+    db.run(&format!(
+        "UPDATE decisions SET on_behalf_of = 'u-bob' WHERE id = '{}'",
+        old[7].id
+    ))
+    .await;
+    let r = tampered(&db, &signer).await;
+    let edited: std::collections::BTreeSet<&str> = r
+        .problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::Edited { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        edited,
+        ["agents-1", "agents-2", "agents-3", old[7].id.as_str()].into(),
+        "{:#?}",
+        r.problems
+    );
+    assert_eq!(r.problems.len(), 4, "nothing else: {:#?}", r.problems);
+}
+on_both_backends!(an_agents_sponsor);

@@ -16,7 +16,7 @@ async fn discovery_endpoints_publish_what_we_support() {
     assert_eq!(r.body["bulk"]["maxOperations"], 1000);
     assert_eq!(r.body["bulk"]["maxPayloadSize"], 1024 * 1024);
     let r = s.get("/Schemas").await;
-    assert_eq!(r.body["totalResults"], 3);
+    assert_eq!(r.body["totalResults"], 4);
     let ids: Vec<&str> = r.body["Resources"]
         .as_array()
         .into_iter()

@@ -6,6 +6,7 @@ Every check it generates from our /Schemas must pass. Prints each non-passing ch
 closing 'N passed, N failed' line; exits non-zero if any check failed.
 """
 
+import json
 import ssl
 import sys
 
@@ -15,11 +16,36 @@ from scim2_tester import Status, check_server
 
 PASSING = {Status.SUCCESS, Status.COMPLIANT, Status.ACCEPTABLE}
 
+# draft-abbey-scim-agent-extension-00 §4.1: a server supporting agents MUST advertise it with a
+# top-level `agentExtension` in its ServiceProviderConfig. scim2-models forbids attributes RFC 7643
+# §5 does not define (and stops every later check when the ServiceProviderConfig fails), so this
+# transport checks that one attribute here and hands scim2-tester the rest.
+AGENT_EXTENSION = {"supported": True, "agentsSupported": True, "agenticApplicationsSupported": False}
+
+
+class AgentExtensionChecked(httpx2.HTTPTransport):
+    seen = None
+
+    def handle_request(self, request):
+        resp = super().handle_request(request)
+        if not request.url.path.endswith("/ServiceProviderConfig") or resp.status_code != 200:
+            return resp
+        resp.read()
+        body = json.loads(resp.content)
+        AgentExtensionChecked.seen = body.pop("agentExtension", None)
+        headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+        return httpx2.Response(resp.status_code, headers=headers, content=json.dumps(body).encode())
+
 
 def main() -> int:
     base, token, ca = sys.argv[1:4]
     ctx = ssl.create_default_context(cafile=ca)
-    http = httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, verify=ctx, timeout=30)
+    http = httpx2.Client(
+        base_url=base,
+        headers={"Authorization": f"Bearer {token}"},
+        transport=AgentExtensionChecked(verify=ctx),
+        timeout=30,
+    )
     client = SyncSCIMClient(http)
     results = check_server(client)
     passed = failed = skipped = 0
@@ -34,6 +60,9 @@ def main() -> int:
             print(f"{r.status.name:8} [{r.resource_type or '-'}] {r.title}: {r.reason}")
             if r.data is not None:
                 print(f"         data: {str(r.data)[:600]}")
+    if AgentExtensionChecked.seen != AGENT_EXTENSION:
+        failed += 1
+        print(f"ERROR    [-] agentExtension (draft-abbey-scim-agent-extension-00 §4.1): {AgentExtensionChecked.seen!r}")
     print(f"scim2-tester: {passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed or not passed else 0
 

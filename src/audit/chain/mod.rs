@@ -112,10 +112,14 @@ pub fn hash(prev_hash: &str, replica: &str, seq: i64, r: &DecisionRecord) -> Str
     }
     put(&r.latency_us.to_string());
     put(if r.authenticated { "1" } else { "0" });
-    // Added after the chains existed: hashed only when present, so every earlier record keeps
-    // its hash.
+    // Added after the chains existed: hashed only when present, each behind a tag of its own
+    // (so one cannot pass for the other), so every earlier record keeps its hash.
     if let Some(p) = &r.prior_decision {
         put("prior");
+        put(p);
+    }
+    if let Some(p) = &r.on_behalf_of {
+        put("on-behalf-of");
         put(p);
     }
     hex(&h.finalize())
@@ -465,5 +469,74 @@ impl Chain {
                 ..MarkDetail::default()
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as every version before agents wrote it: no `on_behalf_of`.
+    fn old_shaped(prior: Option<&str>) -> DecisionRecord {
+        DecisionRecord {
+            id: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+            at: "2026-11-22T12:00:00.000Z".into(),
+            request_uid: "uid-1".into(),
+            hook: "validate".into(),
+            kind: "Workflow".into(),
+            namespace: "ml-team".into(),
+            name: "train-".into(),
+            action: "submit".into(),
+            requester: "oidc:alice@example.com".into(),
+            user_id: Some("u-alice".into()),
+            groups: "ml-engineers".into(),
+            rule: Some("ml-submit".into()),
+            outcome: "allowed".into(),
+            mode: "enforce".into(),
+            reason: String::new(),
+            latency_us: 123,
+            policy: "abc".into(),
+            run_as: "ml-runner".into(),
+            templates: String::new(),
+            submitter_id: None,
+            stamp_id: Some("sid-1".into()),
+            authenticated: true,
+            prior_decision: prior.map(String::from),
+            on_behalf_of: None,
+            link: None,
+        }
+    }
+
+    /// Computed by the version before `on_behalf_of` existed (commit b99958f): a record written
+    /// then must verify now exactly as it did.
+    const BEFORE_AGENTS: &str = "ba0c8b9c55277a8211d5b01eb18a13e829195c2a737e602a65d568762cf2cac7";
+    const BEFORE_AGENTS_PRIOR: &str = "8cceac9d9e62a79ddd9808f8b34937f5968216c0937cf9f7617ffb3c3c91279c";
+
+    #[test]
+    fn records_from_before_agents_keep_their_hashes() {
+        assert_eq!(hash(ZERO, "r-1", 1, &old_shaped(None)), BEFORE_AGENTS);
+        assert_eq!(hash(ZERO, "r-1", 2, &old_shaped(Some("d-0"))), BEFORE_AGENTS_PRIOR);
+    }
+
+    #[test]
+    fn on_behalf_of_is_covered_by_the_hash() {
+        let with = |prior: Option<&str>, obo: Option<&str>| {
+            let mut r = old_shaped(prior);
+            r.on_behalf_of = obo.map(String::from);
+            hash(ZERO, "r-1", 1, &r)
+        };
+        let hashes = [
+            with(None, None),
+            with(None, Some("u-alice")),
+            with(None, Some("u-bob")),
+            with(Some("u-alice"), None),
+            with(Some("d-0"), Some("u-alice")),
+            with(Some("u-alice"), Some("d-0")),
+            // Empty is present, not absent.
+            with(None, Some("")),
+        ];
+        let distinct: std::collections::HashSet<_> = hashes.iter().collect();
+        assert_eq!(distinct.len(), hashes.len(), "{hashes:?}");
+        assert_eq!(hashes[0], BEFORE_AGENTS);
     }
 }
