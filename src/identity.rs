@@ -356,24 +356,31 @@ pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Re
     }
 }
 
-/// The person a verified stamp names (`sub`, a SCIM id), with whether the identity provider still
-/// has them active: the submitter of an owner whose runs a controller creates (what becomes of a
-/// run of someone deactivated since is the policy's `whenOwnerOffboarded`).
-pub fn stamped_person(s: &Snapshot, policy: &Policy, id: &str) -> Result<(Requester, bool)> {
+/// The person (or agent) a verified stamp names (`sub`, a SCIM id), with why they may no longer
+/// act (`None` while they may): the submitter of an owner whose runs a controller creates (what
+/// becomes of a run of someone deactivated since is the policy's `whenOwnerOffboarded`). An
+/// agent without an owner to act for is as good as deactivated: judged as itself alone then, as
+/// a deactivated person's run is judged as them.
+pub fn stamped_person(s: &Snapshot, policy: &Policy, id: &str) -> Result<(Requester, Option<String>)> {
+    let lone = |id: &str, name: &str, agent_type: Option<&str>, e: Error| {
+        let why = match e {
+            Error::NoSponsor { why, .. } => format!("has no active owner to act for ({why})"),
+            _ => "is deactivated in the identity provider".to_string(),
+        };
+        (lone_agent(s, id, name, agent_type), Some(why))
+    };
     if let Some(a) = s.agent(id) {
-        // Without an owner to act for, an agent is as good as deactivated: judged as itself
-        // alone, as a deactivated person's run is judged as them (`whenOwnerOffboarded`).
         return Ok(match from_agent(s, policy, a) {
-            Ok(r) => (r, true),
-            Err(_) => (lone_agent(s, &a.record.id, &a.name, a.agent_type.as_deref()), false),
+            Ok(r) => (r, None),
+            Err(e) => lone(&a.record.id, &a.name, a.agent_type.as_deref(), e),
         });
     }
     match s.user(id) {
         Some(u) if u.active => Ok(match maybe_agent_user(s, policy, person(s, u)) {
-            Ok(r) => (r, true),
-            Err(_) => (lone_agent(s, &u.record.id, &u.user_name, None), false),
+            Ok(r) => (r, None),
+            Err(e) => lone(&u.record.id, &u.user_name, None, e),
         }),
-        Some(u) => Ok((person(s, u), false)),
+        Some(u) => Ok((person(s, u), Some("is deactivated in the identity provider".into()))),
         None => Err(Error::Unknown(format!("SCIM id {id}"))),
     }
 }

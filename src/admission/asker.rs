@@ -216,24 +216,27 @@ fn owner_person(
     } else {
         ("submitted", "the submitter of")
     };
-    let (who, active) = identity::stamped_person(snap, policy, author)
+    let (who, gone) = identity::stamped_person(snap, policy, author)
         .map_err(|e| format!("{noun} its owner {kind} {ns}/{name}: {e}"))?;
-    if active {
+    let Some(gone) = gone else {
         return Ok(OwnerPerson {
             who,
             note: None,
             owner_submitter,
         });
-    }
-    let user_name = who.display();
+    };
+    let user_name = match &who {
+        Requester::Agent { name, .. } => format!("agent {name}"),
+        _ => who.display(),
+    };
     match policy.when_owner_offboarded(policy.delegate_for(username), found.kind) {
         policy::WhenOwnerOffboarded::Stop => Err(format!(
-            "{user_name}, who {role} its owner {kind} {ns}/{name}, is deactivated in the identity provider, and whenOwnerOffboarded is stop: it starts no new run"
+            "{user_name}, who {role} its owner {kind} {ns}/{name}, {gone}, and whenOwnerOffboarded is stop: it starts no new run"
         )),
         policy::WhenOwnerOffboarded::Continue => Ok(OwnerPerson {
             who,
             note: Some(format!(
-                "{user_name}, who {role} its owner {kind} {ns}/{name}, is deactivated in the identity provider; admitted because whenOwnerOffboarded is continue (the run finishes)"
+                "{user_name}, who {role} its owner {kind} {ns}/{name}, {gone}; admitted because whenOwnerOffboarded is continue (the run finishes)"
             )),
             owner_submitter,
         }),

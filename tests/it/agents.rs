@@ -4,10 +4,11 @@
 //! *and* as an active owner, stamps both, refuses what no owner may do and every approval of an
 //! owner's run, and stops the agent with its last owner.
 
-use crate::actors::kubectl;
+use crate::actors::{argo_controller, kubectl};
 use crate::apiserver::service_account;
 use crate::support::{allowed, ann, ops, refused, verified_by, World};
 use serde_json::{json, Value};
+use std::process::Command;
 use std::time::Duration;
 
 const POLICY: &str = r#"
@@ -207,6 +208,19 @@ async fn an_agent_acts_within_its_owners_rights_is_stamped_with_both_and_stops_w
     let by_team = allowed(team_bot.create(&workflow("ml-team", "by-team-bot", false)).await).object;
     assert_eq!(ann(&by_team, "scimgate.io/on-behalf-of"), "alice@example.com");
 
+    // A schedule the agent keeps: each run the controller starts is judged as the agent and
+    // its owner again, and names both.
+    let cron = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow",
+        "metadata": {"name": "nightly", "namespace": "ml-team"},
+        "spec": {"schedule": "0 1 * * *", "workflowSpec": {"entrypoint": "main",
+            "templates": [{"name": "main", "container": {"image": "busybox"}}]}}});
+    let cron = allowed(bot.create(&cron).await).object;
+    assert_eq!(ann(&cron, "scimgate.io/on-behalf-of"), "alice@example.com");
+    let argo = argo_controller(&w.api);
+    let run = allowed(argo.spawn(&cron, chrono::Utc::now()).await).object;
+    assert_eq!(ann(&run, "scimgate.io/submitted-by"), "pr-bot");
+    assert_eq!(ann(&run, "scimgate.io/on-behalf-of"), "alice@example.com");
+
     // The records name the agent and the person.
     let records = w.decisions(1).await;
     let rec = records
@@ -228,6 +242,11 @@ async fn an_agent_acts_within_its_owners_rights_is_stamped_with_both_and_stops_w
     );
     assert!(
         why.contains("agent pr-bot has no active owner to act for (alice@example.com is deactivated)"),
+        "{why}"
+    );
+    let why = refused(argo.spawn(&cron, chrono::Utc::now()).await).message;
+    assert!(
+        why.contains("agent pr-bot, who submitted its owner CronWorkflow ml-team/nightly, has no active owner to act for (alice@example.com is deactivated), and whenOwnerOffboarded is stop"),
         "{why}"
     );
     let why = refused(team_bot.create(&workflow("ml-team", "after-team", false)).await).message;
@@ -256,6 +275,73 @@ async fn an_agent_acts_within_its_owners_rights_is_stamped_with_both_and_stops_w
             .is_some_and(|m| m.starts_with("agent pr-bot was left without an active owner through SCIM")),
         "{e}"
     );
+    let e = w
+        .kube
+        .events()
+        .into_iter()
+        .find(|e| e["involvedObject"]["name"] == "nightly")
+        .expect("event");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("CronWorkflow is scheduled: it would be suspended")),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_test_and_review_ask_as_an_agent() {
+    let w = world().await;
+    agent(
+        &w,
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent"], "name": "pr-bot",
+               "agentType": "Assistant", "subject": "0oa-pr-bot", "owners": [{"value": w.alice}]}),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(&wf, "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  generateName: hello-\nspec:\n  entrypoint: main\n").expect("manifest");
+    let policy_test = |agent: &str, ns: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+            .args(["policy", "test", "-f"])
+            .arg(&wf)
+            .arg("--policy")
+            .arg(w.s.dir.path().join("policy.yaml"))
+            .arg("--data-dir")
+            .arg(w.s.dir.path())
+            .args(["--agent", agent, "-n", ns])
+            .output()
+            .expect("policy test");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = policy_test("pr-bot", "ml-team");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("on behalf of alice@example.com (rule ml-submit)"), "{out}");
+    let (code, out) = policy_test("PR-BOT", "prod");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("alice@example.com may not"), "{out}");
+    let (code, out) = policy_test("nobody", "ml-team");
+    assert!(code != 0 && out.contains("no agent named 'nobody'"), "{out}");
+    // `review` sends what the API server would, with the agent's username.
+    let ca = w.s.dir.path().join("tls").join("ca.crt");
+    let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["review", "--url", &w.s.admission, "--ca"])
+        .arg(&ca)
+        .args(["--user", "oidc:0oa-pr-bot", "-n", "ml-team", "-f"])
+        .arg(&wf)
+        .output()
+        .expect("review");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("scimgate.io/on-behalf-of"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
