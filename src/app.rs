@@ -85,6 +85,8 @@ pub struct Server {
     tasks: JoinSet<()>,
     /// Ends once the admission listener is gone and every queued decision is written.
     recorder: tokio::task::JoinHandle<()>,
+    /// Their last use is written once more after the listeners have drained.
+    tokens: (Tokens, Arc<dyn Store>),
 }
 
 impl Server {
@@ -92,6 +94,8 @@ impl Server {
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // The token refresh flushed as it ended; this catches the requests drained after.
+        self.tokens.0.flush_logged(&*self.tokens.1).await;
         if tokio::time::timeout(listener::DRAIN_TIMEOUT, &mut self.recorder)
             .await
             .is_err()
@@ -109,6 +113,7 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     background(&cfg, &state, &tls, &mut tasks, &shutdown_rx);
+    let tokens = (state.tokens.clone(), state.store.clone());
     let cluster = Cluster::read(&cfg, &mut tasks, &shutdown_rx).await?;
     let apps = Apps::build(&cfg, state, cluster, &mut tasks, &shutdown_rx).await?;
     let dev_ca = tls.dev_ca.clone();
@@ -135,6 +140,7 @@ pub async fn start(cfg: Config, listeners: Listeners) -> anyhow::Result<Server> 
         dev_ca,
         shutdown,
         tasks,
+        tokens,
     })
 }
 
@@ -266,7 +272,13 @@ impl Serving {
             Some(files) => (files.clone(), None),
             None => (tls::dev_certs(&tls_dir, &[])?, Some(tls_dir.join("ca.crt"))),
         };
-        let certs = tls::Reloading::open(cert_files).context("loading the serving certificate")?;
+        // One serving pair for both TLS listeners; its expiry is in the metrics for each.
+        let report = tls::ExpiryReport {
+            metrics: metrics.clone(),
+            listeners: vec![crate::metrics::Listener::Admission, crate::metrics::Listener::Scim],
+        };
+        let certs =
+            tls::Reloading::open_reporting(cert_files, Some(report)).context("loading the serving certificate")?;
         let clients = match &cfg.admission_client_ca {
             Some(ca) => Some(
                 tls::ClientAuth::open(ca.clone(), cfg.admission_client_names.clone())
@@ -298,8 +310,8 @@ impl Serving {
     }
 }
 
-/// The background tasks that keep the state current: token refresh, certificate and policy
-/// reload, following other replicas' writes.
+/// The background tasks that keep the state current: token refresh (which also writes the
+/// tokens' use), certificate and policy reload, following other replicas' writes.
 fn background(cfg: &Config, state: &State, tls: &Serving, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
     tasks.spawn(
         state
@@ -394,6 +406,14 @@ impl Apps {
             store: state.store.clone(),
             tokens: state.tokens.clone(),
         });
+        let console = crate::console::router(crate::console::Console {
+            store: state.store.clone(),
+            tokens: state.tokens.clone(),
+            directory: state.directory.clone(),
+            freshness: state.freshness.clone(),
+            verifier: state.verifier.clone(),
+            client: cluster.client.clone(),
+        });
         let scim_state = ScimState {
             service: Service {
                 writer: state.writer,
@@ -410,7 +430,8 @@ impl Apps {
             .route(
                 "/.well-known/jwks.json",
                 axum::routing::get(move || async move { axum::Json(jwks) }),
-            );
+            )
+            .merge(console);
         let (chain, first_marks) =
             crate::audit::chain::Chain::start(state.signer.clone(), state.verifier.clone(), &*state.store)
                 .await

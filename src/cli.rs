@@ -304,8 +304,13 @@ pub enum TokenCommand {
         name: String,
         #[arg(long, value_enum, default_value = "scim")]
         scope: Scope,
+        /// When it stops working: a lifetime (`90d`, `12h`, `30m`) or an RFC 3339 time. Past
+        /// it, the token is refused like an unknown one. Default: never.
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
     },
-    /// List tokens (names, scopes, dates; never the tokens).
+    /// List tokens (names, scopes, status, dates, expiry, last use and last SCIM write as servers
+    /// flush them, every 30 s and when they stop; never the tokens).
     List {
         #[command(flatten)]
         store: StoreArgs,

@@ -73,6 +73,67 @@ pub struct User {
     pub external_id: Option<Arc<str>>,
     /// Folded ([`crate::model::name::fold`]).
     pub emails: Vec<Arc<str>>,
+    /// The enterprise extension's `manager.value`: the owner of an agent user.
+    pub manager: Option<Id>,
+    /// The [`Mark`] attributes the user has, folded: what the policy can mark agent users by.
+    pub marks: Box<[(Mark, Arc<str>)]>,
+}
+
+/// The single-valued string attributes of a User a policy may mark agent users by
+/// (`identity.agents.users.attribute`), read once when the user is stored so that telling an
+/// agent user from a person costs a lookup, not a parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mark {
+    UserType,
+    Title,
+    EmployeeNumber,
+    CostCenter,
+    Organization,
+    Division,
+    Department,
+}
+
+impl Mark {
+    pub const ALL: [Mark; 7] = [
+        Mark::UserType,
+        Mark::Title,
+        Mark::EmployeeNumber,
+        Mark::CostCenter,
+        Mark::Organization,
+        Mark::Division,
+        Mark::Department,
+    ];
+
+    /// The attribute as SCIM names it, and whether it lives in the enterprise extension.
+    pub fn attribute(self) -> (&'static str, bool) {
+        match self {
+            Mark::UserType => ("userType", false),
+            Mark::Title => ("title", false),
+            Mark::EmployeeNumber => ("employeeNumber", true),
+            Mark::CostCenter => ("costCenter", true),
+            Mark::Organization => ("organization", true),
+            Mark::Division => ("division", true),
+            Mark::Department => ("department", true),
+        }
+    }
+
+    /// A SCIM attribute path naming one (`userType`, `department`, or URN-qualified),
+    /// ASCII-case-insensitively.
+    pub fn from_path(path: &str) -> Option<Mark> {
+        let (urn, name) = match path.rfind(':') {
+            Some(i) => (Some(&path[..i]), &path[i + 1..]),
+            None => (None, path),
+        };
+        Mark::ALL.into_iter().find(|m| {
+            let (attr, enterprise) = m.attribute();
+            let schema = if enterprise {
+                crate::model::resource::ENTERPRISE_USER
+            } else {
+                "urn:ietf:params:scim:schemas:core:2.0:User"
+            };
+            attr.eq_ignore_ascii_case(name) && urn.is_none_or(|u| u.eq_ignore_ascii_case(schema))
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +189,8 @@ pub struct Snapshot {
     /// member id (user or group) → groups that list it directly.
     member_of: HashMap<Id, Ids>,
     tombstones: OrdMap<Arc<str>, Arc<Tombstone>>,
+    /// Deleted agents, by id.
+    agent_tombstones: OrdMap<Id, Arc<Tombstone>>,
     /// Number of changes applied since start; grows with every published write.
     pub generation: u64,
     /// The store commit this snapshot reflects.
@@ -189,6 +252,11 @@ pub enum ArgoClaim {
 }
 
 impl User {
+    /// The user's value of `mark`, folded.
+    pub fn mark(&self, mark: Mark) -> Option<&str> {
+        self.marks.iter().find(|(m, _)| *m == mark).map(|(_, v)| &**v)
+    }
+
     /// Every label value the Argo Server could have written for this person, by claim: as
     /// subject their externalId or userName (the SCIM id is looked up directly), as email each
     /// email and a userName that is one, as preferred username their userName or an email.
@@ -229,7 +297,25 @@ impl User {
                     .collect()
             })
             .unwrap_or_default();
+        let enterprise = doc.get(crate::model::resource::ENTERPRISE_USER);
+        let manager = enterprise
+            .and_then(|e| e.get("manager"))
+            .and_then(|m| m.get("value"))
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .map(Arc::from);
+        let marks = Mark::ALL
+            .into_iter()
+            .filter_map(|m| {
+                let (attr, in_enterprise) = m.attribute();
+                let scope = if in_enterprise { enterprise? } else { &doc };
+                let v = scope.get(attr)?.as_str()?;
+                Some((m, Arc::from(crate::model::name::fold(v))))
+            })
+            .collect();
         User {
+            manager,
+            marks,
             user_name: text(&doc, "userName").unwrap_or_else(|| record.unique_key.clone()),
             // A user without `active` is active: RFC 7643 leaves it to the provider, and IdPs send it.
             active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
@@ -275,6 +361,9 @@ impl Snapshot {
         for t in loaded.tombstones {
             s.tombstones.insert(t.unique_key.clone(), Arc::new(t));
         }
+        for t in loaded.agent_tombstones {
+            s.agent_tombstones.insert(t.id.clone(), Arc::new(t));
+        }
         for record in loaded.records {
             s.put(record);
         }
@@ -294,8 +383,14 @@ impl Snapshot {
             if let Some(record) = record {
                 self.delete(&record);
             }
-            if let Some(t) = tombstone {
-                self.tombstones.insert(t.unique_key.clone(), Arc::new(t.clone()));
+            match (rt, tombstone) {
+                (ResourceType::User, Some(t)) => {
+                    self.tombstones.insert(t.unique_key.clone(), Arc::new(t.clone()));
+                }
+                (ResourceType::Agent, Some(t)) => {
+                    self.agent_tombstones.insert(t.id.clone(), Arc::new(t.clone()));
+                }
+                _ => {}
             }
             self.generation += 1;
         }
@@ -405,6 +500,14 @@ impl Snapshot {
             ResourceType::Agent => {
                 if let Some(old) = self.agents.remove(&record.id) {
                     self.unindex_agent(&old);
+                    self.agent_tombstones.insert(
+                        old.record.id.clone(),
+                        Arc::new(Tombstone {
+                            id: old.record.id.clone(),
+                            unique_key: old.record.unique_key.clone(),
+                            deleted_at: crate::model::clock::now(),
+                        }),
+                    );
                 }
             }
         }
@@ -468,6 +571,11 @@ impl Snapshot {
     /// Every user, by id.
     pub fn users(&self) -> impl Iterator<Item = (&Id, &Arc<User>)> {
         self.users.iter()
+    }
+
+    /// Every deleted agent (`unique_key` holds its name).
+    pub fn agent_tombstones(&self) -> impl Iterator<Item = &Arc<Tombstone>> {
+        self.agent_tombstones.values()
     }
 
     /// Every deleted user whose userName no one has taken since.

@@ -113,9 +113,9 @@ fn person(s: &Snapshot, u: &User) -> Requester {
     }
 }
 
-fn active(s: &Snapshot, u: &Arc<User>, said: &str) -> Result<Requester> {
+fn active(s: &Snapshot, policy: &Policy, u: &User, said: &str) -> Result<Requester> {
     if u.active {
-        Ok(person(s, u))
+        as_requester(s, policy, u)
     } else {
         Err(Error::Deactivated(said.to_string()))
     }
@@ -124,18 +124,26 @@ fn active(s: &Snapshot, u: &Arc<User>, said: &str) -> Result<Requester> {
 /// How many owners a refusal names, each with why they cannot sponsor; the rest are counted.
 const OWNERS_NAMED: usize = 3;
 
-/// The active people among `owners` (Users, and the active user members of Groups, nested ones
-/// included), in owner order, each once; and why each owner that gives nobody does not. Users
-/// that are agents themselves (`is_agent`) sponsor nobody: an agent acts for a person, never for
-/// another agent. Each group is walked once whatever the owners: linear in the memberships.
-fn sponsors_of(s: &Snapshot, owners: &[Arc<str>], is_agent: &dyn Fn(&User) -> bool) -> (Vec<Requester>, Vec<String>) {
-    let mut sponsors = Vec::new();
+/// Walk the active people among `owners` (Users, and the active user members of Groups, nested
+/// ones included), in owner order, each once, handing each to `found` until it says stop; and
+/// say why each owner walked that gave nobody does not. Users that are agents themselves
+/// (`is_agent`) sponsor nobody: an agent acts for a person, never for another agent. Each group
+/// is walked once whatever the owners: linear in the memberships.
+fn walk_sponsors(
+    s: &Snapshot,
+    owners: &[Arc<str>],
+    is_agent: &dyn Fn(&User) -> bool,
+    found: &mut dyn FnMut(&Arc<User>) -> bool,
+) -> Vec<String> {
     let mut seen: std::collections::HashSet<Arc<str>> = std::collections::HashSet::new();
     let mut walked: std::collections::HashSet<Arc<str>> = std::collections::HashSet::new();
     let mut gone = Vec::new();
-    let mut take = |u: &Arc<User>, sponsors: &mut Vec<Requester>| {
+    // Whether `u` is a new sponsor, and whether to stop.
+    let mut take = |u: &Arc<User>| -> (bool, bool) {
         if u.active && !is_agent(u) && seen.insert(u.record.id.clone()) {
-            sponsors.push(person(s, u));
+            (true, found(u))
+        } else {
+            (false, false)
         }
     };
     for o in owners {
@@ -145,9 +153,11 @@ fn sponsors_of(s: &Snapshot, owners: &[Arc<str>], is_agent: &dyn Fn(&User) -> bo
             } else if is_agent(u) {
                 gone.push(format!("{} is an agent, not a person", u.user_name));
             }
-            take(u, &mut sponsors);
+            if take(u).1 {
+                return gone;
+            }
         } else if let Some(g) = s.group(o) {
-            let before = sponsors.len();
+            let mut any = false;
             let mut frontier = vec![g.record.id.clone()];
             while let Some(gid) = frontier.pop() {
                 if !walked.insert(gid.clone()) {
@@ -155,13 +165,19 @@ fn sponsors_of(s: &Snapshot, owners: &[Arc<str>], is_agent: &dyn Fn(&User) -> bo
                 }
                 for m in s.group(&gid).map(|g| g.members.as_slice()).unwrap_or_default() {
                     match s.user(m) {
-                        Some(u) => take(u, &mut sponsors),
+                        Some(u) => {
+                            let (new, stop) = take(u);
+                            any |= new;
+                            if stop {
+                                return gone;
+                            }
+                        }
                         None if s.group(m).is_some() => frontier.push(m.clone()),
                         None => {}
                     }
                 }
             }
-            if sponsors.len() == before {
+            if !any {
                 gone.push(format!("group {} has no active member", g.display_name));
             }
         } else {
@@ -171,12 +187,34 @@ fn sponsors_of(s: &Snapshot, owners: &[Arc<str>], is_agent: &dyn Fn(&User) -> bo
     if owners.is_empty() {
         gone.push("it lists no owners".into());
     }
+    gone
+}
+
+/// Every sponsor among `owners` as the policy judges people ([`walk_sponsors`]), and why the
+/// owners that give nobody do not. People whose direct groups are the same share one
+/// computation of their nested groups.
+fn sponsors_of(s: &Snapshot, owners: &[Arc<str>], is_agent: &dyn Fn(&User) -> bool) -> (Vec<Requester>, Vec<String>) {
+    let mut sponsors = Vec::new();
+    let mut closures: std::collections::HashMap<Vec<Arc<str>>, Vec<String>> = std::collections::HashMap::new();
+    let gone = walk_sponsors(s, owners, is_agent, &mut |u| {
+        let direct = s.direct_groups(&u.record.id);
+        let groups = closures
+            .entry(direct)
+            .or_insert_with(|| groups_of(s, &u.record.id))
+            .clone();
+        sponsors.push(Requester::Person {
+            id: u.record.id.to_string(),
+            user_name: u.user_name.to_string(),
+            groups,
+        });
+        false
+    });
     (sponsors, gone)
 }
 
 /// Whether `u` is a User the policy marks as an agent.
-fn marked_agent(policy: &Policy) -> impl Fn(&User) -> bool + '_ {
-    move |u| policy.identity.agents.users.is_some() && agent_user_owners(policy, u).is_some()
+pub fn marked_agent(policy: &Policy) -> impl Fn(&User) -> bool + '_ {
+    move |u| agent_user_owners(policy, u).is_some()
 }
 
 fn describe_gone(mut gone: Vec<String>) -> String {
@@ -239,12 +277,39 @@ fn agent_requester(
     })
 }
 
+/// Whose run one an agent (or agent user) submitted counts as, for four eyes: the person its
+/// stamp says it acted for, and everyone who owns or sponsors it now — any of them may have
+/// driven it, so none of them may approve it. Empty for a run a person submitted.
+pub fn submitted_for(s: &Snapshot, policy: &Policy, submitter: Option<&str>, on_behalf_of: &str) -> Vec<String> {
+    let mut out: Vec<String> = Some(on_behalf_of)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    let owners = submitter.and_then(|id| match s.agent(id) {
+        Some(a) => Some(a.owners.clone()),
+        None => s.user(id).and_then(|u| agent_user_owners(policy, u)),
+    });
+    if let Some(owners) = owners {
+        out.extend(owners.iter().filter(|o| s.user(o).is_some()).map(|o| o.to_string()));
+        let (sponsors, _) = sponsors_of(s, &owners, &marked_agent(policy));
+        out.extend(sponsors.iter().filter_map(Requester::scim_id).map(str::to_string));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Why nobody among `owners` can sponsor an agent (every owner deactivated, deleted, an agent
 /// itself (`is_agent`), or a group without an active member), or `None` while someone can:
 /// offboarding treats such an agent as departed.
 pub fn owners_gone(s: &Snapshot, owners: &[Arc<str>], is_agent: &dyn Fn(&User) -> bool) -> Option<String> {
-    let (sponsors, gone) = sponsors_of(s, owners, is_agent);
-    sponsors.is_empty().then(|| describe_gone(gone))
+    let mut any = false;
+    let gone = walk_sponsors(s, owners, is_agent, &mut |_| {
+        any = true;
+        true
+    });
+    (!any).then(|| describe_gone(gone))
 }
 
 fn from_agent(s: &Snapshot, policy: &Policy, a: &Agent) -> Result<Requester> {
@@ -260,55 +325,22 @@ fn from_agent(s: &Snapshot, policy: &Policy, a: &Agent) -> Result<Requester> {
 }
 
 /// Whether the policy marks user `u` an agent (`identity.agents.users`), and if so its owners:
-/// the enterprise extension's `manager`. Reads the stored record only when the policy asks.
+/// the enterprise extension's `manager`. A lookup in what the directory read of the user.
 pub fn agent_user_owners(policy: &Policy, u: &User) -> Option<Vec<Arc<str>>> {
     let rule = policy.identity.agents.users.as_ref()?;
-    let doc: serde_json::Value = serde_json::from_str(&u.record.body).ok()?;
-    let value = attribute(&doc, &rule.attribute)?;
-    if !rule.equals.contains(&crate::model::name::fold(value)) {
-        return None;
-    }
-    let manager = doc
-        .get(crate::scim::schema::ENTERPRISE_USER)
-        .and_then(|e| e.get("manager"))
-        .and_then(|m| m.get("value"))
-        .and_then(serde_json::Value::as_str)
-        .filter(|m| !m.is_empty());
-    Some(manager.map(Arc::from).into_iter().collect())
+    let value = u.mark(rule.attribute)?;
+    rule.equals
+        .iter()
+        .any(|e| e == value)
+        .then(|| u.manager.iter().cloned().collect())
 }
 
-/// A string attribute of a stored User by SCIM path: `userType`, `name.givenName`, or a
-/// URN-qualified one (`urn:…:User:employeeType`). Stored names are as the schema spells them;
-/// the path is matched case-insensitively.
-fn attribute<'a>(doc: &'a serde_json::Value, path: &str) -> Option<&'a str> {
-    let (scope, rest) = match path.rfind(':') {
-        Some(i) => (
-            doc.as_object()?
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(&path[..i]))?
-                .1,
-            &path[i + 1..],
-        ),
-        None => (doc, path),
-    };
-    rest.split('.')
-        .try_fold(scope, |v, part| {
-            v.as_object()?
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(part))
-                .map(|(_, v)| v)
-        })?
-        .as_str()
-}
-
-/// A resolved person who may be an agent user: as the agent, with its manager as owner.
-fn maybe_agent_user(s: &Snapshot, policy: &Policy, who: Requester) -> Result<Requester> {
-    let Some(u) = who.scim_id().and_then(|id| s.user(id)) else {
-        return Ok(who);
-    };
+/// A user as the policy judges them: a person, or, when the policy marks them an agent, the
+/// agent with its manager as owner. Every way to a user goes through here.
+fn as_requester(s: &Snapshot, policy: &Policy, u: &User) -> Result<Requester> {
     match agent_user_owners(policy, u) {
         Some(owners) => agent_requester(s, policy, &u.record.id, &u.user_name, u.active, None, &owners),
-        None => Ok(who),
+        None => Ok(person(s, u)),
     }
 }
 
@@ -326,11 +358,12 @@ fn agent_by_subject<'a>(s: &'a Snapshot, username: &str) -> Result<Option<&'a Ar
     }
 }
 
-/// Find a person by the policy's match attribute.
-pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Requester> {
+/// Find a person (or agent user) by the policy's match attribute.
+pub fn find_person(s: &Snapshot, policy: &Policy, value: &str) -> Result<Requester> {
+    let attr = policy.identity.match_attribute;
     match attr {
         MatchAttribute::UserName => match s.lookup_user_name(value) {
-            Lookup::Active(u) | Lookup::Inactive(u) => active(s, &Arc::new(u.clone()), value),
+            Lookup::Active(u) | Lookup::Inactive(u) => active(s, policy, u, value),
             Lookup::Deleted(t) => Err(Error::Deleted {
                 who: value.to_string(),
                 at: t.deleted_at.to_string(),
@@ -345,7 +378,7 @@ pub fn find_person(s: &Snapshot, attr: MatchAttribute, value: &str) -> Result<Re
             };
             let users: Vec<&Arc<User>> = ids.iter().filter_map(|id| s.user(id)).collect();
             match users.as_slice() {
-                [u] => active(s, u, value),
+                [u] => active(s, policy, u, value),
                 [] => Err(Error::Unknown(value.to_string())),
                 _ => Err(Error::Ambiguous {
                     who: value.to_string(),
@@ -376,7 +409,7 @@ pub fn stamped_person(s: &Snapshot, policy: &Policy, id: &str) -> Result<(Reques
         });
     }
     match s.user(id) {
-        Some(u) if u.active => Ok(match maybe_agent_user(s, policy, person(s, u)) {
+        Some(u) if u.active => Ok(match as_requester(s, policy, u) {
             Ok(r) => (r, None),
             Err(e) => lone(&u.record.id, &u.user_name, None, e),
         }),
@@ -421,7 +454,7 @@ fn authoritative_label(claim: Claim, actor: bool) -> &'static str {
 /// often an id SCIM never saw, and a `preferred_username` may be anything). A label a user can
 /// set alone never names anyone by itself.
 fn labelled_person(
-    s: &Snapshot,
+    (s, policy): (&Snapshot, &Policy),
     sa: &str,
     claim: Claim,
     labels: Option<&Labels>,
@@ -466,7 +499,7 @@ fn labelled_person(
             });
         }
     }
-    active(s, person, &person.user_name)
+    active(s, policy, person, &person.user_name)
 }
 
 /// The person the Argo Server acts for, named by the delegate's authoritative claim. On CREATE,
@@ -478,7 +511,7 @@ fn labelled_person(
 /// the stored labels name them. A CronWorkflow's suspend and resume write no label at all
 /// ([`ArgoTrace::None`]): nobody is named (`Ok(None)`), and the Argo Server answers for it.
 fn argo_server_person(
-    s: &Snapshot,
+    (s, policy): (&Snapshot, &Policy),
     sa: &str,
     claim: Claim,
     (kind, trace): (Option<Kind>, ArgoTrace),
@@ -487,7 +520,7 @@ fn argo_server_person(
 ) -> Result<Option<Requester>> {
     let Some(old) = old else {
         return labelled_person(
-            s,
+            (s, policy),
             sa,
             claim,
             labels,
@@ -516,7 +549,7 @@ fn argo_server_person(
     if ARGO_ACTOR_LABELS.iter().all(|k| label(labels, k).is_none()) {
         return Err(Error::NoActor(sa.to_string()));
     }
-    labelled_person(s, sa, claim, labels, keys, authoritative_label(claim, true)).map(Some)
+    labelled_person((s, policy), sa, claim, labels, keys, authoritative_label(claim, true)).map(Some)
 }
 
 /// Whether the Argo Server writes the acting person into its labels for a change: it does for
@@ -555,7 +588,7 @@ pub fn resolve(
             Some(Via::ArgoServer | Via::ArgoCreatorLabels) => {
                 let claim = delegate.map(|d| d.claim).unwrap_or_default();
                 Ok(
-                    match argo_server_person(s, username, claim, kind, labels, old_labels)? {
+                    match argo_server_person((s, policy), username, claim, kind, labels, old_labels)? {
                         Some(requester) => Resolved::Person {
                             requester,
                             via: Some(format!("{namespace}:{name}")),
@@ -610,10 +643,10 @@ pub fn resolve(
     if name.is_empty() {
         return Err(Error::NoUsername);
     }
-    let person = find_person(s, policy.identity.match_attribute, name);
+    let person = find_person(s, policy, name);
     if let Some(a) = agent_by_subject(s, name)? {
         // A username that is an agent's subject and also finds a user names neither.
-        if matches!(person, Ok(_) | Err(Error::Deactivated(_))) {
+        if matches!(person, Ok(_) | Err(Error::Deactivated(_) | Error::NoSponsor { .. })) {
             return Err(Error::AgentOrPerson {
                 username: name.to_string(),
                 agent: a.name.to_string(),
@@ -624,7 +657,7 @@ pub fn resolve(
             via: None,
         });
     }
-    maybe_agent_user(s, policy, person?).map(|requester| Resolved::Person { requester, via: None })
+    person.map(|requester| Resolved::Person { requester, via: None })
 }
 
 #[cfg(test)]
@@ -756,7 +789,7 @@ mod tests {
             "u9",
             "deploy-agent",
             json!({"userName": "deploy-agent", "userType": "Agent",
-                   crate::scim::schema::ENTERPRISE_USER: {"manager": {"value": "u2"}}}),
+                   crate::model::resource::ENTERPRISE_USER: {"manager": {"value": "u2"}}}),
         )]);
         let p = policy(
             "  agents:\n    usernamePrefix: \"agent:\"\n    users:\n      attribute: userType\n      equals: [agent]\n",

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
+pub mod console;
 pub mod directory;
 pub mod doctor;
 pub mod follower;

@@ -75,6 +75,14 @@ impl Method {
 }
 
 closed_set! {
+    /// A TLS listener, for the serving certificate's expiry.
+    Listener {
+        Admission => "admission",
+        Scim => "scim",
+    }
+}
+
+closed_set! {
     /// The SCIM endpoint a request was routed to (`scim::routes` maps the matched route onto
     /// it); `other` for a path no route matched.
     ScimResource {
@@ -181,6 +189,11 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: Listener,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -193,6 +206,7 @@ struct Inner {
     admission: Family<AdmissionLabels, Histogram>,
     policy_reloads: Family<OutcomeLabels, Counter>,
     handshakes_failed: Family<HandshakeLabels, Counter>,
+    cert_expiry: Family<ListenerLabels, Gauge>,
     decisions: Family<OutcomeLabels, Counter>,
     token_refreshes: Family<OutcomeLabels, Counter>,
     tokens_live: Gauge,
@@ -212,6 +226,37 @@ struct Inner {
     checkpoint_live: std::sync::Mutex<Option<CheckpointLabels>>,
     prune_refused: Family<ReasonLabels, Counter>,
     access: AccessMetrics,
+    token_writes: TokenWriteMetrics,
+}
+
+/// A token's name, set by an operator with `token create` (a bounded set, and never anything a
+/// client sends: a series is made only for a live token a request authenticated with).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub token: String,
+}
+
+/// The last SCIM write per live token (`crate::token`), and the names with a series, so a
+/// revoked token's series goes.
+struct TokenWriteMetrics {
+    last_write: Family<TokenLabels, Gauge<f64, AtomicU64>>,
+    live: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl TokenWriteMetrics {
+    fn register(registry: &mut Registry) -> TokenWriteMetrics {
+        let m = TokenWriteMetrics {
+            last_write: Family::default(),
+            live: std::sync::Mutex::default(),
+        };
+        registry.register(
+            "scim_token_last_write_timestamp_seconds",
+            "When each live scim-scope token last made a successful SCIM write (any replica's, once flushed), \
+             seconds since the epoch; no series for a token that never wrote",
+            m.last_write.clone(),
+        );
+        m
+    }
 }
 
 /// `verb` is create, apply or delete; `outcome` ok, taken (the name is another's binding) or
@@ -330,7 +375,19 @@ impl Metrics {
             "TLS handshakes refused or failed, by listener and reason (no-client-certificate, client-certificate-rejected, timeout, other)",
             handshakes_failed.clone(),
         );
+        let cert_expiry = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "Unix time the serving certificate a listener presents stops being valid (the earliest notAfter of its \
+             chain), set whenever it is loaded or reloaded",
+            cert_expiry.clone(),
+        );
         let decisions = Family::<OutcomeLabels, Counter>::default();
+        // Each outcome's series from the start, at 0: an alert on the first lost or waiting
+        // record sees it rise rather than appear.
+        for outcome in ["recorded", "backpressure", "lost"] {
+            let _ = decisions.get_or_create(&OutcomeLabels { outcome });
+        }
         registry.register(
             "decisions",
             "Decision records by outcome: recorded, backpressure (a producer waited), lost",
@@ -419,8 +476,10 @@ impl Metrics {
             prune_refused.clone(),
         );
         let access = AccessMetrics::register(&mut registry);
+        let token_writes = TokenWriteMetrics::register(&mut registry);
         Metrics(Arc::new(Inner {
             access,
+            token_writes,
             checkpoint,
             checkpoint_live: std::sync::Mutex::new(None),
             prune_refused,
@@ -435,6 +494,7 @@ impl Metrics {
             admission,
             policy_reloads,
             handshakes_failed,
+            cert_expiry,
             decisions,
             token_refreshes,
             tokens_live,
@@ -521,6 +581,14 @@ impl Metrics {
             .inc();
     }
 
+    /// The serving certificate `listener` presents now expires at `not_after` (Unix seconds).
+    pub fn tls_certificate_expiry(&self, listener: Listener, not_after: i64) {
+        self.0
+            .cert_expiry
+            .get_or_create(&ListenerLabels { listener })
+            .set(not_after);
+    }
+
     pub fn policy_reload(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "failed" };
         self.0.policy_reloads.get_or_create(&OutcomeLabels { outcome }).inc();
@@ -553,6 +621,26 @@ impl Metrics {
         let outcome = if ok { "ok" } else { "failed" };
         self.0.token_refreshes.get_or_create(&OutcomeLabels { outcome }).inc();
         self.0.tokens_live.set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+
+    /// The last-write series: one per `(token name, seconds since the epoch)` given; the series
+    /// of a name not given (a revoked token) removed.
+    pub fn token_last_writes(&self, writes: &[(String, f64)]) {
+        let m = &self.0.token_writes;
+        let mut live = m.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (token, at) in writes {
+            m.last_write
+                .get_or_create(&TokenLabels { token: token.clone() })
+                .set(*at);
+        }
+        live.retain(|token| {
+            let kept = writes.iter().any(|(t, _)| t == token);
+            if !kept {
+                m.last_write.remove(&TokenLabels { token: token.clone() });
+            }
+            kept
+        });
+        live.extend(writes.iter().map(|(t, _)| t.clone()));
     }
 
     pub fn store_commit(&self, elapsed: Duration, writes: usize) {

@@ -3,6 +3,7 @@
 //! content hash rather than watch inodes), and the CA + serving certificate that `--dev` and
 //! `scimgate certs` generate.
 
+use crate::metrics::{Listener, Metrics};
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -84,12 +85,20 @@ fn load(files: &CertFiles) -> Result<(Arc<CertifiedKey>, [u8; 32])> {
     Ok((Arc::new(certified), h.finalize().into()))
 }
 
+/// Where a serving certificate's expiry is reported: the metrics, for each listener it serves.
+#[derive(Debug, Clone)]
+pub struct ExpiryReport {
+    pub metrics: Metrics,
+    pub listeners: Vec<Listener>,
+}
+
 /// A certificate resolver whose certificate can be swapped while connections are served.
 #[derive(Debug)]
 pub struct Reloading {
     files: CertFiles,
     current: ArcSwap<CertifiedKey>,
     hash: ArcSwap<[u8; 32]>,
+    report: Option<ExpiryReport>,
 }
 
 impl ResolvesServerCert for Reloading {
@@ -100,12 +109,43 @@ impl ResolvesServerCert for Reloading {
 
 impl Reloading {
     pub fn open(files: CertFiles) -> Result<Arc<Reloading>> {
+        Self::open_reporting(files, None)
+    }
+
+    /// Like [`open`](Self::open), and the expiry of the chain served is reported to `report`
+    /// now and at every reload that swaps it.
+    pub fn open_reporting(files: CertFiles, report: Option<ExpiryReport>) -> Result<Arc<Reloading>> {
         let (key, hash) = load(&files)?;
-        Ok(Arc::new(Reloading {
+        let reloading = Reloading {
             files,
             current: ArcSwap::new(key),
             hash: ArcSwap::new(Arc::new(hash)),
-        }))
+            report,
+        };
+        reloading.report_expiry();
+        Ok(Arc::new(reloading))
+    }
+
+    /// When the chain served now stops being valid: the earliest notAfter among its
+    /// certificates, in Unix seconds (`None` if one can't be read).
+    pub fn not_after(&self) -> Option<i64> {
+        let current = self.current.load();
+        current.cert.iter().map(|c| not_after(c)).min().flatten()
+    }
+
+    fn report_expiry(&self) {
+        let Some(report) = &self.report else { return };
+        match self.not_after() {
+            Some(t) => {
+                for &l in &report.listeners {
+                    report.metrics.tls_certificate_expiry(l, t);
+                }
+            }
+            None => tracing::warn!(
+                file = %self.files.cert.display(),
+                "the serving certificate's expiry can't be read; it is not in the metrics"
+            ),
+        }
     }
 
     /// Re-read the files; swap in the new pair if their content changed. A broken new pair keeps
@@ -117,6 +157,7 @@ impl Reloading {
         }
         self.current.store(key);
         self.hash.store(Arc::new(hash));
+        self.report_expiry();
         Ok(true)
     }
 
@@ -142,6 +183,66 @@ impl Reloading {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(cfg)
     }
+}
+
+/// A certificate's notAfter in Unix seconds, read from its DER: Certificate ::= SEQUENCE {
+/// tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer, validity
+/// SEQUENCE { notBefore, notAfter }, … }, … } (RFC 5280 §4.1). `None` for anything else.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    /// One DER element: its tag, its content and what follows it.
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let (bytes, rest) = rest.split_at(n);
+            (bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), rest)
+        };
+        if rest.len() < len {
+            return None;
+        }
+        let (content, rest) = rest.split_at(len);
+        Some((tag, content, rest))
+    }
+    const SEQUENCE: u8 = 0x30;
+    let (SEQUENCE, cert, _) = element(der)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = element(cert)? else {
+        return None;
+    };
+    let (tag, _, mut rest) = element(tbs)?;
+    if tag == 0xa0 {
+        (_, _, rest) = element(rest)?; // the version came first; this is the serial number
+    }
+    let (_, _, rest) = element(rest)?; // signature algorithm
+    let (_, _, rest) = element(rest)?; // issuer
+    let (SEQUENCE, validity, _) = element(rest)? else {
+        return None;
+    };
+    let (_, _, after) = element(validity)?; // notBefore
+    let (tag, time, _) = element(after)?;
+    let text = std::str::from_utf8(time).ok()?;
+    // UTCTime: YYMMDDHHMMSSZ, years 1950–2049; GeneralizedTime: YYYYMMDDHHMMSSZ.
+    let (year, rest) = match tag {
+        0x17 => {
+            let yy: i32 = text.get(..2)?.parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, text.get(2..)?)
+        }
+        0x18 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
+        _ => return None,
+    };
+    if rest.len() != 11 || !rest.ends_with('Z') {
+        return None;
+    }
+    let num = |at: usize| -> Option<u32> { rest.get(at..at + 2)?.parse().ok() };
+    let at = chrono::NaiveDate::from_ymd_opt(year, num(0)?, num(2)?)?.and_hms_opt(num(4)?, num(6)?, num(8)?)?;
+    Some(at.and_utc().timestamp())
 }
 
 /// Call `reload` every `every` until `shutdown` fires, logging what it did with `what` (read
@@ -487,4 +588,74 @@ pub fn dev_certs(dir: &Path, extra_names: &[String]) -> Result<CertFiles> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     names.extend(extra_names.iter().cloned());
     write(dir, &generate(&names, "scimgate dev CA", None)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate valid until `year-06-30 12:34:56 UTC`.
+    fn until(year: i32) -> (String, String, i64) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["scimgate.test".to_string()]).unwrap();
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        let end = time::Date::from_calendar_date(year, time::Month::June, 30)
+            .unwrap()
+            .with_hms(12, 34, 56)
+            .unwrap()
+            .assume_utc();
+        params.not_after = end;
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem(), end.unix_timestamp())
+    }
+
+    /// UTCTime until 2049, GeneralizedTime from 2050 (RFC 5280 §4.1.2.5): both read.
+    #[test]
+    fn not_after_reads_both_time_forms() {
+        for year in [2031, 2049, 2050, 2107] {
+            let (pem, _, want) = until(year);
+            let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+            assert_eq!(not_after(&der), Some(want), "{year}");
+        }
+        assert_eq!(not_after(b""), None);
+        assert_eq!(not_after(&[0x30, 0x82, 0xff]), None);
+        assert_eq!(not_after(&[0x30, 0x03, 0x30, 0x01, 0x02]), None);
+    }
+
+    /// The expiry is in the metrics once loaded, and follows a rotation.
+    #[test]
+    fn the_expiry_is_reported_when_loaded_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CertFiles {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+        };
+        let put = |(cert, key, at): (String, String, i64)| {
+            write_file(&files.cert, cert.as_bytes(), false).unwrap();
+            write_file(&files.key, key.as_bytes(), true).unwrap();
+            at
+        };
+        let first = put(until(2031));
+        let metrics = Metrics::new();
+        let report = ExpiryReport {
+            metrics: metrics.clone(),
+            listeners: vec![Listener::Admission, Listener::Scim],
+        };
+        let certs = Reloading::open_reporting(files.clone(), Some(report)).unwrap();
+        assert_eq!(certs.not_after(), Some(first));
+        let line =
+            |l: &str, t: i64| format!("scimgate_tls_certificate_expiry_timestamp_seconds{{listener=\"{l}\"}} {t}");
+        let text = metrics.encode();
+        assert!(text.contains(&line("admission", first)), "{text}");
+        assert!(text.contains(&line("scim", first)), "{text}");
+        let second = put(until(2033));
+        assert!(certs.reload().unwrap());
+        let text = metrics.encode();
+        assert!(text.contains(&line("admission", second)), "{text}");
+        assert!(text.contains(&line("scim", second)), "{text}");
+        // A broken pair keeps the old one serving, and its expiry.
+        std::fs::write(&files.cert, "not a certificate").unwrap();
+        assert!(certs.reload().is_err());
+        assert!(metrics.encode().contains(&line("scim", second)));
+    }
 }

@@ -54,10 +54,12 @@ pub(super) fn decide(st: &Decider, req: &Request, kind: Kind, t: &mut DecisionDr
         .and_then(|o| object::verified(&st.verifier, o, Entry::SUBMIT))
         .and_then(Result::ok);
     t.submitter_id = submitted.as_ref().map(|c| c.sub.clone()).filter(|s| !s.is_empty());
-    let submitted_for = submitted
-        .as_ref()
-        .map(|c| c.on_behalf_of.clone())
-        .filter(|s| !s.is_empty());
+    let submitted_for = identity::submitted_for(
+        &snap,
+        &policy,
+        t.submitter_id.as_deref(),
+        submitted.as_ref().map_or("", |c| c.on_behalf_of.as_str()),
+    );
     t.stamp_id = submitted.map(|c| c.sid).filter(|s| !s.is_empty());
 
     let allow = |t: &mut DecisionDraft, reason: String| {
@@ -128,7 +130,7 @@ pub(super) fn decide(st: &Decider, req: &Request, kind: Kind, t: &mut DecisionDr
     match verdict {
         Ok(d) if d.outcome == Outcome::Allowed => {
             t.rule = d.rule;
-            t.on_behalf_of = d.on_behalf_of;
+            t.on_behalf_of = d.on_behalf_of.into_iter().map(|by| (Action::Delete, by)).collect();
             allow(t, String::new())
         }
         refused => {

@@ -84,8 +84,8 @@ pub struct DecisionDraft {
     pub run_as: Vec<String>,
     pub templates: Vec<String>,
     pub submitter_id: Option<String>,
-    /// An agent's request: the person whose rights carried it.
-    pub on_behalf_of: Option<crate::policy::OnBehalfOf>,
+    /// An agent's request: the person whose rights carried each action.
+    pub on_behalf_of: Vec<(Action, crate::policy::OnBehalfOf)>,
     /// An agent's request that no one's rights carried: the first active owner it would have
     /// acted for (the record's on-behalf-of, so a denial shows in their audit too).
     pub acting_for: Option<String>,
@@ -97,6 +97,13 @@ pub struct DecisionDraft {
     /// The other actions the request contains besides `action` (an approval that also changes
     /// the spec): each is recorded too.
     pub also: Vec<AlsoAction>,
+}
+
+impl DecisionDraft {
+    /// Whose rights carried an agent's `action`.
+    pub fn carried_by(&self, action: Action) -> Option<&crate::policy::OnBehalfOf> {
+        self.on_behalf_of.iter().find(|(a, _)| *a == action).map(|(_, by)| by)
+    }
 }
 
 /// A further action of one request, for its own decision record.

@@ -380,6 +380,13 @@ fn record(
     elapsed: std::time::Duration,
     authenticated: bool,
 ) -> DecisionRecord {
+    // An agent's: whose rights carried this action, or whom it acted for when none did.
+    let on_behalf_of = action
+        .parse::<crate::policy::Action>()
+        .ok()
+        .and_then(|a| t.carried_by(a))
+        .map(|by| by.id.clone())
+        .or_else(|| t.acting_for.clone());
     DecisionRecord {
         id: t.decision_id,
         at: crate::model::clock::now(),
@@ -404,7 +411,7 @@ fn record(
         stamp_id: t.stamp_id,
         authenticated,
         prior_decision: prior_decision(req, action),
-        on_behalf_of: t.on_behalf_of.map(|o| o.id).or(t.acting_for),
+        on_behalf_of,
         link: None,
     }
 }

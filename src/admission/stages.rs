@@ -242,11 +242,13 @@ impl<'a> Deciding<'a> {
             .as_ref()
             .and_then(|old| object::verified(&self.st.verifier, old, Entry::SUBMIT))
             .and_then(Result::ok);
-        let submitted_for = submitted
-            .as_ref()
-            .map(|c| c.on_behalf_of.clone())
-            .filter(|s| !s.is_empty());
-        t.submitter_id = submitted.map(|c| c.sub).filter(|s| !s.is_empty());
+        t.submitter_id = submitted.as_ref().map(|c| c.sub.clone()).filter(|s| !s.is_empty());
+        let submitted_for = crate::identity::submitted_for(
+            &self.snap,
+            &self.policy,
+            t.submitter_id.as_deref(),
+            submitted.as_ref().map_or("", |c| c.on_behalf_of.as_str()),
+        );
         let freshness = &self.st.freshness;
         let stale_age = freshness.stale_age();
         let fail_closed = stale_age
@@ -390,7 +392,7 @@ impl<'a> Deciding<'a> {
                         generate_name: subject.generate_name,
                         requester: &who.asker.requester,
                         who: person,
-                        on_behalf_of: t.on_behalf_of.as_ref(),
+                        on_behalf_of: t.carried_by(*a),
                         author: author.as_ref().map(|(id, name)| (id.as_str(), name.as_str())),
                         owner_submitter: who.asker.owner_submitter.as_deref(),
                         decision: decision.clone(),

@@ -12,9 +12,9 @@ pub enum Verdict {
     Allowed {
         decisions: Vec<(Action, String)>,
         rule: String,
-        /// An agent's request: the person whose rights carried its first action (every action
-        /// was carried by one; the stamps name the first's).
-        on_behalf_of: Option<OnBehalfOf>,
+        /// An agent's request: the person whose rights carried each action (each may be
+        /// another owner's).
+        on_behalf_of: Vec<(Action, OnBehalfOf)>,
     },
     /// The first action refused, why, and under which rule if one came close.
     Refused {
@@ -36,8 +36,8 @@ pub struct Run<'a> {
     pub run_as: &'a [String],
     pub templates: &'a [String],
     pub submitter_id: Option<String>,
-    /// The person an agent submitted it for (the verified submit stamp's `onBehalfOf`).
-    pub submitted_for: Option<String>,
+    /// Whose run an agent's run also counts as (`identity::submitted_for`).
+    pub submitted_for: Vec<String>,
 }
 
 /// Judge `actions` (at least one). `stale` is the directory's staleness as a refusal (fail closed)
@@ -60,7 +60,7 @@ pub fn judge(policy: &Policy, asker: &Asker, actions: &[Action], run: &Run<'_>, 
     let mut decisions = Vec::new();
     let mut refusal: Option<(Action, String, Option<String>)> = None;
     let mut first_rule = String::new();
-    let mut on_behalf_of = None;
+    let mut on_behalf_of = Vec::new();
     for (i, action) in actions.iter().enumerate() {
         // A delete is judged only where the policy enforces deletes; elsewhere it is recorded.
         if *action == Action::Delete && !policy.enforce_deletes {
@@ -71,7 +71,9 @@ pub fn judge(policy: &Policy, asker: &Asker, actions: &[Action], run: &Run<'_>, 
         let rule = d.rule.clone().unwrap_or_default();
         if i == 0 {
             first_rule = rule.clone();
-            on_behalf_of = d.on_behalf_of.clone();
+        }
+        if let Some(by) = &d.on_behalf_of {
+            on_behalf_of.push((*action, by.clone()));
         }
         if d.outcome == Outcome::Allowed {
             decisions.push((*action, format!("allow:{rule}")));

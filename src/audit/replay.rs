@@ -74,7 +74,7 @@ pub fn replay(records: &[DecisionRecord], p: &Policy) -> Report {
             run_as: list(&r.run_as),
             templates: list(&r.templates),
             submitter_id: r.submitter_id.clone(),
-            submitted_for: None,
+            submitted_for: vec![],
         };
         let d = policy::evaluate(p, &req, &who);
         report.replayed += 1;

@@ -97,8 +97,8 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 if let Some(m) = &answer.message {
                     println!("  {m}");
                 }
-                if let Some(by) = trace.on_behalf_of.as_ref().filter(|_| answer.allowed) {
-                    println!("  on behalf of {} (rule {})", by.user_name, by.rule);
+                for (action, by) in trace.on_behalf_of.iter().filter(|_| answer.allowed) {
+                    println!("  {} on behalf of {} (rule {})", action.as_str(), by.user_name, by.rule);
                 }
                 for w in &answer.warnings {
                     println!("  warning: {w}");

@@ -1,6 +1,10 @@
 //! The identity resource types (SCIM Users, Groups and Agents) as the store, the directory and
 //! the SCIM service name them. Their schemas belong to `scim::schema`.
 
+/// The enterprise User extension's schema (RFC 7643 §4.3), whose `manager` and string
+/// attributes the directory reads.
+pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
 /// The resource types we serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceType {

@@ -23,7 +23,7 @@ pub mod sweep;
 use crate::directory::Snapshot;
 use crate::policy::Policy;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// `offboarding:` in the config file.
@@ -103,45 +103,6 @@ pub struct Departure {
     pub key: String,
 }
 
-/// The Users the policy marks as agents (`identity.agents.users`) and their owners, remembered
-/// by record version: a directory change costs a read of the users it changed, not of everyone.
-#[derive(Debug, Default)]
-pub struct AgentUsers {
-    policy: String,
-    /// User id → (record version read, its owners if it is an agent).
-    known: HashMap<Arc<str>, (i64, Marked)>,
-}
-
-/// A user's owners when the policy marks it an agent.
-type Marked = Option<Vec<Arc<str>>>;
-
-impl AgentUsers {
-    /// Bring the marks up to `snapshot` under `policy`; the agent users, with their owners.
-    pub fn refresh(&mut self, snapshot: &Snapshot, policy: &Policy) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
-        if policy.identity.agents.users.is_none() {
-            self.known.clear();
-            return Vec::new();
-        }
-        if self.policy != policy.digest {
-            self.policy = policy.digest.clone();
-            self.known.clear();
-        }
-        self.known
-            .retain(|id, (v, _)| snapshot.user(id).is_some_and(|u| u.record.version == *v));
-        let mut out = Vec::new();
-        for (id, user) in snapshot.users() {
-            let (_, owners) = self
-                .known
-                .entry(id.clone())
-                .or_insert_with(|| (user.record.version, crate::identity::agent_user_owners(policy, user)));
-            if let Some(owners) = owners {
-                out.push((id.clone(), owners.clone()));
-            }
-        }
-        out
-    }
-}
-
 /// An agent's departure key: the same on every replica, and new when its owners come back and
 /// go again (their record versions change).
 fn unsponsored_key(snapshot: &Snapshot, version: i64, owners: &[Arc<str>]) -> String {
@@ -162,35 +123,46 @@ const UNSPONSORED: &str = "left without an active owner";
 
 /// Everyone the directory knows as departed, by SCIM id: users with `active: false`, deleted
 /// users (their tombstones) whose userName no one has taken since, and agents — `/Agents`
-/// resources and the `agent_users` the policy marks — deactivated or left without an active
-/// owner (their owners' departures are theirs: what an agent started stops with the last person
-/// it acted for).
-pub fn departed(snapshot: &Snapshot, agent_users: &[(Arc<str>, Vec<Arc<str>>)]) -> BTreeMap<String, Departure> {
+/// resources and the users the policy marks as agents — deactivated, deleted, or whose owners
+/// are all known to be gone (deactivated, deleted, groups without an active member): what an
+/// agent started stops with the last person it acted for. An agent user without a manager, or
+/// whose manager the directory never held, is refused by admission but not swept: that is how
+/// the IdP maps it, not a departure.
+pub fn departed(snapshot: &Snapshot, policy: &Policy) -> BTreeMap<String, Departure> {
     let mut out = BTreeMap::new();
-    let agent = |name: &str, cause: &'static str, key: String| Departure {
+    let agent = |name: &str, cause: &'static str, at: Option<String>, key: String| Departure {
         user_name: format!("agent {name}"),
         cause,
-        at: None,
+        at,
         key,
     };
-    let marked: std::collections::HashSet<&str> = agent_users.iter().map(|(id, _)| &**id).collect();
-    let is_agent = |u: &crate::directory::User| marked.contains(&*u.record.id);
+    let is_agent = crate::identity::marked_agent(policy);
     for (id, a) in snapshot.agents() {
         if !a.active {
             let key = format!("deactivated@{}", a.record.version);
-            out.insert(id.to_string(), agent(&a.name, "deactivated", key));
+            out.insert(id.to_string(), agent(&a.name, "deactivated", None, key));
         } else if crate::identity::owners_gone(snapshot, &a.owners, &is_agent).is_some() {
             let key = unsponsored_key(snapshot, a.record.version, &a.owners);
-            out.insert(id.to_string(), agent(&a.name, UNSPONSORED, key));
+            out.insert(id.to_string(), agent(&a.name, UNSPONSORED, None, key));
         }
     }
-    for (id, owners) in agent_users {
-        let Some(u) = snapshot.user(id).filter(|u| u.active) else {
+    for t in snapshot.agent_tombstones() {
+        let d = agent(&t.unique_key, "deleted", Some(t.deleted_at.clone()), "deleted".into());
+        out.entry(t.id.to_string()).or_insert(d);
+    }
+    let deleted: std::collections::HashSet<&str> = snapshot.tombstones().map(|t| &*t.id).collect();
+    for (id, u) in snapshot.users().filter(|(_, u)| u.active) {
+        let Some(owners) = crate::identity::agent_user_owners(policy, u) else {
             continue;
         };
-        if crate::identity::owners_gone(snapshot, owners, &is_agent).is_some() {
-            let key = unsponsored_key(snapshot, u.record.version, owners);
-            out.insert(id.to_string(), agent(&u.user_name, UNSPONSORED, key));
+        // Its manager, known to the directory and gone: deactivated or deleted.
+        let gone = owners.iter().any(|m| match snapshot.user(m) {
+            Some(m) => !m.active,
+            None => deleted.contains(&**m),
+        });
+        if gone {
+            let key = unsponsored_key(snapshot, u.record.version, &owners);
+            out.insert(id.to_string(), agent(&u.user_name, UNSPONSORED, None, key));
         }
     }
     for (id, user) in snapshot.users() {
@@ -283,13 +255,10 @@ mod tests {
                 "u2",
                 1,
                 json!({"userName": "deploy-agent", "userType": "agent",
-                       crate::scim::schema::ENTERPRISE_USER: {"manager": {"value": "u1"}}}),
+                       crate::model::resource::ENTERPRISE_USER: {"manager": {"value": "u1"}}}),
             ),
         ]);
-        let mut marks = AgentUsers::default();
-        let marked = marks.refresh(&s, &policy);
-        assert_eq!(marked, vec![(Arc::from("u2"), vec![Arc::from("u1")])]);
-        let gone = departed(&s, &marked);
+        let gone = departed(&s, &policy);
         assert_eq!(gone.keys().collect::<Vec<_>>(), vec!["a2"]);
         assert_eq!(
             (gone["a2"].user_name.as_str(), gone["a2"].cause),
@@ -302,8 +271,7 @@ mod tests {
             2,
             json!({"userName": "alice", "active": false}),
         )]);
-        let marked = marks.refresh(&s, &policy);
-        let gone = departed(&s, &marked);
+        let gone = departed(&s, &policy);
         assert_eq!(gone.keys().collect::<Vec<_>>(), vec!["a1", "a2", "u1", "u2"]);
         assert_eq!(gone["a1"].cause, "left without an active owner");
         assert_eq!(gone["u2"].user_name, "agent deploy-agent");
@@ -315,14 +283,36 @@ mod tests {
             3,
             json!({"userName": "alice", "active": true}),
         )]);
-        assert!(!departed(&s, &marks.refresh(&s, &policy)).contains_key("a1"));
+        assert!(!departed(&s, &policy).contains_key("a1"));
         s.apply(&[put(
             ResourceType::User,
             "u1",
             4,
             json!({"userName": "alice", "active": false}),
         )]);
-        let again = departed(&s, &marks.refresh(&s, &policy));
+        let again = departed(&s, &policy);
         assert_ne!(again["a1"].key, first);
+        // A deleted agent is swept too; an agent user whose manager the directory never held,
+        // or who has none, is not (admission refuses it, but nobody departed).
+        let a1 = s.record(ResourceType::Agent, "a1").cloned().expect("a1");
+        s.apply(&[
+            Change::Delete { record: a1 },
+            put(
+                ResourceType::User,
+                "u3",
+                1,
+                json!({"userName": "orphan-agent", "userType": "Agent"}),
+            ),
+            put(
+                ResourceType::User,
+                "u4",
+                1,
+                json!({"userName": "stranger-agent", "userType": "Agent",
+                       crate::model::resource::ENTERPRISE_USER: {"manager": {"value": "nobody-we-know"}}}),
+            ),
+        ]);
+        let gone = departed(&s, &policy);
+        assert_eq!((gone["a1"].cause, gone["a1"].key.as_str()), ("deleted", "deleted"));
+        assert!(!gone.contains_key("u3") && !gone.contains_key("u4"), "{gone:?}");
     }
 }

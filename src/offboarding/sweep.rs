@@ -129,7 +129,6 @@ impl Sweeper {
         // Who scimgate is to the API server, learnt before the first step is taken.
         let mut me: Option<String> = None;
         let mut backoff = Backoff::default();
-        let mut agent_users = super::AgentUsers::default();
         let (mut generation, mut retry_at) = (None, tokio::time::Instant::now());
         loop {
             let snapshot = self.directory.load_full();
@@ -138,8 +137,7 @@ impl Sweeper {
             if generation != Some(snapshot.generation) || due {
                 generation = Some(snapshot.generation);
                 retry_at = tokio::time::Instant::now() + RETRY;
-                let marked = agent_users.refresh(&snapshot, &self.policy.load());
-                let gone = departed(&snapshot, &marked);
+                let gone = departed(&snapshot, &self.policy.load());
                 let open: Vec<(&String, &Departure)> = gone
                     .iter()
                     .map(|(id, d)| ((id.to_string(), d.key.clone()), (id, d)))

@@ -82,9 +82,10 @@ pub struct RunRequest {
     pub templates: Vec<String>,
     /// SCIM id of the verified submitter, for `distinctApprover`.
     pub submitter_id: Option<String>,
-    /// When an agent submitted it: the SCIM id of the person it submitted for, who counts as a
-    /// submitter too (they may not approve what their agent submitted).
-    pub submitted_for: Option<String>,
+    /// When an agent submitted it: the SCIM ids of the person it submitted for and of everyone
+    /// who owns or sponsors it now (`identity::submitted_for`); each counts as a submitter too
+    /// (none may approve what the agent submitted).
+    pub submitted_for: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -254,13 +255,12 @@ fn check(rule: &Rule, req: &RunRequest, who: &Requester) -> Result<(), (Stage, S
     }
     if rule.distinct_approver && req.action == Action::Approve {
         let me = who.scim_id();
-        if let (Some(me), Some(f)) = (me, &req.submitted_for) {
-            if me == f {
-                return Err((
-                    Stage::DistinctApprover,
-                    "the approver's agent submitted it on their behalf; another person must approve (four eyes)".into(),
-                ));
-            }
+        if me.is_some_and(|me| req.submitted_for.iter().any(|f| f == me)) {
+            return Err((
+                Stage::DistinctApprover,
+                "an agent the approver owns or acted through submitted it; another person must approve (four eyes)"
+                    .into(),
+            ));
         }
         match (&req.submitter_id, me) {
             (None, _) => {
@@ -331,9 +331,14 @@ fn evaluate_agent(policy: &Policy, req: &RunRequest, agent: &Requester) -> Decis
         on_behalf_of: None,
     };
     if req.action == Action::Approve {
-        let own = [&req.submitter_id, &req.submitted_for]
-            .into_iter()
-            .flatten()
+        let Some(submitter) = &req.submitter_id else {
+            return deny(
+                None,
+                format!("agent {name} may not approve a run whose submitter is not known (it could be its owner's); a person must approve"),
+            );
+        };
+        let own = std::iter::once(submitter)
+            .chain(&req.submitted_for)
             .find(|s| owners.contains(s) || *s == agent.scim_id().unwrap_or_default());
         if let Some(s) = own {
             let who = sponsors
@@ -535,7 +540,7 @@ mod tests {
             run_as: vec!["ml-runner".into()],
             templates: vec!["ml-train".into()],
             submitter_id: Some("u0".into()),
-            submitted_for: None,
+            submitted_for: vec![],
         }
     }
 
@@ -637,7 +642,7 @@ rules:
             },
             RunRequest {
                 submitter_id: Some("a9".into()),
-                submitted_for: Some("u1".into()),
+                submitted_for: vec!["u1".into()],
                 ..req(Kind::Workflow, "ml-team", Action::Approve)
             },
         ] {
@@ -653,12 +658,24 @@ rules:
         // A person may not approve what their agent submitted for them.
         let r = RunRequest {
             submitter_id: Some("a1".into()),
-            submitted_for: Some("u1".into()),
+            submitted_for: vec!["u1".into(), "u7".into()],
             ..req(Kind::Workflow, "ml-team", Action::Approve)
         };
         let d = evaluate(&p, &r, &person(&["ml-engineers"]));
         assert_eq!(d.outcome, Outcome::Denied);
-        assert!(d.reason.contains("agent submitted it on their behalf"), "{}", d.reason);
+        assert!(
+            d.reason
+                .contains("an agent the approver owns or acted through submitted it"),
+            "{}",
+            d.reason
+        );
+        // A run whose submitter is not known: never an agent's to approve.
+        let r = RunRequest {
+            submitter_id: None,
+            ..req(Kind::Workflow, "ml-team", Action::Approve)
+        };
+        let d = evaluate(&p, &r, &release);
+        assert!(d.reason.contains("whose submitter is not known"), "{}", d.reason);
     }
 
     #[test]
@@ -828,7 +845,7 @@ rules:
                 "approver is the submitter",
                 RunRequest {
                     submitter_id: Some("u1".into()),
-                    submitted_for: None,
+                    submitted_for: vec![],
                     ..req(Kind::Workflow, "prod-pay", Action::Approve)
                 },
                 person(&["release-approvers"]),
@@ -840,7 +857,7 @@ rules:
                 "submitter unknown",
                 RunRequest {
                     submitter_id: None,
-                    submitted_for: None,
+                    submitted_for: vec![],
                     ..req(Kind::Workflow, "prod-pay", Action::Approve)
                 },
                 person(&["release-approvers"]),

@@ -240,11 +240,11 @@ pub struct AgentIdentity {
     pub users: Option<AgentUsers>,
 }
 
-/// Which Users are agents: those whose `attribute` (a SCIM attribute path, e.g. `userType`)
-/// equals one of `equals`, compared ASCII-case-insensitively.
+/// Which Users are agents: those whose `attribute` (one of the directory's [`Mark`]s, e.g.
+/// `userType`) equals one of `equals` (folded), compared ASCII-case-insensitively.
 #[derive(Debug, Clone)]
 pub struct AgentUsers {
-    pub attribute: String,
+    pub attribute: crate::directory::Mark,
     pub equals: Vec<String>,
 }
 
@@ -288,24 +288,40 @@ struct PolicyFile {
 }
 
 /// `identity.agents`, validated.
-fn compile_agents(file: AgentsFile, problems: &mut Vec<String>) -> AgentIdentity {
+fn compile_agents(file: AgentsFile, person_prefix: Option<&str>, problems: &mut Vec<String>) -> AgentIdentity {
     let username_prefix = file.username_prefix.filter(|p| !p.is_empty());
-    if username_prefix.as_deref().is_some_and(|p| p.starts_with("system:")) {
-        problems.push(
-            "identity.agents.usernamePrefix must not start with 'system:': Kubernetes reserves those usernames".into(),
-        );
+    if let Some(agent) = username_prefix.as_deref() {
+        // Agents and people must come from different issuers' usernames: were one prefix the
+        // start of the other, a person whose claim begins with the rest would be an agent.
+        match person_prefix {
+            _ if agent.starts_with("system:") => problems.push(
+                "identity.agents.usernamePrefix must not start with 'system:': Kubernetes reserves those usernames".into(),
+            ),
+            None => problems.push(
+                "identity.agents.usernamePrefix needs identity.usernamePrefix: without one, any person's username could start with the agents' prefix".into(),
+            ),
+            Some(person) if person.starts_with(agent) || agent.starts_with(person) => problems.push(format!(
+                "identity.agents.usernamePrefix '{agent}' and identity.usernamePrefix '{person}' overlap: one starts the other, so a person could name an agent; give agents their own issuer's prefix"
+            )),
+            Some(_) => {}
+        }
     }
     let users = file.users.and_then(|u| {
-        if u.attribute.trim().is_empty() {
-            problems.push("identity.agents.users.attribute is required (e.g. userType)".into());
+        let Some(attribute) = crate::directory::Mark::from_path(&u.attribute) else {
+            let known: Vec<&str> = crate::directory::Mark::ALL.iter().map(|m| m.attribute().0).collect();
+            problems.push(format!(
+                "identity.agents.users.attribute '{}' is not one scimgate can mark agents by (one of: {})",
+                u.attribute,
+                known.join(", ")
+            ));
             return None;
-        }
+        };
         if u.equals.is_empty() {
             problems.push("identity.agents.users.equals is empty, so no user is an agent; name the values".into());
             return None;
         }
         Some(AgentUsers {
-            attribute: u.attribute,
+            attribute,
             equals: u.equals.iter().map(|v| crate::model::name::fold(v)).collect(),
         })
     });
@@ -597,7 +613,8 @@ impl Policy {
             );
         }
         let access = file.access.map(|a| a.compile(&mut problems, &mut warnings));
-        let agents = compile_agents(file.identity.agents, &mut problems);
+        let person_prefix = file.identity.username_prefix.clone().filter(|p| !p.is_empty());
+        let agents = compile_agents(file.identity.agents, person_prefix.as_deref(), &mut problems);
         if !problems.is_empty() {
             return Err(Error::Invalid {
                 path: path.to_string(),
@@ -817,6 +834,30 @@ rules:
         ] {
             assert!(err.contains(needle), "missing '{needle}' in: {err}");
         }
+    }
+
+    #[test]
+    fn agent_identity_is_validated() {
+        let parse = |identity: &str| {
+            Policy::parse(
+                &format!("apiVersion: scimgate.io/v1\nkind: Policy\nidentity:\n{identity}rules:\n  - name: a\n    allow: [submit]\n    agentTypes: [x]\n"),
+                "p",
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+        };
+        assert!(parse("  agents:\n    usernamePrefix: \"agent:\"\n").contains("needs identity.usernamePrefix"));
+        assert!(
+            parse("  usernamePrefix: \"oidc:\"\n  agents:\n    usernamePrefix: \"oidc:agent-\"\n").contains("overlap")
+        );
+        assert!(parse("  usernamePrefix: \"oidc:\"\n  agents:\n    usernamePrefix: \"agent:\"\n").is_empty());
+        let bad = parse("  agents:\n    users:\n      attribute: nickName\n      equals: [Agent]\n");
+        assert!(
+            bad.contains("'nickName' is not one scimgate can mark agents by (one of: userType, title"),
+            "{bad}"
+        );
+        assert!(parse("  agents:\n    users:\n      attribute: urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department\n      equals: [Agents]\n").is_empty());
     }
 
     #[test]

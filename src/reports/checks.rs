@@ -66,7 +66,7 @@ pub fn of(v: &Verifier, snap: &Snapshot, policy: &Policy, kind: Kind, namespace:
             Outcome::Skip,
             format!("submitted by the service account {}", c.name),
         ),
-        Some(c) => submitter(snap, &c.sub, &c.name),
+        Some(c) => submitter(snap, policy, &c.sub, &c.name),
     });
     if policy.asks_distinct_approver(kind, namespace) {
         let approval = Entry::of(crate::policy::Action::Approve)
@@ -118,11 +118,12 @@ fn stamp(v: &Verifier, obj: &Value) -> Finding {
 
 /// Whether the person or agent with SCIM id `id` (stamped as `name`) is still active — an
 /// agent with an active owner to act for.
-fn submitter(snap: &Snapshot, id: &str, name: &str) -> Finding {
+fn submitter(snap: &Snapshot, policy: &Policy, id: &str, name: &str) -> Finding {
+    let is_agent = crate::identity::marked_agent(policy);
     if let Some(a) = snap.agent(id) {
         let why = (!a.active)
             .then(|| "it is deactivated".to_string())
-            .or_else(|| crate::identity::owners_gone(snap, &a.owners, &|_| false));
+            .or_else(|| crate::identity::owners_gone(snap, &a.owners, &is_agent));
         return match why {
             None => found(SUBMITTER_ACTIVE, Outcome::Pass, format!("agent {name} is active")),
             Some(why) => found(
@@ -133,6 +134,17 @@ fn submitter(snap: &Snapshot, id: &str, name: &str) -> Finding {
         };
     }
     match snap.user(id) {
+        Some(u) if u.active && is_agent(u) => {
+            let owners = crate::identity::agent_user_owners(policy, u).unwrap_or_default();
+            match crate::identity::owners_gone(snap, &owners, &is_agent) {
+                None => found(SUBMITTER_ACTIVE, Outcome::Pass, format!("agent {name} is active")),
+                Some(why) => found(
+                    SUBMITTER_ACTIVE,
+                    Outcome::Fail,
+                    format!("agent {name} may no longer act: {why}"),
+                ),
+            }
+        }
         Some(u) if u.active => found(SUBMITTER_ACTIVE, Outcome::Pass, format!("{name} is active")),
         Some(_) => found(
             SUBMITTER_ACTIVE,

@@ -159,10 +159,17 @@ async fn require_scim_token(State(st): State<ScimState>, req: Request, next: Nex
         )
         .into_response();
     };
-    match st.tokens.check(presented, Scope::Scim) {
-        Ok(_) => {
+    // Decided before the request is handed on; recorded (in memory, see `crate::token`) once it
+    // succeeded.
+    let write = is_write(req.method(), req.uri().path());
+    match st.tokens.authorize(presented, Scope::Scim) {
+        Ok(grant) => {
             st.metrics.auth("ok");
-            next.run(req).await
+            let resp = next.run(req).await;
+            if write && resp.status().is_success() {
+                grant.wrote();
+            }
+            resp
         }
         Err(Denied::Scope(have)) => {
             st.metrics.auth("scope");
@@ -177,6 +184,12 @@ async fn require_scim_token(State(st): State<ScimState>, req: Request, next: Nex
             Error::status(StatusCode::UNAUTHORIZED, "the bearer token is unknown or revoked").into_response()
         }
     }
+}
+
+/// Whether a request to a resource route writes: a create, replace, patch or delete, or a
+/// `/Bulk`; a `.search` is a read sent as POST.
+fn is_write(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) && !path.ends_with("/.search")
 }
 
 async fn not_found(req: Request) -> Error {
@@ -589,4 +602,26 @@ resource_handlers!(
 async fn bulk_handler(State(st): State<ScimState>, Base(base): Base, ScimBody(body): ScimBody) -> Result<Response> {
     let (status, out) = bulk::run(&st.service, body, &base).await?;
     Ok(scim_json(status, &out))
+}
+
+#[cfg(test)]
+mod token_use_tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_the_changing_methods_but_searches() {
+        for (method, path, write) in [
+            (Method::POST, "/Users", true),
+            (Method::PUT, "/Users/1", true),
+            (Method::PATCH, "/Groups/1", true),
+            (Method::DELETE, "/Agents/1", true),
+            (Method::POST, "/Bulk", true),
+            (Method::GET, "/Users", false),
+            (Method::POST, "/Users/.search", false),
+            (Method::POST, "/scim/v2/.search", false),
+            (Method::HEAD, "/Users", false),
+        ] {
+            assert_eq!(is_write(&method, path), write, "{method} {path}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const ENTERPRISE_USER: &str = crate::model::resource::ENTERPRISE_USER;
 /// draft-abbey-scim-agent-extension-00 §5.1.4; draft-wzdk-scim-agent-resource-00 uses the same URN.
 pub const AGENT: &str = "urn:ietf:params:scim:schemas:core:2.0:Agent";
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";

@@ -206,7 +206,7 @@ fn check_agent(
     attrs: &mut Map<String, Value>,
     old: Option<&Map<String, Value>>,
 ) -> Result<()> {
-    let listed = |attr: &str| -> Vec<String> {
+    let listed = |attr: &str| -> std::collections::HashSet<String> {
         old.and_then(|o| o.get(attr))
             .map(|v| match v {
                 Value::Array(items) => items
@@ -225,7 +225,7 @@ fn check_agent(
     };
     let known_owners = listed("owners");
     if let Some(Value::Array(owners)) = attrs.get_mut("owners") {
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut out = Vec::with_capacity(owners.len());
         for mut owner in std::mem::take(owners) {
             let Some(obj) = owner.as_object_mut() else { continue };
@@ -235,7 +235,7 @@ fn check_agent(
                     "every owner needs a 'value' (the owning User's or Group's id)",
                 ));
             }
-            if seen.contains(&id) {
+            if !seen.insert(id.clone()) {
                 continue;
             }
             obj.remove("$ref");
@@ -272,7 +272,6 @@ fn check_agent(
                     return Err(Error::invalid_value(format!("owner '{id}' is {what}")));
                 }
             }
-            seen.push(id);
             out.push(owner);
         }
         *owners = out;

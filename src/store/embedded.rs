@@ -8,7 +8,7 @@
 //! the WAL under SQLite's feet and this process reads a frozen state (a test that read the file
 //! directly did exactly that).
 
-use super::{sql, Change, Delta, Error, Loaded, Record, Result, Seq, Store, TokenRecord};
+use super::{sql, Change, Delta, Error, Loaded, Record, Result, Seq, Store, TokenRecord, TokenUse};
 use crate::model::ResourceType;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -72,11 +72,19 @@ impl Store for Embedded {
         let rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'User'")
             .fetch_all(&mut *tx)
             .await?;
+        let agent_rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'Agent'")
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         let tombstones = rows.iter().map(sql::tombstone_from_row).collect::<Result<Vec<_>>>()?;
+        let agent_tombstones = agent_rows
+            .iter()
+            .map(sql::tombstone_from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Loaded {
             records,
             tombstones,
+            agent_tombstones,
             seq,
         })
     }
@@ -144,11 +152,14 @@ impl Store for Embedded {
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| conflict(e, r))?;
-                    sqlx::query("DELETE FROM tombstones WHERE rtype = ? AND unique_key = ?")
-                        .bind(rtype_name(r.rt))
-                        .bind(&*r.unique_key)
-                        .execute(&mut *tx)
-                        .await?;
+                    // A user's name taken again is no longer a deleted user's. An agent's
+                    // tombstone stays: it is swept by id, whoever takes the name.
+                    if r.rt == ResourceType::User {
+                        sqlx::query("DELETE FROM tombstones WHERE rtype = 'User' AND unique_key = ?")
+                            .bind(&*r.unique_key)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
                 Change::Put {
                     record: r,
@@ -178,7 +189,9 @@ impl Store for Embedded {
                     if done.rows_affected() != 1 {
                         return Err(Error::Version(format!("{} {}", r.rt.name(), r.id)));
                     }
-                    if r.rt == ResourceType::User {
+                    // Deleted users and agents leave a tombstone: admission tells "deleted" from
+                    // "never existed", and offboarding sweeps what they left.
+                    if r.rt != ResourceType::Group {
                         sqlx::query(
                             "INSERT OR REPLACE INTO tombstones (rtype, id, unique_key, deleted_at) VALUES (?, ?, ?, ?)",
                         )
@@ -205,20 +218,18 @@ impl Store for Embedded {
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        let rows =
-            sqlx::query("SELECT id, name, scope, hash, created_at, revoked_at FROM tokens ORDER BY created_at, name")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(sql::TOKEN_SELECT).fetch_all(&self.pool).await?;
         rows.iter().map(sql::token_from_row).collect()
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
-        sqlx::query("INSERT INTO tokens (id, name, scope, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)")
+        sqlx::query("INSERT INTO tokens (id, name, scope, hash, created_at, revoked_at, expires_at) VALUES (?, ?, ?, ?, ?, NULL, ?)")
             .bind(&t.id)
             .bind(&t.name)
             .bind(t.scope.as_str())
             .bind(&t.hash[..])
             .bind(&t.created_at)
+            .bind(&t.expires_at)
             .execute(&self.pool)
             .await
             .map_err(|e| match &e {
@@ -236,6 +247,29 @@ impl Store for Embedded {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        // SQLite's two-argument max() is NULL when either is; '' orders before every time.
+        let mut tx = self.pool.begin().await?;
+        for u in uses {
+            sqlx::query(
+                "UPDATE tokens SET \
+                 last_used_at = NULLIF(max(COALESCE(last_used_at, ''), COALESCE(?, '')), ''), \
+                 last_write_at = NULLIF(max(COALESCE(last_write_at, ''), COALESCE(?, '')), '') \
+                 WHERE id = ?",
+            )
+            .bind(&u.last_used_at)
+            .bind(&u.last_write_at)
+            .bind(&u.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn record_decisions(

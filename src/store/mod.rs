@@ -91,6 +91,30 @@ pub struct TokenRecord {
     pub hash: [u8; 32],
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// When it stops working (`token create --expires`); `None`: never.
+    pub expires_at: Option<String>,
+    /// The last request it authenticated, as flushed to the store (see [`TokenUse`]).
+    pub last_used_at: Option<String>,
+    /// The last SCIM write it made (a successful POST, PUT, PATCH or DELETE other than a
+    /// `.search`), as flushed to the store.
+    pub last_write_at: Option<String>,
+}
+
+impl TokenRecord {
+    /// Whether it has expired at `now` (RFC 3339 UTC with milliseconds, as the store keeps it).
+    pub fn expired_at(&self, now: &str) -> bool {
+        self.expires_at.as_deref().is_some_and(|e| e <= now)
+    }
+}
+
+/// A server's record of a token's use since its last flush ([`Store::record_token_use`]); the
+/// store keeps the later of each time and the one it has, so replicas flushing in any order
+/// never move a time backwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUse {
+    pub id: String,
+    pub last_used_at: Option<String>,
+    pub last_write_at: Option<String>,
 }
 
 /// Position in the commit sequence: the number of identity commits ever made.
@@ -100,6 +124,8 @@ pub type Seq = i64;
 pub struct Loaded {
     pub records: Vec<Record>,
     pub tombstones: Vec<Tombstone>,
+    /// Deleted agents (offboarding sweeps what they left).
+    pub agent_tombstones: Vec<Tombstone>,
     /// The commit this state reflects.
     pub seq: Seq,
 }
@@ -248,6 +274,9 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
     /// Revoke by name or id; returns whether a live token was revoked.
     async fn revoke_token(&self, name_or_id: &str, at: &str) -> Result<bool>;
+    /// In one transaction, raise each token's `last_used_at` / `last_write_at` to the times in
+    /// `uses` where they are later (never lower them; `None` leaves a time as it is).
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()>;
     /// Append decision records and chain marks in one transaction.
     async fn record_decisions(
         &self,

@@ -7,7 +7,7 @@
 //! them read exactly what they missed. Migrations run under sqlx's advisory lock, so replicas
 //! starting together migrate once.
 
-use super::{sql, Change, Delta, Error, Feed, FeedEvent, Loaded, Record, Result, Seq, Store, TokenRecord};
+use super::{sql, Change, Delta, Error, Feed, FeedEvent, Loaded, Record, Result, Seq, Store, TokenRecord, TokenUse};
 use crate::model::ResourceType;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -75,11 +75,19 @@ impl Store for Postgres {
         let rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'User'")
             .fetch_all(&mut *tx)
             .await?;
+        let agent_rows = sqlx::query("SELECT id, unique_key, deleted_at FROM tombstones WHERE rtype = 'Agent'")
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         let tombstones = rows.iter().map(sql::tombstone_from_row).collect::<Result<Vec<_>>>()?;
+        let agent_tombstones = agent_rows
+            .iter()
+            .map(sql::tombstone_from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Loaded {
             records,
             tombstones,
+            agent_tombstones,
             seq,
         })
     }
@@ -153,7 +161,9 @@ impl Store for Postgres {
                     if done.rows_affected() != 1 {
                         return Err(Error::Version(format!("{} {}", r.rt.name(), r.id)));
                     }
-                    if r.rt == ResourceType::User {
+                    // Deleted users and agents leave a tombstone: admission tells "deleted" from
+                    // "never existed", and offboarding sweeps what they left.
+                    if r.rt != ResourceType::Group {
                         sqlx::query(
                             "INSERT INTO tombstones (rtype, id, unique_key, deleted_at) VALUES ($1, $2, $3, $4) \
                              ON CONFLICT (rtype, id) DO UPDATE SET unique_key = EXCLUDED.unique_key, \
@@ -214,22 +224,20 @@ impl Store for Postgres {
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        let rows =
-            sqlx::query("SELECT id, name, scope, hash, created_at, revoked_at FROM tokens ORDER BY created_at, name")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(sql::TOKEN_SELECT).fetch_all(&self.pool).await?;
         rows.iter().map(sql::token_from_row).collect()
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tokens (id, name, scope, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+            "INSERT INTO tokens (id, name, scope, hash, created_at, revoked_at, expires_at) VALUES ($1, $2, $3, $4, $5, NULL, $6)",
         )
         .bind(&t.id)
         .bind(&t.name)
         .bind(t.scope.as_str())
         .bind(&t.hash[..])
         .bind(&t.created_at)
+        .bind(&t.expires_at)
         .execute(&self.pool)
         .await
         .map_err(|e| match &e {
@@ -246,6 +254,27 @@ impl Store for Postgres {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        // GREATEST ignores NULLs: a time only ever moves forward, whichever replica flushes last.
+        let mut tx = self.pool.begin().await?;
+        for u in uses {
+            sqlx::query(
+                "UPDATE tokens SET last_used_at = GREATEST(last_used_at, $1), \
+                 last_write_at = GREATEST(last_write_at, $2) WHERE id = $3",
+            )
+            .bind(&u.last_used_at)
+            .bind(&u.last_write_at)
+            .bind(&u.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn record_decisions(

@@ -373,7 +373,11 @@ where
     })
 }
 
-/// `SELECT id, name, scope, hash, created_at, revoked_at FROM tokens`, one row.
+/// Every token, oldest first, in the columns [`token_from_row`] reads.
+pub const TOKEN_SELECT: &str = "SELECT id, name, scope, hash, created_at, revoked_at, expires_at, last_used_at, \
+                                last_write_at FROM tokens ORDER BY created_at, name";
+
+/// [`TOKEN_SELECT`], one row.
 pub fn token_from_row<R: Row>(row: &R) -> Result<TokenRecord>
 where
     usize: sqlx::ColumnIndex<R>,
@@ -391,6 +395,9 @@ where
             .map_err(|_| Error::Corrupt("token hash length".into()))?,
         created_at: row.try_get(4)?,
         revoked_at: row.try_get(5)?,
+        expires_at: row.try_get(6)?,
+        last_used_at: row.try_get(7)?,
+        last_write_at: row.try_get(8)?,
     })
 }
 

@@ -186,7 +186,7 @@ async fn an_agent_acts_within_its_owners_rights_is_stamped_with_both_and_stops_w
     )
     .message;
     assert!(
-        why.contains("the approver's agent submitted it on their behalf"),
+        why.contains("an agent the approver owns or acted through submitted it"),
         "{why}"
     );
 
@@ -319,7 +319,10 @@ async fn policy_test_and_review_ask_as_an_agent() {
     };
     let (code, out) = policy_test("pr-bot", "ml-team");
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("on behalf of alice@example.com (rule ml-submit)"), "{out}");
+    assert!(
+        out.contains("submit on behalf of alice@example.com (rule ml-submit)"),
+        "{out}"
+    );
     let (code, out) = policy_test("PR-BOT", "prod");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("alice@example.com may not"), "{out}");

@@ -4,7 +4,7 @@
 use scimgate::audit::query::DecisionQuery;
 use scimgate::model::{ChainMark, DecisionRecord, Link};
 use scimgate::scim::schema::ResourceType;
-use scimgate::store::{self, Change, Error, Location, MarkFilter, Record, Scope, Seq, Store, TokenRecord};
+use scimgate::store::{self, Change, Error, Location, MarkFilter, Record, Scope, Seq, Store, TokenRecord, TokenUse};
 use std::sync::Arc;
 
 fn user(id: &str, name: &str, version: i64, active: bool) -> Record {
@@ -218,10 +218,58 @@ async fn conformance(s: Arc<dyn Store>) {
         hash: [7; 32],
         created_at: scimgate::model::clock::now(),
         revoked_at: None,
+        expires_at: Some("2030-01-01T00:00:00.000Z".into()),
+        last_used_at: None,
+        last_write_at: None,
     };
     s.insert_token(&t).await.expect("token");
     assert!(matches!(s.insert_token(&t).await, Err(Error::TokenExists(_))));
     assert_eq!(s.tokens().await.expect("tokens"), vec![t.clone()]);
+    // Use, flushed by replicas in any order: each time only moves forward.
+    let times = |used: Option<&str>, wrote: Option<&str>| TokenUse {
+        id: "t1".into(),
+        last_used_at: used.map(String::from),
+        last_write_at: wrote.map(String::from),
+    };
+    let stored = async || {
+        let t = s.tokens().await.expect("tokens").remove(0);
+        (t.last_used_at, t.last_write_at)
+    };
+    s.record_token_use(&[times(Some("2026-01-02T00:00:00.000Z"), None)])
+        .await
+        .expect("use");
+    assert_eq!(stored().await, (Some("2026-01-02T00:00:00.000Z".into()), None));
+    s.record_token_use(&[times(
+        Some("2026-01-01T00:00:00.000Z"),
+        Some("2026-01-01T00:00:00.000Z"),
+    )])
+    .await
+    .expect("an older use");
+    assert_eq!(
+        stored().await,
+        (
+            Some("2026-01-02T00:00:00.000Z".into()),
+            Some("2026-01-01T00:00:00.000Z".into())
+        )
+    );
+    s.record_token_use(&[
+        times(None, Some("2026-01-03T00:00:00.000Z")),
+        TokenUse {
+            id: "no-such-token".into(),
+            last_used_at: Some("2026-01-03T00:00:00.000Z".into()),
+            last_write_at: None,
+        },
+    ])
+    .await
+    .expect("a later write, and a token gone");
+    assert_eq!(
+        stored().await,
+        (
+            Some("2026-01-02T00:00:00.000Z".into()),
+            Some("2026-01-03T00:00:00.000Z".into())
+        )
+    );
+    s.record_token_use(&[]).await.expect("nothing");
     assert!(s
         .revoke_token("okta", &scimgate::model::clock::now())
         .await

@@ -193,3 +193,243 @@ async fn rotated_serving_certificate_is_used_by_new_connections() {
     );
     server.stop().await;
 }
+
+/// `scimgate token create ARGS…`; the token (its last line).
+fn create_token(args: &[&str]) -> String {
+    let out = cli(&[&["token", "create"], args].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// One token's row of `token list ARGS…`: name, scope, status, created, expires, last used,
+/// last write, revoked, id.
+fn listed(args: &[&str], name: &str) -> Vec<String> {
+    let out = cli(&[&["token", "list"], args].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = text
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .find(|cells| cells.first().map(String::as_str) == Some(name));
+    row.unwrap_or_else(|| panic!("no row for {name} in\n{text}"))
+}
+
+const LAST_USED: usize = 5;
+const LAST_WRITE: usize = 6;
+const LAST_WRITE_METRIC: &str = "scimgate_scim_token_last_write_timestamp_seconds";
+
+/// The last-write series of token `name`, as `/metrics` at `ops` shows it.
+async fn last_write_metric(ops: &str, name: &str) -> Option<f64> {
+    let text = crate::support::metrics_at(ops).await;
+    let prefix = format!("{LAST_WRITE_METRIC}{{token=\"{name}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether `token` gets `status` on `GET /Users` within 30 s.
+async fn answered(s: &TestServer, token: &str, status: StatusCode) -> bool {
+    eventually(async || {
+        s.client
+            .get(s.url("/Users"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok()
+            == Some(status)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_use_is_kept_in_memory_flushed_at_stop_and_shown_after_a_restart() {
+    let started = Instant::now();
+    let s = TestServer::start().await;
+    let dir = s.dir.path().to_string_lossy().to_string();
+    let token = create_token(&["--data-dir", &dir, "--name", "okta"]);
+    let fresh = listed(&["--data-dir", &dir], "okta");
+    assert_eq!((fresh[2].as_str(), fresh[4].as_str()), ("live", "never"));
+    assert_eq!((fresh[LAST_USED].as_str(), fresh[LAST_WRITE].as_str()), ("-", "-"));
+    assert!(
+        answered(&s, &token, StatusCode::OK).await,
+        "{}",
+        token_state(&s, &dir).await
+    );
+    assert_eq!(last_write_metric(&s.ops, "okta").await, None, "reads are no writes");
+    let before_write = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    for i in 0..20 {
+        let r = s
+            .client
+            .post(s.url("/Users"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"userName": format!("user{i}@example.com"), "active": true}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    // A search is a POST that reads; it must not move the last write.
+    let r = s
+        .client
+        .post(s.url("/Users/.search"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"filter": "userName sw \"user\""}))
+        .send()
+        .await
+        .expect("search");
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut metric = None;
+    assert!(
+        eventually(async || {
+            metric = last_write_metric(&s.ops, "okta").await;
+            metric.is_some()
+        })
+        .await,
+        "the last-write series appears within a refresh\n{}",
+        token_state(&s, &dir).await
+    );
+    let metric = metric.unwrap_or_default();
+    assert!(metric >= before_write - 0.001, "{metric} >= {before_write}");
+    assert!(metric <= chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    // 22 requests, and the store still says nothing: no write per request. (The server flushes
+    // every 30 s: on a machine so slow the test got this far after that, say nothing.)
+    let unflushed = listed(&["--data-dir", &dir], "okta");
+    if started.elapsed() < scimgate::token::FLUSH - Duration::from_secs(2) {
+        assert_eq!(
+            (unflushed[LAST_USED].as_str(), unflushed[LAST_WRITE].as_str()),
+            ("-", "-"),
+            "nothing stored before a flush"
+        );
+    }
+    // A graceful stop flushes.
+    let data = s.stop().await;
+    let dir = data.path().to_string_lossy().to_string();
+    let flushed = listed(&["--data-dir", &dir], "okta");
+    assert_ne!(flushed[LAST_USED], "-", "{flushed:?}");
+    assert_ne!(flushed[LAST_WRITE], "-", "{flushed:?}");
+    assert!(
+        flushed[LAST_USED] >= flushed[LAST_WRITE],
+        "the search came after the writes"
+    );
+    let written = chrono::DateTime::parse_from_rfc3339(&flushed[LAST_WRITE]).expect("a time");
+    assert_eq!(
+        written.timestamp_millis() as f64 / 1000.0,
+        metric,
+        "the metric is the stored time"
+    );
+
+    // Restarted: the store's times show, in the list and the metric, until the token is revoked.
+    let s = TestServer::start_in(data, |_| {}).await;
+    assert_eq!(listed(&["--data-dir", &dir], "okta"), flushed);
+    assert!(
+        eventually(async || last_write_metric(&s.ops, "okta").await == Some(metric)).await,
+        "the stored last write is the metric after a restart\n{}",
+        token_state(&s, &dir).await
+    );
+    assert!(cli(&["token", "revoke", "--data-dir", &dir, "okta"]).status.success());
+    assert!(
+        eventually(async || last_write_metric(&s.ops, "okta").await.is_none()).await,
+        "a revoked token's series goes\n{}",
+        token_state(&s, &dir).await
+    );
+    assert_eq!(listed(&["--data-dir", &dir], "okta")[2], "revoked");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refused_like_an_unknown_one() {
+    let s = TestServer::start().await;
+    let dir = s.dir.path().to_string_lossy().to_string();
+    for bad in ["0d", "90", "2020-01-01T00:00:00Z", "soon"] {
+        let out = cli(&["token", "create", "--data-dir", &dir, "--name", "bad", "--expires", bad]);
+        assert!(!out.status.success(), "--expires {bad} refused");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--expires"));
+    }
+    let later = create_token(&["--data-dir", &dir, "--name", "later", "--expires", "90d"]);
+    let expires = listed(&["--data-dir", &dir], "later")[4].clone();
+    let in_90d = chrono::DateTime::parse_from_rfc3339(&expires).expect("a time");
+    let days = (in_90d.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
+    assert!((89 * 24..=90 * 24).contains(&days), "{expires}");
+    // One that expires in a few seconds: accepted, then refused as an unknown one is.
+    let soon = scimgate::model::clock::text(chrono::Utc::now() + chrono::Duration::seconds(6));
+    let token = create_token(&["--data-dir", &dir, "--name", "brief", "--expires", &soon]);
+    assert!(answered(&s, &later, StatusCode::OK).await);
+    assert!(
+        answered(&s, &token, StatusCode::OK).await,
+        "accepted before it expires\n{}",
+        token_state(&s, &dir).await
+    );
+    assert!(
+        answered(&s, &token, StatusCode::UNAUTHORIZED).await,
+        "refused once expired\n{}",
+        token_state(&s, &dir).await
+    );
+    let r = s
+        .client
+        .get(s.url("/Users"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().contains_key("www-authenticate"));
+    assert!(r.text().await.expect("body").contains("unknown or revoked"));
+    assert_eq!(listed(&["--data-dir", &dir], "brief")[2], "expired");
+    assert_eq!(listed(&["--data-dir", &dir], "later")[2], "live");
+    assert!(answered(&s, &later, StatusCode::OK).await);
+    s.stop().await;
+}
+
+/// Replicas sharing PostgreSQL each flush their own times; the store keeps the later one, and a
+/// replica started after shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_flush_the_latest_token_use_to_postgres() {
+    let Some(url) = crate::support::postgres_db("replicas_flush_the_latest_token_use_to_postgres").await else {
+        return;
+    };
+    let replica = || {
+        let url = url.clone();
+        TestServer::start_with(move |a| a.store = Some(url))
+    };
+    let (a, b) = (replica().await, replica().await);
+    let store = ["--store", url.as_str()];
+    let token = create_token(&[&store[..], &["--name", "okta"]].concat());
+    assert!(answered(&a, &token, StatusCode::OK).await);
+    let r = a
+        .client
+        .post(a.url("/Users"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"userName": "pat@example.com", "active": true}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before_b = scimgate::model::clock::now();
+    assert!(answered(&b, &token, StatusCode::OK).await);
+    // B flushes its later use first; A's earlier one, flushed after, must not replace it.
+    b.stop().await;
+    let after_b = listed(&store, "okta");
+    assert!(after_b[LAST_USED] >= before_b, "{after_b:?} after {before_b}");
+    assert_eq!(after_b[LAST_WRITE], "-", "B only read");
+    a.stop().await;
+    let after_a = listed(&store, "okta");
+    assert_eq!(after_a[LAST_USED], after_b[LAST_USED], "never moved back");
+    assert_ne!(after_a[LAST_WRITE], "-");
+    assert!(after_a[LAST_WRITE] < before_b);
+    // A replica that never saw the token used shows the stored last write.
+    let c = replica().await;
+    let written = chrono::DateTime::parse_from_rfc3339(&after_a[LAST_WRITE]).expect("a time");
+    let want = Some(written.timestamp_millis() as f64 / 1000.0);
+    assert!(
+        eventually(async || last_write_metric(&c.ops, "okta").await == want).await,
+        "{:?} != {want:?}",
+        last_write_metric(&c.ops, "okta").await
+    );
+    c.stop().await;
+}
