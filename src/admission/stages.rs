@@ -217,7 +217,7 @@ impl<'a> Deciding<'a> {
         let mut uncovered = None;
         if let Some(Ok(owner)) = &self.lookups.owner {
             if owner.kind == Kind::PipelineRun {
-                match tekton_child::covered(kind, obj, &owner.object) {
+                match tekton_child::covered(kind, obj, &owner.object, owner.pipeline.as_ref()) {
                     Ok(parent) => runs = parent,
                     Err(why) => uncovered = Some(why),
                 }

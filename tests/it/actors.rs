@@ -751,104 +751,53 @@ impl TektonController<'_> {
         self.api.create(&self.user, tr).await
     }
 
-    /// `pipelinerun.go` `storePipelineSpecAndMergeMeta`: the pipeline the controller resolved for
-    /// the run (a Pipeline object's spec, or the run's own `pipelineSpec`), stored in
-    /// `status.pipelineSpec` through `/status` before any parameter is substituted.
-    pub async fn resolve(&self, pr: &Value, pipeline: &Value) -> Outcome {
-        let mut obj = self.api.stored(pr).expect("the pipeline run exists");
-        obj["status"]["pipelineSpec"] = pipeline.clone();
-        self.api.update_status(&self.user, obj).await
-    }
-
-    /// `pipelinerun.go` `createTaskRun` for the pipeline task `task` of the resolved pipeline: the
-    /// run's parameters substituted into it (`resources/apply.go` `ApplyParameters`, after the
-    /// pipeline was stored), its `taskRef` as written or its embedded task's spec (without the
-    /// embedded task's own metadata: `resolveTask`), the service account `GetTaskRunSpec` gives
-    /// the task (`taskRunSpecs[task]` over `taskRunTemplate`), labels first from
-    /// `taskRunSpecs[task].metadata` then the run's and `tekton.dev/*` (`addMetadataByPrecedence`,
-    /// first wins), a controller owner reference.
-    pub async fn create_child(&self, pr: &Value, task: &str) -> Outcome {
-        let pr = self.api.stored(pr).expect("the pipeline run exists");
-        let pr_name = pr["metadata"]["name"].as_str().unwrap_or_default();
-        let pipeline = &pr["status"]["pipelineSpec"];
-        let mut pt = ["tasks", "finally"]
-            .iter()
-            .filter_map(|k| pipeline[*k].as_array())
-            .flatten()
-            .find(|t| t["name"] == task)
-            .cloned()
-            .expect("the pipeline task");
-        fn substitute(v: &mut Value, params: &[(String, String)]) {
-            match v {
-                Value::String(s) => {
-                    for (k, val) in params {
-                        *s = s.replace(&format!("$(params.{k})"), val);
-                    }
-                }
-                Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, params)),
-                Value::Object(m) => m.values_mut().for_each(|x| substitute(x, params)),
-                _ => {}
+    /// The first reconcile of a run that starts (tektoncd/pipeline at 3ee1745a,
+    /// `pkg/reconciler/pipelinerun/pipelinerun.go` `reconcile`): the pipeline resolved — the run's
+    /// own `pipelineSpec`, or the Pipeline its `pipelineRef` names in its namespace
+    /// (`resources/pipelineref.go` `LocalPipelineRefResolver`) — kept in memory
+    /// (`storePipelineSpecAndMergeMeta`), the run's parameters applied to it (`ApplyParameters`,
+    /// which also overwrites the in-memory `status.pipelineSpec`), the children of `tasks` created
+    /// from it (`runNextSchedulableTask` → `createTaskRun`), and only then, after `ReconcileKind`
+    /// returns, the status written with the resolved pipeline and the children (the generated
+    /// reconciler's `updateStatus`). The children's outcomes, then the status write's.
+    pub async fn start(&self, pr: &Value, tasks: &[&str]) -> (Vec<Outcome>, Outcome) {
+        let stored = self.api.stored(pr).expect("the pipeline run exists");
+        let namespace = stored["metadata"]["namespace"].as_str().unwrap_or_default();
+        let mut pipeline = match stored["spec"].get("pipelineSpec") {
+            Some(inline) => inline.clone(),
+            None => {
+                let name = stored["spec"]["pipelineRef"]["name"].as_str().unwrap_or_default();
+                let p = self
+                    .api
+                    .get("tekton.dev/v1", "Pipeline", namespace, name)
+                    .expect("the Pipeline the run names");
+                p["spec"].clone()
             }
+        };
+        substitute(&mut pipeline, &params_of(&stored));
+        let mut children = Vec::new();
+        for task in tasks {
+            children.push(self.api.create(&self.user, task_run(&stored, &pipeline, task)).await);
         }
-        let params: Vec<(String, String)> = pr["spec"]["params"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| {
-                (
-                    p["name"].as_str().unwrap_or_default().to_string(),
-                    p["value"].as_str().unwrap_or_default().to_string(),
-                )
+        let refs: Vec<Value> = tasks
+            .iter()
+            .map(|t| {
+                json!({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "pipelineTaskName": t,
+                "name": format!("{}-{t}", stored["metadata"]["name"].as_str().unwrap_or_default())})
             })
             .collect();
-        substitute(&mut pt, &params);
-        let run_spec = pr["spec"]["taskRunSpecs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["pipelineTaskName"] == task)
-            .cloned()
-            .unwrap_or(Value::Null);
-        let sa = run_spec["serviceAccountName"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .or(pr["spec"]["taskRunTemplate"]["serviceAccountName"].as_str())
-            .unwrap_or("default");
-        let mut labels = run_spec["metadata"]["labels"].as_object().cloned().unwrap_or_default();
-        for (k, v) in pr["metadata"]["labels"].as_object().into_iter().flatten() {
-            labels.entry(k.clone()).or_insert(v.clone());
-        }
-        for (k, v) in [
-            ("tekton.dev/pipelineRun", json!(pr_name)),
-            ("tekton.dev/pipelineRunUID", pr["metadata"]["uid"].clone()),
-            ("tekton.dev/pipelineTask", json!(task)),
-            ("tekton.dev/memberOf", json!("tasks")),
-        ] {
-            labels.entry(k).or_insert(v);
-        }
-        let mut annotations = pr["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
-        annotations.retain(|k, _| !k.starts_with("chains.tekton.dev/"));
-        let mut spec = json!({"serviceAccountName": sa, "timeout": "1h0m0s"});
-        if let Some(r) = pt.get("taskRef") {
-            spec["taskRef"] = r.clone();
-        } else if let Some(Value::Object(embedded)) = pt.get("taskSpec") {
-            let mut t = embedded.clone();
-            for k in ["metadata", "apiVersion", "kind", "spec"] {
-                t.remove(k);
-            }
-            spec["taskSpec"] = Value::Object(t);
-        }
-        let tr = json!({
-            "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
-            "metadata": {
-                "name": format!("{pr_name}-{task}"), "namespace": pr["metadata"]["namespace"],
-                "labels": labels, "annotations": annotations,
-                "ownerReferences": [{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "name": pr_name,
-                    "uid": pr["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}],
-            },
-            "spec": spec,
-        });
-        self.api.create(&self.user, tr).await
+        let status = self
+            .set_status(pr, json!({"pipelineSpec": pipeline, "childReferences": refs}))
+            .await;
+        (children, status)
+    }
+
+    /// A later reconcile's `createTaskRun` for the pipeline task `task`: built from the resolved
+    /// pipeline the run's status holds.
+    pub async fn create_child(&self, pr: &Value, task: &str) -> Outcome {
+        let pr = self.api.stored(pr).expect("the pipeline run exists");
+        let pipeline = pr["status"]["pipelineSpec"].clone();
+        self.api.create(&self.user, task_run(&pr, &pipeline, task)).await
     }
 
     /// `pkg/reconciler/pipelinerun/cancel.go` `cancelPipelineRun`: a JSON Patch on each child
@@ -876,4 +825,96 @@ fn argo_label_rewriting_follows_creator_go() {
         "the last 63 are kept"
     );
     assert_eq!(dns_friendly("-a b-"), "a-b");
+}
+
+/// tektoncd/pipeline `resources/apply.go` `ApplyParameters`: each `$(params.<name>)` replaced by
+/// the run's value (string parameters; what these tests use).
+fn substitute(v: &mut Value, params: &[(String, String)]) {
+    match v {
+        Value::String(s) => {
+            for (k, val) in params {
+                *s = s.replace(&format!("$(params.{k})"), val);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, params)),
+        Value::Object(m) => m.values_mut().for_each(|x| substitute(x, params)),
+        _ => {}
+    }
+}
+
+fn params_of(pr: &Value) -> Vec<(String, String)> {
+    pr["spec"]["params"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or_default().to_string(),
+                p["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `pipelinerun.go` `createTaskRun` for the pipeline task `task` of `pipeline` (parameters
+/// applied): its `taskRef` as written or its embedded task's spec (without the embedded task's
+/// own metadata: `resolveTask`), the service account `GetTaskRunSpec` gives the task
+/// (`taskRunSpecs[task]` over `taskRunTemplate`), labels first from `taskRunSpecs[task].metadata`
+/// then the run's and `tekton.dev/*` (`addMetadataByPrecedence`, first wins), a controller owner
+/// reference.
+fn task_run(pr: &Value, pipeline: &Value, task: &str) -> Value {
+    let pr_name = pr["metadata"]["name"].as_str().unwrap_or_default();
+    let pt = ["tasks", "finally"]
+        .iter()
+        .filter_map(|k| pipeline[*k].as_array())
+        .flatten()
+        .find(|t| t["name"] == task)
+        .cloned()
+        .expect("the pipeline task");
+    let run_spec = pr["spec"]["taskRunSpecs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["pipelineTaskName"] == task)
+        .cloned()
+        .unwrap_or(Value::Null);
+    let sa = run_spec["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .or(pr["spec"]["taskRunTemplate"]["serviceAccountName"].as_str())
+        .unwrap_or("default");
+    let mut labels = run_spec["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    for (k, v) in pr["metadata"]["labels"].as_object().into_iter().flatten() {
+        labels.entry(k.clone()).or_insert(v.clone());
+    }
+    for (k, v) in [
+        ("tekton.dev/pipelineRun", json!(pr_name)),
+        ("tekton.dev/pipelineRunUID", pr["metadata"]["uid"].clone()),
+        ("tekton.dev/pipelineTask", json!(task)),
+        ("tekton.dev/memberOf", json!("tasks")),
+    ] {
+        labels.entry(k).or_insert(v);
+    }
+    let mut annotations = pr["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+    annotations.retain(|k, _| !k.starts_with("chains.tekton.dev/"));
+    let mut spec = json!({"serviceAccountName": sa, "timeout": "1h0m0s"});
+    if let Some(r) = pt.get("taskRef") {
+        spec["taskRef"] = r.clone();
+    } else if let Some(Value::Object(embedded)) = pt.get("taskSpec") {
+        let mut t = embedded.clone();
+        for k in ["metadata", "apiVersion", "kind", "spec"] {
+            t.remove(k);
+        }
+        spec["taskSpec"] = Value::Object(t);
+    }
+    json!({
+        "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+        "metadata": {
+            "name": format!("{pr_name}-{task}"), "namespace": pr["metadata"]["namespace"],
+            "labels": labels, "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "name": pr_name,
+                "uid": pr["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}],
+        },
+        "spec": spec,
+    })
 }

@@ -1247,7 +1247,8 @@ async fn scimgate_reads_owners_through_the_face_from_its_watch_cache() {
 
     let uid = uuid::Uuid::new_v4().to_string();
     let pr = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
-        "metadata": {"name": "build-1", "namespace": "team-a", "uid": uid}, "spec": {}});
+        "metadata": {"name": "build-1", "namespace": "team-a", "uid": uid}, "spec": {},
+        "status": {"pipelineSpec": {"tasks": []}}});
     api.put(pr.clone());
     let child = |uid: &str| {
         json!({"metadata": {"name": "build-1-compile", "ownerReferences": [{"apiVersion": "tekton.dev/v1",
@@ -1317,6 +1318,25 @@ async fn scimgate_reads_owners_through_the_face_from_its_watch_cache() {
         .expect("a client");
     let crons: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(client, "team-a", &ar);
     assert!(crons.get_opt("none").await.expect("a 404 is None").is_none());
+
+    // A run Tekton has not yet written the resolved pipeline of (its first children come first):
+    // the run is read once more, then the Pipeline it names; one through a resolver is not.
+    let spec = json!({"tasks": [{"name": "compile", "taskRef": {"name": "go-build"}}]});
+    api.put(json!({"apiVersion": "tekton.dev/v1", "kind": "Pipeline",
+        "metadata": {"name": "lib", "namespace": "team-a", "uid": "p1"}, "spec": spec}));
+    for (name, pipeline_ref, want) in [
+        ("build-2", json!({"name": "lib"}), Some(&spec)),
+        ("build-3", json!({"resolver": "git", "params": []}), None),
+        ("build-4", json!({"name": "gone"}), None),
+    ] {
+        let uid = uuid::Uuid::new_v4().to_string();
+        api.put(json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "metadata": {"name": name, "namespace": "team-a", "uid": uid}, "spec": {"pipelineRef": pipeline_ref}}));
+        let child = json!({"metadata": {"name": "c", "ownerReferences": [{"apiVersion": "tekton.dev/v1",
+            "kind": "PipelineRun", "name": name, "uid": uid, "controller": true}]}});
+        let found = owners.owner_of(Kind::TaskRun, "team-a", &child).await.expect("found");
+        assert_eq!(found.pipeline.as_ref(), want, "{name}");
+    }
 }
 
 /// A LIST in pages, as kube-rs asks for them (`limit`, then the `continue` it was given), in

@@ -119,14 +119,15 @@ fn check_common(docs: &[Value], overlay: &str) {
             "{overlay}: read-only RBAC"
         );
     }
-    // The owner lookup of controller-created runs: get/list/watch on the two owner kinds, for
-    // scimgate's own account, and nothing else.
+    // The owner lookup of controller-created runs: get/list/watch on the two owner kinds, get on
+    // the Pipelines a PipelineRun names, for scimgate's own account, and nothing else.
     let owners = find(docs, "ClusterRole", "scimgate-owner-reader");
     assert_eq!(
         owners["rules"],
         serde_json::json!([
             {"apiGroups": ["argoproj.io"], "resources": ["cronworkflows"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["tekton.dev"], "resources": ["pipelineruns"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["tekton.dev"], "resources": ["pipelines"], "verbs": ["get"]},
         ]),
         "{overlay}"
     );
