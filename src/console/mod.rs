@@ -187,6 +187,18 @@ fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> String {
     format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict{age}")
 }
 
+/// `r` with a `Set-Cookie` header for each of `cookies` (from `set_cookie`). Their values are
+/// random base64url ids or empty, always valid header values; one that were not would be left out
+/// rather than fail the page.
+fn with_cookies(mut r: Response, cookies: &[String]) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
 /// Whether a POST comes from a page of this origin: its `Origin` is `https://` and the host the
 /// request was sent to. A browser sends `Origin` with every POST, but as `null` when the page's
 /// referrer policy is `no-referrer` (ours is): then, or without one, only the browser's own
@@ -385,11 +397,10 @@ fn sign_in_form(status: StatusCode, error: Option<&str>, next: &str) -> Response
         html::esc(&csrf),
         html::esc(next)
     );
-    let mut r = html_response(status, html::page("Sign in to the scimgate console", None, &body));
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(SIGNIN_COOKIE, &csrf, Some(3600))) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    r
+    with_cookies(
+        html_response(status, html::page("Sign in to the scimgate console", None, &body)),
+        &[set_cookie(SIGNIN_COOKIE, &csrf, Some(3600))],
+    )
 }
 
 async fn sign_in(
@@ -460,16 +471,13 @@ async fn sign_in(
     };
     let session = st.open(record.id, name.clone());
     tracing::info!(token = %name, "console sign-in");
-    let mut r = Redirect::to(&next).into_response();
-    for c in [
-        set_cookie(SESSION_COOKIE, &session, Some(ABSOLUTE.as_secs())),
-        set_cookie(SIGNIN_COOKIE, "", Some(0)),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    r
+    with_cookies(
+        Redirect::to(&next).into_response(),
+        &[
+            set_cookie(SESSION_COOKIE, &session, Some(ABSOLUTE.as_secs())),
+            set_cookie(SIGNIN_COOKIE, "", Some(0)),
+        ],
+    )
 }
 
 async fn sign_out(
@@ -496,11 +504,10 @@ async fn sign_out(
     if let (Some(id), Ok(mut sessions)) = (cookie(&headers, SESSION_COOKIE), st.sessions.lock()) {
         sessions.remove(&digest(&id));
     }
-    let mut r = Redirect::to("/console/sign-in").into_response();
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(SESSION_COOKIE, "", Some(0))) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    r
+    with_cookies(
+        Redirect::to("/console/sign-in").into_response(),
+        &[set_cookie(SESSION_COOKIE, "", Some(0))],
+    )
 }
 
 #[cfg(test)]

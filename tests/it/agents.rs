@@ -4,7 +4,7 @@
 //! *and* as an active owner, stamps both, refuses what no owner may do and every approval of an
 //! owner's run, and stops the agent with its last owner.
 
-use crate::actors::{argo_controller, kubectl};
+use crate::actors::{argo_controller, argo_server, claims, kubectl};
 use crate::apiserver::service_account;
 use crate::support::{allowed, ann, ops, refused, verified_by, World};
 use serde_json::{json, Value};
@@ -191,10 +191,7 @@ async fn an_agent_acts_within_its_owners_rights_is_stamped_with_both_and_stops_w
     );
 
     // An agent owned by a group, bound to a service account: works while a member is active.
-    let ml = w.s.get("/Groups?filter=displayName%20eq%20%22ml%22").await.body["Resources"][0]["id"]
-        .as_str()
-        .expect("ml")
-        .to_string();
+    let ml = group_id(&w, "ml").await;
     agent(
         &w,
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent"], "name": "team-bot", "agentType": "Assistant",
@@ -254,39 +251,84 @@ async fn an_agent_acts_within_its_owners_rights_is_stamped_with_both_and_stops_w
         why.contains("agent team-bot has no active owner to act for (group ml has no active member)"),
         "{why}"
     );
-    // …and what pr-bot left running is swept like a leaver's (offboarding's report mode).
-    let said = crate::support::until(Duration::from_secs(20), async || {
+    // …and what pr-bot left running is swept like a leaver's (offboarding's report mode). The
+    // sweep announces one object at a time: wait for both it must name.
+    let event = |name: &str| {
         w.kube
             .events()
-            .iter()
-            .any(|e| e["involvedObject"]["name"] == "bots-gated")
+            .into_iter()
+            .find(|e| e["involvedObject"]["name"] == name)
+    };
+    let said = crate::support::until(Duration::from_secs(20), async || {
+        event("bots-gated").is_some() && event("nightly").is_some()
     })
     .await;
     assert!(said.is_some(), "events: {:#?}", w.kube.events());
-    let e = w
-        .kube
-        .events()
-        .into_iter()
-        .find(|e| e["involvedObject"]["name"] == "bots-gated")
-        .expect("event");
+    let e = event("bots-gated").expect("event");
     assert!(
         e["message"]
             .as_str()
             .is_some_and(|m| m.starts_with("agent pr-bot was left without an active owner through SCIM")),
         "{e}"
     );
-    let e = w
-        .kube
-        .events()
-        .into_iter()
-        .find(|e| e["involvedObject"]["name"] == "nightly")
-        .expect("event");
+    let e = event("nightly").expect("event");
     assert!(
         e["message"]
             .as_str()
             .is_some_and(|m| m.contains("CronWorkflow is scheduled: it would be suspended")),
         "{e}"
     );
+}
+
+/// Four eyes over every owner: an agent two people own submits on behalf of the first, but either
+/// may have driven it, so neither may approve its run; a third person may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_who_owns_the_submitting_agent_approves_its_run() {
+    let w = world().await;
+    let carol = w.s.create_user("carol@example.com").await;
+    let ml = group_id(&w, "ml").await;
+    let r =
+        w.s.patch(
+            &format!("/Groups/{ml}"),
+            ops(json!([{"op": "add", "path": "members", "value": [{"value": w.bob}, {"value": carol}]}])),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    agent(
+        &w,
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent"], "name": "pair-bot", "agentType": "Assistant",
+               "subject": "0oa-pair-bot", "owners": [{"value": w.alice}, {"value": w.bob}]}),
+    )
+    .await;
+    let bot = kubectl(&w.api, "0oa-pair-bot");
+    let run = allowed(bot.create(&workflow("ml-team", "pair-gated", true)).await).object;
+    assert_eq!(ann(&run, "scimgate.io/on-behalf-of"), "alice@example.com");
+    for owner in ["alice@example.com", "bob@example.com"] {
+        let why = refused(
+            kubectl(&w.api, owner)
+                .patch_merge(&run, json!({"spec": {"suspend": null}}))
+                .await,
+        )
+        .message;
+        assert!(
+            why.contains("an agent the approver owns or acted through submitted it"),
+            "{owner}: {why}"
+        );
+    }
+    let approved = allowed(
+        kubectl(&w.api, "carol@example.com")
+            .patch_merge(&run, json!({"spec": {"suspend": null}}))
+            .await,
+    )
+    .object;
+    assert_eq!(ann(&approved, "scimgate.io/approved-by"), "carol@example.com");
+}
+
+async fn group_id(w: &World, name: &str) -> String {
+    let r =
+        w.s.get(&format!("/Groups?filter=displayName%20eq%20%22{name}%22"))
+            .await;
+    r.body["Resources"][0]["id"].as_str().expect("the group").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,24 +340,9 @@ async fn policy_test_and_review_ask_as_an_agent() {
                "agentType": "Assistant", "subject": "0oa-pr-bot", "owners": [{"value": w.alice}]}),
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wf = dir.path().join("wf.yaml");
-    std::fs::write(&wf, "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  generateName: hello-\nspec:\n  entrypoint: main\n").expect("manifest");
     let policy_test = |agent: &str, ns: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
-            .args(["policy", "test", "-f"])
-            .arg(&wf)
-            .arg("--policy")
-            .arg(w.s.dir.path().join("policy.yaml"))
-            .arg("--data-dir")
-            .arg(w.s.dir.path())
-            .args(["--agent", agent, "-n", ns])
-            .output()
-            .expect("policy test");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-        )
+        let (code, out, err) = crate::support::policy_test(&w, &["--agent", agent, "-n", ns]);
+        (code, out + &err)
     };
     let (code, out) = policy_test("pr-bot", "ml-team");
     assert_eq!(code, 0, "{out}");
@@ -329,6 +356,8 @@ async fn policy_test_and_review_ask_as_an_agent() {
     let (code, out) = policy_test("nobody", "ml-team");
     assert!(code != 0 && out.contains("no agent named 'nobody'"), "{out}");
     // `review` sends what the API server would, with the agent's username.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = crate::support::hello_workflow(dir.path());
     let ca = w.s.dir.path().join("tls").join("ca.crt");
     let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
         .args(["review", "--url", &w.s.admission, "--ca"])
@@ -369,6 +398,14 @@ async fn an_entra_agent_user_acts_for_its_manager() {
     let wf = allowed(bot.create(&workflow("prod", "release", false)).await).object;
     assert_eq!(ann(&wf, "scimgate.io/submitted-by"), "deploy-agent@example.com");
     assert_eq!(ann(&wf, "scimgate.io/on-behalf-of"), "bob@example.com");
+    // Through the Argo Server's UI (its own account; the agent user's claims in the creator
+    // labels it writes): judged as the agent user all the same, not as a person — as a person
+    // it is in no group that may deploy.
+    let ui = argo_server(&w.api);
+    let as_bot = claims("deploy-agent-sub", "deploy-agent@example.com");
+    let via_ui = allowed(ui.submit(&as_bot, &workflow("prod", "release-ui", false)).await).object;
+    assert_eq!(ann(&via_ui, "scimgate.io/submitted-by"), "deploy-agent@example.com");
+    assert_eq!(ann(&via_ui, "scimgate.io/on-behalf-of"), "bob@example.com");
     // Bob leaves the deployers: the agent user may no longer deploy.
     let r =
         w.s.patch(
@@ -378,6 +415,8 @@ async fn an_entra_agent_user_acts_for_its_manager() {
         .await;
     assert!(r.status.is_success(), "{}", r.body);
     let why = refused(bot.create(&workflow("prod", "release-2", false)).await).message;
+    assert!(why.contains("bob@example.com may not"), "{why}");
+    let why = refused(ui.submit(&as_bot, &workflow("prod", "release-ui-2", false)).await).message;
     assert!(why.contains("bob@example.com may not"), "{why}");
     // Its manager removed: nobody to act for.
     let r =

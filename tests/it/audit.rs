@@ -83,6 +83,18 @@ fn query(s: &TestServer, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `scimgate audit query` as an auditor on another machine runs it: through the audit API, with a
+/// token of scope `audit` and the server's CA, not the data directory.
+fn query_api(s: &TestServer, token: &str, args: &[&str]) -> std::process::Output {
+    let url = format!("https://localhost:{}", s.scim_port());
+    Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["audit", "query", "--url", &url, "--token", token, "--ca"])
+        .arg(s.dir.path().join("tls/ca.crt"))
+        .args(args)
+        .output()
+        .expect("run")
+}
+
 fn ids(json: &str) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
     v.as_array()
@@ -295,21 +307,7 @@ async fn the_audit_api_needs_an_audit_token() {
         "an audit token may not use SCIM"
     );
     // The CLI against the API.
-    let port = s.scim_port();
-    let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
-        .args([
-            "audit",
-            "query",
-            "--url",
-            &format!("https://localhost:{port}"),
-            "--token",
-            &audit_token,
-            "--ca",
-        ])
-        .arg(s.dir.path().join("tls/ca.crt"))
-        .args(["--outcome", "denied", "-o", "json"])
-        .output()
-        .expect("run");
+    let out = query_api(&s, &audit_token, &["--outcome", "denied", "-o", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(ids(&String::from_utf8_lossy(&out.stdout)).len(), 6);
 }
@@ -377,23 +375,13 @@ async fn a_persons_query_shows_what_their_agents_did_for_them() {
             .1
     };
     let s = TestServer::start_in(dir, |_| {}).await;
-    let port = s.scim_port();
     let mut got = Vec::new();
     for _ in 0..100 {
-        let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
-            .args([
-                "audit",
-                "query",
-                "--url",
-                &format!("https://localhost:{port}"),
-                "--token",
-                &audit_token,
-                "--ca",
-            ])
-            .arg(s.dir.path().join("tls/ca.crt"))
-            .args(["--user", "alice@example.com", "-o", "json", "--limit", "1000"])
-            .output()
-            .expect("run");
+        let out = query_api(
+            &s,
+            &audit_token,
+            &["--user", "alice@example.com", "-o", "json", "--limit", "1000"],
+        );
         if out.status.success() {
             got = ids(&String::from_utf8_lossy(&out.stdout));
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");

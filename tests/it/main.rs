@@ -42,6 +42,7 @@ mod review;
 mod review2;
 mod scim_agents;
 mod scim_api;
+mod scim_client;
 mod store;
 mod support;
 mod sweep_bench;

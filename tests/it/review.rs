@@ -88,24 +88,9 @@ async fn review_plays_the_api_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_test_evaluates_offline_against_the_data_dir() {
     let w = World::new().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wf = dir.path().join("wf.yaml");
-    std::fs::write(&wf, "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  generateName: hello-\nspec:\n  entrypoint: main\n").expect("manifest");
     let run = |user: &str, ns: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_scimgate"))
-            .args(["policy", "test", "-f"])
-            .arg(&wf)
-            .arg("--policy")
-            .arg(w.s.dir.path().join("policy.yaml"))
-            .arg("--data-dir")
-            .arg(w.s.dir.path())
-            .args(["--user", user, "-n", ns])
-            .output()
-            .expect("policy test");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
+        let (code, out, _) = crate::support::policy_test(&w, &["--user", user, "-n", ns]);
+        (code, out)
     };
     let (code, out) = run("oidc:alice@example.com", "team-a");
     assert_eq!((code, out.starts_with("ALLOWED Workflow hello-")), (0, true), "{out}");

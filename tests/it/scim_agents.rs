@@ -6,7 +6,8 @@
 //! The draft examples are files under `tests/fixtures/agents/` (see its README for where each
 //! came from; those invalid as published are the minimal fixed copies, `*.fixed.json`).
 
-use crate::support::{enc, ops, postgres_db, until, TestServer, GROUP, USER};
+use crate::scim_client::{assert_error, columns, post_raw, strings};
+use crate::support::{enc, ops, postgres_db, until, Resp, TestServer, GROUP, USER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -35,19 +36,19 @@ fn draft_query(name: &str) -> String {
     format!("{}?{key}={}", path.trim_start_matches("/scim/v2"), enc(value))
 }
 
-async fn create_agent(s: &TestServer, body: Value) -> String {
+/// POSTs an agent that must be created; the response, to compare with what was sent.
+async fn post_agent(s: &TestServer, body: Value) -> Resp {
     let r = s.post("/Agents", body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    r.id()
+    r
+}
+
+async fn create_agent(s: &TestServer, body: Value) -> String {
+    post_agent(s, body).await.id()
 }
 
 fn names(list: &Value) -> Vec<String> {
-    list["Resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["name"].as_str().map(String::from))
-        .collect()
+    strings(&list["Resources"], "/name")
 }
 
 #[tokio::test]
@@ -56,8 +57,7 @@ async fn abbey_minimal_agent_round_trips() {
     // §5.1.4.1.1 is a representation as a server returns it; POSTed, its `id` and `meta` are
     // read-only and ours replace them.
     let draft = fixture("abbey-00-s5.1.4.1.1-minimal-agent.json");
-    let r = s.post("/Agents", draft.clone()).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = post_agent(&s, draft.clone()).await;
     assert_eq!(r.body["schemas"], draft["schemas"]);
     assert_eq!(r.body["name"], draft["name"]);
     assert_ne!(r.body["id"], draft["id"], "the server assigns ids");
@@ -80,8 +80,7 @@ async fn abbey_full_agent_round_trips() {
     let mut body = draft.clone();
     body["owners"][0]["value"] = json!(owner);
     body["parent"]["value"] = json!(parent);
-    let r = s.post("/Agents", body).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = post_agent(&s, body).await;
     let id = r.id();
     for key in [
         "schemas",
@@ -126,33 +125,20 @@ async fn abbey_full_agent_round_trips() {
     ] {
         assert_eq!(got.body[key], r.body[key], "{key}");
     }
-    let listed: Vec<(String, String, String)> = got.body["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|g| {
-            (
-                g["value"].as_str().unwrap_or_default().to_string(),
-                g["display"].as_str().unwrap_or_default().to_string(),
-                g["type"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let listed = columns(&got.body["groups"], ["/value", "/display", "/type"]);
     assert_eq!(listed.len(), 3, "{}", got.body);
     for (gid, display) in &groups {
         assert!(
-            listed.contains(&(gid.clone(), display.clone(), "direct".into())),
+            listed.contains(&[gid.clone(), display.clone(), "direct".into()]),
             "{display}"
         );
     }
     // The draft's spelling in §6.1, `specifiationUrl`, is taken as `specificationUrl`.
-    let typo = s
-        .post(
-            "/Agents",
-            json!({"schemas": [AGENT], "name": "typo", "protocols": [{"type": "MCP-Server", "specifiationUrl": "https://x/mcp"}]}),
-        )
-        .await;
-    assert_eq!(typo.status, StatusCode::CREATED, "{}", typo.body);
+    let typo = post_agent(
+        &s,
+        json!({"schemas": [AGENT], "name": "typo", "protocols": [{"type": "MCP-Server", "specifiationUrl": "https://x/mcp"}]}),
+    )
+    .await;
     assert_eq!(
         typo.body["protocols"],
         json!([{"type": "MCP-Server", "specificationUrl": "https://x/mcp"}])
@@ -191,10 +177,7 @@ async fn abbey_filter_examples_work_as_published_and_as_rfc_7644_spells_them() {
         .await;
     assert_eq!(r.body["totalResults"], 1);
     let r = s.get(&format!("/Agents?filter={}", enc("name eq 'unterminated"))).await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidFilter"))
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidFilter");
 }
 
 #[tokio::test]
@@ -208,25 +191,16 @@ async fn with_the_quirks_off_single_quotes_and_unknown_schemas_are_refused() {
     .expect("config");
     let s = TestServer::start_in(dir, move |a| a.config = Some(cfg)).await;
     let r = s.get(&draft_query("abbey-00-s5.1.2-filter-name.http")).await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidFilter"))
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidFilter");
     let r = s
         .post(
             "/Agents",
             json!({"schemas": [AGENT, "urn:example:agent-extension"], "name": "a"}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidValue"))
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidValue");
     let r = s.post("/Agents", json!({"schemas": [USER], "name": "a"})).await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidValue"))
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidValue");
 }
 
 #[tokio::test]
@@ -234,8 +208,7 @@ async fn wzdk_bodies_are_accepted_and_returned_in_one_form() {
     let s = TestServer::start().await;
     // wzdk-00's `agentUserName` is stored and returned as abbey-00's `name`.
     let request = fixture("wzdk-00-secondary-mcguinness-federation-A.1-request.json");
-    let r = s.post("/Agents", request.clone()).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = post_agent(&s, request.clone()).await;
     assert_eq!(r.body["name"], request["agentUserName"]);
     assert!(r.body.get("agentUserName").is_none(), "one canonical form: {}", r.body);
     for key in ["externalId", "displayName", "active"] {
@@ -246,12 +219,10 @@ async fn wzdk_bodies_are_accepted_and_returned_in_one_form() {
     let response = fixture("wzdk-00-secondary-mcguinness-federation-A.1-response.json");
     let mut other = response.clone();
     other["agentUserName"] = json!("another-agent");
-    let r2 = s.post("/Agents", other).await;
-    assert_eq!(r2.status, StatusCode::CREATED, "{}", r2.body);
+    let r2 = post_agent(&s, other).await;
     assert_eq!(r2.body["schemas"], json!([AGENT]));
     let provisioning = fixture("wzdk-00-secondary-mcguinness-workload-provisioning.json");
-    let r3 = s.post("/Agents", provisioning.clone()).await;
-    assert_eq!(r3.status, StatusCode::CREATED, "{}", r3.body);
+    let r3 = post_agent(&s, provisioning.clone()).await;
     assert_eq!(
         (&r3.body["name"], &r3.body["displayName"], &r3.body["active"]),
         (
@@ -292,18 +263,12 @@ async fn wzdk_bodies_are_accepted_and_returned_in_one_form() {
             json!({"schemas": [AGENT], "name": "a", "agentUserName": "b"}),
         )
         .await;
-    assert_eq!(
-        (both.status, both.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidValue"))
-    );
+    assert_error(&both, StatusCode::BAD_REQUEST, "invalidValue");
     // The unique name is one namespace whichever draft's word set it.
     let dup = s
         .post("/Agents", json!({"schemas": [AGENT], "name": "Analysis-Agent-8"}))
         .await;
-    assert_eq!(
-        (dup.status, dup.scim_type()),
-        (StatusCode::CONFLICT, Some("uniqueness"))
-    );
+    assert_error(&dup, StatusCode::CONFLICT, "uniqueness");
 }
 
 #[tokio::test]
@@ -395,19 +360,10 @@ async fn malformed_agents_get_rfc_7644_errors() {
         r.body
     );
     let r = s.post("/Agents", json!({"schemas": [AGENT], "name": "BOT"})).await;
-    assert_eq!((r.status, r.scim_type()), (StatusCode::CONFLICT, Some("uniqueness")));
+    assert_error(&r, StatusCode::CONFLICT, "uniqueness");
     assert_eq!(r.body["status"], "409");
-    let r = s
-        .send(
-            s.authed(Method::POST, "/Agents")
-                .header("content-type", "application/scim+json")
-                .body("{\"name\": "),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidSyntax"))
-    );
+    let r = post_raw(&s, "/Agents", "application/scim+json", "{\"name\": ").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidSyntax");
     // A parent loop, however long, is refused.
     let a = create_agent(&s, json!({"schemas": [AGENT], "name": "a"})).await;
     let b = create_agent(&s, json!({"schemas": [AGENT], "name": "b", "parent": {"value": a}})).await;
@@ -418,24 +374,14 @@ async fn malformed_agents_get_rfc_7644_errors() {
             ops(json!([{"op": "add", "path": "parent", "value": {"value": c}}])),
         )
         .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidValue")),
-        "{}",
-        r.body
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidValue");
     let r = s
         .patch(
             &format!("/Agents/{a}"),
             ops(json!([{"op": "add", "path": "parent.value", "value": a}])),
         )
         .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidValue")),
-        "{}",
-        r.body
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidValue");
     let r = s.get("/Agents/not-an-agent").await;
     assert_eq!((r.status, &r.body["status"]), (StatusCode::NOT_FOUND, &json!("404")));
     // Users and agents are different resources: an agent's id is no User.
@@ -455,19 +401,7 @@ async fn owners_are_patched_like_members() {
     )
     .await;
     let path = format!("/Agents/{id}");
-    let owners = |v: &Value| -> Vec<(String, String)> {
-        v["owners"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|o| {
-                (
-                    o["value"].as_str().unwrap_or_default().to_string(),
-                    o["type"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    };
+    let owners = |v: &Value| columns(&v["owners"], ["/value", "/type"]);
     // Entra-style capitalised op and `$ref: null`; a repeated owner is listed once.
     let r = s
         .patch(
@@ -478,10 +412,10 @@ async fn owners_are_patched_like_members() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(
         owners(&r.body),
-        vec![
-            (alice.clone(), "User".into()),
-            (team.clone(), "Group".into()),
-            (bob.clone(), "User".into())
+        [
+            [alice.as_str(), "User"],
+            [team.as_str(), "Group"],
+            [bob.as_str(), "User"]
         ]
     );
     assert_eq!(r.body["owners"][1]["$ref"], json!(format!("{}/Groups/{team}", s.base)));
@@ -492,10 +426,7 @@ async fn owners_are_patched_like_members() {
             ops(json!([{"op": "remove", "path": format!("owners[value eq \"{alice}\"]")}])),
         )
         .await;
-    assert_eq!(
-        owners(&r.body),
-        vec![(team.clone(), "Group".into()), (bob.clone(), "User".into())]
-    );
+    assert_eq!(owners(&r.body), [[team.as_str(), "Group"], [bob.as_str(), "User"]]);
     // A value filter in single quotes too (the same quirk as in filters).
     let r = s
         .patch(
@@ -503,7 +434,7 @@ async fn owners_are_patched_like_members() {
             ops(json!([{"op": "remove", "path": format!("owners[type eq 'User']")}])),
         )
         .await;
-    assert_eq!(owners(&r.body), vec![(team.clone(), "Group".into())], "{}", r.body);
+    assert_eq!(owners(&r.body), [[team.as_str(), "Group"]], "{}", r.body);
     // Entra's legacy remove form: only the listed ones.
     let r = s
         .patch(
@@ -512,7 +443,7 @@ async fn owners_are_patched_like_members() {
                        {"op": "Remove", "path": "owners", "value": [{"value": team}]}])),
         )
         .await;
-    assert_eq!(owners(&r.body), vec![(alice.clone(), "User".into())]);
+    assert_eq!(owners(&r.body), [[alice.as_str(), "User"]]);
     // An unknown owner fails the whole PATCH, which changes nothing.
     let before = s.get(&path).await;
     let r = s
@@ -522,10 +453,7 @@ async fn owners_are_patched_like_members() {
                        {"op": "add", "path": "owners", "value": [{"value": "ghost"}]}])),
         )
         .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidValue"))
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidValue");
     assert!(r.body["detail"].as_str().is_some_and(|d| d.contains("ghost")));
     let after = s.get(&path).await;
     assert_eq!(before.body, after.body);
@@ -536,7 +464,7 @@ async fn owners_are_patched_like_members() {
             ops(json!([{"op": "replace", "path": "owners", "value": [{"value": bob}]}])),
         )
         .await;
-    assert_eq!(owners(&r.body), vec![(bob.clone(), "User".into())]);
+    assert_eq!(owners(&r.body), [[bob.as_str(), "User"]]);
     let found = s
         .get(&format!(
             "/Agents?filter={}",
@@ -658,10 +586,7 @@ async fn agents_list_filter_sort_page_and_project() {
     let first = &r.body["Resources"][0];
     assert!(first.get("owners").is_none() && first.get("subject").is_none() && first.get("name").is_some());
     let r = s.get("/Agents?filter=bogus%20xx").await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidFilter"))
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidFilter");
     // POST /Agents/.search and the root /.search, which lists every resource type.
     let r = s
         .post(
@@ -678,12 +603,7 @@ async fn agents_list_filter_sort_page_and_project() {
         )
         .await;
     assert_eq!(r.body["totalResults"], 4, "{}", r.body);
-    let kinds: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["meta"]["resourceType"].as_str())
-        .collect();
+    let kinds = strings(&r.body["Resources"], "/meta/resourceType");
     assert_eq!(kinds, ["User", "Agent", "Agent", "Agent"]);
     let r = s
         .post(
@@ -780,12 +700,7 @@ async fn discovery_publishes_agents_as_abbey_00_describes() {
         assert_eq!(&r.body[key], value, "{key}");
     }
     let r = s.get("/ResourceTypes").await;
-    let ids: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["id"].as_str())
-        .collect();
+    let ids = strings(&r.body["Resources"], "/id");
     assert_eq!(ids, ["User", "Group", "Agent"]);
     // §5.2.1's AgenticApplication is not served: §4.1's `agenticApplicationsSupported: false`
     // says so, and nothing in the drafts' Agent discovery needs it.
@@ -878,19 +793,9 @@ async fn groups_may_have_agents_as_members() {
     );
     let nested = s.create_group("all-teams", &[&team]).await;
     let got = s.get(&format!("/Agents/{bot}")).await;
-    let groups: Vec<(&str, &str)> = got.body["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|g| {
-            (
-                g["value"].as_str().unwrap_or_default(),
-                g["type"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let groups = columns(&got.body["groups"], ["/value", "/type"]);
     assert!(
-        groups.contains(&(team.as_str(), "direct")) && groups.contains(&(nested.as_str(), "indirect")),
+        groups.contains(&[team.clone(), "direct".into()]) && groups.contains(&[nested.clone(), "indirect".into()]),
         "{groups:?}"
     );
     let found = s
@@ -969,12 +874,7 @@ async fn deleting_an_owner_leaves_the_agent_listing_it() {
             ops(json!([{"op": "add", "path": "owners", "value": [{"value": team}]}])),
         )
         .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidValue")),
-        "{}",
-        r.body
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidValue");
 }
 
 /// An agent written, then the server stopped and started on the same data (or, with
@@ -1042,10 +942,7 @@ async fn agents_replicate_and_survive_a_restart_on_postgres() {
     let dup = a
         .post("/Agents", json!({"schemas": [AGENT], "name": "Durable-Bot"}))
         .await;
-    assert_eq!(
-        (dup.status, dup.scim_type()),
-        (StatusCode::CONFLICT, Some("uniqueness"))
-    );
+    assert_error(&dup, StatusCode::CONFLICT, "uniqueness");
     a.stop().await;
     b.stop().await;
     let c = replica(url).await;

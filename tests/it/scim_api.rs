@@ -1,6 +1,7 @@
 //! The SCIM API over a real TLS listener: discovery, auth, CRUD, ETags, list features, errors.
 
-use crate::support::{enc, ops, TestServer, GROUP, USER};
+use crate::scim_client::{assert_error, columns, post_raw, strings};
+use crate::support::{enc, ops, Resp, TestServer, GROUP, USER};
 use reqwest::{Method, StatusCode, Version};
 use serde_json::{json, Value};
 
@@ -17,17 +18,14 @@ async fn discovery_endpoints_publish_what_we_support() {
     assert_eq!(r.body["bulk"]["maxPayloadSize"], 1024 * 1024);
     let r = s.get("/Schemas").await;
     assert_eq!(r.body["totalResults"], 4);
-    let ids: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["id"].as_str())
-        .collect();
-    assert!(
-        ids.contains(&USER)
-            && ids.contains(&GROUP)
-            && ids.contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
-    );
+    let ids = strings(&r.body["Resources"], "/id");
+    assert!([
+        USER,
+        GROUP,
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    ]
+    .iter()
+    .all(|want| ids.iter().any(|id| id == want)));
     let r = s.get(&format!("/Schemas/{USER}")).await;
     assert_eq!((r.status, r.body["name"].as_str()), (StatusCode::OK, Some("User")));
     let r = s.get("/ResourceTypes/User").await;
@@ -79,10 +77,7 @@ async fn create_get_and_etags() {
     let dup = s
         .post("/Users", json!({"schemas": [USER], "userName": "alice@example.COM"}))
         .await;
-    assert_eq!(
-        (dup.status, dup.scim_type()),
-        (StatusCode::CONFLICT, Some("uniqueness"))
-    );
+    assert_error(&dup, StatusCode::CONFLICT, "uniqueness");
     let same_ext = s
         .post(
             "/Users",
@@ -145,17 +140,8 @@ async fn create_get_and_etags() {
 #[tokio::test]
 async fn bad_input_gets_rfc_errors_and_writes_nothing() {
     let s = TestServer::start_with(|a| a.body_limit = Some(4096)).await;
-    let r = s
-        .send(
-            s.authed(Method::POST, "/Users")
-                .header("content-type", "application/scim+json")
-                .body("{\"userName\": "),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidSyntax"))
-    );
+    let r = post_raw(&s, "/Users", "application/scim+json", "{\"userName\": ").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidSyntax");
     let big = json!({"schemas": [USER], "userName": "x", "displayName": "y".repeat(5000)});
     let r = s.post("/Users", big).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -166,28 +152,16 @@ async fn bad_input_gets_rfc_errors_and_writes_nothing() {
             json!({"schemas": [USER], "userName": "x", "active": "perhaps"}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidValue"))
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidValue");
     let r = s
         .post("/Users", json!({"schemas": [USER], "displayName": "no userName"}))
         .await;
     assert_eq!(r.scim_type(), Some("invalidValue"));
     let r = s.get(&format!("/Users?filter={}", enc("userName eq"))).await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidFilter"))
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidFilter");
     let r = s.get("/Users?startIndex=abc").await;
     assert_eq!(r.scim_type(), Some("invalidValue"));
-    let r = s
-        .send(
-            s.authed(Method::POST, "/Users")
-                .header("content-type", "text/plain")
-                .body("{}"),
-        )
-        .await;
+    let r = post_raw(&s, "/Users", "text/plain", "{}").await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = s.get("/Nope").await;
     assert_eq!(
@@ -197,13 +171,7 @@ async fn bad_input_gets_rfc_errors_and_writes_nothing() {
     let r = s.get("/Me").await;
     assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
     // Plain application/json is accepted too.
-    let r = s
-        .send(
-            s.authed(Method::POST, "/Users")
-                .header("content-type", "application/json")
-                .body(json!({"userName": "ok"}).to_string()),
-        )
-        .await;
+    let r = post_raw(&s, "/Users", "application/json", &json!({"userName": "ok"}).to_string()).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let list = s.get("/Users").await;
     assert_eq!(list.body["totalResults"], 1, "only the valid user was written");
@@ -217,7 +185,7 @@ async fn patch_is_atomic_and_returns_the_resource() {
     let r = s
         .patch(&format!("/Users/{id}"), ops(json!([{"op": "replace", "path": "displayName", "value": "C"}, {"op": "remove", "path": "emails[type eq \"home\"]"}])))
         .await;
-    assert_eq!((r.status, r.scim_type()), (StatusCode::BAD_REQUEST, Some("noTarget")));
+    assert_error(&r, StatusCode::BAD_REQUEST, "noTarget");
     let after = s.get(&format!("/Users/{id}")).await;
     assert_eq!(before.body, after.body, "a failed PATCH changes nothing");
     let r = s
@@ -238,14 +206,7 @@ async fn list_paging_sorting_projection() {
         let r = s.post("/Users", json!({"schemas": [USER], "userName": name, "emails": [{"value": format!("{name}@corp.example"), "type": "work"}], "title": if name < "c" { "eng" } else { "ops" }})).await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
-    let names = |r: &crate::support::Resp| -> Vec<String> {
-        r.body["Resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|x| x["userName"].as_str().map(String::from))
-            .collect()
-    };
+    let names = |r: &Resp| strings(&r.body["Resources"], "/userName");
     let r = s.get("/Users?sortBy=userName&startIndex=2&count=2").await;
     assert_eq!(
         (
@@ -302,34 +263,15 @@ async fn nested_groups_member_checks_and_delete_cascade() {
     assert_eq!(r.body["members"][0]["type"], "Group");
     assert_eq!(r.body["members"][0]["$ref"], format!("{}/Groups/{ml}", s.base));
     let r = s.get(&format!("/Users/{alice}")).await;
-    let groups: Vec<(String, String)> = r.body["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|g| {
-            (
-                g["display"].as_str().unwrap_or_default().into(),
-                g["type"].as_str().unwrap_or_default().into(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        groups,
-        vec![
-            ("engineering".into(), "indirect".into()),
-            ("ml-engineers".into(), "direct".into())
-        ]
-    );
+    let groups = columns(&r.body["groups"], ["/display", "/type"]);
+    assert_eq!(groups, [["engineering", "indirect"], ["ml-engineers", "direct"]]);
     let r = s
         .post(
             "/Groups",
             json!({"schemas": [GROUP], "displayName": "ghosts", "members": [{"value": "no-such-id"}]}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::BAD_REQUEST, Some("invalidValue"))
-    );
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalidValue");
     let r = s
         .post("/Groups", json!({"schemas": [GROUP], "displayName": "ML-Engineers"}))
         .await;
@@ -366,13 +308,8 @@ async fn bulk_with_bulk_id_references() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let statuses: Vec<&str> = r.body["Operations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o["status"].as_str())
-        .collect();
-    assert_eq!(statuses, vec!["201", "201", "200", "409", "404"]);
+    let statuses = strings(&r.body["Operations"], "/status");
+    assert_eq!(statuses, ["201", "201", "200", "409", "404"]);
     let group = s
         .get(&format!("/Groups?filter={}", enc("displayName eq \"bulk-group\"")))
         .await;
@@ -527,24 +464,14 @@ async fn user_names_with_surrounding_whitespace_or_control_characters_are_refuse
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let results: Vec<(&str, &str)> = r.body["Operations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|o| {
-            (
-                o["status"].as_str().unwrap_or_default(),
-                o["response"]["scimType"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let results = columns(&r.body["Operations"], ["/status", "/response/scimType"]);
     assert_eq!(
         results,
-        vec![
-            ("400", "invalidValue"),
-            ("400", "invalidValue"),
-            ("400", "invalidValue"),
-            ("201", "")
+        [
+            ["400", "invalidValue"],
+            ["400", "invalidValue"],
+            ["400", "invalidValue"],
+            ["201", ""]
         ]
     );
 }
@@ -560,12 +487,7 @@ async fn user_name_uniqueness_and_filters_fold_ascii_case_only() {
     let r = s
         .post("/Users", json!({"schemas": [USER], "userName": "KATE@example.com"}))
         .await;
-    assert_eq!(
-        (r.status, r.scim_type()),
-        (StatusCode::CONFLICT, Some("uniqueness")),
-        "{}",
-        r.body
-    );
+    assert_error(&r, StatusCode::CONFLICT, "uniqueness");
     let kelvin = s
         .post(
             "/Users",
@@ -583,7 +505,7 @@ async fn user_name_uniqueness_and_filters_fold_ascii_case_only() {
             ops(json!([{"op": "replace", "path": "userName", "value": "Kate@Example.com"}])),
         )
         .await;
-    assert_eq!((r.status, r.scim_type()), (StatusCode::CONFLICT, Some("uniqueness")));
+    assert_error(&r, StatusCode::CONFLICT, "uniqueness");
     let r = s
         .patch(
             &format!("/Users/{kate}"),
@@ -592,14 +514,7 @@ async fn user_name_uniqueness_and_filters_fold_ascii_case_only() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
-    let ids = |r: &crate::support::Resp| -> Vec<String> {
-        r.body["Resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|u| u["id"].as_str().map(String::from))
-            .collect()
-    };
+    let ids = |r: &Resp| strings(&r.body["Resources"], "/id");
     for (filter, want) in [
         ("userName eq \"KATE@EXAMPLE.COM\"", vec![kate.clone()]),
         ("userName eq \"\u{212A}ate@example.com\"", vec![kelvin.clone()]),
@@ -618,7 +533,7 @@ async fn user_name_uniqueness_and_filters_fold_ascii_case_only() {
     let r = s
         .post("/Groups", json!({"schemas": [GROUP], "displayName": "KUBE-builders"}))
         .await;
-    assert_eq!((r.status, r.scim_type()), (StatusCode::CONFLICT, Some("uniqueness")));
+    assert_error(&r, StatusCode::CONFLICT, "uniqueness");
     let r = s
         .post(
             "/Groups",

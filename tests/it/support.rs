@@ -10,6 +10,7 @@ use scimgate::app::{self, Listeners, Server};
 use scimgate::cli::ServeArgs;
 use scimgate::config::Config;
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
@@ -434,6 +435,35 @@ impl World {
     pub async fn decisions(&self, n: usize) -> Vec<scimgate::audit::DecisionRecord> {
         self.s.decisions(n).await
     }
+}
+
+/// A Workflow manifest with a generated name, written into `dir`: its path.
+pub fn hello_workflow(dir: &Path) -> PathBuf {
+    let wf = dir.join("wf.yaml");
+    std::fs::write(&wf, "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  generateName: hello-\nspec:\n  entrypoint: main\n").expect("manifest");
+    wf
+}
+
+/// `scimgate policy test` of a Workflow with a generated name, offline against the World's policy
+/// and data dir, with `args` (who asks, and where): its exit code, standard output and error.
+pub fn policy_test(w: &World, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = hello_workflow(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["policy", "test", "-f"])
+        .arg(&wf)
+        .arg("--policy")
+        .arg(w.s.dir.path().join("policy.yaml"))
+        .arg("--data-dir")
+        .arg(w.s.dir.path())
+        .args(args)
+        .output()
+        .expect("policy test");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 /// The stamp verified as `scimgate audit verify` does: every stamp valid, and by whom.
